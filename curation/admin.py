@@ -1,0 +1,34 @@
+from django.contrib import admin
+
+from curation.models import Dataset, Image, Job, LabelChange, WorkerHeartbeat
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("name", "format", "source", "created_at")
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ("path", "dataset", "split", "original_label", "label", "status", "version")
+    list_filter = ("dataset", "split", "status", "label")
+    search_fields = ("path",)
+    readonly_fields = [f.name for f in Image._meta.fields]  # labels change only through services
+
+
+@admin.register(LabelChange)
+class LabelChangeAdmin(admin.ModelAdmin):
+    list_display = ("image", "action", "old_label", "new_label", "user", "created_at")
+    readonly_fields = [f.name for f in LabelChange._meta.fields]
+
+
+@admin.register(Job)
+class JobAdmin(admin.ModelAdmin):
+    list_display = ("id", "kind", "status", "progress", "attempts", "message", "created_at")
+    list_filter = ("status", "kind")
+    readonly_fields = [f.name for f in Job._meta.fields]
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    list_display = ("name", "queues", "pid", "last_seen")

@@ -1,0 +1,29 @@
+"""The job kinds: a plain dict from kind name to its handler, queue and parameter validator.
+
+Handlers take a JobContext and return a JSON-serialisable result. Handlers that need torch import it inside the
+function, so that web processes, which import this registry, never import torch.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+from curation.importers.job import import_dataset_job, validate_import_params
+from curation.jobs.errors import JobParamsError
+
+
+@dataclass(frozen=True)
+class JobKind:
+    handler: Callable
+    validate: Callable
+    queue: str = "cpu"  # "gpu" for training and generation once those land
+
+
+JOB_KINDS = {
+    "import_dataset": JobKind(handler=import_dataset_job, validate=validate_import_params, queue="cpu"),
+}
+
+
+def get_kind(kind):
+    try:
+        return JOB_KINDS[kind]
+    except KeyError:
+        raise JobParamsError(f"unknown job kind {kind!r}; known kinds: {', '.join(sorted(JOB_KINDS))}") from None

@@ -1,0 +1,106 @@
+"""Writes to the Job table: enqueue, cancel, and the reaper."""
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from curation.jobs.registry import get_kind
+from curation.models import Job, WorkerHeartbeat
+
+log = logging.getLogger(__name__)
+
+
+def _send(job_id, queue):
+    # Imported here: the task module imports this one.
+    from curation.tasks import run_job
+
+    try:
+        run_job.apply_async(args=[job_id], queue=queue)
+    except Exception:  # broker down: the job stays queued and the reaper sends it again later
+        log.exception("could not send job %s to queue %s; the reaper will retry", job_id, queue)
+
+
+def job_enqueue(*, kind, params, user=None, send=True):
+    """Validate params for `kind`, create a queued Job, and send it to its queue once the transaction commits.
+
+    Raises JobParamsError with a message naming the bad parameter.
+    """
+    job_kind = get_kind(kind)
+    clean = job_kind.validate(dict(params or {}))
+    with transaction.atomic():
+        job = Job.objects.create(
+            kind=kind,
+            params=clean,
+            queue=job_kind.queue,
+            max_attempts=settings.JOB_MAX_ATTEMPTS,
+            created_by=user if user is not None and user.is_authenticated else None,
+            queued_at=timezone.now(),
+            message="queued",
+        )
+        if send:
+            transaction.on_commit(lambda: _send(job.pk, job.queue))
+    return job
+
+
+def job_cancel(*, job_id):
+    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next check."""
+    now = timezone.now()
+    with transaction.atomic():
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
+            cancel_requested=True, status=Job.Status.CANCELLED, message="cancelled before it started", finished_at=now
+        )
+        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+            cancel_requested=True, message="cancelling"
+        )
+    return Job.objects.get(pk=job_id)
+
+
+def jobs_reap(*, now=None):
+    """Re-queue running jobs whose heartbeat went stale (their worker died), until their attempts run out.
+
+    Safe to run from several workers at once: every transition is a conditional update, and only the process
+    whose update matched sends the message. Returns (requeued ids, failed ids).
+    """
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    requeued, failed = [], []
+    stale = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=stale_before)
+    for job in stale.only("pk", "attempts", "max_attempts", "cancel_requested", "worker", "queue"):
+        mine = Job.objects.filter(
+            pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts, heartbeat_at__lt=stale_before
+        )
+        silence = f"worker {job.worker or '?'} stopped responding during attempt {job.attempts}"
+        if job.cancel_requested:
+            mine.update(status=Job.Status.CANCELLED, message=f"cancelled ({silence})", finished_at=now)
+        elif job.attempts >= job.max_attempts:
+            if mine.update(
+                status=Job.Status.FAILED,
+                message=f"gave up after {job.attempts} attempts",
+                error=f"{silence}; gave up after {job.attempts} of {job.max_attempts} attempts",
+                finished_at=now,
+            ):
+                failed.append(job.pk)
+        else:
+            with transaction.atomic():
+                if mine.update(status=Job.Status.QUEUED, queued_at=now, message=f"re-queued: {silence}"):
+                    requeued.append(job.pk)
+                    transaction.on_commit(lambda pk=job.pk, q=job.queue: _send(pk, q))
+    resend_before = now - timedelta(seconds=settings.JOB_RESEND_QUEUED_AFTER_SECONDS)
+    for job in Job.objects.filter(status=Job.Status.QUEUED, queued_at__lt=resend_before).only("pk", "queue"):
+        if Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED, queued_at__lt=resend_before).update(queued_at=now):
+            _send(job.pk, job.queue)
+    if requeued or failed:
+        log.warning("reaper: re-queued jobs %s, failed jobs %s", requeued, failed)
+    return requeued, failed
+
+
+def worker_beat(*, name, queues, pid, started_at):
+    WorkerHeartbeat.objects.update_or_create(
+        name=name, defaults={"queues": ",".join(queues), "pid": pid, "started_at": started_at, "last_seen": timezone.now()}
+    )
+
+
+def worker_gone(*, name):
+    WorkerHeartbeat.objects.filter(name=name).delete()

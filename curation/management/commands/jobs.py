@@ -1,0 +1,24 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.jobs.services import job_cancel
+from curation.models import Job
+
+
+class Command(BaseCommand):
+    help = "List recent jobs, or cancel one with --cancel ID."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--cancel", type=int, metavar="ID")
+        parser.add_argument("--limit", type=int, default=20)
+
+    def handle(self, *args, **options):
+        if options["cancel"]:
+            if not Job.objects.filter(pk=options["cancel"]).exists():
+                raise CommandError(f"no job {options['cancel']}")
+            job = job_cancel(job_id=options["cancel"])
+            self.stdout.write(f"job {job.pk}: {job.status} ({job.message})")
+            return
+        for job in Job.objects.order_by("-id")[: options["limit"]]:
+            self.stdout.write(
+                f"{job.pk:>6} {job.kind:<16} {job.status:<10} {job.progress * 100:5.1f}% attempts={job.attempts} {job.message}"
+            )

@@ -1,0 +1,162 @@
+"""Data model. Labels and job state change only through services (curation/services.py, curation/jobs/)."""
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+
+from curation.labels import CLASSES
+
+LABEL_CHOICES = [(code, name) for code, name in enumerate(CLASSES)]
+
+dataset_name_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
+    "A dataset name is 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit.",
+)
+
+
+class Dataset(models.Model):
+    class Format(models.TextChoices):
+        AFFECTNET = "affectnet"
+        FER2013 = "fer2013"
+        IMAGEFOLDER = "imagefolder"
+        CSV = "csv"
+
+    name = models.CharField(max_length=100, unique=True, validators=[dataset_name_validator])
+    format = models.CharField(max_length=20, choices=Format.choices)
+    source = models.CharField(max_length=1000, help_text="Where the files were imported from.")
+    # Carved splits are drawn with this seed once, then frozen on the Image rows.
+    split_seed = models.PositiveIntegerField(default=0)
+    test_fraction = models.FloatField(default=0.15)
+    val_fraction = models.FloatField(default=0.1)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+
+class Image(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train"
+        VAL = "val"
+        TEST = "test"
+
+    class Status(models.TextChoices):
+        UNREVIEWED = "unreviewed"
+        CONFIRMED = "confirmed"
+        RELABELLED = "relabelled"
+        EXCLUDED = "excluded"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    path = models.CharField(max_length=500, help_text="Path relative to the dataset root, as the owner knows it.")
+    file = models.CharField(max_length=600, help_text="Stored copy, relative to MEDIA_ROOT.")
+    content_hash = models.CharField(max_length=64, help_text="SHA-256 of the file's bytes.")
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    split = models.CharField(max_length=5, choices=Split.choices)
+    original_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNREVIEWED)
+    # Optimistic locking: every label decision must name the version it saw.
+    version = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "path"], name="image_unique_path"),
+            models.UniqueConstraint(fields=["dataset", "content_hash"], name="image_unique_content"),
+        ]
+        indexes = [
+            models.Index(fields=["dataset", "split", "label"]),
+            models.Index(fields=["dataset", "status"]),
+        ]
+
+    def __str__(self):
+        return f"{self.dataset_id}:{self.path}"
+
+
+class LabelChange(models.Model):
+    """Append-only audit of every label decision. Rows are never updated or deleted."""
+
+    class Action(models.TextChoices):
+        CONFIRM = "confirm"
+        RELABEL = "relabel"
+        EXCLUDE = "exclude"
+        UNDO = "undo"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="label_changes")
+    old_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    new_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    old_status = models.CharField(max_length=12, choices=Image.Status.choices)
+    new_status = models.CharField(max_length=12, choices=Image.Status.choices)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise RuntimeError("LabelChange rows are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise RuntimeError("LabelChange rows are append-only")
+
+
+class Job(models.Model):
+    """One unit of background work. This row, not Celery's result backend, is what the UI, API and CLI read."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kind = models.CharField(max_length=40)
+    params = models.JSONField(default=dict)
+    queue = models.CharField(max_length=20, default="cpu")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.FloatField(default=0.0)
+    message = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveIntegerField(default=0, help_text="Attempts started, including the running one.")
+    max_attempts = models.PositiveIntegerField(default=3)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    # What a job has durably done so far, written in the same transaction as the work it describes, so that a
+    # re-run after a crash resumes instead of repeating it.
+    state = models.JSONField(default=dict)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid that runs the current attempt")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"job {self.pk} {self.kind} {self.status}"
+
+    @property
+    def is_finished(self):
+        return self.status in self.FINISHED
+
+
+class WorkerHeartbeat(models.Model):
+    """A live worker process says so here every few seconds; commands use it to tell whether anyone will run a job."""
+
+    name = models.CharField(max_length=200, unique=True)
+    queues = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    started_at = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)

@@ -1,0 +1,179 @@
+"""Settings shared by every environment. Everything that differs between machines comes from the environment.
+
+Embedded default (nothing set): SQLite in WAL mode with immediate transactions under FER_DATA_DIR, and Kombu's
+filesystem broker in FER_DATA_DIR/broker, so one machine runs the web server and a worker with no server installed.
+Scaled: DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://... run the same code on PostgreSQL and Redis.
+"""
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+
+def env_bool(name, default=False):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
+
+
+def env_list(name, default=""):
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_int(name, default):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not an integer") from None
+
+
+# Everything the product writes (SQLite database, media, broker folder, checkpoints) lives under one folder.
+DATA_DIR = Path(os.environ.get("FER_DATA_DIR", BASE_DIR / "var")).resolve()
+MEDIA_ROOT = Path(os.environ.get("FER_MEDIA_ROOT", DATA_DIR / "media")).resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+MEDIA_URL = "/media/"
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(os.environ.get("FER_STATIC_ROOT", BASE_DIR / "staticfiles"))
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "rest_framework",
+    "curation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "fer_site.urls"
+WSGI_APPLICATION = "fer_site.wsgi.application"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- Database -------------------------------------------------------------------------------------------------
+SQLITE_OPTIONS = {
+    # Immediate transactions take the write lock at BEGIN, so two writers queue on busy_timeout instead of
+    # failing with "database is locked" when one upgrades a read transaction to a write.
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
+}
+
+if os.environ.get("DATABASE_URL"):
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60, conn_health_checks=True)}
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "db.sqlite3")}}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
+    # Tests that start a worker process need a database file both processes can open, not ":memory:".
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
+
+# --- Jobs and Celery ------------------------------------------------------------------------------------------
+# The Job table is the truth; these numbers tell the reaper when a running job's worker is gone.
+JOB_HEARTBEAT_SECONDS = float(os.environ.get("FER_JOB_HEARTBEAT_SECONDS", "2"))
+JOB_STALE_AFTER_SECONDS = float(os.environ.get("FER_JOB_STALE_AFTER_SECONDS", "60"))
+JOB_REAP_INTERVAL_SECONDS = float(os.environ.get("FER_JOB_REAP_INTERVAL_SECONDS", "10"))
+JOB_MAX_ATTEMPTS = env_int("FER_JOB_MAX_ATTEMPTS", 3)
+# A queued job whose message may have been lost (a worker killed between taking and claiming it) is sent again
+# after this long; a duplicate message is harmless because a job is claimed with a conditional update.
+JOB_RESEND_QUEUED_AFTER_SECONDS = float(os.environ.get("FER_JOB_RESEND_QUEUED_AFTER_SECONDS", "900"))
+WORKER_SEEN_WITHIN_SECONDS = float(os.environ.get("FER_WORKER_SEEN_WITHIN_SECONDS", "30"))
+# Longest job we expect (full-size CycleGAN on a GPU); the broker must not redeliver an unacked job before then.
+JOB_VISIBILITY_TIMEOUT_SECONDS = env_int("FER_JOB_VISIBILITY_TIMEOUT_SECONDS", 48 * 3600)
+
+BROKER_DIR = DATA_DIR / "broker"
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+        "store_processed": False,
+        "polling_interval": 0.5,
+    }
+    for _folder in ("queue", "control", "processed"):
+        (BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": JOB_VISIBILITY_TIMEOUT_SECONDS}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "cpu"
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = False
+
+# --- Import limits --------------------------------------------------------------------------------------------
+IMPORT_MAX_PIXELS = env_int("FER_IMPORT_MAX_PIXELS", 40_000_000)
+IMPORT_MAX_FILE_BYTES = env_int("FER_IMPORT_MAX_FILE_BYTES", 50 * 1024 * 1024)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("FER_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
