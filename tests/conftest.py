@@ -1,0 +1,154 @@
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.factories import UserFactory
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_configure(config):
+    """On CI the suite must run against the real services; a missing one is an error, not a skip."""
+    if os.environ.get("CI", "").lower() != "true":
+        return
+    db, broker = os.environ.get("DATABASE_URL", ""), os.environ.get("CELERY_BROKER_URL", "")
+    if not db.startswith(("postgres://", "postgresql://")) or not broker.startswith("redis://"):
+        raise pytest.UsageError(
+            f"CI=true needs DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://... (got {db!r}, {broker!r})"
+        )
+    import psycopg
+    import redis
+
+    try:
+        psycopg.connect(db.replace("postgresql://", "postgres://"), connect_timeout=5).close()
+        redis.Redis.from_url(broker, socket_connect_timeout=5).ping()
+    except Exception as exc:
+        raise pytest.UsageError(f"CI=true but a service is unreachable: {exc}") from exc
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_broker():
+    """Drop messages a previous run left in the test broker, so they cannot run jobs of this run."""
+    from fer_site.celery import app
+
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        shutil.rmtree(settings.BROKER_DIR / "queue", ignore_errors=True)
+        (settings.BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
+    else:
+        with app.connection_for_write() as conn:
+            for queue in ("cpu", "gpu"):
+                try:
+                    conn.default_channel.queue_purge(queue)
+                except Exception:
+                    pass
+
+
+@pytest.fixture(autouse=True)
+def _media_root(tmp_path, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory(username="reviewer")
+
+
+def worker_database_url():
+    """A URL that points a worker process at the database this test run uses (the test database)."""
+    s = connection.settings_dict
+    if s["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] or ""
+    if s["PASSWORD"]:
+        auth += f":{s['PASSWORD']}"
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+class WorkerProcess:
+    """A real `celery worker` process in its own process group, logging to a file."""
+
+    def __init__(self, *, env, log_path, name):
+        self.name = name
+        self.log_path = log_path
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "fer_site", "worker", "-Q", "cpu,gpu", "-c", "1",
+            "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
+        ]
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def log(self):
+        return Path(self.log_path).read_text(errors="replace")
+
+    def wait_ready(self, is_ready, timeout=90):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            if is_ready():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"worker not ready after {timeout} s:\n{self.log()[-4000:]}")
+
+    def kill(self):
+        """SIGKILL the whole process group: the worker and its pool children die with no chance to clean up."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def start_worker(transactional_db, tmp_path, settings):
+    """Start real Celery worker processes on this run's broker and test database; stopped at the end."""
+    from curation.models import WorkerHeartbeat
+
+    workers = []
+
+    def start():
+        name = f"test-{uuid.uuid4().hex[:8]}@%h"
+        env = dict(os.environ)
+        env.update(
+            DJANGO_SETTINGS_MODULE="fer_site.settings.test",
+            DATABASE_URL=worker_database_url(),
+            FER_MEDIA_ROOT=str(settings.MEDIA_ROOT),
+            FER_DATA_DIR=str(settings.DATA_DIR),
+        )
+        w = WorkerProcess(env=env, log_path=tmp_path / f"worker-{len(workers)}.log", name=name)
+        workers.append(w)
+        prefix = name.split("@")[0] + "@"
+        w.wait_ready(lambda: WorkerHeartbeat.objects.filter(name__startswith=prefix).exists())
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()
+
+
+def wait_for(predicate, *, timeout, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

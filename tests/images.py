@@ -1,0 +1,30 @@
+"""Small helpers that write real image files for tests."""
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def write_png(path, *, seed, size=32):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def write_imagefolder(root, counts, *, size=32, seed=0):
+    """counts: {label: n} or {split: {label: n}}; returns the number of files written."""
+    root = Path(root)
+    n = 0
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            for label, k in value.items():
+                for i in range(k):
+                    write_png(root / key / label / f"{i:05d}.png", seed=seed * 1_000_003 + n, size=size)
+                    n += 1
+        else:
+            for i in range(value):
+                write_png(root / key / f"{i:05d}.png", seed=seed * 1_000_003 + n, size=size)
+                n += 1
+    return n
