@@ -29,7 +29,7 @@ def pytest_configure(config):
     import redis
 
     try:
-        psycopg.connect(db.replace("postgresql://", "postgres://"), connect_timeout=5).close()
+        psycopg.connect(db.replace("postgresql://", "postgres://"), dbname="postgres", connect_timeout=5).close()
         redis.Redis.from_url(broker, socket_connect_timeout=5).ping()
     except Exception as exc:
         raise pytest.UsageError(f"CI=true but a service is unreachable: {exc}") from exc

@@ -1,4 +1,5 @@
 """Small helpers that write real image files for tests."""
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -28,3 +29,26 @@ def write_imagefolder(root, counts, *, size=32, seed=0):
                 write_png(root / key / f"{i:05d}.png", seed=seed * 1_000_003 + n, size=size)
                 n += 1
     return n
+
+
+def image_bytes(*, seed, size=32, format="PNG"):
+    """The encoded bytes of a random RGB image (distinct content per seed)."""
+    rng = np.random.default_rng(seed)
+    buf = BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format=format)
+    return buf.getvalue()
+
+
+def write_bytes(path, data):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def write_bomb_png(path, side=10_000):
+    """A decompression bomb: a few KB on disk, side*side pixels (100 M by default) once decoded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("1", (side, side)).save(path, format="PNG")
+    return path

@@ -67,11 +67,11 @@ def carve_splits(candidates, *, has_test, has_val, test_fraction, val_fraction, 
         pool = [c for c in candidates if c.label == label and c.split in (None, "train")]
         order = rng.permutation(len(pool))
         pool = [pool[i] for i in order]
-        n_test = int(round(test_fraction * len(pool))) if carve_test else 0
+        n_test = int(np.floor(test_fraction * len(pool) + 0.5)) if carve_test else 0
         for c in pool[:n_test]:
             c.split = "test"
         rest = pool[n_test:]
-        n_val = int(round(val_fraction * len(pool))) if carve_val else 0
+        n_val = int(np.floor(val_fraction * len(pool) + 0.5)) if carve_val else 0
         for c in rest[:n_val]:
             c.split = "val"
     for c in candidates:
@@ -93,16 +93,6 @@ def _store(dataset_name, rel, data):
 
 def import_dataset_job(ctx):
     p = ctx.params
-    dataset, _ = Dataset.objects.get_or_create(
-        name=p["name"],
-        defaults={
-            "format": p["format"],
-            "source": p["path"],
-            "split_seed": p["seed"],
-            "test_fraction": p["test_fraction"],
-            "val_fraction": p["val_fraction"],
-        },
-    )
     ctx.progress(0.0, "scanning", force=True)
     candidates, problems, skips = [], [], Counter()
     try:
@@ -117,6 +107,18 @@ def import_dataset_job(ctx):
                 ctx.progress(0.0, f"scanning: {len(candidates)} files found")
     except ImportSourceError as exc:
         raise JobParamsError(str(exc)) from None
+    # Created only once the source scanned as this format, so a failed import leaves no empty dataset behind
+    # (which would also tie the name to the wrong format).
+    dataset, _ = Dataset.objects.get_or_create(
+        name=p["name"],
+        defaults={
+            "format": p["format"],
+            "source": p["path"],
+            "split_seed": p["seed"],
+            "test_fraction": p["test_fraction"],
+            "val_fraction": p["val_fraction"],
+        },
+    )
     carved = carve_splits(
         candidates,
         has_test=dataset.images.filter(split="test").exists(),
@@ -149,9 +151,9 @@ def import_dataset_job(ctx):
                 problem(c.path, exc.reason, exc.detail)
                 continue
             checked.append((c, img))
-        existing_by_hash = dict(
-            dataset.images.filter(content_hash__in=[img.sha256 for _, img in checked]).values_list("content_hash", "path")
-        )
+        existing = dataset.images.filter(content_hash__in=[img.sha256 for _, img in checked])
+        existing_by_hash = dict(existing.values_list("content_hash", "path"))
+        existing_label = dict(existing.values_list("content_hash", "original_label"))
         existing_by_path = dict(
             dataset.images.filter(path__in=[c.path for c, _ in checked]).values_list("path", "content_hash")
         )
@@ -159,6 +161,9 @@ def import_dataset_job(ctx):
         for c, img in checked:
             if existing_by_hash.get(img.sha256) == c.path:
                 counts["already_present"] += 1
+                if existing_label[img.sha256] != c.label:
+                    # Re-import changes nothing stored; label changes go through review, so say what was ignored.
+                    counts["already_present_other_label"] += 1
             elif c.path in existing_by_path:
                 problem(c.path, "changed_since_import", "a different file was imported from this path before; kept the earlier one")
             elif img.sha256 in existing_by_hash or img.sha256 in seen_hash:
@@ -206,6 +211,7 @@ def import_dataset_job(ctx):
         "added": counts["added"],
         "added_by_split": {s: counts[f"added_{s}"] for s in ("train", "val", "test")},
         "already_present": counts["already_present"],
+        "already_present_other_label": counts["already_present_other_label"],
         "skipped_not_emotion": dict(skips),
         "bad_count": sum(bad_counts.values()),
         "bad_counts": dict(bad_counts),

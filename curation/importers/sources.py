@@ -96,7 +96,7 @@ def scan_fer2013(path):
         path = path / "fer2013.csv"
     if not path.is_file():
         raise ImportSourceError(f"{path} does not exist: give the FER2013 CSV or a folder holding fer2013.csv")
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = {"emotion", "pixels"} - set(reader.fieldnames or [])
         if missing:
@@ -171,7 +171,7 @@ def scan_csv(manifest):
     if not manifest.is_file():
         raise ImportSourceError(f"{manifest} is not a file: give the CSV manifest (path,label[,split])")
     root = manifest.parent
-    with open(manifest, newline="") as fh:
+    with open(manifest, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = {"path", "label"} - set(reader.fieldnames or [])
         if missing:
@@ -180,7 +180,7 @@ def scan_csv(manifest):
         for number, row in enumerate(reader, start=2):
             rows.append((number, row))
     for number, row in sorted(rows, key=lambda r: (r[1]["path"] or "")):
-        rel = (row["path"] or "").strip()
+        rel = (row["path"] or "").strip().replace("\\", "/")  # manifests written on Windows
         if not rel:
             yield Problem(f"<line {number}>", "missing_file", f"line {number} has an empty path")
             continue

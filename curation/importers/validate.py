@@ -9,7 +9,8 @@ from pathlib import Path, PurePosixPath
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-ALLOWED_FORMATS = {"JPEG", "PNG", "BMP", "WEBP"}
+# MPO is how Pillow names a JPEG with a multi-picture extension (most phone cameras).
+ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "WEBP"}
 
 
 class BadFile(Exception):
@@ -58,6 +59,8 @@ def read_image(path=None, *, data=None, max_bytes, max_pixels):
         data = path.read_bytes()
     if len(data) == 0:
         raise BadFile("not_image", "empty file")
+    # Let our own limit, not Pillow's default, decide what is too big.
+    PILImage.MAX_IMAGE_PIXELS = max_pixels
     with warnings.catch_warnings():
         # A decompression bomb is an error here, not a warning.
         warnings.simplefilter("error", PILImage.DecompressionBombWarning)

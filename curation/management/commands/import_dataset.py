@@ -33,6 +33,9 @@ class Command(JobCommand):
         out(f"  files found:        {r['files_found']}")
         out(f"  added:              {r['added']} (train {r['added_by_split']['train']}, val {r['added_by_split']['val']}, test {r['added_by_split']['test']})")
         out(f"  already present:    {r['already_present']}")
+        if r.get("already_present_other_label"):
+            out(f"    of which {r['already_present_other_label']} now carry another label in the source: kept the "
+                f"stored label (change labels through review)")
         for reason, n in sorted(r["skipped_not_emotion"].items()):
             out(f"  skipped ({reason}): {n} (AffectNet code that is not an emotion)")
         out(f"  bad files:          {r['bad_count']}")

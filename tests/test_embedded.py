@@ -1,0 +1,82 @@
+"""The embedded default end to end, in separate processes as a user runs it: SQLite (WAL) and the filesystem broker,
+`manage.py` commands and a `celery worker`, with no DATABASE_URL or CELERY_BROKER_URL set."""
+import os
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO, WorkerProcess, wait_for
+from tests.images import write_imagefolder
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
+
+
+@pytest.fixture
+def embedded(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
+    env.update(
+        DJANGO_SETTINGS_MODULE="fer_site.settings.dev",
+        FER_DATA_DIR=str(tmp_path / "data"),
+        FER_JOB_HEARTBEAT_SECONDS="0.5",
+        FER_JOB_STALE_AFTER_SECONDS="4",
+        FER_JOB_REAP_INTERVAL_SECONDS="1",
+        FER_WORKER_SEEN_WITHIN_SECONDS="6",
+    )
+    db = tmp_path / "data" / "db.sqlite3"
+    workers = []
+
+    def manage(*args, timeout=300):
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def query(sql, *params):
+        with sqlite3.connect(db, timeout=30) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def start_worker():
+        w = WorkerProcess(env=env, log_path=tmp_path / f"worker-{len(workers)}.log", name=f"emb{len(workers)}@%h")
+        workers.append(w)
+        w.wait_ready(lambda: query("SELECT count(*) FROM curation_workerheartbeat WHERE name LIKE ?",
+                                   f"emb{len(workers) - 1}@%")[0][0] > 0)
+        return w
+
+    migrate = manage("migrate", "--noinput")
+    assert migrate.returncode == 0, migrate.stderr
+    assert query("PRAGMA journal_mode")[0][0] == "wal"
+    yield manage, query, start_worker
+    for w in workers:
+        w.stop()
+
+
+def test_embedded_import_through_worker(embedded, tmp_path):
+    manage, query, start_worker = embedded
+    n = write_imagefolder(tmp_path / "faces", {"happy": 10, "sad": 10, "fear": 10})
+    start_worker()
+    done = manage("import_dataset", str(tmp_path / "faces"), "--format", "imagefolder", "--name", "faces")
+    assert done.returncode == 0, done.stderr
+    assert f"added:              {n}" in done.stdout
+    assert query("SELECT count(*) FROM curation_image")[0][0] == n
+    assert query("SELECT status, attempts FROM curation_job") == [("succeeded", 1)]
+
+
+def test_embedded_worker_killed_mid_job_reruns_it_once(embedded, tmp_path):
+    manage, query, start_worker = embedded
+    total = write_imagefolder(tmp_path / "faces", {"happy": 1200, "sad": 1200}, size=48)
+    first = start_worker()
+    queued = manage("import_dataset", str(tmp_path / "faces"), "--format", "imagefolder", "--name", "big", "--no-wait")
+    assert queued.returncode == 0, queued.stderr
+    job_id = int(queued.stdout.strip())
+    wait_for(lambda: query("SELECT count(*) FROM curation_image")[0][0] >= 128, timeout=120, what="first batches")
+    first.kill()
+    assert query("SELECT status FROM curation_job WHERE id = ?", job_id) == [("running",)]
+    assert query("SELECT count(*) FROM curation_image")[0][0] < total, "the job ended before the kill"
+
+    second = start_worker()
+    wait_for(lambda: query("SELECT status FROM curation_job WHERE id = ?", job_id)[0][0] == "succeeded",
+             timeout=180, interval=0.3, what="the re-run")
+    assert query("SELECT attempts FROM curation_job WHERE id = ?", job_id) == [(2,)]
+    assert query("SELECT count(*), count(DISTINCT path) FROM curation_image") == [(total, total)]
+    assert "attempt 2 ended: succeeded" in second.log()
+    assert "ended:" not in first.log()
