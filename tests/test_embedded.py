@@ -1,9 +1,11 @@
 """The embedded default end to end, in separate processes as a user runs it: SQLite (WAL) and the filesystem broker,
 `manage.py` commands and a `celery worker`, with no DATABASE_URL or CELERY_BROKER_URL set."""
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +82,69 @@ def test_embedded_worker_killed_mid_job_reruns_it_once(embedded, tmp_path):
     assert query("SELECT count(*), count(DISTINCT path) FROM curation_image") == [(total, total)]
     assert "attempt 2 ended: succeeded" in second.log()
     assert "ended:" not in first.log()
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_demo_serves_the_site_with_a_worker_and_stops_on_ctrl_c(tmp_path):
+    """`make demo` runs `manage.py demo`: it must serve the site, import the demo data on its worker, print a
+    login, and stop both processes on Ctrl-C."""
+    import re
+    import signal
+    import urllib.request
+    from http.cookiejar import CookieJar
+    from urllib.parse import urlencode
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL"}}
+    env.update(DJANGO_SETTINGS_MODULE="fer_site.settings.dev", FER_DATA_DIR=str(tmp_path / "data"))
+    log = open(tmp_path / "demo.log", "w+")
+    demo = subprocess.Popen([sys.executable, "manage.py", "demo", "--addr", f"127.0.0.1:{port}"], cwd=REPO, env=env,
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        def health():
+            try:
+                return json.loads(urllib.request.urlopen(f"{base}/healthz", timeout=2).read())
+            except OSError:
+                return None
+
+        wait_for(lambda: (health() or {}).get("workers") == 1, timeout=120, interval=0.5, what="web server and worker")
+        db = tmp_path / "data" / "db.sqlite3"
+        wait_for(lambda: sqlite3.connect(db).execute("SELECT status FROM curation_job").fetchall() == [("succeeded",)],
+                 timeout=120, interval=0.5, what="the demo import")
+
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        page = opener.open(f"{base}/login/").read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        log.seek(0)
+        assert "reviewer login: reviewer / reviewer" in log.read()
+        home = opener.open(f"{base}/login/", data=urlencode(
+            {"username": "reviewer", "password": "reviewer", "csrfmiddlewaretoken": token, "next": "/"}).encode()).read().decode()
+        assert "<td>demo</td>" in home and "<td>128</td>" in home  # 8 classes x 16 placeholder faces
+        # demo, web server, worker and its pool child
+        assert len(_processes_with_env(f"FER_DATA_DIR={tmp_path / 'data'}".encode())) >= 4
+    finally:
+        demo.send_signal(signal.SIGINT)
+        demo.wait(timeout=60)
+    assert demo.returncode == 0
+    wait_for(lambda: health() is None, timeout=30, what="the web server to stop")
+    marker = f"FER_DATA_DIR={tmp_path / 'data'}".encode()
+    wait_for(lambda: not _processes_with_env(marker), timeout=30, what="the worker and web server to exit")
+
+
+def _processes_with_env(marker):
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:
+            pass
+    return found

@@ -1,0 +1,1 @@
+"""Emotion classifier: pure PyTorch + numpy, no Django (models, tensor cache, training loop, metrics, plots)."""
