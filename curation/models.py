@@ -58,6 +58,10 @@ class Image(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNREVIEWED)
     # Optimistic locking: every label decision must name the version it saw.
     version = models.PositiveIntegerField(default=1)
+    # Summary scores written by scoring jobs (the per-generator rows behind them come with scoring).
+    ambiguity = models.FloatField(null=True, blank=True, help_text="Highest SSIM against a CycleGAN transformation.")
+    suspicion = models.FloatField(null=True, blank=True, help_text="Fused score that orders the review queue.")
+    flagged = models.BooleanField(default=False, help_text="Flagged ambiguous by scoring.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -104,6 +108,72 @@ class LabelChange(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("LabelChange rows are append-only")
+
+
+class Run(models.Model):
+    """One classifier training run: what it trained on (snapshot), how it went (per epoch), how it scored on the
+    dataset's frozen test split, and where its checkpoint, plots and out-of-fold probabilities are."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="runs")
+    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
+    arch = models.CharField(max_length=20)
+    config = models.JSONField(default=dict)
+    reduced = models.BooleanField(default=False)
+    augmented = models.BooleanField(default=False)
+    folds = models.PositiveSmallIntegerField(default=0, help_text="K of the out-of-fold predictions; 0 = none.")
+    # The exact (image, label) pairs trained on: a CSV under the run's folder and its SHA-256.
+    snapshot_hash = models.CharField(max_length=64, blank=True)
+    snapshot_file = models.CharField(max_length=300, blank=True)
+    selection = models.JSONField(default=dict, help_text="Counts: train, val, test, dropped, relabelled, generated.")
+    # SHA-256 of the test split's (image id, label) pairs: equal for every run of a dataset.
+    test_split_hash = models.CharField(max_length=64, blank=True)
+    history = models.JSONField(default=list, help_text="Per-epoch train/val loss and accuracy.")
+    best_epoch = models.PositiveIntegerField(default=0)
+    test_metrics = models.JSONField(null=True, blank=True)
+    checkpoint = models.CharField(max_length=300, blank=True)
+    oof_file = models.CharField(max_length=300, blank=True)
+    plots = models.JSONField(default=dict)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"run {self.pk} {self.arch} on {self.dataset_id}"
+
+
+class GanModel(models.Model):
+    """A CycleGAN between two emotions of a dataset: G maps source -> target, F maps target -> source."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="gans")
+    source_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    target_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    config = models.JSONField(default=dict)
+    epoch = models.PositiveIntegerField(default=0)
+    losses = models.JSONField(default=list)
+    checkpoint = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class GeneratedImage(models.Model):
+    """An image a CycleGAN generator made from a train-split image; used by augmented retraining."""
+
+    gan = models.ForeignKey(GanModel, on_delete=models.CASCADE, related_name="generated")
+    source_image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="generated")
+    target_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    file = models.CharField(max_length=600, help_text="Relative to MEDIA_ROOT.")
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
 
 
 class Job(models.Model):

@@ -6,6 +6,7 @@ function, so that web processes, which import this registry, never import torch.
 from dataclasses import dataclass
 from typing import Callable
 
+from curation.classifier.job import train_classifier_job, validate_train_params
 from curation.importers.job import import_dataset_job, validate_import_params
 from curation.jobs.errors import JobParamsError
 
@@ -14,11 +15,12 @@ from curation.jobs.errors import JobParamsError
 class JobKind:
     handler: Callable
     validate: Callable
-    queue: str = "cpu"  # "gpu" for training and generation once those land
+    queue: str = "cpu"  # "gpu": training, generation and scoring (GPU workers; the embedded worker takes both)
 
 
 JOB_KINDS = {
     "import_dataset": JobKind(handler=import_dataset_job, validate=validate_import_params, queue="cpu"),
+    "train_classifier": JobKind(handler=train_classifier_job, validate=validate_train_params, queue="gpu"),
 }
 
 

@@ -1,0 +1,241 @@
+"""The classifier training job: select, decode once, optionally K out-of-fold models, then the final model,
+evaluated on the dataset's frozen test split. Resumable: every epoch's checkpoint is saved under the run's folder
+and a re-run continues from the last one; finished folds are not trained again."""
+import csv
+import io
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from curation.classifier.arrays import load_arrays
+from curation.classifier.selection import Item, Selection, select_training_data
+from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
+from curation.labels import CLASSES, CODE
+from curation.models import Dataset, GeneratedImage, Image, Run
+
+log = logging.getLogger(__name__)
+
+DEFAULTS = {"arch": "seed_cnn", "size": 64, "epochs": 30, "batch_size": 128, "folds": 0, "seed": 0,
+            "reduced": False, "augmented": False, "lr": 2e-3, "patience": 5}
+
+
+def resolve_dataset(name):
+    if name:
+        dataset = Dataset.objects.filter(name=name).first()
+        if dataset is None:
+            known = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none yet"
+            raise JobParamsError(f"no dataset {name!r} (datasets: {known})")
+        return dataset
+    names = list(Dataset.objects.values_list("name", flat=True)[:2])
+    if len(names) != 1:
+        raise JobParamsError("give --dataset NAME" + (" (there are several datasets)" if names else " (no dataset yet)"))
+    return Dataset.objects.get(name=names[0])
+
+
+def validate_train_params(params):
+    from training.config import TrainConfig
+
+    clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+    unknown = set(clean) - set(DEFAULTS) - {"dataset"}
+    if unknown:
+        raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    clean["dataset"] = resolve_dataset(clean.get("dataset")).name
+    for key in ("size", "epochs", "batch_size", "folds", "seed", "patience"):
+        try:
+            clean[key] = int(clean[key])
+        except (TypeError, ValueError):
+            raise JobParamsError(f"{key} must be an integer, not {clean[key]!r}") from None
+    clean["reduced"], clean["augmented"] = bool(clean["reduced"]), bool(clean["augmented"])
+    if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
+        raise JobParamsError(f"folds must be 0 (none) or 2-10, not {clean['folds']}")
+    try:
+        _config(clean).validate()
+    except ValueError as exc:
+        raise JobParamsError(str(exc)) from None
+    if clean["augmented"] and not GeneratedImage.objects.filter(gan__dataset__name=clean["dataset"]).exists():
+        raise JobParamsError(f"--augmented: dataset {clean['dataset']!r} has no generated images yet; "
+                             f"run generate_images first")
+    if not Image.objects.filter(dataset__name=clean["dataset"], split=Image.Split.TRAIN).exists():
+        raise JobParamsError(f"dataset {clean['dataset']!r} has no train-split images")
+    return clean
+
+
+def _config(p):
+    from training.config import TrainConfig
+
+    return TrainConfig(arch=p["arch"], size=p["size"], epochs=p["epochs"], batch_size=p["batch_size"],
+                       seed=p["seed"], lr=float(p["lr"]), early_stopping_patience=p["patience"],
+                       num_classes=len(CLASSES))
+
+
+def _run_dir(run):
+    return Path(settings.MEDIA_ROOT) / "runs" / str(run.pk)
+
+
+def _rel(path):
+    return Path(path).relative_to(settings.MEDIA_ROOT).as_posix()
+
+
+def _atomic_torch_save(obj, path):
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _load(path):
+    import torch
+
+    if not path.exists():
+        return None
+    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    log.info("resuming %s from epoch %s", path.name, checkpoint["epoch"])
+    return checkpoint
+
+
+def selection_from_snapshot(text):
+    """Rebuild a run's exact selection from its snapshot CSV (labels as recorded, not as they are now)."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    image_ids = [int(r["id"]) for r in rows if r["source"] == "image"]
+    gen_ids = [int(r["id"]) for r in rows if r["source"] == "generated"]
+    images = {i["id"]: i for i in Image.objects.filter(id__in=image_ids).values("id", "file", "content_hash")}
+    gens = {g["id"]: g for g in GeneratedImage.objects.filter(id__in=gen_ids).values("id", "file", "content_hash")}
+    sel = Selection()
+    for r in rows:
+        source = images if r["source"] == "image" else gens
+        found = source[int(r["id"])]
+        getattr(sel, r["split"]).append(
+            Item(r["source"], int(r["id"]), found["file"], found["content_hash"], CODE[r["label"]], r["path"]))
+    return sel
+
+
+def _start_run(ctx, dataset, p, cfg):
+    sel = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"])
+    with transaction.atomic():
+        run = Run.objects.create(
+            dataset=dataset, job_id=ctx.job_id, arch=cfg.arch, config=cfg.to_dict(), reduced=p["reduced"],
+            augmented=p["augmented"], folds=p["folds"], snapshot_hash=sel.snapshot_hash(),
+            selection=sel.counts, test_split_hash=sel.test_split_hash(),
+        )
+        snapshot = _run_dir(run) / "snapshot.csv"
+        snapshot.parent.mkdir(parents=True, exist_ok=True)
+        snapshot.write_text(sel.snapshot_csv())
+        Run.objects.filter(pk=run.pk).update(snapshot_file=_rel(snapshot))
+        ctx.save_state({"run_id": run.pk, "folds_done": []})
+    return Run.objects.get(pk=run.pk)
+
+
+def train_classifier_job(ctx):
+    from training.config import TrainConfig
+
+    p = ctx.params
+    dataset = Dataset.objects.get(name=p["dataset"])
+    cfg = _config(p)
+    run = Run.objects.get(pk=ctx.state["run_id"]) if ctx.state.get("run_id") else _start_run(ctx, dataset, p, cfg)
+    cfg = TrainConfig.from_dict(run.config)
+    try:
+        result = _train(ctx, run, cfg)
+    except (JobCancelled, JobLost) as exc:
+        status = Run.Status.CANCELLED if isinstance(exc, JobCancelled) else None
+        if status:
+            Run.objects.filter(pk=run.pk).update(status=status, finished_at=timezone.now())
+        raise
+    except Exception as exc:
+        Run.objects.filter(pk=run.pk).update(status=Run.Status.FAILED, error=str(exc), finished_at=timezone.now())
+        raise
+    return result
+
+
+def _train(ctx, run, cfg):
+    from training.engine import best_weights_checkpoint, fit, pick_device, predict_proba, to_device_u8
+
+    sel = selection_from_snapshot((Path(settings.MEDIA_ROOT) / run.snapshot_file).read_text())
+    device = pick_device()
+    ctx.progress(0.0, f"decoding {len(sel.train) + len(sel.val) + len(sel.test)} images at {cfg.size} px", force=True)
+    x_train, y_train = load_arrays(sel.train, cfg.size)
+    x_val, y_val = load_arrays(sel.val, cfg.size)
+    x_test, y_test = load_arrays(sel.test, cfg.size)
+    run_dir = _run_dir(run)
+    fits = run.folds + 1
+
+    def hooks(unit, label, checkpoint_path, history_to_run=False):
+        def on_step(epoch, step, steps):
+            done = unit + ((epoch - 1) + step / steps) / cfg.epochs
+            ctx.progress(done / fits, f"{label}: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
+
+        def on_epoch(checkpoint):
+            _atomic_torch_save(checkpoint, checkpoint_path)
+            if history_to_run:
+                Run.objects.filter(pk=run.pk).update(history=checkpoint["history"])
+            last = checkpoint["history"][-1]
+            ctx.progress((unit + checkpoint["epoch"] / cfg.epochs) / fits,
+                         f"{label}: epoch {checkpoint['epoch']} val acc {last['val_acc']:.3f}", force=True)
+
+        return on_step, on_epoch
+
+    if run.folds:
+        from sklearn.model_selection import StratifiedKFold
+
+        folds = StratifiedKFold(run.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(y_train)), y_train)
+        for k, (fit_idx, held_idx) in enumerate(folds):
+            out = run_dir / f"oof_fold{k}.npz"
+            if k in ctx.state.get("folds_done", []) and out.exists():
+                continue
+            ckpt = run_dir / f"fold{k}_last.pt"
+            on_step, on_epoch = hooks(k, f"fold {k + 1}/{run.folds}", ckpt)
+            result = fit(cfg, x_train[fit_idx], y_train[fit_idx], x_val, y_val, device=device,
+                         resume=_load(ckpt), on_epoch=on_epoch, on_step=on_step)
+            probs = predict_proba(result.model, to_device_u8(x_train[held_idx], device), batch_size=256, device=device)
+            np.savez(out, index=held_idx, probs=probs)
+            with transaction.atomic():
+                ctx.save_state({**ctx.state, "folds_done": sorted({*ctx.state.get("folds_done", []), k})})
+            ckpt.unlink(missing_ok=True)
+        oof = np.zeros((len(y_train), cfg.num_classes), dtype=np.float32)
+        for k in range(run.folds):
+            with np.load(run_dir / f"oof_fold{k}.npz") as part:
+                oof[part["index"]] = part["probs"]
+        is_image = np.array([i.kind == "image" for i in sel.train])
+        np.savez(run_dir / "oof.npz", ids=np.array([i.id for i in sel.train])[is_image], labels=y_train[is_image],
+                 probs=oof[is_image])
+        Run.objects.filter(pk=run.pk).update(oof_file=_rel(run_dir / "oof.npz"))
+
+    last = run_dir / "final_last.pt"
+    on_step, on_epoch = hooks(run.folds, "final model", last, history_to_run=True)
+    result = fit(cfg, x_train, y_train, x_val, y_val, device=device, resume=_load(last),
+                 on_epoch=on_epoch, on_step=on_step)
+    ctx.progress(0.99, "evaluating on the test split", force=True)
+    probs = predict_proba(result.model, to_device_u8(x_test, device), batch_size=256, device=device)
+    metrics = _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg)
+    _atomic_torch_save(best_weights_checkpoint(cfg, result), run_dir / "model.pt")
+    last.unlink(missing_ok=True)
+    Run.objects.filter(pk=run.pk).update(
+        status=Run.Status.SUCCEEDED, history=result.history, best_epoch=result.best_epoch, test_metrics=metrics,
+        checkpoint=_rel(run_dir / "model.pt"), finished_at=timezone.now(),
+    )
+    return {"run": run.pk, "dataset": run.dataset.name, "arch": cfg.arch, "test_accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"], "best_epoch": result.best_epoch, "selection": run.selection,
+            "oof": bool(run.folds)}
+
+
+def _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg):
+    from training import plots
+    from training.metrics import classification_report
+
+    metrics = classification_report(y_test, probs.argmax(1) if len(probs) else np.array([], int), cfg.num_classes)
+    names = list(CLASSES)
+    pick = np.sort(np.random.default_rng(0).permutation(len(y_test))[:24])  # a fixed spread of test faces
+    files = {
+        "history": plots.plot_history(result.history, run_dir / "history.png"),
+        "confusion": plots.plot_confusion(metrics["confusion"], names, run_dir / "confusion.png"),
+        "per_class": plots.plot_per_class(metrics["precision"], metrics["recall"], names, run_dir / "per_class.png"),
+        "examples": plots.plot_examples(x_test[pick], y_test[pick], probs[pick], names, run_dir / "examples.png"),
+    }
+    Run.objects.filter(pk=run.pk).update(plots={k: _rel(v) for k, v in files.items()})
+    return metrics

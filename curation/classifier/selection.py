@@ -1,0 +1,94 @@
+"""What a classifier run trains, validates and tests on.
+
+- Baseline (neither switch): every train and val image with its original label.
+- Reduced: train images with their current labels (relabels applied), minus excluded images and minus images
+  flagged ambiguous that no reviewer confirmed or relabelled.
+- Augmented: adds generated images from train-split sources (not excluded) labelled with their target emotion.
+
+The val and test splits are the same for every run of a dataset: all their images with their original labels.
+No filter, relabel or generated image touches them, so runs are compared on identical sets.
+"""
+import csv
+import hashlib
+import io
+from dataclasses import dataclass, field
+
+from curation.labels import CLASSES
+from curation.models import GeneratedImage, Image
+
+
+@dataclass
+class Item:
+    kind: str  # "image" or "generated"
+    id: int
+    file: str  # relative to MEDIA_ROOT
+    content_hash: str
+    label: int
+    path: str  # what a person recognises: the image's dataset path, or the generated file
+
+
+@dataclass
+class Selection:
+    train: list = field(default_factory=list)
+    val: list = field(default_factory=list)
+    test: list = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+
+    def snapshot_csv(self):
+        """The exact (split, source, id, path, label) rows of this selection, in a stable order."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["split", "source", "id", "path", "label"])
+        for split in ("train", "val", "test"):
+            for item in sorted(getattr(self, split), key=lambda i: (i.kind, i.id)):
+                writer.writerow([split, item.kind, item.id, item.path, CLASSES[item.label]])
+        return buf.getvalue()
+
+    def snapshot_hash(self):
+        return hashlib.sha256(self.snapshot_csv().encode()).hexdigest()
+
+    def test_split_hash(self):
+        rows = sorted((i.id, i.label) for i in self.test)
+        return hashlib.sha256(repr(rows).encode()).hexdigest()
+
+
+def _item(row, label):
+    return Item("image", row["id"], row["file"], row["content_hash"], label, row["path"])
+
+
+def select_training_data(*, dataset, reduced=False, augmented=False):
+    fields = ("id", "file", "content_hash", "path", "split", "original_label", "label", "status", "flagged")
+    sel = Selection()
+    dropped_excluded = dropped_flagged = relabelled = 0
+    for row in Image.objects.filter(dataset=dataset).order_by("id").values(*fields).iterator():
+        if row["split"] != Image.Split.TRAIN:
+            getattr(sel, row["split"]).append(_item(row, row["original_label"]))
+            continue
+        if not reduced:
+            sel.train.append(_item(row, row["original_label"]))
+            continue
+        if row["status"] == Image.Status.EXCLUDED:
+            dropped_excluded += 1
+            continue
+        if row["flagged"] and row["status"] == Image.Status.UNREVIEWED:
+            dropped_flagged += 1
+            continue
+        relabelled += row["label"] != row["original_label"]
+        sel.train.append(_item(row, row["label"]))
+    generated = 0
+    if augmented:
+        rows = (
+            GeneratedImage.objects.filter(gan__dataset=dataset, source_image__split=Image.Split.TRAIN)
+            .exclude(source_image__status=Image.Status.EXCLUDED)
+            .order_by("id")
+            .values("id", "file", "content_hash", "target_label")
+        )
+        for g in rows.iterator():
+            sel.train.append(Item("generated", g["id"], g["file"], g["content_hash"], g["target_label"], g["file"]))
+            generated += 1
+    sel.counts = {
+        "train": len(sel.train), "val": len(sel.val), "test": len(sel.test),
+        "dropped_excluded": dropped_excluded, "dropped_flagged_unconfirmed": dropped_flagged,
+        "relabelled": relabelled, "generated": generated,
+    }
+    return sel

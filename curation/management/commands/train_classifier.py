@@ -1,0 +1,52 @@
+from curation.labels import CLASSES
+from curation.management.jobcommand import JobCommand
+from curation.models import Run
+
+
+class Command(JobCommand):
+    help = "Train the emotion classifier on a dataset; evaluated on the dataset's frozen test split."
+    job_kind = "train_classifier"
+
+    def add_job_arguments(self, parser):
+        parser.add_argument("--dataset", help="dataset name (may be left out where only one exists)")
+        parser.add_argument("--arch", choices=["seed_cnn", "resnet18", "small_cnn"], help="default seed_cnn")
+        parser.add_argument("--size", type=int, help="image size in px (default 64)")
+        parser.add_argument("--epochs", type=int, help="maximum epochs (default 30; early stopping on val loss)")
+        parser.add_argument("--batch-size", type=int)
+        parser.add_argument("--lr", type=float)
+        parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--reduced", action="store_true", help="drop excluded and unconfirmed flagged images, apply relabels")
+        parser.add_argument("--augmented", action="store_true", help="add generated images from train-split sources")
+
+    def job_params(self, options):
+        keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed")
+        params = {k: options[k] for k in keys if options.get(k) is not None}
+        params.update(reduced=options["reduced"], augmented=options["augmented"])
+        return params
+
+    def report(self, job):
+        if not job.result:
+            return
+        run = Run.objects.get(pk=job.result["run"])
+        print_run(self.stdout.write, run)
+
+
+def print_run(out, run):
+    m = run.test_metrics
+    kind = "+".join(k for k, on in (("reduced", run.reduced), ("augmented", run.augmented)) if on) or "baseline"
+    out(f"run {run.pk} ({kind}, {run.arch}) on {run.dataset.name}: best epoch {run.best_epoch}, "
+        f"trained on {run.selection['train']} images (snapshot {run.snapshot_hash[:12]})")
+    out(f"  test accuracy {m['accuracy']:.4f}   macro F1 {m['macro_f1']:.4f}   on {run.selection['test']} test images")
+    previous = (Run.objects.filter(dataset=run.dataset, status=Run.Status.SUCCEEDED, pk__lt=run.pk)
+                .exclude(test_metrics=None).first())
+    if previous:
+        same = "same test split" if previous.test_split_hash == run.test_split_hash else "DIFFERENT test split"
+        out(f"  vs run {previous.pk}: accuracy {m['accuracy'] - previous.test_metrics['accuracy']:+.4f}, "
+            f"macro F1 {m['macro_f1'] - previous.test_metrics['macro_f1']:+.4f} ({same})")
+    out("  per class      precision recall")
+    for name, p, r in zip(CLASSES, m["precision"], m["recall"]):
+        out(f"  {name:<12} {p:9.3f} {r:6.3f}")
+    if run.folds:
+        out(f"  out-of-fold probabilities ({run.folds} folds): {run.oof_file}")
+    out(f"  plots: {', '.join(run.plots.values())}")

@@ -1,0 +1,63 @@
+"""Training configuration: one dataclass, stored with every run so it can be reproduced."""
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "seed_cnn"  # key of training.models.ARCHITECTURES
+    size: int = 64  # images are square, size x size RGB
+    num_classes: int = 8
+    epochs: int = 30
+    batch_size: int = 128
+    optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9, nesterov)
+    lr: float = 2e-3  # peak learning rate of the one-cycle schedule
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"  # "onecycle" or "constant"
+    label_smoothing: float = 0.05
+    class_balance: str = "weights"  # "weights": balanced class weights in the loss; "none"
+    augment: bool = True  # flip, small affine, colour jitter, on tensors, training batches only
+    early_stopping_patience: int = 5  # epochs without a better validation loss before stopping; 0 disables
+    seed: int = 0
+    deterministic: bool = False  # torch.use_deterministic_algorithms; slower on GPU
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    channels_last: bool = True
+    num_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def validate(self):
+        from training.models import ARCHITECTURES
+
+        problems = []
+        if self.arch not in ARCHITECTURES:
+            problems.append(f"arch must be one of {', '.join(ARCHITECTURES)}, not {self.arch!r}")
+        if not 16 <= self.size <= 256:
+            problems.append(f"size must be 16-256 px, not {self.size}")
+        elif self.arch == "seed_cnn" and self.size < 60:
+            problems.append(f"seed_cnn's valid convolutions need at least 60 px, not {self.size} (use resnet18)")
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, not {self.epochs}")
+        if self.batch_size < 2:
+            problems.append(f"batch_size must be >= 2, not {self.batch_size}")
+        if self.optimizer not in ("adamw", "sgd"):
+            problems.append(f"optimizer must be adamw or sgd, not {self.optimizer!r}")
+        if self.schedule not in ("onecycle", "constant"):
+            problems.append(f"schedule must be onecycle or constant, not {self.schedule!r}")
+        if self.class_balance not in ("weights", "none"):
+            problems.append(f"class_balance must be weights or none, not {self.class_balance!r}")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0, not {self.lr}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
