@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from curation.models import Dataset, Image, Job, LabelChange, WorkerHeartbeat
+from curation.models import Dataset, Image, Job, LabelChange, ReviewSkip, WorkerHeartbeat
 
 
 @admin.register(Dataset)
@@ -18,8 +18,14 @@ class ImageAdmin(admin.ModelAdmin):
 
 @admin.register(LabelChange)
 class LabelChangeAdmin(admin.ModelAdmin):
-    list_display = ("image", "action", "old_label", "new_label", "user", "created_at")
+    list_display = ("image", "action", "old_label", "new_label", "user", "seconds_spent", "created_at")
     readonly_fields = [f.name for f in LabelChange._meta.fields]
+
+
+@admin.register(ReviewSkip)
+class ReviewSkipAdmin(admin.ModelAdmin):
+    list_display = ("image", "user", "seconds_spent", "created_at")
+    readonly_fields = [f.name for f in ReviewSkip._meta.fields]
 
 
 @admin.register(Job)

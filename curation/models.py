@@ -62,6 +62,17 @@ class Image(models.Model):
     ambiguity = models.FloatField(null=True, blank=True, help_text="Highest SSIM against a CycleGAN transformation.")
     suspicion = models.FloatField(null=True, blank=True, help_text="Fused score that orders the review queue.")
     flagged = models.BooleanField(default=False, help_text="Flagged ambiguous by scoring.")
+    # The last decision that stands (set by image_label_change, restored by undo), on the row itself so that the
+    # export needs no join to the audit table.
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="reviewed_images"
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    # Review lease (curation/review/services.py): a claim that has expired is free for anyone to take.
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="claimed_images"
+    )
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -73,6 +84,9 @@ class Image(models.Model):
         indexes = [
             models.Index(fields=["dataset", "split", "label"]),
             models.Index(fields=["dataset", "status"]),
+            # The review queue's order (most suspicious first, then id) read straight off the index; scored and
+            # unscored images are queried apart because neither SQLite nor a plain index orders NULLs last.
+            models.Index(fields=["dataset", "status", "-suspicion", "id"], name="image_review_queue"),
         ]
 
     def __str__(self):
@@ -96,10 +110,13 @@ class LabelChange(models.Model):
     action = models.CharField(max_length=10, choices=Action.choices)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
     note = models.TextField(blank=True)
+    # Time the reviewer spent on the decision, as the client measured it (None: not measured).
+    seconds_spent = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["user", "-id"], name="labelchange_user_recent")]
 
     def save(self, *args, **kwargs):
         if self.pk is not None:
@@ -108,6 +125,19 @@ class LabelChange(models.Model):
 
     def delete(self, *args, **kwargs):
         raise RuntimeError("LabelChange rows are append-only")
+
+
+class ReviewSkip(models.Model):
+    """A reviewer passed over an image without deciding. Kept as data: the image is not offered to that reviewer
+    again, and skips show which images people find hard."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="skips")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_skips")
+    seconds_spent = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "image"], name="reviewskip_user_image")]
 
 
 class Run(models.Model):

@@ -1,7 +1,9 @@
 """Reads for pages and the API."""
-from django.db.models import Count, Q
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Prefetch, Q
 
-from curation.models import Dataset, Image, Job
+from curation.labels import CLASSES
+from curation.models import Dataset, Image, Job, LabelChange, Run
 
 
 def dataset_summaries():
@@ -14,5 +16,105 @@ def dataset_summaries():
     ).order_by("name")
 
 
+def dataset_get(*, name):
+    """Raises Dataset.DoesNotExist."""
+    return Dataset.objects.get(name=name)
+
+
+def dataset_counts(*, dataset):
+    """Image counts of a dataset by split, current label (canonical names, every class listed) and status."""
+    counts = {
+        "split": {s: 0 for s in Image.Split.values},
+        "label": {name: 0 for name in CLASSES},
+        "status": {s: 0 for s in Image.Status.values},
+    }
+    rows = Image.objects.filter(dataset=dataset).values_list("split", "label", "status").annotate(n=Count("id"))
+    for split, label, status, n in rows.order_by():
+        counts["split"][split] += n
+        counts["label"][CLASSES[label]] += n
+        counts["status"][status] += n
+    counts["total"] = sum(counts["status"].values())
+    return counts
+
+
+def images_list(*, dataset=None, split=None, label=None, original_label=None, status=None, flagged=None,
+                min_suspicion=None):
+    """Images filtered by any of the given values (labels as codes, dataset by name), by id."""
+    qs = Image.objects.select_related("dataset", "reviewed_by")
+    if dataset:
+        qs = qs.filter(dataset__name=dataset)
+    if split:
+        qs = qs.filter(split=split)
+    if label is not None:
+        qs = qs.filter(label=label)
+    if original_label is not None:
+        qs = qs.filter(original_label=original_label)
+    if status:
+        qs = qs.filter(status=status)
+    if flagged is not None:
+        qs = qs.filter(flagged=flagged)
+    if min_suspicion is not None:
+        qs = qs.filter(suspicion__gte=min_suspicion)
+    return qs.order_by("id")
+
+
+def image_get(*, image_id):
+    """Raises Image.DoesNotExist."""
+    return Image.objects.select_related("dataset", "reviewed_by").get(pk=image_id)
+
+
+def image_detail(*, image_id):
+    """One image with its label history (oldest first). Raises Image.DoesNotExist."""
+    history = LabelChange.objects.select_related("user").order_by("id")
+    return (Image.objects.select_related("dataset", "reviewed_by")
+            .prefetch_related(Prefetch("label_changes", queryset=history)).get(pk=image_id))
+
+
+def dataset_export_rows(*, dataset, status=None, exclude_excluded=False, chunk_size=2000):
+    """(path, split, original_label, label, status, ambiguity, suspicion, reviewed_by_id, reviewed_at) per image,
+    streamed from the database in chunks (a server-side cursor on PostgreSQL), never loaded whole."""
+    qs = Image.objects.filter(dataset=dataset)
+    if status:
+        qs = qs.filter(status=status)
+    if exclude_excluded:
+        qs = qs.exclude(status=Image.Status.EXCLUDED)
+    return qs.order_by("id").values_list(
+        "path", "split", "original_label", "label", "status", "ambiguity", "suspicion", "reviewed_by_id",
+        "reviewed_at",
+    ).iterator(chunk_size=chunk_size)
+
+
+def dataset_reviewer_names(*, dataset):
+    """{user id: username} of the users whose decisions stand on the dataset's images (a few, not one per row)."""
+    reviewers = Image.objects.filter(dataset=dataset, reviewed_by__isnull=False).values("reviewed_by")
+    return dict(get_user_model().objects.filter(pk__in=reviewers).values_list("pk", "username"))
+
+
 def jobs_recent(*, limit=20):
     return Job.objects.select_related("created_by").order_by("-id")[:limit]
+
+
+def jobs_list(*, status=None, kind=None):
+    qs = Job.objects.select_related("created_by")
+    if status:
+        qs = qs.filter(status=status)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs.order_by("-id")
+
+
+def job_get(*, job_id):
+    """Raises Job.DoesNotExist."""
+    return Job.objects.select_related("created_by").get(pk=job_id)
+
+
+def runs_list(*, dataset=None):
+    qs = Run.objects.select_related("dataset", "created_by")
+    if dataset:
+        qs = qs.filter(dataset__name=dataset)
+    return qs.order_by("-id")
+
+
+def run_get(*, run_id):
+    """Raises Run.DoesNotExist."""
+    return Run.objects.select_related("dataset", "created_by").get(pk=run_id)

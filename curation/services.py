@@ -1,6 +1,7 @@
 """Writes about datasets and images. A label changes only here, with its audit row in the same transaction."""
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from curation.labels import NUM_CLASSES
 from curation.models import Image, LabelChange
@@ -14,6 +15,17 @@ class VersionConflict(Exception):
         self.image_id, self.expected, self.actual = image_id, expected, actual
 
 
+class UndoConflict(VersionConflict):
+    """The decision to undo is no longer the one that stands on its image: someone changed the image after it."""
+
+    def __init__(self, image_id, actual):
+        Exception.__init__(
+            self, f"image {image_id} was changed by someone else after your decision (now at version {actual}); "
+                  f"nothing was undone"
+        )
+        self.image_id, self.expected, self.actual = image_id, None, actual
+
+
 _NEW_STATUS = {
     LabelChange.Action.CONFIRM: Image.Status.CONFIRMED,
     LabelChange.Action.RELABEL: Image.Status.RELABELLED,
@@ -21,30 +33,67 @@ _NEW_STATUS = {
 }
 
 
-def image_label_change(*, image_id, action, expected_version, user=None, label=None, note=""):
-    """Confirm, relabel or exclude one image if it is still at `expected_version`; returns the LabelChange.
+def image_decisions_standing(image_id, *, before_id=None):
+    """The image's decisions that still stand, oldest first: every undo takes back the latest one."""
+    changes = LabelChange.objects.filter(image_id=image_id).order_by("id")
+    if before_id is not None:
+        changes = changes.filter(id__lt=before_id)
+    stack = []
+    for change in changes.only("id", "action", "user_id", "created_at", "new_label", "new_status"):
+        if change.action == LabelChange.Action.UNDO:
+            if stack:
+                stack.pop()
+        else:
+            stack.append(change)
+    return stack
+
+
+def image_label_change(*, image_id, action, expected_version, user=None, label=None, note="", seconds_spent=None,
+                       undo_of=None):
+    """Confirm, relabel, exclude or undo one image if it is still at `expected_version`; returns the LabelChange.
 
     Conditional update on the version, so two reviewers deciding the same image at once cannot both win, on
-    databases with or without row locks. Raises VersionConflict, or ValueError for a bad action or label.
+    databases with or without row locks. The same UPDATE records who decided and when on the image (what the
+    export shows) and releases any review claim on it. Undo (action "undo", `undo_of` the LabelChange to take
+    back) restores that change's old label and status and the reviewer of the decision before it; it raises
+    UndoConflict when `undo_of` is not the decision that stands on the image. Raises VersionConflict, or
+    ValueError for a bad action or label.
     """
     action = LabelChange.Action(action)
-    if action not in _NEW_STATUS:
-        raise ValueError(f"action must be one of {', '.join(_NEW_STATUS)}, not {action!r}")
+    now = timezone.now()
     with transaction.atomic():
         image = Image.objects.get(pk=image_id)
-        if action == LabelChange.Action.RELABEL:
+        reviewed_by_id, reviewed_at = (user.pk if user is not None else None), now
+        if action == LabelChange.Action.UNDO:
+            if undo_of is None or undo_of.image_id != image.pk or undo_of.action == LabelChange.Action.UNDO:
+                raise ValueError("undo needs the decision on this image to take back (undo_of)")
+            standing = image_decisions_standing(image.pk)
+            if not standing or standing[-1].pk != undo_of.pk:
+                raise UndoConflict(image.pk, image.version)
+            new_label, new_status = undo_of.old_label, undo_of.old_status
+            before = standing[-2] if len(standing) > 1 else None
+            if new_status == Image.Status.UNREVIEWED or before is None:
+                reviewed_by_id, reviewed_at = None, None
+            else:
+                reviewed_by_id, reviewed_at = before.user_id, before.created_at
+        elif action == LabelChange.Action.RELABEL:
             if label is None or not 0 <= int(label) < NUM_CLASSES:
                 raise ValueError(f"relabel needs a label code 0-{NUM_CLASSES - 1}, got {label!r}")
             new_label = int(label)
             new_status = Image.Status.RELABELLED if new_label != image.original_label else Image.Status.CONFIRMED
+        elif action == LabelChange.Action.CONFIRM:
+            # Confirming an earlier relabel agrees with it: the label still differs from the original.
+            new_label = image.label
+            new_status = Image.Status.RELABELLED if new_label != image.original_label else Image.Status.CONFIRMED
         else:
             new_label, new_status = image.label, _NEW_STATUS[action]
         updated = Image.objects.filter(pk=image_id, version=expected_version).update(
-            label=new_label, status=new_status, version=F("version") + 1
+            label=new_label, status=new_status, version=F("version") + 1,
+            reviewed_by_id=reviewed_by_id, reviewed_at=reviewed_at, claimed_by=None, claim_expires_at=None,
         )
         if not updated:
             raise VersionConflict(image_id, expected_version, Image.objects.values_list("version", flat=True).get(pk=image_id))
         return LabelChange.objects.create(
             image_id=image_id, old_label=image.label, new_label=new_label, old_status=image.status,
-            new_status=new_status, action=action, user=user, note=note,
+            new_status=new_status, action=action, user=user, note=note, seconds_spent=seconds_spent,
         )

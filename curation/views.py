@@ -1,8 +1,10 @@
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 
+from curation.api.throttles import LoginThrottle
 from curation.jobs.selectors import workers_alive
 from curation.selectors import dataset_summaries, jobs_recent
 
@@ -20,3 +22,20 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"ok": True, "workers": len(workers_alive())})
+
+
+class ThrottledLoginView(auth_views.LoginView):
+    """Django's log-in form with a per-address limit on attempts (the same "login" rate as the API's token
+    endpoint), so that passwords cannot be guessed at full speed."""
+
+    def post(self, request, *args, **kwargs):
+        throttle = LoginThrottle()
+        if not throttle.allow_request(request, self):
+            wait = int(throttle.wait() or 1)
+            # An unbound form: a bound one would check the password while refusing to.
+            message = f"Too many log-in attempts from your address; try again in {wait} seconds."
+            response = self.render_to_response(self.get_context_data(form=self.form_class(request), throttled=message))
+            response.status_code = 429
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)

@@ -56,6 +56,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "curation",
 ]
 
@@ -161,12 +164,45 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 IMPORT_MAX_PIXELS = env_int("FER_IMPORT_MAX_PIXELS", 40_000_000)
 IMPORT_MAX_FILE_BYTES = env_int("FER_IMPORT_MAX_FILE_BYTES", 50 * 1024 * 1024)
 
+# --- Review queue and API -------------------------------------------------------------------------------------
+# How long a reviewer holds an image they opened; the browser queue renews it while the page is open.
+REVIEW_LEASE_SECONDS = env_int("FER_REVIEW_LEASE_SECONDS", 300)
+
 REST_FRAMEWORK = {
+    # Token first: an anonymous request then gets 401 with a WWW-Authenticate header, not a bare 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "curation.api.errors.api_exception_handler",
+    # Scoped throttles (curation/api/throttles.py). The counts live in the default cache: per process unless
+    # CACHES points at a shared one.
+    "DEFAULT_THROTTLE_RATES": {
+        "export": os.environ.get("FER_THROTTLE_EXPORT", "20/min"),
+        "login": os.environ.get("FER_THROTTLE_LOGIN", "10/min"),
+    },
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FER label curation API",
+    "DESCRIPTION": "Datasets, images and their label history, the review queue, jobs, training runs and the "
+                   "cleaned-label CSV export. Labels are the canonical class names.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: nothing is fetched from a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "Label": "curation.labels.CLASSES",
+        "ImageSplit": "curation.models.Image.Split",
+        "ImageStatus": "curation.models.Image.Status",
+        "JobStatus": "curation.models.Job.Status",
+        "RunStatus": "curation.models.Run.Status",
+    },
 }
 
 LOGGING = {

@@ -1,0 +1,60 @@
+"""Every API error as JSON: {"detail": a sentence a person can act on, "code": a stable word}, plus "errors"
+(field -> messages) for bad input. Domain exceptions from the services map to their HTTP status here, so that
+views stay a few lines."""
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from curation.jobs.errors import JobParamsError
+from curation.review.services import ClaimLost, NothingToUndo
+from curation.services import UndoConflict, VersionConflict
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
+
+
+def _conflict(exc):
+    data = {"detail": str(exc), "code": "version_conflict", "current_version": exc.actual}
+    if isinstance(exc, UndoConflict):
+        data["code"] = "undo_conflict"
+    return Response(data, status=status.HTTP_409_CONFLICT)
+
+
+def _flatten(errors, prefix=""):
+    """'field: message' sentences out of DRF's nested validation errors."""
+    if isinstance(errors, dict):
+        return [m for key, value in errors.items()
+                for m in _flatten(value, f"{prefix}{key}: " if key != "non_field_errors" else prefix)]
+    if isinstance(errors, list):
+        return [m for value in errors for m in _flatten(value, prefix)]
+    return [f"{prefix}{errors}"]
+
+
+def api_exception_handler(exc, context):
+    if isinstance(exc, VersionConflict):
+        return _conflict(exc)
+    if isinstance(exc, NothingToUndo):
+        exc = Conflict(str(exc), code="nothing_to_undo")
+    elif isinstance(exc, ClaimLost):
+        exc = Conflict(str(exc), code="claim_lost")
+    elif isinstance(exc, JobParamsError):
+        exc = exceptions.ValidationError({"params": [str(exc)]}, code="invalid_params")
+    elif isinstance(exc, (ObjectDoesNotExist, Http404)):
+        exc = exceptions.NotFound(str(exc) or "Not found.")
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    data = response.data
+    if isinstance(data, dict) and set(data) <= {"detail"} and "detail" in data:
+        code = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+        response.data = {"detail": str(data["detail"]), "code": code if isinstance(code, str) else "error"}
+    else:
+        response.data = {"detail": "Invalid input. " + " ".join(_flatten(data)), "code": "invalid", "errors": data}
+    return response

@@ -1,0 +1,92 @@
+"""Output serializers shared by several operations. Labels are canonical class names."""
+from django.conf import settings
+from rest_framework import serializers
+
+from curation.api.fields import LabelField
+from curation.labels import CLASSES
+from curation.models import Image, Job, LabelChange, Run
+
+
+class ImageOutput(serializers.ModelSerializer):
+    dataset = serializers.CharField(source="dataset.name")
+    original_label = LabelField()
+    label = LabelField()
+    reviewed_by = serializers.CharField(source="reviewed_by.username", default=None, allow_null=True)
+    file_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Image
+        fields = ["id", "dataset", "path", "file_url", "split", "original_label", "label", "status", "version",
+                  "ambiguity", "suspicion", "flagged", "reviewed_by", "reviewed_at", "width", "height"]
+        read_only_fields = fields
+
+    def get_file_url(self, image) -> str:
+        return settings.MEDIA_URL + image.file
+
+
+class LabelChangeOutput(serializers.ModelSerializer):
+    old_label = LabelField()
+    new_label = LabelField()
+    user = serializers.CharField(source="user.username", default=None, allow_null=True)
+
+    class Meta:
+        model = LabelChange
+        fields = ["id", "action", "old_label", "new_label", "old_status", "new_status", "user", "note",
+                  "seconds_spent", "created_at"]
+        read_only_fields = fields
+
+
+class ClaimedImageOutput(ImageOutput):
+    claim_expires_at = serializers.DateTimeField()
+
+    class Meta(ImageOutput.Meta):
+        fields = [*ImageOutput.Meta.fields, "claim_expires_at"]
+        read_only_fields = fields
+
+
+class JobOutput(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
+
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "params", "queue", "status", "progress", "message", "attempts", "max_attempts",
+                  "cancel_requested", "result", "error", "created_by", "created_at", "queued_at", "started_at",
+                  "heartbeat_at", "finished_at"]
+        read_only_fields = fields
+
+
+class RunSummaryOutput(serializers.ModelSerializer):
+    dataset = serializers.CharField(source="dataset.name")
+    created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
+    test_accuracy = serializers.SerializerMethodField()
+    test_macro_f1 = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Run
+        fields = ["id", "dataset", "job", "status", "arch", "reduced", "augmented", "folds", "best_epoch",
+                  "test_accuracy", "test_macro_f1", "test_split_hash", "snapshot_hash", "created_by", "created_at",
+                  "finished_at"]
+        read_only_fields = fields
+
+    def get_test_accuracy(self, run) -> float | None:
+        return (run.test_metrics or {}).get("accuracy")
+
+    def get_test_macro_f1(self, run) -> float | None:
+        return (run.test_metrics or {}).get("macro_f1")
+
+
+class RunOutput(RunSummaryOutput):
+    classes = serializers.SerializerMethodField(help_text="Class names in the order of the per-class metrics and "
+                                                          "of the confusion matrix's rows (true) and columns.")
+    plots = serializers.SerializerMethodField()
+
+    class Meta(RunSummaryOutput.Meta):
+        fields = [*RunSummaryOutput.Meta.fields, "config", "selection", "history", "test_metrics", "classes",
+                  "plots", "error"]
+        read_only_fields = fields
+
+    def get_classes(self, run) -> list[str]:
+        return list(CLASSES)
+
+    def get_plots(self, run) -> dict[str, str]:
+        return {name: settings.MEDIA_URL + path for name, path in (run.plots or {}).items()}

@@ -1,0 +1,28 @@
+"""Rate limits. Rates are read from settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] on every request (DRF's own
+classes read them once at import), so that deployment and tests can change them."""
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class _SettingsRate:
+    def get_rate(self):
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+class ExportThrottle(_SettingsRate, SimpleRateThrottle):
+    """Exports per user: each one reads a whole dataset."""
+
+    scope = "export"
+
+    def get_cache_key(self, request, view):
+        ident = request.user.pk if request.user.is_authenticated else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+class LoginThrottle(_SettingsRate, SimpleRateThrottle):
+    """Log-in attempts per client address (the API's token endpoint and the site's log-in form)."""
+
+    scope = "login"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}

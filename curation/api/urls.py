@@ -1,0 +1,26 @@
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from curation.api.views import auth, datasets, images, jobs, review, runs
+from curation.api.views.errors import not_found
+
+urlpatterns = [
+    path("datasets/", datasets.DatasetListApi.as_view(), name="api-datasets"),
+    path("datasets/<str:name>/", datasets.DatasetDetailApi.as_view(), name="api-dataset"),
+    path("datasets/<str:name>/export.csv", datasets.DatasetExportApi.as_view(), name="api-dataset-export"),
+    path("images/", images.ImageListApi.as_view(), name="api-images"),
+    path("images/<int:image_id>/", images.ImageDetailApi.as_view(), name="api-image"),
+    path("images/<int:image_id>/decision/", images.ImageDecisionApi.as_view(), name="api-image-decision"),
+    path("review/next/", review.ReviewNextApi.as_view(), name="api-review-next"),
+    path("review/undo/", review.ReviewUndoApi.as_view(), name="api-review-undo"),
+    path("jobs/", jobs.JobsApi.as_view(), name="api-jobs"),
+    path("jobs/<int:job_id>/", jobs.JobDetailApi.as_view(), name="api-job"),
+    path("jobs/<int:job_id>/cancel/", jobs.JobCancelApi.as_view(), name="api-job-cancel"),
+    path("runs/", runs.RunListApi.as_view(), name="api-runs"),
+    path("runs/<int:run_id>/", runs.RunDetailApi.as_view(), name="api-run"),
+    path("auth/token/", auth.TokenLoginApi.as_view(), name="api-token"),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    re_path(r"^.*$", not_found),
+]

@@ -1,0 +1,105 @@
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from curation.api.fields import LabelField
+from curation.api.pagination import ByIdCursor
+from curation.api.serializers import ImageOutput, LabelChangeOutput
+from curation.models import Image
+from curation.review.services import ACTIONS, image_decide
+from curation.selectors import image_detail, image_get, images_list
+
+
+class ImageListInput(serializers.Serializer):
+    dataset = serializers.CharField(required=False, help_text="Dataset name.")
+    split = serializers.ChoiceField(choices=Image.Split.choices, required=False)
+    label = LabelField(required=False, help_text="Current label.")
+    original_label = LabelField(required=False)
+    status = serializers.ChoiceField(choices=Image.Status.choices, required=False)
+    flagged = serializers.BooleanField(required=False, allow_null=True, default=None)
+    min_suspicion = serializers.FloatField(required=False)
+
+
+class ImageListApi(APIView):
+    pagination_class = ByIdCursor
+
+    @extend_schema(parameters=[ImageListInput], responses=ImageOutput(many=True))
+    def get(self, request):
+        filters = ImageListInput(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(images_list(**filters.validated_data), request, view=self)
+        return paginator.get_paginated_response(ImageOutput(page, many=True).data)
+
+
+class ScoresOutput(serializers.Serializer):
+    ambiguity = serializers.FloatField(allow_null=True, help_text="Highest SSIM against a CycleGAN transformation.")
+    suspicion = serializers.FloatField(allow_null=True, help_text="Fused score that orders the review queue.")
+    flagged = serializers.BooleanField(help_text="Flagged ambiguous by scoring.")
+
+
+class TransformationOutput(serializers.Serializer):
+    target_label = LabelField()
+    ssim = serializers.FloatField()
+    file_url = serializers.CharField()
+
+
+class ImageDetailOutput(ImageOutput):
+    scores = serializers.SerializerMethodField()
+    transformations = serializers.SerializerMethodField(
+        help_text="The image as each CycleGAN generator from its label transformed it, with the SSIM it scored. "
+                  "Filled by ambiguity scoring; empty until an image has been scored per generator.")
+    history = LabelChangeOutput(source="label_changes", many=True, help_text="Label changes, oldest first.")
+
+    class Meta(ImageOutput.Meta):
+        fields = [*ImageOutput.Meta.fields, "scores", "transformations", "history"]
+        read_only_fields = fields
+
+    @extend_schema_field(ScoresOutput)
+    def get_scores(self, image) -> dict:
+        return ScoresOutput(image).data
+
+    @extend_schema_field(TransformationOutput(many=True))
+    def get_transformations(self, image) -> list:
+        return []
+
+
+class ImageDetailApi(APIView):
+    @extend_schema(responses=ImageDetailOutput)
+    def get(self, request, image_id):
+        return Response(ImageDetailOutput(image_detail(image_id=image_id)).data)
+
+
+class ImageDecisionInput(serializers.Serializer):
+    action = serializers.ChoiceField(choices=list(ACTIONS))
+    label = LabelField(required=False, help_text="The new label; required for relabel.")
+    version = serializers.IntegerField(required=False, min_value=1,
+                                       help_text="The image version the decision was made on; required except "
+                                                 "for skip. A stale one gets 409.")
+    seconds_spent = serializers.FloatField(required=False, min_value=0, max_value=86400)
+
+    def validate(self, data):
+        if data["action"] == "relabel" and "label" not in data:
+            raise serializers.ValidationError({"label": "relabel needs the new label."})
+        if data["action"] != "skip" and "version" not in data:
+            raise serializers.ValidationError({"version": f"{data['action']} needs the version it was made on."})
+        return data
+
+
+class ImageDecisionOutput(serializers.Serializer):
+    action = serializers.CharField()
+    image = ImageOutput()
+    change_id = serializers.IntegerField(allow_null=True, help_text="The LabelChange recorded; null for skip.")
+
+
+class ImageDecisionApi(APIView):
+    @extend_schema(request=ImageDecisionInput, responses=ImageDecisionOutput)
+    def post(self, request, image_id):
+        data = ImageDecisionInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        result = image_decide(user=request.user, image_id=image_id, **data.validated_data)
+        change_id = result.pk if data.validated_data["action"] != "skip" else None
+        image = image_get(image_id=image_id)
+        return Response(ImageDecisionOutput(
+            {"action": data.validated_data["action"], "image": image, "change_id": change_id}).data)

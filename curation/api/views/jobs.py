@@ -1,0 +1,72 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import exceptions, serializers, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from curation.api.pagination import NewestFirstCursor
+from curation.api.permissions import IsCurator
+from curation.api.serializers import JobOutput
+from curation.jobs.registry import JOB_KINDS
+from curation.jobs.services import job_cancel, job_enqueue
+from curation.models import Job
+from curation.selectors import job_get, jobs_list
+
+
+class JobListInput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Job.Status.choices, required=False)
+    kind = serializers.CharField(required=False)
+
+
+class JobCreateInput(serializers.Serializer):
+    kind = serializers.CharField(help_text=f"One of: {', '.join(sorted(JOB_KINDS))}.")
+    params = serializers.DictField(required=False, default=dict,
+                                   help_text="The kind's parameters, as its management command takes them "
+                                             "(e.g. import_dataset: path, format, name).")
+
+
+class JobsApi(APIView):
+    """GET lists jobs, newest first (everyone); POST validates and enqueues one (curators only)."""
+
+    pagination_class = NewestFirstCursor
+
+    def get_permissions(self):
+        if self.request.method == "POST":
+            return [IsAuthenticated(), IsCurator()]
+        return [IsAuthenticated()]
+
+    @extend_schema(operation_id="jobs_list", parameters=[JobListInput], responses=JobOutput(many=True))
+    def get(self, request):
+        filters = JobListInput(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(jobs_list(**filters.validated_data), request, view=self)
+        return paginator.get_paginated_response(JobOutput(page, many=True).data)
+
+    @extend_schema(operation_id="jobs_create", request=JobCreateInput, responses={201: JobOutput})
+    def post(self, request):
+        data = JobCreateInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            job = job_enqueue(kind=data.validated_data["kind"], params=data.validated_data["params"],
+                              user=request.user)
+        except (ValueError, TypeError) as exc:  # JobParamsError, or a validator that met a value of a wrong type
+            raise exceptions.ValidationError({"params": [str(exc)]}, code="invalid_params") from None
+        return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
+
+
+class JobDetailApi(APIView):
+    @extend_schema(responses=JobOutput)
+    def get(self, request, job_id):
+        return Response(JobOutput(job_get(job_id=job_id)).data)
+
+
+class JobCancelApi(APIView):
+    """Ask a job to stop: a queued job is cancelled at once, a running one at its next check."""
+
+    permission_classes = [IsAuthenticated, IsCurator]
+
+    @extend_schema(request=None, responses=JobOutput)
+    def post(self, request, job_id):
+        job_get(job_id=job_id)  # 404 for an unknown id
+        return Response(JobOutput(job_cancel(job_id=job_id)).data)

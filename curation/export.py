@@ -1,0 +1,50 @@
+"""The cleaned-label CSV: rows from curation.selectors.dataset_export_rows turned into CSV text, chunk by chunk.
+
+Cells a spreadsheet would run as a formula (starting with =, +, -, @, tab or carriage return) get a leading
+apostrophe. Only free-text columns can start that way: path and reviewer name; labels, split and status are
+fixed words, and scores are numbers that a reader must be able to parse as such.
+"""
+import csv
+import io
+
+from curation.labels import CLASSES
+
+COLUMNS = ("path", "split", "original_label", "label", "status", "ambiguity", "suspicion", "reviewed_by",
+           "reviewed_at")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text):
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _number(value):
+    return "" if value is None else repr(value)
+
+
+def csv_chunks(rows, *, usernames, rows_per_chunk=1000):
+    """Yield the CSV as str chunks: the header, then `rows_per_chunk` rows at a time. `rows` are the tuples of
+    dataset_export_rows; `usernames` maps reviewer ids to names. Times are ISO 8601 with their UTC offset."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    names = {pk: neutralise(name) for pk, name in usernames.items()}
+    batch = []
+    for path, split, original_label, label, status, ambiguity, suspicion, reviewer_id, reviewed_at in rows:
+        batch.append((
+            neutralise(path), split, CLASSES[original_label], CLASSES[label], status, _number(ambiguity),
+            _number(suspicion), names.get(reviewer_id, ""), reviewed_at.isoformat() if reviewed_at else "",
+        ))
+        if len(batch) >= rows_per_chunk:
+            writer.writerows(batch)
+            batch.clear()
+            yield _take(buffer)
+    writer.writerows(batch)
+    yield _take(buffer)
+
+
+def _take(buffer):
+    text = buffer.getvalue()
+    buffer.seek(0)
+    buffer.truncate()
+    return text

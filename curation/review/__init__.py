@@ -1,0 +1,1 @@
+"""The review queue's services, shared by the browser queue and the REST API."""

@@ -1,0 +1,55 @@
+"""Reads for the review queue: which images a reviewer may be offered, what they hold, what they can undo."""
+from django.db.models import Exists, OuterRef, Q
+
+from curation.models import Image, LabelChange, ReviewSkip
+
+# How far back undo looks through a reviewer's own changes.
+UNDO_LOOKBACK = 500
+
+
+def review_queue(*, user, dataset, filters=None):
+    """Images of `dataset` that `user` may review under `filters` (label code, split, status, flagged,
+    min_suspicion), claimed or not: by default the unreviewed ones. Leaves out what the user skipped, and, in a
+    pass over already decided images (a status filter), the images whose standing decision is the user's own."""
+    filters = filters or {}
+    status = filters.get("status") or Image.Status.UNREVIEWED
+    qs = Image.objects.filter(dataset=dataset, status=status)
+    if filters.get("label") is not None:
+        qs = qs.filter(label=filters["label"])
+    if filters.get("split"):
+        qs = qs.filter(split=filters["split"])
+    if filters.get("flagged") is not None:
+        qs = qs.filter(flagged=filters["flagged"])
+    if filters.get("min_suspicion") is not None:
+        qs = qs.filter(suspicion__gte=filters["min_suspicion"])
+    qs = qs.filter(~Exists(ReviewSkip.objects.filter(user=user, image=OuterRef("pk"))))
+    if status != Image.Status.UNREVIEWED:
+        qs = qs.exclude(reviewed_by=user)
+    return qs
+
+
+def claimable(qs, *, now):
+    """Restrict to images nobody holds: never claimed, released, or with an expired lease."""
+    return qs.filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now))
+
+
+def review_claim_held(*, user, now):
+    """The image whose live lease `user` holds, or None."""
+    return Image.objects.filter(claimed_by=user, claim_expires_at__gte=now).order_by("-claim_expires_at").first()
+
+
+def review_last_decision(*, user):
+    """The user's latest confirm, relabel or exclude that their own undos have not already taken back, or None.
+
+    Undos pop decisions like a stack, so repeated undo walks back through the user's decisions.
+    """
+    pending_undos = 0
+    recent = LabelChange.objects.filter(user=user).order_by("-id")[:UNDO_LOOKBACK]
+    for change in recent:
+        if change.action == LabelChange.Action.UNDO:
+            pending_undos += 1
+        elif pending_undos:
+            pending_undos -= 1
+        else:
+            return change
+    return None
