@@ -183,16 +183,43 @@ class Run(models.Model):
 
 
 class GanModel(models.Model):
-    """A CycleGAN between two emotions of a dataset: G maps source -> target, F maps target -> source."""
+    """A CycleGAN between two emotions of a dataset: G_A maps source -> target, G_B maps target -> source.
+
+    `losses` holds one dict per epoch: the losses, the sample grid's file, and at snapshot epochs the generators'
+    file and the quality instrument (per direction: target-class rate of the outputs under the dataset's latest
+    classifier, that rate on the sources, and mean SSIM to the source)."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="gans")
+    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="gans")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     source_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
     target_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    profile = models.CharField(max_length=10, default="cpu")
     config = models.JSONField(default=dict)
+    n_source = models.PositiveIntegerField(default=0)
+    n_target = models.PositiveIntegerField(default=0)
+    classifier_run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                       help_text="The classifier the quality instrument used.")
     epoch = models.PositiveIntegerField(default=0)
     losses = models.JSONField(default=list)
-    checkpoint = models.CharField(max_length=300, blank=True)
+    checkpoint = models.CharField(max_length=300, blank=True, help_text="Full training state of the last epoch.")
+    # Which snapshot's generators scoring uses; None: the last epoch's. A curator may pick another.
+    chosen_epoch = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"CycleGAN {self.pk} {self.source_label}<->{self.target_label}"
 
 
 class GeneratedImage(models.Model):
@@ -204,6 +231,11 @@ class GeneratedImage(models.Model):
     file = models.CharField(max_length=600, help_text="Relative to MEDIA_ROOT.")
     content_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["gan", "source_image", "target_label"], name="generated_once_per_source"),
+        ]
 
 
 class Job(models.Model):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from curation.classifier.job import train_classifier_job, validate_train_params
+from curation.gans.generate import generate_images_job, validate_generate_params
+from curation.gans.job import train_cyclegan_job, validate_cyclegan_params
 from curation.importers.job import import_dataset_job, validate_import_params
 from curation.jobs.errors import JobParamsError
 
@@ -21,6 +23,8 @@ class JobKind:
 JOB_KINDS = {
     "import_dataset": JobKind(handler=import_dataset_job, validate=validate_import_params, queue="cpu"),
     "train_classifier": JobKind(handler=train_classifier_job, validate=validate_train_params, queue="gpu"),
+    "train_cyclegan": JobKind(handler=train_cyclegan_job, validate=validate_cyclegan_params, queue="gpu"),
+    "generate_images": JobKind(handler=generate_images_job, validate=validate_generate_params, queue="gpu"),
 }
 
 

@@ -1,0 +1,96 @@
+"""The generate_images job: translate train-split images with a trained pair's generators, for augmented
+retraining. Files are named after the generator and the source image, and rows are unique per (gan, source,
+target), so a re-run after a crash adds what is missing and duplicates nothing."""
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from PIL import Image as PILImage
+
+from curation.classifier.job import resolve_dataset
+from curation.gans.data import domain_arrays
+from curation.jobs.errors import JobParamsError
+from curation.labels import CLASSES, UnknownLabel, parse_label
+from curation.models import GanModel, GeneratedImage
+
+BATCH = 64
+
+
+def find_gan(dataset, a, b):
+    """The latest finished CycleGAN of the pair, in either orientation; returns (gan, direction for a -> b)."""
+    gan = (GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED)
+           .filter(source_label__in=(a, b), target_label__in=(a, b)).order_by("-id").first())
+    if gan is None:
+        return None, None
+    return gan, "AB" if gan.source_label == a else "BA"
+
+
+def validate_generate_params(params):
+    dataset = resolve_dataset(params.get("dataset"))
+    pair = params.get("pair") or []
+    if len(pair) != 2:
+        raise JobParamsError("pair needs two emotions, e.g. --pair happy sad")
+    try:
+        a, b = (parse_label(x) for x in pair)
+    except UnknownLabel as exc:
+        raise JobParamsError(f"pair: {exc}") from None
+    gan, _ = find_gan(dataset, a, b)
+    if gan is None:
+        raise JobParamsError(f"no trained CycleGAN for {CLASSES[a]} and {CLASSES[b]} in {dataset.name}; "
+                             f"run train_cyclegan --pair {CLASSES[a]} {CLASSES[b]} first")
+    try:
+        n = int(params.get("n", 0))
+    except (TypeError, ValueError):
+        raise JobParamsError(f"n must be an integer, not {params.get('n')!r}") from None
+    if n < 1:
+        raise JobParamsError("n must be at least 1 (images per direction)")
+    return {"dataset": dataset.name, "pair": [CLASSES[a], CLASSES[b]], "n": n, "gan": gan.pk,
+            "seed": int(params.get("seed", 0))}
+
+
+def generate_images_job(ctx):
+    import torch
+
+    from gan.cyclegan import CycleGAN, GanConfig
+    from training.engine import pick_device
+
+    p = ctx.params
+    gan = GanModel.objects.select_related("dataset").get(pk=p["gan"])
+    state = torch.load(Path(settings.MEDIA_ROOT) / gan.checkpoint, weights_only=True, map_location="cpu")
+    cfg = GanConfig.from_dict(state["config"])
+    model = CycleGAN(cfg, pick_device())
+    model.load_state_dict(state)
+    made = {}
+    directions = (("AB", gan.source_label, gan.target_label), ("BA", gan.target_label, gan.source_label))
+    for k, (direction, source, target) in enumerate(directions):
+        items, images = domain_arrays(gan.dataset, source, cfg.size)
+        rng = np.random.default_rng(p["seed"] + k)
+        chosen = np.sort(rng.choice(len(items), min(p["n"], len(items)), replace=False))
+        have = set(GeneratedImage.objects.filter(gan=gan, target_label=target).values_list("source_image_id", flat=True))
+        todo = [i for i in chosen if items[i].id not in have]
+        for start in range(0, len(todo), BATCH):
+            idx = todo[start : start + BATCH]
+            src = torch.from_numpy(images[idx]).permute(0, 3, 1, 2)
+            out = model.translate(src.to(model.device), direction).cpu().permute(0, 2, 3, 1).numpy()
+            rows = [_write(gan, direction, items[i], target, out[j]) for j, i in enumerate(idx)]
+            with transaction.atomic():
+                GeneratedImage.objects.bulk_create(rows, ignore_conflicts=True)
+            ctx.progress((k + (start + len(idx)) / max(len(todo), 1)) / 2,
+                         f"{direction}: {start + len(idx)} of {len(todo)} images")
+        made[f"{CLASSES[source]}->{CLASSES[target]}"] = GeneratedImage.objects.filter(gan=gan, target_label=target).count()
+    return {"gan": gan.pk, "generated": made, "sources_requested_per_direction": p["n"]}
+
+
+def _write(gan, direction, item, target, pixels):
+    rel = f"generated/{gan.pk}/{direction}/{item.id}.png"
+    path = Path(settings.MEDIA_ROOT) / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    PILImage.fromarray(pixels).save(tmp, format="PNG")
+    data = tmp.read_bytes()
+    os.replace(tmp, path)
+    return GeneratedImage(gan=gan, source_image_id=item.id, target_label=target, file=rel,
+                          content_hash=hashlib.sha256(data).hexdigest())

@@ -1,0 +1,190 @@
+"""The train_cyclegan job: a CycleGAN between two emotions of a dataset's train split, one GanModel row.
+
+Per epoch it stores the losses and a sample grid; at snapshot epochs also the generators' weights and the quality
+instrument: for each direction, the rate at which the dataset's latest classifier calls the generated images the
+target emotion (beside its rate on the sources themselves) and their mean SSIM to the source. The training state
+is checkpointed every epoch; a re-run after a crash resumes from it.
+"""
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from PIL import Image as PILImage
+
+from curation.classifier.job import resolve_dataset
+from curation.gans.data import domain_arrays, latest_classifier
+from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
+from curation.labels import CLASSES, UnknownLabel, parse_label
+from curation.models import GanModel
+
+log = logging.getLogger(__name__)
+QUALITY_SAMPLES = 256
+MIN_DOMAIN = 8
+
+
+def validate_cyclegan_params(params):
+    from gan.cyclegan import PROFILES, make_config
+
+    clean = {"dataset": resolve_dataset(params.get("dataset")).name}
+    pair = params.get("pair") or []
+    if len(pair) != 2:
+        raise JobParamsError("pair needs two emotions, e.g. --pair happy sad")
+    try:
+        a, b = (parse_label(p) for p in pair)
+    except UnknownLabel as exc:
+        raise JobParamsError(f"pair: {exc}") from None
+    if a == b:
+        raise JobParamsError("pair needs two different emotions")
+    clean["pair"] = [CLASSES[a], CLASSES[b]]
+    profile = params.get("profile") or "cpu"
+    if profile not in PROFILES:
+        raise JobParamsError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+    clean["profile"] = profile
+    for key in ("epochs", "epochs_decay", "size", "batch_size", "seed"):
+        if params.get(key) is not None:
+            try:
+                clean[key] = int(params[key])
+            except (TypeError, ValueError):
+                raise JobParamsError(f"{key} must be an integer, not {params[key]!r}") from None
+            if clean[key] < (0 if key in ("epochs_decay", "seed") else 1):
+                raise JobParamsError(f"{key} must be positive, not {clean[key]}")
+    cfg = make_config(profile, **{k: clean.get(k) for k in ("epochs", "epochs_decay", "size", "batch_size", "seed")})
+    if not 32 <= cfg.size <= 512 or cfg.size % 4:
+        raise JobParamsError(f"size must be a multiple of 4 in 32-512, not {cfg.size}")
+    from curation.gans.data import domain_items
+
+    dataset = resolve_dataset(clean["dataset"])
+    for code in (a, b):
+        n = len(domain_items(dataset, code))
+        if n < MIN_DOMAIN:
+            raise JobParamsError(f"only {n} train images labelled {CLASSES[code]} in {dataset.name}; need {MIN_DOMAIN}")
+    return clean
+
+
+def _save_png(array, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    PILImage.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def _save_torch(obj, path):
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _rel(path):
+    return Path(path).relative_to(settings.MEDIA_ROOT).as_posix()
+
+
+def snapshot_epochs(total):
+    """Epochs whose generators are kept (a curator may pick one for scoring): about ten, and the last."""
+    step = max(1, total // 10)
+    return sorted({e for e in range(step, total + 1, step)} | {total})
+
+
+def quality(model, direction, sources_u8, target, classify):
+    """Target-class rate of the generated images and of their sources, and mean SSIM(source, generated)."""
+    import torch
+
+    from gan.ssim import ssim
+
+    src = torch.from_numpy(sources_u8).permute(0, 3, 1, 2)
+    out = model.translate(src.to(model.device), direction).cpu()
+    scores = ssim(src.float(), out.float(), data_range=255, grey=True)
+    generated = out.permute(0, 2, 3, 1).numpy()
+    result = {"ssim_to_source": float(scores.mean())}
+    if classify is not None:
+        result["target_rate"] = float((classify(generated).argmax(1) == target).mean())
+        result["source_target_rate"] = float((classify(sources_u8).argmax(1) == target).mean())
+    return result
+
+
+def train_cyclegan_job(ctx):
+    import torch
+
+    from gan.cyclegan import CycleGAN, make_config, sample_grid
+    from training.engine import pick_device
+
+    p = ctx.params
+    dataset = resolve_dataset(p["dataset"])
+    a, b = (parse_label(x) for x in p["pair"])
+    cfg = make_config(p["profile"], **{k: p.get(k) for k in ("epochs", "epochs_decay", "size", "batch_size", "seed")})
+    if ctx.state.get("gan_id"):
+        gan = GanModel.objects.get(pk=ctx.state["gan_id"])
+    else:
+        with transaction.atomic():
+            gan = GanModel.objects.create(dataset=dataset, source_label=a, target_label=b, job_id=ctx.job_id,
+                                          profile=p["profile"], config=cfg.to_dict())
+            ctx.save_state({"gan_id": gan.pk})
+    try:
+        return _train(ctx, gan, cfg, CycleGAN, sample_grid, pick_device, torch)
+    except (JobCancelled, JobLost) as exc:
+        if isinstance(exc, JobCancelled):
+            GanModel.objects.filter(pk=gan.pk).update(status=GanModel.Status.CANCELLED, finished_at=timezone.now())
+        raise
+    except Exception as exc:
+        GanModel.objects.filter(pk=gan.pk).update(status=GanModel.Status.FAILED, error=str(exc),
+                                                  finished_at=timezone.now())
+        raise
+
+
+def _train(ctx, gan, cfg, CycleGAN, sample_grid, pick_device, torch):
+    device = pick_device()
+    folder = Path(settings.MEDIA_ROOT) / "gans" / str(gan.pk)
+    ctx.progress(0.0, "decoding images", force=True)
+    items_a, A = domain_arrays(gan.dataset, gan.source_label, cfg.size)
+    items_b, B = domain_arrays(gan.dataset, gan.target_label, cfg.size)
+    model = CycleGAN(cfg, device)
+    checkpoint = folder / "last.pt"
+    if checkpoint.exists():
+        model.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu"))
+        log.info("resuming CycleGAN %s from epoch %s", gan.pk, model.epoch)
+    A_dev = torch.from_numpy(A).permute(0, 3, 1, 2).to(device)
+    B_dev = torch.from_numpy(B).permute(0, 3, 1, 2).to(device)
+    rng = np.random.default_rng(cfg.seed)
+    fixed_a = A_dev[np.sort(rng.choice(len(A), min(4, len(A)), replace=False))]
+    fixed_b = B_dev[np.sort(rng.choice(len(B), min(4, len(B)), replace=False))]
+    quality_a = A[np.sort(rng.choice(len(A), min(QUALITY_SAMPLES, len(A)), replace=False))]
+    quality_b = B[np.sort(rng.choice(len(B), min(QUALITY_SAMPLES, len(B)), replace=False))]
+    classify, run = latest_classifier(gan.dataset)
+    keep = snapshot_epochs(cfg.total_epochs)
+    names = f"{CLASSES[gan.source_label]}<->{CLASSES[gan.target_label]}"
+    total = cfg.total_epochs
+    GanModel.objects.filter(pk=gan.pk).update(
+        n_source=len(A), n_target=len(B), classifier_run=run)
+    while model.epoch < total:
+        epoch = model.epoch + 1
+
+        def on_step(step, steps, epoch=epoch):
+            ctx.progress(((epoch - 1) + step / steps) / total, f"{names}: epoch {epoch}/{total}, step {step}/{steps}")
+
+        losses = model.train_epoch(A_dev, B_dev, on_step=on_step)
+        grid = folder / "samples" / f"epoch{epoch:04d}.png"
+        _save_png(sample_grid(model, fixed_a, fixed_b), grid)
+        losses["samples"] = _rel(grid)
+        if epoch in keep:
+            snap = folder / "generators" / f"epoch{epoch:04d}.pt"
+            _save_torch({"G_A": model.G_A.state_dict(), "G_B": model.G_B.state_dict(), "epoch": epoch,
+                         "config": cfg.to_dict()}, snap)
+            losses["generators"] = _rel(snap)
+            losses["quality"] = {
+                "AB": quality(model, "AB", quality_a, gan.target_label, classify),
+                "BA": quality(model, "BA", quality_b, gan.source_label, classify),
+            }
+        model.history[-1] = losses
+        _save_torch(model.state_dict(), checkpoint)
+        GanModel.objects.filter(pk=gan.pk).update(epoch=epoch, losses=model.history, checkpoint=_rel(checkpoint))
+        ctx.progress(epoch / total, f"{names}: epoch {epoch}/{total} cycle {losses['cycle']:.3f}", force=True)
+    last = model.history[-1]
+    GanModel.objects.filter(pk=gan.pk).update(status=GanModel.Status.SUCCEEDED, finished_at=timezone.now())
+    return {"gan": gan.pk, "pair": [CLASSES[gan.source_label], CLASSES[gan.target_label]], "epochs": model.epoch,
+            "final_losses": {k: v for k, v in last.items() if isinstance(v, float)}, "quality": last.get("quality")}

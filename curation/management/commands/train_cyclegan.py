@@ -1,0 +1,43 @@
+from curation.labels import CLASSES
+from curation.management.jobcommand import JobCommand
+from curation.models import GanModel
+
+
+class Command(JobCommand):
+    help = "Train a CycleGAN between two emotions of a dataset's train split (resumable; sample grids per epoch)."
+    job_kind = "train_cyclegan"
+
+    def add_job_arguments(self, parser):
+        parser.add_argument("--dataset", help="dataset name (may be left out where only one exists)")
+        parser.add_argument("--pair", nargs=2, required=True, metavar=("A", "B"), help="e.g. --pair happy sad")
+        parser.add_argument("--profile", choices=["cpu", "full"], default="cpu",
+                            help="cpu: small networks for CPUs; full: the paper's networks, for GPUs")
+        parser.add_argument("--epochs", type=int, help="epochs at the initial learning rate")
+        parser.add_argument("--epochs-decay", type=int, help="epochs of linear decay to zero")
+        parser.add_argument("--size", type=int, help="image size in px (default 64)")
+        parser.add_argument("--batch-size", type=int)
+        parser.add_argument("--seed", type=int)
+
+    def job_params(self, options):
+        keys = ("dataset", "pair", "profile", "epochs", "epochs_decay", "size", "batch_size", "seed")
+        return {k: options[k] for k in keys if options.get(k) is not None}
+
+    def report(self, job):
+        if not job.result:
+            return
+        gan = GanModel.objects.get(pk=job.result["gan"])
+        a, b = CLASSES[gan.source_label], CLASSES[gan.target_label]
+        self.stdout.write(f"CycleGAN {gan.pk} {a} <-> {b}: {gan.epoch} epochs on {gan.n_source} {a} and "
+                          f"{gan.n_target} {b} train images")
+        for e in gan.losses:
+            q = e.get("quality")
+            if not q:
+                continue
+            line = f"  epoch {e['epoch']:>3}: cycle {e['cycle']:.3f}"
+            for direction, (src, dst) in (("AB", (a, b)), ("BA", (b, a))):
+                d = q[direction]
+                rate = (f" classified {dst} {d['target_rate']:.0%} (sources {d['source_target_rate']:.0%})"
+                        if "target_rate" in d else "")
+                line += f" | {src}->{dst}: SSIM {d['ssim_to_source']:.3f}{rate}"
+            self.stdout.write(line)
+        self.stdout.write(f"  sample grids: {gan.losses[-1]['samples'].rsplit('/', 1)[0]}/")
