@@ -1,0 +1,85 @@
+"""CycleGAN jobs through the product: training on the right images, resume after a killed worker, and generated
+images that only ever come from train-split sources."""
+import io
+
+import pytest
+import torch
+from django.core.management import call_command
+
+from curation.jobs.errors import JobParamsError
+from curation.jobs.services import job_enqueue
+from curation.models import GanModel, GeneratedImage, Image, Job
+from curation.services import image_label_change
+from tests.conftest import wait_for
+from tests.curation.test_classifier import square_dataset
+
+FAST = ["--profile", "cpu", "--size", "32", "--batch-size", "4"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(settings):
+    settings.JOB_HEARTBEAT_SECONDS = 3600  # --inline inside a test transaction
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.django_db
+def test_train_then_generate_from_train_sources_only(tmp_path, settings, user):
+    name = square_dataset(tmp_path, n=240)
+    # happy = 1, sad = 2 in the squares' class order
+    excluded = Image.objects.filter(dataset__name=name, split="train", label=1).first()
+    image_label_change(image_id=excluded.pk, action="exclude", expected_version=1, user=user)
+    out = io.StringIO()
+    call_command("train_cyclegan", "--dataset", name, "--pair", "happy", "sad", *FAST, "--epochs", "1",
+                 "--epochs-decay", "1", "--inline", stdout=out, stderr=io.StringIO())
+    gan = GanModel.objects.get()
+    happy_train = Image.objects.filter(dataset__name=name, split="train", label=1).exclude(pk=excluded.pk).count()
+    assert gan.status == GanModel.Status.SUCCEEDED and gan.epoch == 2 and gan.n_source == happy_train
+    assert len(gan.losses) == 2 and all((settings.MEDIA_ROOT / e["samples"]).exists() for e in gan.losses)
+    assert "ssim_to_source" in gan.losses[-1]["quality"]["AB"]
+    assert "happy <-> sad" in out.getvalue()
+
+    call_command("generate_images", "--dataset", name, "--pair", "sad", "happy", "--n", "1000", "--inline",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    generated = GeneratedImage.objects.select_related("source_image")
+    assert generated.exists()
+    assert {g.source_image.split for g in generated} == {"train"}
+    assert excluded.pk not in {g.source_image_id for g in generated}
+    assert {(g.source_image.label, g.target_label) for g in generated} == {(1, 2), (2, 1)}
+    first = generated.count()
+    call_command("generate_images", "--dataset", name, "--pair", "happy", "sad", "--n", "1000", "--inline",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    assert GeneratedImage.objects.count() == first  # a re-run adds nothing twice
+
+
+@pytest.mark.django_db
+def test_bad_requests_name_the_problem(tmp_path):
+    name = square_dataset(tmp_path, n=80)
+    with pytest.raises(JobParamsError, match="unknown label 'joy'"):
+        job_enqueue(kind="train_cyclegan", params={"dataset": name, "pair": ["happy", "joy"]})
+    with pytest.raises(JobParamsError, match="no trained CycleGAN for happy and sad"):
+        job_enqueue(kind="generate_images", params={"dataset": name, "pair": ["happy", "sad"], "n": 5})
+    assert not Job.objects.exclude(kind="import_dataset").exists()
+
+
+@pytest.mark.worker
+def test_training_resumes_after_the_worker_is_killed(start_worker, tmp_path, settings):
+    settings.JOB_HEARTBEAT_SECONDS = 0.5
+    name = square_dataset(tmp_path, n=240)
+    first = start_worker()
+    job = job_enqueue(kind="train_cyclegan", params={"dataset": name, "pair": ["happy", "sad"], "profile": "cpu",
+                                                     "size": 32, "batch_size": 4, "epochs": 4, "epochs_decay": 2})
+    wait_for(lambda: (GanModel.objects.first() or GanModel(epoch=0)).epoch >= 2, timeout=240, interval=0.2,
+             what="two epochs")
+    first.kill()
+    done = GanModel.objects.get().epoch
+    assert done < 6, "training ended before the kill"
+    second = start_worker()
+    wait_for(lambda: Job.objects.get(pk=job.pk).is_finished, timeout=300, interval=0.5, what="the resumed training")
+    job.refresh_from_db()
+    gan = GanModel.objects.get()
+    assert job.status == Job.Status.SUCCEEDED and job.attempts == 2
+    assert [e["epoch"] for e in gan.losses] == [1, 2, 3, 4, 5, 6]
+    assert "resuming CycleGAN" in second.log()
