@@ -127,7 +127,8 @@ def test_demo_serves_the_site_with_a_worker_and_stops_on_ctrl_c(tmp_path):
         assert "reviewer login: reviewer / reviewer" in log.read()
         home = opener.open(f"{base}/login/", data=urlencode(
             {"username": "reviewer", "password": "reviewer", "csrfmiddlewaretoken": token, "next": "/"}).encode()).read().decode()
-        assert "<td>demo</td>" in home and "<td>128</td>" in home  # 8 classes x 16 placeholder faces
+        # DEMO_FACES synthetic faces, imported from their labels.csv
+        assert "<td>demo</td>" in home and "<td>csv</td>" in home and "<td>1000</td>" in home
         # demo, web server, worker and its pool child
         assert len(_processes_with_env(f"FER_DATA_DIR={tmp_path / 'data'}".encode())) >= 4
     finally:

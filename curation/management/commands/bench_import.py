@@ -12,22 +12,23 @@ from django.db import connection
 from curation.importers.validate import read_image
 from curation.jobs.runner import job_run, worker_label
 from curation.jobs.services import job_enqueue
-from curation.management.commands.demo import write_placeholder_dataset
 from curation.models import Dataset
+from training.synthetic_faces import make_synthetic_faces
 
 
 class Command(BaseCommand):
     help = "Measure import throughput (images/s) against the decode+hash ceiling."
 
     def add_arguments(self, parser):
-        parser.add_argument("--per-class", type=int, default=500, help="images per class (8 classes)")
+        parser.add_argument("--per-class", type=int, default=500, help="synthetic faces per class (8 classes)")
         parser.add_argument("--name", default="bench-import")
 
     def handle(self, *args, **options):
         work = Path(tempfile.mkdtemp(prefix="bench_import_"))
         try:
-            source = write_placeholder_dataset(work / "faces", per_class=options["per_class"], seed=1)
-            files = sorted(p for p in source.rglob("*.png"))
+            make_synthetic_faces(work / "faces", n=8 * options["per_class"], size=64, noise=0.2, seed=1)
+            source = work / "faces" / "labels.csv"
+            files = sorted((work / "faces" / "images").glob("*.png"))
             megabytes = sum(p.stat().st_size for p in files) / 1e6
 
             t0 = time.perf_counter()
@@ -37,7 +38,7 @@ class Command(BaseCommand):
 
             Dataset.objects.filter(name=options["name"]).delete()
             job = job_enqueue(kind="import_dataset", send=False,
-                              params={"path": str(source), "format": "imagefolder", "name": options["name"]})
+                              params={"path": str(source), "format": "csv", "name": options["name"]})
             t0 = time.perf_counter()
             job_run(job_id=job.pk, worker=worker_label("bench:"))
             elapsed = time.perf_counter() - t0
@@ -45,7 +46,7 @@ class Command(BaseCommand):
 
             t0 = time.perf_counter()
             job2 = job_enqueue(kind="import_dataset", send=False,
-                               params={"path": str(source), "format": "imagefolder", "name": options["name"]})
+                               params={"path": str(source), "format": "csv", "name": options["name"]})
             job_run(job_id=job2.pk, worker=worker_label("bench:"))
             reimport = time.perf_counter() - t0
             job2.refresh_from_db()

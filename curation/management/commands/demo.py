@@ -6,56 +6,27 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from PIL import Image, ImageDraw
 
 from curation.jobs.services import job_enqueue
-from curation.labels import CLASSES
 from curation.models import Dataset
+from training.synthetic_faces import make_synthetic_faces
 
 DEMO_USERS = (("curator", "curator", "curators", True), ("reviewer", "reviewer", "reviewers", False))
 
-# Placeholder faces until the synthetic face generator lands: (mouth curve, mouth open, brow tilt, eye size).
-_EXPRESSION = {
-    "neutral": (0, 0, 0, 3), "happy": (6, 0, 0, 3), "sad": (-5, 0, 3, 3), "surprise": (0, 8, -2, 5),
-    "fear": (-2, 6, 3, 5), "disgust": (-3, 0, -3, 2), "anger": (-4, 0, -4, 3), "contempt": (3, 0, 1, 3),
-}
+DEMO_FACES = 1000  # synthetic faces, 20 % of the train + val labels wrong (truth.csv says which)
 
 
-def draw_placeholder_face(label, rng, size=64):
-    curve, open_, brow, eye = _EXPRESSION[label]
-    bg = tuple(int(v) for v in rng.integers(150, 230, 3))
-    skin = tuple(int(v) for v in rng.integers(120, 230, 3))
-    im = Image.new("RGB", (size, size), bg)
-    d = ImageDraw.Draw(im)
-    cx, cy = size / 2 + rng.normal(0, 2), size / 2 + rng.normal(0, 2)
-    d.ellipse([cx - 22, cy - 27, cx + 22, cy + 27], fill=skin)
-    for side in (-1, 1):
-        ex = cx + side * 9
-        d.ellipse([ex - eye / 2 - 1, cy - 8 - eye / 2, ex + eye / 2 + 1, cy - 8 + eye / 2], fill=(30, 30, 30))
-        d.line([ex - 5, cy - 15 + side * brow / 2, ex + 5, cy - 15 - side * brow / 2], fill=(60, 40, 20), width=2)
-    if open_:
-        d.ellipse([cx - 5, cy + 9, cx + 5, cy + 9 + open_], fill=(90, 20, 20))
-    else:
-        d.arc([cx - 9, cy + 8 - abs(curve), cx + 9, cy + 8 + abs(curve) + 1], 0 if curve >= 0 else 180,
-              180 if curve >= 0 else 360, fill=(90, 20, 20), width=2)
-    return im
-
-
-def write_placeholder_dataset(root, *, per_class=16, seed=0):
-    rng = np.random.default_rng(seed)
-    for label in CLASSES:
-        for i in range(per_class):
-            path = Path(root) / label / f"{label}_{i:03d}.png"
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                draw_placeholder_face(label, rng).save(path)
-    return Path(root)
+def write_demo_dataset(root):
+    """The demo's synthetic faces, written once: labels.csv is written last, so its presence means complete."""
+    manifest = Path(root) / "labels.csv"
+    if not manifest.exists():
+        make_synthetic_faces(root, n=DEMO_FACES, size=64, noise=0.2, seed=0)
+    return manifest
 
 
 class Command(BaseCommand):
@@ -73,7 +44,7 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save()
             user.groups.add(Group.objects.get_or_create(name=group)[0])
-        source = write_placeholder_dataset(Path(settings.DATA_DIR) / "demo" / "faces")
+        source = write_demo_dataset(Path(settings.DATA_DIR) / "demo" / "faces")
         if options["setup_only"]:
             self.stdout.write(f"demo prepared under {settings.DATA_DIR}")
             return
@@ -86,7 +57,7 @@ class Command(BaseCommand):
         procs.append(subprocess.Popen(worker, cwd=settings.BASE_DIR, env=env, start_new_session=True))
         procs.append(subprocess.Popen(web, cwd=settings.BASE_DIR, env=env, start_new_session=True))
         if not Dataset.objects.filter(name="demo").exists():
-            job = job_enqueue(kind="import_dataset", params={"path": str(source), "format": "imagefolder", "name": "demo"})
+            job = job_enqueue(kind="import_dataset", params={"path": str(source), "format": "csv", "name": "demo"})
             self.stdout.write(f"importing the demo dataset on the worker (job {job.pk})")
         self.stdout.write(self.style.SUCCESS(
             f"\nFER label curation is running at http://{options['addr']}/\n"

@@ -1,0 +1,40 @@
+"""Write a procedural facial-expression dataset with known label noise (see training/synthetic_faces.py)."""
+from django.core.management.base import BaseCommand, CommandError
+
+from training.synthetic_faces import DEFAULT_DIFFICULTY, make_synthetic_faces
+
+
+class Command(BaseCommand):
+    help = ("Write OUT/images/*.png, OUT/labels.csv (path,label,split; noisy) and OUT/truth.csv "
+            "(path,true_label,intensity,noisy): synthetic faces whose wrong labels are known.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("out", help="folder to write into (created if missing)")
+        parser.add_argument("--n", type=int, required=True, help="number of faces")
+        parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+        parser.add_argument("--noise", type=float, default=0.2, help="share of wrong labels in train + val")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY,
+                            help="0-1: intensity, blends, identity and capture variation")
+        parser.add_argument("--preview", action="store_true", help="also write OUT/preview.png (8 emotions x 12)")
+        parser.add_argument("--workers", type=int, default=1, help="processes; the files are the same for any number")
+
+    def handle(self, *args, **options):
+        try:
+            summary = make_synthetic_faces(
+                options["out"], n=options["n"], size=options["size"], noise=options["noise"], seed=options["seed"],
+                difficulty=options["difficulty"], preview=options["preview"], workers=options["workers"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        out = self.stdout.write
+        out(f"wrote {summary['n']} faces ({summary['size']} px) to {summary['out']} in {summary['seconds']:.1f} s "
+            f"({summary['faces_per_second']:.0f} faces/s)")
+        out("  per class:  " + ", ".join(f"{c} {k}" for c, k in summary["per_class"].items()))
+        out("  per split:  " + ", ".join(f"{s} {k}" for s, k in summary["per_split"].items()))
+        out(f"  wrong labels: {summary['noisy']} ({summary['noise_rate']:.1%} of train + val; "
+            f"{summary['noisy_to_partner']:.0%} to the confusable class); the test split has none")
+        out(f"  mean intensity (non-neutral): {summary['mean_intensity']:.2f}   difficulty {summary['difficulty']}")
+        out(f"  labels: {summary['out']}/labels.csv   truth: {summary['out']}/truth.csv")
+        if options["preview"]:
+            out(f"  preview: {summary['out']}/preview.png")

@@ -1,0 +1,327 @@
+"""A procedural facial-expression dataset with known label noise, for the demo, the tests and the cleaning benchmark.
+
+numpy + Pillow only (no Django, no torch). `make_synthetic_faces(out, n=...)` writes
+    OUT/images/00000.png ...   RGB, size x size
+    OUT/labels.csv             path,label,split             the labels a dataset owner would have: noisy
+    OUT/truth.csv              path,true_label,intensity,noisy   what only benchmarks and tests may read
+    OUT/preview.png            (preview=True) 8 rows, one per true emotion, of 12 faces, strongest first
+
+A face is an identity, an expression and a capture (training/face_drawing.py draws it). The expression is a vector
+of action units: an emotion's prototype (PROTOTYPES) times an intensity in [0, 1], sometimes blended with a second
+emotion, on top of the person's resting face. Confusable emotions share most action units (surprise/fear,
+disgust/anger, happy/contempt; sad/neutral at low intensity), and label noise goes mostly to that partner.
+
+Determinism: the dataset's plan (true labels, splits, which labels are wrong) comes from SeedSequence(seed); face i
+draws everything else from SeedSequence(seed, spawn_key=(i,)), its own stream, so the order or the number of
+processes that render the faces cannot change a byte.
+"""
+import csv
+import struct
+import time
+import zlib
+from dataclasses import dataclass, fields
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from curation.labels import CLASSES, CODE
+from training.face_drawing import AU, AUS, BACKGROUNDS, HAIR_STYLES, Capture, Identity, render
+
+SPLITS = ("train", "val", "test")
+PREVIEW_COLUMNS = 12
+PREVIEW_LABEL_WIDTH = 64  # px left of each preview row for the emotion's name
+PNG_COMPRESS_LEVEL = 1  # zlib level, fixed so that the bytes are; 1 is the fastest and barely larger on noisy faces
+
+# The class a wrong label most often names (PARTNER_SHARE of them): what a hurried annotator confuses it with.
+PARTNER_SHARE = 0.7
+PARTNER = {"fear": "surprise", "surprise": "fear", "disgust": "anger", "anger": "disgust",
+           "contempt": "happy", "happy": "contempt", "sad": "neutral", "neutral": "sad"}
+
+
+def _prototype(**units):
+    vector = np.zeros(len(AUS))
+    for name, value in units.items():
+        vector[AU[name]] = value
+    return vector
+
+
+# EMFACS-style prototypes at full intensity. Partners differ in one or two units: fear is surprise plus lowered,
+# inner-raised brows and stretched lips; anger is disgust with pressed lips instead of a raised upper lip;
+# contempt is a weak smile pulled to one side, without the raised cheeks.
+PROTOTYPES = {
+    "neutral": _prototype(),
+    "happy": _prototype(lip_corner=1.0, cheek_raise=0.8, mouth_open=0.3, eye_open=-0.15),
+    "sad": _prototype(inner_brow_raise=1.0, brow_lower=0.3, lip_corner=-0.8, eye_open=-0.3),
+    "surprise": _prototype(brow_raise=1.0, eye_open=0.9, mouth_open=0.9),
+    "fear": _prototype(brow_raise=0.7, inner_brow_raise=0.5, brow_lower=0.5, eye_open=0.9, mouth_open=0.6,
+                       lip_stretch=0.9),
+    "disgust": _prototype(upper_lip_raise=1.0, brow_lower=0.6, eye_open=-0.3, lip_corner=-0.3, cheek_raise=0.3),
+    "anger": _prototype(brow_lower=1.0, eye_open=-0.3, lip_press=0.9, upper_lip_raise=0.25),
+    "contempt": _prototype(lip_corner_one_side=1.0, lip_corner=0.3, cheek_raise=0.15, eye_open=-0.1),
+}
+# Units a person's resting face shifts: some people look a little sad, cross or amused when they are not.
+RESTING = np.array([AU[name] for name in ("brow_raise", "brow_lower", "inner_brow_raise", "eye_open", "lip_corner")])
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """What --difficulty turns; knobs(d) interpolates between EASY (d=0) and HARD (d=1)."""
+
+    intensity_mean: float  # intensity ~ Beta with this mean: low puts faces close to neutral
+    intensity_concentration: float  # Beta's a + b: low spreads intensities out
+    blend_share: float  # share of faces that mix in a second emotion
+    blend_weight: float  # the second emotion's weight is uniform up to this share of the first's (1: as strong)
+    resting: float  # s.d. of the resting-face offsets
+    idiosyncrasy: float  # s.d. of the per-person gain on each action unit of the expression
+    identity: float  # 0-1: how far identity features spread around the average face
+    shift: float  # s.d. of the face centre's shift, as a share of the image
+    zoom: float  # face size varies by up to this share either way
+    rotation: float  # s.d. of the in-plane rotation, degrees
+    light: float  # strongest lighting gradient
+    degraded_share: float  # share of faces captured small and upscaled (blurred); half as many get JPEG artefacts
+    noise: float  # strongest sensor-noise s.d., 0-255 scale
+
+
+EASY = Knobs(intensity_mean=0.8, intensity_concentration=6.0, blend_share=0.0, blend_weight=0.5, resting=0.03,
+             idiosyncrasy=0.05, identity=0.3, shift=0.01, zoom=0.03, rotation=1.0, light=0.1, degraded_share=0.0,
+             noise=2.0)
+HARD = Knobs(intensity_mean=0.4, intensity_concentration=2.5, blend_share=0.6, blend_weight=0.85, resting=0.32,
+             idiosyncrasy=0.45, identity=1.0, shift=0.05, zoom=0.15, rotation=6.0, light=0.6, degraded_share=0.5,
+             noise=10.0)
+DEFAULT_DIFFICULTY = 0.6
+
+
+def knobs(difficulty):
+    if not 0.0 <= difficulty <= 1.0:
+        raise ValueError(f"difficulty must be in [0, 1], not {difficulty}")
+    return Knobs(**{f.name: getattr(EASY, f.name) + difficulty * (getattr(HARD, f.name) - getattr(EASY, f.name))
+                    for f in fields(Knobs)})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One face: sampled from its own RNG, then drawn.
+
+SKIN = np.array([(255, 224, 196), (234, 192, 160), (205, 150, 115), (160, 110, 80), (110, 72, 50), (75, 50, 38)])
+HAIR = np.array([(25, 20, 18), (60, 40, 28), (110, 75, 45), (200, 160, 95), (150, 70, 35), (170, 170, 165)])
+
+
+def _colour(rng, palette, jitter):
+    """A colour anywhere along the palette's ramp, jittered."""
+    at = rng.random() * (len(palette) - 1)
+    low = int(at)
+    rgb = palette[low] + (at - low) * (palette[min(low + 1, len(palette) - 1)] - palette[low])
+    return tuple(min(255, max(0, int(v))) for v in rgb + rng.normal(0, jitter, 3))
+
+
+def sample_identity(rng, k):
+    spread = k.identity
+
+    def around(mid, half):
+        return mid + half * spread * (2 * rng.random() - 1)
+
+    skin = _colour(rng, SKIN, 8)
+    u = rng.random()
+    facial_hair = "moustache" if u < 0.1 * spread else "beard" if u < 0.2 * spread else "none"
+    return Identity(
+        face_width=around(0.76, 0.1), jaw_width=around(0.85, 0.13), skin=skin,
+        hair_style=HAIR_STYLES[rng.integers(len(HAIR_STYLES))], hair=_colour(rng, HAIR, 10),
+        hairline=around(-0.62, 0.14), eye_spacing=around(0.32, 0.05), eye_size=around(0.135, 0.035),
+        eye_height=around(-0.1, 0.06), iris=tuple(int(v) for v in rng.integers(30, 120, 3)),
+        brow_thickness=around(0.06, 0.03), brow_arch=around(0.04, 0.03), nose_length=around(0.3, 0.07),
+        nose_width=around(0.11, 0.04), mouth_y=around(0.56, 0.06), mouth_width=around(0.24, 0.06),
+        lip_thickness=around(0.06, 0.03), lips=tuple(int(v) for v in np.array(skin) * (0.75, 0.5, 0.5) + (40, 5, 10)),
+        glasses=bool(rng.random() < 0.2 * spread), facial_hair=facial_hair,
+        clothes=tuple(int(v) for v in rng.integers(20, 235, 3)), smile_side=1 if rng.random() < 0.5 else -1,
+    )
+
+
+def _intensity(rng, k):
+    a = k.intensity_mean * k.intensity_concentration
+    return float(rng.beta(a, k.intensity_concentration - a))
+
+
+def sample_expression(rng, label, k):
+    """(action-unit vector, intensity). Intensity is 0 for neutral; in a blend the second emotion weighs less."""
+    intensity = 0.0 if label == "neutral" else _intensity(rng, k)
+    aus = intensity * PROTOTYPES[label]
+    if rng.random() < k.blend_share:
+        others = [c for c in CLASSES if c not in ("neutral", label)]
+        partner = rng.random() < 0.5 and PARTNER[label] != "neutral"  # half the blends mix in the confusable class
+        second = PARTNER[label] if partner else others[rng.integers(len(others))]
+        # A neutral face's trace of another emotion stays weaker than the weakest typical expression.
+        strength = intensity if label != "neutral" else _intensity(rng, k) * 0.5
+        aus = aus + strength * k.blend_weight * rng.random() * PROTOTYPES[second]
+    aus = aus * np.clip(rng.normal(1.0, k.idiosyncrasy, len(AUS)), 0.3, None)
+    aus[RESTING] += rng.normal(0.0, k.resting, len(RESTING))
+    return np.clip(aus, -1.0, 1.0), intensity
+
+
+def _muted(rng):
+    """A room's colour: a grey with a tint, rarely saturated."""
+    grey = rng.uniform(40, 220)
+    return tuple(min(255, max(0, int(v))) for v in grey + rng.normal(0, 45 * rng.random(), 3))
+
+
+def _clipped_normal(rng, sd):
+    return min(2.5 * sd, max(-2.5 * sd, float(rng.normal(0, sd))))
+
+
+def sample_capture(rng, k):
+    background = BACKGROUNDS[rng.integers(len(BACKGROUNDS))]
+    colours = (_muted(rng), _muted(rng))
+    clutter = []
+    for _ in range(rng.integers(3, 8) if background == "cluttered" else 0):
+        (x0, x1), (y0, y1) = np.sort(rng.random(2)), np.sort(rng.random(2))
+        kind = "ellipse" if rng.random() < 0.5 else "rectangle"
+        clutter.append((kind, x0, y0, x1, y1, _muted(rng)))
+    degraded = k.degraded_share
+    return Capture(
+        centre=(0.5 + _clipped_normal(rng, k.shift), 0.53 + _clipped_normal(rng, k.shift)),
+        scale=0.36 * (1 + k.zoom * (2 * rng.random() - 1)),
+        angle=_clipped_normal(rng, k.rotation),
+        background=background, background_colours=colours, clutter=tuple(clutter),
+        light_angle=float(rng.random() * 2 * np.pi), light=float(rng.random() * k.light),
+        colour_gain=tuple(rng.normal(1.0, 0.06 * k.identity, 3)), contrast=float(rng.uniform(0.7, 1.15)),
+        brightness=float(rng.normal(0, 12 * k.identity)),
+        resolution=float(rng.uniform(0.45, 0.85)) if rng.random() < degraded else 1.0,
+        noise=float(rng.random() * k.noise), noise_window=tuple(rng.random(2)),
+        jpeg_quality=int(rng.integers(15, 60)) if rng.random() < degraded / 2 else 0,
+    )
+
+
+def face(seed, index, label, size, k):
+    """Face `index` of the dataset made with `seed`: ((size, size, 3) uint8, intensity)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+    identity = sample_identity(rng, k)
+    aus, intensity = sample_expression(rng, label, k)
+    capture = sample_capture(rng, k)
+    return render(identity, aus, capture, size), intensity
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The dataset: plan (labels, splits, noise), faces, files.
+
+
+def plan(n, *, seed, noise, test_fraction=0.15, val_fraction=0.10, class_prior=None):
+    """Return (true, split, given) code arrays of length n: classes in proportion to class_prior (uniform by
+    default), splits stratified by true class, and exactly round(noise * n_trainval) wrong given labels in
+    train + val, PARTNER_SHARE of them the confusable partner and the rest uniform over the other six classes."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    prior = np.full(len(CLASSES), 1.0 / len(CLASSES)) if class_prior is None else np.asarray(class_prior, float)
+    counts = np.floor(prior / prior.sum() * n).astype(int)
+    counts[np.argsort(-(prior / prior.sum() * n - counts), kind="stable")[: n - counts.sum()]] += 1
+    true = rng.permutation(np.repeat(np.arange(len(CLASSES)), counts))
+    split = np.zeros(n, dtype=int)  # 0 train, 1 val, 2 test
+    for code in range(len(CLASSES)):
+        members = rng.permutation(np.flatnonzero(true == code))
+        n_test, n_val = round(test_fraction * len(members)), round(val_fraction * len(members))
+        split[members[:n_test]] = 2
+        split[members[n_test : n_test + n_val]] = 1
+    trainval = np.flatnonzero(split < 2)
+    wrong = np.sort(rng.choice(trainval, size=round(noise * len(trainval)), replace=False))
+    given = true.copy()
+    for i in wrong:
+        partner = CODE[PARTNER[CLASSES[true[i]]]]
+        others = [c for c in range(len(CLASSES)) if c not in (true[i], partner)]
+        given[i] = partner if rng.random() < PARTNER_SHARE else others[rng.integers(len(others))]
+    return true, split, given
+
+
+def png_bytes(pixels):
+    """An 8-bit RGB PNG of a (H, W, 3) uint8 array, every row with the 'Up' filter.
+
+    Written here rather than by Pillow because Pillow tries every filter on every row, which made saving cost more
+    than drawing a face; 'Up' alone compresses these faces as well. The bytes depend only on the pixels (and zlib).
+    """
+    h, w, _ = pixels.shape
+    rows = pixels.reshape(h, w * 3)
+    filtered = np.empty((h, 1 + w * 3), np.uint8)
+    filtered[:, 0] = 2  # filter type Up: each byte minus the one above it, modulo 256
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8 bits, truecolour, deflate, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(filtered.tobytes(), PNG_COMPRESS_LEVEL)) + chunk(b"IEND", b""))
+
+
+def _render_chunk(job):
+    """Render and write faces start, start + 1, ...; top-level so that worker processes can run it."""
+    out, seed, size, k, start, names, true = job
+    intensities = []
+    for index, (name, code) in enumerate(zip(names, true), start=start):
+        pixels, intensity = face(seed, index, CLASSES[code], size, k)
+        (out / "images" / name).write_bytes(png_bytes(pixels))
+        intensities.append(intensity)
+    return intensities
+
+
+def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAULT_DIFFICULTY, preview=False,
+                         test_fraction=0.15, val_fraction=0.10, class_prior=None, workers=1, chunk=250):
+    """Write the dataset under `out` (see the module docstring); return a summary dict. Same arguments, same
+    bytes, whatever `workers` is. labels.csv is written last, so its presence means the dataset is complete."""
+    if n < 1 or not 16 <= size <= 512 or not 0.0 <= noise <= 1.0:
+        raise ValueError(f"need n >= 1, 16 <= size <= 512 and 0 <= noise <= 1 (got n={n}, size={size}, noise={noise})")
+    k = knobs(difficulty)
+    started = time.perf_counter()
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    true, split, given = plan(n, seed=seed, noise=noise, test_fraction=test_fraction, val_fraction=val_fraction,
+                              class_prior=class_prior)
+    names = [f"{i:0{max(5, len(str(n - 1)))}d}.png" for i in range(n)]
+    jobs = [(out, seed, size, k, a, names[a : a + chunk], true[a : a + chunk]) for a in range(0, n, chunk)]
+    if workers > 1:
+        # spawn, not fork: the caller may be a threaded process (a Celery worker, a heartbeat thread).
+        with get_context("spawn").Pool(workers) as pool:
+            intensities = [x for part in pool.map(_render_chunk, jobs) for x in part]
+    else:
+        intensities = [x for job in jobs for x in _render_chunk(job)]
+
+    paths = [f"images/{name}" for name in names]
+    with open(out / "truth.csv", "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["path", "true_label", "intensity", "noisy"])
+        for path, t, g, x in zip(paths, true, given, intensities):
+            writer.writerow([path, CLASSES[t], f"{x:.3f}", int(t != g)])
+    if preview:
+        write_preview(out, paths, true, intensities, size)
+    with open(out / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["path", "label", "split"])
+        for path, g, s in zip(paths, given, split):
+            writer.writerow([path, CLASSES[g], SPLITS[s]])
+
+    noisy = true != given
+    n_trainval = int((split < 2).sum())
+    seconds = time.perf_counter() - started
+    return {
+        "out": str(out), "n": n, "size": size, "seed": seed, "difficulty": difficulty,
+        "per_class": {c: int((true == i).sum()) for i, c in enumerate(CLASSES)},
+        "per_split": {s: int((split == i).sum()) for i, s in enumerate(SPLITS)},
+        "noisy": int(noisy.sum()),
+        "noise_rate": float(noisy.sum() / n_trainval) if n_trainval else 0.0,
+        "noisy_to_partner": float(np.mean([given[i] == CODE[PARTNER[CLASSES[true[i]]]] for i in np.flatnonzero(noisy)]))
+        if noisy.any() else 0.0,
+        "mean_intensity": float(np.mean([x for x, t in zip(intensities, true) if CLASSES[t] != "neutral"] or [0.0])),
+        "seconds": round(seconds, 3), "faces_per_second": round(n / seconds, 1),
+    }
+
+
+def write_preview(out, paths, true, intensities, size):
+    """OUT/preview.png: a row per true emotion, labelled, of its first PREVIEW_COLUMNS faces, strongest first."""
+    sheet = Image.new("RGB", (PREVIEW_LABEL_WIDTH + PREVIEW_COLUMNS * size, len(CLASSES) * size), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for row, name in enumerate(CLASSES):
+        draw.text((4, row * size + size // 2 - 6), name, fill=(0, 0, 0), font=font)
+        members = [i for i in range(len(paths)) if true[i] == row][:PREVIEW_COLUMNS]
+        members.sort(key=lambda i: -intensities[i])
+        for column, i in enumerate(members):
+            with Image.open(out / paths[i]) as im:
+                sheet.paste(im.convert("RGB"), (PREVIEW_LABEL_WIDTH + column * size, row * size))
+    sheet.save(out / "preview.png", format="PNG", compress_level=9)
