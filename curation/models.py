@@ -61,7 +61,12 @@ class Image(models.Model):
     # Summary scores written by scoring jobs (the per-generator rows behind them come with scoring).
     ambiguity = models.FloatField(null=True, blank=True, help_text="Highest SSIM against a CycleGAN transformation.")
     suspicion = models.FloatField(null=True, blank=True, help_text="Fused score that orders the review queue.")
-    flagged = models.BooleanField(default=False, help_text="Flagged ambiguous by scoring.")
+    flagged = models.BooleanField(default=False, help_text="Flagged ambiguous by scoring (the SSIM rule).")
+    gan_score = models.FloatField(null=True, blank=True, help_text="Highest normalised SSIM over its generators.")
+    gan_suggested_label = models.PositiveSmallIntegerField(null=True, blank=True, choices=LABEL_CHOICES)
+    label_quality = models.FloatField(null=True, blank=True, help_text="cleanlab label-quality score (low = suspect).")
+    classifier_flagged = models.BooleanField(default=False, help_text="cleanlab found a label issue.")
+    classifier_suggested_label = models.PositiveSmallIntegerField(null=True, blank=True, choices=LABEL_CHOICES)
     # The last decision that stands (set by image_label_change, restored by undo), on the row itself so that the
     # export needs no join to the audit table.
     reviewed_by = models.ForeignKey(
@@ -236,6 +241,23 @@ class GeneratedImage(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["gan", "source_image", "target_label"], name="generated_once_per_source"),
         ]
+
+
+class TransformScore(models.Model):
+    """SSIM between an image and its transformation by one generator leaving its labelled class; written by
+    upsert, so re-scoring never duplicates a row and only new images or generators are computed."""
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="transform_scores")
+    gan = models.ForeignKey(GanModel, on_delete=models.CASCADE, related_name="scores")
+    direction = models.CharField(max_length=2, help_text="AB: G_A (source -> target); BA: G_B (target -> source).")
+    target_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+    epoch = models.PositiveIntegerField(help_text="The generator snapshot used.")
+    ssim = models.FloatField()
+    # (ssim - mean) / std over the images of the generator's source class: comparable across generators.
+    z = models.FloatField(null=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["image", "gan", "direction"], name="transform_score_once")]
 
 
 class Job(models.Model):

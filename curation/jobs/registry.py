@@ -10,6 +10,7 @@ from curation.classifier.job import train_classifier_job, validate_train_params
 from curation.gans.generate import generate_images_job, validate_generate_params
 from curation.gans.job import train_cyclegan_job, validate_cyclegan_params
 from curation.importers.job import import_dataset_job, validate_import_params
+from curation.scoring.job import score_ambiguity_job, validate_score_params
 from curation.jobs.errors import JobParamsError
 
 
@@ -25,6 +26,7 @@ JOB_KINDS = {
     "train_classifier": JobKind(handler=train_classifier_job, validate=validate_train_params, queue="gpu"),
     "train_cyclegan": JobKind(handler=train_cyclegan_job, validate=validate_cyclegan_params, queue="gpu"),
     "generate_images": JobKind(handler=generate_images_job, validate=validate_generate_params, queue="gpu"),
+    "score_ambiguity": JobKind(handler=score_ambiguity_job, validate=validate_score_params, queue="gpu"),
 }
 
 

@@ -57,3 +57,20 @@ def test_grey_uses_rgb_luminance_weights_in_rgb_order():
 def test_identical_images_score_one():
     a, _ = pairs(2, 24, 3, seed=1)
     np.testing.assert_allclose(ssim(nchw(a), nchw(a), data_range=255).numpy(), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("grey", [False, True])
+def test_matches_skimage_on_synthetic_faces_and_their_blurred_copies(grey):
+    from PIL import Image, ImageFilter
+
+    from training.synthetic_faces import face, knobs
+
+    faces = np.stack([face(7, i, "happy", 64, knobs(0.6))[0] for i in range(3)])
+    blurred = np.stack([np.asarray(Image.fromarray(f).filter(ImageFilter.GaussianBlur(1.2))) for f in faces])
+    ours = ssim(nchw(faces), nchw(blurred), data_range=255, grey=grey).numpy()
+    if grey:
+        w = np.array([0.299, 0.587, 0.114])
+        ref = [structural_similarity(faces[i] @ w, blurred[i] @ w, data_range=255) for i in range(3)]
+    else:
+        ref = [structural_similarity(faces[i], blurred[i], data_range=255, channel_axis=2) for i in range(3)]
+    np.testing.assert_allclose(ours, ref, atol=1e-4)

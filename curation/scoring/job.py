@@ -1,0 +1,207 @@
+"""The score_ambiguity job: transformation SSIMs for every new (image, generator), their normalisation, cleanlab's
+signals from the latest out-of-fold probabilities, the SSIM flags, and the fused suspicion.
+
+Scores cover the train split (the images a reduced retrain may drop); val and test stay as imported. Rows are
+upserted on (image, generator, direction), so a second run computes only what is new and a killed run re-run
+duplicates nothing.
+"""
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+
+from curation.classifier.job import resolve_dataset
+from curation.classifier.arrays import load_arrays
+from curation.gans.data import domain_items
+from curation.jobs.errors import JobParamsError
+from curation.labels import CLASSES, UnknownLabel, parse_label
+from curation.models import GanModel, Image, Run, TransformScore
+from curation.scoring import fusion
+
+BATCH = 256
+
+
+def validate_score_params(params):
+    dataset = resolve_dataset(params.get("dataset"))
+    try:
+        threshold = float(params.get("threshold", 0.85))
+    except (TypeError, ValueError):
+        raise JobParamsError(f"threshold must be a number, not {params.get('threshold')!r}") from None
+    if not 0 < threshold <= 1:
+        raise JobParamsError(f"threshold must be in (0, 1], not {threshold}")
+    per_class = {}
+    for name, value in (params.get("class_thresholds") or {}).items():
+        try:
+            per_class[CLASSES[parse_label(name)]] = float(value)
+        except (UnknownLabel, TypeError, ValueError) as exc:
+            raise JobParamsError(f"class_thresholds: {name}={value!r}: {exc}") from None
+    if not GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED).exists() and \
+            not Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(oof_file="").exists():
+        raise JobParamsError(f"nothing to score {dataset.name} with: train a CycleGAN pair (train_cyclegan) or a "
+                             f"classifier with --folds first")
+    return {"dataset": dataset.name, "threshold": threshold, "class_thresholds": per_class}
+
+
+def latest_gans(dataset):
+    """The newest finished CycleGAN of each pair."""
+    seen, out = set(), []
+    for gan in GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED).order_by("-id"):
+        pair = frozenset((gan.source_label, gan.target_label))
+        if pair not in seen:
+            seen.add(pair)
+            out.append(gan)
+    return out
+
+
+def _generators(gan, device):
+    """(G_A, G_B, epoch) from the chosen snapshot, or the last epoch's state."""
+    import torch
+
+    from gan.cyclegan import GanConfig
+    from gan.networks import ResnetGenerator
+
+    path, epoch = gan.checkpoint, gan.epoch
+    if gan.chosen_epoch:
+        entry = next((e for e in gan.losses if e["epoch"] == gan.chosen_epoch and e.get("generators")), None)
+        if entry:
+            path, epoch = entry["generators"], gan.chosen_epoch
+    state = torch.load(Path(settings.MEDIA_ROOT) / path, weights_only=True, map_location="cpu")
+    cfg = GanConfig.from_dict(state["config"])
+    nets = []
+    for key in ("G_A", "G_B"):
+        net = ResnetGenerator(cfg.ngf, cfg.blocks).to(device)
+        net.load_state_dict(state[key])
+        nets.append(net.eval())
+    return nets[0], nets[1], epoch, cfg.size
+
+
+def score_ambiguity_job(ctx):
+    from training.engine import pick_device
+
+    p = ctx.params
+    dataset = resolve_dataset(p["dataset"])
+    device = pick_device()
+    gans = latest_gans(dataset)
+    directions = []
+    for gan in gans:
+        G_A, G_B, epoch, size = _generators(gan, device)
+        directions += [(gan, "AB", G_A, gan.source_label, gan.target_label, epoch, size),
+                       (gan, "BA", G_B, gan.target_label, gan.source_label, epoch, size)]
+    computed = 0
+    for k, (gan, direction, net, source, target, epoch, size) in enumerate(directions):
+        from gan.scoring import transform_ssim
+
+        items = domain_items(dataset, source)
+        done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch)
+                   .values_list("image_id", flat=True))
+        todo = [i for i in items if i.id not in done]
+        for start in range(0, len(todo), BATCH * 4):
+            chunk = todo[start : start + BATCH * 4]
+            images, _ = load_arrays(chunk, size)
+            values = transform_ssim(net, images, batch_size=BATCH)
+            rows = [TransformScore(image_id=it.id, gan=gan, direction=direction, target_label=target, epoch=epoch,
+                                   ssim=float(v)) for it, v in zip(chunk, values)]
+            TransformScore.objects.bulk_create(rows, update_conflicts=True, unique_fields=["image", "gan", "direction"],
+                                               update_fields=["ssim", "epoch", "target_label"])
+            computed += len(rows)
+            ctx.progress(0.8 * (k + (start + len(chunk)) / max(len(todo), 1)) / max(len(directions), 1),
+                         f"SSIM {CLASSES[source]}->{CLASSES[target]}: {start + len(chunk)} of {len(todo)}")
+    _standardise(dataset, gans)
+    ctx.progress(0.85, "classifier signals", force=True)
+    classifier = _classifier_signals(dataset)
+    ctx.progress(0.9, "flags and suspicion", force=True)
+    summary = _summarise(dataset, p["threshold"], p["class_thresholds"], classifier)
+    return {"dataset": dataset.name, "generators": [f"{g.pk}:{CLASSES[g.source_label]}<->{CLASSES[g.target_label]}"
+                                                    for g in gans],
+            "ssim_computed": computed, **summary}
+
+
+def _standardise(dataset, gans):
+    from gan.scoring import standardise
+
+    for gan in gans:
+        for direction in ("AB", "BA"):
+            rows = list(TransformScore.objects.filter(gan=gan, direction=direction, image__dataset=dataset)
+                        .order_by("id").only("id", "ssim"))
+            for row, z in zip(rows, standardise([r.ssim for r in rows])):
+                row.z = float(z)
+            TransformScore.objects.bulk_update(rows, ["z"], batch_size=2000)
+
+
+def _classifier_signals(dataset):
+    """{image id: (label quality, issue, suggested label)} from the latest run with out-of-fold probabilities."""
+    run = Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(oof_file="").first()
+    if run is None:
+        return {"run": None, "by_image": {}}
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    data = np.load(Path(settings.MEDIA_ROOT) / run.oof_file)
+    ids, probs = data["ids"], data["probs"].astype(np.float64)
+    current = dict(Image.objects.filter(id__in=ids.tolist()).values_list("id", "label"))
+    keep = np.array([i in current for i in ids.tolist()])
+    ids, probs = ids[keep], probs[keep]
+    labels = np.array([current[i] for i in ids.tolist()])  # scored against the labels as they are now
+    probs = probs / probs.sum(1, keepdims=True)
+    quality = get_label_quality_scores(labels, probs, method="self_confidence")
+    issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    return {"run": run.pk, "by_image": {int(i): (float(q), bool(f), int(s))
+                                        for i, q, f, s in zip(ids, quality, issues, probs.argmax(1))}}
+
+
+def _summarise(dataset, threshold, class_thresholds, classifier):
+    best = {}
+    for image_id, ssim_value, z, target in (TransformScore.objects.filter(image__dataset=dataset)
+                                            .values_list("image_id", "ssim", "z", "target_label")):
+        b = best.setdefault(image_id, {"raw": -1.0, "z": -np.inf, "suggest": None})
+        b["raw"] = max(b["raw"], ssim_value)
+        if z is not None and z > b["z"]:
+            b["z"], b["suggest"] = z, target
+    images = list(Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).only("id", "label", "status"))
+    by_cl = classifier["by_image"]
+    lq = np.array([by_cl[i.id][0] if i.id in by_cl else np.nan for i in images])
+    gz = np.array([best[i.id]["z"] if i.id in best else np.nan for i in images])
+    raw = np.array([best[i.id]["raw"] if i.id in best else np.nan for i in images])
+    issue = np.array([by_cl[i.id][1] if i.id in by_cl else False for i in images])
+    default = fusion.default_suspicion(lq, gz)
+    choice, model, report = _fit_on_reviews(images, lq, gz, raw, issue, default)
+    if choice == "logistic":
+        suspicion = model.predict_proba(fusion.features(lq, gz, raw, issue))[:, 1]
+    elif choice == "default":
+        suspicion = default
+    else:
+        suspicion = {"classifier": -lq, "gan": gz, "ssim": raw}[choice]
+    flag_rate = {}
+    for img, a, g, s in zip(images, raw, gz, suspicion):
+        limit = class_thresholds.get(CLASSES[img.label], threshold)
+        img.ambiguity = None if np.isnan(a) else float(a)
+        img.flagged = bool(not np.isnan(a) and a >= limit)
+        img.gan_score = None if np.isnan(g) else float(g)
+        img.gan_suggested_label = best.get(img.id, {}).get("suggest")
+        signals = by_cl.get(img.id)
+        img.label_quality = signals[0] if signals else None
+        img.classifier_flagged = bool(signals and signals[1])
+        img.classifier_suggested_label = signals[2] if signals else None
+        img.suspicion = None if s is None or np.isnan(s) else float(s)
+        rate = flag_rate.setdefault(CLASSES[img.label], [0, 0])
+        rate[0] += img.flagged
+        rate[1] += 1
+    with transaction.atomic():
+        Image.objects.bulk_update(images, ["ambiguity", "flagged", "gan_score", "gan_suggested_label", "label_quality",
+                                           "classifier_flagged", "classifier_suggested_label", "suspicion"],
+                                  batch_size=2000)
+    return {
+        "classifier_run": classifier["run"], "threshold": threshold, "class_thresholds": class_thresholds,
+        "flag_rate_per_class": {c: round(f / n, 4) for c, (f, n) in flag_rate.items() if n},
+        "flagged": int(sum(i.flagged for i in images)), "classifier_flagged": int(issue.sum()),
+        "scored": len(images), "fusion": report,
+    }
+
+
+def _fit_on_reviews(images, lq, gz, raw, issue, default):
+    index = [k for k, img in enumerate(images) if img.status != Image.Status.UNREVIEWED]
+    y = np.array([images[k].status in (Image.Status.RELABELLED, Image.Status.EXCLUDED) for k in index], int)
+    X = fusion.features(lq[index], gz[index], raw[index], issue[index])
+    candidates = {"default": default[index], "classifier": -lq[index], "gan": gz[index], "ssim": raw[index]}
+    return fusion.choose_from_reviews(X, y, candidates)

@@ -1,0 +1,101 @@
+"""Scoring through the product: transformation SSIMs upserted once, flags that follow the threshold, cleanlab
+signals, and a suspicion that leans on the stronger signal."""
+import io
+
+import numpy as np
+import pytest
+import torch
+from django.core.management import call_command
+
+from curation.models import Image, Job, TransformScore
+from curation.scoring.fusion import choose_from_reviews, default_suspicion, features
+from tests.curation.test_classifier import square_dataset
+
+QUIET = {"stdout": io.StringIO(), "stderr": io.StringIO()}
+
+
+@pytest.fixture(autouse=True)
+def _inline(settings):
+    settings.JOB_HEARTBEAT_SECONDS = 3600  # --inline inside a test transaction
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def scored_dataset(tmp_path, db):
+    name = square_dataset(tmp_path, n=240)
+    call_command("train_cyclegan", "--dataset", name, "--pair", "happy", "sad", "--profile", "cpu", "--size", "32",
+                 "--batch-size", "4", "--epochs", "1", "--epochs-decay", "0", "--inline", **QUIET)
+    call_command("train_classifier", "--dataset", name, "--arch", "small_cnn", "--epochs", "1", "--folds", "2",
+                 "--inline", **QUIET)
+    call_command("score_ambiguity", "--dataset", name, "--inline", **QUIET)
+    return name
+
+
+def scores(name):
+    return dict(TransformScore.objects.filter(image__dataset__name=name).values_list("image_id", "ssim"))
+
+
+def test_every_image_of_the_pair_gets_one_score_per_generator_leaving_its_class(scored_dataset):
+    name = scored_dataset
+    pair = Image.objects.filter(dataset__name=name, split="train", label__in=(1, 2))
+    rows = TransformScore.objects.filter(image__dataset__name=name)
+    assert rows.count() == pair.count()
+    assert set(rows.values_list("image__label", "target_label")) == {(1, 2), (2, 1)}
+    assert not rows.exclude(image__split="train").exists()
+    assert all(0 <= s <= 1 for s in scores(name).values())
+    train = Image.objects.filter(dataset__name=name, split="train")
+    assert not train.filter(suspicion=None).exists()  # every train image is ranked
+    assert not train.filter(label_quality=None).exists()  # cleanlab scored every train image
+
+
+def test_a_second_run_gives_identical_scores_and_a_rerun_after_a_crash_duplicates_nothing(scored_dataset):
+    name = scored_dataset
+    first = scores(name)
+    call_command("score_ambiguity", "--dataset", name, "--inline", **QUIET)
+    assert scores(name) == first
+    assert Job.objects.filter(kind="score_ambiguity").first().result["ssim_computed"] == 0
+    # As a killed run leaves it: only part of the rows written.
+    TransformScore.objects.filter(pk__in=list(TransformScore.objects.values_list("pk", flat=True)[::2])).delete()
+    call_command("score_ambiguity", "--dataset", name, "--inline", **QUIET)
+    assert scores(name) == first and TransformScore.objects.count() == len(first)
+
+
+def test_flags_follow_the_threshold(scored_dataset):
+    name = scored_dataset
+    values = sorted(scores(name).values())
+    middle = float(np.median(values))
+    call_command("score_ambiguity", "--dataset", name, "--threshold", str(middle), "--inline", **QUIET)
+    flagged = set(Image.objects.filter(dataset__name=name, flagged=True).values_list("id", flat=True))
+    expected = {i for i, s in scores(name).items() if s >= middle}
+    assert flagged == expected and 0 < len(flagged) < len(values)
+    call_command("score_ambiguity", "--dataset", name, "--threshold", "1.0", "--class-threshold", "happy=0.0",
+                 "--inline", **QUIET)
+    assert set(Image.objects.filter(dataset__name=name, flagged=True).values_list("label", flat=True)) == {1}
+
+
+def test_default_suspicion_leans_on_the_classifier_and_lets_the_gan_break_ties():
+    quality = np.array([0.9, 0.1, 0.5, 0.5, np.nan])
+    gan = np.array([3.0, -1.0, 0.0, 2.0, 1.0])
+    s = default_suspicion(quality, gan)
+    assert s[1] > s[3] > s[2] > s[0]  # low label quality first; equal quality: the higher GAN score first
+    assert not np.isnan(s[4])  # an image with only a GAN score is still ranked
+
+
+def test_the_fitted_fusion_is_used_only_when_it_beats_every_single_signal():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    strong = y + rng.normal(0, 0.5, 200)  # a good signal
+    weak = rng.normal(0, 1, 200)  # noise
+    X = features(1 / (1 + np.exp(strong)), weak, weak, np.zeros(200))
+    choice, model, report = choose_from_reviews(X, y, {"default": strong, "classifier": strong, "gan": weak})
+    best_single = max(report["auroc"][k] for k in ("default", "classifier", "gan"))
+    if choice == "logistic":
+        assert report["auroc"]["logistic (5-fold CV)"] >= best_single
+    else:  # the fit lost: the best single input is used, never the weak one
+        assert choice in ("default", "classifier") and report["auroc"][choice] == best_single
+    assert report["auroc"]["classifier"] > 0.8 and report["auroc"]["gan"] < 0.65
+    few, _, few_report = choose_from_reviews(X[:10], y[:10], {"default": strong[:10]})
+    assert few == "default" and "needs" in few_report["why"]
