@@ -99,3 +99,22 @@ def test_the_fitted_fusion_is_used_only_when_it_beats_every_single_signal():
     assert report["auroc"]["classifier"] > 0.8 and report["auroc"]["gan"] < 0.65
     few, _, few_report = choose_from_reviews(X[:10], y[:10], {"default": strong[:10]})
     assert few == "default" and "needs" in few_report["why"]
+
+
+@pytest.mark.django_db
+def test_report_measures_each_signal_against_known_wrong_labels(tmp_path):
+    from curation.scoring.evaluate import evaluate_signals, read_truth
+    from tests.factories import DatasetFactory, ImageFactory
+
+    ds = DatasetFactory()
+    lines = ["path,true_label,intensity,noisy"]
+    for k in range(20):
+        noisy = k % 4 == 0
+        ImageFactory(dataset=ds, path=f"images/{k}.png", suspicion=1.0 if noisy else 0.1 * (k % 3),
+                     label_quality=0.5, ambiguity=None)
+        lines.append(f"images/{k}.png,happy,0.5,{int(noisy)}")
+    (tmp_path / "truth.csv").write_text("\n".join(lines) + "\n")
+    report = evaluate_signals(ds, read_truth(tmp_path / "truth.csv"))
+    assert report["suspicion (fused)"]["all"] == {"auroc": 1.0, "ap": 1.0, "n": 20, "noisy": 5}
+    assert report["cleanlab (1 - label quality)"]["all"]["auroc"] == 0.5  # a constant signal finds nothing
+    assert "ssim (raw, published rule)" not in report  # no image carries it

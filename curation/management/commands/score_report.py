@@ -1,0 +1,30 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.classifier.job import resolve_dataset
+from curation.jobs.errors import JobParamsError
+from curation.labels import CLASSES
+from curation.scoring.evaluate import evaluate_signals, read_truth
+
+
+class Command(BaseCommand):
+    help = "AUROC and average precision of each scoring signal against known wrong labels (a truth.csv)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset")
+        parser.add_argument("--truth", required=True, help="truth.csv from make_synthetic_faces")
+
+    def handle(self, *args, **options):
+        try:
+            dataset = resolve_dataset(options["dataset"])
+        except JobParamsError as exc:
+            raise CommandError(str(exc)) from None
+        report = evaluate_signals(dataset, read_truth(options["truth"]))
+        if not report:
+            raise CommandError("no scored train image matches the truth file: run score_ambiguity first")
+        out = self.stdout.write
+        out(f"{'signal':<34} {'scope':<10} {'AUROC':>6} {'AP':>6} {'images':>7} {'noisy':>6}")
+        for name, per in report.items():
+            for scope in ("all", *CLASSES):
+                m = per.get(scope)
+                if m:
+                    out(f"{name:<34} {scope:<10} {m['auroc']:6.3f} {m['ap']:6.3f} {m['n']:7d} {m['noisy']:6d}")
