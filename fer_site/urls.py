@@ -11,6 +11,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("login/", views.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("review/", include("curation.review.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("curation.api.urls")),
 ]

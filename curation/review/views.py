@@ -1,0 +1,105 @@
+"""The browser review queue: a page that shows one claimed image at a time, and the POSTs that decide it.
+
+Each view parses its input, calls one review service and answers with the next card: the card partial for htmx
+requests, a redirect back to the page otherwise (the page works without JavaScript)."""
+import time
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from curation.labels import CLASSES, label_name
+from curation.models import Dataset, Image
+from curation.review.forms import DecisionForm, ReviewFilterForm
+from curation.review.selectors import image_label_history, review_progress
+from curation.review.services import (ClaimLost, NothingToUndo, image_claim_next, image_decide, image_lease_extend,
+                                      review_undo)
+from curation.services import VersionConflict
+
+PAGE, CARD = "curation/review.html", "curation/review_card.html"
+# Keys 1-8 relabel to the class of that position in the canonical order.
+_DONE = {"confirm": "confirmed", "exclude": "excluded", "skip": "skipped"}
+CLASS_KEYS = [(str(code + 1), code, name) for code, name in enumerate(CLASSES)]
+
+
+@login_required
+@require_GET
+def review_queue(request):
+    return _next_card(request, ReviewFilterForm(request.GET))
+
+
+@login_required
+@require_POST
+def review_decide(request):
+    decision = DecisionForm(request.POST)
+    if not decision.is_valid():
+        messages.error(request, "; ".join(e for errors in decision.errors.values() for e in errors))
+    else:
+        action, label = decision.cleaned_data["decision"]
+        image_id = decision.cleaned_data["image_id"]
+        try:
+            image_decide(user=request.user, image_id=image_id, action=action, version=decision.cleaned_data["version"],
+                         label=label, seconds_spent=decision.seconds_spent(time.time()))
+        except VersionConflict:
+            messages.error(request, f"Conflict: image {image_id} was changed by someone else while you looked at "
+                                    f"it. Your {action} was not recorded and nothing was overwritten.")
+        except Image.DoesNotExist:
+            messages.error(request, f"Image {image_id} no longer exists; nothing was recorded.")
+        else:
+            done = f"relabelled to {label_name(label)}" if action == "relabel" else _DONE[action]
+            messages.success(request, f"Image {image_id} {done}.")
+    return _next_card(request, ReviewFilterForm(request.POST))
+
+
+@login_required
+@require_POST
+def review_undo_last(request):
+    try:
+        undo = review_undo(user=request.user)
+    except (NothingToUndo, VersionConflict) as exc:  # UndoConflict is a VersionConflict
+        messages.error(request, f"Nothing undone: {exc}.")
+    else:
+        messages.success(request, f"Undid your {undo.undone.action} of image {undo.undone.image_id}.")
+    return _next_card(request, ReviewFilterForm(request.POST))
+
+
+@login_required
+@require_POST
+def review_lease(request):
+    """Polled while a card is open. 204: lease renewed; 286 (htmx: stop polling) with a warning: lease lost."""
+    try:
+        image_lease_extend(user=request.user, image_id=int(request.POST.get("image_id", "0")))
+    except (ClaimLost, ValueError) as exc:
+        return HttpResponse(f'<p id="lease" class="error">{exc}. Load the next image.</p>', status=286)
+    return HttpResponse(status=204)
+
+
+def _next_card(request, filter_form):
+    """Claim the next image under the filter and render it: the card partial for htmx, the page (GET) or a
+    redirect to it (POST without htmx) otherwise."""
+    valid = filter_form.is_valid()
+    query = filter_form.query() if valid else {}
+    if request.method == "POST" and not request.htmx:
+        return redirect(f"{reverse('review')}?{urlencode(query)}")
+    dataset = (filter_form.cleaned_data.get("dataset") if valid else None) or Dataset.objects.order_by("name").first()
+    image = progress = None
+    history = []
+    if valid and dataset is not None:
+        query["dataset"] = dataset.name
+        filters = filter_form.queue_filters()
+        image = image_claim_next(user=request.user, dataset=dataset, filters=filters)
+        history = image_label_history(image_id=image.pk) if image else []
+        progress = review_progress(user=request.user, dataset=dataset, filters=filters)
+    context = {
+        "filter_form": filter_form, "dataset": dataset, "image": image, "history": history, "progress": progress,
+        "query": query, "class_keys": CLASS_KEYS, "media_url": settings.MEDIA_URL, "shown_at": f"{time.time():.3f}",
+        "lease_poll_seconds": max(5, int(settings.REVIEW_LEASE_SECONDS) // 3),
+    }
+    return render(request, CARD if request.htmx else PAGE, context)
+
+

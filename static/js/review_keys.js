@@ -1,0 +1,44 @@
+// Keyboard shortcuts of the review queue. Each key clicks the button whose data-key lists it, so a key does
+// exactly what the button does. Held keys (auto-repeat) and keys pressed while a request is in flight are
+// dropped: a decision is recorded at most once per card (the server's version check is the final guard).
+(function () {
+  "use strict";
+  let inFlight = 0;
+  // Until htmx has processed the page a click would submit the form natively (a full page load): keys wait.
+  let ready = false;
+  document.addEventListener("htmx:load", function () {
+    ready = true;
+    document.body.dataset.keys = "ready";
+  });
+  document.addEventListener("htmx:beforeRequest", function () { inFlight += 1; });
+  document.addEventListener("htmx:afterRequest", function () { inFlight = Math.max(0, inFlight - 1); });
+
+  function buttonFor(key) {
+    for (const button of document.querySelectorAll("#card button[data-key]")) {
+      if (button.dataset.key.split(" ").includes(key)) return button;
+    }
+    return null;
+  }
+
+  function toggleKeys() {
+    const dialog = document.getElementById("keys");
+    if (dialog.open) dialog.close(); else dialog.showModal();
+  }
+
+  document.addEventListener("click", function (event) {
+    if (event.target.closest(".keys-toggle")) toggleKeys();
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.target.closest("input, select, textarea, dialog")) return;
+    const key = event.key === "Enter" ? "Enter" : event.key.toLowerCase();
+    if (key === "?") { event.preventDefault(); toggleKeys(); return; }
+    const button = buttonFor(key);
+    if (!button) return;
+    // Enter on a focused button would also click it natively: one decision per key press.
+    event.preventDefault();
+    if (!ready || event.repeat || inFlight > 0 || button.disabled || button.closest("fieldset:disabled")) return;
+    button.click();
+  });
+})();
