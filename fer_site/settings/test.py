@@ -5,7 +5,7 @@ from pathlib import Path
 
 os.environ.setdefault("FER_DATA_DIR", str(Path(__file__).resolve().parents[2] / "var" / "test"))
 os.environ.setdefault("FER_JOB_HEARTBEAT_SECONDS", "0.5")
-os.environ.setdefault("FER_JOB_STALE_AFTER_SECONDS", "4")
+os.environ.setdefault("FER_JOB_STALE_AFTER_SECONDS", "8")  # a loaded 2-core machine can stall a thread for seconds
 os.environ.setdefault("FER_JOB_REAP_INTERVAL_SECONDS", "1")
 os.environ.setdefault("FER_WORKER_SEEN_WITHIN_SECONDS", "6")
 
