@@ -145,7 +145,8 @@ def _classifier_signals(dataset):
     labels = np.array([current[i] for i in ids.tolist()])  # scored against the labels as they are now
     probs = probs / probs.sum(1, keepdims=True)
     quality = get_label_quality_scores(labels, probs, method="self_confidence")
-    issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    # n_jobs=1: a Celery prefork worker is a daemonic process, which may not start the pool cleanlab would.
+    issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     return {"run": run.pk, "by_image": {int(i): (float(q), bool(f), int(s))
                                         for i, q, f, s in zip(ids, quality, issues, probs.argmax(1))}}
 
