@@ -4,7 +4,6 @@ and a re-run continues from the last one; finished folds are not trained again."
 import csv
 import io
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from curation.classifier.arrays import load_arrays
 from curation.classifier.selection import Item, Selection, select_training_data
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.labels import CLASSES, CODE
+from curation.media import media_rel, save_torch
 from curation.models import Dataset, GeneratedImage, Image, Run
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,6 @@ def resolve_dataset(name):
 
 
 def validate_train_params(params):
-    from training.config import TrainConfig
-
     clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     unknown = set(clean) - set(DEFAULTS) - {"dataset"}
     if unknown:
@@ -75,19 +73,6 @@ def _config(p):
 
 def _run_dir(run):
     return Path(settings.MEDIA_ROOT) / "runs" / str(run.pk)
-
-
-def _rel(path):
-    return Path(path).relative_to(settings.MEDIA_ROOT).as_posix()
-
-
-def _atomic_torch_save(obj, path):
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _load(path):
@@ -127,7 +112,7 @@ def _start_run(ctx, dataset, p, cfg):
         snapshot = _run_dir(run) / "snapshot.csv"
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         snapshot.write_text(sel.snapshot_csv())
-        Run.objects.filter(pk=run.pk).update(snapshot_file=_rel(snapshot))
+        Run.objects.filter(pk=run.pk).update(snapshot_file=media_rel(snapshot))
         ctx.save_state({"run_id": run.pk, "folds_done": []})
     return Run.objects.get(pk=run.pk)
 
@@ -171,7 +156,7 @@ def _train(ctx, run, cfg):
             ctx.progress(done / fits, f"{label}: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
 
         def on_epoch(checkpoint):
-            _atomic_torch_save(checkpoint, checkpoint_path)
+            save_torch(checkpoint, checkpoint_path)
             if history_to_run:
                 Run.objects.filter(pk=run.pk).update(history=checkpoint["history"])
             last = checkpoint["history"][-1]
@@ -204,7 +189,7 @@ def _train(ctx, run, cfg):
         is_image = np.array([i.kind == "image" for i in sel.train])
         np.savez(run_dir / "oof.npz", ids=np.array([i.id for i in sel.train])[is_image], labels=y_train[is_image],
                  probs=oof[is_image])
-        Run.objects.filter(pk=run.pk).update(oof_file=_rel(run_dir / "oof.npz"))
+        Run.objects.filter(pk=run.pk).update(oof_file=media_rel(run_dir / "oof.npz"))
 
     last = run_dir / "final_last.pt"
     on_step, on_epoch = hooks(run.folds, "final model", last, history_to_run=True)
@@ -213,11 +198,11 @@ def _train(ctx, run, cfg):
     ctx.progress(0.99, "evaluating on the test split", force=True)
     probs = predict_proba(result.model, to_device_u8(x_test, device), batch_size=256, device=device)
     metrics = _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg)
-    _atomic_torch_save(best_weights_checkpoint(cfg, result), run_dir / "model.pt")
+    save_torch(best_weights_checkpoint(cfg, result), run_dir / "model.pt")
     last.unlink(missing_ok=True)
     Run.objects.filter(pk=run.pk).update(
         status=Run.Status.SUCCEEDED, history=result.history, best_epoch=result.best_epoch, test_metrics=metrics,
-        checkpoint=_rel(run_dir / "model.pt"), finished_at=timezone.now(),
+        checkpoint=media_rel(run_dir / "model.pt"), finished_at=timezone.now(),
     )
     return {"run": run.pk, "dataset": run.dataset.name, "arch": cfg.arch, "test_accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"], "best_epoch": result.best_epoch, "selection": run.selection,
@@ -237,5 +222,5 @@ def _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg):
         "per_class": plots.plot_per_class(metrics["precision"], metrics["recall"], names, run_dir / "per_class.png"),
         "examples": plots.plot_examples(x_test[pick], y_test[pick], probs[pick], names, run_dir / "examples.png"),
     }
-    Run.objects.filter(pk=run.pk).update(plots={k: _rel(v) for k, v in files.items()})
+    Run.objects.filter(pk=run.pk).update(plots={k: media_rel(v) for k, v in files.items()})
     return metrics

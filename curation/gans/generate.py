@@ -13,7 +13,8 @@ from PIL import Image as PILImage
 from curation.classifier.job import resolve_dataset
 from curation.gans.data import domain_arrays
 from curation.jobs.errors import JobParamsError
-from curation.labels import CLASSES, UnknownLabel, parse_label
+from curation.gans.job import parse_pair
+from curation.labels import CLASSES
 from curation.models import GanModel, GeneratedImage
 
 BATCH = 64
@@ -30,13 +31,7 @@ def find_gan(dataset, a, b):
 
 def validate_generate_params(params):
     dataset = resolve_dataset(params.get("dataset"))
-    pair = params.get("pair") or []
-    if len(pair) != 2:
-        raise JobParamsError("pair needs two emotions, e.g. --pair happy sad")
-    try:
-        a, b = (parse_label(x) for x in pair)
-    except UnknownLabel as exc:
-        raise JobParamsError(f"pair: {exc}") from None
+    a, b = parse_pair(params.get("pair"))
     gan, _ = find_gan(dataset, a, b)
     if gan is None:
         raise JobParamsError(f"no trained CycleGAN for {CLASSES[a]} and {CLASSES[b]} in {dataset.name}; "

@@ -6,19 +6,18 @@ target emotion (beside its rate on the sources themselves) and their mean SSIM t
 is checkpointed every epoch; a re-run after a crash resumes from it.
 """
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from PIL import Image as PILImage
 
 from curation.classifier.job import resolve_dataset
 from curation.gans.data import domain_arrays, latest_classifier
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.labels import CLASSES, UnknownLabel, parse_label
+from curation.media import media_rel, save_png, save_torch
 from curation.models import GanModel
 
 log = logging.getLogger(__name__)
@@ -26,12 +25,9 @@ QUALITY_SAMPLES = 256
 MIN_DOMAIN = 8
 
 
-def validate_cyclegan_params(params):
-    from gan.cyclegan import PROFILES, make_config
-
-    clean = {"dataset": resolve_dataset(params.get("dataset")).name}
-    pair = params.get("pair") or []
-    if len(pair) != 2:
+def parse_pair(pair):
+    """Two different emotions as canonical codes, or JobParamsError saying what is wrong."""
+    if not pair or len(pair) != 2:
         raise JobParamsError("pair needs two emotions, e.g. --pair happy sad")
     try:
         a, b = (parse_label(p) for p in pair)
@@ -39,6 +35,14 @@ def validate_cyclegan_params(params):
         raise JobParamsError(f"pair: {exc}") from None
     if a == b:
         raise JobParamsError("pair needs two different emotions")
+    return a, b
+
+
+def validate_cyclegan_params(params):
+    from gan.cyclegan import PROFILES, make_config
+
+    clean = {"dataset": resolve_dataset(params.get("dataset")).name}
+    a, b = parse_pair(params.get("pair"))
     clean["pair"] = [CLASSES[a], CLASSES[b]]
     profile = params.get("profile") or "cpu"
     if profile not in PROFILES:
@@ -63,26 +67,6 @@ def validate_cyclegan_params(params):
         if n < MIN_DOMAIN:
             raise JobParamsError(f"only {n} train images labelled {CLASSES[code]} in {dataset.name}; need {MIN_DOMAIN}")
     return clean
-
-
-def _save_png(array, path):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    PILImage.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def _save_torch(obj, path):
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _rel(path):
-    return Path(path).relative_to(settings.MEDIA_ROOT).as_posix()
 
 
 def snapshot_epochs(total):
@@ -169,20 +153,20 @@ def _train(ctx, gan, cfg, CycleGAN, sample_grid, pick_device, torch):
 
         losses = model.train_epoch(A_dev, B_dev, on_step=on_step)
         grid = folder / "samples" / f"epoch{epoch:04d}.png"
-        _save_png(sample_grid(model, fixed_a, fixed_b), grid)
-        losses["samples"] = _rel(grid)
+        save_png(sample_grid(model, fixed_a, fixed_b), grid)
+        losses["samples"] = media_rel(grid)
         if epoch in keep:
             snap = folder / "generators" / f"epoch{epoch:04d}.pt"
-            _save_torch({"G_A": model.G_A.state_dict(), "G_B": model.G_B.state_dict(), "epoch": epoch,
+            save_torch({"G_A": model.G_A.state_dict(), "G_B": model.G_B.state_dict(), "epoch": epoch,
                          "config": cfg.to_dict()}, snap)
-            losses["generators"] = _rel(snap)
+            losses["generators"] = media_rel(snap)
             losses["quality"] = {
                 "AB": quality(model, "AB", quality_a, gan.target_label, classify),
                 "BA": quality(model, "BA", quality_b, gan.source_label, classify),
             }
         model.history[-1] = losses
-        _save_torch(model.state_dict(), checkpoint)
-        GanModel.objects.filter(pk=gan.pk).update(epoch=epoch, losses=model.history, checkpoint=_rel(checkpoint))
+        save_torch(model.state_dict(), checkpoint)
+        GanModel.objects.filter(pk=gan.pk).update(epoch=epoch, losses=model.history, checkpoint=media_rel(checkpoint))
         ctx.progress(epoch / total, f"{names}: epoch {epoch}/{total} cycle {losses['cycle']:.3f}", force=True)
     last = model.history[-1]
     GanModel.objects.filter(pk=gan.pk).update(status=GanModel.Status.SUCCEEDED, finished_at=timezone.now())

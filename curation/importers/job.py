@@ -14,7 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 
-from curation.importers.sources import SCANNERS, Candidate, ImportSourceError, Problem, Skip
+from curation.importers.sources import SCANNERS, Candidate, ImportSourceError, Skip
 from curation.importers.validate import BadFile, read_image
 from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES

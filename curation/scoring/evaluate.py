@@ -2,8 +2,6 @@
 average precision, overall and per given label. Benchmarks and reports only; truth never enters the product."""
 import csv
 
-import numpy as np
-
 from curation.labels import CLASSES
 from curation.models import Image
 
