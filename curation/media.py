@@ -25,8 +25,14 @@ def save_torch(obj, path):
 
 
 def save_png(array, path):
+    """Write a uint8 (H, W, 3) array as PNG; returns the file's bytes (for hashing)."""
+    from io import BytesIO
+
     from PIL import Image
 
+    buf = BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
     path, tmp = _tmp(path)
-    Image.fromarray(array).save(tmp, format="PNG")
+    tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
+    return buf.getvalue()

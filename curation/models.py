@@ -145,15 +145,20 @@ class ReviewSkip(models.Model):
         indexes = [models.Index(fields=["user", "image"], name="reviewskip_user_image")]
 
 
+class TrainingStatus(models.TextChoices):
+    """The life of a training run or a CycleGAN (its Job carries the queueing and attempts)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class Run(models.Model):
     """One classifier training run: what it trained on (snapshot), how it went (per epoch), how it scored on the
     dataset's frozen test split, and where its checkpoint, plots and out-of-fold probabilities are."""
 
-    class Status(models.TextChoices):
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    Status = TrainingStatus
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="runs")
     job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
@@ -194,11 +199,7 @@ class GanModel(models.Model):
     file and the quality instrument (per direction: target-class rate of the outputs under the dataset's latest
     classifier, that rate on the sources, and mean SSIM to the source)."""
 
-    class Status(models.TextChoices):
-        RUNNING = "running"
-        SUCCEEDED = "succeeded"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
+    Status = TrainingStatus
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="gans")
     job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="gans")

@@ -37,12 +37,8 @@ def dataset_counts(*, dataset):
     return counts
 
 
-def images_list(*, dataset=None, split=None, label=None, original_label=None, status=None, flagged=None,
-                min_suspicion=None):
-    """Images filtered by any of the given values (labels as codes, dataset by name), by id."""
-    qs = Image.objects.select_related("dataset", "reviewed_by")
-    if dataset:
-        qs = qs.filter(dataset__name=dataset)
+def images_filter(qs, *, split=None, label=None, original_label=None, status=None, flagged=None, min_suspicion=None):
+    """Narrow an Image queryset by any of the given values (labels as codes); None or empty means any."""
     if split:
         qs = qs.filter(split=split)
     if label is not None:
@@ -55,7 +51,15 @@ def images_list(*, dataset=None, split=None, label=None, original_label=None, st
         qs = qs.filter(flagged=flagged)
     if min_suspicion is not None:
         qs = qs.filter(suspicion__gte=min_suspicion)
-    return qs.order_by("id")
+    return qs
+
+
+def images_list(*, dataset=None, **filters):
+    """Images filtered by any of the given values (labels as codes, dataset by name), by id."""
+    qs = Image.objects.select_related("dataset", "reviewed_by")
+    if dataset:
+        qs = qs.filter(dataset__name=dataset)
+    return images_filter(qs, **filters).order_by("id")
 
 
 def image_get(*, image_id):

@@ -18,17 +18,18 @@ so an image labelled A that really shows B is barely changed by G_A.
 """
 import itertools
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gan.networks import PatchDiscriminator, ResnetGenerator, init_weights
+from training.config import DictConfig
 
 
 @dataclass
-class GanConfig:
+class GanConfig(DictConfig):
     size: int = 64
     ngf: int = 64  # generator width of the first layer
     ndf: int = 64  # discriminator width of the first layer
@@ -46,6 +47,8 @@ class GanConfig:
     channels_last: bool = True
     compile: bool = False  # torch.compile the loss computations (GPU)
 
+    KIND = "CycleGAN option"
+
     @property
     def blocks(self):
         return self.n_blocks or (6 if self.size <= 128 else 9)
@@ -53,17 +56,6 @@ class GanConfig:
     @property
     def total_epochs(self):
         return self.epochs + self.epochs_decay
-
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown CycleGAN option(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
 
 
 # The CPU profile trains in minutes on two cores (demo, tests); the full one is the paper's networks for GPUs.

@@ -2,8 +2,24 @@
 from dataclasses import asdict, dataclass, fields
 
 
+class DictConfig:
+    """to_dict / from_dict for config dataclasses stored as JSON with runs; unknown keys are refused by name."""
+
+    KIND = "option"  # how an error names a key
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data):
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.KIND}(s): {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(DictConfig):
     arch: str = "seed_cnn"  # key of training.models.ARCHITECTURES
     size: int = 64  # images are square, size x size RGB
     num_classes: int = 8
@@ -23,16 +39,7 @@ class TrainConfig:
     channels_last: bool = True
     num_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
 
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data):
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
-        return cls(**data)
+    KIND = "training option"
 
     def validate(self):
         from training.models import ARCHITECTURES

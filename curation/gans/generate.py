@@ -2,19 +2,18 @@
 retraining. Files are named after the generator and the source image, and rows are unique per (gan, source,
 target), so a re-run after a crash adds what is missing and duplicates nothing."""
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from PIL import Image as PILImage
 
 from curation.classifier.job import resolve_dataset
 from curation.gans.data import domain_arrays
-from curation.jobs.errors import JobParamsError
 from curation.gans.job import parse_pair
+from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES
+from curation.media import save_png
 from curation.models import GanModel, GeneratedImage
 
 BATCH = 64
@@ -81,11 +80,6 @@ def generate_images_job(ctx):
 
 def _write(gan, direction, item, target, pixels):
     rel = f"generated/{gan.pk}/{direction}/{item.id}.png"
-    path = Path(settings.MEDIA_ROOT) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    PILImage.fromarray(pixels).save(tmp, format="PNG")
-    data = tmp.read_bytes()
-    os.replace(tmp, path)
+    data = save_png(pixels, Path(settings.MEDIA_ROOT) / rel)
     return GeneratedImage(gan=gan, source_image_id=item.id, target_label=target, file=rel,
                           content_hash=hashlib.sha256(data).hexdigest())

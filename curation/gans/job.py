@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.classifier.job import resolve_dataset
-from curation.gans.data import domain_arrays, latest_classifier
+from curation.gans.data import domain_arrays, domain_items, latest_classifier
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.media import media_rel, save_png, save_torch
@@ -41,7 +41,8 @@ def parse_pair(pair):
 def validate_cyclegan_params(params):
     from gan.cyclegan import PROFILES, make_config
 
-    clean = {"dataset": resolve_dataset(params.get("dataset")).name}
+    dataset = resolve_dataset(params.get("dataset"))
+    clean = {"dataset": dataset.name}
     a, b = parse_pair(params.get("pair"))
     clean["pair"] = [CLASSES[a], CLASSES[b]]
     profile = params.get("profile") or "cpu"
@@ -59,9 +60,6 @@ def validate_cyclegan_params(params):
     cfg = make_config(profile, **{k: clean.get(k) for k in ("epochs", "epochs_decay", "size", "batch_size", "seed")})
     if not 32 <= cfg.size <= 512 or cfg.size % 4:
         raise JobParamsError(f"size must be a multiple of 4 in 32-512, not {cfg.size}")
-    from curation.gans.data import domain_items
-
-    dataset = resolve_dataset(clean["dataset"])
     for code in (a, b):
         n = len(domain_items(dataset, code))
         if n < MIN_DOMAIN:
@@ -93,10 +91,7 @@ def quality(model, direction, sources_u8, target, classify):
 
 
 def train_cyclegan_job(ctx):
-    import torch
-
-    from gan.cyclegan import CycleGAN, make_config, sample_grid
-    from training.engine import pick_device
+    from gan.cyclegan import make_config
 
     p = ctx.params
     dataset = resolve_dataset(p["dataset"])
@@ -110,7 +105,7 @@ def train_cyclegan_job(ctx):
                                           profile=p["profile"], config=cfg.to_dict())
             ctx.save_state({"gan_id": gan.pk})
     try:
-        return _train(ctx, gan, cfg, CycleGAN, sample_grid, pick_device, torch)
+        return _train(ctx, gan, cfg)
     except (JobCancelled, JobLost) as exc:
         if isinstance(exc, JobCancelled):
             GanModel.objects.filter(pk=gan.pk).update(status=GanModel.Status.CANCELLED, finished_at=timezone.now())
@@ -121,7 +116,12 @@ def train_cyclegan_job(ctx):
         raise
 
 
-def _train(ctx, gan, cfg, CycleGAN, sample_grid, pick_device, torch):
+def _train(ctx, gan, cfg):
+    import torch
+
+    from gan.cyclegan import CycleGAN, sample_grid
+    from training.engine import pick_device
+
     device = pick_device()
     folder = Path(settings.MEDIA_ROOT) / "gans" / str(gan.pk)
     ctx.progress(0.0, "decoding images", force=True)

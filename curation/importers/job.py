@@ -152,8 +152,8 @@ def import_dataset_job(ctx):
                 continue
             checked.append((c, img))
         existing = dataset.images.filter(content_hash__in=[img.sha256 for _, img in checked])
-        existing_by_hash = dict(existing.values_list("content_hash", "path"))
-        existing_label = dict(existing.values_list("content_hash", "original_label"))
+        stored = {h: (path, label) for h, path, label in existing.values_list("content_hash", "path", "original_label")}
+        existing_by_hash = {h: path for h, (path, _) in stored.items()}
         existing_by_path = dict(
             dataset.images.filter(path__in=[c.path for c, _ in checked]).values_list("path", "content_hash")
         )
@@ -161,7 +161,7 @@ def import_dataset_job(ctx):
         for c, img in checked:
             if existing_by_hash.get(img.sha256) == c.path:
                 counts["already_present"] += 1
-                if existing_label[img.sha256] != c.label:
+                if stored[img.sha256][1] != c.label:
                     # Re-import changes nothing stored; label changes go through review, so say what was ignored.
                     counts["already_present_other_label"] += 1
             elif c.path in existing_by_path:

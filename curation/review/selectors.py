@@ -4,6 +4,7 @@ import statistics
 from django.db.models import Count, Exists, OuterRef, Q
 
 from curation.models import Image, LabelChange, ReviewSkip
+from curation.selectors import images_filter
 
 # How far back undo looks through a reviewer's own changes.
 UNDO_LOOKBACK = 500
@@ -24,15 +25,7 @@ def review_queue(*, user, dataset, filters=None):
 
 def _filtered(qs, filters):
     """Apply the queue's filters other than status."""
-    if filters.get("label") is not None:
-        qs = qs.filter(label=filters["label"])
-    if filters.get("split"):
-        qs = qs.filter(split=filters["split"])
-    if filters.get("flagged") is not None:
-        qs = qs.filter(flagged=filters["flagged"])
-    if filters.get("min_suspicion") is not None:
-        qs = qs.filter(suspicion__gte=filters["min_suspicion"])
-    return qs
+    return images_filter(qs, **{k: filters.get(k) for k in ("label", "split", "flagged", "min_suspicion")})
 
 
 def claimable(qs, *, now):

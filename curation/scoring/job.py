@@ -77,6 +77,7 @@ def _generators(gan, device):
 
 
 def score_ambiguity_job(ctx):
+    from gan.scoring import transform_ssim
     from training.engine import pick_device
 
     p = ctx.params
@@ -90,8 +91,6 @@ def score_ambiguity_job(ctx):
                        (gan, "BA", G_B, gan.target_label, gan.source_label, epoch, size)]
     computed = 0
     for k, (gan, direction, net, source, target, epoch, size) in enumerate(directions):
-        from gan.scoring import transform_ssim
-
         items = domain_items(dataset, source)
         done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch)
                    .values_list("image_id", flat=True))
