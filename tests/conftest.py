@@ -59,6 +59,25 @@ def _media_root(tmp_path, settings):
 
 
 @pytest.fixture
+def inline_jobs(settings):
+    """For jobs run with --inline inside a test's open transaction: the heartbeat thread uses its own database
+    connection, which cannot see the Job row yet (PostgreSQL: its update matches nothing, so the job thinks it was
+    taken away; SQLite: it waits on the lock). These jobs finish well within the interval set here."""
+    settings.JOB_HEARTBEAT_SECONDS = 3600
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Two OpenMP threads on a loaded 2-core machine spin against each other; one is much faster here."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
 def user(db):
     return UserFactory(username="reviewer")
 

@@ -17,11 +17,7 @@ from tests.training.test_engine import squares
 
 TINY = ["--arch", "small_cnn", "--epochs", "2", "--batch-size", "32"]
 
-
-@pytest.fixture(autouse=True)
-def _slow_heartbeat(settings):
-    # --inline inside a test transaction: the heartbeat thread's own connection cannot see the job row.
-    settings.JOB_HEARTBEAT_SECONDS = 3600
+pytestmark = pytest.mark.usefixtures("inline_jobs")
 
 
 def square_dataset(root, n=240, name="sq"):

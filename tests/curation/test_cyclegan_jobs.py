@@ -3,7 +3,6 @@ images that only ever come from train-split sources."""
 import io
 
 import pytest
-import torch
 from django.core.management import call_command
 
 from curation.jobs.errors import JobParamsError
@@ -15,14 +14,7 @@ from tests.curation.test_classifier import square_dataset
 
 FAST = ["--profile", "cpu", "--size", "32", "--batch-size", "4"]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(settings):
-    settings.JOB_HEARTBEAT_SECONDS = 3600  # --inline inside a test transaction
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("inline_jobs", "one_torch_thread")
 
 
 @pytest.mark.django_db

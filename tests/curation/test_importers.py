@@ -11,15 +11,7 @@ from PIL import Image as PILImage
 from curation.models import Dataset, Image, Job
 from tests.images import image_bytes, write_bomb_png, write_bytes, write_imagefolder, write_png
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _no_heartbeat(settings):
-    # The job's heartbeat thread uses its own connection, which cannot see the Job row inside the test's open
-    # transaction (Postgres: the update matches nothing, so the job thinks it was taken away; SQLite: it waits on
-    # the lock). These imports take well under the interval.
-    settings.JOB_HEARTBEAT_SECONDS = 3600
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("inline_jobs")]
 
 
 def run_import(path, fmt, name, *args):

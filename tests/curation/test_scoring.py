@@ -4,7 +4,6 @@ import io
 
 import numpy as np
 import pytest
-import torch
 from django.core.management import call_command
 
 from curation.models import Image, Job, TransformScore
@@ -13,14 +12,7 @@ from tests.curation.test_classifier import square_dataset
 
 QUIET = {"stdout": io.StringIO(), "stderr": io.StringIO()}
 
-
-@pytest.fixture(autouse=True)
-def _inline(settings):
-    settings.JOB_HEARTBEAT_SECONDS = 3600  # --inline inside a test transaction
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("inline_jobs", "one_torch_thread")
 
 
 @pytest.fixture

@@ -8,14 +8,7 @@ import torch.nn.functional as F
 
 from gan.cyclegan import CycleGAN, make_config, sample_grid, to_unit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Two OpenMP threads on a loaded 2-core machine spin against each other; one is much faster here.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def batch(n=4, size=32, seed=0):

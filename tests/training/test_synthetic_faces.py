@@ -18,12 +18,7 @@ from training.synthetic_faces import PARTNER, PREVIEW_COLUMNS, PREVIEW_LABEL_WID
 
 N, SIZE, NOISE = 400, 32, 0.25
 
-
-@pytest.fixture(autouse=True)
-def _no_heartbeat(settings):
-    # The job's heartbeat thread uses its own connection, which cannot see the Job row inside the test's open
-    # transaction (see tests/curation/test_importers.py); the --inline import here takes well under the interval.
-    settings.JOB_HEARTBEAT_SECONDS = 3600
+pytestmark = pytest.mark.usefixtures("inline_jobs")
 
 
 @pytest.fixture(scope="module")
