@@ -91,6 +91,11 @@ def test_the_fitted_fusion_is_used_only_when_it_beats_every_single_signal():
     assert report["auroc"]["classifier"] > 0.8 and report["auroc"]["gan"] < 0.65
     few, _, few_report = choose_from_reviews(X[:10], y[:10], {"default": strong[:10]})
     assert few == "default" and "needs" in few_report["why"]
+    # A fit on signals that carry nothing loses to the strong input, which is then what is used.
+    noise = rng.normal(0, 1, (200, 4))
+    lost, model, lost_report = choose_from_reviews(noise, y, {"default": strong, "gan": weak})
+    assert lost == "default" and model is None
+    assert lost_report["auroc"]["logistic (5-fold CV)"] < lost_report["auroc"]["default"]
 
 
 @pytest.mark.django_db
