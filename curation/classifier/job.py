@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.selection import Item, Selection, select_training_data
+from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.labels import CLASSES, CODE
 from curation.media import media_rel, save_torch
@@ -72,7 +73,7 @@ def _config(p):
 
 
 def _run_dir(run):
-    return Path(settings.MEDIA_ROOT) / "runs" / str(run.pk)
+    return run_predictions_path(run).parent
 
 
 def _load(path):
@@ -198,6 +199,8 @@ def _train(ctx, run, cfg):
     ctx.progress(0.99, "evaluating on the test split", force=True)
     probs = predict_proba(result.model, to_device_u8(x_test, device), batch_size=256, device=device)
     metrics = _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg)
+    np.savez(run_dir / PREDICTIONS_FILE, ids=np.array([i.id for i in sel.test], dtype=np.int64), labels=y_test,
+             probs=probs.astype(np.float32))
     save_torch(best_weights_checkpoint(cfg, result), run_dir / "model.pt")
     last.unlink(missing_ok=True)
     Run.objects.filter(pk=run.pk).update(
