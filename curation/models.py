@@ -1,11 +1,13 @@
 """Data model. Labels and job state change only through services (curation/services.py, curation/jobs/)."""
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
+from django.db.models import Q
 
 from curation.labels import CLASSES
 
 LABEL_CHOICES = [(code, name) for code, name in enumerate(CLASSES)]
+MAX_REVIEWS_REQUIRED = 9
 
 dataset_name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
@@ -27,6 +29,10 @@ class Dataset(models.Model):
     split_seed = models.PositiveIntegerField(default=0)
     test_fraction = models.FloatField(default=0.15)
     val_fraction = models.FloatField(default=0.1)
+    # Reviewers who must decide an image before a decision applies (curation/review/votes.py). 1: the first
+    # decision applies; K > 1: K votes, applied when unanimous, otherwise the image goes to the curators' disputes.
+    reviews_required = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_REVIEWS_REQUIRED)])
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -78,6 +84,8 @@ class Image(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="claimed_images"
     )
     claim_expires_at = models.DateTimeField(null=True, blank=True)
+    # K reviewers disagreed (Dataset.reviews_required > 1): out of the queue until a curator resolves it.
+    disputed = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -92,6 +100,7 @@ class Image(models.Model):
             # The review queue's order (most suspicious first, then id) read straight off the index; scored and
             # unscored images are queried apart because neither SQLite nor a plain index orders NULLs last.
             models.Index(fields=["dataset", "status", "-suspicion", "id"], name="image_review_queue"),
+            models.Index(fields=["dataset"], condition=Q(disputed=True), name="image_disputed"),
         ]
 
     def __str__(self):
@@ -143,6 +152,35 @@ class ReviewSkip(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["user", "image"], name="reviewskip_user_image")]
+
+
+class ReviewVote(models.Model):
+    """One reviewer's decision on an image of a dataset that needs several (Dataset.reviews_required > 1).
+
+    A round of votes is the image's `version`: votes count toward the round of the version they were cast on, so
+    when the round's decision applies (the version moves on), a later undo opens a fresh round. Rows are only
+    ever added, except that a voter's undo of an open vote sets `withdrawn_at` (the row stays)."""
+
+    class Action(models.TextChoices):
+        CONFIRM = "confirm"
+        RELABEL = "relabel"
+        EXCLUDE = "exclude"
+
+    image = models.ForeignKey(Image, on_delete=models.CASCADE, related_name="votes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="review_votes")
+    version = models.PositiveIntegerField(help_text="The image version (the round) the vote was cast on.")
+    action = models.CharField(max_length=10, choices=Action.choices)
+    # The label voted for: the image's label for confirm, the new one for relabel; None for exclude.
+    label = models.PositiveSmallIntegerField(null=True, blank=True, choices=LABEL_CHOICES)
+    seconds_spent = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["image", "version"], name="reviewvote_round"),
+                   models.Index(fields=["user", "-id"], name="reviewvote_user_recent")]
+        constraints = [models.UniqueConstraint(fields=["image", "user", "version"], condition=Q(withdrawn_at=None),
+                                               name="reviewvote_once_per_round")]
 
 
 class TrainingStatus(models.TextChoices):
