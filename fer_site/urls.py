@@ -14,6 +14,7 @@ urlpatterns = [
     path("review/", include("curation.review.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("curation.api.urls")),
+    path("", include("curation.web.urls")),
 ]
 if settings.DEBUG:
     urlpatterns.append(path("media/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}))

@@ -1,0 +1,122 @@
+"""The jobs page's start forms. Each turns its fields into a job kind's parameters; the kind's own validator
+(curation/jobs/registry.py, called by job_enqueue) is the judge of them, so a page, the API and the commands
+accept exactly the same jobs and say the same thing about a bad one."""
+from django import forms
+
+from curation.labels import CLASSES
+from curation.models import Dataset, Run
+
+# Kept here as plain names: importing training.models or gan.cyclegan would import torch into the web process.
+ARCHS = ("seed_cnn", "resnet18", "small_cnn")
+GAN_PROFILES = ("cpu", "full")
+FORMATS = ("imagefolder", "csv", "affectnet", "fer2013")
+CLASS_CHOICES = [(name, name) for name in CLASSES]
+
+
+def dataset_names():
+    return list(Dataset.objects.order_by("name").values_list("name", flat=True))
+
+
+class StartForm(forms.Form):
+    key = ""  # the form's name in the page and its URL
+    kind = ""  # the job kind it enqueues
+    title = ""
+
+    def __init__(self, *args, datasets=None, **kwargs):
+        """`datasets`: the dataset names to offer, read once for all the page's forms."""
+        super().__init__(*args, **kwargs)
+        if "dataset" in self.fields:
+            names = dataset_names() if datasets is None else datasets
+            self.fields["dataset"].choices = [(n, n) for n in names]
+
+    def params(self):
+        """The job's parameters from cleaned data; empty optional fields are left out (the kind's defaults)."""
+        return {k: v for k, v in self.cleaned_data.items() if v not in (None, "")}
+
+
+class DatasetField(forms.ChoiceField):
+    """A dataset by name; the choices are set by StartForm."""
+
+
+class ImportForm(StartForm):
+    key, kind, title = "import", "import_dataset", "Import a dataset"
+    path = forms.CharField(max_length=1000, help_text="A folder or manifest on the server (as the worker sees it).")
+    format = forms.ChoiceField(choices=[(f, f) for f in FORMATS])
+    name = forms.CharField(max_length=100)
+
+
+class TrainForm(StartForm):
+    key, kind, title = "train", "train_classifier", "Train a classifier"
+    dataset = DatasetField()
+    arch = forms.ChoiceField(choices=[(a, a) for a in ARCHS])
+    size = forms.IntegerField(required=False, initial=64)
+    epochs = forms.IntegerField(required=False, initial=30)
+    batch_size = forms.IntegerField(required=False, label="batch size", initial=128)
+    folds = forms.IntegerField(required=False, initial=0, help_text="0, or 2-10 for out-of-fold predictions")
+
+
+
+class RetrainForm(StartForm):
+    """train_classifier with the reduced/augmented switches and, like `manage.py retrain`, the settings of the
+    dataset's latest finished run unless given."""
+
+    key, kind, title = "retrain", "train_classifier", "Retrain on cleaned labels"
+    dataset = DatasetField()
+    reduced = forms.BooleanField(required=False, initial=True, help_text="drop excluded and unconfirmed flagged "
+                                                                          "images, apply relabels")
+    augmented = forms.BooleanField(required=False, help_text="add generated images")
+    epochs = forms.IntegerField(required=False, help_text="empty: as the latest run")
+
+    def params(self):
+        data = self.cleaned_data
+        params = {"dataset": data["dataset"], "reduced": data["reduced"], "augmented": data["augmented"],
+                  "folds": 0}
+        if data.get("epochs") is not None:
+            params["epochs"] = data["epochs"]
+        latest = Run.objects.filter(dataset__name=data["dataset"], status=Run.Status.SUCCEEDED).order_by("-id").first()
+        if latest is not None:
+            for key in ("arch", "size", "epochs", "batch_size", "lr", "seed"):
+                if key in latest.config:
+                    params.setdefault(key, latest.config[key])
+        return params
+
+
+class PairForm(StartForm):
+    dataset = DatasetField()
+    source = forms.ChoiceField(choices=CLASS_CHOICES, initial="happy")
+    target = forms.ChoiceField(choices=CLASS_CHOICES, initial="sad")
+
+    def params(self):
+        p = super().params()
+        p["pair"] = [p.pop("source"), p.pop("target")]
+        return p
+
+
+class CycleGanForm(PairForm):
+    key, kind, title = "cyclegan", "train_cyclegan", "Train a CycleGAN pair"
+    profile = forms.ChoiceField(choices=[(p, p) for p in GAN_PROFILES])
+    epochs = forms.IntegerField(required=False, help_text="empty: the profile's")
+    epochs_decay = forms.IntegerField(required=False, label="decay epochs")
+    size = forms.IntegerField(required=False)
+
+
+class GenerateForm(PairForm):
+    key, kind, title = "generate", "generate_images", "Generate images"
+    n = forms.IntegerField(initial=100, label="images per direction")
+
+
+class ScoreForm(StartForm):
+    key, kind, title = "score", "score_ambiguity", "Score ambiguity"
+    dataset = DatasetField()
+    threshold = forms.FloatField(initial=0.85, help_text="SSIM at or above which an image is flagged")
+
+
+
+START_FORMS = {f.key: f for f in (TrainForm, RetrainForm, CycleGanForm, GenerateForm, ScoreForm, ImportForm)}
+
+
+class GanEpochForm(forms.Form):
+    """Any whole epoch passes the form (empty: the last epoch's generators); gan_choose_epoch says whether that
+    epoch's generators were saved."""
+
+    epoch = forms.IntegerField(required=False, min_value=1)

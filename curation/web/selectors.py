@@ -1,0 +1,328 @@
+"""Reads for the browser pages: the jobs list with child-job counts, runs side by side, CycleGAN snapshots and a
+dataset's cleaning summary. Pages only read through here."""
+import csv
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from django.conf import settings
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from curation.labels import CLASSES
+from curation.models import Dataset, GanModel, Image, Job, Run
+
+JOBS_PER_PAGE = 25
+CHILD_SUFFIX = "_chunk"  # kinds of jobs that a parent job fans out ({"parent": <job id>, ...}); shown on the parent
+
+
+def jobs_page(*, page=1, per_page=JOBS_PER_PAGE):
+    """A page of top-level jobs, newest first, each with `children` ({"total", "done", "failed"}) when chunk jobs
+    name it as their parent. Three queries whatever the page size (count, page, children)."""
+    qs = Job.objects.exclude(kind__endswith=CHILD_SUFFIX).select_related("created_by").order_by("-id")
+    page_obj = Paginator(qs, per_page).get_page(page)
+    jobs = list(page_obj.object_list)
+    children = job_children_counts(job_ids=[j.pk for j in jobs])
+    for job in jobs:
+        job.children = children.get(job.pk)
+    page_obj.object_list = jobs
+    return page_obj
+
+
+def job_children_counts(*, job_ids):
+    """{parent job id: {"total", "done", "failed"}} of chunk jobs whose params name one of `job_ids` as parent."""
+    if not job_ids:
+        return {}
+    rows = (Job.objects.filter(kind__endswith=CHILD_SUFFIX, params__parent__in=list(job_ids))
+            .values_list("params__parent", "status"))
+    out = {}
+    for parent, status in rows:
+        c = out.setdefault(int(parent), {"total": 0, "done": 0, "failed": 0})
+        c["total"] += 1
+        c["done"] += status == Job.Status.SUCCEEDED
+        c["failed"] += status in (Job.Status.FAILED, Job.Status.CANCELLED)
+    return out
+
+
+def job_duration(job, *, now=None):
+    """Seconds the job has run (so far, if it still runs), or None before it starts."""
+    if job.started_at is None:
+        return None
+    end = job.finished_at or (now or timezone.now())
+    return max((end - job.started_at).total_seconds(), 0.0)
+
+
+def job_for_row(*, job_id):
+    """Raises Job.DoesNotExist."""
+    job = Job.objects.select_related("created_by").get(pk=job_id)
+    job.children = job_children_counts(job_ids=[job.pk]).get(job.pk)
+    return job
+
+
+def dataset_runs(*, dataset):
+    return list(Run.objects.filter(dataset=dataset).select_related("created_by").order_by("-id"))
+
+
+class CompareError(ValueError):
+    """The ids of a comparison do not name two or more runs."""
+
+
+def parse_run_ids(values):
+    """Run ids from `?ids=1,2,3` and/or repeated `?ids=1&ids=2` (the runs page's checkboxes), order kept,
+    duplicates dropped. Raises CompareError naming the bad value."""
+    ids = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isdigit():
+                raise CompareError(f"run ids are whole numbers; got {part!r}")
+            if int(part) not in ids:
+                ids.append(int(part))
+    if len(ids) < 2:
+        raise CompareError("pick two or more runs to compare (?ids=1,2)")
+    return ids
+
+
+def _snapshot_rows(run):
+    """{("image"|"generated", id): label name} of the run's train split, from its snapshot CSV; None if missing."""
+    if not run.snapshot_file:
+        return None
+    path = Path(settings.MEDIA_ROOT) / run.snapshot_file
+    if not path.exists():
+        return None
+    with open(path, newline="") as f:
+        return {(r["source"], int(r["id"])): r["label"] for r in csv.DictReader(f) if r["split"] == "train"}
+
+
+def snapshot_diff(base_rows, rows):
+    """How a run's train snapshot differs from the baseline's: images dropped and added, relabelled (same image,
+    other label), generated images added and removed."""
+    if base_rows is None or rows is None:
+        return None
+    base_keys, keys = set(base_rows), set(rows)
+    images = lambda ks: {k for k in ks if k[0] == "image"}  # noqa: E731
+    generated = lambda ks: {k for k in ks if k[0] == "generated"}  # noqa: E731
+    common = base_keys & keys
+    relabels = Counter((base_rows[k], rows[k]) for k in images(common) if base_rows[k] != rows[k])
+    return {
+        "images_dropped": len(images(base_keys - keys)),
+        "images_added": len(images(keys - base_keys)),
+        "relabelled": sum(relabels.values()),
+        "relabel_pairs": [{"from": a, "to": b, "n": n} for (a, b), n in relabels.most_common(8)],
+        "generated_added": len(generated(keys - base_keys)),
+        "generated_removed": len(generated(base_keys - keys)),
+    }
+
+
+def runs_compare(*, run_ids):
+    """Two or more runs side by side, the first as the baseline: metrics with deltas, per-class recall and
+    precision with deltas, curves, confusion matrices with row totals, snapshot differences, and whether the runs
+    were tested on the same split. Raises CompareError when an id names no run."""
+    found = {r.pk: r for r in Run.objects.filter(pk__in=run_ids).select_related("dataset", "created_by")}
+    missing = [i for i in run_ids if i not in found]
+    if missing:
+        raise CompareError(f"no run with id {', '.join(map(str, missing))}")
+    runs = [found[i] for i in run_ids]
+    base = runs[0]
+    base_metrics = base.test_metrics or {}
+    base_rows = _snapshot_rows(base)
+    columns = []
+    for index, run in enumerate(runs):
+        m = run.test_metrics or {}
+        col = {"run": run, "index": index, "metrics": m, "finished": bool(m)}
+        for key in ("accuracy", "macro_f1"):
+            col[key] = m.get(key)
+            col[f"{key}_delta"] = (m[key] - base_metrics[key]) if index and key in m and key in base_metrics else None
+        rows = base_rows if index == 0 else _snapshot_rows(run)
+        col["diff"] = None if index == 0 else snapshot_diff(base_rows, rows)
+        col["snapshot_missing"] = rows is None
+        col["confusion"] = _confusion_rows(run, m)
+        col["examples"] = run.plots.get("examples") if run.plots else None
+        columns.append(col)
+    per_class = []
+    for code, name in enumerate(CLASSES):
+        cells = []
+        for col in columns:
+            m = col["metrics"]
+            cell = {}
+            for key in ("recall", "precision"):
+                value = m[key][code] if key in m and code < len(m[key]) else None
+                base_value = base_metrics[key][code] if key in base_metrics and code < len(base_metrics[key]) else None
+                cell[key] = value
+                cell[f"{key}_delta"] = (value - base_value) if col["index"] and None not in (value, base_value) else None
+            cells.append(cell)
+        per_class.append({"code": code, "name": name, "cells": cells})
+    hashes = {r.test_split_hash for r in runs}
+    return {
+        "runs": runs,
+        "columns": columns,
+        "per_class": per_class,
+        "same_test_split": len(hashes) == 1 and "" not in hashes,
+        "test_split_hashes": sorted(h[:12] or "none" for h in hashes),
+        "curves": _curves(runs),
+    }
+
+
+def _confusion_rows(run, metrics):
+    matrix = metrics.get("confusion")
+    if not matrix:
+        return None
+    return [{"code": code, "name": CLASSES[code], "total": sum(row),
+             "cells": [{"code": p, "name": CLASSES[p], "n": n} for p, n in enumerate(row)]}
+            for code, row in enumerate(matrix)]
+
+
+def _curves(runs):
+    """Per-epoch series for the charts: validation accuracy and loss of each run, train curves dashed."""
+    charts = {"accuracy": [], "loss": []}
+    for run in runs:
+        hist = run.history or []
+        label = f"run {run.pk}"
+        charts["accuracy"].append({"name": f"{label} val", "points": [(h["epoch"], h.get("val_acc")) for h in hist]})
+        charts["loss"].append({"name": f"{label} val", "points": [(h["epoch"], h.get("val_loss")) for h in hist]})
+    return charts
+
+
+GAN_LOSS_KEYS = ("G_A", "G_B", "D_A", "D_B", "cycle", "idt")
+
+
+def dataset_gans(*, dataset):
+    """The dataset's CycleGANs, newest first, each with its loss series, snapshot epochs (those whose generators
+    were saved), quality rows and the epoch scoring uses."""
+    out = []
+    for gan in GanModel.objects.filter(dataset=dataset).select_related("job", "classifier_run").order_by("-id"):
+        losses = gan.losses or []
+        snapshots = [e["epoch"] for e in losses if e.get("generators")]
+        quality = []
+        for e in losses:
+            q = e.get("quality")
+            if q:
+                quality.append({"epoch": e["epoch"], "AB": q.get("AB") or {}, "BA": q.get("BA") or {},
+                                "chosen": e["epoch"] == gan_scoring_epoch(gan)})
+        out.append({
+            "gan": gan,
+            "pair": f"{CLASSES[gan.source_label]} ↔ {CLASSES[gan.target_label]}",
+            "source": CLASSES[gan.source_label], "target": CLASSES[gan.target_label],
+            "series": [{"name": k, "points": [(e["epoch"], e.get(k)) for e in losses]} for k in GAN_LOSS_KEYS
+                       if any(k in e for e in losses)],
+            "samples": {e["epoch"]: e["samples"] for e in losses if e.get("samples")},
+            "snapshots": snapshots,
+            "quality": quality,
+            "scoring_epoch": gan_scoring_epoch(gan),
+        })
+    return out
+
+
+def gan_scoring_epoch(gan):
+    """The epoch whose generators scoring loads: the chosen snapshot if it was saved, else the last epoch (as
+    curation.scoring.job does)."""
+    if gan.chosen_epoch and any(e.get("epoch") == gan.chosen_epoch and e.get("generators") for e in gan.losses or []):
+        return gan.chosen_epoch
+    return gan.epoch
+
+
+def dataset_overview(*, dataset):
+    """Counts per class before cleaning (original labels, every image) and after (current labels, excluded
+    images left out), flag rates per class on the train split (scores cover train), and review progress.
+    Two grouped queries."""
+    per_class = {code: {"code": code, "name": name, "before": 0, "after": 0, "train": 0, "flagged": 0,
+                        "classifier_flagged": 0} for code, name in enumerate(CLASSES)}
+    rows = (Image.objects.filter(dataset=dataset).values_list("original_label", "label", "status", "split",
+                                                             "flagged", "classifier_flagged")
+            .annotate(n=Count("id")).order_by())
+    status = Counter()
+    split = Counter()
+    reviewed_flagged = flagged_total = 0
+    for original, label, st, sp, flagged, cl_flagged, n in rows:
+        per_class[original]["before"] += n
+        if st != Image.Status.EXCLUDED:
+            per_class[label]["after"] += n
+        status[st] += n
+        split[sp] += n
+        if sp == Image.Split.TRAIN:
+            per_class[label]["train"] += n
+            per_class[label]["flagged"] += n if flagged else 0
+            per_class[label]["classifier_flagged"] += n if cl_flagged else 0
+        if flagged:
+            flagged_total += n
+            reviewed_flagged += n if st != Image.Status.UNREVIEWED else 0
+    for c in per_class.values():
+        c["change"] = c["after"] - c["before"]
+        c["flag_rate"] = c["flagged"] / c["train"] if c["train"] else None
+        c["classifier_flag_rate"] = c["classifier_flagged"] / c["train"] if c["train"] else None
+    total = sum(status.values())
+    reviewed = total - status[Image.Status.UNREVIEWED]
+    reviewers = (Image.objects.filter(dataset=dataset, reviewed_by__isnull=False)
+                 .values("reviewed_by__username").annotate(n=Count("id")).order_by("-n"))
+    return {
+        "per_class": list(per_class.values()),
+        "status": {s: status[s] for s in Image.Status.values},
+        "split": {s: split[s] for s in Image.Split.values},
+        "total": total,
+        "reviewed": reviewed,
+        "reviewed_share": reviewed / total if total else None,
+        "flagged_total": flagged_total,
+        "flagged_reviewed": reviewed_flagged,
+        "reviewers": [(r["reviewed_by__username"], r["n"]) for r in reviewers],
+        "n_runs": Run.objects.filter(dataset=dataset).count(),
+        "n_gans": GanModel.objects.filter(dataset=dataset).count(),
+    }
+
+
+def dataset_by_name(*, name):
+    """Raises Dataset.DoesNotExist."""
+    return Dataset.objects.get(name=name)
+
+
+def optional_report(kind, *, dataset, precision=None):
+    """The reviewer agreement or the threshold calibration of a dataset from the modules that compute them, or
+    None where that module is not installed yet. The result's shape is theirs; `report_tables` renders it."""
+    if kind == "agreement":
+        try:
+            from curation.review.agreement import dataset_agreement
+        except ImportError:
+            return None
+        return dataset_agreement(dataset)
+    try:
+        from curation.scoring.calibration import threshold_calibration
+    except ImportError:
+        return None
+    return threshold_calibration(dataset=dataset, precision=precision)
+
+
+def _scalar(value):
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
+def report_tables(report, title=""):
+    """Tables ({"title", "headers", "rows"}) for any plain JSON-like report: a list of dicts becomes one table; a
+    dict's scalar entries become one key/value table and each nested list of dicts or dict of dicts a table of
+    its own."""
+    if report is None:
+        return []
+    if isinstance(report, (list, tuple)):
+        if report and all(isinstance(r, dict) for r in report):
+            headers = list(dict.fromkeys(k for r in report for k in r))
+            return [{"title": title, "headers": headers, "rows": [[r.get(h) for h in headers] for r in report]}]
+        return [{"title": title, "headers": ["value"], "rows": [[v] for v in report]}]
+    if not isinstance(report, dict):
+        return [{"title": title, "headers": ["value"], "rows": [[report]]}]
+    tables = []
+    scalars = [[k, v] for k, v in report.items() if _scalar(v)]
+    if scalars:
+        tables.append({"title": title, "headers": ["", ""], "rows": scalars})
+    for key, value in report.items():
+        if _scalar(value):
+            continue
+        name = f"{title} · {key}" if title else str(key)
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            headers = list(dict.fromkeys(k for v in value.values() for k in v))
+            tables.append({"title": name, "headers": ["", *headers],
+                           "rows": [[k, *[v.get(h) for h in headers]] for k, v in value.items()]})
+        elif isinstance(value, dict) and all(_scalar(v) for v in value.values()):
+            tables.append({"title": name, "headers": ["", ""], "rows": [[k, v] for k, v in value.items()]})
+        else:
+            tables.extend(report_tables(value, name))
+    return tables

@@ -1,0 +1,15 @@
+from django.urls import path
+
+from curation.web import views
+
+urlpatterns = [
+    path("jobs/", views.jobs, name="jobs"),
+    path("jobs/start/<slug:key>/", views.job_start, name="job_start"),
+    path("jobs/<int:job_id>/row/", views.job_row, name="job_row"),
+    path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),
+    path("datasets/<str:name>/", views.dataset_page, name="dataset"),
+    path("datasets/<str:name>/runs/", views.runs_page, name="dataset_runs"),
+    path("datasets/<str:name>/generators/", views.generators_page, name="dataset_generators"),
+    path("runs/compare/", views.runs_compare, name="runs_compare"),
+    path("gans/<int:gan_id>/epoch/", views.gan_epoch, name="gan_epoch"),
+]

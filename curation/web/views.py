@@ -1,0 +1,193 @@
+"""Pages: jobs (start, watch, cancel), a dataset's summary, its runs and their comparison, its CycleGANs.
+
+Views parse, call one selector or service, and render. Reviewers see every page; only curators see and use the
+forms that start or cancel jobs or change which generators scoring uses (a POST from anyone else is a 403)."""
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponseForbidden
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from curation.jobs.errors import JobParamsError
+from curation.jobs.services import job_cancel, job_enqueue
+from curation.labels import CLASSES
+from curation.models import Dataset, GanModel, Job
+from curation.roles import user_is_curator
+from curation.web import selectors
+from curation.web.forms import START_FORMS, GanEpochForm, dataset_names
+from curation.web.services import EpochNotSaved, gan_choose_epoch
+
+# htmx stops polling on this status and still swaps the answer in (the finished row, without its trigger).
+STOP_POLLING = 286
+
+
+def curator_required(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not user_is_curator(request.user):
+            return HttpResponseForbidden("Only curators may do this.")
+        return view(request, *args, **kwargs)
+
+    return login_required(wrapper)
+
+
+def _dataset_or_404(name):
+    try:
+        return selectors.dataset_by_name(name=name)
+    except Dataset.DoesNotExist:
+        raise Http404(f"no dataset {name!r}") from None
+
+
+# Jobs
+
+
+def _jobs_context(request, bound=None):
+    curator = user_is_curator(request.user)
+    forms = []
+    if curator:
+        names = dataset_names()
+        for key, form_class in START_FORMS.items():
+            forms.append(bound if bound is not None and bound.key == key
+                         else form_class(prefix=key, datasets=names))
+    return {"page": selectors.jobs_page(page=request.GET.get("page") or 1), "curator": curator, "forms": forms,
+            "open_form": bound.key if bound is not None else request.GET.get("start", "")}
+
+
+@login_required
+@require_GET
+def jobs(request):
+    return render(request, "curation/pages/jobs.html", _jobs_context(request))
+
+
+@curator_required
+@require_POST
+def job_start(request, key):
+    form_class = START_FORMS.get(key)
+    if form_class is None:
+        raise Http404(f"no start form {key!r}")
+    form = form_class(request.POST, prefix=key)
+    if form.is_valid():
+        try:
+            job = job_enqueue(kind=form.kind, params=form.params(), user=request.user)
+        except JobParamsError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Job {job.pk} ({job.kind}) queued.")
+            return redirect(f"{reverse('jobs')}#job-{job.pk}")
+    return render(request, "curation/pages/jobs.html", _jobs_context(request, bound=form), status=400)
+
+
+def _row(request, job_id):
+    try:
+        job = selectors.job_for_row(job_id=job_id)
+    except Job.DoesNotExist:
+        raise Http404(f"no job {job_id}") from None
+    return render(request, "curation/pages/job_row.html", {"job": job, "curator": user_is_curator(request.user)},
+                  status=STOP_POLLING if job.is_finished and request.htmx else 200)
+
+
+@login_required
+@require_GET
+def job_row(request, job_id):
+    return _row(request, job_id)
+
+
+@curator_required
+@require_POST
+def job_cancel_view(request, job_id):
+    try:
+        job = job_cancel(job_id=job_id)
+    except Job.DoesNotExist:
+        raise Http404(f"no job {job_id}") from None
+    if request.htmx:
+        return _row(request, job_id)
+    messages.success(request, f"Job {job.pk}: {job.message}.")
+    return redirect(f"{reverse('jobs')}#job-{job.pk}")
+
+
+# Datasets, runs, generators
+
+
+@login_required
+@require_GET
+def dataset_page(request, name):
+    dataset = _dataset_or_404(name)
+    try:
+        precision = float(request.GET.get("precision") or 0.9)
+    except ValueError:
+        precision = 0.9
+    precision = min(max(precision, 0.01), 1.0)
+    agreement = selectors.optional_report("agreement", dataset=dataset)
+    calibration = selectors.optional_report("calibration", dataset=dataset, precision=precision)
+    return render(request, "curation/pages/dataset.html", {
+        "dataset": dataset, "overview": selectors.dataset_overview(dataset=dataset), "precision": precision,
+        "agreement": agreement, "agreement_tables": selectors.report_tables(agreement),
+        "calibration": calibration, "calibration_tables": selectors.report_tables(calibration),
+    })
+
+
+@login_required
+@require_GET
+def runs_page(request, name):
+    dataset = _dataset_or_404(name)
+    return render(request, "curation/pages/runs.html",
+                  {"dataset": dataset, "runs": selectors.dataset_runs(dataset=dataset)})
+
+
+@login_required
+@require_GET
+def runs_compare(request):
+    values = request.GET.getlist("ids")
+    try:
+        ids = selectors.parse_run_ids(values)
+        if len(values) > 1:  # the runs page's checkboxes: the oldest ticked run is the baseline
+            ids.sort()
+        comparison = selectors.runs_compare(run_ids=ids)
+    except selectors.CompareError as exc:
+        return render(request, "curation/pages/compare.html", {"error": str(exc)}, status=400)
+    return render(request, "curation/pages/compare.html", {"c": comparison, "classes": CLASSES})
+
+
+@login_required
+@require_GET
+def generators_page(request, name):
+    dataset = _dataset_or_404(name)
+    return render(request, "curation/pages/generators.html", _generators_context(request, dataset))
+
+
+def _generators_context(request, dataset, form_errors=None):
+    gans = selectors.dataset_gans(dataset=dataset)
+    for g in gans:
+        shown = request.GET.get(f"epoch{g['gan'].pk}")
+        epoch = int(shown) if shown and shown.isdigit() and int(shown) in g["samples"] else None
+        g["shown_epoch"] = epoch or (max(g["samples"]) if g["samples"] else None)
+        g["error"] = (form_errors or {}).get(g["gan"].pk)
+    return {"dataset": dataset, "gans": gans, "curator": user_is_curator(request.user)}
+
+
+@curator_required
+@require_POST
+def gan_epoch(request, gan_id):
+    try:
+        gan = GanModel.objects.select_related("dataset").get(pk=gan_id)
+    except GanModel.DoesNotExist:
+        raise Http404(f"no CycleGAN {gan_id}") from None
+    form = GanEpochForm(request.POST)
+    error = None
+    if not form.is_valid():
+        error = "; ".join(e for errors in form.errors.values() for e in errors)
+    else:
+        try:
+            gan_choose_epoch(gan_id=gan.pk, epoch=form.cleaned_data["epoch"])
+        except EpochNotSaved as exc:
+            error = str(exc)
+    if error:
+        return render(request, "curation/pages/generators.html",
+                      _generators_context(request, gan.dataset, {gan.pk: error}), status=400)
+    epoch = form.cleaned_data["epoch"]
+    messages.success(request, f"CycleGAN {gan.pk}: scoring now uses "
+                              + (f"the generators of epoch {epoch}." if epoch else "the last epoch's generators."))
+    return redirect(f"{reverse('dataset_generators', args=[gan.dataset.name])}#gan-{gan.pk}")
