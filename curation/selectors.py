@@ -37,20 +37,45 @@ def dataset_counts(*, dataset):
     return counts
 
 
-def images_filter(qs, *, split=None, label=None, original_label=None, status=None, flagged=None, min_suspicion=None):
-    """Narrow an Image queryset by any of the given values (labels as codes); None or empty means any."""
+STATUS_ANY = "any"
+# signal filter: which scoring flag an image must carry (ssim: the SSIM rule, classifier: cleanlab's label issue).
+SIGNALS = {
+    "ssim": Q(flagged=True),
+    "classifier": Q(classifier_flagged=True),
+    "both": Q(flagged=True, classifier_flagged=True),
+    "either": Q(flagged=True) | Q(classifier_flagged=True),
+}
+
+
+def images_filter(qs, *, split=None, label=None, original_label=None, status=None, flagged=None, min_suspicion=None,
+                  max_suspicion=None, signal=None, run=None, predicted=None):
+    """Narrow an Image queryset by any of the given values (labels as codes); None or empty means any, and so does
+    status "any". signal: one of SIGNALS. min/max_suspicion: inclusive bounds (unscored images fall outside).
+
+    run (a Run): only that run's test images (curation.classifier.predictions), and then `label` is the label the
+    image had when the run trained and `predicted` what the run predicted, as on a confusion matrix's cell."""
     if split:
         qs = qs.filter(split=split)
-    if label is not None:
+    if run is not None:
+        from curation.classifier.predictions import run_image_ids_predicted
+
+        qs = qs.filter(pk__in=run_image_ids_predicted(run, true_label=label, predicted=predicted))
+    elif label is not None:
         qs = qs.filter(label=label)
     if original_label is not None:
         qs = qs.filter(original_label=original_label)
-    if status:
+    if status and status != STATUS_ANY:
         qs = qs.filter(status=status)
     if flagged is not None:
         qs = qs.filter(flagged=flagged)
+    if signal:
+        if signal not in SIGNALS:
+            raise ValueError(f"signal must be one of {', '.join(SIGNALS)}, not {signal!r}")
+        qs = qs.filter(SIGNALS[signal])
     if min_suspicion is not None:
         qs = qs.filter(suspicion__gte=min_suspicion)
+    if max_suspicion is not None:
+        qs = qs.filter(suspicion__lte=max_suspicion)
     return qs
 
 

@@ -2,8 +2,9 @@
 from django import forms
 
 from curation.labels import CLASSES, NUM_CLASSES
-from curation.models import Dataset, Image
+from curation.models import Dataset, Image, Run
 from curation.review.services import ACTIONS, SKIP
+from curation.selectors import STATUS_ANY
 
 _FLAGGED = {"yes": True, "no": False}
 # Longest time a card may count as having been looked at (a card left open over lunch is not a slow decision).
@@ -13,22 +14,53 @@ MAX_SECONDS_SPENT = 3600
 class ReviewFilterForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"), to_field_name="name", required=False,
                                      empty_label=None)
+    split = forms.ChoiceField(choices=[("", "any split"), *Image.Split.choices], required=False)
     label = forms.TypedChoiceField(choices=[("", "any label"), *enumerate(CLASSES)], coerce=int, empty_value=None,
                                    required=False)
-    status = forms.ChoiceField(choices=Image.Status.choices, required=False)
+    status = forms.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any status")], required=False)
+    signal = forms.ChoiceField(choices=[("", "any signal"), ("ssim", "SSIM-flagged"),
+                                        ("classifier", "classifier-flagged"), ("both", "both flags"),
+                                        ("either", "either flag")], required=False)
     flagged = forms.ChoiceField(choices=[("", "flagged or not"), ("yes", "flagged"), ("no", "not flagged")],
                                 required=False)
-    min_suspicion = forms.FloatField(required=False, min_value=0, label="min suspicion",
-                                     widget=forms.NumberInput(attrs={"step": "0.05"}))
+    min_suspicion = forms.FloatField(required=False, label="suspicion from",
+                                     widget=forms.NumberInput(attrs={"step": "0.05", "size": 4}))
+    max_suspicion = forms.FloatField(required=False, label="to",
+                                     widget=forms.NumberInput(attrs={"step": "0.05", "size": 4}))
+    # A classifier run's confusion-matrix cell (the runs page links here): its test images whose label when the
+    # run trained was `label` and that it predicted as `predicted`.
+    run = forms.ModelChoiceField(queryset=Run.objects.all(), required=False, widget=forms.HiddenInput)
+    predicted = forms.TypedChoiceField(choices=list(enumerate(CLASSES)), coerce=int, empty_value=None,
+                                       required=False, widget=forms.HiddenInput)
+
+    def clean(self):
+        data = super().clean()
+        low, high = data.get("min_suspicion"), data.get("max_suspicion")
+        if low is not None and high is not None and low > high:
+            self.add_error("max_suspicion", f"the suspicion range {low} to {high} is empty")
+        run, dataset = data.get("run"), data.get("dataset")
+        if run is not None:
+            if dataset is None:
+                data["dataset"] = run.dataset
+            elif dataset.pk != run.dataset_id:
+                self.add_error("run", f"run {run.pk} belongs to dataset {run.dataset.name}, not {dataset.name}")
+        elif data.get("predicted") is not None:
+            self.add_error("predicted", "predicted needs a run")
+        return data
 
     def queue_filters(self):
-        """The cleaned filter as the review services take it (label code, status, flagged, min_suspicion)."""
+        """The cleaned filter as the review services take it (the keys of curation.selectors.images_filter)."""
         data = self.cleaned_data
         return {
             "label": data.get("label"),
+            "split": data.get("split") or None,
             "status": data.get("status") or Image.Status.UNREVIEWED,
             "flagged": _FLAGGED.get(data.get("flagged") or ""),
+            "signal": data.get("signal") or None,
             "min_suspicion": data.get("min_suspicion"),
+            "max_suspicion": data.get("max_suspicion"),
+            "run": data.get("run"),
+            "predicted": data.get("predicted"),
         }
 
     def query(self):
@@ -61,3 +93,53 @@ class DecisionForm(forms.Form):
         if shown_at is None:
             return None
         return min(max(now - shown_at, 0.0), MAX_SECONDS_SPENT)
+
+
+def _parse_decision(value):
+    """"confirm", "exclude", "skip" or "relabel:<code>" -> (action, label code or None)."""
+    action, _, label = value.partition(":")
+    if action not in ACTIONS:
+        raise forms.ValidationError(f"unknown decision {value!r}")
+    if action == "relabel":
+        if not label.isdigit() or not 0 <= int(label) < NUM_CLASSES:
+            raise forms.ValidationError(f"relabel needs a class 0-{NUM_CLASSES - 1}")
+        return action, int(label)
+    return action, None
+
+
+class GridDecisionForm(forms.Form):
+    """One action on the grid's selection: each picked tile sends "<image id>:<version shown>"."""
+
+    decision = forms.CharField()
+    page = forms.IntegerField(min_value=1, required=False)
+    shown_at = forms.FloatField(required=False)
+
+    def __init__(self, data, *args, **kwargs):
+        super().__init__(data, *args, **kwargs)
+        self.picks = data.getlist("pick") if hasattr(data, "getlist") else data.get("pick", [])
+
+    def clean_decision(self):
+        action, label = _parse_decision(self.cleaned_data["decision"])
+        if action == SKIP:
+            raise forms.ValidationError("the grid confirms, relabels or excludes; skip works in the queue")
+        return action, label
+
+    def clean(self):
+        data = super().clean()
+        items = []
+        for pick in self.picks:
+            image_id, _, version = str(pick).partition(":")
+            if not (image_id.isdigit() and version.isdigit()):
+                raise forms.ValidationError(f"a selected image is '<id>:<version>', not {pick!r}")
+            items.append((int(image_id), int(version)))
+        if not items:
+            raise forms.ValidationError("select at least one image first")
+        data["items"] = items
+        return data
+
+    def seconds_per_image(self, now):
+        """The time since the page was shown, shared out over the selection."""
+        shown_at = self.cleaned_data.get("shown_at")
+        if shown_at is None or not self.cleaned_data.get("items"):
+            return None
+        return min(max(now - shown_at, 0.0), MAX_SECONDS_SPENT) / len(self.cleaned_data["items"])

@@ -1,31 +1,44 @@
 """Reads for the review queue: which images a reviewer may be offered, what they hold, what they can undo."""
 import statistics
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, F, OuterRef, Q
+from django.utils import timezone
 
-from curation.models import Image, LabelChange, ReviewSkip
-from curation.selectors import images_filter
+from curation.models import Image, LabelChange, ReviewSkip, ReviewVote
+from curation.selectors import STATUS_ANY, images_filter
 
 # How far back undo looks through a reviewer's own changes.
 UNDO_LOOKBACK = 500
 
 
 def review_queue(*, user, dataset, filters=None):
-    """Images of `dataset` that `user` may review under `filters` (label code, split, status, flagged,
-    min_suspicion), claimed or not: by default the unreviewed ones. Leaves out what the user skipped, and, in a
-    pass over already decided images (a status filter), the images whose standing decision is the user's own."""
+    """Images of `dataset` that `user` may review under `filters` (the keys of images_filter), claimed or not: by
+    default the unreviewed ones; status "any" means every status. Leaves out what the user skipped, and, in a
+    pass over already decided images (a status filter), the images whose standing decision is the user's own.
+    Where the dataset needs several reviews, also leaves out disputed images and those the user has voted on in
+    their current round."""
     filters = filters or {}
     status = filters.get("status") or Image.Status.UNREVIEWED
-    qs = _filtered(Image.objects.filter(dataset=dataset, status=status), filters)
+    qs = Image.objects.filter(dataset=dataset)
+    if status != STATUS_ANY:
+        qs = qs.filter(status=status)
+    qs = _filtered(qs, filters)
     qs = qs.filter(~Exists(ReviewSkip.objects.filter(user=user, image=OuterRef("pk"))))
     if status != Image.Status.UNREVIEWED:
         qs = qs.exclude(reviewed_by=user)
+    if dataset.reviews_required > 1:
+        voted = ReviewVote.objects.filter(user=user, image=OuterRef("pk"), version=OuterRef("version"),
+                                          withdrawn_at__isnull=True)
+        qs = qs.filter(disputed=False).filter(~Exists(voted))
     return qs
+
+
+FILTER_KEYS = ("label", "split", "flagged", "signal", "min_suspicion", "max_suspicion", "run", "predicted")
 
 
 def _filtered(qs, filters):
     """Apply the queue's filters other than status."""
-    return images_filter(qs, **{k: filters.get(k) for k in ("label", "split", "flagged", "min_suspicion")})
+    return images_filter(qs, **{k: filters.get(k) for k in FILTER_KEYS})
 
 
 def claimable(qs, *, now):
@@ -63,8 +76,9 @@ def review_progress(*, user, dataset, filters=None):
     """Progress under `filters` (their status aside: progress counts every status) and `user`'s own pace.
 
     Returns a dict: total, reviewed (not unreviewed), flagged, flagged_reviewed; mine (the user's decisions on this
-    dataset, less their undos) and median_seconds (over their latest PACE_WINDOW timed decisions, or None).
-    Three queries, whatever the size of the dataset.
+    dataset, less their undos) and median_seconds (over their latest PACE_WINDOW timed decisions, or None); where
+    the dataset needs several reviews, votes (the user's votes that stand). Three or four queries, whatever the
+    size of the dataset.
     """
     qs = _filtered(Image.objects.filter(dataset=dataset), filters or {})
     reviewed = ~Q(status=Image.Status.UNREVIEWED)
@@ -84,9 +98,30 @@ def review_progress(*, user, dataset, filters=None):
         .exclude(action=LabelChange.Action.UNDO).order_by("-id").values_list("seconds_spent", flat=True)[:PACE_WINDOW]
     )
     progress["median_seconds"] = statistics.median(seconds) if seconds else None
+    progress["reviews_required"] = dataset.reviews_required
+    if dataset.reviews_required > 1:
+        progress["votes"] = ReviewVote.objects.filter(user=user, image__dataset=dataset,
+                                                      withdrawn_at__isnull=True).count()
     return progress
 
 
 def image_label_history(*, image_id):
     """The image's audit rows, oldest first, with who made each."""
     return list(LabelChange.objects.filter(image_id=image_id).select_related("user").order_by("id"))
+
+
+# Thumbnails per page of the grid view.
+GRID_PAGE_SIZE = 48
+
+
+def review_grid_page(*, user, dataset, filters=None, page=1, per_page=GRID_PAGE_SIZE):
+    """One page of the grid view: the images `user` may review under `filters` (as review_queue), in queue order
+    (most suspicious first, unscored last, then id), leaving out images another reviewer holds a live lease on.
+    The grid claims nothing: its decisions carry the versions shown, and a changed image is a conflict.
+    Returns (images, has_next). One query."""
+    now = timezone.now()
+    qs = review_queue(user=user, dataset=dataset, filters=filters)
+    qs = qs.filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=user))
+    start = (page - 1) * per_page
+    rows = list(qs.order_by(F("suspicion").desc(nulls_last=True), "id")[start:start + per_page + 1])
+    return rows[:per_page], len(rows) > per_page

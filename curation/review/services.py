@@ -10,9 +10,11 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from curation.models import Image, LabelChange, ReviewSkip
+from curation.models import Image, LabelChange, ReviewSkip, ReviewVote
 from curation.review.selectors import claimable, review_last_decision, review_queue
-from curation.services import image_label_change
+from curation.review.votes import image_vote, vote_latest_open, vote_withdraw
+from curation.selectors import STATUS_ANY
+from curation.services import VersionConflict, image_label_change
 
 SKIP = "skip"
 DECISIONS = (LabelChange.Action.CONFIRM, LabelChange.Action.RELABEL, LabelChange.Action.EXCLUDE)
@@ -35,8 +37,12 @@ def _lease_expiry(now):
 
 
 def _take(*, pk, status, user, now):
-    """Conditional claim: succeeds only if the image is still in `status` and nobody holds a live lease on it."""
-    taken = claimable(Image.objects.filter(pk=pk, status=status), now=now).update(
+    """Conditional claim: succeeds only if the image is still in `status` (any, for "any"), not disputed, and nobody
+    holds a live lease on it."""
+    qs = Image.objects.filter(pk=pk, disputed=False)
+    if status != STATUS_ANY:
+        qs = qs.filter(status=status)
+    taken = claimable(qs, now=now).update(
         claimed_by=user, claim_expires_at=_lease_expiry(now)
     )
     return bool(taken)
@@ -126,7 +132,9 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
     """Record `user`'s decision on an image: confirm, relabel (to `label`, a code), exclude, or skip.
 
     confirm, relabel and exclude go through image_label_change: they need the `version` the user saw (a stale one
-    raises VersionConflict and changes nothing) and release the image's lease; they return the LabelChange.
+    raises VersionConflict and changes nothing) and release the image's lease; they return the LabelChange. Where
+    the image's dataset needs several reviews (reviews_required > 1) they are votes instead
+    (curation.review.votes.image_vote), and the ReviewVote is returned.
     A skip changes no label: it is recorded as a ReviewSkip row (returned), releases the user's lease, and keeps
     the image from being offered to that user again. Raises Image.DoesNotExist or ValueError (bad action/label).
     """
@@ -141,13 +149,19 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if version is None:
         raise ValueError(f"{action} needs the version of the image it was made on")
+    needed = Image.objects.filter(pk=image_id).values_list("dataset__reviews_required", flat=True).first()
+    if needed is None:
+        raise Image.DoesNotExist(f"no image {image_id}")
+    if needed > 1:
+        return image_vote(user=user, image_id=image_id, action=action, version=version, label=label,
+                          seconds_spent=seconds_spent)
     return image_label_change(image_id=image_id, action=action, expected_version=version, user=user, label=label,
                               seconds_spent=seconds_spent)
 
 
 class Undo(NamedTuple):
-    change: LabelChange  # the new LabelChange, action "undo"
-    undone: LabelChange  # the decision it took back
+    change: LabelChange | None  # the new LabelChange, action "undo"; None when a vote was withdrawn
+    undone: LabelChange | ReviewVote  # the decision it took back, or the withdrawn vote
 
 
 def review_undo(*, user):
@@ -156,8 +170,13 @@ def review_undo(*, user):
     The undo is itself a recorded change restoring the label and status from before the decision. If the image
     goes back to unreviewed, the user gets the lease on it, so that they can decide it again. Raises
     NothingToUndo, or UndoConflict (a VersionConflict) when someone changed the image after the decision.
+    If the user's newest act is a vote whose round is still open (datasets needing several reviews), that vote is
+    withdrawn instead (curation.review.votes) and Undo.change is None.
     """
     target = review_last_decision(user=user)
+    vote = vote_latest_open(user=user)
+    if vote is not None and (target is None or vote.created_at >= target.created_at):
+        return Undo(None, vote_withdraw(user=user, vote=vote))
     if target is None:
         raise NothingToUndo("you have no decision to undo")
     now = timezone.now()
@@ -171,3 +190,37 @@ def review_undo(*, user):
             Image.objects.filter(pk=target.image_id).update(claimed_by=user, claim_expires_at=_lease_expiry(now))
     return Undo(change, target)
 
+
+
+# Most images one grid action may decide.
+BULK_MAX = 200
+
+
+class BulkResult(NamedTuple):
+    decided: list  # image ids whose decision (or vote) was recorded
+    conflicts: list  # image ids changed since they were shown: nothing recorded for them
+    missing: list  # image ids that no longer exist
+
+
+def images_decide_bulk(*, user, items, action, label=None, seconds_spent=None):
+    """The grid's one action on a selection: `items` is [(image id, version shown)], each decided through
+    image_decide exactly as one by one (its own transaction and LabelChange, or vote), so a conflict on one image
+    changes nothing of it and does not undo the others. Raises ValueError for a bad action or selection."""
+    if action == SKIP or action not in ACTIONS:
+        raise ValueError(f"a grid action is one of {', '.join(a for a in ACTIONS if a != SKIP)}, not {action!r}")
+    if not items:
+        raise ValueError("select at least one image")
+    if len(items) > BULK_MAX:
+        raise ValueError(f"at most {BULK_MAX} images per action, not {len(items)}")
+    result = BulkResult([], [], [])
+    for image_id, version in dict(items).items():  # an image listed twice is decided once
+        try:
+            image_decide(user=user, image_id=image_id, action=action, version=version, label=label,
+                         seconds_spent=seconds_spent)
+        except VersionConflict:
+            result.conflicts.append(image_id)
+        except Image.DoesNotExist:
+            result.missing.append(image_id)
+        else:
+            result.decided.append(image_id)
+    return result

@@ -16,9 +16,11 @@ from django.views.decorators.http import require_GET, require_POST
 from curation.labels import CLASSES, label_name
 from curation.models import Dataset, Image
 from curation.review.forms import DecisionForm, ReviewFilterForm
-from curation.review.selectors import image_label_history, review_progress
+from curation.review.card import review_card
+from curation.review.selectors import review_progress
 from curation.review.services import (ClaimLost, NothingToUndo, image_claim_next, image_decide, image_lease_extend,
                                       review_undo)
+from curation.review.votes import APPLIED, DISPUTED, PENDING, VoteRefused
 from curation.services import VersionConflict
 
 PAGE, CARD = "curation/review.html", "curation/review_card.html"
@@ -43,8 +45,11 @@ def review_decide(request):
         action, label = decision.cleaned_data["decision"]
         image_id = decision.cleaned_data["image_id"]
         try:
-            image_decide(user=request.user, image_id=image_id, action=action, version=decision.cleaned_data["version"],
-                         label=label, seconds_spent=decision.seconds_spent(time.time()))
+            result = image_decide(user=request.user, image_id=image_id, action=action,
+                                  version=decision.cleaned_data["version"],
+                                  label=label, seconds_spent=decision.seconds_spent(time.time()))
+        except VoteRefused as exc:
+            messages.error(request, f"Conflict: {exc}.")
         except VersionConflict:
             messages.error(request, f"Conflict: image {image_id} was changed by someone else while you looked at "
                                     f"it. Your {action} was not recorded and nothing was overwritten.")
@@ -52,7 +57,7 @@ def review_decide(request):
             messages.error(request, f"Image {image_id} no longer exists; nothing was recorded.")
         else:
             done = f"relabelled to {label_name(label)}" if action == "relabel" else _DONE[action]
-            messages.success(request, f"Image {image_id} {done}.")
+            messages.success(request, f"Image {image_id} {done}{_vote_outcome(result)}.")
     return _next_card(request, ReviewFilterForm(request.POST))
 
 
@@ -64,7 +69,10 @@ def review_undo_last(request):
     except (NothingToUndo, VersionConflict) as exc:  # UndoConflict is a VersionConflict
         messages.error(request, f"Nothing undone: {exc}.")
     else:
-        messages.success(request, f"Undid your {undo.undone.action} of image {undo.undone.image_id}.")
+        if undo.change is None:
+            messages.success(request, f"Withdrew your {undo.undone.action} vote on image {undo.undone.image_id}.")
+        else:
+            messages.success(request, f"Undid your {undo.undone.action} of image {undo.undone.image_id}.")
     return _next_card(request, ReviewFilterForm(request.POST))
 
 
@@ -79,6 +87,26 @@ def review_lease(request):
     return HttpResponse(status=204)
 
 
+def _run_cell(filter_form):
+    """Words for a run's confusion-matrix cell the queue is browsing, or ""."""
+    data = filter_form.cleaned_data
+    if data.get("run") is None:
+        return ""
+    words = f"Test images of run {data['run'].pk}"
+    if data.get("label") is not None:
+        words += f" labelled {label_name(data['label'])}"
+    if data.get("predicted") is not None:
+        words += f", predicted {label_name(data['predicted'])}"
+    return words
+
+
+def _vote_outcome(result):
+    """How a vote ended, for the message (datasets needing several reviews); nothing for a plain decision."""
+    outcome = getattr(result, "outcome", None)
+    return {PENDING: " (your vote is in; more reviews needed)", APPLIED: " (unanimous: applied)",
+            DISPUTED: " (reviewers disagree: sent to the curators)"}.get(outcome, "")
+
+
 def _next_card(request, filter_form):
     """Claim the next image under the filter and render it: the card partial for htmx, the page (GET) or a
     redirect to it (POST without htmx) otherwise."""
@@ -87,16 +115,17 @@ def _next_card(request, filter_form):
     if request.method == "POST" and not request.htmx:
         return redirect(f"{reverse('review')}?{urlencode(query)}")
     dataset = (filter_form.cleaned_data.get("dataset") if valid else None) or Dataset.objects.order_by("name").first()
-    image = progress = None
-    history = []
+    image = progress = card = None
     if valid and dataset is not None:
         query["dataset"] = dataset.name
         filters = filter_form.queue_filters()
         image = image_claim_next(user=request.user, dataset=dataset, filters=filters)
-        history = image_label_history(image_id=image.pk) if image else []
+        card = review_card(image=image, run=filters["run"]) if image else None
         progress = review_progress(user=request.user, dataset=dataset, filters=filters)
     context = {
-        "filter_form": filter_form, "dataset": dataset, "image": image, "history": history, "progress": progress,
+        "filter_form": filter_form, "dataset": dataset, "image": image, "card": card, "progress": progress,
+        "history": card["history"] if card else [], "run_cell": _run_cell(filter_form) if valid else "",
+        "query_string": urlencode(query),
         "query": query, "class_keys": CLASS_KEYS, "media_url": settings.MEDIA_URL, "shown_at": f"{time.time():.3f}",
         "lease_poll_seconds": max(5, int(settings.REVIEW_LEASE_SECONDS) // 3),
     }

@@ -25,8 +25,14 @@
     if (dialog.open) dialog.close(); else dialog.showModal();
   }
 
+  function toggleZoom() {
+    const figure = document.querySelector("#card .zoomable");
+    if (figure) figure.classList.toggle("zoomed");
+  }
+
   document.addEventListener("click", function (event) {
     if (event.target.closest(".keys-toggle")) toggleKeys();
+    if (event.target.closest("#card .zoomable img, #card .zoom-toggle")) toggleZoom();
   });
 
   document.addEventListener("keydown", function (event) {
@@ -34,6 +40,7 @@
     if (event.target.closest("input, select, textarea, dialog")) return;
     const key = event.key === "Enter" ? "Enter" : event.key.toLowerCase();
     if (key === "?") { event.preventDefault(); toggleKeys(); return; }
+    if (key === "z") { event.preventDefault(); toggleZoom(); return; }
     const button = buttonFor(key);
     if (!button) return;
     // Enter on a focused button would also click it natively: one decision per key press.

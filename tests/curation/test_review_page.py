@@ -135,7 +135,7 @@ def test_filters_pick_the_card_and_bad_filters_show_errors(client, user, ds):
     assert bad.status_code == 200 and _card_image_id(bad) is None and "min_suspicion" in bad.content.decode()
 
 
-@pytest.mark.parametrize("n", [3, 60])
+@pytest.mark.parametrize("n", [10, 200])
 def test_the_queue_views_query_count_does_not_grow_with_images(client, user, ds, n, django_assert_max_num_queries):
     images = ImageFactory.create_batch(n, dataset=ds, suspicion=0.5)
     other = UserFactory(username="other")
@@ -147,7 +147,9 @@ def test_the_queue_views_query_count_does_not_grow_with_images(client, user, ds,
                            user=other)
         Image.objects.filter(pk=held.pk).update(status="unreviewed")
     client.force_login(user)
-    with django_assert_max_num_queries(16):
+    # The card reads its history, transformations and classifier run: a fixed number, the same for 10 or 200 images
+    # (PostgreSQL counts the claim's savepoints too).
+    with django_assert_max_num_queries(18):
         client.get(reverse("review"))
     with django_assert_max_num_queries(24):
         client.post(reverse("review_decide"), {"image_id": images[-1].pk, "version": 1, "decision": "confirm"}, **HTMX)

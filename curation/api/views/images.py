@@ -6,19 +6,40 @@ from rest_framework.views import APIView
 from curation.api.fields import LabelField
 from curation.api.pagination import ByIdCursor
 from curation.api.serializers import ImageOutput, LabelChangeOutput
-from curation.models import Image
+from curation.models import Image, ReviewVote, Run
 from curation.review.services import ACTIONS, image_decide
-from curation.selectors import image_detail, image_get, images_list
+from curation.selectors import SIGNALS, STATUS_ANY, image_detail, image_get, images_list
 
 
-class ImageListInput(serializers.Serializer):
-    dataset = serializers.CharField(required=False, help_text="Dataset name.")
+class ImageFilterFields(serializers.Serializer):
+    """The filters of curation.selectors.images_filter, shared by the image list and the review queue."""
+
     split = serializers.ChoiceField(choices=Image.Split.choices, required=False)
-    label = LabelField(required=False, help_text="Current label.")
-    original_label = LabelField(required=False)
-    status = serializers.ChoiceField(choices=Image.Status.choices, required=False)
+    label = LabelField(required=False, help_text="Current label; with `run`, the label the image had when the run "
+                                                 "trained.")
     flagged = serializers.BooleanField(required=False, allow_null=True, default=None)
+    signal = serializers.ChoiceField(choices=list(SIGNALS), required=False,
+                                     help_text="ssim: flagged by the SSIM rule; classifier: cleanlab label issue; "
+                                               "both; either.")
     min_suspicion = serializers.FloatField(required=False)
+    max_suspicion = serializers.FloatField(required=False)
+    run = serializers.PrimaryKeyRelatedField(queryset=Run.objects.all(), required=False,
+                                             help_text="A classifier run: only its test images (see predicted).")
+    predicted = LabelField(required=False, help_text="With run: what the run predicted.")
+
+    def validate(self, data):
+        low, high = data.get("min_suspicion"), data.get("max_suspicion")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError({"max_suspicion": f"the suspicion range {low} to {high} is empty."})
+        if "predicted" in data and "run" not in data:
+            raise serializers.ValidationError({"predicted": "predicted needs a run."})
+        return data
+
+
+class ImageListInput(ImageFilterFields):
+    dataset = serializers.CharField(required=False, help_text="Dataset name.")
+    original_label = LabelField(required=False)
+    status = serializers.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any")], required=False)
 
 
 class ImageListApi(APIView):
@@ -90,7 +111,11 @@ class ImageDecisionInput(serializers.Serializer):
 class ImageDecisionOutput(serializers.Serializer):
     action = serializers.CharField()
     image = ImageOutput()
-    change_id = serializers.IntegerField(allow_null=True, help_text="The LabelChange recorded; null for skip.")
+    change_id = serializers.IntegerField(allow_null=True, help_text="The LabelChange recorded; null for skip and "
+                                                                    "for a vote that did not close its round.")
+    vote_id = serializers.IntegerField(allow_null=True, help_text="On datasets needing several reviews: the vote.")
+    outcome = serializers.ChoiceField(choices=["applied", "skipped", "pending", "disputed"],
+                                      help_text="pending: more votes needed; disputed: sent to the curators.")
 
 
 class ImageDecisionApi(APIView):
@@ -99,7 +124,12 @@ class ImageDecisionApi(APIView):
         data = ImageDecisionInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = image_decide(user=request.user, image_id=image_id, **data.validated_data)
-        change_id = result.pk if data.validated_data["action"] != "skip" else None
+        action = data.validated_data["action"]
+        if isinstance(result, ReviewVote):
+            out = {"change_id": result.change.pk if result.change else None, "vote_id": result.pk,
+                   "outcome": result.outcome}
+        else:
+            out = {"change_id": result.pk if action != "skip" else None, "vote_id": None,
+                   "outcome": "skipped" if action == "skip" else "applied"}
         image = image_get(image_id=image_id)
-        return Response(ImageDecisionOutput(
-            {"action": data.validated_data["action"], "image": image, "change_id": change_id}).data)
+        return Response(ImageDecisionOutput({"action": action, "image": image, **out}).data)

@@ -3,22 +3,18 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from curation.api.fields import LabelField
 from curation.api.serializers import ClaimedImageOutput, ImageOutput
+from curation.api.views.images import ImageFilterFields
 from curation.models import Image
 from curation.review.services import image_claim_next, review_undo
-from curation.selectors import dataset_get, image_get
+from curation.selectors import STATUS_ANY, dataset_get, image_get
 
 
-class ReviewNextInput(serializers.Serializer):
+class ReviewNextInput(ImageFilterFields):
     dataset = serializers.CharField(help_text="Dataset name.")
-    label = LabelField(required=False, help_text="Only images with this current label.")
-    split = serializers.ChoiceField(choices=Image.Split.choices, required=False)
-    status = serializers.ChoiceField(choices=Image.Status.choices, required=False,
-                                     help_text="Default unreviewed; another status is a second pass over decided "
-                                               "images (never your own decisions).")
-    flagged = serializers.BooleanField(required=False, allow_null=True, default=None)
-    min_suspicion = serializers.FloatField(required=False)
+    status = serializers.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any")], required=False,
+                                     help_text="Default unreviewed; another status (or any) is a second pass over "
+                                               "decided images (never your own decisions).")
 
 
 class ReviewNextOutput(serializers.Serializer):
@@ -42,8 +38,11 @@ class ReviewNextApi(APIView):
 
 class ReviewUndoOutput(serializers.Serializer):
     image = ImageOutput()
-    change_id = serializers.IntegerField(help_text="The LabelChange (action undo) recorded.")
-    undone_change_id = serializers.IntegerField(help_text="The decision taken back.")
+    change_id = serializers.IntegerField(allow_null=True, help_text="The LabelChange (action undo) recorded; null "
+                                                                    "when an open vote was withdrawn.")
+    undone_change_id = serializers.IntegerField(allow_null=True, help_text="The decision taken back.")
+    withdrawn_vote_id = serializers.IntegerField(allow_null=True, help_text="The vote withdrawn (datasets needing "
+                                                                            "several reviews).")
 
 
 class ReviewUndoApi(APIView):
@@ -53,5 +52,7 @@ class ReviewUndoApi(APIView):
     @extend_schema(request=None, responses=ReviewUndoOutput)
     def post(self, request):
         change, undone = review_undo(user=request.user)
-        return Response(ReviewUndoOutput(
-            {"image": image_get(image_id=change.image_id), "change_id": change.pk, "undone_change_id": undone.pk}).data)
+        return Response(ReviewUndoOutput({
+            "image": image_get(image_id=undone.image_id), "change_id": change.pk if change else None,
+            "undone_change_id": undone.pk if change else None, "withdrawn_vote_id": None if change else undone.pk,
+        }).data)

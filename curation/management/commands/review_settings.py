@@ -1,0 +1,27 @@
+"""Show or set a dataset's review settings: how many reviewers decide each image (Dataset.reviews_required)."""
+from django.core.management.base import BaseCommand, CommandError
+
+from curation.models import MAX_REVIEWS_REQUIRED, Dataset
+
+
+class Command(BaseCommand):
+    help = ("Show or set how many reviewers must decide each image of a dataset. 1 (the default): the first "
+            "decision applies. K > 1: K votes; unanimous ones apply, others go to the curators' disputes page.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("dataset", help="dataset name")
+        parser.add_argument("--reviews-required", type=int, metavar="K",
+                            help=f"reviewers per image, 1-{MAX_REVIEWS_REQUIRED}")
+
+    def handle(self, *args, dataset, reviews_required, **options):
+        try:
+            ds = Dataset.objects.get(name=dataset)
+        except Dataset.DoesNotExist:
+            raise CommandError(f"no dataset named {dataset!r}") from None
+        if reviews_required is not None:
+            if not 1 <= reviews_required <= MAX_REVIEWS_REQUIRED:
+                raise CommandError(f"--reviews-required must be 1-{MAX_REVIEWS_REQUIRED}, not {reviews_required}")
+            Dataset.objects.filter(pk=ds.pk).update(reviews_required=reviews_required)
+            ds.refresh_from_db()
+        self.stdout.write(f"{ds.name}: {ds.reviews_required} review{'s' if ds.reviews_required != 1 else ''} "
+                          f"per image")

@@ -1,0 +1,88 @@
+"""The grid view: many thumbnails of one filter at once, and one action (confirm, relabel, exclude) on a selection.
+
+The grid claims no leases: it leaves out images another reviewer holds, and each decision carries the version its
+tile showed, so an image changed meanwhile is reported as a conflict by name and not overwritten."""
+import time
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from curation.labels import label_name
+from curation.models import Dataset, Image
+from curation.review.forms import GridDecisionForm, ReviewFilterForm
+from curation.review.selectors import review_grid_page
+from curation.review.services import images_decide_bulk
+from curation.review.views import CLASS_KEYS
+
+PAGE, GRID = "curation/review_grid.html", "curation/review_grid_part.html"
+_DONE = {"confirm": "confirmed", "exclude": "excluded"}
+
+
+@login_required
+@require_GET
+def review_grid(request):
+    return _grid(request, ReviewFilterForm(request.GET), _page(request.GET))
+
+
+@login_required
+@require_POST
+def review_grid_decide(request):
+    form = GridDecisionForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+    else:
+        action, label = form.cleaned_data["decision"]
+        try:
+            result = images_decide_bulk(user=request.user, items=form.cleaned_data["items"], action=action,
+                                        label=label, seconds_spent=form.seconds_per_image(time.time()))
+        except ValueError as exc:
+            messages.error(request, f"Nothing recorded: {exc}.")
+        else:
+            _report(request, result, action, label)
+    return _grid(request, ReviewFilterForm(request.POST), _page(request.POST))
+
+
+def _page(data):
+    value = data.get("page", "1")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def _report(request, result, action, label):
+    done = f"relabelled to {label_name(label)}" if action == "relabel" else _DONE[action]
+    if result.decided:
+        messages.success(request, f"{len(result.decided)} image{'s' if len(result.decided) != 1 else ''} {done}.")
+    if result.conflicts:
+        names = Image.objects.filter(pk__in=result.conflicts).order_by("path").values_list("path", flat=True)
+        messages.error(request, f"Conflict: {', '.join(names)} changed since the grid showed "
+                                f"{'them' if len(result.conflicts) > 1 else 'it'}; nothing was overwritten "
+                                f"(not {done}).")
+    if result.missing:
+        messages.error(request, f"{len(result.missing)} selected image(s) no longer exist.")
+
+
+def _grid(request, filter_form, page):
+    valid = filter_form.is_valid()
+    query = filter_form.query() if valid else {}
+    if request.method == "POST" and not request.htmx:
+        return redirect(f"{reverse('review_grid')}?{urlencode({**query, 'page': page})}")
+    dataset = (filter_form.cleaned_data.get("dataset") if valid else None) or Dataset.objects.order_by("name").first()
+    images, has_next = [], False
+    if valid and dataset is not None:
+        query["dataset"] = dataset.name
+        images, has_next = review_grid_page(user=request.user, dataset=dataset,
+                                            filters=filter_form.queue_filters(), page=page)
+        if not images and page > 1:  # the page emptied (decided): show the one before
+            page -= 1
+            images, has_next = review_grid_page(user=request.user, dataset=dataset,
+                                                filters=filter_form.queue_filters(), page=page)
+    context = {
+        "filter_form": filter_form, "dataset": dataset, "images": images, "page": page, "has_next": has_next,
+        "query": query, "query_string": urlencode(query), "class_keys": CLASS_KEYS, "media_url": settings.MEDIA_URL,
+        "shown_at": f"{time.time():.3f}",
+    }
+    return render(request, GRID if request.htmx else PAGE, context)
