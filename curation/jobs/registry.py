@@ -10,6 +10,7 @@ from curation.classifier.job import train_classifier_job, validate_train_params
 from curation.gans.generate import generate_images_job, validate_generate_params
 from curation.gans.job import train_cyclegan_job, validate_cyclegan_params
 from curation.importers.job import import_dataset_job, validate_import_params
+from curation.scoring.chunks import score_chunk_job, validate_chunk_params
 from curation.scoring.job import score_ambiguity_job, validate_score_params
 from curation.jobs.errors import JobParamsError
 
@@ -27,6 +28,8 @@ JOB_KINDS = {
     "train_cyclegan": JobKind(handler=train_cyclegan_job, validate=validate_cyclegan_params, queue="gpu"),
     "generate_images": JobKind(handler=generate_images_job, validate=validate_generate_params, queue="gpu"),
     "score_ambiguity": JobKind(handler=score_ambiguity_job, validate=validate_score_params, queue="gpu"),
+    # A part of a score_ambiguity job (params {"parent": its id, ...}), enqueued by it; not started by hand.
+    "score_chunk": JobKind(handler=score_chunk_job, validate=validate_chunk_params, queue="gpu"),
 }
 
 

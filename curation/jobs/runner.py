@@ -33,7 +33,7 @@ class JobContext:
 
     PROGRESS_EVERY_SECONDS = 1.0
 
-    def __init__(self, *, job_id, attempt, params, state):
+    def __init__(self, *, job_id, attempt, params, state, on_progress=None):
         self.job_id = job_id
         self.attempt = attempt
         self.params = params
@@ -41,6 +41,9 @@ class JobContext:
         self.cancel_event = threading.Event()
         self.lost_event = threading.Event()
         self._last_progress = 0.0
+        # Called with (fraction, message) on every progress call: a parent job that runs this one in its own
+        # process passes it on as its own progress.
+        self.on_progress = on_progress
 
     def _mine(self):
         return Job.objects.filter(pk=self.job_id, status=Job.Status.RUNNING, attempts=self.attempt)
@@ -60,6 +63,8 @@ class JobContext:
             fraction = min(max(float(fraction), 0.0), 1.0)
             if not self._mine().update(progress=fraction, message=message[:500], heartbeat_at=timezone.now()):
                 self.lost_event.set()
+        if self.on_progress is not None:
+            self.on_progress(fraction, message)
         self.check()
 
     def save_state(self, state):
@@ -115,13 +120,14 @@ def _finish(job, **fields):
     return bool(done)
 
 
-def job_run(*, job_id, worker=None):
-    """Claim and run one attempt of a job in this process. Returns the final status, or None if not claimed."""
+def job_run(*, job_id, worker=None, on_progress=None):
+    """Claim and run one attempt of a job in this process. Returns the final status, or None if not claimed (or if
+    the attempt lost the job to another). on_progress(fraction, message), if given, hears the job's progress."""
     job = job_claim(job_id=job_id, worker=worker or worker_label())
     if job is None:
         return None
     kind = get_kind(job.kind)
-    ctx = JobContext(job_id=job.pk, attempt=job.attempts, params=job.params, state=job.state)
+    ctx = JobContext(job_id=job.pk, attempt=job.attempts, params=job.params, state=job.state, on_progress=on_progress)
     stop = threading.Event()
     beat = threading.Thread(target=_heartbeat, args=(ctx, stop), name=f"job-{job.pk}-heartbeat", daemon=True)
     beat.start()

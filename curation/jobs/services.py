@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from curation.jobs.registry import get_kind
@@ -45,16 +46,32 @@ def job_enqueue(*, kind, params, user=None, send=True):
 
 
 def job_cancel(*, job_id):
-    """Ask a job to stop. A queued job is cancelled at once; a running one stops at its next check."""
+    """Ask a job to stop, and with it the jobs that are part of it (params {"parent": job_id}, e.g. the chunks of
+    a scoring job). A queued job is cancelled at once; a running one stops at its next check."""
     now = timezone.now()
     with transaction.atomic():
-        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(
-            cancel_requested=True, status=Job.Status.CANCELLED, message="cancelled before it started", finished_at=now
-        )
-        Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
-            cancel_requested=True, message="cancelling"
-        )
+        for jobs in (Job.objects.filter(pk=job_id), Job.objects.filter(params__parent=job_id)):
+            jobs.filter(status=Job.Status.QUEUED).update(
+                cancel_requested=True, status=Job.Status.CANCELLED, message="cancelled before it started",
+                finished_at=now,
+            )
+            jobs.filter(status=Job.Status.RUNNING).update(cancel_requested=True, message="cancelling")
     return Job.objects.get(pk=job_id)
+
+
+def job_retry(*, job_id):
+    """Queue a failed job for another attempt if it has attempts left. Returns whether it was queued again.
+
+    Conditional on (failed, attempts left), so of several processes retrying the same job one sends it."""
+    now = timezone.now()
+    with transaction.atomic():
+        retried = Job.objects.filter(
+            pk=job_id, status=Job.Status.FAILED, cancel_requested=False, attempts__lt=F("max_attempts")
+        ).update(status=Job.Status.QUEUED, queued_at=now, finished_at=None, message="re-queued after a failure")
+        if retried:
+            queue = Job.objects.values_list("queue", flat=True).get(pk=job_id)
+            transaction.on_commit(lambda: _send(job_id, queue))
+    return bool(retried)
 
 
 def jobs_reap(*, now=None):

@@ -3,7 +3,7 @@ signals from the latest out-of-fold probabilities, the SSIM flags, and the fused
 
 Scores cover the train split (the images a reduced retrain may drop); val and test stay as imported. Rows are
 upserted on (image, generator, direction), so a second run computes only what is new and a killed run re-run
-duplicates nothing.
+duplicates nothing. The SSIMs are computed in chunk jobs that several GPU workers share (chunks.py).
 """
 from pathlib import Path
 
@@ -12,14 +12,11 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.classifier.job import resolve_dataset
-from curation.classifier.arrays import load_arrays
-from curation.gans.data import domain_items
 from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.models import GanModel, Image, Run, TransformScore
 from curation.scoring import fusion
-
-BATCH = 256
+from curation.scoring.chunks import chunks_plan, chunks_run
 
 
 def validate_score_params(params):
@@ -40,7 +37,12 @@ def validate_score_params(params):
             not Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(oof_file="").exists():
         raise JobParamsError(f"nothing to score {dataset.name} with: train a CycleGAN pair (train_cyclegan) or a "
                              f"classifier with --folds first")
-    return {"dataset": dataset.name, "threshold": threshold, "class_thresholds": per_class}
+    chunk_images = params.get("chunk_images")
+    chunk_images = settings.SCORE_CHUNK_IMAGES if chunk_images is None else chunk_images
+    if isinstance(chunk_images, bool) or not isinstance(chunk_images, int) or chunk_images < 1:
+        raise JobParamsError(f"chunk_images must be a whole number of images, at least 1, not {chunk_images!r}")
+    return {"dataset": dataset.name, "threshold": threshold, "class_thresholds": per_class,
+            "chunk_images": chunk_images}
 
 
 def latest_gans(dataset):
@@ -54,58 +56,14 @@ def latest_gans(dataset):
     return out
 
 
-def _generators(gan, device):
-    """(G_A, G_B, epoch) from the chosen snapshot, or the last epoch's state."""
-    import torch
-
-    from gan.cyclegan import GanConfig
-    from gan.networks import ResnetGenerator
-
-    path, epoch = gan.checkpoint, gan.epoch
-    if gan.chosen_epoch:
-        entry = next((e for e in gan.losses if e["epoch"] == gan.chosen_epoch and e.get("generators")), None)
-        if entry:
-            path, epoch = entry["generators"], gan.chosen_epoch
-    state = torch.load(Path(settings.MEDIA_ROOT) / path, weights_only=True, map_location="cpu")
-    cfg = GanConfig.from_dict(state["config"])
-    nets = []
-    for key in ("G_A", "G_B"):
-        net = ResnetGenerator(cfg.ngf, cfg.blocks).to(device)
-        net.load_state_dict(state[key])
-        nets.append(net.eval())
-    return nets[0], nets[1], epoch, cfg.size
-
-
 def score_ambiguity_job(ctx):
-    from gan.scoring import transform_ssim
-    from training.engine import pick_device
-
     p = ctx.params
     dataset = resolve_dataset(p["dataset"])
-    device = pick_device()
     gans = latest_gans(dataset)
-    directions = []
-    for gan in gans:
-        G_A, G_B, epoch, size = _generators(gan, device)
-        directions += [(gan, "AB", G_A, gan.source_label, gan.target_label, epoch, size),
-                       (gan, "BA", G_B, gan.target_label, gan.source_label, epoch, size)]
-    computed = 0
-    for k, (gan, direction, net, source, target, epoch, size) in enumerate(directions):
-        items = domain_items(dataset, source)
-        done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch)
-                   .values_list("image_id", flat=True))
-        todo = [i for i in items if i.id not in done]
-        for start in range(0, len(todo), BATCH * 4):
-            chunk = todo[start : start + BATCH * 4]
-            images, _ = load_arrays(chunk, size)
-            values = transform_ssim(net, images, batch_size=BATCH)
-            rows = [TransformScore(image_id=it.id, gan=gan, direction=direction, target_label=target, epoch=epoch,
-                                   ssim=float(v)) for it, v in zip(chunk, values)]
-            TransformScore.objects.bulk_create(rows, update_conflicts=True, unique_fields=["image", "gan", "direction"],
-                                               update_fields=["ssim", "epoch", "target_label"])
-            computed += len(rows)
-            ctx.progress(0.8 * (k + (start + len(chunk)) / max(len(todo), 1)) / max(len(directions), 1),
-                         f"SSIM {CLASSES[source]}->{CLASSES[target]}: {start + len(chunk)} of {len(todo)}")
+    # The SSIMs, in chunk jobs that any GPU worker takes and this job takes too (curation/scoring/chunks.py).
+    chunks = chunks_plan(ctx, dataset, gans, chunk_images=p.get("chunk_images") or settings.SCORE_CHUNK_IMAGES)
+    computed = chunks_run(ctx, chunks, share=0.8)
+    ctx.progress(0.8, "standardising SSIMs per generator", force=True)
     _standardise(dataset, gans)
     ctx.progress(0.85, "classifier signals", force=True)
     classifier = _classifier_signals(dataset)
@@ -113,7 +71,7 @@ def score_ambiguity_job(ctx):
     summary = _summarise(dataset, p["threshold"], p["class_thresholds"], classifier)
     return {"dataset": dataset.name, "generators": [f"{g.pk}:{CLASSES[g.source_label]}<->{CLASSES[g.target_label]}"
                                                     for g in gans],
-            "ssim_computed": computed, **summary}
+            "ssim_computed": computed, "chunks": len(chunks), **summary}
 
 
 def _standardise(dataset, gans):

@@ -132,6 +132,9 @@ JOB_RESEND_QUEUED_AFTER_SECONDS = float(os.environ.get("FER_JOB_RESEND_QUEUED_AF
 WORKER_SEEN_WITHIN_SECONDS = float(os.environ.get("FER_WORKER_SEEN_WITHIN_SECONDS", "30"))
 # Longest job we expect (full-size CycleGAN on a GPU); the broker must not redeliver an unacked job before then.
 JOB_VISIBILITY_TIMEOUT_SECONDS = env_int("FER_JOB_VISIBILITY_TIMEOUT_SECONDS", 48 * 3600)
+# score_ambiguity splits its SSIMs into chunk jobs of at most this many images (per generator direction), which any
+# GPU worker takes; the default is a few seconds of work on one GPU.
+SCORE_CHUNK_IMAGES = env_int("FER_SCORE_CHUNK_IMAGES", 4096)
 
 BROKER_DIR = DATA_DIR / "broker"
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")

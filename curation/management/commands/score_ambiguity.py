@@ -11,13 +11,16 @@ class Command(JobCommand):
         parser.add_argument("--threshold", type=float, default=0.85, help="SSIM at or above which an image is flagged")
         parser.add_argument("--class-threshold", action="append", default=[], metavar="LABEL=T",
                             help="a threshold for one class, e.g. --class-threshold happy=0.9 (repeatable)")
+        parser.add_argument("--chunk-images", type=int, default=None, metavar="N",
+                            help="images per chunk job that GPU workers share (default: FER_SCORE_CHUNK_IMAGES, 4096)")
 
     def job_params(self, options):
         per_class = {}
         for item in options["class_threshold"]:
             name, _, value = item.partition("=")
             per_class[name] = value
-        return {"dataset": options["dataset"], "threshold": options["threshold"], "class_thresholds": per_class}
+        return {"dataset": options["dataset"], "threshold": options["threshold"], "class_thresholds": per_class,
+                "chunk_images": options["chunk_images"]}
 
     def report(self, job):
         r = job.result
