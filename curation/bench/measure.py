@@ -1,0 +1,115 @@
+"""The benchmark's figures, read from the database and measured against the truth: detection, review, runs, GANs."""
+import numpy as np
+
+from curation.labels import CLASSES
+from curation.models import GanModel, Image, Run
+from curation.scoring.evaluate import SIGNALS, evaluate_signals
+
+# The four runs after the baseline, in the order the benchmark trains them; the oracle is the ceiling.
+RUN_NAMES = ("baseline", "reduced (flags only, no review)", "reviewed", "reviewed + augmented", "oracle (true labels)")
+CLEANLAB = "cleanlab (1 - label quality)"
+FUSED = "suspicion (fused)"
+
+
+def _precision_recall(flags, noisy):
+    flags, noisy = np.asarray(flags, bool), np.asarray(noisy, bool)
+    hits = int((flags & noisy).sum())
+    return {"flagged": int(flags.sum()), "true_positives": hits,
+            "precision": hits / int(flags.sum()) if flags.any() else None,
+            "recall": hits / int(noisy.sum()) if noisy.any() else None}
+
+
+def detection(dataset, truth, *, budget):
+    """AUROC and AP of each signal (overall and per class, from curation.scoring.evaluate), precision and recall of
+    the flags, and the precision of each signal's top `budget` images (what a review budget spent in that order
+    would find)."""
+    by_path = {path: t.noisy for path, t in truth.items()}
+    signals = evaluate_signals(dataset, by_path)
+    images = [i for i in Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).order_by("id")
+              if i.path in truth]
+    noisy = np.array([truth[i.path].noisy for i in images])
+    flags = {
+        "ssim (flagged at the threshold)": _precision_recall([i.flagged for i in images], noisy),
+        "cleanlab (label issue)": _precision_recall([i.classifier_flagged for i in images], noisy),
+        "either": _precision_recall([i.flagged or i.classifier_flagged for i in images], noisy),
+    }
+    at_budget = {}
+    for name, get in SIGNALS.items():
+        scored = [(get(i), n) for i, n in zip(images, noisy) if get(i) is not None]
+        if scored:
+            # Stable sort on the negated score: ties keep id order, as the queue does.
+            order = np.argsort([-s for s, _ in scored], kind="stable")[:budget]
+            at_budget[name] = float(np.mean([scored[k][1] for k in order])) if len(order) else None
+    return {"train_images": len(images), "noisy": int(noisy.sum()), "signals": signals, "flags": flags,
+            "precision_at_budget": at_budget, "budget": budget}
+
+
+def review_summary(decisions, truth_noisy_total):
+    """What the simulated review did: how many of its images were wrong labels (the budget's precision), how many
+    labels it fixed and how many it broke."""
+    n = len(decisions)
+    noisy = sum(d["noisy"] for d in decisions)
+    fixed = sum(d["noisy"] and d["label_after"] == d["true_label"] for d in decisions)
+    broken = sum(not d["noisy"] and d["label_after"] != d["true_label"] for d in decisions)
+    missed = sum(d["noisy"] and d["label_after"] != d["true_label"] for d in decisions)
+    return {"decisions": n, "noisy_reviewed": noisy, "budget_precision": noisy / n if n else None,
+            "share_of_noisy_reviewed": noisy / truth_noisy_total if truth_noisy_total else None,
+            "labels_fixed": fixed, "labels_broken": broken, "wrong_labels_confirmed": missed,
+            "reviewer_errors": sum(d["reviewer_wrong"] for d in decisions),
+            "actions": {a: sum(d["action"] == a for d in decisions) for a in ("confirm", "relabel", "exclude")}}
+
+
+def run_row(run):
+    m = run.test_metrics or {}
+    return {"run": run.pk, "reduced": run.reduced, "augmented": run.augmented, "selection": run.selection,
+            "test_split_hash": run.test_split_hash, "snapshot_hash": run.snapshot_hash, "best_epoch": run.best_epoch,
+            "accuracy": m.get("accuracy"), "macro_f1": m.get("macro_f1"),
+            "recall": dict(zip(CLASSES, m.get("recall", []))), "precision": dict(zip(CLASSES, m.get("precision", [])))}
+
+
+def runs_table(run_ids):
+    """{name: row} with each run's delta against the baseline and the share of the baseline-to-oracle gap it
+    recovers (accuracy and macro F1); all on the dataset's one test split (the hashes say so)."""
+    rows = {name: run_row(Run.objects.get(pk=run_ids[name])) for name in RUN_NAMES if name in run_ids}
+    base, oracle = rows.get("baseline"), rows.get("oracle (true labels)")
+    for row in rows.values():
+        for metric in ("accuracy", "macro_f1"):
+            row[f"delta_{metric}"] = row[metric] - base[metric] if base else None
+            gap = (oracle[metric] - base[metric]) if base and oracle else None
+            row[f"gap_recovered_{metric}"] = (row[metric] - base[metric]) / gap if gap else None
+    hashes = {row["test_split_hash"] for row in rows.values()}
+    return {"runs": rows, "same_test_split": len(hashes) == 1, "test_split_hash": next(iter(hashes)) if
+            len(hashes) == 1 else None}
+
+
+def gan_quality(dataset):
+    """Per generator direction, at its last snapshot: how often the baseline classifier calls the outputs the
+    target class, beside how often it calls the sources so (a generator that works moves the first above the
+    second), and the mean SSIM of output to source."""
+    out = []
+    for gan in GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED).order_by("id"):
+        snap = next((e for e in reversed(gan.losses) if e.get("quality")), None)
+        if snap is None:
+            continue
+        for direction, source, target in (("AB", gan.source_label, gan.target_label),
+                                          ("BA", gan.target_label, gan.source_label)):
+            q = snap["quality"][direction]
+            out.append({"gan": gan.pk, "direction": f"{CLASSES[source]}->{CLASSES[target]}", "epoch": snap["epoch"],
+                        "target_rate_outputs": q.get("target_rate"), "target_rate_sources": q.get("source_target_rate"),
+                        "ssim_to_source": q.get("ssim_to_source")})
+    return out
+
+
+def goals(detection_report, runs):
+    """The issue's goals, each with the figures it is judged on."""
+    overall = {name: per["all"]["auroc"] for name, per in detection_report["signals"].items() if per.get("all")}
+    reviewed = runs["runs"].get("reviewed", {})
+    return {
+        "fused_auroc_at_least_cleanlab": {
+            "fused": overall.get(FUSED), "cleanlab": overall.get(CLEANLAB),
+            "met": None if FUSED not in overall or CLEANLAB not in overall else overall[FUSED] >= overall[CLEANLAB]},
+        "reviewed_recovers_half_the_gap": {
+            "gap_recovered_accuracy": reviewed.get("gap_recovered_accuracy"),
+            "met": None if reviewed.get("gap_recovered_accuracy") is None else reviewed["gap_recovered_accuracy"] >= 0.5},
+        "same_test_split": {"met": runs["same_test_split"]},
+    }

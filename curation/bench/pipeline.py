@@ -1,0 +1,106 @@
+"""The cleaning benchmark, stage by stage: synthetic data with known noise, the product's pipeline on it, simulated
+review, the five retrains on one test split, and the report.
+
+Order matters: the baseline (with out-of-fold probabilities) comes before the CycleGANs, whose quality instrument
+judges them with the dataset's latest classifier; the reduced run without review comes before any decision; the
+oracle relabels the train split last, so nothing after it sees true labels.
+"""
+import shutil
+import time
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+
+from curation.bench import measure, reviewers
+from curation.bench.report import write_report
+from curation.bench.stages import run_stage
+from curation.labels import CLASSES
+from curation.models import Dataset, Image
+from training.synthetic_faces import make_synthetic_faces
+
+
+class BenchError(RuntimeError):
+    """The benchmark cannot start or a stage failed; the message says which."""
+
+
+def bench_cleaning(plan, *, out_dir, inline, say):
+    """Run the whole benchmark described by `plan`; returns the report dict (also written under out_dir)."""
+    if Dataset.objects.filter(name=plan.name).exists():
+        raise BenchError(f"dataset {plan.name!r} exists already; give the benchmark a new --name")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings, started = {}, time.monotonic()
+
+    def stage(name, fn):
+        t0 = time.monotonic()
+        say(f"[{time.monotonic() - started:6.0f} s] {name}")
+        value = fn()
+        timings[name] = timings.get(name, 0.0) + time.monotonic() - t0
+        return value
+
+    def job(kind, params):
+        return run_stage(kind, params, inline=inline, say=say)
+
+    faces = out / "faces"
+    shutil.rmtree(faces, ignore_errors=True)
+    summary = stage("synthetic faces", lambda: make_synthetic_faces(
+        faces, n=plan.n, size=plan.size, noise=plan.noise, seed=plan.seed, difficulty=plan.difficulty))
+    truth = reviewers.read_truth(faces / "truth.csv")
+    stage("import", lambda: job("import_dataset", {"path": str(faces / "labels.csv"), "format": "csv",
+                                                   "name": plan.name}))
+    dataset = Dataset.objects.get(name=plan.name)
+    splits = {s: Image.objects.filter(dataset=dataset, split=s).count() for s in ("train", "val", "test")}
+    runs = {}
+    base = stage("baseline classifier (out-of-fold)", lambda: job(
+        "train_classifier", plan.classifier_params(folds=plan.folds)))
+    runs["baseline"] = base.result["run"]
+    for a, b in plan.pairs:
+        stage("CycleGANs", lambda: job("train_cyclegan", plan.cyclegan_params((a, b))))
+    stage("scoring", lambda: job("score_ambiguity", {"dataset": plan.name, "threshold": plan.threshold}))
+    budget = max(1, round(plan.budget * splits["train"]))
+    detection = measure.detection(dataset, truth, budget=budget)
+    runs["reduced (flags only, no review)"] = stage("retrain: reduced", lambda: job(
+        "train_classifier", plan.classifier_params(reduced=True))).result["run"]
+
+    users = reviewers.bench_users(f"{plan.name}-reviewer", plan.reviewers)
+    decisions = stage("simulated review", lambda: reviewers.simulate_review(
+        dataset=dataset, truth=truth, budget=budget, error_rate=plan.reviewer_error, seed=plan.seed, users=users))
+    audit = reviewers.audit_decisions(decisions, users, dataset)
+    review = measure.review_summary(decisions, detection["noisy"])
+    runs["reviewed"] = stage("retrain: reviewed", lambda: job(
+        "train_classifier", plan.classifier_params(reduced=True))).result["run"]
+
+    per_direction = max(1, round(plan.generate_share * splits["train"] / (2 * len(plan.pairs))))
+    for a, b in plan.pairs:
+        stage("generate images", lambda: job("generate_images", {"dataset": plan.name, "pair": [a, b],
+                                                                 "n": per_direction, "seed": plan.seed}))
+    runs["reviewed + augmented"] = stage("retrain: reviewed + augmented", lambda: job(
+        "train_classifier", plan.classifier_params(reduced=True, augmented=True))).result["run"]
+
+    oracle_user = get_user_model().objects.get_or_create(username=f"{plan.name}-oracle")[0]
+    oracle = stage("oracle relabel", lambda: reviewers.oracle_relabel(dataset=dataset, truth=truth, user=oracle_user))
+    runs["oracle (true labels)"] = stage("retrain: oracle", lambda: job(
+        "train_classifier", plan.classifier_params(reduced=True))).result["run"]
+
+    table = measure.runs_table(runs)
+    if not table["same_test_split"]:
+        raise BenchError(f"the runs were not scored on the same test split: "
+                         f"{ {n: r['test_split_hash'][:12] for n, r in table['runs'].items()} }")
+    timings["total"] = time.monotonic() - started
+    report = {
+        "plan": plan.to_dict(),
+        "dataset": {"name": plan.name, "n": plan.n, **splits, "noisy_train_val": summary.get("noisy"),
+                    "faces": str(faces), "classes": list(CLASSES)},
+        "timings": timings,
+        "detection": detection,
+        "review": review,
+        "review_audit": audit,
+        "review_decisions": decisions,
+        "oracle": oracle,
+        "runs": table,
+        "gan_quality": measure.gan_quality(dataset),
+        "goals": measure.goals(detection, table),
+        "inline": inline,
+    }
+    write_report(report, out)
+    return report

@@ -1,0 +1,90 @@
+"""What a benchmark run does: one dataclass, filled from a profile and the command's options, validated before
+anything is written."""
+from dataclasses import asdict, dataclass, field, fields
+
+# The confusable pairs of training/synthetic_faces.py (PARTNER): four CycleGANs give every class a generator that
+# starts at it, and each generator maps a class to the one its wrong labels most often name.
+PAIRS = (("happy", "contempt"), ("sad", "neutral"), ("surprise", "fear"), ("disgust", "anger"))
+
+PROFILES = {
+    # 2-core CPU, under 30 minutes while other work shares the machine (measured: see the README).
+    "cpu": dict(n=3000, size=48, arch="small_cnn", epochs=10, folds=3, batch_size=64, gan_profile="cpu",
+                gan_epochs=3, gan_epochs_decay=3),
+    # One GPU: more faces, the product's full-size networks and the paper's CycleGAN.
+    "full": dict(n=16000, size=64, arch="resnet18", epochs=30, folds=5, batch_size=128, gan_profile="full",
+                 gan_epochs=20, gan_epochs_decay=20),
+}
+
+
+class PlanError(ValueError):
+    """A benchmark option is out of range; the message names it."""
+
+
+@dataclass
+class BenchPlan:
+    name: str  # the dataset the benchmark imports; must not exist yet
+    profile: str = "cpu"
+    n: int = 3000  # synthetic faces, all splits
+    noise: float = 0.2  # share of wrong labels in train + val (the test split has none)
+    seed: int = 0
+    difficulty: float = 0.6  # make_synthetic_faces --difficulty
+    size: int = 48  # px, faces, classifier and CycleGANs alike
+    arch: str = "small_cnn"
+    epochs: int = 10
+    folds: int = 3  # out-of-fold models of the baseline (cleanlab's input)
+    batch_size: int = 64
+    gan_profile: str = "cpu"
+    gan_epochs: int = 3
+    gan_epochs_decay: int = 3
+    pairs: list = field(default_factory=lambda: [list(p) for p in PAIRS])
+    threshold: float = 0.85  # the SSIM flag threshold (the published rule)
+    budget: float = 0.1  # decisions the reviewers make, as a share of the train split
+    reviewer_error: float = 0.1  # probability that a simulated decision is wrong
+    reviewers: int = 2  # simulated reviewer accounts taking turns on the queue
+    generate_share: float = 0.25  # generated images for the augmented run, as a share of the train split
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_options(cls, *, name, profile, **options):
+        if profile not in PROFILES:
+            raise PlanError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
+        known = {f.name for f in fields(cls)}
+        values = {**PROFILES[profile], **{k: v for k, v in options.items() if v is not None and k in known}}
+        return cls(name=name, profile=profile, **values).validate()
+
+    def validate(self):
+        problems = []
+        if self.n < 200:
+            problems.append(f"n must be at least 200 (25 faces a class), not {self.n}")
+        if not 0 < self.noise < 0.5:
+            problems.append(f"noise must be in (0, 0.5), not {self.noise}")
+        if self.seed < 0:
+            problems.append(f"seed must be >= 0, not {self.seed}")
+        if not 0 < self.budget <= 1:
+            problems.append(f"budget must be in (0, 1] (a share of the train split), not {self.budget}")
+        if not 0 <= self.reviewer_error <= 1:
+            problems.append(f"reviewer-error must be in [0, 1], not {self.reviewer_error}")
+        if self.reviewers < 1:
+            problems.append(f"reviewers must be at least 1, not {self.reviewers}")
+        if not 32 <= self.size <= 256 or self.size % 4:
+            problems.append(f"size must be a multiple of 4 in 32-256 (the CycleGANs need it), not {self.size}")
+        if self.epochs < 1 or self.gan_epochs < 1 or self.gan_epochs_decay < 0:
+            problems.append("epochs and gan-epochs must be >= 1, gan-epochs-decay >= 0")
+        if self.folds < 2:
+            problems.append(f"folds must be at least 2 (the baseline's out-of-fold probabilities), not {self.folds}")
+        if not 0 < self.generate_share <= 2:
+            problems.append(f"generate-share must be in (0, 2], not {self.generate_share}")
+        if problems:
+            raise PlanError("; ".join(problems))
+        return self
+
+    def classifier_params(self, **switches):
+        return {"dataset": self.name, "arch": self.arch, "size": self.size, "epochs": self.epochs,
+                "batch_size": self.batch_size, "seed": self.seed, "folds": 0, "reduced": False, "augmented": False,
+                **switches}
+
+    def cyclegan_params(self, pair):
+        return {"dataset": self.name, "pair": list(pair), "profile": self.gan_profile, "epochs": self.gan_epochs,
+                "epochs_decay": self.gan_epochs_decay, "size": self.size, "seed": self.seed}

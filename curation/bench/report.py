@@ -1,0 +1,210 @@
+"""The benchmark's report: DIR/report.json (everything), DIR/report.md (tables and plots) and DIR/plots/*.png."""
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from curation.labels import CLASSES  # noqa: E402
+
+SECTIONS = ("plan", "dataset", "timings", "detection", "review", "runs", "gan_quality", "goals", "plots")
+
+
+def _save(fig, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _short(signal):
+    return signal.split(" (")[0]
+
+
+def plot_detection(detection, path):
+    """AUROC and AP of each signal over all train images, and the precision of each signal's top-budget images."""
+    signals = detection["signals"]
+    names = list(signals)
+    fig, (ax, ax_pc) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.6]})
+    x = np.arange(len(names))
+    for k, (metric, label) in enumerate((("auroc", "AUROC"), ("ap", "average precision"))):
+        values = [signals[n]["all"][metric] if signals[n].get("all") else 0 for n in names]
+        bars = ax.bar(x + (k - 0.5) * 0.38, values, 0.38, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    base = detection["noisy"] / max(detection["train_images"], 1)
+    ax.axhline(base, color="grey", ls=":", lw=1, label=f"AP of a random order ({base:.2f})")
+    ax.set_xticks(x, [_short(n) for n in names])
+    ax.set(ylim=(0, 1.08), title="Finding the wrong labels (train split)")
+    ax.legend(fontsize=7, loc="lower right")
+    per_class = np.array([[(signals[n].get(c) or {}).get("auroc", np.nan) for c in CLASSES] for n in names])
+    im = ax_pc.imshow(per_class, cmap="viridis", vmin=0.5, vmax=1, aspect="auto")
+    for i in range(per_class.shape[0]):
+        for j in range(per_class.shape[1]):
+            if not np.isnan(per_class[i, j]):
+                ax_pc.text(j, i, f"{per_class[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                           color="black" if per_class[i, j] > 0.8 else "white")
+    ax_pc.set_xticks(range(len(CLASSES)), CLASSES, rotation=30, ha="right")
+    ax_pc.set_yticks(range(len(names)), [_short(n) for n in names])
+    ax_pc.set_title("AUROC by labelled class")
+    fig.colorbar(im, ax=ax_pc, fraction=0.03)
+    return _save(fig, path)
+
+
+def plot_review(detection, review, path):
+    """Precision and recall of the flags, and what a review budget spent in each signal's order would find."""
+    fig, (ax_f, ax_b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    flags = detection["flags"]
+    x = np.arange(len(flags))
+    for k, metric in enumerate(("precision", "recall")):
+        bars = ax_f.bar(x + (k - 0.5) * 0.38, [flags[n][metric] or 0 for n in flags], 0.38, label=metric)
+        ax_f.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax_f.set_xticks(x, [f"{n}\n({flags[n]['flagged']} flagged)" for n in flags], fontsize=7)
+    ax_f.set(ylim=(0, 1.08), title="Flags against the wrong labels")
+    ax_f.legend(fontsize=7)
+    at = detection["precision_at_budget"]
+    names = list(at)
+    values = [at[n] or 0 for n in names] + [review["budget_precision"] or 0]
+    bars = ax_b.bar(range(len(values)), values, color=["#888"] * len(names) + ["#2a7"])
+    ax_b.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax_b.axhline(detection["noisy"] / max(detection["train_images"], 1), color="grey", ls=":", lw=1)
+    ax_b.set_xticks(range(len(values)), [_short(n) for n in names] + ["review queue\n(as reviewed)"], fontsize=7)
+    ax_b.set(ylim=(0, 1.08), title=f"Share of wrong labels in the top {detection['budget']} (the review budget)")
+    return _save(fig, path)
+
+
+def plot_runs(runs, path):
+    """Test accuracy and macro F1 of every run, with the delta against the baseline, on the one test split."""
+    rows = runs["runs"]
+    names = list(rows)
+    fig, ax = plt.subplots(figsize=(10, 3.8))
+    x = np.arange(len(names))
+    for k, metric in enumerate(("accuracy", "macro_f1")):
+        values = [rows[n][metric] for n in names]
+        bars = ax.bar(x + (k - 0.5) * 0.38, values, 0.38, label=metric.replace("_", " "))
+        deltas = [rows[n][f"delta_{metric}"] for n in names]
+        ax.bar_label(bars, [f"{v:.3f}" if n == "baseline" else f"{v:.3f}\n({d:+.3f})"
+                            for n, v, d in zip(names, values, deltas)], fontsize=7)
+    ax.set_xticks(x, [n.replace(" (", "\n(") for n in names], fontsize=8)
+    top = max(max(r["accuracy"], r["macro_f1"]) for r in rows.values())
+    ax.set(ylim=(0, min(1.0, top + 0.15)), ylabel="on the test split",
+           title="Every run on the same clean test split (delta against the baseline)")
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, path)
+
+
+def plot_gan_quality(quality, path):
+    """Per generator direction: share of outputs the baseline classifier calls the target class, beside that
+    share among the sources."""
+    fig, ax = plt.subplots(figsize=(10, 3.4))
+    names = [q["direction"] for q in quality]
+    x = np.arange(len(names))
+    for k, (key, label) in enumerate((("target_rate_sources", "sources"), ("target_rate_outputs", "generated"))):
+        bars = ax.bar(x + (k - 0.5) * 0.38, [q[key] or 0 for q in quality], 0.38, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+    ax.set(ylim=(0, 1.08), ylabel="called the target class",
+           title="CycleGAN quality: the baseline classifier on sources and on their translations")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_report(report, out_dir):
+    """Plots, report.json and report.md under out_dir; returns the paths. The JSON is written to a temporary name
+    and renamed, so a report.json that exists is complete."""
+    out = Path(out_dir)
+    plots = {
+        "detection": plot_detection(report["detection"], out / "plots" / "bench_detection.png"),
+        "review": plot_review(report["detection"], report["review"], out / "plots" / "bench_review.png"),
+        "runs": plot_runs(report["runs"], out / "plots" / "bench_runs.png"),
+    }
+    if report["gan_quality"]:
+        plots["gan_quality"] = plot_gan_quality(report["gan_quality"], out / "plots" / "bench_gan_quality.png")
+    report["plots"] = {k: str(v.relative_to(out)) for k, v in plots.items()}
+    md = out / "report.md"
+    md.write_text(markdown(report))
+    tmp = out / "report.json.tmp"
+    tmp.write_text(json.dumps(report, indent=1, default=str))
+    os.replace(tmp, out / "report.json")
+    return out / "report.json", md
+
+
+def _f(v, fmt=".3f"):
+    return "" if v is None else format(v, fmt)
+
+
+def markdown(r):
+    p, d, rv, runs = r["plan"], r["detection"], r["review"], r["runs"]
+    lines = [
+        f"# Cleaning benchmark: {p['name']}",
+        "",
+        f"{r['dataset']['n']} synthetic faces at {p['size']} px (difficulty {p['difficulty']}, seed {p['seed']}), "
+        f"{p['noise']:.0%} wrong labels in train + val ({d['noisy']} of the {d['train_images']} train images), "
+        f"none in the {r['dataset']['test']} test images. Classifier {p['arch']} ({p['epochs']} epochs, "
+        f"{p['folds']} out-of-fold models), CycleGANs ({p['gan_profile']} profile, "
+        f"{p['gan_epochs']}+{p['gan_epochs_decay']} epochs) for {', '.join('-'.join(x) for x in p['pairs'])}. "
+        f"Review budget {rv['decisions']} decisions ({p['budget']:.0%} of train), reviewer error {p['reviewer_error']:.0%}. "
+        f"Total {r['timings']['total']:.0f} s.",
+        "",
+        "## Goals",
+        "",
+    ]
+    g = r["goals"]
+    lines += [
+        f"- fused suspicion AUROC {_f(g['fused_auroc_at_least_cleanlab']['fused'])} vs cleanlab alone "
+        f"{_f(g['fused_auroc_at_least_cleanlab']['cleanlab'])}: "
+        f"{'met' if g['fused_auroc_at_least_cleanlab']['met'] else 'NOT met'}",
+        f"- the reviewed run recovers {_f(g['reviewed_recovers_half_the_gap']['gap_recovered_accuracy'], '.0%')} of "
+        f"the baseline-to-oracle accuracy gap (goal: half): "
+        f"{'met' if g['reviewed_recovers_half_the_gap']['met'] else 'NOT met'}",
+        f"- every run on the same test split (hash {str(runs['test_split_hash'])[:16]}): "
+        f"{'yes' if g['same_test_split']['met'] else 'NO'}",
+        "",
+        "## Runs (test split, true labels)",
+        "",
+        "| run | trained on | accuracy | delta | macro F1 | delta | gap recovered (acc) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in runs["runs"].items():
+        s = row["selection"]
+        note = f"{s['train']} ({s.get('dropped_flagged_unconfirmed', 0) + s.get('dropped_excluded', 0)} dropped, " \
+               f"{s.get('relabelled', 0)} relabelled, {s.get('generated', 0)} generated)"
+        lines.append(f"| {name} (run {row['run']}) | {note} | {_f(row['accuracy'])} | {_f(row['delta_accuracy'], '+.3f')} "
+                     f"| {_f(row['macro_f1'])} | {_f(row['delta_macro_f1'], '+.3f')} "
+                     f"| {_f(row['gap_recovered_accuracy'], '.0%')} |")
+    lines += ["", f"![runs]({r['plots']['runs']})", "", "## Detection (train split, against truth.csv)", "",
+              "| signal | AUROC | AP | " + " | ".join(f"AUROC {c}" for c in CLASSES) + " |",
+              "|---|---|---|" + "---|" * len(CLASSES)]
+    for name, per in d["signals"].items():
+        a = per.get("all") or {}
+        lines.append(f"| {name} | {_f(a.get('auroc'))} | {_f(a.get('ap'))} | "
+                     + " | ".join(_f((per.get(c) or {}).get("auroc")) for c in CLASSES) + " |")
+    lines += ["", f"![detection]({r['plots']['detection']})", "", "| flags | flagged | precision | recall |",
+              "|---|---|---|---|"]
+    for name, f in d["flags"].items():
+        lines.append(f"| {name} | {f['flagged']} | {_f(f['precision'])} | {_f(f['recall'])} |")
+    lines += ["", "## Review", "",
+              f"{rv['decisions']} decisions by {p['reviewers']} simulated reviewers, queue order: "
+              f"{rv['noisy_reviewed']} were wrong labels (budget precision {_f(rv['budget_precision'])}; "
+              f"{_f(rv['share_of_noisy_reviewed'], '.0%')} of all wrong train labels reached). Labels fixed "
+              f"{rv['labels_fixed']}, broken {rv['labels_broken']}, wrong labels confirmed {rv['wrong_labels_confirmed']} "
+              f"({rv['reviewer_errors']} simulated reviewer errors). Audit: {r['review_audit']['label_changes']} "
+              f"LabelChange rows for {r['review_audit']['decisions']} decisions "
+              f"({'all match' if r['review_audit']['ok'] else 'MISMATCH'}).",
+              "", "Precision of the top of each signal's order at the same budget: "
+              + ", ".join(f"{_short(k)} {_f(v)}" for k, v in d["precision_at_budget"].items()) + ".",
+              "", f"![review]({r['plots']['review']})", "", "## CycleGAN quality", "",
+              "| generator | epoch | target class, sources | target class, generated | SSIM to source |",
+              "|---|---|---|---|---|"]
+    for q in r["gan_quality"]:
+        lines.append(f"| {q['direction']} | {q['epoch']} | {_f(q['target_rate_sources'])} | "
+                     f"{_f(q['target_rate_outputs'])} | {_f(q['ssim_to_source'])} |")
+    if "gan_quality" in r["plots"]:
+        lines += ["", f"![gan quality]({r['plots']['gan_quality']})"]
+    lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in r["timings"].items()]
+    return "\n".join(lines) + "\n"

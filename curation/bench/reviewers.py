@@ -1,0 +1,95 @@
+"""Simulated reviewers and the clean-label oracle, both acting through the product's own services as users.
+
+A simulated reviewer takes the queue as a person does (curation.review.services.image_claim_next: most suspicious
+first, under a lease) and decides each image from truth.csv: with probability 1 - error the right decision
+(confirm a right label, relabel a wrong one to the true class), otherwise the wrong one (confirm a wrong label,
+or relabel a right one to its confusable partner: the mistake a hurried annotator makes). Every decision goes
+through image_decide, so each is an audited LabelChange, and the audit is checked against the decisions made.
+"""
+import csv
+from dataclasses import dataclass
+
+import numpy as np
+from django.contrib.auth import get_user_model
+
+from curation.labels import CLASSES, CODE
+from curation.models import Image, LabelChange
+from curation.review.services import image_claim_next, image_decide
+from curation.services import image_label_change
+from training.synthetic_faces import PARTNER
+
+
+@dataclass(frozen=True)
+class Truth:
+    label: int  # the true class code
+    noisy: bool  # the imported label is wrong
+
+
+def read_truth(path):
+    """{dataset path: Truth} from make_synthetic_faces' truth.csv."""
+    with open(path, newline="") as fh:
+        return {row["path"]: Truth(CODE[row["true_label"]], row["noisy"] in ("1", "true", "True"))
+                for row in csv.DictReader(fh)}
+
+
+def bench_users(prefix, count):
+    User = get_user_model()
+    return [User.objects.get_or_create(username=f"{prefix}-{k + 1}")[0] for k in range(count)]
+
+
+def simulate_review(*, dataset, truth, budget, error_rate, seed, users):
+    """Up to `budget` decisions on the train split's queue, the users taking turns; returns one dict a decision."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 10]))
+    decisions = []
+    while len(decisions) < budget:
+        user = users[len(decisions) % len(users)]
+        image = image_claim_next(user=user, dataset=dataset, filters={"split": Image.Split.TRAIN})
+        if image is None:
+            break
+        true = truth[image.path]
+        wrong = bool(rng.random() < error_rate)
+        right_label = image.label == true.label
+        if right_label != wrong:  # a right label confirmed, or a wrong one confirmed by mistake
+            action, label = "confirm", None
+        elif wrong:  # a right label "corrected" to the class it is most often confused with
+            action, label = "relabel", CODE[PARTNER[CLASSES[true.label]]]
+        else:
+            action, label = "relabel", true.label
+        change = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label)
+        decisions.append({
+            "rank": len(decisions) + 1, "image": image.pk, "path": image.path, "user": user.username,
+            "suspicion": image.suspicion, "label_before": CLASSES[image.label], "true_label": CLASSES[true.label],
+            "noisy": true.noisy, "action": action, "label_after": CLASSES[change.new_label],
+            "reviewer_wrong": wrong, "change": change.pk,
+        })
+    return decisions
+
+
+def audit_decisions(decisions, users, dataset):
+    """Do the audit rows say exactly what the simulated reviewers decided? One LabelChange per decision, with its
+    image, reviewer, action and new label, and no other change by them."""
+    rows = {c.pk: c for c in LabelChange.objects.filter(user__in=users, image__dataset=dataset).select_related("user")}
+    mismatched = [d["rank"] for d in decisions if d["change"] not in rows or (
+        rows[d["change"]].image_id, rows[d["change"]].user.username, rows[d["change"]].action,
+        CLASSES[rows[d["change"]].new_label]) != (d["image"], d["user"], d["action"], d["label_after"])]
+    return {"decisions": len(decisions), "label_changes": len(rows), "mismatched": mismatched,
+            "ok": not mismatched and len(rows) == len(decisions)}
+
+
+def oracle_relabel(*, dataset, truth, user):
+    """Give every train image its true label through the label service, so that a reduced retrain trains on the
+    clean labels of the whole train split: wrong or excluded images are relabelled, and flagged images nobody
+    reviewed are confirmed (a reduced run would drop them). Val and test are untouched, as for every run.
+    Returns counts."""
+    relabelled = confirmed = 0
+    for image in Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).order_by("id"):
+        true = truth[image.path].label
+        if image.label != true or image.status == Image.Status.EXCLUDED:
+            image_label_change(image_id=image.pk, action="relabel", label=true, expected_version=image.version,
+                               user=user, note="bench_cleaning oracle: true label")
+            relabelled += 1
+        elif image.flagged and image.status == Image.Status.UNREVIEWED:
+            image_label_change(image_id=image.pk, action="confirm", expected_version=image.version, user=user,
+                               note="bench_cleaning oracle: true label")
+            confirmed += 1
+    return {"relabelled": relabelled, "confirmed": confirmed}

@@ -1,0 +1,122 @@
+"""`manage.py bench_cleaning`: a tiny run of the whole benchmark, in this process (--inline, the same Job rows), and
+its refusals of bad input."""
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from curation.bench.measure import RUN_NAMES
+from curation.bench.report import SECTIONS
+from curation.bench.reviewers import read_truth
+from curation.labels import CLASSES
+from curation.models import Dataset, Image, Job, LabelChange, Run
+
+TINY = ["--n", "400", "--size", "32", "--epochs", "2", "--folds", "2", "--gan-epochs", "1", "--gan-epochs-decay", "0"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_jobs, one_torch_thread):
+    out = tmp_path / "bench"
+    stdout = io.StringIO()
+    call_command("bench_cleaning", *TINY, "--out", str(out), "--name", "tiny", "--inline", stdout=stdout,
+                 stderr=io.StringIO())
+    report = json.loads((out / "report.json").read_text())
+    assert set(SECTIONS) <= set(report)
+    dataset = Dataset.objects.get(name="tiny")
+    truth = read_truth(out / "faces" / "truth.csv")
+
+    # Every job of the pipeline ran once and succeeded: import, 5 classifier runs, 4 CycleGANs, scores, generation.
+    kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
+    assert kinds == ["import_dataset", "train_classifier", *["train_cyclegan"] * 4, "score_ambiguity",
+                     "train_classifier", "train_classifier", *["generate_images"] * 4, "train_classifier",
+                     "train_classifier"]
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
+
+    # Every run is reported, and all of them were scored on the one untouched test split.
+    runs = report["runs"]["runs"]
+    assert list(runs) == list(RUN_NAMES)
+    stored = {r.pk: r for r in Run.objects.filter(dataset=dataset)}
+    assert sorted(row["run"] for row in runs.values()) == sorted(stored)
+    hashes = {stored[row["run"]].test_split_hash for row in runs.values()}
+    assert len(hashes) == 1 and report["runs"]["same_test_split"] and report["runs"]["test_split_hash"] in hashes
+    test_images = Image.objects.filter(dataset=dataset, split=Image.Split.TEST)
+    assert all(i.label == i.original_label and i.status == Image.Status.UNREVIEWED for i in test_images)
+    assert {row["selection"]["test"] for row in runs.values()} == {test_images.count()}
+    for row in runs.values():
+        assert 0 <= row["accuracy"] <= 1 and 0 <= row["macro_f1"] <= 1
+        assert row["delta_accuracy"] == pytest.approx(row["accuracy"] - runs["baseline"]["accuracy"])
+    assert stored[runs["baseline"]["run"]].folds == 2
+    assert runs["reviewed + augmented"]["selection"]["generated"] > 0
+    # The oracle trained on the true label of every train image.
+    oracle = stored[runs["oracle (true labels)"]["run"]]
+    snapshot = (tmp_path / "media" / oracle.snapshot_file).read_text().splitlines()[1:]
+    train_rows = [line.split(",") for line in snapshot if line.startswith("train,")]
+    paths = dict(Image.objects.filter(dataset=dataset).values_list("pk", "path"))
+    assert len(train_rows) == report["dataset"]["train"]
+    assert all(CLASSES[truth[paths[int(row[2])]].label] == row[4] for row in train_rows)
+
+    # The simulated reviewers took the queue in suspicion order, through the services, and the audit agrees.
+    decisions = report["review_decisions"]
+    assert len(decisions) == round(0.1 * report["dataset"]["train"]) == report["review"]["decisions"]
+    suspicion = [d["suspicion"] for d in decisions]
+    assert suspicion == sorted(suspicion, reverse=True)
+    assert all((d["label_after"] == d["true_label"]) != d["reviewer_wrong"] for d in decisions)
+    audit = LabelChange.objects.filter(user__username__startswith="tiny-reviewer-")
+    assert report["review_audit"]["ok"] and audit.count() == len(decisions)
+    assert sorted(audit.values_list("image_id", flat=True)) == sorted(d["image"] for d in decisions)
+    assert report["review"]["noisy_reviewed"] == sum(truth[d["path"]].noisy for d in decisions)
+
+    # Detection of every signal, flags, review precision, GAN quality for every class, the goals.
+    signals = report["detection"]["signals"]
+    assert set(signals) == {"ssim (raw, published rule)", "gan (normalised, all directions)",
+                            "cleanlab (1 - label quality)", "suspicion (fused)"}
+    for per in signals.values():
+        assert 0 <= per["all"]["auroc"] <= 1 and 0 <= per["all"]["ap"] <= 1
+        assert per["all"]["noisy"] == report["detection"]["noisy"] == sum(
+            truth[p].noisy for p in Image.objects.filter(dataset=dataset, split="train").values_list("path", flat=True))
+    assert {"precision", "recall"} <= set(report["detection"]["flags"]["cleanlab (label issue)"])
+    directions = [q["direction"] for q in report["gan_quality"]]
+    assert sorted(d.split("->")[0] for d in directions) == sorted(CLASSES)
+    assert all(q["target_rate_outputs"] is not None for q in report["gan_quality"])
+    assert set(report["goals"]) == {"fused_auroc_at_least_cleanlab", "reviewed_recovers_half_the_gap",
+                                    "same_test_split"}
+    md = (out / "report.md").read_text()
+    assert all(name in md for name in RUN_NAMES)
+    for rel in report["plots"].values():
+        assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "gap recovered" in stdout.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("args, problem", [
+    (["--noise", "0.7"], "noise must be in (0, 0.5)"),
+    (["--budget", "0"], "budget must be in (0, 1]"),
+    (["--size", "30"], "size must be a multiple of 4"),
+    (["--n", "50"], "n must be at least 200"),
+    (["--folds", "1"], "folds must be at least 2"),
+])
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, problem):
+    with pytest.raises(CommandError, match=problem.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        call_command("bench_cleaning", *args, "--out", str(tmp_path / "bench"), "--inline")
+    assert not (tmp_path / "bench").exists() and not Dataset.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_without_a_worker_it_says_so_and_starts_nothing(tmp_path):
+    with pytest.raises(CommandError, match="no worker is consuming") as failed:
+        call_command("bench_cleaning", *TINY, "--out", str(tmp_path / "bench"))
+    assert failed.value.returncode == 3
+    assert not (tmp_path / "bench").exists() and not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_existing_dataset_name_is_refused(tmp_path):
+    from tests.factories import DatasetFactory
+
+    DatasetFactory(name="taken")
+    with pytest.raises(CommandError, match="dataset 'taken' exists already"):
+        call_command("bench_cleaning", *TINY, "--out", str(tmp_path / "bench"), "--name", "taken", "--inline")
+    assert not Job.objects.exists()
