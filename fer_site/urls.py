@@ -14,6 +14,7 @@ urlpatterns = [
     path("review/", include("curation.review.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("curation.api.urls")),
+    path("datasets/<str:name>/calibration/", include("curation.scoring.urls")),
     path("", include("curation.web.urls")),
 ]
 if settings.DEBUG:

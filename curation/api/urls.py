@@ -2,12 +2,14 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from curation.api.views import auth, datasets, images, jobs, review, runs
+from curation.api.views.calibration import DatasetCalibrationApi
 from curation.api.views.errors import not_found
 
 urlpatterns = [
     path("datasets/", datasets.DatasetListApi.as_view(), name="api-datasets"),
     path("datasets/<str:name>/", datasets.DatasetDetailApi.as_view(), name="api-dataset"),
     path("datasets/<str:name>/export.csv", datasets.DatasetExportApi.as_view(), name="api-dataset-export"),
+    path("datasets/<str:name>/calibration/", DatasetCalibrationApi.as_view(), name="api-dataset-calibration"),
     path("images/", images.ImageListApi.as_view(), name="api-images"),
     path("images/<int:image_id>/", images.ImageDetailApi.as_view(), name="api-image"),
     path("images/<int:image_id>/decision/", images.ImageDecisionApi.as_view(), name="api-image-decision"),
