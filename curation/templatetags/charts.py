@@ -36,12 +36,13 @@ def _fmt(value):
 @register.simple_tag
 def line_chart(series, title="", width=420, height=220, y_min=None, y_max=None):
     """An SVG line chart. `series`: [{"name": str, "points": [(x, y), ...]}, ...]; points whose y is None are
-    skipped. Colours come from the palette by position, so the same run has the same colour in every chart of a
-    page when the series are given in the same order."""
+    skipped; "dashed": True draws it dashed. Colours come from the palette by "group" (default: the position), so
+    series of one group (a run's train and validation curves) share a colour and one legend entry."""
     pts = [(x, y) for s in series for x, y in s["points"] if y is not None and math.isfinite(y)]
     if not pts:
         return format_html('<p class="chart-empty">{}: no data yet</p>', title)
-    left, right, top, bottom = 46, 10, 22 if title else 8, 30
+    # The title and the legend share a band above the plot, so no line is ever drawn under a label.
+    left, right, top, bottom = 46, 10, 34, 30
     xs, ys = [p[0] for p in pts], [p[1] for p in pts]
     x_lo, x_hi = min(xs), max(xs)
     y_lo = min(ys) if y_min is None else y_min
@@ -61,7 +62,7 @@ def line_chart(series, title="", width=420, height=220, y_min=None, y_max=None):
     out = [f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
            f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">']
     if title:
-        out.append(f'<text x="{left}" y="14" class="chart-title">{escape(title)}</text>')
+        out.append(f'<text x="{left}" y="13" class="chart-title">{escape(title)}</text>')
     for t in _ticks(y_lo, y_hi):
         y = sy(t)
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" class="chart-grid"/>')
@@ -73,9 +74,9 @@ def line_chart(series, title="", width=420, height=220, y_min=None, y_max=None):
                        f'text-anchor="middle">{_fmt(t)}</text>')
     out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 3}" class="chart-tick" text-anchor="middle">epoch</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="chart-frame"/>')
-    legend_x = left + 6
+    legend_x, named = left, set()
     for i, s in enumerate(series):
-        color = s.get("color") or series_color(i)
+        color = series_color(s.get("group", i))
         line = [(x, y) for x, y in s["points"] if y is not None and math.isfinite(y)]
         if not line:
             continue
@@ -85,8 +86,12 @@ def line_chart(series, title="", width=420, height=220, y_min=None, y_max=None):
                    f'<title>{escape(s["name"])}</title></polyline>')
         if len(line) == 1:
             out.append(f'<circle cx="{sx(line[0][0]):.1f}" cy="{sy(line[0][1]):.1f}" r="2.5" fill="{color}"/>')
-        out.append(f'<text x="{legend_x}" y="{top + 12 + 12 * i}" class="chart-legend" fill="{color}">'
-                   f'{escape(s["name"])}</text>')
+        if s["name"] in named:  # e.g. a run's train and validation curves: one colour, one legend entry
+            continue
+        named.add(s["name"])
+        out.append(f'<rect x="{legend_x}" y="20" width="9" height="9" fill="{color}"/>'
+                   f'<text x="{legend_x + 12}" y="28" class="chart-legend">{escape(s["name"])}</text>')
+        legend_x += 12 + 6 * len(s["name"]) + 10
     out.append("</svg>")
     return mark_safe("".join(out))
 

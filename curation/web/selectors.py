@@ -1,12 +1,12 @@
 """Reads for the browser pages: the jobs list with child-job counts, runs side by side, CycleGAN snapshots and a
 dataset's cleaning summary. Pages only read through here."""
 import csv
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from curation.labels import CLASSES
@@ -175,13 +175,14 @@ def _confusion_rows(run, metrics):
 
 
 def _curves(runs):
-    """Per-epoch series for the charts: validation accuracy and loss of each run, train curves dashed."""
+    """Per-epoch series for the charts: each run in its own colour, validation solid and training dashed."""
     charts = {"accuracy": [], "loss": []}
-    for run in runs:
+    for index, run in enumerate(runs):
         hist = run.history or []
-        label = f"run {run.pk}"
-        charts["accuracy"].append({"name": f"{label} val", "points": [(h["epoch"], h.get("val_acc")) for h in hist]})
-        charts["loss"].append({"name": f"{label} val", "points": [(h["epoch"], h.get("val_loss")) for h in hist]})
+        for chart, key in (("accuracy", "acc"), ("loss", "loss")):
+            for split, dashed in (("val", False), ("train", True)):
+                charts[chart].append({"name": f"run {run.pk}", "group": index, "dashed": dashed,
+                                      "points": [(h["epoch"], h.get(f"{split}_{key}")) for h in hist]})
     return charts
 
 

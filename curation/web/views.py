@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from curation.jobs.errors import JobParamsError
+from curation.jobs.selectors import workers_alive
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.labels import CLASSES
 from curation.models import Dataset, GanModel, Job
@@ -53,6 +54,7 @@ def _jobs_context(request, bound=None):
             forms.append(bound if bound is not None and bound.key == key
                          else form_class(prefix=key, datasets=names))
     return {"page": selectors.jobs_page(page=request.GET.get("page") or 1), "curator": curator, "forms": forms,
+            "workers": workers_alive(),
             "open_form": bound.key if bound is not None else request.GET.get("start", "")}
 
 

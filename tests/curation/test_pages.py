@@ -113,7 +113,7 @@ def test_child_chunk_jobs_are_counted_on_their_parent_not_listed(as_curator, fac
               for i, s in enumerate((Job.Status.SUCCEEDED, Job.Status.SUCCEEDED, Job.Status.RUNNING))]
     for i in range(30):
         Job.objects.create(kind="import_dataset", params={"name": f"n{i}"}, status=Job.Status.SUCCEEDED)
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(9):
         first = text(as_curator.get("/jobs/"))
     older = text(as_curator.get("/jobs/?page=2"))
     assert all(f'id="job-{c.pk}"' not in first + older for c in chunks)
@@ -335,3 +335,25 @@ def test_report_tables_render_any_plain_report():
     assert tables[1]["headers"] == ["", "kappa", "n"] and tables[1]["rows"] == [["happy", 0.7, 5]]
     assert tables[2]["headers"] == ["threshold", "precision"] and tables[2]["rows"] == [[0.8, 0.9]]
     assert report_tables(None) == []
+
+
+def test_the_pages_import_no_torch():
+    """Web processes never import torch: the pages name architectures and profiles without importing them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, django; django.setup(); import fer_site.urls, curation.web.views, "
+            "curation.templatetags.charts, curation.templatetags.pages; sys.exit(3 if 'torch' in sys.modules else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr or "torch was imported"
+
+
+def test_line_chart_draws_one_line_per_series_and_skips_missing_points():
+    from curation.templatetags.charts import line_chart
+
+    svg = line_chart([{"name": "run 1 <val>", "points": [(1, 0.2), (2, None), (3, 0.4)]},
+                      {"name": "run 2", "points": [(1, 0.3), (2, 0.5)]}], title="validation accuracy")
+    assert svg.count("<polyline") == 2 and "run 1 &lt;val&gt;" in svg
+    first = svg.split('<polyline points="')[1].split('"')[0]
+    assert len(first.split()) == 2  # the None point is left out
+    assert "no data yet" in line_chart([{"name": "x", "points": []}], title="losses")
