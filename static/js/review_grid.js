@@ -7,9 +7,17 @@
   let ready = false;
   let anchor = null; // index of the last tile clicked without Shift: one end of a Shift-click range
 
+  // Between a swap and htmx processing the new content, a click would submit the new form natively: keys wait.
+  let swapping = false;
   document.addEventListener("htmx:load", function () {
     ready = true;
+    swapping = false;
     document.body.dataset.keys = "ready";
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (!event.detail.shouldSwap) return;
+    swapping = true;
+    document.body.dataset.keys = "swapping";
   });
   document.addEventListener("htmx:beforeRequest", function () { inFlight += 1; });
   document.addEventListener("htmx:afterRequest", function () { inFlight = Math.max(0, inFlight - 1); });
@@ -80,7 +88,7 @@
 
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (event.target.closest("select, textarea, dialog, input:not([name=pick])")) return;
+    if (event.target.closest("select, textarea, dialog[open], input:not([name=pick])")) return;
     if (event.key.startsWith("Arrow")) { event.preventDefault(); move(event.key); return; }
     if (event.key === " ") {
       // Space toggles the tile in focus (natively for a focused box; here for the rest of the page).
@@ -94,7 +102,7 @@
     const button = buttonFor(key);
     if (!button) return;
     event.preventDefault();
-    if (!ready || event.repeat || inFlight > 0 || button.disabled || button.closest("fieldset:disabled")) return;
+    if (!ready || swapping || event.repeat || inFlight > 0 || button.disabled || button.closest("fieldset:disabled")) return;
     if (key === "a") { selectAll(); return; }
     if (!boxes().some(b => b.checked)) return; // nothing selected: nothing to send
     button.click();

@@ -6,9 +6,17 @@
   let inFlight = 0;
   // Until htmx has processed the page a click would submit the form natively (a full page load): keys wait.
   let ready = false;
+  // Between a swap and htmx processing the new content, a click would submit the new form natively: keys wait.
+  let swapping = false;
   document.addEventListener("htmx:load", function () {
     ready = true;
+    swapping = false;
     document.body.dataset.keys = "ready";
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (!event.detail.shouldSwap) return;
+    swapping = true;
+    document.body.dataset.keys = "swapping";
   });
   document.addEventListener("htmx:beforeRequest", function () { inFlight += 1; });
   document.addEventListener("htmx:afterRequest", function () { inFlight = Math.max(0, inFlight - 1); });
@@ -37,7 +45,7 @@
 
   document.addEventListener("keydown", function (event) {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (event.target.closest("input, select, textarea, dialog")) return;
+    if (event.target.closest("input, select, textarea, dialog[open]")) return;
     const key = event.key === "Enter" ? "Enter" : event.key.toLowerCase();
     if (key === "?") { event.preventDefault(); toggleKeys(); return; }
     if (key === "z") { event.preventDefault(); toggleZoom(); return; }
@@ -45,7 +53,7 @@
     if (!button) return;
     // Enter on a focused button would also click it natively: one decision per key press.
     event.preventDefault();
-    if (!ready || event.repeat || inFlight > 0 || button.disabled || button.closest("fieldset:disabled")) return;
+    if (!ready || swapping || event.repeat || inFlight > 0 || button.disabled || button.closest("fieldset:disabled")) return;
     button.click();
   });
 })();
