@@ -79,7 +79,8 @@ def current_thresholds(dataset):
     job = (Job.objects.filter(kind="score_ambiguity", status=Job.Status.SUCCEEDED, params__dataset=dataset.name)
            .order_by("-id").only("params").first())
     params = job.params if job else {}
-    return {"threshold": params.get("threshold", 0.85), "class_thresholds": params.get("class_thresholds") or {}}
+    return {"job": job.pk if job else None, "threshold": params.get("threshold", 0.85),
+            "class_thresholds": params.get("class_thresholds") or {}}
 
 
 def threshold_calibration(*, dataset, precision=0.5, thresholds=None):
@@ -108,7 +109,8 @@ def threshold_calibration(*, dataset, precision=0.5, thresholds=None):
 
     current = current_thresholds(dataset)
     report = {"dataset": dataset.name, "precision": precision, "reviewed": len(rows), "wrong": int(wrong.sum()),
-              "needs": f"{MIN_REVIEWED} reviewed images per class, {MIN_WRONG} of them relabelled or excluded",
+              "needs": f"{MIN_REVIEWED} reviewed images, {MIN_WRONG} of them relabelled or excluded, and a "
+                       f"threshold that flags {MIN_FLAGGED} or more",
               "current": current, "suggested": {}}
     for scope, mask in scopes:
         entry = {"reviewed": int(mask.sum()), "wrong": int(wrong[mask].sum())}

@@ -89,7 +89,7 @@ def test_the_suggested_command_is_one_score_ambiguity_accepts(reviewed):
     Job.objects.create(kind="score_ambiguity", status=Job.Status.SUCCEEDED,
                        params={"dataset": "calib", "threshold": 0.7, "class_thresholds": {"sad": 0.6}})
     report = threshold_calibration(dataset=reviewed, precision=0.8)
-    assert report["current"] == {"threshold": 0.7, "class_thresholds": {"sad": 0.6}}
+    assert report["current"] == {"job": Job.objects.get().pk, "threshold": 0.7, "class_thresholds": {"sad": 0.6}}
     line = report["command"]
     assert line == "python manage.py score_ambiguity --dataset calib --threshold 0.8 --class-threshold happy=0.8"
     command = ScoreCommand()
@@ -104,6 +104,7 @@ def test_without_reviews_nothing_is_suggested_and_bad_precision_is_refused():
     ImageFactory(dataset=ds, ambiguity=0.9, suspicion=0.9)
     report = threshold_calibration(dataset=ds)
     assert report["reviewed"] == 0 and report["command"] is None and report["ambiguity"] == []
+    assert report["current"] == {"job": None, "threshold": 0.85, "class_thresholds": {}}
     assert report["suggested"]["all"]["ambiguity_reason"].startswith("needs 20 reviewed images")
     for bad in (0, -0.1, 1.5, float("nan")):
         with pytest.raises(ValueError, match="precision must be a number in"):

@@ -45,13 +45,16 @@ def _suggestion_fields():
 CalibrationSuggestionOutput = type("CalibrationSuggestionOutput", (serializers.Serializer,), _suggestion_fields())
 
 
-class CurrentThresholdsOutput(serializers.Serializer):
+class CalibrationJobParamsOutput(serializers.Serializer):
+    dataset = serializers.CharField()
     threshold = serializers.FloatField()
     class_thresholds = serializers.DictField(child=serializers.FloatField())
 
 
-class CalibrationJobParamsOutput(CurrentThresholdsOutput):
-    dataset = serializers.CharField()
+class CurrentThresholdsOutput(serializers.Serializer):
+    job = serializers.IntegerField(allow_null=True, help_text="The latest finished scoring job; null: never scored.")
+    threshold = serializers.FloatField(help_text="Its threshold (0.85, the default, if never scored).")
+    class_thresholds = serializers.DictField(child=serializers.FloatField())
 
 
 class CalibrationOutput(serializers.Serializer):
@@ -59,7 +62,7 @@ class CalibrationOutput(serializers.Serializer):
     precision = serializers.FloatField()
     reviewed = serializers.IntegerField(help_text="Reviewed train images (confirmed, relabelled or excluded).")
     wrong = serializers.IntegerField(help_text="Of those, relabelled or excluded.")
-    needs = serializers.CharField(help_text="How many reviews a class needs before a threshold is suggested.")
+    needs = serializers.CharField(help_text="What a class needs before a threshold is suggested for it.")
     current = CurrentThresholdsOutput(help_text="The thresholds of the latest scoring job.")
     suggested = serializers.DictField(child=CalibrationSuggestionOutput(), help_text="By 'all' and class name.")
     ambiguity = CalibrationRowOutput(many=True, help_text="Per threshold on the SSIM ambiguity and per class.")
