@@ -93,7 +93,10 @@ def _snapshot_rows(run):
     if not path.exists():
         return None
     with open(path, newline="") as f:
-        return {(r["source"], int(r["id"])): r["label"] for r in csv.DictReader(f) if r["split"] == "train"}
+        reader = csv.reader(f)
+        header = next(reader, [])
+        split, source, pk, label = (header.index(c) for c in ("split", "source", "id", "label"))
+        return {(r[source], int(r[pk])): r[label] for r in reader if r[split] == "train"}
 
 
 def snapshot_diff(base_rows, rows):
