@@ -357,3 +357,22 @@ def test_line_chart_draws_one_line_per_series_and_skips_missing_points():
     first = svg.split('<polyline points="')[1].split('"')[0]
     assert len(first.split()) == 2  # the None point is left out
     assert "no data yet" in line_chart([{"name": "x", "points": []}], title="losses")
+
+
+def test_bench_pages_prints_its_figures_and_leaves_nothing_behind(settings):
+    import io
+
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from curation.models import Dataset
+
+    users, files = get_user_model().objects.count(), list(Path(settings.MEDIA_ROOT).rglob("*"))
+    out = io.StringIO()
+    call_command("bench_pages", "--rows", "500", "--parents", "3", "--chunks", "4", "--repeat", "1", stdout=out)
+    text = out.getvalue()
+    assert "two snapshots of 500 and" in text and "baseline: csv.reader" in text and "GET /runs/compare/" in text
+    assert "3 parents x 4 chunk jobs (15 jobs in the table)" in text and "GET /jobs/" in text
+    assert (Dataset.objects.count(), Run.objects.count(), Job.objects.count()) == (0, 0, 0)
+    assert get_user_model().objects.count() == users
+    assert [p for p in Path(settings.MEDIA_ROOT).rglob("*.csv")] == [p for p in files if p.suffix == ".csv"]
