@@ -13,7 +13,7 @@ from curation.bench.reviewers import read_truth
 from curation.labels import CLASSES
 from curation.models import Dataset, Image, Job, LabelChange, Run
 
-TINY = ["--n", "400", "--size", "32", "--epochs", "2", "--folds", "2", "--gan-epochs", "1", "--gan-epochs-decay", "0"]
+TINY = ["--n", "400", "--size", "24", "--epochs", "2", "--folds", "2", "--gan-epochs", "1", "--gan-epochs-decay", "0"]
 
 
 @pytest.mark.slow
@@ -94,7 +94,7 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
 @pytest.mark.parametrize("args, problem", [
     (["--noise", "0.7"], "noise must be in (0, 0.5)"),
     (["--budget", "0"], "budget must be in (0, 1]"),
-    (["--size", "30"], "size must be a multiple of 4"),
+    (["--gan-size", "30"], "gan-size must be a multiple of 4"),
     (["--n", "50"], "n must be at least 200"),
     (["--folds", "1"], "folds must be at least 2"),
 ])
@@ -120,3 +120,17 @@ def test_an_existing_dataset_name_is_refused(tmp_path):
     with pytest.raises(CommandError, match="dataset 'taken' exists already"):
         call_command("bench_cleaning", *TINY, "--out", str(tmp_path / "bench"), "--name", "taken", "--inline")
     assert not Job.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.worker
+def test_with_a_worker_up_every_job_runs_on_it(start_worker, tmp_path):
+    start_worker()
+    out = tmp_path / "bench"
+    call_command("bench_cleaning", *TINY, "--out", str(out), "--name", "onworker", stdout=io.StringIO(),
+                 stderr=io.StringIO())
+    jobs = list(Job.objects.exclude(kind__endswith="_chunk"))
+    assert len(jobs) == 15 and {j.status for j in jobs} == {Job.Status.SUCCEEDED}
+    assert not [j.pk for j in jobs if j.worker.startswith("inline:")], "a job ran in the command's process"
+    report = json.loads((out / "report.json").read_text())
+    assert report["inline"] is False and report["runs"]["same_test_split"] and report["review_audit"]["ok"]

@@ -5,6 +5,8 @@ Order matters: the baseline (with out-of-fold probabilities) comes before the Cy
 judges them with the dataset's latest classifier; the reduced run without review comes before any decision; the
 oracle relabels the train split last, so nothing after it sees true labels.
 """
+import os
+import platform
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +31,12 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         raise BenchError(f"dataset {plan.name!r} exists already; give the benchmark a new --name")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if inline and plan.threads:
+        import torch  # the command's own process trains: a management command, never a web process
+
+        torch.set_num_threads(plan.threads)
     timings, started = {}, time.monotonic()
+    load_before = os.getloadavg()
 
     def stage(name, fn):
         t0 = time.monotonic()
@@ -44,7 +51,8 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     faces = out / "faces"
     shutil.rmtree(faces, ignore_errors=True)
     summary = stage("synthetic faces", lambda: make_synthetic_faces(
-        faces, n=plan.n, size=plan.size, noise=plan.noise, seed=plan.seed, difficulty=plan.difficulty))
+        faces, n=plan.n, size=plan.size, noise=plan.noise, seed=plan.seed, difficulty=plan.difficulty,
+        test_fraction=plan.test_fraction))
     truth = reviewers.read_truth(faces / "truth.csv")
     stage("import", lambda: job("import_dataset", {"path": str(faces / "labels.csv"), "format": "csv",
                                                    "name": plan.name}))
@@ -101,6 +109,10 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "gan_quality": measure.gan_quality(dataset),
         "goals": measure.goals(detection, table),
         "inline": inline,
+        # The figures depend on the machine and on what else ran on it: the 1-minute load average says how busy.
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "load_average_before": load_before, "load_average_after": os.getloadavg(),
+                    "torch_threads": plan.threads if inline else "worker's own"},
     }
     write_report(report, out)
     return report

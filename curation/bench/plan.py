@@ -8,11 +8,11 @@ PAIRS = (("happy", "contempt"), ("sad", "neutral"), ("surprise", "fear"), ("disg
 
 PROFILES = {
     # 2-core CPU, under 30 minutes while other work shares the machine (measured: see the README).
-    "cpu": dict(n=3000, size=48, arch="small_cnn", epochs=10, folds=3, batch_size=64, gan_profile="cpu",
-                gan_epochs=3, gan_epochs_decay=3),
+    "cpu": dict(n=2000, size=48, gan_size=32, test_fraction=0.25, arch="small_cnn", epochs=10, folds=3,
+                batch_size=64, gan_profile="cpu", gan_epochs=2, gan_epochs_decay=2, threads=1),
     # One GPU: more faces, the product's full-size networks and the paper's CycleGAN.
-    "full": dict(n=16000, size=64, arch="resnet18", epochs=30, folds=5, batch_size=128, gan_profile="full",
-                 gan_epochs=20, gan_epochs_decay=20),
+    "full": dict(n=16000, size=64, gan_size=64, test_fraction=0.15, arch="resnet18", epochs=30, folds=5,
+                 batch_size=128, gan_profile="full", gan_epochs=20, gan_epochs_decay=20, threads=0),
 }
 
 
@@ -28,7 +28,9 @@ class BenchPlan:
     noise: float = 0.2  # share of wrong labels in train + val (the test split has none)
     seed: int = 0
     difficulty: float = 0.6  # make_synthetic_faces --difficulty
-    size: int = 48  # px, faces, classifier and CycleGANs alike
+    size: int = 48  # px of the faces and the classifier
+    gan_size: int = 32  # px of the CycleGANs (and so of their SSIMs): their cost grows with the pixels
+    test_fraction: float = 0.15  # of the faces; a larger test split measures the runs with less sampling noise
     arch: str = "small_cnn"
     epochs: int = 10
     folds: int = 3  # out-of-fold models of the baseline (cleanlab's input)
@@ -42,6 +44,9 @@ class BenchPlan:
     reviewer_error: float = 0.1  # probability that a simulated decision is wrong
     reviewers: int = 2  # simulated reviewer accounts taking turns on the queue
     generate_share: float = 0.25  # generated images for the augmented run, as a share of the train split
+    # torch threads of an --inline run (0: torch's default). One on a shared 2-core machine, where two OpenMP
+    # threads spin against each other's and other people's work; workers keep their own setting.
+    threads: int = 1
 
     def to_dict(self):
         return asdict(self)
@@ -68,14 +73,20 @@ class BenchPlan:
             problems.append(f"reviewer-error must be in [0, 1], not {self.reviewer_error}")
         if self.reviewers < 1:
             problems.append(f"reviewers must be at least 1, not {self.reviewers}")
-        if not 32 <= self.size <= 256 or self.size % 4:
-            problems.append(f"size must be a multiple of 4 in 32-256 (the CycleGANs need it), not {self.size}")
+        if not 16 <= self.size <= 256:
+            problems.append(f"size must be 16-256 px, not {self.size}")
+        if not 32 <= self.gan_size <= 256 or self.gan_size % 4:
+            problems.append(f"gan-size must be a multiple of 4 in 32-256, not {self.gan_size}")
+        if not 0.05 <= self.test_fraction <= 0.4:
+            problems.append(f"test-fraction must be in [0.05, 0.4], not {self.test_fraction}")
         if self.epochs < 1 or self.gan_epochs < 1 or self.gan_epochs_decay < 0:
             problems.append("epochs and gan-epochs must be >= 1, gan-epochs-decay >= 0")
         if self.folds < 2:
             problems.append(f"folds must be at least 2 (the baseline's out-of-fold probabilities), not {self.folds}")
         if not 0 < self.generate_share <= 2:
             problems.append(f"generate-share must be in (0, 2], not {self.generate_share}")
+        if self.threads < 0:
+            problems.append(f"threads must be >= 0 (0: torch's default), not {self.threads}")
         if problems:
             raise PlanError("; ".join(problems))
         return self
@@ -87,4 +98,4 @@ class BenchPlan:
 
     def cyclegan_params(self, pair):
         return {"dataset": self.name, "pair": list(pair), "profile": self.gan_profile, "epochs": self.gan_epochs,
-                "epochs_decay": self.gan_epochs_decay, "size": self.size, "seed": self.seed}
+                "epochs_decay": self.gan_epochs_decay, "size": self.gan_size, "seed": self.seed}

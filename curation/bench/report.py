@@ -11,7 +11,8 @@ import numpy as np  # noqa: E402
 
 from curation.labels import CLASSES  # noqa: E402
 
-SECTIONS = ("plan", "dataset", "timings", "detection", "review", "runs", "gan_quality", "goals", "plots")
+SECTIONS = ("plan", "dataset", "machine", "timings", "detection", "review", "review_audit", "review_decisions", "runs",
+            "gan_quality", "goals", "plots")
 
 
 def _save(fig, path):
@@ -142,13 +143,15 @@ def markdown(r):
     lines = [
         f"# Cleaning benchmark: {p['name']}",
         "",
-        f"{r['dataset']['n']} synthetic faces at {p['size']} px (difficulty {p['difficulty']}, seed {p['seed']}), "
+        f"{r['dataset']['n']} synthetic faces at {p['size']} px (CycleGANs at {p['gan_size']} px) (difficulty {p['difficulty']}, seed {p['seed']}), "
         f"{p['noise']:.0%} wrong labels in train + val ({d['noisy']} of the {d['train_images']} train images), "
         f"none in the {r['dataset']['test']} test images. Classifier {p['arch']} ({p['epochs']} epochs, "
         f"{p['folds']} out-of-fold models), CycleGANs ({p['gan_profile']} profile, "
         f"{p['gan_epochs']}+{p['gan_epochs_decay']} epochs) for {', '.join('-'.join(x) for x in p['pairs'])}. "
         f"Review budget {rv['decisions']} decisions ({p['budget']:.0%} of train), reviewer error {p['reviewer_error']:.0%}. "
-        f"Total {r['timings']['total']:.0f} s.",
+        f"Total {r['timings']['total']:.0f} s on {r['machine']['cpus']} CPUs "
+        f"(1-minute load average {r['machine']['load_average_before'][0]:.1f} before, "
+        f"{r['machine']['load_average_after'][0]:.1f} after; torch threads: {r['machine']['torch_threads']}).",
         "",
         "## Goals",
         "",

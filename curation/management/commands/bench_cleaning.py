@@ -25,7 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--noise", type=float, default=0.2, help="share of wrong train+val labels (0.2)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--difficulty", type=float, help="make_synthetic_faces --difficulty (0.6)")
-        parser.add_argument("--size", type=int, help="px for faces, classifier and CycleGANs (profile default)")
+        parser.add_argument("--size", type=int, help="px of the faces and the classifier (profile default)")
+        parser.add_argument("--gan-size", type=int, help="px of the CycleGANs (profile default)")
+        parser.add_argument("--test-fraction", type=float, help="share of faces in the test split (profile default)")
         parser.add_argument("--arch", choices=["seed_cnn", "resnet18", "small_cnn"])
         parser.add_argument("--epochs", type=int, help="classifier epochs (profile default)")
         parser.add_argument("--folds", type=int, help="out-of-fold models of the baseline (profile default)")
@@ -38,6 +40,8 @@ class Command(BaseCommand):
                             help="probability that a simulated decision is wrong (0.1)")
         parser.add_argument("--generate-share", type=float,
                             help="generated images for the augmented run, as a share of train (0.25)")
+        parser.add_argument("--threads", type=int,
+                            help="torch threads of an --inline run (cpu profile: 1; 0: torch's default)")
         parser.add_argument("--inline", action="store_true",
                             help="run every job in this process (same Job rows) instead of on a worker")
 
@@ -46,10 +50,10 @@ class Command(BaseCommand):
         try:
             plan = BenchPlan.from_options(
                 name=name, profile=o["profile"], n=o["n"], noise=o["noise"], seed=o["seed"],
-                difficulty=o["difficulty"], size=o["size"], arch=o["arch"], epochs=o["epochs"], folds=o["folds"],
-                batch_size=o["batch_size"], gan_epochs=o["gan_epochs"], gan_epochs_decay=o["gan_epochs_decay"],
+                difficulty=o["difficulty"], size=o["size"], gan_size=o["gan_size"], test_fraction=o["test_fraction"],
+                arch=o["arch"], epochs=o["epochs"], folds=o["folds"], batch_size=o["batch_size"], gan_epochs=o["gan_epochs"], gan_epochs_decay=o["gan_epochs_decay"],
                 threshold=o["threshold"], budget=o["budget"], reviewer_error=o["reviewer_error"],
-                generate_share=o["generate_share"])
+                generate_share=o["generate_share"], threads=o["threads"])
             if not o["inline"]:
                 check_workers()
         except PlanError as exc:
