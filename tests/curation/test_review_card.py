@@ -59,7 +59,7 @@ def test_the_card_shows_transformations_generated_images_probabilities_and_histo
     response = client.get(reverse("review"), {"dataset": "card"})
     text = _text(response)
     assert _card_image_id(response) == image.pk
-    assert "G_A happy→sad (epoch 8)" in text and "0.931" in text and "2.50" in text
+    assert "CycleGAN #" in text and "G_A happy→sad (epoch 8)" in text and "0.931" in text and "2.50" in text
     assert 'src="/media/gans/1/gen/x.png"' in text
     assert "G_B happy→anger" in text and "not generated" in text
     assert text.index("G_A happy→sad") < text.index("G_B happy→anger")  # highest z first
