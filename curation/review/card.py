@@ -24,13 +24,14 @@ def review_card(*, image, run=None):
     probabilities (train images) or the latest finished run's test predictions (test images); None without one.
     Four queries."""
     return {
-        "transformations": _transformations(image),
+        "transformations": review_card_transformations(image),
         "probabilities": _probabilities(image, run),
         "history": list(LabelChange.objects.filter(image_id=image.pk).select_related("user").order_by("id")),
     }
 
 
-def _transformations(image):
+def review_card_transformations(image):
+    """The transformation rows of review_card (also the API's image detail). Two queries at most."""
     scores = list(TransformScore.objects.filter(image_id=image.pk).select_related("gan").order_by("-z", "-ssim"))
     files = {}
     if scores:
@@ -43,7 +44,8 @@ def _transformations(image):
         source = score.gan.source_label if forward else score.gan.target_label
         rows.append({
             "gan_id": score.gan_id, "generator": "G_A" if forward else "G_B",
-            "source": CLASSES[source], "target": CLASSES[score.target_label], "epoch": score.epoch,
+            "source": CLASSES[source], "target": CLASSES[score.target_label], "target_label": score.target_label,
+            "epoch": score.epoch,
             "ssim": score.ssim, "z": score.z, "file_url": settings.MEDIA_URL + path if path else None,
         })
     return rows

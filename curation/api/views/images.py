@@ -7,6 +7,7 @@ from curation.api.fields import LabelField
 from curation.api.pagination import ByIdCursor
 from curation.api.serializers import ImageOutput, LabelChangeOutput
 from curation.models import Image, ReviewVote, Run
+from curation.review.card import review_card_transformations
 from curation.review.services import ACTIONS, image_decide
 from curation.selectors import SIGNALS, STATUS_ANY, image_detail, image_get, images_list
 
@@ -61,16 +62,21 @@ class ScoresOutput(serializers.Serializer):
 
 
 class TransformationOutput(serializers.Serializer):
+    gan_id = serializers.IntegerField(help_text="The CycleGAN.")
+    generator = serializers.ChoiceField(choices=["G_A", "G_B"], help_text="G_A: source -> target; G_B: back.")
     target_label = LabelField()
+    epoch = serializers.IntegerField(help_text="The generator snapshot that scored the image.")
     ssim = serializers.FloatField()
-    file_url = serializers.CharField()
+    z = serializers.FloatField(allow_null=True, help_text="SSIM standardised over the generator's source class.")
+    file_url = serializers.CharField(allow_null=True, help_text="The generated image, where the generate job made "
+                                                                "one for this CycleGAN and image; else null.")
 
 
 class ImageDetailOutput(ImageOutput):
     scores = serializers.SerializerMethodField()
     transformations = serializers.SerializerMethodField(
-        help_text="The image as each CycleGAN generator from its label transformed it, with the SSIM it scored. "
-                  "Filled by ambiguity scoring; empty until an image has been scored per generator.")
+        help_text="Each CycleGAN generator that scored the image (highest z first), with its SSIM and z and the "
+                  "generated image where one exists. Filled by ambiguity scoring; empty until then.")
     history = LabelChangeOutput(source="label_changes", many=True, help_text="Label changes, oldest first.")
 
     class Meta(ImageOutput.Meta):
@@ -83,7 +89,7 @@ class ImageDetailOutput(ImageOutput):
 
     @extend_schema_field(TransformationOutput(many=True))
     def get_transformations(self, image) -> list:
-        return []
+        return TransformationOutput(review_card_transformations(image), many=True).data
 
 
 class ImageDetailApi(APIView):

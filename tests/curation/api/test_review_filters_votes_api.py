@@ -57,3 +57,21 @@ def test_votes_through_the_api(reviewer_api, curator_api, reviewer):
     single = reviewer_api.post(f"/api/images/{plain.pk}/decision/", {"action": "confirm", "version": 1},
                                format="json").json()
     assert (single["outcome"], single["vote_id"]) == ("applied", None) and single["change_id"]
+
+
+def test_image_detail_lists_the_transformations_behind_the_score(reviewer_api):
+    from curation.models import GanModel, GeneratedImage, TransformScore
+
+    ds = DatasetFactory(name="t")
+    image = ImageFactory(dataset=ds, label=1, original_label=1)
+    gan = GanModel.objects.create(dataset=ds, source_label=1, target_label=2)
+    TransformScore.objects.create(image=image, gan=gan, direction="AB", target_label=2, epoch=5, ssim=0.9, z=1.5)
+    TransformScore.objects.create(image=image, gan=gan, direction="BA", target_label=1, epoch=5, ssim=0.4, z=None)
+    GeneratedImage.objects.create(gan=gan, source_image=image, target_label=2, file="gans/g.png", content_hash="x")
+    body = reviewer_api.get(f"/api/images/{image.pk}/").json()
+    assert body["transformations"] == [
+        {"gan_id": gan.pk, "generator": "G_A", "target_label": "sad", "epoch": 5, "ssim": 0.9, "z": 1.5,
+         "file_url": "/media/gans/g.png"},
+        {"gan_id": gan.pk, "generator": "G_B", "target_label": "happy", "epoch": 5, "ssim": 0.4, "z": None,
+         "file_url": None},
+    ]
