@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.db.models import F
 
 from curation.classifier.predictions import run_predictions_path
 from curation.labels import CLASSES
@@ -32,7 +33,8 @@ def review_card(*, image, run=None):
 
 def review_card_transformations(image):
     """The transformation rows of review_card (also the API's image detail). Two queries at most."""
-    scores = list(TransformScore.objects.filter(image_id=image.pk).select_related("gan").order_by("-z", "-ssim"))
+    scores = list(TransformScore.objects.filter(image_id=image.pk).select_related("gan")
+                  .order_by(F("z").desc(nulls_last=True), "-ssim"))
     files = {}
     if scores:
         generated = GeneratedImage.objects.filter(source_image_id=image.pk).values_list("gan_id", "target_label", "file")
