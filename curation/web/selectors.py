@@ -5,6 +5,7 @@ from collections import Counter
 from pathlib import Path
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.utils import timezone
@@ -86,37 +87,64 @@ def parse_run_ids(values):
 
 
 def _snapshot_rows(run):
-    """{("image"|"generated", id): label name} of the run's train split, from its snapshot CSV; None if missing."""
+    """The run's train snapshot as {"images": {id: label}, "generated": {id, ...}} (ids and labels as the CSV's
+    strings: nothing needs converting to be compared), or None when the file is missing."""
     if not run.snapshot_file:
         return None
     path = Path(settings.MEDIA_ROOT) / run.snapshot_file
     if not path.exists():
         return None
+    images, generated = {}, set()
     with open(path, newline="") as f:
         reader = csv.reader(f)
         header = next(reader, [])
         split, source, pk, label = (header.index(c) for c in ("split", "source", "id", "label"))
-        return {(r[source], int(r[pk])): r[label] for r in reader if r[split] == "train"}
+        for row in reader:
+            if row[split] != "train":
+                continue
+            if row[source] == "image":
+                images[row[pk]] = row[label]
+            else:
+                generated.add(row[pk])
+    return {"images": images, "generated": generated}
 
 
-def snapshot_diff(base_rows, rows):
+def snapshot_diff(base, other):
     """How a run's train snapshot differs from the baseline's: images dropped and added, relabelled (same image,
-    other label), generated images added and removed."""
-    if base_rows is None or rows is None:
+    other label, with the most common label pairs), generated images added and removed. None if either is missing."""
+    if base is None or other is None:
         return None
-    base_keys, keys = set(base_rows), set(rows)
-    images = lambda ks: {k for k in ks if k[0] == "image"}  # noqa: E731
-    generated = lambda ks: {k for k in ks if k[0] == "generated"}  # noqa: E731
-    common = base_keys & keys
-    relabels = Counter((base_rows[k], rows[k]) for k in images(common) if base_rows[k] != rows[k])
+    base_images, images = base["images"], other["images"]
+    relabels = Counter((base_images[k], images[k]) for k in base_images.keys() & images.keys()
+                       if base_images[k] != images[k])
     return {
-        "images_dropped": len(images(base_keys - keys)),
-        "images_added": len(images(keys - base_keys)),
+        "images_dropped": len(base_images.keys() - images.keys()),
+        "images_added": len(images.keys() - base_images.keys()),
         "relabelled": sum(relabels.values()),
         "relabel_pairs": [{"from": a, "to": b, "n": n} for (a, b), n in relabels.most_common(8)],
-        "generated_added": len(generated(keys - base_keys)),
-        "generated_removed": len(generated(base_keys - keys)),
+        "generated_added": len(other["generated"] - base["generated"]),
+        "generated_removed": len(base["generated"] - other["generated"]),
     }
+
+
+def _snapshot_exists(run):
+    return bool(run.snapshot_file) and (Path(settings.MEDIA_ROOT) / run.snapshot_file).exists()
+
+
+def _cached_diff(base, run, base_rows):
+    """snapshot_diff of two runs, cached by the two snapshots' hashes: a snapshot never changes once written, and
+    reading two AffectNet-sized snapshots costs most of a second. `base_rows`: a one-item list filled on first use."""
+    key = f"fer:snapshot-diff:{base.snapshot_hash}:{run.snapshot_hash}"
+    if base.snapshot_hash and run.snapshot_hash:
+        diff = cache.get(key)
+        if diff is not None:
+            return diff
+    if not base_rows:
+        base_rows.append(_snapshot_rows(base))
+    diff = snapshot_diff(base_rows[0], _snapshot_rows(run))
+    if diff is not None and base.snapshot_hash and run.snapshot_hash:
+        cache.set(key, diff, timeout=24 * 3600)
+    return diff
 
 
 def runs_compare(*, run_ids):
@@ -130,7 +158,7 @@ def runs_compare(*, run_ids):
     runs = [found[i] for i in run_ids]
     base = runs[0]
     base_metrics = base.test_metrics or {}
-    base_rows = _snapshot_rows(base)
+    base_rows = []  # read on the first diff that is not cached
     columns = []
     for index, run in enumerate(runs):
         m = run.test_metrics or {}
@@ -138,9 +166,8 @@ def runs_compare(*, run_ids):
         for key in ("accuracy", "macro_f1"):
             col[key] = m.get(key)
             col[f"{key}_delta"] = (m[key] - base_metrics[key]) if index and key in m and key in base_metrics else None
-        rows = base_rows if index == 0 else _snapshot_rows(run)
-        col["diff"] = None if index == 0 else snapshot_diff(base_rows, rows)
-        col["snapshot_missing"] = rows is None
+        col["snapshot_missing"] = not _snapshot_exists(run)
+        col["diff"] = None if index == 0 else _cached_diff(base, run, base_rows)
         col["confusion"] = _confusion_rows(run, m)
         col["examples"] = run.plots.get("examples") if run.plots else None
         columns.append(col)

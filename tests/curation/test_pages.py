@@ -212,6 +212,22 @@ def test_the_comparison_warns_when_test_splits_differ_and_keeps_the_given_baseli
     assert f"Baseline: run {cleaned.pk}." in page and "-0.060" in page
 
 
+def test_a_snapshot_diff_is_cached_by_the_two_snapshots_hashes(as_reviewer, two_runs, settings):
+    import uuid
+
+    base, cleaned = two_runs
+    for run in two_runs:
+        Run.objects.filter(pk=run.pk).update(snapshot_hash=uuid.uuid4().hex)
+    url = f"/runs/compare/?ids={base.pk},{cleaned.pk}"
+    assert 'data-diff="images_dropped">1 images dropped' in text(as_reviewer.get(url))
+    for run in two_runs:  # a snapshot never changes once written: the diff is not read again
+        (Path(settings.MEDIA_ROOT) / f"runs/{run.pk}/snapshot.csv").unlink()
+    page = text(as_reviewer.get(url))
+    assert 'data-diff="images_dropped">1 images dropped' in page and "(file missing)" in page
+    Run.objects.filter(pk=cleaned.pk).update(snapshot_hash="")  # no hash, no cache: the diff is computed
+    assert "not available (snapshot file missing)" in text(as_reviewer.get(url))
+
+
 @pytest.mark.parametrize("query, message", [
     ("ids=1", "pick two or more runs"), ("ids=1,x", "run ids are whole numbers; got &#x27;x&#x27;"),
     ("ids=99998,99999", "no run with id 99998, 99999"),
