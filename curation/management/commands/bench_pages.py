@@ -58,7 +58,7 @@ class Command(BaseCommand):
         parser.add_argument("--repeat", type=int, default=3)
 
     def handle(self, *args, rows, parents, chunks, repeat, **options):
-        tag = f"bench-pages-{uuid.uuid4().hex[:8]}"
+        self.tag = tag = f"bench-pages-{uuid.uuid4().hex[:8]}"
         user = get_user_model().objects.create_user(tag, password=uuid.uuid4().hex)
         user.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
         client = Client(HTTP_HOST="127.0.0.1")
@@ -67,7 +67,7 @@ class Command(BaseCommand):
         job_ids, folders = [], []
         try:
             self._compare(dataset, client, rows, repeat, folders)
-            job_ids = self._jobs(client, parents, chunks, repeat)
+            self._jobs(client, parents, chunks, repeat, job_ids)
         finally:
             Job.objects.filter(pk__in=job_ids).delete()
             dataset.delete()
@@ -129,18 +129,21 @@ class Command(BaseCommand):
         self.stdout.write(f"  GET /runs/compare/ (whole page)        {full:7.3f} s  ({full / base:.1f}x)")
         self.stdout.write(f"  the same, snapshot diff cached         {warm:7.3f} s  ({warm / base:.2f}x)")
 
-    def _jobs(self, client, parents, chunks, repeat):
-        made = Job.objects.bulk_create([Job(kind="score_ambiguity", params={"dataset": "bench"},
+    def _jobs(self, client, parents, chunks, repeat, made_ids):
+        """`made_ids` collects the ids of the jobs made, as they are made, for the caller to delete."""
+        made = Job.objects.bulk_create([Job(kind="score_ambiguity", params={"dataset": self.tag},
                                             status=Job.Status.SUCCEEDED, progress=1.0, message="done")
                                         for _ in range(parents)])
         parent_ids = [j.pk for j in made] if made[0].pk else list(
-            Job.objects.filter(kind="score_ambiguity", params__dataset="bench").values_list("pk", flat=True))
+            Job.objects.filter(kind="score_ambiguity", params__dataset=self.tag).values_list("pk", flat=True))
+        made_ids += parent_ids
         ids = list(range(150))
         children = Job.objects.bulk_create(
             [Job(kind="score_chunk", params={"parent": p, "image_ids": ids}, status=Job.Status.SUCCEEDED)
              for p in parent_ids for _ in range(chunks)], batch_size=2000)
         child_ids = [j.pk for j in children] if children and children[0].pk else list(
             Job.objects.filter(kind="score_chunk", params__parent__in=parent_ids).values_list("pk", flat=True))
+        made_ids += child_ids
 
         def plain():
             list(Job.objects.exclude(kind__endswith="_chunk").select_related("created_by")
@@ -161,4 +164,3 @@ class Command(BaseCommand):
         self.stdout.write(f"  child counts of that page alone        {counts_only * 1000:7.1f} ms")
         self.stdout.write(f"  jobs_page (count, page, child counts)  {counted * 1000:7.1f} ms")
         self.stdout.write(f"  GET /jobs/ (whole page, curator forms) {full * 1000:7.1f} ms")
-        return parent_ids + child_ids
