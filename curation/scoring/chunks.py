@@ -1,8 +1,9 @@
 """Transformation SSIMs in chunks that any number of GPU workers take in parallel, under one score_ambiguity job.
 
 The parent job plans chunk jobs (kind "score_chunk", queue gpu, params {"parent", "gan", "direction", "epoch",
-"image_ids"}: at most SCORE_CHUNK_IMAGES images of one generator direction) and records their ids in its state in
-the same transaction, so a re-run parent reuses them instead of enqueueing duplicates. Each chunk upserts its
+"ids": [first, last]}: the source-class train images with ids in that range, at most SCORE_CHUNK_IMAGES of them,
+of one generator direction; a range keeps the Job rows small) and records their ids in its state in the same
+transaction, so a re-run parent reuses them instead of enqueueing duplicates. Each chunk upserts its
 TransformScore rows and its own checkpoint together, so a chunk that dies is re-run alone (by the reaper, as any
 job) and duplicates nothing.
 
@@ -105,10 +106,21 @@ def validate_chunk_params(params):
     if params.get("direction") not in DIRECTIONS:
         raise JobParamsError(f"direction must be AB or BA, not {params.get('direction')!r}")
     epoch = whole("epoch")
-    ids = params.get("image_ids")
-    if not isinstance(ids, list) or not ids or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-        raise JobParamsError("image_ids must be a non-empty list of image ids")
-    return {"parent": parent, "gan": gan.pk, "direction": params["direction"], "epoch": epoch, "image_ids": ids}
+    ids = params.get("ids")
+    if not (isinstance(ids, list) and len(ids) == 2 and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
+            and ids[0] <= ids[1]):
+        raise JobParamsError(f"ids must be [first image id, last image id], not {ids!r}")
+    return {"parent": parent, "gan": gan.pk, "direction": params["direction"], "epoch": epoch, "ids": ids}
+
+
+def chunk_items(gan, direction, ids):
+    """The chunk's images: train images with ids in [first, last] labelled with the direction's source class, not
+    excluded (the images the parent planned, with any relabel since applied), in id order."""
+    source, _ = direction_labels(gan, direction)
+    rows = (Image.objects.filter(dataset_id=gan.dataset_id, split=Image.Split.TRAIN, label=source,
+                                 id__gte=ids[0], id__lte=ids[1])
+            .exclude(status=Image.Status.EXCLUDED).order_by("id").values("id", "file", "content_hash", "path"))
+    return [Item("image", r["id"], r["file"], r["content_hash"], source, r["path"]) for r in rows]
 
 
 def score_chunk_job(ctx):
@@ -121,30 +133,28 @@ def score_chunk_job(ctx):
     gan = GanModel.objects.get(pk=p["gan"])
     direction, epoch = p["direction"], p["epoch"]
     _, target = direction_labels(gan, direction)
-    rows = Image.objects.filter(id__in=p["image_ids"]).order_by("id").values("id", "file", "content_hash", "label",
-                                                                            "path")
-    items = [Item("image", r["id"], r["file"], r["content_hash"], r["label"], r["path"]) for r in rows]
-    done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch,
-                                             image_id__in=p["image_ids"]).values_list("image_id", flat=True))
-    todo = [k for k, item in enumerate(items) if item.id not in done]
+    items = chunk_items(gan, direction, p["ids"])
+    done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch, image_id__gte=p["ids"][0],
+                                             image_id__lte=p["ids"][1]).values_list("image_id", flat=True))
+    # Images of the range scored before (at plan time, or by a killed attempt of this chunk) are not decoded again.
+    todo = [item for item in items if item.id not in done]
     computed = ctx.state.get("computed", 0)
     name = chunk_name(gan, direction)
     if todo:
         net, size = load_generator(gan, direction, epoch, pick_device())
-        images, _ = load_arrays(items, size)  # the whole chunk, so that a re-run finds it in the tensor cache
+        images, _ = load_arrays(todo, size)
         for start in range(0, len(todo), COMMIT_EVERY):
             part = todo[start : start + COMMIT_EVERY]
-            values = transform_ssim(net, images[part], batch_size=BATCH)
-            scores = [TransformScore(image_id=items[k].id, gan=gan, direction=direction, target_label=target,
-                                     epoch=epoch, ssim=float(v)) for k, v in zip(part, values)]
+            values = transform_ssim(net, images[start : start + COMMIT_EVERY], batch_size=BATCH)
+            scores = [TransformScore(image_id=item.id, gan=gan, direction=direction, target_label=target,
+                                     epoch=epoch, ssim=float(v)) for item, v in zip(part, values)]
             with transaction.atomic():
                 TransformScore.objects.bulk_create(scores, update_conflicts=True,
                                                    unique_fields=["image", "gan", "direction"],
                                                    update_fields=["ssim", "epoch", "target_label"])
                 computed += len(scores)
                 ctx.save_state({"computed": computed})
-            finished = len(items) - len(todo) + start + len(part)
-            ctx.progress(finished / len(items), f"SSIM {name}: {finished} of {len(items)}")
+            ctx.progress((start + len(part)) / len(todo), f"SSIM {name}: {start + len(part)} of {len(todo)}")
     return {"gan": gan.pk, "direction": direction, "images": len(items), "computed": computed}
 
 
@@ -169,13 +179,14 @@ def chunks_plan(ctx, dataset, gans, *, chunk_images):
                        .values_list("image_id", flat=True))
             todo = [item.id for item in domain_items(dataset, source) if item.id not in done]
             for start in range(0, len(todo), chunk_images):
-                planned.append((chunk_name(gan, direction), {"gan": gan.pk, "direction": direction, "epoch": epoch,
-                                                             "image_ids": todo[start : start + chunk_images]}))
+                part = todo[start : start + chunk_images]
+                planned.append((chunk_name(gan, direction), len(part), {"gan": gan.pk, "direction": direction,
+                                                                        "epoch": epoch, "ids": [part[0], part[-1]]}))
     with transaction.atomic():
         chunks = []
-        for name, params in planned:
+        for name, n, params in planned:
             job = job_enqueue(kind="score_chunk", params={"parent": ctx.job_id, **params})
-            chunks.append({"id": job.pk, "n": len(params["image_ids"]), "name": name})
+            chunks.append({"id": job.pk, "n": n, "name": name})
         ctx.save_state({**ctx.state, "chunks": chunks})
     return chunks
 

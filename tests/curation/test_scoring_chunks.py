@@ -79,9 +79,12 @@ def test_two_workers_share_the_chunks_and_the_scores_equal_a_one_chunk_run(gan_d
     assert len(chunks) == sum(math.ceil(n / 3) for n in per_direction.values()) == job.result["chunks"]
     assert all(c.status == Job.Status.SUCCEEDED and c.attempts == 1 for c in chunks)
     assert len({c.worker for c in chunks}) == 2, "both worker processes ran chunks"
-    # Each chunk covered its own images; together, every expected row exactly once.
-    planned = [i for c in chunks for i in c.params["image_ids"]]
-    assert len(planned) == len(set(planned)) == len(expected)
+    # Each chunk covered its own id range; together, every expected row exactly once.
+    for direction in ("AB", "BA"):
+        ranges = sorted(c.params["ids"] for c in chunks if c.params["direction"] == direction)
+        assert all(a[1] < b[0] for a, b in zip(ranges, ranges[1:]))  # disjoint
+        ids = sorted(i for i, _, d in expected if d == direction)
+        assert ranges[0][0] == ids[0] and ranges[-1][1] == ids[-1]
     rows = _rows(name)
     assert len(rows) == len(expected) and {(i, g, d) for i, g, d, _ in rows} == expected
     assert job.result["ssim_computed"] == len(expected)
@@ -193,10 +196,9 @@ def test_chunk_params_are_checked():
     from curation.jobs.errors import JobParamsError
 
     with pytest.raises(JobParamsError, match="parent 5 is not a score_ambiguity job"):
-        job_enqueue(kind="score_chunk", params={"parent": 5, "gan": 1, "direction": "AB", "epoch": 1,
-                                                "image_ids": [1]})
+        job_enqueue(kind="score_chunk", params={"parent": 5, "gan": 1, "direction": "AB", "epoch": 1, "ids": [1, 2]})
     parent = Job.objects.create(kind="score_ambiguity")
     with pytest.raises(JobParamsError, match="gan 1 is not a finished CycleGAN"):
         job_enqueue(kind="score_chunk", params={"parent": parent.pk, "gan": 1, "direction": "AB", "epoch": 1,
-                                                "image_ids": [1]})
+                                                "ids": [1, 2]})
     assert not Job.objects.filter(kind="score_chunk").exists()
