@@ -132,11 +132,20 @@ def test_one_worker_of_concurrency_one_runs_the_parent_and_every_chunk(gan_datas
     name = gan_dataset
     start_worker()  # -c 1: nobody else takes the chunks, so the parent must run them itself
     job = job_enqueue(kind="score_ambiguity", params={"dataset": name, "chunk_images": 8})
-    wait_for(lambda: Job.objects.get(pk=job.pk).is_finished, timeout=300, interval=0.3, what="the chunked job")
+    seen = set()
+
+    def finished():
+        row = Job.objects.get(pk=job.pk)
+        seen.add(row.progress)
+        return row.is_finished
+
+    wait_for(finished, timeout=300, interval=0.05, what="the chunked job")
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, job.error
     chunks = _chunks(job)
     assert len(chunks) > 2 and {c.worker for c in chunks} == {job.worker}
+    # While its chunks ran, the parent showed their progress (the SSIMs are its first 80 %).
+    assert any(0 < p < 0.8 for p in seen), sorted(seen)
     assert all(c.status == Job.Status.SUCCEEDED for c in chunks)
     assert len(_rows(name)) == len(_pairs(name))
 
