@@ -6,8 +6,8 @@ two runs and their snapshot files, a user, jobs), deleted at the end.
 - comparison: two runs whose snapshots have --rows train rows (the second drops 5 %, relabels 5 % and adds 10 %
   generated images), with the snapshot diff computed (its cache entry deleted first) and cached; baseline: only
   reading both CSV files with csv.reader.
-- jobs page: --parents finished jobs, each with --chunks chunk jobs carrying 150 image ids in their params (as
-  chunked scoring writes them); baseline: the same page query with no child counts.
+- jobs page: --parents finished jobs, each with --chunks chunk jobs whose params are those chunked scoring writes
+  ({"parent", "gan", "direction", "epoch", "ids": [first, last]}); baseline: the same page query with no counts.
 Each figure is the best of --repeat.
 """
 import csv
@@ -137,10 +137,10 @@ class Command(BaseCommand):
         parent_ids = [j.pk for j in made] if made[0].pk else list(
             Job.objects.filter(kind="score_ambiguity", params__dataset=self.tag).values_list("pk", flat=True))
         made_ids += parent_ids
-        ids = list(range(150))
         children = Job.objects.bulk_create(
-            [Job(kind="score_chunk", params={"parent": p, "image_ids": ids}, status=Job.Status.SUCCEEDED)
-             for p in parent_ids for _ in range(chunks)], batch_size=2000)
+            [Job(kind="score_chunk", params={"parent": p, "gan": 1, "direction": "AB", "epoch": 8,
+                                             "ids": [k * 2048, k * 2048 + 2047]}, status=Job.Status.SUCCEEDED)
+             for p in parent_ids for k in range(chunks)], batch_size=2000)
         child_ids = [j.pk for j in children] if children and children[0].pk else list(
             Job.objects.filter(kind="score_chunk", params__parent__in=parent_ids).values_list("pk", flat=True))
         made_ids += child_ids
