@@ -72,7 +72,8 @@ def line_chart(series, title="", width=420, height=220, y_min=None, y_max=None):
             x = sx(t)
             out.append(f'<text x="{x:.1f}" y="{height - bottom + 14}" class="chart-tick" '
                        f'text-anchor="middle">{_fmt(t)}</text>')
-    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 3}" class="chart-tick" text-anchor="middle">epoch</text>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 3}" class="chart-tick" '
+               f'text-anchor="middle">epoch</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="chart-frame"/>')
     legend_x, named = left, set()
     for i, s in enumerate(series):

@@ -181,7 +181,8 @@ def runs_compare(*, run_ids):
                 value = m[key][code] if key in m and code < len(m[key]) else None
                 base_value = base_metrics[key][code] if key in base_metrics and code < len(base_metrics[key]) else None
                 cell[key] = value
-                cell[f"{key}_delta"] = (value - base_value) if col["index"] and None not in (value, base_value) else None
+                both = col["index"] and None not in (value, base_value)
+                cell[f"{key}_delta"] = (value - base_value) if both else None
             cells.append(cell)
         per_class.append({"code": code, "name": name, "cells": cells})
     hashes = {r.test_split_hash for r in runs}

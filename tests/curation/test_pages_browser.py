@@ -9,7 +9,6 @@ from django.core.cache import cache
 
 from curation.models import Job, Run
 from curation.roles import CURATORS_GROUP
-from tests.conftest import wait_for
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
