@@ -61,7 +61,11 @@ def job_for_row(*, job_id):
 
 
 def dataset_runs(*, dataset):
-    return list(Run.objects.filter(dataset=dataset).select_related("created_by").order_by("-id"))
+    """The dataset's runs, newest first, each with `previous_id`: the run before it (None for the first)."""
+    runs = list(Run.objects.filter(dataset=dataset).select_related("created_by").order_by("-id"))
+    for run, older in zip(runs, [*runs[1:], None]):
+        run.previous_id = older.pk if older else None
+    return runs
 
 
 class CompareError(ValueError):

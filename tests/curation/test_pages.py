@@ -141,6 +141,26 @@ def test_a_curator_cancels_a_queued_job(as_curator, faces):
     assert response.status_code == 286 and 'data-status="cancelled"' in text(response)
 
 
+def test_retrain_from_the_page_reuses_the_latest_runs_settings(as_curator, faces):
+    Run.objects.create(dataset=faces, arch="small_cnn", status=Run.Status.SUCCEEDED, folds=3,
+                       config={"arch": "small_cnn", "size": 64, "epochs": 7, "batch_size": 16, "lr": 0.001, "seed": 5})
+    response = as_curator.post("/jobs/start/retrain/", {"retrain-dataset": "faces", "retrain-reduced": "on"})
+    assert response.status_code == 302
+    p = Job.objects.get().params
+    assert (p["arch"], p["epochs"], p["batch_size"], p["lr"], p["seed"]) == ("small_cnn", 7, 16, 0.001, 5)
+    assert p["reduced"] is True and p["augmented"] is False and p["folds"] == 0
+
+
+def test_cancel_works_without_javascript(as_curator, faces):
+    job = Job.objects.create(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.RUNNING)
+    response = as_curator.post(f"/jobs/{job.pk}/cancel/")
+    assert response.status_code == 302 and response["Location"] == f"/jobs/#job-{job.pk}"
+    job.refresh_from_db()
+    assert job.cancel_requested and job.status == Job.Status.RUNNING  # the worker stops it at its next check
+    page = text(as_curator.get("/jobs/"))
+    assert f"Job {job.pk}: cancelling." in page and "(cancelling)" in page
+
+
 # Runs and their comparison
 
 
@@ -181,6 +201,7 @@ def test_the_runs_page_lists_runs_with_compare_checkboxes(as_reviewer, two_runs)
     page = text(as_reviewer.get("/datasets/faces/runs/"))
     assert f'name="ids" value="{base.pk}"' in page and f'name="ids" value="{cleaned.pk}"' in page
     assert "reduced" in page and "50.0 %" in page
+    assert f'href="/runs/compare/?ids={base.pk},{cleaned.pk}">vs run {base.pk}</a>' in page
 
 
 def test_the_comparison_shows_deltas_snapshot_differences_and_confusion_links(as_reviewer, two_runs):
