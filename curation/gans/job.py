@@ -39,7 +39,7 @@ def parse_pair(pair):
 
 
 def validate_cyclegan_params(params):
-    from gan.cyclegan import PROFILES, make_config
+    from gan.config import PROFILES, make_config
 
     dataset = resolve_dataset(params.get("dataset"))
     clean = {"dataset": dataset.name}
@@ -91,7 +91,7 @@ def quality(model, direction, sources_u8, target, classify):
 
 
 def train_cyclegan_job(ctx):
-    from gan.cyclegan import make_config
+    from gan.config import make_config
 
     p = ctx.params
     dataset = resolve_dataset(p["dataset"])
