@@ -40,8 +40,11 @@ def detection(dataset, truth, *, budget):
             # Stable sort on the negated score: ties keep id order, as the queue does.
             order = np.argsort([-s for s, _ in scored], kind="stable")[:budget]
             at_budget[name] = float(np.mean([scored[k][1] for k in order])) if len(order) else None
+    ssim = np.array([i.ambiguity for i in images if i.ambiguity is not None])
+    # Where the flag threshold sits among the SSIMs: with weak generators no image may reach it.
+    ssim_quantiles = {q: float(np.quantile(ssim, q / 100)) for q in (0, 50, 90, 99, 100)} if len(ssim) else {}
     return {"train_images": len(images), "noisy": int(noisy.sum()), "signals": signals, "flags": flags,
-            "precision_at_budget": at_budget, "budget": budget}
+            "precision_at_budget": at_budget, "budget": budget, "ssim_quantiles": ssim_quantiles}
 
 
 def review_summary(decisions, truth_noisy_total):
