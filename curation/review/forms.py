@@ -76,17 +76,10 @@ class DecisionForm(forms.Form):
     shown_at = forms.FloatField(required=False, help_text="Server time (epoch seconds) the card was rendered.")
 
     def clean_decision(self):
-        value = self.cleaned_data["decision"]
-        action, _, label = value.partition(":")
-        if action not in ACTIONS:
-            raise forms.ValidationError(f"unknown decision {value!r}")
+        action, label = _parse_decision(self.cleaned_data["decision"])
         if action != SKIP and self.data.get("version") in (None, ""):
             raise forms.ValidationError(f"{action} needs the card's version")
-        if action == "relabel":
-            if not label.isdigit() or not 0 <= int(label) < NUM_CLASSES:
-                raise forms.ValidationError(f"relabel needs a class 0-{NUM_CLASSES - 1}")
-            return action, int(label)
-        return action, None
+        return action, label
 
     def seconds_spent(self, now):
         shown_at = self.cleaned_data.get("shown_at")
