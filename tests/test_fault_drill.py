@@ -85,7 +85,8 @@ class Drill:
     def wait_succeeded(self, job_id, timeout):
         job = wait_for(lambda: (lambda j: j if j.is_finished else None)(Job.objects.get(pk=job_id)),
                        timeout=timeout, interval=0.2, what=f"job {job_id} to finish")
-        assert job.status == Job.Status.SUCCEEDED, f"job {job_id} {job.status}: {job.error[-2000:]}\n{self.logs()[-4000:]}"
+        assert job.status == Job.Status.SUCCEEDED, \
+            f"job {job_id} {job.status}: {job.error[-2000:]}\n{self.logs()[-4000:]}"
         return job
 
     def worker_running(self, job):
@@ -152,7 +153,7 @@ def test_pipeline_survives_a_killed_worker_a_redis_restart_and_concurrent_review
     assert job.attempts == 2
     assert drill.worker_running(job) is survivor
     assert f"job {train} attempt 2 ended: succeeded" in survivor.log()
-    assert re.search(r"resuming fold\d_last\.pt from epoch \d+|resuming final_last\.pt from epoch \d+", survivor.log()), \
+    assert re.search(r"resuming (fold\d|final)_last\.pt from epoch \d+", survivor.log()), \
         "the re-run started over instead of resuming from the last epoch"
     drill.start_workers(1)  # two workers again
 
@@ -251,10 +252,9 @@ def test_pipeline_survives_a_killed_worker_a_redis_restart_and_concurrent_review
 
     # One TransformScore per train image and generator direction leaving its label: none lost, none twice.
     gan = GanModel.objects.get(dataset=dataset)
-    expected = {(pk, "AB") for pk in Image.objects.filter(dataset=dataset, split="train", original_label=gan.source_label)
-                .values_list("pk", flat=True)}
-    expected |= {(pk, "BA") for pk in Image.objects.filter(dataset=dataset, split="train", original_label=gan.target_label)
-                 .values_list("pk", flat=True)}
+    train_images = Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN)
+    expected = {(pk, "AB") for pk in train_images.filter(original_label=gan.source_label).values_list("pk", flat=True)}
+    expected |= {(pk, "BA") for pk in train_images.filter(original_label=gan.target_label).values_list("pk", flat=True)}
     rows = list(TransformScore.objects.filter(gan=gan).values_list("image_id", "direction"))
     assert len(rows) == len(expected) and set(rows) == expected
 

@@ -107,12 +107,12 @@ def goals(detection_report, runs):
     """The issue's goals, each with the figures it is judged on."""
     overall = {name: per["all"]["auroc"] for name, per in detection_report["signals"].items() if per.get("all")}
     reviewed = runs["runs"].get("reviewed", {})
+    recovered = reviewed.get("gap_recovered_accuracy")
     return {
         "fused_auroc_at_least_cleanlab": {
             "fused": overall.get(FUSED), "cleanlab": overall.get(CLEANLAB),
             "met": None if FUSED not in overall or CLEANLAB not in overall else overall[FUSED] >= overall[CLEANLAB]},
         "reviewed_recovers_half_the_gap": {
-            "gap_recovered_accuracy": reviewed.get("gap_recovered_accuracy"),
-            "met": None if reviewed.get("gap_recovered_accuracy") is None else reviewed["gap_recovered_accuracy"] >= 0.5},
+            "gap_recovered_accuracy": recovered, "met": None if recovered is None else recovered >= 0.5},
         "same_test_split": {"met": runs["same_test_split"]},
     }

@@ -143,12 +143,14 @@ def markdown(r):
     lines = [
         f"# Cleaning benchmark: {p['name']}",
         "",
-        f"{r['dataset']['n']} synthetic faces at {p['size']} px (CycleGANs at {p['gan_size']} px) (difficulty {p['difficulty']}, seed {p['seed']}), "
+        f"{r['dataset']['n']} synthetic faces at {p['size']} px (CycleGANs at {p['gan_size']} px; difficulty "
+        f"{p['difficulty']}, seed {p['seed']}), "
         f"{p['noise']:.0%} wrong labels in train + val ({d['noisy']} of the {d['train_images']} train images), "
         f"none in the {r['dataset']['test']} test images. Classifier {p['arch']} ({p['epochs']} epochs, "
         f"{p['folds']} out-of-fold models), CycleGANs ({p['gan_profile']} profile, "
         f"{p['gan_epochs']}+{p['gan_epochs_decay']} epochs) for {', '.join('-'.join(x) for x in p['pairs'])}. "
-        f"Review budget {rv['decisions']} decisions ({p['budget']:.0%} of train), reviewer error {p['reviewer_error']:.0%}. "
+        f"Review budget {rv['decisions']} decisions ({p['budget']:.0%} of train), reviewer error "
+        f"{p['reviewer_error']:.0%}. "
         f"Total {r['timings']['total']:.0f} s on {r['machine']['cpus']} CPUs "
         f"(1-minute load average {r['machine']['load_average_before'][0]:.1f} before, "
         f"{r['machine']['load_average_after'][0]:.1f} after; torch threads: {r['machine']['torch_threads']}).",
@@ -176,8 +178,9 @@ def markdown(r):
         s = row["selection"]
         note = f"{s['train']} ({s.get('dropped_flagged_unconfirmed', 0) + s.get('dropped_excluded', 0)} dropped, " \
                f"{s.get('relabelled', 0)} relabelled, {s.get('generated', 0)} generated)"
-        lines.append(f"| {name} (run {row['run']}) | {note} | {_f(row['accuracy'])} | {_f(row['delta_accuracy'], '+.3f')} "
-                     f"| {_f(row['macro_f1'])} | {_f(row['delta_macro_f1'], '+.3f')} "
+        lines.append(f"| {name} (run {row['run']}) | {note} | {_f(row['accuracy'])} "
+                     f"| {_f(row['delta_accuracy'], '+.3f')} | {_f(row['macro_f1'])} "
+                     f"| {_f(row['delta_macro_f1'], '+.3f')} "
                      f"| {_f(row['gap_recovered_accuracy'], '.0%')} |")
     lines += ["", f"![runs]({r['plots']['runs']})", "", "## Detection (train split, against truth.csv)", "",
               "| signal | AUROC | AP | " + " | ".join(f"AUROC {c}" for c in CLASSES) + " |",
@@ -199,7 +202,8 @@ def markdown(r):
               f"{rv['decisions']} decisions by {p['reviewers']} simulated reviewers, queue order: "
               f"{rv['noisy_reviewed']} were wrong labels (budget precision {_f(rv['budget_precision'])}; "
               f"{_f(rv['share_of_noisy_reviewed'], '.0%')} of all wrong train labels reached). Labels fixed "
-              f"{rv['labels_fixed']}, broken {rv['labels_broken']}, wrong labels confirmed {rv['wrong_labels_confirmed']} "
+              f"{rv['labels_fixed']}, broken {rv['labels_broken']}, wrong labels confirmed "
+              f"{rv['wrong_labels_confirmed']} "
               f"({rv['reviewer_errors']} simulated reviewer errors). Audit: {r['review_audit']['label_changes']} "
               f"LabelChange rows for {r['review_audit']['decisions']} decisions "
               f"({'all match' if r['review_audit']['ok'] else 'MISMATCH'}).",

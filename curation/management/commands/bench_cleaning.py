@@ -1,5 +1,6 @@
 """`manage.py bench_cleaning`: what cleaning buys, measured against known truth on one test split."""
 import time
+from dataclasses import fields
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -8,6 +9,7 @@ from curation.bench.plan import PROFILES, BenchPlan, PlanError
 from curation.bench.stages import NoWorker, StageFailed, check_workers
 
 NO_WORKER_EXIT = 3
+PLAN_OPTIONS = {f.name for f in fields(BenchPlan)} - {"name", "profile", "pairs"}
 
 
 class Command(BaseCommand):
@@ -48,12 +50,9 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         name = o["name"] or time.strftime("bench-%Y%m%d-%H%M%S", time.gmtime())
         try:
-            plan = BenchPlan.from_options(
-                name=name, profile=o["profile"], n=o["n"], noise=o["noise"], seed=o["seed"],
-                difficulty=o["difficulty"], size=o["size"], gan_size=o["gan_size"], test_fraction=o["test_fraction"],
-                arch=o["arch"], epochs=o["epochs"], folds=o["folds"], batch_size=o["batch_size"], gan_epochs=o["gan_epochs"], gan_epochs_decay=o["gan_epochs_decay"],
-                threshold=o["threshold"], budget=o["budget"], reviewer_error=o["reviewer_error"],
-                generate_share=o["generate_share"], threads=o["threads"])
+            # Options named as the plan's fields; those left out take the profile's value.
+            plan = BenchPlan.from_options(name=name, profile=o["profile"],
+                                          **{k: o.get(k) for k in PLAN_OPTIONS if o.get(k) is not None})
             if not o["inline"]:
                 check_workers()
         except PlanError as exc:
@@ -61,7 +60,8 @@ class Command(BaseCommand):
         except NoWorker as exc:
             raise CommandError(str(exc), returncode=NO_WORKER_EXIT) from None
         say = self.stderr.write
-        say(f"bench_cleaning: dataset {plan.name}, {plan.n} faces at {plan.size} px, {'inline' if o['inline'] else 'on workers'}")
+        where = "in this process" if o["inline"] else "on workers"
+        say(f"bench_cleaning: dataset {plan.name}, {plan.n} faces at {plan.size} px, jobs {where}")
         try:
             report = bench_cleaning(plan, out_dir=o["out"], inline=o["inline"], say=say)
         except (BenchError, StageFailed) as exc:
@@ -74,8 +74,9 @@ class Command(BaseCommand):
             a = per.get("all") or {}
             out(f"detection  {name:<34} AUROC {a.get('auroc', float('nan')):.3f}  AP {a.get('ap', float('nan')):.3f}")
         rv = r["review"]
+        audit = "ok" if r["review_audit"]["ok"] else "MISMATCH"
         out(f"review     {rv['decisions']} decisions, budget precision {rv['budget_precision'] or 0:.3f}, "
-            f"fixed {rv['labels_fixed']}, broken {rv['labels_broken']}, audit {'ok' if r['review_audit']['ok'] else 'MISMATCH'}")
+            f"fixed {rv['labels_fixed']}, broken {rv['labels_broken']}, audit {audit}")
         for name, row in r["runs"]["runs"].items():
             gap = row["gap_recovered_accuracy"]
             out(f"run        {name:<32} acc {row['accuracy']:.4f} ({row['delta_accuracy']:+.4f})  "
