@@ -15,8 +15,8 @@ from django.views.decorators.http import require_GET, require_POST
 
 from curation.labels import CLASSES, label_name
 from curation.models import Dataset, Image
-from curation.review.forms import DecisionForm, ReviewFilterForm
 from curation.review.card import review_card
+from curation.review.forms import DecisionForm, ReviewFilterForm
 from curation.review.selectors import review_progress
 from curation.review.services import (ClaimLost, NothingToUndo, image_claim_next, image_decide, image_lease_extend,
                                       review_undo)

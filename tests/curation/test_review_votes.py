@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 from django.urls import reverse
 
 from curation.models import Image, LabelChange, ReviewVote
-from curation.review.agreement import fleiss_kappa, dataset_agreement
+from curation.review.agreement import dataset_agreement, fleiss_kappa
 from curation.review.services import NothingToUndo, image_claim_next, image_decide, review_undo
 from curation.review.votes import VoteRefused
 from curation.roles import CURATORS_GROUP
