@@ -164,6 +164,9 @@ def test_a_runs_confusion_cell_opens_the_queue_on_its_test_images(client, user, 
                                                      "run": run.pk, "predicted": "2"}, **HTMX)
     assert _card_image_id(decided) == a.pk  # the relabelled one left this cell's queue; its label was happy then
     assert "reviewed 1 / 2 under this filter" in _text(decided)
+    # The runs page's link (status=any: every status, but never one's own decisions): a, since b is decided by us.
+    other = client.get(f"{reverse('review')}?dataset=card&split=test&label=1&run={run.pk}&predicted=2&status=any")
+    assert _card_image_id(other) == a.pk and "reviewed 1 / 2 under this filter" in _text(other)
     # Without a dataset the run's is used; the API's image list takes the same filter.
     assert _card_image_id(client.get(f"{reverse('review')}?run={run.pk}&label=1&predicted=2")) == a.pk
     assert train.pk not in [i.pk for i in images_list(dataset="card", run=run, label=1, predicted=2)]
