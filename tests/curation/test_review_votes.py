@@ -173,3 +173,23 @@ def test_review_settings_command(k2, capsys):
         call_command("review_settings", "double", "--reviews-required", "0")
     with pytest.raises(CommandError, match="no dataset"):
         call_command("review_settings", "nope")
+
+
+def test_the_disputes_page_query_count_does_not_grow_with_disputes(client, people):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ann, ben, cat = people
+    client.force_login(cat)
+    counts = []
+    for n in (2, 20):
+        ds = DatasetFactory(name=f"disputes{n}", reviews_required=2)
+        for _ in range(n):
+            image = ImageFactory(dataset=ds)
+            _vote(ann, image, "confirm")
+            _vote(ben, image, "exclude")
+        with CaptureQueriesContext(connection) as ctx:
+            page = client.get(reverse("review_disputes"), {"dataset": ds.name}).content.decode()
+        assert page.count('class="dispute"') == n
+        counts.append(len(ctx.captured_queries))
+    assert counts[0] == counts[1]
