@@ -19,7 +19,8 @@ def review_queue(*, user, dataset, filters=None):
     their current round."""
     filters = filters or {}
     status = filters.get("status") or Image.Status.UNREVIEWED
-    qs = Image.objects.filter(dataset=dataset)
+    # Disputed images wait for a curator, also after the dataset went back to one review per image.
+    qs = Image.objects.filter(dataset=dataset, disputed=False)
     if status != STATUS_ANY:
         qs = qs.filter(status=status)
     qs = _filtered(qs, filters)
@@ -29,7 +30,7 @@ def review_queue(*, user, dataset, filters=None):
     if dataset.reviews_required > 1:
         voted = ReviewVote.objects.filter(user=user, image=OuterRef("pk"), version=OuterRef("version"),
                                           withdrawn_at__isnull=True)
-        qs = qs.filter(disputed=False).filter(~Exists(voted))
+        qs = qs.filter(~Exists(voted))
     return qs
 
 

@@ -193,3 +193,18 @@ def test_the_disputes_page_query_count_does_not_grow_with_disputes(client, peopl
         assert page.count('class="dispute"') == n
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1]
+
+
+def test_disputes_stay_out_of_the_queue_when_the_dataset_goes_back_to_one_review(k2, people):
+    ann, ben, cat = people
+    disputed = ImageFactory(dataset=k2, suspicion=0.9)
+    plain = ImageFactory(dataset=k2, suspicion=0.1)
+    _vote(ann, disputed, "confirm")
+    _vote(ben, disputed, "exclude")
+    call_command("review_settings", "double", "--reviews-required", "1")
+    k2.refresh_from_db()
+    from curation.review.selectors import review_grid_page
+    assert [image.pk for image in review_grid_page(user=cat, dataset=k2)[0]] == [plain.pk]
+    assert image_claim_next(user=cat, dataset=k2).pk == plain.pk
+    assert isinstance(_vote(cat, plain, "confirm"), LabelChange)  # a plain decision again
+    assert image_claim_next(user=cat, dataset=k2) is None
