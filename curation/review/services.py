@@ -111,13 +111,16 @@ def _take_own(*, pk, user, now):
 def _claim_first(ordered, *, status, user, now):
     """Inside the caller's transaction: the row locks taken here are held until it commits."""
     skip_locked = connection.features.has_select_for_update_skip_locked
+    tried = []  # rows this transaction locked but could not take: its own locks do not make FOR UPDATE skip them
     for _ in range(_MAX_ROUNDS):
         if skip_locked:
-            pk = ordered.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
+            candidates = ordered.exclude(pk__in=tried) if tried else ordered
+            pk = candidates.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
             if pk is None:  # every candidate is gone or being claimed by someone else right now
                 return None
             if _take(pk=pk, status=status, user=user, now=now):
                 return pk
+            tried.append(pk)
             continue
         candidates = list(ordered.values_list("pk", flat=True)[:_CANDIDATES_PER_ROUND])
         if not candidates:
