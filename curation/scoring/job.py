@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.classifier.job import resolve_dataset
+from curation.db import update_rows
 from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.models import GanModel, Image, Run, TransformScore
@@ -83,7 +84,8 @@ def _standardise(dataset, gans):
                         .order_by("id").only("id", "ssim"))
             for row, z in zip(rows, standardise([r.ssim for r in rows])):
                 row.z = float(z)
-            TransformScore.objects.bulk_update(rows, ["z"], batch_size=2000)
+            with transaction.atomic():
+                update_rows(TransformScore, rows, ["z"])
 
 
 def _classifier_signals(dataset):
@@ -146,9 +148,8 @@ def _summarise(dataset, threshold, class_thresholds, classifier):
         rate[0] += img.flagged
         rate[1] += 1
     with transaction.atomic():
-        Image.objects.bulk_update(images, ["ambiguity", "flagged", "gan_score", "gan_suggested_label", "label_quality",
-                                           "classifier_flagged", "classifier_suggested_label", "suspicion"],
-                                  batch_size=2000)
+        update_rows(Image, images, ["ambiguity", "flagged", "gan_score", "gan_suggested_label", "label_quality",
+                                    "classifier_flagged", "classifier_suggested_label", "suspicion"])
     return {
         "classifier_run": classifier["run"], "threshold": threshold, "class_thresholds": class_thresholds,
         "flag_rate_per_class": {c: round(f / n, 4) for c, (f, n) in flag_rate.items() if n},
