@@ -77,6 +77,15 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """The system Chromium under Playwright, once per module (tests/browser.py)."""
+    from tests.browser import launch_chromium
+
+    with launch_chromium() as chromium:
+        yield chromium
+
+
 @pytest.fixture
 def user(db):
     return UserFactory(username="reviewer")

@@ -1,6 +1,5 @@
 """The jobs page and the run comparison in a real browser (Playwright for Python driving the system Chromium)
 against pytest-django's live server, with a real Celery worker running the jobs the page starts."""
-import os
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -9,42 +8,10 @@ from django.core.cache import cache
 
 from curation.models import Job, Run
 from curation.roles import CURATORS_GROUP
+from tests.browser import log_in
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-TIMEOUT_MS = 15_000
-
-
-def _unavailable(reason):
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true but the browser tests cannot run: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
-    if not os.path.exists(CHROMIUM):
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    # Playwright's sync API runs an event loop in this thread; Django would refuse the tests' ORM calls beside it.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
 
 @pytest.fixture
 def curator_page(live_server, transactional_db, browser):
@@ -53,13 +20,7 @@ def curator_page(live_server, transactional_db, browser):
     user = UserFactory(username="carla")
     user.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(TIMEOUT_MS)
-    page.goto(f"{live_server.url}/login/?next=/jobs/")
-    page.fill("input[name=username]", "carla")
-    page.fill("input[name=password]", "pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/jobs/")
+    page = log_in(context.new_page(), live_server, "carla", "/jobs/")
     yield page
     context.close()
 

@@ -1,48 +1,15 @@
 """The review queue in a real browser: Playwright for Python driving the system Chromium (Debian's `chromium`,
 installed by .ci/run; no browser is downloaded) against pytest-django's live server."""
-import os
 
 import pytest
 from django.core.cache import cache
 
 from curation.models import Image, LabelChange
 from curation.services import image_label_change
+from tests.browser import log_in
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-TIMEOUT_MS = 15_000
-
-
-def _unavailable(reason):
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true but the browser tests cannot run: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -r requirements-dev.txt)")
-    if not os.path.exists(CHROMIUM):
-        _unavailable(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    # Playwright's sync API runs an event loop in this thread; Django would refuse the tests' ORM calls beside it.
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-    if previous is None:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    else:
-        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
 
 @pytest.fixture
 def site(live_server, transactional_db, browser):
@@ -56,13 +23,7 @@ def site(live_server, transactional_db, browser):
         # The live server serves no media (DEBUG is off in tests): every image is the same small face.
         context.route("**/media/**", lambda route: route.fulfill(body=_png(), content_type="image/png"))
         contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{live_server.url}/login/?next=/review/")
-        page.fill("input[name=username]", username)
-        page.fill("input[name=password]", "pw")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/review/")
+        page = log_in(context.new_page(), live_server, username, "/review/")
         page.wait_for_selector("body[data-keys=ready]", state="attached")
         return page
 

@@ -17,7 +17,7 @@ from PIL import ImageOps
 
 from curation.models import Dataset, GanModel, GeneratedImage, Image, Run, TransformScore
 from curation.review.services import image_decide
-from tests.curation.test_review_browser import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS
+from tests.browser import log_in
 from tests.factories import UserFactory
 from training.synthetic_faces import make_synthetic_faces
 
@@ -78,32 +78,23 @@ def _scored_dataset(tmp_path, media):
 
 
 @pytest.fixture
-def page_for(live_server, transactional_db, _media_root):
-    from playwright.sync_api import sync_playwright
+def page_for(live_server, transactional_db, _media_root, browser):
+    def serve_media(route):
+        path = _media_root / route.request.url.split("/media/", 1)[1]
+        route.fulfill(body=path.read_bytes(), content_type="image/png") if path.exists() else route.abort()
 
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    contexts = []
 
-        def serve_media(route):
-            path = _media_root / route.request.url.split("/media/", 1)[1]
-            route.fulfill(body=path.read_bytes(), content_type="image/png") if path.exists() else route.abort()
+    def make(username, viewport):
+        UserFactory(username=username)
+        context = browser.new_context(viewport=viewport, device_scale_factor=1)
+        context.route("**/media/**", serve_media)
+        contexts.append(context)
+        return log_in(context.new_page(), live_server, username, "/review/")
 
-        def make(username, viewport):
-            UserFactory(username=username)
-            context = browser.new_context(viewport=viewport, device_scale_factor=1)
-            context.route("**/media/**", serve_media)
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{live_server.url}/login/?next=/review/")
-            page.fill("input[name=username]", username)
-            page.fill("input[name=password]", "pw")
-            page.click("button[type=submit]")
-            page.wait_for_url(f"{live_server.url}/review/")
-            return page
-
-        yield make
-        browser.close()
+    yield make
+    for context in contexts:
+        context.close()
 
 
 def test_make_the_review_screenshots(page_for, live_server, tmp_path, _media_root):
