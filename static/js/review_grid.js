@@ -3,24 +3,7 @@
 // buttons. Keys are ignored while a request is in flight, so a held key sends one action.
 (function () {
   "use strict";
-  let inFlight = 0;
-  let ready = false;
   let anchor = null; // index of the last tile clicked without Shift: one end of a Shift-click range
-
-  // Between a swap and htmx processing the new content, a click would submit the new form natively: keys wait.
-  let swapping = false;
-  document.addEventListener("htmx:load", function () {
-    ready = true;
-    swapping = false;
-    document.body.dataset.keys = "ready";
-  });
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    if (!event.detail.shouldSwap) return;
-    swapping = true;
-    document.body.dataset.keys = "swapping";
-  });
-  document.addEventListener("htmx:beforeRequest", function () { inFlight += 1; });
-  document.addEventListener("htmx:afterRequest", function () { inFlight = Math.max(0, inFlight - 1); });
   document.addEventListener("htmx:afterSwap", function () { anchor = null; updateCount(); });
 
   function boxes() { return Array.from(document.querySelectorAll("#grid input[name=pick]")); }
@@ -102,7 +85,7 @@
     const button = buttonFor(key);
     if (!button) return;
     event.preventDefault();
-    if (!ready || swapping || event.repeat || inFlight > 0 || button.disabled || button.closest("fieldset:disabled")) return;
+    if (window.ferHtmx.busy() || event.repeat || button.disabled || button.closest("fieldset:disabled")) return;
     if (key === "a") { selectAll(); return; }
     if (!boxes().some(b => b.checked)) return; // nothing selected: nothing to send
     button.click();

@@ -3,23 +3,6 @@
 // dropped: a decision is recorded at most once per card (the server's version check is the final guard).
 (function () {
   "use strict";
-  let inFlight = 0;
-  // Until htmx has processed the page a click would submit the form natively (a full page load): keys wait.
-  let ready = false;
-  // Between a swap and htmx processing the new content, a click would submit the new form natively: keys wait.
-  let swapping = false;
-  document.addEventListener("htmx:load", function () {
-    ready = true;
-    swapping = false;
-    document.body.dataset.keys = "ready";
-  });
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    if (!event.detail.shouldSwap) return;
-    swapping = true;
-    document.body.dataset.keys = "swapping";
-  });
-  document.addEventListener("htmx:beforeRequest", function () { inFlight += 1; });
-  document.addEventListener("htmx:afterRequest", function () { inFlight = Math.max(0, inFlight - 1); });
 
   function buttonFor(key) {
     for (const button of document.querySelectorAll("#card button[data-key]")) {
@@ -53,7 +36,7 @@
     if (!button) return;
     // Enter on a focused button would also click it natively: one decision per key press.
     event.preventDefault();
-    if (!ready || swapping || event.repeat || inFlight > 0 || button.disabled || button.closest("fieldset:disabled")) return;
+    if (window.ferHtmx.busy() || event.repeat || button.disabled || button.closest("fieldset:disabled")) return;
     button.click();
   });
 })();
