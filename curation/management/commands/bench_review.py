@@ -60,6 +60,21 @@ def _free_port():
         return s.getsockname()[1]
 
 
+
+def _run_reviewers(reviewer, identities, errors, what):
+    """Run reviewer(index, identity) in a thread for each identity; returns the wall time, or raises CommandError
+    with the first error the threads collected."""
+    began = time.perf_counter()
+    threads = [threading.Thread(target=reviewer, args=(i, x)) for i, x in enumerate(identities)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - began
+    if errors:
+        raise CommandError(f"{len(errors)} {what} failed, first: {errors[0]}")
+    return wall
+
 class Command(BaseCommand):
     help = ("Load benchmark: R reviewers claiming and deciding over HTTP against a real server on loopback, with "
             "the in-process database floor measured in the same run. PostgreSQL only.")
@@ -220,16 +235,7 @@ class Command(BaseCommand):
             finally:
                 conn.close()
 
-        began = time.perf_counter()
-        threads = [threading.Thread(target=reviewer, args=(i, t)) for i, t in enumerate(tokens)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - began
-        if errors:
-            raise CommandError(f"{len(errors)} reviewer(s) failed, first: {errors[0]}")
-        return {"lat": lat, "wall": wall}
+        return {"lat": lat, "wall": _run_reviewers(reviewer, tokens, errors, "reviewer(s)")}
 
     def _floor_phase(self, users, dataset, opts):
         """The same services in-process: no HTTP, no serialisation, no server; each thread its own connection."""
@@ -273,16 +279,7 @@ class Command(BaseCommand):
             finally:
                 connections.close_all()
 
-        began = time.perf_counter()
-        threads = [threading.Thread(target=reviewer, args=(i, u)) for i, u in enumerate(users)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - began
-        if errors:
-            raise CommandError(f"{len(errors)} floor thread(s) failed, first: {errors[0]}")
-        return {"lat": lat, "wall": wall}
+        return {"lat": lat, "wall": _run_reviewers(reviewer, users, errors, "floor thread(s)")}
 
     def _report(self, http_result, floor, opts):
         self.stdout.write(f"{'phase':34s} {'requests':>8s} {'p50 ms':>7s} {'p95 ms':>7s} {'p99 ms':>7s} {'req/s':>7s}")
