@@ -10,10 +10,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from curation.forms import form_error_text
 from curation.labels import label_name
 from curation.models import Dataset, Image
 from curation.review.agreement import dataset_agreement
-from curation.review.forms import DecisionForm
+from curation.review.forms import DECISION_WORDS, DecisionForm
 from curation.review.views import CLASS_KEYS
 from curation.review.votes import NotDisputed, dispute_resolve, disputes_list
 from curation.roles import user_is_curator
@@ -45,7 +46,7 @@ def review_dispute_resolve(request):
     decision = DecisionForm(request.POST)
     dataset = request.POST.get("dataset", "")
     if not decision.is_valid():
-        messages.error(request, "; ".join(e for errors in decision.errors.values() for e in errors))
+        messages.error(request, form_error_text(decision))
     else:
         action, label = decision.cleaned_data["decision"]
         image_id = decision.cleaned_data["image_id"]
@@ -57,7 +58,6 @@ def review_dispute_resolve(request):
         except Image.DoesNotExist:
             messages.error(request, f"Image {image_id} no longer exists.")
         else:
-            done = f"labelled {label_name(label)}" if action == "relabel" else {"confirm": "confirmed",
-                                                                                 "exclude": "excluded"}[action]
+            done = f"labelled {label_name(label)}" if action == "relabel" else DECISION_WORDS[action]
             messages.success(request, f"Dispute on image {image_id} resolved: {done}.")
     return redirect(f"{reverse('review_disputes')}?{urlencode({'dataset': dataset})}")

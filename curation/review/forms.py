@@ -68,6 +68,10 @@ class ReviewFilterForm(forms.Form):
         return {name: value for name, value in self.data.items() if name in self.fields and value not in ("", None)}
 
 
+# How a message names a decision other than a relabel.
+DECISION_WORDS = {"confirm": "confirmed", "exclude": "excluded", "skip": "skipped"}
+
+
 class DecisionForm(forms.Form):
     image_id = forms.IntegerField()
     version = forms.IntegerField(required=False)

@@ -12,15 +12,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from curation.forms import form_error_text
 from curation.labels import label_name
 from curation.models import Dataset, Image
-from curation.review.forms import GridDecisionForm, ReviewFilterForm
+from curation.review.forms import DECISION_WORDS, GridDecisionForm, ReviewFilterForm
 from curation.review.selectors import review_grid_page
 from curation.review.services import images_decide_bulk
 from curation.review.views import CLASS_KEYS
 
 PAGE, GRID = "curation/review_grid.html", "curation/review_grid_part.html"
-_DONE = {"confirm": "confirmed", "exclude": "excluded"}
 
 
 @login_required
@@ -34,7 +34,7 @@ def review_grid(request):
 def review_grid_decide(request):
     form = GridDecisionForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(request, form_error_text(form))
     else:
         action, label = form.cleaned_data["decision"]
         try:
@@ -53,7 +53,7 @@ def _page(data):
 
 
 def _report(request, result, action, label):
-    done = f"relabelled to {label_name(label)}" if action == "relabel" else _DONE[action]
+    done = f"relabelled to {label_name(label)}" if action == "relabel" else DECISION_WORDS[action]
     if result.decided:
         messages.success(request, f"{len(result.decided)} image{'s' if len(result.decided) != 1 else ''} {done}.")
     if result.conflicts:

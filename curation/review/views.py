@@ -13,10 +13,11 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from curation.forms import form_error_text
 from curation.labels import CLASSES, label_name
 from curation.models import Dataset, Image
 from curation.review.card import review_card
-from curation.review.forms import DecisionForm, ReviewFilterForm
+from curation.review.forms import DECISION_WORDS, DecisionForm, ReviewFilterForm
 from curation.review.selectors import review_progress
 from curation.review.services import (ClaimLost, NothingToUndo, image_claim_next, image_decide, image_lease_extend,
                                       review_undo)
@@ -25,7 +26,6 @@ from curation.services import VersionConflict
 
 PAGE, CARD = "curation/review.html", "curation/review_card.html"
 # Keys 1-8 relabel to the class of that position in the canonical order.
-_DONE = {"confirm": "confirmed", "exclude": "excluded", "skip": "skipped"}
 CLASS_KEYS = [(str(code + 1), code, name) for code, name in enumerate(CLASSES)]
 
 
@@ -40,7 +40,7 @@ def review_queue(request):
 def review_decide(request):
     decision = DecisionForm(request.POST)
     if not decision.is_valid():
-        messages.error(request, "; ".join(e for errors in decision.errors.values() for e in errors))
+        messages.error(request, form_error_text(decision))
     else:
         action, label = decision.cleaned_data["decision"]
         image_id = decision.cleaned_data["image_id"]
@@ -56,7 +56,7 @@ def review_decide(request):
         except Image.DoesNotExist:
             messages.error(request, f"Image {image_id} no longer exists; nothing was recorded.")
         else:
-            done = f"relabelled to {label_name(label)}" if action == "relabel" else _DONE[action]
+            done = f"relabelled to {label_name(label)}" if action == "relabel" else DECISION_WORDS[action]
             messages.success(request, f"Image {image_id} {done}{_vote_outcome(result)}.")
     return _next_card(request, ReviewFilterForm(request.POST))
 

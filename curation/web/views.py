@@ -11,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
+from curation.forms import form_error_text
 from curation.jobs.errors import JobParamsError
 from curation.jobs.selectors import workers_alive
 from curation.jobs.services import job_cancel, job_enqueue
@@ -180,7 +181,7 @@ def gan_epoch(request, gan_id):
     form = GanEpochForm(request.POST)
     error = None
     if not form.is_valid():
-        error = "; ".join(e for errors in form.errors.values() for e in errors)
+        error = form_error_text(form)
     else:
         try:
             gan_choose_epoch(gan_id=gan.pk, epoch=form.cleaned_data["epoch"])
