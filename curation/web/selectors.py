@@ -135,10 +135,15 @@ def _snapshot_exists(run):
     return bool(run.snapshot_file) and (Path(settings.MEDIA_ROOT) / run.snapshot_file).exists()
 
 
+def snapshot_diff_cache_key(base_hash, run_hash):
+    """Where the difference between two label snapshots is cached, by their hashes."""
+    return f"fer:snapshot-diff:{base_hash}:{run_hash}"
+
+
 def _cached_diff(base, run, base_rows):
     """snapshot_diff of two runs, cached by the two snapshots' hashes: a snapshot never changes once written, and
     reading two AffectNet-sized snapshots costs most of a second. `base_rows`: a one-item list filled on first use."""
-    key = f"fer:snapshot-diff:{base.snapshot_hash}:{run.snapshot_hash}"
+    key = snapshot_diff_cache_key(base.snapshot_hash, run.snapshot_hash)
     if base.snapshot_hash and run.snapshot_hash:
         diff = cache.get(key)
         if diff is not None:

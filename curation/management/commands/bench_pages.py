@@ -27,7 +27,8 @@ from django.test import Client
 from curation.labels import CLASSES
 from curation.models import Dataset, Job, Run
 from curation.roles import CURATORS_GROUP
-from curation.web.selectors import JOBS_PER_PAGE, job_children_counts, jobs_page, runs_compare
+from curation.web.selectors import (JOBS_PER_PAGE, job_children_counts, jobs_page, runs_compare,
+                                    snapshot_diff_cache_key)
 
 
 def _best(fn, repeat):
@@ -112,7 +113,7 @@ class Command(BaseCommand):
 
         def cold(fn):
             def run():
-                cache.delete(f"fer:snapshot-diff:{dataset.name}-0:{dataset.name}-1")
+                cache.delete(snapshot_diff_cache_key(f"{dataset.name}-0", f"{dataset.name}-1"))
                 fn()
             return run
 
@@ -121,7 +122,7 @@ class Command(BaseCommand):
         selector = _best(cold(lambda: runs_compare(run_ids=runs)), repeat)
         full = _best(cold(page), repeat)
         warm = _best(page, repeat)
-        cache.delete(f"fer:snapshot-diff:{dataset.name}-0:{dataset.name}-1")
+        cache.delete(snapshot_diff_cache_key(f"{dataset.name}-0", f"{dataset.name}-1"))
         self.stdout.write(f"run comparison, two snapshots of {n:,} and {len(other):,} train rows ({mb:.1f} MB of CSV), "
                           f"best of {repeat}:")
         self.stdout.write(f"  baseline: csv.reader over both files   {base:7.3f} s")

@@ -60,6 +60,21 @@ def _free_port():
         return s.getsockname()[1]
 
 
+class _Budget:
+    """Requests left to the reviewer threads of a phase, shared between them."""
+
+    def __init__(self, requests):
+        self.left = requests
+        self._lock = threading.Lock()
+
+    def take(self, n):
+        """Take n requests if that many are left; False once the budget is spent."""
+        with self._lock:
+            if self.left < n:
+                return False
+            self.left -= n
+            return True
+
 
 def _run_reviewers(reviewer, identities, errors, what):
     """Run reviewer(index, identity) in a thread for each identity; returns the wall time, or raises CommandError
@@ -183,20 +198,11 @@ class Command(BaseCommand):
     def _http_phase(self, port, tokens, dataset, opts, warmup=False):
         """Each reviewer loops claim + decision over its own keep-alive connection. The warm-up does 2 loops each
         (connections, worker imports, caches) and is not reported."""
-        budget = len(tokens) * 4 if warmup else opts["requests"]
-        counter = {"left": budget}
-        lock = threading.Lock()
+        take = _Budget(len(tokens) * 4 if warmup else opts["requests"]).take
         lat = {"claim": [], "decision": []}
         errors = []
         deadline = time.monotonic() + opts["seconds"]
         start = threading.Barrier(len(tokens))
-
-        def take(n):
-            with lock:
-                if counter["left"] < n:
-                    return False
-                counter["left"] -= n
-                return True
 
         def reviewer(index, token):
             rng = random.Random(index)
@@ -239,19 +245,11 @@ class Command(BaseCommand):
 
     def _floor_phase(self, users, dataset, opts):
         """The same services in-process: no HTTP, no serialisation, no server; each thread its own connection."""
-        budget = {"left": opts["requests"]}
-        lock = threading.Lock()
+        take = _Budget(opts["requests"]).take
         lat = {"claim": [], "decision": []}
         errors = []
         deadline = time.monotonic() + opts["seconds"]
         start = threading.Barrier(len(users))
-
-        def take(n):
-            with lock:
-                if budget["left"] < n:
-                    return False
-                budget["left"] -= n
-                return True
 
         def reviewer(index, user):
             rng = random.Random(1000 + index)
