@@ -1,13 +1,12 @@
 """What the review card shows beside the image: the CycleGAN transformations behind its score, the classifier's
 top probabilities, and its label history. A fixed number of queries per card, whatever the dataset's size."""
-import functools
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db.models import F
 
-from curation.classifier.predictions import run_predictions_path
+from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.labels import CLASSES
 from curation.models import GeneratedImage, Image, LabelChange, Run, TransformScore
 
@@ -68,25 +67,13 @@ def _probabilities(image, run):
 
 
 def _top(run, path, image_id, source):
-    try:
-        stat = path.stat()
-    except OSError:
+    read = read_probabilities(path)
+    if read is None:
         return None
-    ids, probs = _read_probabilities(str(path), stat.st_mtime_ns, stat.st_size)
+    ids, _, probs = read
     at = int(np.searchsorted(ids, image_id))
     if at >= len(ids) or ids[at] != image_id:
         return None
     row = probs[at]
     top = np.argsort(-row)[:TOP_PROBABILITIES]
     return {"run": run.pk, "source": source, "top": [(CLASSES[j], float(row[j])) for j in top]}
-
-
-@functools.lru_cache(maxsize=8)
-def _read_probabilities(path, mtime_ns, size):
-    """(sorted image ids, their probability rows normalised to sum 1) of an npz with `ids` and `probs`; cached per
-    file version (path, modification time, size), so each web process reads a run's file once."""
-    with np.load(path) as data:
-        ids, probs = np.asarray(data["ids"], dtype=np.int64), np.asarray(data["probs"], dtype=np.float32)
-    order = np.argsort(ids, kind="stable")
-    probs = probs[order]
-    return ids[order], probs / np.maximum(probs.sum(1, keepdims=True), 1e-12)
