@@ -12,7 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
-from curation.classifier.selection import Item, Selection, select_training_data
+from curation.classifier.selection import DOUBTFUL, Item, Selection, select_training_data
 from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.labels import CLASSES, CODE
@@ -22,7 +22,7 @@ from curation.models import Dataset, GeneratedImage, Image, Run
 log = logging.getLogger(__name__)
 
 DEFAULTS = {"arch": "seed_cnn", "size": 64, "epochs": 30, "batch_size": 128, "folds": 0, "seed": 0,
-            "reduced": False, "augmented": False, "lr": 2e-3, "patience": 5}
+            "reduced": False, "augmented": False, "doubtful": "ssim", "lr": 2e-3, "patience": 5}
 
 
 def resolve_dataset(name):
@@ -50,6 +50,8 @@ def validate_train_params(params):
         except (TypeError, ValueError):
             raise JobParamsError(f"{key} must be an integer, not {clean[key]!r}") from None
     clean["reduced"], clean["augmented"] = bool(clean["reduced"]), bool(clean["augmented"])
+    if clean["doubtful"] not in DOUBTFUL:
+        raise JobParamsError(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {clean['doubtful']!r}")
     if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
         raise JobParamsError(f"folds must be 0 (none) or 2-10, not {clean['folds']}")
     try:
@@ -103,7 +105,8 @@ def selection_from_snapshot(text):
 
 
 def _start_run(ctx, dataset, p, cfg):
-    sel = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"])
+    sel = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"],
+                               doubtful=p.get("doubtful", "ssim"))
     with transaction.atomic():
         run = Run.objects.create(
             dataset=dataset, job_id=ctx.job_id, arch=cfg.arch, config=cfg.to_dict(), reduced=p["reduced"],

@@ -1,8 +1,10 @@
 """What a classifier run trains, validates and tests on.
 
 - Baseline (neither switch): every train and val image with its original label.
-- Reduced: train images with their current labels (relabels applied), minus excluded images and minus images
-  flagged ambiguous that no reviewer confirmed or relabelled.
+- Reduced: train images with their current labels (relabels applied), minus excluded images and minus the
+  doubtful images that no reviewer confirmed or relabelled. Which images are doubtful is the run's choice
+  (DOUBTFUL): "ssim" (the published rule: flagged ambiguous by the CycleGAN SSIM), "classifier" (cleanlab found a
+  label issue in the out-of-fold probabilities: confident learning's pruning), or "either".
 - Augmented: adds generated images from train-split sources (not excluded) labelled with their target emotion.
 
 The val and test splits are the same for every run of a dataset: all their images with their original labels.
@@ -52,12 +54,18 @@ class Selection:
         return hashlib.sha256(repr(rows).encode()).hexdigest()
 
 
+# What --reduced drops when no reviewer decided the image: the flags behind each choice.
+DOUBTFUL = {"ssim": ("flagged",), "classifier": ("classifier_flagged",), "either": ("flagged", "classifier_flagged")}
+
+
 def _item(row, label):
     return Item("image", row["id"], row["file"], row["content_hash"], label, row["path"])
 
 
-def select_training_data(*, dataset, reduced=False, augmented=False):
-    fields = ("id", "file", "content_hash", "path", "split", "original_label", "label", "status", "flagged")
+def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="ssim"):
+    flags = DOUBTFUL[doubtful]
+    fields = ("id", "file", "content_hash", "path", "split", "original_label", "label", "status", "flagged",
+              "classifier_flagged")
     sel = Selection()
     dropped_excluded = dropped_flagged = relabelled = 0
     for row in Image.objects.filter(dataset=dataset).order_by("id").values(*fields).iterator():
@@ -70,7 +78,7 @@ def select_training_data(*, dataset, reduced=False, augmented=False):
         if row["status"] == Image.Status.EXCLUDED:
             dropped_excluded += 1
             continue
-        if row["flagged"] and row["status"] == Image.Status.UNREVIEWED:
+        if row["status"] == Image.Status.UNREVIEWED and any(row[f] for f in flags):
             dropped_flagged += 1
             continue
         relabelled += row["label"] != row["original_label"]
@@ -89,6 +97,6 @@ def select_training_data(*, dataset, reduced=False, augmented=False):
     sel.counts = {
         "train": len(sel.train), "val": len(sel.val), "test": len(sel.test),
         "dropped_excluded": dropped_excluded, "dropped_flagged_unconfirmed": dropped_flagged,
-        "relabelled": relabelled, "generated": generated,
+        "relabelled": relabelled, "generated": generated, **({"doubtful": doubtful} if reduced else {}),
     }
     return sel

@@ -64,13 +64,16 @@ class RetrainForm(StartForm):
     dataset = DatasetField()
     reduced = forms.BooleanField(required=False, initial=True, help_text="drop excluded and unconfirmed flagged "
                                                                           "images, apply relabels")
+    doubtful = forms.ChoiceField(
+        choices=[("ssim", "flagged by the SSIM rule"), ("classifier", "flagged by cleanlab"), ("either", "either flag")],
+        required=False, initial="ssim", help_text="reduced: which unreviewed images count as doubtful and are dropped")
     augmented = forms.BooleanField(required=False, help_text="add generated images")
     epochs = forms.IntegerField(required=False, help_text="empty: as the latest run")
 
     def params(self):
         data = self.cleaned_data
         params = {"dataset": data["dataset"], "reduced": data["reduced"], "augmented": data["augmented"],
-                  "folds": 0}
+                  "doubtful": data.get("doubtful") or "ssim", "folds": 0}
         if data.get("epochs") is not None:
             params["epochs"] = data["epochs"]
         latest = Run.objects.filter(dataset__name=data["dataset"], status=Run.Status.SUCCEEDED).order_by("-id").first()

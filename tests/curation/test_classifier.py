@@ -66,6 +66,16 @@ def test_reduced_and_augmented_select_exactly_the_documented_images(user):
     assert train_of(reduced) == {("image", kept.pk): 1, ("image", flagged_confirmed.pk): 1, ("image", relabelled.pk): 7}
     assert reduced.counts["dropped_excluded"] == 1 and reduced.counts["dropped_flagged_unconfirmed"] == 1
 
+    # Doubtful by cleanlab instead: the SSIM-flagged image stays, the cleanlab-flagged unreviewed one goes.
+    by_classifier = ImageFactory(dataset=ds, label=1, original_label=1, classifier_flagged=True)
+    classifier = select_training_data(dataset=ds, reduced=True, doubtful="classifier")
+    assert train_of(classifier) == {**train_of(reduced), ("image", flagged.pk): 1}
+    either = select_training_data(dataset=ds, reduced=True, doubtful="either")
+    assert train_of(either) == train_of(reduced) and either.counts["dropped_flagged_unconfirmed"] == 2
+    assert (by_classifier.pk not in {i.id for i in classifier.train}
+            and ("image", by_classifier.pk) in train_of(select_training_data(dataset=ds, reduced=True)))
+    by_classifier.delete()
+
     both = select_training_data(dataset=ds, reduced=True, augmented=True)
     assert train_of(both) == {**train_of(reduced), ("generated", from_train.pk): 2}
 

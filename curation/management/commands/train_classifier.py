@@ -18,9 +18,12 @@ class Command(JobCommand):
         parser.add_argument("--seed", type=int)
         parser.add_argument("--reduced", action="store_true", help="drop excluded and unconfirmed flagged images, apply relabels")
         parser.add_argument("--augmented", action="store_true", help="add generated images from train-split sources")
+        parser.add_argument("--doubtful", choices=["ssim", "classifier", "either"],
+                            help="with --reduced, which unreviewed images are dropped: flagged by the SSIM rule "
+                                 "(default, the published experiment's), by cleanlab, or by either")
 
     def job_params(self, options):
-        keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed")
+        keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed", "doubtful")
         params = {k: options[k] for k in keys if options.get(k) is not None}
         params.update(reduced=options["reduced"], augmented=options["augmented"])
         return params
