@@ -28,10 +28,10 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     dataset = Dataset.objects.get(name="tiny")
     truth = read_truth(out / "faces" / "truth.csv")
 
-    # Every job of the pipeline ran once and succeeded: import, 5 classifier runs, 4 CycleGANs, scores, generation.
+    # Every job of the pipeline ran once and succeeded: import, 6 classifier runs, 4 CycleGANs, scores, generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
     assert kinds == ["import_dataset", "train_classifier", *["train_cyclegan"] * 4, "score_ambiguity",
-                     "train_classifier", "train_classifier", *["generate_images"] * 4, "train_classifier",
+                     "train_classifier", "train_classifier", "train_classifier", *["generate_images"] * 4, "train_classifier",
                      "train_classifier"]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
@@ -130,7 +130,7 @@ def test_with_a_worker_up_every_job_runs_on_it(start_worker, tmp_path):
     call_command("bench_cleaning", *TINY, "--out", str(out), "--name", "onworker", stdout=io.StringIO(),
                  stderr=io.StringIO())
     jobs = list(Job.objects.exclude(kind__endswith="_chunk"))
-    assert len(jobs) == 15 and {j.status for j in jobs} == {Job.Status.SUCCEEDED}
+    assert len(jobs) == 16 and {j.status for j in jobs} == {Job.Status.SUCCEEDED}
     assert not [j.pk for j in jobs if j.worker.startswith("inline:")], "a job ran in the command's process"
     report = json.loads((out / "report.json").read_text())
     assert report["inline"] is False and report["runs"]["same_test_split"] and report["review_audit"]["ok"]

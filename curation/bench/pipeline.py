@@ -67,8 +67,10 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     stage("scoring", lambda: job("score_ambiguity", {"dataset": plan.name, "threshold": plan.threshold}))
     budget = max(1, round(plan.budget * splits["train"]))
     detection = measure.detection(dataset, truth, budget=budget)
-    runs["reduced (flags only, no review)"] = stage("retrain: reduced", lambda: job(
-        "train_classifier", plan.classifier_params(reduced=True))).result["run"]
+    runs["reduced (SSIM flags, no review)"] = stage("retrain: reduced", lambda: job(
+        "train_classifier", plan.classifier_params(reduced=True, doubtful="ssim"))).result["run"]
+    runs["reduced (cleanlab flags, no review)"] = stage("retrain: reduced", lambda: job(
+        "train_classifier", plan.classifier_params(reduced=True, doubtful="classifier"))).result["run"]
 
     users = reviewers.bench_users(f"{plan.name}-reviewer", plan.reviewers)
     decisions = stage("simulated review", lambda: reviewers.simulate_review(
@@ -76,14 +78,14 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     audit = reviewers.audit_decisions(decisions, users, dataset)
     review = measure.review_summary(decisions, detection["noisy"])
     runs["reviewed"] = stage("retrain: reviewed", lambda: job(
-        "train_classifier", plan.classifier_params(reduced=True))).result["run"]
+        "train_classifier", plan.classifier_params(reduced=True, doubtful=plan.doubtful))).result["run"]
 
     per_direction = max(1, round(plan.generate_share * splits["train"] / (2 * len(plan.pairs))))
     for a, b in plan.pairs:
         stage("generate images", lambda: job("generate_images", {"dataset": plan.name, "pair": [a, b],
                                                                  "n": per_direction, "seed": plan.seed}))
     runs["reviewed + augmented"] = stage("retrain: reviewed + augmented", lambda: job(
-        "train_classifier", plan.classifier_params(reduced=True, augmented=True))).result["run"]
+        "train_classifier", plan.classifier_params(reduced=True, augmented=True, doubtful=plan.doubtful))).result["run"]
 
     oracle_user = get_user_model().objects.get_or_create(username=f"{plan.name}-oracle")[0]
     oracle = stage("oracle relabel", lambda: reviewers.oracle_relabel(dataset=dataset, truth=truth, user=oracle_user))

@@ -44,6 +44,8 @@ class BenchPlan:
     budget: float = 0.1  # decisions the reviewers make, as a share of the train split
     reviewer_error: float = 0.1  # probability that a simulated decision is wrong
     reviewers: int = 2  # simulated reviewer accounts taking turns on the queue
+    # Which unreviewed images the reviewed runs drop (retrain --doubtful): ssim, classifier or either.
+    doubtful: str = "ssim"
     generate_share: float = 0.25  # generated images for the augmented run, as a share of the train split
     # torch threads of an --inline run (0: torch's default). One on a shared 2-core machine, where two OpenMP
     # threads spin against each other's and other people's work; workers keep their own setting.
@@ -86,6 +88,8 @@ class BenchPlan:
             problems.append(f"folds must be at least 2 (the baseline's out-of-fold probabilities), not {self.folds}")
         if not 0 < self.generate_share <= 2:
             problems.append(f"generate-share must be in (0, 2], not {self.generate_share}")
+        if self.doubtful not in ("ssim", "classifier", "either"):
+            problems.append(f"doubtful must be ssim, classifier or either, not {self.doubtful!r}")
         if self.threads < 0:
             problems.append(f"threads must be >= 0 (0: torch's default), not {self.threads}")
         if problems:
@@ -95,7 +99,7 @@ class BenchPlan:
     def classifier_params(self, **switches):
         return {"dataset": self.name, "arch": self.arch, "size": self.size, "epochs": self.epochs,
                 "batch_size": self.batch_size, "seed": self.seed, "folds": 0, "reduced": False, "augmented": False,
-                **switches}
+                "doubtful": "ssim", **switches}
 
     def cyclegan_params(self, pair):
         return {"dataset": self.name, "pair": list(pair), "profile": self.gan_profile, "epochs": self.gan_epochs,

@@ -197,7 +197,8 @@ def markdown(r):
         q = d["ssim_quantiles"]
         lines += ["", f"SSIM flag threshold {p['threshold']}; the raw SSIMs of the train images: min {_f(q[0])}, "
                       f"median {_f(q[50])}, 90th percentile {_f(q[90])}, 99th {_f(q[99])}, max {_f(q[100])}. "
-                      f"The reduced runs drop flagged images nobody confirmed."]
+                      f"The reduced runs drop the flagged images nobody confirmed (the reviewed runs: "
+                      f"{p.get('doubtful', 'ssim')} flags)."]
     lines += ["", "## Review", "",
               f"{rv['decisions']} decisions by {p['reviewers']} simulated reviewers, queue order: "
               f"{rv['noisy_reviewed']} were wrong labels (budget precision {_f(rv['budget_precision'])}; "

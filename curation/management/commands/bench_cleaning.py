@@ -37,6 +37,8 @@ class Command(BaseCommand):
         parser.add_argument("--gan-epochs", type=int, help="CycleGAN epochs at the full learning rate")
         parser.add_argument("--gan-epochs-decay", type=int, help="CycleGAN epochs of linear decay")
         parser.add_argument("--threshold", type=float, help="SSIM flag threshold (0.85)")
+        parser.add_argument("--doubtful", choices=["ssim", "classifier", "either"],
+                            help="unreviewed images the reviewed runs drop (retrain --doubtful; profile default)")
         parser.add_argument("--budget", type=float, default=0.1, help="review budget as a share of train (0.1)")
         parser.add_argument("--reviewer-error", type=float, default=0.1,
                             help="probability that a simulated decision is wrong (0.1)")
