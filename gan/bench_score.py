@@ -44,7 +44,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cfg = make_config(args.profile, size=args.size, n_blocks=args.blocks)
-    net = ResnetGenerator(cfg.ngf, cfg.blocks).to(device).eval()
+    net = ResnetGenerator(cfg.ngf, cfg.blocks, upsample=cfg.upsample).to(device).eval()
     net.apply(init_weights)
     images = np.random.default_rng(0).integers(0, 256, (args.n, cfg.size, cfg.size, 3), dtype=np.uint8)
     transform_ssim(net, images[: args.batch_size], batch_size=args.batch_size)  # warm-up

@@ -10,6 +10,7 @@ class GanConfig(DictConfig):
     ngf: int = 64  # generator width of the first layer
     ndf: int = 64  # discriminator width of the first layer
     n_blocks: int = 0  # residual blocks; 0 = the paper's rule: 6 up to 128 px, 9 above
+    upsample: str = "deconv"  # generator upsampling: "deconv" (the paper's) or "resize" (see gan.networks)
     batch_size: int = 8
     epochs: int = 50  # epochs at the initial learning rate
     epochs_decay: int = 50  # epochs of linear decay to zero

@@ -71,8 +71,8 @@ class CycleGAN:
             net.apply(init_weights)
             return net.to(self.device, memory_format=mf)
 
-        self.G_A = build(ResnetGenerator(cfg.ngf, cfg.blocks))
-        self.G_B = build(ResnetGenerator(cfg.ngf, cfg.blocks))
+        self.G_A = build(ResnetGenerator(cfg.ngf, cfg.blocks, upsample=cfg.upsample))
+        self.G_B = build(ResnetGenerator(cfg.ngf, cfg.blocks, upsample=cfg.upsample))
         self.D_A = build(PatchDiscriminator(cfg.ndf))
         self.D_B = build(PatchDiscriminator(cfg.ndf))
         betas = (cfg.beta1, 0.999)

@@ -1,7 +1,10 @@
 """CycleGAN networks (Zhu et al. 2017, appendix 7.2): the ResNet generator and the 70x70 PatchGAN discriminator.
 
 Generator: c7s1-ngf, d(2 ngf), d(4 ngf), R(4 ngf) x n_blocks, u(2 ngf), u(ngf), c7s1-3, tanh; reflection padding
-and instance normalisation throughout (paper: 6 blocks for 128 px, 9 for 256 px and above).
+and instance normalisation throughout (paper: 6 blocks for 128 px, 9 for 256 px and above). u(k) is the paper's
+3x3 fractionally strided convolution (upsample="deconv", the default); upsample="resize" replaces it with nearest
+neighbour x2 then a 3x3 convolution (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts"), an option
+for small CPU runs, where the transposed convolution's checkerboard has few epochs to fade.
 Discriminator: C64-C128-C256-C512 with 4x4 convolutions and LeakyReLU 0.2, instance norm from the second layer,
 then a 1-channel output map: each output judges a 70x70 patch of a 256 px input.
 """
@@ -25,17 +28,23 @@ class ResnetBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    def __init__(self, ngf=64, n_blocks=6, channels=3):
+    def __init__(self, ngf=64, n_blocks=6, channels=3, upsample="deconv"):
         super().__init__()
+        if upsample not in ("deconv", "resize"):
+            raise ValueError(f"upsample must be 'deconv' or 'resize', not {upsample!r}")
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), _norm(ngf), nn.ReLU(inplace=True)]
         width = ngf
         for _ in range(2):  # d(2 ngf), d(4 ngf): stride-2 downsampling
             layers += [nn.Conv2d(width, width * 2, 3, stride=2, padding=1), _norm(width * 2), nn.ReLU(inplace=True)]
             width *= 2
         layers += [ResnetBlock(width) for _ in range(n_blocks)]
-        for _ in range(2):  # u(2 ngf), u(ngf): fractionally strided convolutions
-            layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1),
-                       _norm(width // 2), nn.ReLU(inplace=True)]
+        for _ in range(2):  # u(2 ngf), u(ngf): fractionally strided convolutions, or resize-convolutions
+            if upsample == "deconv":
+                layers += [nn.ConvTranspose2d(width, width // 2, 3, stride=2, padding=1, output_padding=1)]
+            else:
+                layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
+                           nn.Conv2d(width, width // 2, 3)]
+            layers += [_norm(width // 2), nn.ReLU(inplace=True)]
             width //= 2
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(width, channels, 7), nn.Tanh()]
         self.model = nn.Sequential(*layers)

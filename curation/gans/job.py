@@ -19,6 +19,7 @@ from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.media import media_rel, save_png, save_torch
 from curation.models import GanModel
+from gan.quality import quality
 
 log = logging.getLogger(__name__)
 QUALITY_SAMPLES = 256
@@ -71,23 +72,6 @@ def snapshot_epochs(total):
     """Epochs whose generators are kept (a curator may pick one for scoring): about ten, and the last."""
     step = max(1, total // 10)
     return sorted({e for e in range(step, total + 1, step)} | {total})
-
-
-def quality(model, direction, sources_u8, target, classify):
-    """Target-class rate of the generated images and of their sources, and mean SSIM(source, generated)."""
-    import torch
-
-    from gan.ssim import ssim
-
-    src = torch.from_numpy(sources_u8).permute(0, 3, 1, 2)
-    out = model.translate(src.to(model.device), direction).cpu()
-    scores = ssim(src.float(), out.float(), data_range=255, grey=True)
-    generated = out.permute(0, 2, 3, 1).numpy()
-    result = {"ssim_to_source": float(scores.mean())}
-    if classify is not None:
-        result["target_rate"] = float((classify(generated).argmax(1) == target).mean())
-        result["source_target_rate"] = float((classify(sources_u8).argmax(1) == target).mean())
-    return result
 
 
 def train_cyclegan_job(ctx):

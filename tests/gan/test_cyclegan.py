@@ -28,6 +28,15 @@ def test_shapes_for_both_profiles(profile, size, blocks):
     assert patches.shape[:2] == (2, 1) and patches.shape[-1] == size // 8 - 2  # PatchGAN output map
 
 
+def test_resize_convolution_generator_keeps_the_shape_and_the_paper_default():
+    assert make_config("full").upsample == "deconv" and make_config("cpu").upsample == "deconv"
+    model = CycleGAN(make_config("cpu", size=32, upsample="resize"), "cpu")
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.G_A.modules())
+    x = to_unit(batch(2, 32))
+    with torch.no_grad():
+        assert model.G_A(x).shape == x.shape
+
+
 def test_one_step_lowers_the_cycle_loss_on_a_fixed_batch():
     model = CycleGAN(make_config("cpu", size=32, pool_size=0), "cpu")
     a, b = to_unit(batch(4, seed=1)), to_unit(batch(4, seed=2))
