@@ -8,7 +8,7 @@ calls the generated images the target emotion, how often it calls the untouched 
 mean SSIM(source, generated). Writes OUT/quality.json (settings, judge, per-epoch figures, seconds per epoch) and
 OUT/samples.png (gan.cyclegan.sample_grid of held-out faces after the last epoch). Prints figures; asserts nothing.
 
-    python -m gan.bench_quality --difficulty 0.3 --size 48 --epochs 6 --epochs-decay 6 --out var/gan_quality
+    python -m gan.bench_quality --difficulty 0.3 --size 48 --epochs 6 --epochs-decay 6 --lr 5e-4 --out var/gan_quality
 """
 import argparse
 import json
