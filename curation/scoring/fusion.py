@@ -3,8 +3,10 @@
 Before reviews exist (the default): the classifier's signal leads and the GAN's breaks ties,
     suspicion = rank(1 - label_quality) + GAN_WEIGHT * rank(gan_score),
 with ranks scaled to (0, 1]. A plain average of the two ranks is worse than the classifier alone when the GAN
-signal is weak (AUROC 0.85 against 0.96 in our first test), so the weaker signal only gets a small weight.
-Where only one family exists, it is the score.
+signal is weak (AUROC 0.85 against 0.96 in our first test), so the weaker signal only gets a small weight, and
+none at all from a generator that fails its own quality check (generator_works: the classifier does not call its
+outputs the target class clearly more often than the sources it started from), whose SSIMs say nothing about the
+label. Where only one family exists, it is the score.
 
 Once reviewers have decided enough flagged images (REVIEWED_MIN, both outcomes present), a logistic model over
 the signals is fitted to "the reviewer changed the label or excluded the image"; it replaces the default only if
@@ -14,6 +16,9 @@ the ranking worse than its best input on held-out data.
 import numpy as np
 
 GAN_WEIGHT = 0.1
+# A generator direction "works" when its outputs are called the target class at least this much more often
+# (absolute share) than the untouched sources were.
+WORKS_MARGIN = 0.05
 REVIEWED_MIN = 40
 MIN_PER_OUTCOME = 8
 
@@ -24,11 +29,22 @@ def _rank(values):
     return percentile_rank(values)
 
 
-def default_suspicion(label_quality, gan_score):
-    """label_quality, gan_score: arrays with NaN where a signal is missing for an image."""
+def generator_works(quality):
+    """One direction's quality instrument ({"target_rate", "source_target_rate"}, curation.gans.job) -> True when
+    the classifier calls the generated images the target class at least WORKS_MARGIN more often than their
+    sources, False when not, None when it was not measured (no classifier when the CycleGAN trained)."""
+    if not quality or quality.get("target_rate") is None or quality.get("source_target_rate") is None:
+        return None
+    return quality["target_rate"] >= quality["source_target_rate"] + WORKS_MARGIN
+
+
+def default_suspicion(label_quality, gan_score, gan_trusted=None):
+    """label_quality, gan_score: arrays with NaN where a signal is missing for an image. gan_trusted: per image,
+    whether the generator behind its GAN score works (None: all are trusted); an untrusted one adds nothing."""
     cl, gan = _rank(-np.asarray(label_quality, float)), _rank(np.asarray(gan_score, float))
     has_cl, has_gan = ~np.isnan(cl), ~np.isnan(gan)
-    out = np.where(has_cl, cl + GAN_WEIGHT * np.nan_to_num(gan), np.nan)
+    weight = GAN_WEIGHT * (np.ones(len(cl)) if gan_trusted is None else np.asarray(gan_trusted, float))
+    out = np.where(has_cl, cl + weight * np.nan_to_num(gan), np.nan)
     out = np.where(~has_cl & has_gan, gan, out)
     return out
 

@@ -111,20 +111,24 @@ def _classifier_signals(dataset):
 
 
 def _summarise(dataset, threshold, class_thresholds, classifier):
+    works, names = _generators_work(dataset)
     best = {}
-    for image_id, ssim_value, z, target in (TransformScore.objects.filter(image__dataset=dataset)
-                                            .values_list("image_id", "ssim", "z", "target_label")):
-        b = best.setdefault(image_id, {"raw": -1.0, "z": -np.inf, "suggest": None})
+    for image_id, ssim_value, z, target, gan_id, direction in (
+            TransformScore.objects.filter(image__dataset=dataset)
+            .values_list("image_id", "ssim", "z", "target_label", "gan_id", "direction")):
+        b = best.setdefault(image_id, {"raw": -1.0, "z": -np.inf, "suggest": None, "trusted": True})
         b["raw"] = max(b["raw"], ssim_value)
         if z is not None and z > b["z"]:
             b["z"], b["suggest"] = z, target
+            b["trusted"] = works.get((gan_id, direction)) is not False  # not measured: trusted, as before
     images = list(Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).only("id", "label", "status"))
     by_cl = classifier["by_image"]
     lq = np.array([by_cl[i.id][0] if i.id in by_cl else np.nan for i in images])
     gz = np.array([best[i.id]["z"] if i.id in best else np.nan for i in images])
     raw = np.array([best[i.id]["raw"] if i.id in best else np.nan for i in images])
     issue = np.array([by_cl[i.id][1] if i.id in by_cl else False for i in images])
-    default = fusion.default_suspicion(lq, gz)
+    trusted = np.array([best[i.id]["trusted"] if i.id in best else True for i in images])
+    default = fusion.default_suspicion(lq, gz, trusted)
     choice, model, report = _fit_on_reviews(images, lq, gz, raw, issue, default)
     if choice == "logistic":
         suspicion = model.predict_proba(fusion.features(lq, gz, raw, issue))[:, 1]
@@ -155,7 +159,21 @@ def _summarise(dataset, threshold, class_thresholds, classifier):
         "flag_rate_per_class": {c: round(f / n, 4) for c, (f, n) in flag_rate.items() if n},
         "flagged": int(sum(i.flagged for i in images)), "classifier_flagged": int(issue.sum()),
         "scored": len(images), "fusion": report,
+        # Generators whose SSIMs the default fusion uses (True), ignores (False) or uses unchecked (None).
+        "generators_working": {names[k]: w for k, w in works.items()},
     }
+
+
+def _generators_work(dataset):
+    """{(gan id, direction): whether that generator passed its quality check at its last measured epoch (None: not
+    measured)} for the latest CycleGAN of each pair, and {(gan id, direction): "source->target"} to name them."""
+    works, names = {}, {}
+    for gan in latest_gans(dataset):
+        last = next((e["quality"] for e in reversed(gan.losses or []) if e.get("quality")), {})
+        for direction, a, b in (("AB", gan.source_label, gan.target_label), ("BA", gan.target_label, gan.source_label)):
+            works[(gan.pk, direction)] = fusion.generator_works(last.get(direction))
+            names[(gan.pk, direction)] = f"{CLASSES[a]}->{CLASSES[b]}"
+    return works, names
 
 
 def _fit_on_reviews(images, lq, gz, raw, issue, default):

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from curation.models import Image, Job, TransformScore
-from curation.scoring.fusion import choose_from_reviews, default_suspicion, features
+from curation.scoring.fusion import choose_from_reviews, default_suspicion, features, generator_works
 from tests.curation.test_classifier import square_dataset
 
 QUIET = {"stdout": io.StringIO(), "stderr": io.StringIO()}
@@ -74,6 +74,17 @@ def test_default_suspicion_leans_on_the_classifier_and_lets_the_gan_break_ties()
     s = default_suspicion(quality, gan)
     assert s[1] > s[3] > s[2] > s[0]  # low label quality first; equal quality: the higher GAN score first
     assert not np.isnan(s[4])  # an image with only a GAN score is still ranked
+
+
+def test_a_generator_that_fails_its_quality_check_has_no_say_in_the_default_suspicion():
+    assert generator_works({"target_rate": 0.6, "source_target_rate": 0.03}) is True
+    assert generator_works({"target_rate": 0.1, "source_target_rate": 0.18}) is False  # outputs less "target"
+    assert generator_works({"target_rate": None, "source_target_rate": None}) is None  # no judge: not measured
+    quality = np.array([0.5, 0.5, 0.5, 0.5])
+    gan = np.array([2.0, -1.0, 2.0, -1.0])
+    s = default_suspicion(quality, gan, gan_trusted=np.array([True, True, False, False]))
+    assert s[0] > s[1]  # a working generator breaks the tie
+    assert s[2] == s[3]  # a failed one does not
 
 
 def test_the_fitted_fusion_is_used_only_when_it_beats_every_single_signal():

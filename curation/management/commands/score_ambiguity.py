@@ -36,3 +36,9 @@ class Command(JobCommand):
         out(f"  suspicion: {f['used']}" + (f" ({f['why']})" if f.get("why") else ""))
         for name, auroc in f.get("auroc", {}).items():
             out(f"    AUROC on {f['reviewed']} reviewed images, {name}: {auroc:.3f}")
+        checked = r.get("generators_working") or {}
+        if checked:
+            verdict = {True: "passed", False: "FAILED (ignored by the default suspicion)", None: "not checked"}
+            out("  generators' quality check (outputs called the target class more often than their sources):")
+            for name, works in checked.items():
+                out(f"    {name:<20} {verdict[works]}")
