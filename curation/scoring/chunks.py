@@ -76,7 +76,7 @@ def load_generator(gan, direction, epoch, device):
 
         state = torch.load(path, weights_only=True, map_location="cpu")
         cfg = GanConfig.from_dict(state["config"])
-        net = ResnetGenerator(cfg.ngf, cfg.blocks).to(device)
+        net = ResnetGenerator(cfg.ngf, cfg.blocks, upsample=cfg.upsample).to(device)
         net.load_state_dict(state["G_A" if direction == "AB" else "G_B"])
         _loaded.clear()
         _loaded[key] = (net.eval(), cfg.size)
