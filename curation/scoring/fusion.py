@@ -1,7 +1,7 @@
 """One suspicion score from the two families of signals, built never to be worse than its best input.
 
 Before reviews exist (the default): the classifier's signal leads and the GAN's breaks ties,
-    suspicion = rank(1 - label_quality) + GAN_WEIGHT * rank(gan_score),
+    suspicion = rank(1 - label_quality) + GAN_WEIGHT * (rank(gan_score) - its mean),
 with ranks scaled to (0, 1]. A plain average of the two ranks is worse than the classifier alone when the GAN
 signal is weak (AUROC 0.85 against 0.96 in our first test), so the weaker signal only gets a small weight, and
 none at all from a generator that fails its own quality check (generator_works: the classifier does not call its
@@ -44,7 +44,10 @@ def default_suspicion(label_quality, gan_score, gan_trusted=None):
     cl, gan = _rank(-np.asarray(label_quality, float)), _rank(np.asarray(gan_score, float))
     has_cl, has_gan = ~np.isnan(cl), ~np.isnan(gan)
     weight = GAN_WEIGHT * (np.ones(len(cl)) if gan_trusted is None else np.asarray(gan_trusted, float))
-    out = np.where(has_cl, cl + weight * np.nan_to_num(gan), np.nan)
+    # Centred on the mean rank: an image without a (trusted) GAN score is neither raised nor lowered against
+    # those with one; the GAN only reorders images among their classifier-signal neighbours.
+    centred = gan - np.nanmean(gan) if has_gan.any() else gan
+    out = np.where(has_cl, cl + weight * np.nan_to_num(centred), np.nan)
     out = np.where(~has_cl & has_gan, gan, out)
     return out
 

@@ -85,6 +85,8 @@ def test_a_generator_that_fails_its_quality_check_has_no_say_in_the_default_susp
     s = default_suspicion(quality, gan, gan_trusted=np.array([True, True, False, False]))
     assert s[0] > s[1]  # a working generator breaks the tie
     assert s[2] == s[3]  # a failed one does not
+    # ... and does not lift or lower its images against those of working generators: same middle either way.
+    assert s[2] == pytest.approx((s[0] + s[1]) / 2)
 
 
 def test_the_fitted_fusion_is_used_only_when_it_beats_every_single_signal():
