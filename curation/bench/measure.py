@@ -4,6 +4,7 @@ import numpy as np
 from curation.labels import CLASSES
 from curation.models import GanModel, Image, Run
 from curation.scoring.evaluate import SIGNALS, evaluate_signals
+from curation.scoring.fusion import generator_works
 
 # The runs after the baseline, in the order the benchmark trains them; the oracle is the ceiling. The two reduced
 # runs drop, without any review, the images the SSIM rule flagged (the published experiment) or those cleanlab
@@ -102,7 +103,7 @@ def gan_quality(dataset):
             q = snap["quality"][direction]
             out.append({"gan": gan.pk, "direction": f"{CLASSES[source]}->{CLASSES[target]}", "epoch": snap["epoch"],
                         "target_rate_outputs": q.get("target_rate"), "target_rate_sources": q.get("source_target_rate"),
-                        "ssim_to_source": q.get("ssim_to_source")})
+                        "ssim_to_source": q.get("ssim_to_source"), "passes_check": generator_works(q)})
     return out
 
 

@@ -211,11 +211,12 @@ def markdown(r):
               "", "Precision of the top of each signal's order at the same budget: "
               + ", ".join(f"{_short(k)} {_f(v)}" for k, v in d["precision_at_budget"].items()) + ".",
               "", f"![review]({r['plots']['review']})", "", "## CycleGAN quality", "",
-              "| generator | epoch | target class, sources | target class, generated | SSIM to source |",
-              "|---|---|---|---|---|"]
+              "| generator | epoch | target class, sources | target class, generated | SSIM to source | quality check |",
+              "|---|---|---|---|---|---|"]
     for q in r["gan_quality"]:
+        check = {True: "passed", False: "failed: no say in the suspicion", None: "not checked"}[q.get("passes_check")]
         lines.append(f"| {q['direction']} | {q['epoch']} | {_f(q['target_rate_sources'])} | "
-                     f"{_f(q['target_rate_outputs'])} | {_f(q['ssim_to_source'])} |")
+                     f"{_f(q['target_rate_outputs'])} | {_f(q['ssim_to_source'])} | {check} |")
     if "gan_quality" in r["plots"]:
         lines += ["", f"![gan quality]({r['plots']['gan_quality']})"]
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--n", type=int, help="synthetic faces (profile default)")
         parser.add_argument("--noise", type=float, default=0.2, help="share of wrong train+val labels (0.2)")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--difficulty", type=float, help="make_synthetic_faces --difficulty (0.6)")
+        parser.add_argument("--difficulty", type=float, help="make_synthetic_faces --difficulty (profile default: cpu 0.3, full 0.6)")
         parser.add_argument("--size", type=int, help="px of the faces and the classifier (profile default)")
         parser.add_argument("--gan-size", type=int, help="px of the CycleGANs (profile default)")
         parser.add_argument("--test-fraction", type=float, help="share of faces in the test split (profile default)")
