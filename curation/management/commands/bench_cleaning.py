@@ -83,7 +83,7 @@ class Command(BaseCommand):
             gap = row["gap_recovered_accuracy"]
             out(f"run        {name:<32} acc {row['accuracy']:.4f} ({row['delta_accuracy']:+.4f})  "
                 f"macro F1 {row['macro_f1']:.4f} ({row['delta_macro_f1']:+.4f})"
-                + ("" if gap is None else f"  gap recovered {gap:.0%}"))
+                + "  gap recovered " + ("n/a (oracle = baseline)" if gap is None else f"{gap:.0%}"))
         for q in r["gan_quality"]:
             out(f"gan        {q['direction']:<18} target class: sources {q['target_rate_sources'] or 0:.3f}, "
                 f"generated {q['target_rate_outputs'] or 0:.3f}")
