@@ -3,6 +3,7 @@ import numpy as np
 
 from curation.labels import CLASSES
 from curation.models import GanModel, Image, Run
+from curation.scoring.chunks import snapshot_quality
 from curation.scoring.evaluate import SIGNALS, evaluate_signals
 from curation.scoring.fusion import generator_works
 
@@ -90,18 +91,19 @@ def runs_table(run_ids):
 
 
 def gan_quality(dataset):
-    """Per generator direction, at its last snapshot: how often the baseline classifier calls the outputs the
-    target class, beside how often it calls the sources so (a generator that works moves the first above the
-    second), and the mean SSIM of output to source."""
+    """Per generator direction, at the snapshot scoring uses (the last one: the benchmark picks none): how often
+    the baseline classifier calls the outputs the target class, beside how often it calls the sources so (a
+    generator that works moves the first above the second), the mean SSIM of output to source, and whether that
+    passes the check the default suspicion applies."""
     out = []
     for gan in GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED).order_by("id"):
-        snap = next((e for e in reversed(gan.losses) if e.get("quality")), None)
-        if snap is None:
+        epoch, quality = snapshot_quality(gan)
+        if not quality:
             continue
         for direction, source, target in (("AB", gan.source_label, gan.target_label),
                                           ("BA", gan.target_label, gan.source_label)):
-            q = snap["quality"][direction]
-            out.append({"gan": gan.pk, "direction": f"{CLASSES[source]}->{CLASSES[target]}", "epoch": snap["epoch"],
+            q = quality[direction]
+            out.append({"gan": gan.pk, "direction": f"{CLASSES[source]}->{CLASSES[target]}", "epoch": epoch,
                         "target_rate_outputs": q.get("target_rate"), "target_rate_sources": q.get("source_target_rate"),
                         "ssim_to_source": q.get("ssim_to_source"), "passes_check": generator_works(q)})
     return out

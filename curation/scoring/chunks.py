@@ -47,6 +47,14 @@ def generator_snapshot(gan):
     return gan.checkpoint, gan.epoch
 
 
+def snapshot_quality(gan):
+    """(epoch, {"AB": ..., "BA": ...}) of the quality instrument (curation.gans.job) at the snapshot scoring uses;
+    {} where it was not measured there."""
+    _, epoch = generator_snapshot(gan)
+    entry = next((e for e in gan.losses or [] if e.get("epoch") == epoch), {})
+    return epoch, entry.get("quality") or {}
+
+
 def snapshot_path(gan, epoch):
     """The file holding the generators of one snapshot epoch (a chunk names the epoch its parent planned with)."""
     path, current = generator_snapshot(gan)

@@ -17,7 +17,7 @@ from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.models import GanModel, Image, Run, TransformScore
 from curation.scoring import fusion
-from curation.scoring.chunks import chunks_plan, chunks_run
+from curation.scoring.chunks import chunks_plan, chunks_run, snapshot_quality
 
 
 def validate_score_params(params):
@@ -165,13 +165,13 @@ def _summarise(dataset, threshold, class_thresholds, classifier):
 
 
 def _generators_work(dataset):
-    """{(gan id, direction): whether that generator passed its quality check at its last measured epoch (None: not
-    measured)} for the latest CycleGAN of each pair, and {(gan id, direction): "source->target"} to name them."""
+    """{(gan id, direction): whether that generator passed its quality check at the snapshot scoring uses (None: not
+    measured there)} for the latest CycleGAN of each pair, and {(gan id, direction): "source->target"} to name them."""
     works, names = {}, {}
     for gan in latest_gans(dataset):
-        last = next((e["quality"] for e in reversed(gan.losses or []) if e.get("quality")), {})
+        _, quality = snapshot_quality(gan)
         for direction, a, b in (("AB", gan.source_label, gan.target_label), ("BA", gan.target_label, gan.source_label)):
-            works[(gan.pk, direction)] = fusion.generator_works(last.get(direction))
+            works[(gan.pk, direction)] = fusion.generator_works(quality.get(direction))
             names[(gan.pk, direction)] = f"{CLASSES[a]}->{CLASSES[b]}"
     return works, names
 

@@ -89,6 +89,24 @@ def test_a_generator_that_fails_its_quality_check_has_no_say_in_the_default_susp
     assert s[2] == pytest.approx((s[0] + s[1]) / 2)
 
 
+@pytest.mark.django_db
+def test_the_quality_check_reads_the_snapshot_scoring_uses():
+    from curation.models import GanModel
+    from curation.scoring.chunks import snapshot_quality
+    from tests.factories import DatasetFactory
+
+    works = {"AB": {"target_rate": 0.6, "source_target_rate": 0.03},
+             "BA": {"target_rate": 0.5, "source_target_rate": 0.1}}
+    fails = {"AB": {"target_rate": 0.0, "source_target_rate": 0.2},
+             "BA": {"target_rate": 0.1, "source_target_rate": 0.1}}
+    gan = GanModel.objects.create(dataset=DatasetFactory(), source_label=1, target_label=2, epoch=4,
+                                  checkpoint="g.pt", losses=[{"epoch": 2, "generators": "g2.pt", "quality": works},
+                                          {"epoch": 4, "generators": "g4.pt", "quality": fails}])
+    assert snapshot_quality(gan) == (4, fails)  # the last epoch's, by default
+    gan.chosen_epoch = 2  # a curator picked an earlier snapshot: scoring loads it, so its quality counts
+    assert snapshot_quality(gan) == (2, works)
+
+
 def test_the_fitted_fusion_is_used_only_when_it_beats_every_single_signal():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 200)
