@@ -2,6 +2,8 @@
 anything is written."""
 from dataclasses import asdict, dataclass, field, fields
 
+from curation.classifier.selection import DOUBTFUL
+
 # The confusable pairs of training/synthetic_faces.py (PARTNER): four CycleGANs give every class a generator that
 # starts at it, and each generator maps a class to the one its wrong labels most often name.
 PAIRS = (("happy", "contempt"), ("sad", "neutral"), ("surprise", "fear"), ("disgust", "anger"))
@@ -93,8 +95,8 @@ class BenchPlan:
             problems.append(f"folds must be at least 2 (the baseline's out-of-fold probabilities), not {self.folds}")
         if not 0 < self.generate_share <= 2:
             problems.append(f"generate-share must be in (0, 2], not {self.generate_share}")
-        if self.doubtful not in ("ssim", "classifier", "either"):
-            problems.append(f"doubtful must be ssim, classifier or either, not {self.doubtful!r}")
+        if self.doubtful not in DOUBTFUL:
+            problems.append(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {self.doubtful!r}")
         if self.threads < 0:
             problems.append(f"threads must be >= 0 (0: torch's default), not {self.threads}")
         if problems:

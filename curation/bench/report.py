@@ -211,7 +211,8 @@ def markdown(r):
               "", "Precision of the top of each signal's order at the same budget: "
               + ", ".join(f"{_short(k)} {_f(v)}" for k, v in d["precision_at_budget"].items()) + ".",
               "", f"![review]({r['plots']['review']})", "", "## CycleGAN quality", "",
-              "| generator | epoch | target class, sources | target class, generated | SSIM to source | quality check |",
+              "| generator | epoch | target class, sources | target class, generated | SSIM to source "
+              "| quality check |",
               "|---|---|---|---|---|---|"]
     for q in r["gan_quality"]:
         check = {True: "passed", False: "failed: no say in the suspicion", None: "not checked"}[q.get("passes_check")]

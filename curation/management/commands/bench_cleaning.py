@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from curation.bench.pipeline import BenchError, bench_cleaning
 from curation.bench.plan import PROFILES, BenchPlan, PlanError
 from curation.bench.stages import NoWorker, StageFailed, check_workers
+from curation.classifier.selection import DOUBTFUL
 
 NO_WORKER_EXIT = 3
 PLAN_OPTIONS = {f.name for f in fields(BenchPlan)} - {"name", "profile", "pairs"}
@@ -26,7 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--n", type=int, help="synthetic faces (profile default)")
         parser.add_argument("--noise", type=float, default=0.2, help="share of wrong train+val labels (0.2)")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--difficulty", type=float, help="make_synthetic_faces --difficulty (profile default: cpu 0.3, full 0.6)")
+        parser.add_argument("--difficulty", type=float,
+                            help="make_synthetic_faces --difficulty (profile default: cpu 0.3, full 0.6)")
         parser.add_argument("--size", type=int, help="px of the faces and the classifier (profile default)")
         parser.add_argument("--gan-size", type=int, help="px of the CycleGANs (profile default)")
         parser.add_argument("--test-fraction", type=float, help="share of faces in the test split (profile default)")
@@ -37,7 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--gan-epochs", type=int, help="CycleGAN epochs at the full learning rate")
         parser.add_argument("--gan-epochs-decay", type=int, help="CycleGAN epochs of linear decay")
         parser.add_argument("--threshold", type=float, help="SSIM flag threshold (0.85)")
-        parser.add_argument("--doubtful", choices=["ssim", "classifier", "either"],
+        parser.add_argument("--doubtful", choices=list(DOUBTFUL),
                             help="unreviewed images the reviewed runs drop (retrain --doubtful; profile default)")
         parser.add_argument("--budget", type=float, default=0.1, help="review budget as a share of train (0.1)")
         parser.add_argument("--reviewer-error", type=float, default=0.1,

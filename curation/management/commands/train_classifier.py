@@ -1,3 +1,4 @@
+from curation.classifier.selection import DOUBTFUL
 from curation.labels import CLASSES
 from curation.management.jobcommand import JobCommand
 from curation.models import Run
@@ -18,7 +19,7 @@ class Command(JobCommand):
         parser.add_argument("--seed", type=int)
         parser.add_argument("--reduced", action="store_true", help="drop excluded and unconfirmed flagged images, apply relabels")
         parser.add_argument("--augmented", action="store_true", help="add generated images from train-split sources")
-        parser.add_argument("--doubtful", choices=["ssim", "classifier", "either"],
+        parser.add_argument("--doubtful", choices=list(DOUBTFUL),
                             help="with --reduced, which unreviewed images are dropped: flagged by the SSIM rule "
                                  "(default, the published experiment's), by cleanlab, or by either")
 
