@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from curation.classifier.job import resolve_dataset
 from curation.db import update_rows
@@ -17,7 +18,8 @@ from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.models import GanModel, Image, Run, TransformScore
 from curation.scoring import fusion
-from curation.scoring.chunks import chunks_plan, chunks_run, snapshot_quality
+from curation.scoring.chunks import (DIRECTIONS, chunks_plan, chunks_run, direction_labels, generator_snapshot,
+                                     snapshot_quality)
 
 
 def validate_score_params(params):
@@ -69,19 +71,34 @@ def score_ambiguity_job(ctx):
     ctx.progress(0.85, "classifier signals", force=True)
     classifier = _classifier_signals(dataset)
     ctx.progress(0.9, "flags and suspicion", force=True)
-    summary = _summarise(dataset, p["threshold"], p["class_thresholds"], classifier)
+    summary = _summarise(dataset, gans, p["threshold"], p["class_thresholds"], classifier)
     return {"dataset": dataset.name, "generators": [f"{g.pk}:{CLASSES[g.source_label]}<->{CLASSES[g.target_label]}"
                                                     for g in gans],
             "ssim_computed": computed, "chunks": len(chunks), **summary}
 
 
+def current_scores(dataset, gans):
+    """The TransformScore rows that still describe their image: from the latest CycleGAN of each pair, at the
+    snapshot scoring uses, by a generator leaving the image's current label, on a train image nobody excluded.
+    Rows of an older CycleGAN, of an earlier snapshot, or of the label an image had before a reviewer changed it
+    stay stored (the review card shows them) but say nothing about the label it has now."""
+    match = Q(pk__in=[])
+    for gan in gans:
+        _, epoch = generator_snapshot(gan)
+        for direction in DIRECTIONS:
+            source, _ = direction_labels(gan, direction)
+            match |= Q(gan=gan, direction=direction, epoch=epoch, image__label=source)
+    return (TransformScore.objects.filter(match, image__dataset=dataset, image__split=Image.Split.TRAIN)
+            .exclude(image__status=Image.Status.EXCLUDED))
+
+
 def _standardise(dataset, gans):
     from gan.scoring import standardise
 
+    current = current_scores(dataset, gans)
     for gan in gans:
-        for direction in ("AB", "BA"):
-            rows = list(TransformScore.objects.filter(gan=gan, direction=direction, image__dataset=dataset)
-                        .order_by("id").only("id", "ssim"))
+        for direction in DIRECTIONS:
+            rows = list(current.filter(gan=gan, direction=direction).order_by("id").only("id", "ssim"))
             for row, z in zip(rows, standardise([r.ssim for r in rows])):
                 row.z = float(z)
             with transaction.atomic():
@@ -110,11 +127,11 @@ def _classifier_signals(dataset):
                                         for i, q, f, s in zip(ids, quality, issues, probs.argmax(1))}}
 
 
-def _summarise(dataset, threshold, class_thresholds, classifier):
-    works, names = _generators_work(dataset)
+def _summarise(dataset, gans, threshold, class_thresholds, classifier):
+    works, names = _generators_work(gans)
     best = {}
     for image_id, ssim_value, z, target, gan_id, direction in (
-            TransformScore.objects.filter(image__dataset=dataset)
+            current_scores(dataset, gans)
             .values_list("image_id", "ssim", "z", "target_label", "gan_id", "direction")):
         b = best.setdefault(image_id, {"raw": -1.0, "z": -np.inf, "suggest": None, "trusted": True})
         b["raw"] = max(b["raw"], ssim_value)
@@ -164,11 +181,11 @@ def _summarise(dataset, threshold, class_thresholds, classifier):
     }
 
 
-def _generators_work(dataset):
+def _generators_work(gans):
     """{(gan id, direction): whether that generator passed its quality check at the snapshot scoring uses (None: not
     measured there)} for the latest CycleGAN of each pair, and {(gan id, direction): "source->target"} to name them."""
     works, names = {}, {}
-    for gan in latest_gans(dataset):
+    for gan in gans:
         _, quality = snapshot_quality(gan)
         for direction, a, b in (("AB", gan.source_label, gan.target_label), ("BA", gan.target_label, gan.source_label)):
             works[(gan.pk, direction)] = fusion.generator_works(quality.get(direction))

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from curation.models import Image, Job, TransformScore
+from curation.services import image_label_change
 from curation.scoring.fusion import choose_from_reviews, default_suspicion, features, generator_works
 from tests.curation.test_classifier import square_dataset
 
@@ -66,6 +67,24 @@ def test_flags_follow_the_threshold(scored_dataset):
     call_command("score_ambiguity", "--dataset", name, "--threshold", "1.0", "--class-threshold", "happy=0.0",
                  "--inline", **QUIET)
     assert set(Image.objects.filter(dataset__name=name, flagged=True).values_list("label", flat=True)) == {1}
+
+
+def test_a_relabelled_image_is_scored_by_the_generator_leaving_its_new_label_only(scored_dataset):
+    name = scored_dataset
+    image = Image.objects.filter(dataset__name=name, split="train", label=1).order_by("id").first()
+    before = TransformScore.objects.get(image=image)
+    assert (before.direction, before.target_label) == ("AB", 2)  # happy -> sad
+    image_label_change(image_id=image.pk, action="relabel", label=2, expected_version=image.version, note="sad")
+    call_command("score_ambiguity", "--dataset", name, "--inline", **QUIET)
+    after = TransformScore.objects.filter(image=image).exclude(pk=before.pk).get()
+    assert (after.direction, after.target_label) == ("BA", 1)  # sad -> happy, computed for the new label
+    # The row for the old label stays stored (the review card shows it) but must not reach the image's scores,
+    # however extreme it is.
+    TransformScore.objects.filter(pk=before.pk).update(ssim=1.0, z=100.0)
+    call_command("score_ambiguity", "--dataset", name, "--threshold", "0.999", "--inline", **QUIET)
+    image.refresh_from_db()
+    assert image.ambiguity == pytest.approx(after.ssim) and image.gan_score == pytest.approx(after.z)
+    assert image.gan_suggested_label == 1 and not image.flagged
 
 
 def test_default_suspicion_leans_on_the_classifier_and_lets_the_gan_break_ties():
