@@ -60,7 +60,8 @@ def validate_train_params(params):
         raise JobParamsError(str(exc)) from None
     if clean["augmented"] and not GeneratedImage.objects.filter(gan__dataset__name=clean["dataset"]).exists():
         raise JobParamsError(f"--augmented: dataset {clean['dataset']!r} has no generated images yet; "
-                             f"run generate_images first")
+                             f"run generate_images first (a generator that failed its quality check generates nothing "
+                             f"unless --include-failing)")
     if not Image.objects.filter(dataset__name=clean["dataset"], split=Image.Split.TRAIN).exists():
         raise JobParamsError(f"dataset {clean['dataset']!r} has no train-split images")
     return clean

@@ -1,6 +1,13 @@
 """The generate_images job: translate train-split images with a trained pair's generators, for augmented
 retraining. Files are named after the generator and the source image, and rows are unique per (gan, source,
-target), so a re-run after a crash adds what is missing and duplicates nothing."""
+target), so a re-run after a crash adds what is missing and duplicates nothing.
+
+The generators are the snapshot scoring uses (a curator's chosen epoch, else the last one). A direction whose
+generator failed its quality check there (the dataset's classifier does not call its outputs the target class
+clearly more often than their sources: curation.scoring.fusion.generator_works) generates nothing unless asked
+with include_failing: its outputs still look like the source class, so labelling them with the target would add
+wrong labels to the augmented run. A direction that was never checked (no classifier when the CycleGAN trained)
+generates, and the result says it was unchecked."""
 import hashlib
 from pathlib import Path
 
@@ -15,6 +22,8 @@ from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES
 from curation.media import save_png
 from curation.models import GanModel, GeneratedImage
+from curation.scoring.chunks import load_generator, snapshot_quality
+from curation.scoring.fusion import generator_works
 
 BATCH = 64
 
@@ -41,26 +50,34 @@ def validate_generate_params(params):
         raise JobParamsError(f"n must be an integer, not {params.get('n')!r}") from None
     if n < 1:
         raise JobParamsError("n must be at least 1 (images per direction)")
+    include_failing = params.get("include_failing", False)
+    if not isinstance(include_failing, bool):
+        raise JobParamsError(f"include_failing must be true or false, not {include_failing!r}")
     return {"dataset": dataset.name, "pair": [CLASSES[a], CLASSES[b]], "n": n, "gan": gan.pk,
-            "seed": int(params.get("seed", 0))}
+            "seed": int(params.get("seed", 0)), "include_failing": include_failing}
 
 
 def generate_images_job(ctx):
     import torch
 
-    from gan.cyclegan import CycleGAN, GanConfig
+    from gan.cyclegan import translate
     from training.engine import pick_device
 
     p = ctx.params
     gan = GanModel.objects.select_related("dataset").get(pk=p["gan"])
-    state = torch.load(Path(settings.MEDIA_ROOT) / gan.checkpoint, weights_only=True, map_location="cpu")
-    cfg = GanConfig.from_dict(state["config"])
-    model = CycleGAN(cfg, pick_device())
-    model.load_state_dict(state)
-    made = {}
+    epoch, quality = snapshot_quality(gan)
+    device = pick_device()
+    made, checks = {}, {}
     directions = (("AB", gan.source_label, gan.target_label), ("BA", gan.target_label, gan.source_label))
     for k, (direction, source, target) in enumerate(directions):
-        items, images = domain_arrays(gan.dataset, source, cfg.size)
+        name = f"{CLASSES[source]}->{CLASSES[target]}"
+        works = generator_works(quality.get(direction))
+        checks[name] = {None: "unchecked", True: "passed"}.get(works, "failed")
+        if works is False and not p.get("include_failing"):
+            made[name] = GeneratedImage.objects.filter(gan=gan, target_label=target).count()
+            continue
+        net, size = load_generator(gan, direction, epoch, device)
+        items, images = domain_arrays(gan.dataset, source, size)
         rng = np.random.default_rng(p["seed"] + k)
         chosen = np.sort(rng.choice(len(items), min(p["n"], len(items)), replace=False))
         have = set(GeneratedImage.objects.filter(gan=gan, target_label=target).values_list("source_image_id", flat=True))
@@ -68,14 +85,16 @@ def generate_images_job(ctx):
         for start in range(0, len(todo), BATCH):
             idx = todo[start : start + BATCH]
             src = torch.from_numpy(images[idx]).permute(0, 3, 1, 2)
-            out = model.translate(src.to(model.device), direction).cpu().permute(0, 2, 3, 1).numpy()
+            out = translate(net, src.to(device)).cpu().permute(0, 2, 3, 1).numpy()
             rows = [_write(gan, direction, items[i], target, out[j]) for j, i in enumerate(idx)]
             with transaction.atomic():
                 GeneratedImage.objects.bulk_create(rows, ignore_conflicts=True)
             ctx.progress((k + (start + len(idx)) / max(len(todo), 1)) / 2,
                          f"{direction}: {start + len(idx)} of {len(todo)} images")
-        made[f"{CLASSES[source]}->{CLASSES[target]}"] = GeneratedImage.objects.filter(gan=gan, target_label=target).count()
-    return {"gan": gan.pk, "generated": made, "sources_requested_per_direction": p["n"]}
+        made[name] = GeneratedImage.objects.filter(gan=gan, target_label=target).count()
+    # quality_check: per direction, "passed", "failed" (nothing generated unless include_failing) or "unchecked".
+    return {"gan": gan.pk, "epoch": epoch, "generated": made, "quality_check": checks,
+            "sources_requested_per_direction": p["n"], "include_failing": bool(p.get("include_failing"))}
 
 
 def _write(gan, direction, item, target, pixels):

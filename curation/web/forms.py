@@ -106,6 +106,8 @@ class CycleGanForm(PairForm):
 class GenerateForm(PairForm):
     key, kind, title = "generate", "generate_images", "Generate images"
     n = forms.IntegerField(initial=100, label="images per direction")
+    include_failing = forms.BooleanField(required=False, label="include failing generators",
+                                         help_text="also from a generator that failed its quality check")
 
 
 class ScoreForm(StartForm):

@@ -47,6 +47,29 @@ def test_train_then_generate_from_train_sources_only(tmp_path, settings, user):
 
 
 @pytest.mark.django_db
+def test_a_generator_that_failed_its_quality_check_generates_only_when_asked(tmp_path):
+    name = square_dataset(tmp_path, n=240)
+    call_command("train_cyclegan", "--dataset", name, "--pair", "happy", "sad", *FAST, "--epochs", "1",
+                 "--epochs-decay", "0", "--inline", stdout=io.StringIO(), stderr=io.StringIO())
+    gan = GanModel.objects.get()
+    # As the quality instrument records it when the dataset's classifier calls happy->sad outputs sad no more
+    # often than the happy sources, and sad->happy outputs happy far more often than the sad sources.
+    gan.losses[-1]["quality"]["AB"].update(target_rate=0.10, source_target_rate=0.08)
+    gan.losses[-1]["quality"]["BA"].update(target_rate=0.70, source_target_rate=0.05)
+    gan.save(update_fields=["losses"])
+    out = io.StringIO()
+    call_command("generate_images", "--dataset", name, "--pair", "happy", "sad", "--n", "5", "--inline",
+                 stdout=out, stderr=io.StringIO())
+    assert set(GeneratedImage.objects.values_list("target_label", flat=True)) == {1}  # only sad -> happy
+    assert "happy->sad: 0 generated images (failed its quality check" in out.getvalue()
+    job = Job.objects.filter(kind="generate_images").first()
+    assert job.result["quality_check"] == {"happy->sad": "failed", "sad->happy": "passed"}
+    call_command("generate_images", "--dataset", name, "--pair", "happy", "sad", "--n", "5", "--include-failing",
+                 "--inline", stdout=io.StringIO(), stderr=io.StringIO())
+    assert sorted(GeneratedImage.objects.values_list("target_label", flat=True)) == [1] * 5 + [2] * 5
+
+
+@pytest.mark.django_db
 def test_bad_requests_name_the_problem(tmp_path):
     name = square_dataset(tmp_path, n=80)
     with pytest.raises(JobParamsError, match="unknown label 'joy'"):

@@ -10,11 +10,19 @@ class Command(JobCommand):
         parser.add_argument("--pair", nargs=2, required=True, metavar=("A", "B"))
         parser.add_argument("--n", type=int, required=True, help="images per direction (capped by the sources)")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--include-failing", action="store_true",
+                            help="also generate from a generator that failed its quality check (the classifier does "
+                                 "not call its outputs the target class clearly more often than their sources)")
 
     def job_params(self, options):
-        return {k: options[k] for k in ("dataset", "pair", "n", "seed") if options.get(k) is not None}
+        params = {k: options[k] for k in ("dataset", "pair", "n", "seed") if options.get(k) is not None}
+        return {**params, "include_failing": bool(options.get("include_failing"))}
 
     def report(self, job):
         if job.result:
+            checks = job.result.get("quality_check", {})
             for direction, n in job.result["generated"].items():
-                self.stdout.write(f"{direction}: {n} generated images")
+                check = checks.get(direction)
+                note = {"failed": " (failed its quality check: nothing new generated; --include-failing to force)",
+                        "unchecked": " (quality not measured: no classifier when the CycleGAN trained)"}.get(check, "")
+                self.stdout.write(f"{direction}: {n} generated images{note}")
