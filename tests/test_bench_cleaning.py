@@ -13,7 +13,9 @@ from curation.bench.reviewers import read_truth
 from curation.labels import CLASSES
 from curation.models import Dataset, Image, Job, LabelChange, Run
 
-TINY = ["--n", "400", "--size", "24", "--epochs", "2", "--folds", "2", "--gan-epochs", "1", "--gan-epochs-decay", "0"]
+# Tiny CycleGANs fail their quality check: --generate-failing lets them feed the augmented run all the same.
+TINY = ["--n", "400", "--size", "24", "--epochs", "2", "--folds", "2", "--gan-epochs", "1", "--gan-epochs-decay", "0",
+        "--generate-failing"]
 
 
 @pytest.mark.slow
@@ -21,26 +23,30 @@ TINY = ["--n", "400", "--size", "24", "--epochs", "2", "--folds", "2", "--gan-ep
 def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_jobs, one_torch_thread):
     out = tmp_path / "bench"
     stdout = io.StringIO()
-    call_command("bench_cleaning", *TINY, "--out", str(out), "--name", "tiny", "--inline", stdout=stdout,
-                 stderr=io.StringIO())
+    call_command("bench_cleaning", *TINY, "--seeds", "2", "--out", str(out), "--name", "tiny", "--inline",
+                 stdout=stdout, stderr=io.StringIO())
     report = json.loads((out / "report.json").read_text())
     assert set(SECTIONS) <= set(report)
     dataset = Dataset.objects.get(name="tiny")
     truth = read_truth(out / "faces" / "truth.csv")
 
-    # Every job of the pipeline ran once and succeeded: import, 6 classifier runs, 4 CycleGANs, scores, generation.
+    # Every job of the pipeline ran once and succeeded: import, 6 classifier runs of 2 seeds each, 4 CycleGANs,
+    # scores, generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
-    assert kinds == ["import_dataset", "train_classifier", *["train_cyclegan"] * 4, "score_ambiguity",
-                     "train_classifier", "train_classifier", "train_classifier", *["generate_images"] * 4, "train_classifier",
-                     "train_classifier"]
+    assert kinds == ["import_dataset", *["train_classifier"] * 2, *["train_cyclegan"] * 4, "score_ambiguity",
+                     *["train_classifier"] * 6, *["generate_images"] * 4, *["train_classifier"] * 4]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
     # Every run is reported, and all of them were scored on the one untouched test split.
     runs = report["runs"]["runs"]
     assert list(runs) == list(RUN_NAMES)
     stored = {r.pk: r for r in Run.objects.filter(dataset=dataset)}
-    assert sorted(row["run"] for row in runs.values()) == sorted(stored)
-    hashes = {stored[row["run"]].test_split_hash for row in runs.values()}
+    assert sorted(seed["run"] for row in runs.values() for seed in row["seeds"]) == sorted(stored)
+    for row in runs.values():  # each run's figures are the mean over its two seeds
+        assert [stored[seed["run"]].config["seed"] for seed in row["seeds"]] == [0, 1]
+        assert row["accuracy"] == pytest.approx(sum(seed["accuracy"] for seed in row["seeds"]) / 2)
+        assert row["accuracy_std"] is not None
+    hashes = {r.test_split_hash for r in stored.values()}
     assert len(hashes) == 1 and report["runs"]["same_test_split"] and report["runs"]["test_split_hash"] in hashes
     test_images = Image.objects.filter(dataset=dataset, split=Image.Split.TEST)
     assert all(i.label == i.original_label and i.status == Image.Status.UNREVIEWED for i in test_images)
@@ -48,7 +54,7 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     for row in runs.values():
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["macro_f1"] <= 1
         assert row["delta_accuracy"] == pytest.approx(row["accuracy"] - runs["baseline"]["accuracy"])
-    assert stored[runs["baseline"]["run"]].folds == 2
+    assert [stored[seed["run"]].folds for seed in runs["baseline"]["seeds"]] == [2, 0]
     assert runs["reviewed + augmented"]["selection"]["generated"] > 0
     # The oracle trained on the true label of every train image.
     oracle = stored[runs["oracle (true labels)"]["run"]]

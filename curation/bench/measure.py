@@ -76,18 +76,31 @@ def run_row(run):
 
 
 def runs_table(run_ids):
-    """{name: row} with each run's delta against the baseline and the share of the baseline-to-oracle gap it
+    """{name: row} for run_ids {name: [run id of each seed]}: the first seed's run with, when there are several
+    seeds, accuracy and macro F1 replaced by their mean over the seeds (each seed's figures and the standard
+    deviation kept beside), each run's delta against the baseline and the share of the baseline-to-oracle gap it
     recovers (accuracy and macro F1); all on the dataset's one test split (the hashes say so)."""
-    rows = {name: run_row(Run.objects.get(pk=run_ids[name])) for name in RUN_NAMES if name in run_ids}
+    rows, hashes = {}, set()
+    for name in RUN_NAMES:
+        if name not in run_ids:
+            continue
+        seeds = [run_row(Run.objects.get(pk=pk)) for pk in run_ids[name]]
+        hashes |= {r["test_split_hash"] for r in seeds}
+        row = dict(seeds[0])
+        for metric in ("accuracy", "macro_f1"):
+            values = [r[metric] for r in seeds]
+            row[metric] = float(np.mean(values))
+            row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        row["seeds"] = [{"run": r["run"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for r in seeds]
+        rows[name] = row
     base, oracle = rows.get("baseline"), rows.get("oracle (true labels)")
     for row in rows.values():
         for metric in ("accuracy", "macro_f1"):
             row[f"delta_{metric}"] = row[metric] - base[metric] if base else None
             gap = (oracle[metric] - base[metric]) if base and oracle else None
             row[f"gap_recovered_{metric}"] = (row[metric] - base[metric]) / gap if gap else None
-    hashes = {row["test_split_hash"] for row in rows.values()}
     return {"runs": rows, "same_test_split": len(hashes) == 1, "test_split_hash": next(iter(hashes)) if
-            len(hashes) == 1 else None}
+            len(hashes) == 1 else None, "seeds": max((len(ids) for ids in run_ids.values()), default=0)}
 
 
 def gan_quality(dataset):

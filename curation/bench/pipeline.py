@@ -17,7 +17,7 @@ from curation.bench import measure, reviewers
 from curation.bench.report import write_report
 from curation.bench.stages import run_stage
 from curation.labels import CLASSES
-from curation.models import Dataset, Image
+from curation.models import Dataset, GeneratedImage, Image
 from training.synthetic_faces import make_synthetic_faces
 
 
@@ -48,6 +48,11 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     def job(kind, params):
         return run_stage(kind, params, inline=inline, say=say)
 
+    def train(stage_name, **switches):
+        """One classifier run a seed, all on the database as it is now; returns their run ids."""
+        return stage(stage_name, lambda: [job("train_classifier", plan.classifier_params(seed=plan.seed + k, **switches))
+                                          .result["run"] for k in range(plan.seeds)])
+
     faces = out / "faces"
     shutil.rmtree(faces, ignore_errors=True)
     summary = stage("synthetic faces", lambda: make_synthetic_faces(
@@ -59,38 +64,46 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     dataset = Dataset.objects.get(name=plan.name)
     splits = {s: Image.objects.filter(dataset=dataset, split=s).count() for s in ("train", "val", "test")}
     runs = {}
+    # The first seed's baseline also trains the out-of-fold models cleanlab reads; the other seeds need none.
     base = stage("baseline classifier (out-of-fold)", lambda: job(
         "train_classifier", plan.classifier_params(folds=plan.folds)))
-    runs["baseline"] = base.result["run"]
+    runs["baseline"] = [base.result["run"]]
+    if plan.seeds > 1:
+        runs["baseline"] += stage("baseline classifier: other seeds", lambda: [
+            job("train_classifier", plan.classifier_params(seed=plan.seed + k)).result["run"]
+            for k in range(1, plan.seeds)])
     for a, b in plan.pairs:
         stage("CycleGANs", lambda: job("train_cyclegan", plan.cyclegan_params((a, b))))
     stage("scoring", lambda: job("score_ambiguity", {"dataset": plan.name, "threshold": plan.threshold}))
     budget = max(1, round(plan.budget * splits["train"]))
     detection = measure.detection(dataset, truth, budget=budget)
-    runs["reduced (SSIM flags, no review)"] = stage("retrain: reduced", lambda: job(
-        "train_classifier", plan.classifier_params(reduced=True, doubtful="ssim"))).result["run"]
-    runs["reduced (cleanlab flags, no review)"] = stage("retrain: reduced", lambda: job(
-        "train_classifier", plan.classifier_params(reduced=True, doubtful="classifier"))).result["run"]
+    runs["reduced (SSIM flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="ssim")
+    runs["reduced (cleanlab flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="classifier")
 
     users = reviewers.bench_users(f"{plan.name}-reviewer", plan.reviewers)
     decisions = stage("simulated review", lambda: reviewers.simulate_review(
         dataset=dataset, truth=truth, budget=budget, error_rate=plan.reviewer_error, seed=plan.seed, users=users))
     audit = reviewers.audit_decisions(decisions, users, dataset)
     review = measure.review_summary(decisions, detection["noisy"])
-    runs["reviewed"] = stage("retrain: reviewed", lambda: job(
-        "train_classifier", plan.classifier_params(reduced=True, doubtful=plan.doubtful))).result["run"]
+    runs["reviewed"] = train("retrain: reviewed", reduced=True, doubtful=plan.doubtful)
 
     per_direction = max(1, round(plan.generate_share * splits["train"] / (2 * len(plan.pairs))))
+    skipped = {}
     for a, b in plan.pairs:
-        stage("generate images", lambda: job("generate_images", {"dataset": plan.name, "pair": [a, b],
-                                                                 "n": per_direction, "seed": plan.seed}))
-    runs["reviewed + augmented"] = stage("retrain: reviewed + augmented", lambda: job(
-        "train_classifier", plan.classifier_params(reduced=True, augmented=True, doubtful=plan.doubtful))).result["run"]
+        stage("generate images", lambda: job("generate_images", {
+            "dataset": plan.name, "pair": [a, b], "n": per_direction, "seed": plan.seed,
+            "include_failing": plan.generate_failing}))
+    if GeneratedImage.objects.filter(gan__dataset=dataset).exists():
+        runs["reviewed + augmented"] = train("retrain: reviewed + augmented", reduced=True, augmented=True,
+                                             doubtful=plan.doubtful)
+    else:
+        skipped["reviewed + augmented"] = ("no generator passed its quality check, so none generated images "
+                                           "(--generate-failing uses them anyway)")
+        say(f"skipped reviewed + augmented: {skipped['reviewed + augmented']}")
 
     oracle_user = get_user_model().objects.get_or_create(username=f"{plan.name}-oracle")[0]
     oracle = stage("oracle relabel", lambda: reviewers.oracle_relabel(dataset=dataset, truth=truth, user=oracle_user))
-    runs["oracle (true labels)"] = stage("retrain: oracle", lambda: job(
-        "train_classifier", plan.classifier_params(reduced=True))).result["run"]
+    runs["oracle (true labels)"] = train("retrain: oracle", reduced=True)
 
     table = measure.runs_table(runs)
     if not table["same_test_split"]:
@@ -108,6 +121,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "review_decisions": decisions,
         "oracle": oracle,
         "runs": table,
+        "runs_skipped": skipped,
         "gan_quality": measure.gan_quality(dataset),
         "goals": measure.goals(detection, table),
         "inline": inline,

@@ -40,6 +40,9 @@ class BenchPlan:
     arch: str = "small_cnn"
     epochs: int = 10
     folds: int = 3  # out-of-fold models of the baseline (cleanlab's input)
+    # Classifier runs per retrain, one a seed: a run's accuracy moves by about a point from seed to seed, as much
+    # as some effects measured, so the report gives the mean and spread over the seeds.
+    seeds: int = 1
     batch_size: int = 64
     gan_profile: str = "cpu"
     gan_epochs: int = 1
@@ -52,6 +55,9 @@ class BenchPlan:
     # Which unreviewed images the reviewed runs drop (retrain --doubtful): ssim, classifier or either.
     doubtful: str = "ssim"
     generate_share: float = 0.25  # generated images for the augmented run, as a share of the train split
+    # The augmented run also takes images from generators that failed their quality check (generate_images
+    # --include-failing); by default those generate nothing, and with none passing the augmented run is skipped.
+    generate_failing: bool = False
     # torch threads of an --inline run (0: torch's default). One on a shared 2-core machine, where two OpenMP
     # threads spin against each other's and other people's work; workers keep their own setting.
     threads: int = 1
@@ -91,6 +97,8 @@ class BenchPlan:
             problems.append(f"test-fraction must be in [0.05, 0.4], not {self.test_fraction}")
         if self.epochs < 1 or self.gan_epochs < 1 or self.gan_epochs_decay < 0:
             problems.append("epochs and gan-epochs must be >= 1, gan-epochs-decay >= 0")
+        if not 1 <= self.seeds <= 10:
+            problems.append(f"seeds must be 1-10 (classifier runs per retrain), not {self.seeds}")
         if self.folds < 2:
             problems.append(f"folds must be at least 2 (the baseline's out-of-fold probabilities), not {self.folds}")
         if not 0 < self.generate_share <= 2:

@@ -86,7 +86,8 @@ def plot_runs(runs, path):
     x = np.arange(len(names))
     for k, metric in enumerate(("accuracy", "macro_f1")):
         values = [rows[n][metric] for n in names]
-        bars = ax.bar(x + (k - 0.5) * 0.38, values, 0.38, label=metric.replace("_", " "))
+        spread = [rows[n].get(f"{metric}_std") or 0 for n in names]
+        bars = ax.bar(x + (k - 0.5) * 0.38, values, 0.38, yerr=spread, capsize=2, label=metric.replace("_", " "))
         deltas = [rows[n][f"delta_{metric}"] for n in names]
         ax.bar_label(bars, [f"{v:.3f}" if n == "baseline" else f"{v:.3f}\n({d:+.3f})"
                             for n, v, d in zip(names, values, deltas)], fontsize=7)
@@ -147,7 +148,8 @@ def markdown(r):
         f"{p['difficulty']}, seed {p['seed']}), "
         f"{p['noise']:.0%} wrong labels in train + val ({d['noisy']} of the {d['train_images']} train images), "
         f"none in the {r['dataset']['test']} test images. Classifier {p['arch']} ({p['epochs']} epochs, "
-        f"{p['folds']} out-of-fold models), CycleGANs ({p['gan_profile']} profile, "
+        f"{p['folds']} out-of-fold models; {p.get('seeds', 1)} seed(s) a run, mean +- standard deviation), "
+        f"CycleGANs ({p['gan_profile']} profile, "
         f"{p['gan_epochs']}+{p['gan_epochs_decay']} epochs) for {', '.join('-'.join(x) for x in p['pairs'])}. "
         f"Review budget {rv['decisions']} decisions ({p['budget']:.0%} of train), reviewer error "
         f"{p['reviewer_error']:.0%}. "
@@ -178,10 +180,15 @@ def markdown(r):
         s = row["selection"]
         note = f"{s['train']} ({s.get('dropped_flagged_unconfirmed', 0) + s.get('dropped_excluded', 0)} dropped, " \
                f"{s.get('relabelled', 0)} relabelled, {s.get('generated', 0)} generated)"
-        lines.append(f"| {name} (run {row['run']}) | {note} | {_f(row['accuracy'])} "
+        runs_of = ", ".join(str(x["run"]) for x in row.get("seeds", [])) or str(row["run"])
+        accuracy = _f(row["accuracy"]) + (f" +- {row['accuracy_std']:.3f}" if row.get("accuracy_std") is not None
+                                           else "")
+        lines.append(f"| {name} (run {runs_of}) | {note} | {accuracy} "
                      f"| {_f(row['delta_accuracy'], '+.3f')} | {_f(row['macro_f1'])} "
                      f"| {_f(row['delta_macro_f1'], '+.3f')} "
                      f"| {_f(row['gap_recovered_accuracy'], '.0%')} |")
+    for name, why in r.get("runs_skipped", {}).items():
+        lines.append(f"| {name} | not run: {why} | | | | | |")
     lines += ["", f"![runs]({r['plots']['runs']})", "", "## Detection (train split, against truth.csv)", "",
               "| signal | AUROC | AP | " + " | ".join(f"AUROC {c}" for c in CLASSES) + " |",
               "|---|---|---|" + "---|" * len(CLASSES)]

@@ -35,6 +35,9 @@ class Command(BaseCommand):
         parser.add_argument("--arch", choices=["seed_cnn", "resnet18", "small_cnn"])
         parser.add_argument("--epochs", type=int, help="classifier epochs (profile default)")
         parser.add_argument("--folds", type=int, help="out-of-fold models of the baseline (profile default)")
+        parser.add_argument("--seeds", type=int,
+                            help="classifier runs per retrain, one a seed; the report gives their mean and spread "
+                                 "(profile default)")
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--gan-epochs", type=int, help="CycleGAN epochs at the full learning rate")
         parser.add_argument("--gan-epochs-decay", type=int, help="CycleGAN epochs of linear decay")
@@ -46,6 +49,9 @@ class Command(BaseCommand):
                             help="probability that a simulated decision is wrong (0.1)")
         parser.add_argument("--generate-share", type=float,
                             help="generated images for the augmented run, as a share of train (0.25)")
+        parser.add_argument("--generate-failing", action="store_true", default=None,
+                            help="the augmented run also takes images from generators that failed their quality "
+                                 "check (generate_images --include-failing)")
         parser.add_argument("--threads", type=int,
                             help="torch threads of an --inline run (cpu profile: 1; 0: torch's default)")
         parser.add_argument("--inline", action="store_true",
@@ -83,10 +89,13 @@ class Command(BaseCommand):
             f"fixed {rv['labels_fixed']}, broken {rv['labels_broken']}, audit {audit}")
         for name, row in r["runs"]["runs"].items():
             gap = row["gap_recovered_accuracy"]
-            out(f"run        {name:<32} acc {row['accuracy']:.4f} ({row['delta_accuracy']:+.4f})  "
+            spread = f" +-{row['accuracy_std']:.4f}" if row.get("accuracy_std") is not None else ""
+            out(f"run        {name:<32} acc {row['accuracy']:.4f}{spread} ({row['delta_accuracy']:+.4f})  "
                 f"macro F1 {row['macro_f1']:.4f} ({row['delta_macro_f1']:+.4f})"
                 + "  gap recovered " + ("n/a (oracle = baseline)" if gap is None else f"{gap:.0%}"))
         for q in r["gan_quality"]:
             out(f"gan        {q['direction']:<18} target class: sources {q['target_rate_sources'] or 0:.3f}, "
                 f"generated {q['target_rate_outputs'] or 0:.3f}")
+        for name, why in r.get("runs_skipped", {}).items():
+            out(f"run        {name:<32} not run: {why}")
         out(f"total {r['timings']['total']:.0f} s; report: {out_dir}/report.json, {out_dir}/report.md")
