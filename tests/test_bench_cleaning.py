@@ -13,9 +13,10 @@ from curation.bench.reviewers import read_truth
 from curation.labels import CLASSES
 from curation.models import Dataset, Image, Job, LabelChange, Run
 
-# Tiny CycleGANs fail their quality check: --generate-failing lets them feed the augmented run all the same.
+# Tiny CycleGANs fail their quality check: --generate-failing lets them feed the augmented run all the same. At
+# threshold 1.0 the SSIM rule flags nothing, so its reduced run is the baseline and is not trained again.
 TINY = ["--n", "400", "--size", "24", "--epochs", "2", "--folds", "2", "--gan-epochs", "1", "--gan-epochs-decay", "0",
-        "--generate-failing"]
+        "--generate-failing", "--threshold", "1.0"]
 
 
 @pytest.mark.slow
@@ -30,18 +31,21 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     dataset = Dataset.objects.get(name="tiny")
     truth = read_truth(out / "faces" / "truth.csv")
 
-    # Every job of the pipeline ran once and succeeded: import, 6 classifier runs of 2 seeds each, 4 CycleGANs,
-    # scores, generation.
+    # Every job of the pipeline ran once and succeeded: import, 5 classifier runs of 2 seeds each (the SSIM-reduced
+    # run is the baseline: nothing flagged), 4 CycleGANs, scores, generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
     assert kinds == ["import_dataset", *["train_classifier"] * 2, *["train_cyclegan"] * 4, "score_ambiguity",
-                     *["train_classifier"] * 6, *["generate_images"] * 4, *["train_classifier"] * 4]
+                     *["train_classifier"] * 4, *["generate_images"] * 4, *["train_classifier"] * 4]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
     # Every run is reported, and all of them were scored on the one untouched test split.
     runs = report["runs"]["runs"]
     assert list(runs) == list(RUN_NAMES)
     stored = {r.pk: r for r in Run.objects.filter(dataset=dataset)}
-    assert sorted(seed["run"] for row in runs.values() for seed in row["seeds"]) == sorted(stored)
+    assert {seed["run"] for row in runs.values() for seed in row["seeds"]} == set(stored)
+    ssim_reduced = runs["reduced (SSIM flags, no review)"]
+    assert ssim_reduced["same_as"] == "baseline" and ssim_reduced["seeds"] == runs["baseline"]["seeds"]
+    assert not Image.objects.filter(dataset__name="tiny", flagged=True).exists()
     for row in runs.values():  # each run's figures are the mean over its two seeds
         assert [stored[seed["run"]].config["seed"] for seed in row["seeds"]] == [0, 1]
         assert row["accuracy"] == pytest.approx(sum(seed["accuracy"] for seed in row["seeds"]) / 2)
@@ -136,7 +140,7 @@ def test_with_a_worker_up_every_job_runs_on_it(start_worker, tmp_path):
     call_command("bench_cleaning", *TINY, "--out", str(out), "--name", "onworker", stdout=io.StringIO(),
                  stderr=io.StringIO())
     jobs = list(Job.objects.exclude(kind__endswith="_chunk"))
-    assert len(jobs) == 16 and {j.status for j in jobs} == {Job.Status.SUCCEEDED}
+    assert len(jobs) == 15 and {j.status for j in jobs} == {Job.Status.SUCCEEDED}
     assert not [j.pk for j in jobs if j.worker.startswith("inline:")], "a job ran in the command's process"
     report = json.loads((out / "report.json").read_text())
     assert report["inline"] is False and report["runs"]["same_test_split"] and report["review_audit"]["ok"]

@@ -75,13 +75,16 @@ def run_row(run):
             "recall": dict(zip(CLASSES, m.get("recall", []))), "precision": dict(zip(CLASSES, m.get("precision", [])))}
 
 
-def runs_table(run_ids):
+def runs_table(run_ids, same_as=None):
     """{name: row} for run_ids {name: [run id of each seed]}: the first seed's run with, when there are several
     seeds, accuracy and macro F1 replaced by their mean over the seeds (each seed's figures and the standard
     deviation kept beside), each run's delta against the baseline and the share of the baseline-to-oracle gap it
-    recovers (accuracy and macro F1); all on the dataset's one test split (the hashes say so)."""
-    rows, hashes = {}, set()
+    recovers (accuracy and macro F1); all on the dataset's one test split (the hashes say so). same_as {name: other
+    name}: a run that would train on exactly the other's images with its seeds, reported with its figures."""
+    rows, hashes, same_as = {}, set(), same_as or {}
     for name in RUN_NAMES:
+        if name in same_as and same_as[name] in run_ids:
+            run_ids = {**run_ids, name: run_ids[same_as[name]]}
         if name not in run_ids:
             continue
         seeds = [run_row(Run.objects.get(pk=pk)) for pk in run_ids[name]]
@@ -92,6 +95,8 @@ def runs_table(run_ids):
             row[metric] = float(np.mean(values))
             row[f"{metric}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else None
         row["seeds"] = [{"run": r["run"], "accuracy": r["accuracy"], "macro_f1": r["macro_f1"]} for r in seeds]
+        if name in same_as:
+            row["same_as"] = same_as[name]
         rows[name] = row
     base, oracle = rows.get("baseline"), rows.get("oracle (true labels)")
     for row in rows.values():

@@ -77,7 +77,12 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     stage("scoring", lambda: job("score_ambiguity", {"dataset": plan.name, "threshold": plan.threshold}))
     budget = max(1, round(plan.budget * splits["train"]))
     detection = measure.detection(dataset, truth, budget=budget)
-    runs["reduced (SSIM flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="ssim")
+    same_as = {}
+    if Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN, flagged=True).exists():
+        runs["reduced (SSIM flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="ssim")
+    else:  # nothing to drop: it would train on the baseline's images with the baseline's seeds, so it is the baseline
+        same_as["reduced (SSIM flags, no review)"] = "baseline"
+        say("reduced (SSIM flags): no image reached the threshold, so it is the baseline; not trained again")
     runs["reduced (cleanlab flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="classifier")
 
     users = reviewers.bench_users(f"{plan.name}-reviewer", plan.reviewers)
@@ -105,7 +110,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     oracle = stage("oracle relabel", lambda: reviewers.oracle_relabel(dataset=dataset, truth=truth, user=oracle_user))
     runs["oracle (true labels)"] = train("retrain: oracle", reduced=True)
 
-    table = measure.runs_table(runs)
+    table = measure.runs_table(runs, same_as)
     if not table["same_test_split"]:
         raise BenchError(f"the runs were not scored on the same test split: "
                          f"{ {n: r['test_split_hash'][:12] for n, r in table['runs'].items()} }")

@@ -181,6 +181,8 @@ def markdown(r):
         note = f"{s['train']} ({s.get('dropped_flagged_unconfirmed', 0) + s.get('dropped_excluded', 0)} dropped, " \
                f"{s.get('relabelled', 0)} relabelled, {s.get('generated', 0)} generated)"
         runs_of = ", ".join(str(x["run"]) for x in row.get("seeds", [])) or str(row["run"])
+        if row.get("same_as"):
+            note = f"the {row['same_as']}'s images (nothing to drop): its runs, not trained again"
         accuracy = _f(row["accuracy"]) + (f" +- {row['accuracy_std']:.3f}" if row.get("accuracy_std") is not None
                                            else "")
         lines.append(f"| {name} (run {runs_of}) | {note} | {accuracy} "

@@ -53,7 +53,7 @@ class Command(BaseCommand):
                             help="the augmented run also takes images from generators that failed their quality "
                                  "check (generate_images --include-failing)")
         parser.add_argument("--threads", type=int,
-                            help="torch threads of an --inline run (cpu profile: 1; 0: torch's default)")
+                            help="torch threads of an --inline run (0, the default: one a core; 1 on a shared machine)")
         parser.add_argument("--inline", action="store_true",
                             help="run every job in this process (same Job rows) instead of on a worker")
 
