@@ -50,8 +50,9 @@ def bench_cleaning(plan, *, out_dir, inline, say):
 
     def train(stage_name, **switches):
         """One classifier run a seed, all on the database as it is now; returns their run ids."""
-        return stage(stage_name, lambda: [job("train_classifier", plan.classifier_params(seed=plan.seed + k, **switches))
-                                          .result["run"] for k in range(plan.seeds)])
+        return stage(stage_name, lambda: [
+            job("train_classifier", plan.classifier_params(seed=plan.seed + k, **switches)).result["run"]
+            for k in range(plan.seeds)])
 
     faces = out / "faces"
     shutil.rmtree(faces, ignore_errors=True)
