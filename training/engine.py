@@ -128,8 +128,18 @@ def _make_optimizer(model, cfg, steps_per_epoch):
     return opt, sched
 
 
+def improved(val, best, monitor):
+    """Is this epoch's validation ({"loss", "acc"}) better than the best so far? By accuracy (ties broken by the
+    lower loss) or by loss alone."""
+    if monitor == "val_loss":
+        return val["loss"] < best["val_loss"]
+    acc = best.get("val_acc", -math.inf)
+    return val["acc"] > acc or (val["acc"] == acc and val["loss"] < best["val_loss"])
+
+
 def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume=None, on_epoch=None, on_step=None):
-    """Train a model; returns FitResult with the best (lowest validation loss) weights.
+    """Train a model; returns FitResult with the best weights (highest validation accuracy, or lowest validation
+    loss: cfg.monitor).
 
     x_*: uint8 arrays (N, S, S, 3); y_*: int arrays. `resume`: a checkpoint dict from an earlier on_epoch call.
     `on_epoch(checkpoint)` is called after every epoch with a dict of tensors and primitives (save it to resume);
@@ -175,8 +185,8 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
         val = evaluate(model, xv, yv, cfg=cfg, device=device)
         metrics.update(epoch=epoch, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"])
         history.append(metrics)
-        if len(yv) == 0 or val["loss"] < best["val_loss"]:
-            best = {"val_loss": val["loss"], "epoch": epoch,
+        if len(yv) == 0 or improved(val, best, cfg.monitor):
+            best = {"val_loss": val["loss"], "val_acc": val["acc"], "epoch": epoch,
                     "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}}
         if on_epoch is not None:
             on_epoch({

@@ -22,7 +22,8 @@ from curation.models import Dataset, GeneratedImage, Image, Run
 log = logging.getLogger(__name__)
 
 DEFAULTS = {"arch": "seed_cnn", "size": 64, "epochs": 30, "batch_size": 128, "folds": 0, "seed": 0,
-            "reduced": False, "augmented": False, "doubtful": "ssim", "lr": 2e-3, "patience": 5}
+            "reduced": False, "augmented": False, "doubtful": "ssim", "lr": 2e-3, "patience": 5,
+            "monitor": "val_acc"}
 
 
 def resolve_dataset(name):
@@ -72,7 +73,7 @@ def _config(p):
 
     return TrainConfig(arch=p["arch"], size=p["size"], epochs=p["epochs"], batch_size=p["batch_size"],
                        seed=p["seed"], lr=float(p["lr"]), early_stopping_patience=p["patience"],
-                       num_classes=len(CLASSES))
+                       monitor=p["monitor"], num_classes=len(CLASSES))
 
 
 def _run_dir(run):

@@ -78,7 +78,7 @@ class RetrainForm(StartForm):
             params["epochs"] = data["epochs"]
         latest = Run.objects.filter(dataset__name=data["dataset"], status=Run.Status.SUCCEEDED).order_by("-id").first()
         if latest is not None:
-            for key in ("arch", "size", "epochs", "batch_size", "lr", "seed"):
+            for key in ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor"):
                 if key in latest.config:
                     params.setdefault(key, latest.config[key])
         return params

@@ -26,6 +26,20 @@ def tiny_config(**kw):
                           "early_stopping_patience": 0, **kw})
 
 
+def test_the_kept_epoch_is_the_most_accurate_on_noisy_validation_labels_unless_asked_for_loss():
+    from training.engine import improved
+
+    # As on a val split with wrong labels: the model grows more accurate and more confident, so the loss on the
+    # wrong labels rises with the accuracy. By accuracy the later epoch is kept; by loss the earlier one.
+    best = {"val_loss": 1.10, "val_acc": 0.60, "epoch": 3}
+    later = {"loss": 1.25, "acc": 0.66}
+    assert improved(later, best, "val_acc") and not improved(later, best, "val_loss")
+    assert improved({"loss": 1.0, "acc": 0.60}, best, "val_acc")  # a tie in accuracy goes to the lower loss
+    assert not improved({"loss": 1.2, "acc": 0.60}, best, "val_acc")
+    with pytest.raises(ValueError, match="monitor must be val_acc or val_loss"):
+        tiny_config(monitor="f1").validate()
+
+
 def test_seed_cnn_matches_the_published_size():
     assert 2.0e6 < count_parameters(build_model("seed_cnn", 8, 64)) < 2.2e6
 

@@ -12,8 +12,9 @@ class Command(TrainCommand):
         latest = Run.objects.filter(dataset__name=params.get("dataset"), status=Run.Status.SUCCEEDED).first() \
             if params.get("dataset") else Run.objects.filter(status=Run.Status.SUCCEEDED).first()
         if latest is not None:
-            for key in ("arch", "size", "epochs", "batch_size", "lr", "seed"):
-                params.setdefault(key, latest.config[key])
+            for key in ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor"):
+                if key in latest.config:
+                    params.setdefault(key, latest.config[key])
             params.setdefault("dataset", latest.dataset.name)
         params["folds"] = 0
         return params

@@ -12,7 +12,10 @@ class Command(JobCommand):
         parser.add_argument("--dataset", help="dataset name (may be left out where only one exists)")
         parser.add_argument("--arch", choices=["seed_cnn", "resnet18", "small_cnn"], help="default seed_cnn")
         parser.add_argument("--size", type=int, help="image size in px (default 64)")
-        parser.add_argument("--epochs", type=int, help="maximum epochs (default 30; early stopping on val loss)")
+        parser.add_argument("--epochs", type=int, help="maximum epochs (default 30; early stopping: --monitor)")
+        parser.add_argument("--monitor", choices=["val_acc", "val_loss"],
+                            help="validation figure that picks the kept epoch and stops early (default val_acc: "
+                                 "the loss on noisy val labels stops clean-label runs too early)")
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
@@ -24,7 +27,7 @@ class Command(JobCommand):
                                  "(default, the published experiment's), by cleanlab, or by either")
 
     def job_params(self, options):
-        keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed", "doubtful")
+        keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed", "doubtful", "monitor")
         params = {k: options[k] for k in keys if options.get(k) is not None}
         params.update(reduced=options["reduced"], augmented=options["augmented"])
         return params
