@@ -292,7 +292,12 @@ class TransformScore(models.Model):
     target_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
     epoch = models.PositiveIntegerField(help_text="The generator snapshot used.")
     ssim = models.FloatField()
-    # (ssim - mean) / std over the images of the generator's source class: comparable across generators.
+    # SSIM between the image and its transformation by the pair's other generator, the one into the image's label,
+    # which the identity loss teaches to leave such images alone: how much a generator changes this image when it
+    # should not (blur, its texture), the baseline its ssim is read against. Null on rows scored before it existed.
+    ssim_into = models.FloatField(null=True)
+    # The contrast ssim - ssim_into, standardised ((x - mean) / std) over the images of the generator's source
+    # class: comparable across generators, and free of how much any generator changes this particular image.
     z = models.FloatField(null=True)
 
     class Meta:

@@ -3,8 +3,11 @@ order with no augmentation, and its normalisation per generator.
 
 The published rule: an image labelled A that G_{A->B} barely changes probably does not show A; ambiguity is the
 highest raw SSIM over the generators leaving A, flagged at or above a threshold (0.85). Raw SSIMs are not
-comparable across generators (one trained longer changes everything more), so each generator's SSIMs are also
-standardised over the images of its source class: z says how little this image changed compared with its peers.
+comparable across generators (one trained longer changes everything more), nor across images (a generator blurs
+some faces more than others whatever their expression). So each SSIM is read against the image's own baseline,
+SSIM(image, G_{B->A}(image)): the pair's other generator, which the identity loss teaches to leave A images alone,
+and the contrast SSIM(x, G_{A->B}(x)) - SSIM(x, G_{B->A}(x)) is standardised over the images of the source class:
+z says how little G_{A->B} changed this image, against how much its identity mapping did, compared with its peers.
 The target whose generator changes an image least, relative to its peers, is the GAN's suggested label.
 """
 import numpy as np
@@ -34,7 +37,8 @@ def transform_ssim(generator, images_u8, *, batch_size=256, grey=True, window="u
 
 
 def standardise(values):
-    """z-scores of one generator's SSIMs over its source class (0 where the class has no spread)."""
+    """z-scores of one generator's scores (its SSIM contrasts) over its source class (0 where the class has no
+    spread)."""
     values = np.asarray(values, dtype=np.float64)
     if len(values) < 2:
         return np.zeros_like(values)

@@ -30,6 +30,7 @@ BATCH = 256  # images per generator forward pass
 COMMIT_EVERY = BATCH * 4  # images per transaction (rows + the chunk's checkpoint)
 WAIT_SECONDS = 0.5
 DIRECTIONS = ("AB", "BA")
+REVERSE = {"AB": "BA", "BA": "AB"}
 
 
 def direction_labels(gan, direction):
@@ -86,7 +87,8 @@ def load_generator(gan, direction, epoch, device):
         cfg = GanConfig.from_dict(state["config"])
         net = ResnetGenerator(cfg.ngf, cfg.blocks, upsample=cfg.upsample).to(device)
         net.load_state_dict(state["G_A" if direction == "AB" else "G_B"])
-        _loaded.clear()
+        if len(_loaded) >= 2:  # the two generators of one pair: a chunk uses both
+            _loaded.pop(next(iter(_loaded)))
         _loaded[key] = (net.eval(), cfg.size)
     return _loaded[key]
 
@@ -143,23 +145,29 @@ def score_chunk_job(ctx):
     _, target = direction_labels(gan, direction)
     items = chunk_items(gan, direction, p["ids"])
     done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch, image_id__gte=p["ids"][0],
-                                             image_id__lte=p["ids"][1]).values_list("image_id", flat=True))
+                                             image_id__lte=p["ids"][1], ssim_into__isnull=False)
+               .values_list("image_id", flat=True))
     # Images of the range scored before (at plan time, or by a killed attempt of this chunk) are not decoded again.
     todo = [item for item in items if item.id not in done]
     computed = ctx.state.get("computed", 0)
     name = chunk_name(gan, direction)
     if todo:
-        net, size = load_generator(gan, direction, epoch, pick_device())
+        device = pick_device()
+        net, size = load_generator(gan, direction, epoch, device)
+        into, _ = load_generator(gan, REVERSE[direction], epoch, device)  # the generator into the source class
         images, _ = load_arrays(todo, size)
         for start in range(0, len(todo), COMMIT_EVERY):
             part = todo[start : start + COMMIT_EVERY]
-            values = transform_ssim(net, images[start : start + COMMIT_EVERY], batch_size=BATCH)
+            batch = images[start : start + COMMIT_EVERY]
+            values = transform_ssim(net, batch, batch_size=BATCH)
+            baseline = transform_ssim(into, batch, batch_size=BATCH)
             scores = [TransformScore(image_id=item.id, gan=gan, direction=direction, target_label=target,
-                                     epoch=epoch, ssim=float(v)) for item, v in zip(part, values)]
+                                     epoch=epoch, ssim=float(v), ssim_into=float(b))
+                      for item, v, b in zip(part, values, baseline)]
             with transaction.atomic():
                 TransformScore.objects.bulk_create(scores, update_conflicts=True,
                                                    unique_fields=["image", "gan", "direction"],
-                                                   update_fields=["ssim", "epoch", "target_label"])
+                                                   update_fields=["ssim", "ssim_into", "epoch", "target_label"])
                 computed += len(scores)
                 ctx.save_state({"computed": computed})
             ctx.progress((start + len(part)) / len(todo), f"SSIM {name}: {start + len(part)} of {len(todo)}")
@@ -183,7 +191,7 @@ def chunks_plan(ctx, dataset, gans, *, chunk_images):
         _, epoch = generator_snapshot(gan)
         for direction in DIRECTIONS:
             source, _ = direction_labels(gan, direction)
-            done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch)
+            done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch, ssim_into__isnull=False)
                        .values_list("image_id", flat=True))
             todo = [item.id for item in domain_items(dataset, source) if item.id not in done]
             for start in range(0, len(todo), chunk_images):

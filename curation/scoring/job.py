@@ -98,8 +98,9 @@ def _standardise(dataset, gans):
     current = current_scores(dataset, gans)
     for gan in gans:
         for direction in DIRECTIONS:
-            rows = list(current.filter(gan=gan, direction=direction).order_by("id").only("id", "ssim"))
-            for row, z in zip(rows, standardise([r.ssim for r in rows])):
+            rows = list(current.filter(gan=gan, direction=direction).order_by("id").only("id", "ssim", "ssim_into"))
+            contrast = [r.ssim - r.ssim_into if r.ssim_into is not None else r.ssim for r in rows]
+            for row, z in zip(rows, standardise(contrast)):
                 row.z = float(z)
             with transaction.atomic():
                 update_rows(TransformScore, rows, ["z"])

@@ -39,6 +39,14 @@ def test_every_image_of_the_pair_gets_one_score_per_generator_leaving_its_class(
     assert set(rows.values_list("image__label", "target_label")) == {(1, 2), (2, 1)}
     assert not rows.exclude(image__split="train").exists()
     assert all(0 <= s <= 1 for s in scores(name).values())
+    # Each row also holds the SSIM under the pair's other generator (into the image's label), and z is the
+    # standardised contrast of the two over the generator's source class.
+    from gan.scoring import standardise
+
+    for direction in ("AB", "BA"):
+        part = list(rows.filter(direction=direction).order_by("id"))
+        assert part and all(r.ssim_into is not None and 0 <= r.ssim_into <= 1 for r in part)
+        assert [r.z for r in part] == pytest.approx(list(standardise([r.ssim - r.ssim_into for r in part])))
     train = Image.objects.filter(dataset__name=name, split="train")
     assert not train.filter(suspicion=None).exists()  # every train image is ranked
     assert not train.filter(label_quality=None).exists()  # cleanlab scored every train image

@@ -39,7 +39,7 @@ def _pairs(name):
 
 def _rows(name):
     return list(TransformScore.objects.filter(image__dataset__name=name)
-                .values_list("image_id", "gan_id", "direction", "ssim"))
+                .values_list("image_id", "gan_id", "direction", "ssim", "ssim_into"))
 
 
 def _summary(name):
@@ -63,8 +63,8 @@ def test_two_workers_share_the_chunks_and_the_scores_equal_a_one_chunk_run(gan_d
     call_command("score_ambiguity", "--dataset", name, "--chunk-images", "100000", "--inline", **QUIET)
     one = Job.objects.get(kind="score_ambiguity")
     assert one.result["chunks"] == 2  # one per generator direction
-    one_chunk = {(i, g, d): s for i, g, d, s in _rows(name)}
-    threshold = float(np.median(list(one_chunk.values())))  # flags about half, so the flags can differ
+    one_chunk = {(i, g, d): (s, b) for i, g, d, s, b in _rows(name)}
+    threshold = float(np.median([s for s, _ in one_chunk.values()]))  # flags about half, so the flags can differ
     call_command("score_ambiguity", "--dataset", name, "--threshold", str(threshold), "--inline", **QUIET)
     one_summary = _summary(name)
     TransformScore.objects.all().delete()
@@ -86,10 +86,11 @@ def test_two_workers_share_the_chunks_and_the_scores_equal_a_one_chunk_run(gan_d
         ids = sorted(i for i, _, d in expected if d == direction)
         assert ranges[0][0] == ids[0] and ranges[-1][1] == ids[-1]
     rows = _rows(name)
-    assert len(rows) == len(expected) and {(i, g, d) for i, g, d, _ in rows} == expected
+    assert len(rows) == len(expected) and {(i, g, d) for i, g, d, _, _ in rows} == expected
     assert job.result["ssim_computed"] == len(expected)
     # The same scores as the one-chunk run (batch composition may move a float32 SSIM in its last digits).
-    assert max(abs(s - one_chunk[(i, g, d)]) for i, g, d, s in rows) < 1e-4
+    # Both SSIMs of every row (the generator leaving the label, the one into it) equal the one-chunk run's.
+    assert max(abs(s - one_chunk[(i, g, d)][0]) + abs(b - one_chunk[(i, g, d)][1]) for i, g, d, s, b in rows) < 1e-4
     summary = _summary(name)
     assert {i: v[1] for i, v in summary.items()} == {i: v[1] for i, v in one_summary.items()}  # the same flags
     assert max(abs(summary[i][0] - one_summary[i][0]) for i in summary if summary[i][0] is not None) < 1e-4
@@ -122,7 +123,7 @@ def test_a_worker_killed_mid_chunk_reruns_that_chunk_alone_and_duplicates_nothin
     assert set(attempts.values()) == {1}  # every other chunk ran once
     assert all(c.status == Job.Status.SUCCEEDED for c in after)
     rows = _rows(name)
-    assert len(rows) == len(expected) and {(i, g, d) for i, g, d, _ in rows} == expected
+    assert len(rows) == len(expected) and {(i, g, d) for i, g, d, _, _ in rows} == expected
     assert job.result["ssim_computed"] == len(expected)
     assert "attempt 2 ended: succeeded" in second.log()
 

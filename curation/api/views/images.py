@@ -66,8 +66,12 @@ class TransformationOutput(serializers.Serializer):
     generator = serializers.ChoiceField(choices=["G_A", "G_B"], help_text="G_A: source -> target; G_B: back.")
     target_label = LabelField()
     epoch = serializers.IntegerField(help_text="The generator snapshot that scored the image.")
-    ssim = serializers.FloatField()
-    z = serializers.FloatField(allow_null=True, help_text="SSIM standardised over the generator's source class.")
+    ssim = serializers.FloatField(help_text="SSIM between the image and this generator's output.")
+    ssim_into = serializers.FloatField(allow_null=True,
+                                       help_text="SSIM under the pair's other generator (into the image's label), "
+                                                 "which should leave the image alone: the image's baseline.")
+    z = serializers.FloatField(allow_null=True, help_text="ssim - ssim_into, standardised over the generator's "
+                                                          "source class.")
     file_url = serializers.CharField(allow_null=True, help_text="The generated image, where the generate job made "
                                                                 "one for this CycleGAN and image; else null.")
 

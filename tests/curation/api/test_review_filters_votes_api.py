@@ -65,13 +65,14 @@ def test_image_detail_lists_the_transformations_behind_the_score(reviewer_api):
     ds = DatasetFactory(name="t")
     image = ImageFactory(dataset=ds, label=1, original_label=1)
     gan = GanModel.objects.create(dataset=ds, source_label=1, target_label=2)
-    TransformScore.objects.create(image=image, gan=gan, direction="AB", target_label=2, epoch=5, ssim=0.9, z=1.5)
+    TransformScore.objects.create(image=image, gan=gan, direction="AB", target_label=2, epoch=5, ssim=0.9,
+                                  ssim_into=0.7, z=1.5)
     TransformScore.objects.create(image=image, gan=gan, direction="BA", target_label=1, epoch=5, ssim=0.4, z=None)
     GeneratedImage.objects.create(gan=gan, source_image=image, target_label=2, file="gans/g.png", content_hash="x")
     body = reviewer_api.get(f"/api/images/{image.pk}/").json()
     assert body["transformations"] == [
-        {"gan_id": gan.pk, "generator": "G_A", "target_label": "sad", "epoch": 5, "ssim": 0.9, "z": 1.5,
-         "file_url": "/media/gans/g.png"},
-        {"gan_id": gan.pk, "generator": "G_B", "target_label": "happy", "epoch": 5, "ssim": 0.4, "z": None,
-         "file_url": None},
+        {"gan_id": gan.pk, "generator": "G_A", "target_label": "sad", "epoch": 5, "ssim": 0.9, "ssim_into": 0.7,
+         "z": 1.5, "file_url": "/media/gans/g.png"},
+        {"gan_id": gan.pk, "generator": "G_B", "target_label": "happy", "epoch": 5, "ssim": 0.4, "ssim_into": None,
+         "z": None, "file_url": None},
     ]
