@@ -3,7 +3,7 @@ import numpy as np
 
 from curation.labels import CLASSES
 from curation.models import GanModel, Image, Run
-from curation.scoring.chunks import snapshot_quality
+from curation.scoring.chunks import DIRECTIONS, chunk_name, snapshot_quality
 from curation.scoring.evaluate import SIGNALS, evaluate_signals
 from curation.scoring.fusion import generator_works
 
@@ -118,10 +118,9 @@ def gan_quality(dataset):
         epoch, quality = snapshot_quality(gan)
         if not quality:
             continue
-        for direction, source, target in (("AB", gan.source_label, gan.target_label),
-                                          ("BA", gan.target_label, gan.source_label)):
+        for direction in DIRECTIONS:
             q = quality[direction]
-            out.append({"gan": gan.pk, "direction": f"{CLASSES[source]}->{CLASSES[target]}", "epoch": epoch,
+            out.append({"gan": gan.pk, "direction": chunk_name(gan, direction), "epoch": epoch,
                         "target_rate_outputs": q.get("target_rate"), "target_rate_sources": q.get("source_target_rate"),
                         "ssim_to_source": q.get("ssim_to_source"), "passes_check": generator_works(q)})
     return out

@@ -48,11 +48,11 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     def job(kind, params):
         return run_stage(kind, params, inline=inline, say=say)
 
-    def train(stage_name, **switches):
-        """One classifier run a seed, all on the database as it is now; returns their run ids."""
+    def train(stage_name, first=0, **switches):
+        """One classifier run a seed (from the `first`), all on the database as it is now; returns their run ids."""
         return stage(stage_name, lambda: [
             job("train_classifier", plan.classifier_params(seed=plan.seed + k, **switches)).result["run"]
-            for k in range(plan.seeds)])
+            for k in range(first, plan.seeds)])
 
     faces = out / "faces"
     shutil.rmtree(faces, ignore_errors=True)
@@ -70,9 +70,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "train_classifier", plan.classifier_params(folds=plan.folds)))
     runs["baseline"] = [base.result["run"]]
     if plan.seeds > 1:
-        runs["baseline"] += stage("baseline classifier: other seeds", lambda: [
-            job("train_classifier", plan.classifier_params(seed=plan.seed + k)).result["run"]
-            for k in range(1, plan.seeds)])
+        runs["baseline"] += train("baseline classifier: other seeds", first=1)
     for a, b in plan.pairs:
         stage("CycleGANs", lambda: job("train_cyclegan", plan.cyclegan_params((a, b))))
     stage("scoring", lambda: job("score_ambiguity", {"dataset": plan.name, "threshold": plan.threshold}))

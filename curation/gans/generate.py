@@ -22,7 +22,7 @@ from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES
 from curation.media import save_png
 from curation.models import GanModel, GeneratedImage
-from curation.scoring.chunks import load_generator, snapshot_quality
+from curation.scoring.chunks import DIRECTIONS, chunk_name, direction_labels, load_generator, snapshot_quality
 from curation.scoring.fusion import generator_works
 
 BATCH = 64
@@ -68,9 +68,9 @@ def generate_images_job(ctx):
     epoch, quality = snapshot_quality(gan)
     device = pick_device()
     made, checks = {}, {}
-    directions = (("AB", gan.source_label, gan.target_label), ("BA", gan.target_label, gan.source_label))
-    for k, (direction, source, target) in enumerate(directions):
-        name = f"{CLASSES[source]}->{CLASSES[target]}"
+    for k, direction in enumerate(DIRECTIONS):
+        source, target = direction_labels(gan, direction)
+        name = chunk_name(gan, direction)
         works = generator_works(quality.get(direction))
         checks[name] = {None: "unchecked", True: "passed"}.get(works, "failed")
         if works is False and not p.get("include_failing"):

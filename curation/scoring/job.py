@@ -18,8 +18,8 @@ from curation.jobs.errors import JobParamsError
 from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.models import GanModel, Image, Run, TransformScore
 from curation.scoring import fusion
-from curation.scoring.chunks import (DIRECTIONS, chunks_plan, chunks_run, direction_labels, generator_snapshot,
-                                     snapshot_quality)
+from curation.scoring.chunks import (DIRECTIONS, chunk_name, chunks_plan, chunks_run, direction_labels,
+                                     generator_snapshot, snapshot_quality)
 
 
 def validate_score_params(params):
@@ -188,9 +188,9 @@ def _generators_work(gans):
     works, names = {}, {}
     for gan in gans:
         _, quality = snapshot_quality(gan)
-        for direction, a, b in (("AB", gan.source_label, gan.target_label), ("BA", gan.target_label, gan.source_label)):
+        for direction in DIRECTIONS:
             works[(gan.pk, direction)] = fusion.generator_works(quality.get(direction))
-            names[(gan.pk, direction)] = f"{CLASSES[a]}->{CLASSES[b]}"
+            names[(gan.pk, direction)] = chunk_name(gan, direction)
     return works, names
 
 
