@@ -31,11 +31,11 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     dataset = Dataset.objects.get(name="tiny")
     truth = read_truth(out / "faces" / "truth.csv")
 
-    # Every job of the pipeline ran once and succeeded: import, 5 classifier runs of 2 seeds each (the SSIM-reduced
+    # Every job of the pipeline ran once and succeeded: import, 6 classifier runs of 2 seeds each (the SSIM-reduced
     # run is the baseline: nothing flagged), 4 CycleGANs, scores, generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
     assert kinds == ["import_dataset", *["train_classifier"] * 2, *["train_cyclegan"] * 4, "score_ambiguity",
-                     *["train_classifier"] * 4, *["generate_images"] * 4, *["train_classifier"] * 4]
+                     *["train_classifier"] * 6, *["generate_images"] * 4, *["train_classifier"] * 4]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
     # Every run is reported, and all of them were scored on the one untouched test split.
@@ -78,6 +78,21 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert report["review_audit"]["ok"] and audit.count() == len(decisions)
     assert sorted(audit.values_list("image_id", flat=True)) == sorted(d["image"] for d in decisions)
     assert report["review"]["noisy_reviewed"] == sum(truth[d["path"]].noisy for d in decisions)
+
+    # The review ceiling took the wrong labels first, with the same error draws, trained on its decisions, and
+    # took them back: each image it decided has one decision and one undo by its reviewer, and the reviewed run
+    # started from the imported labels.
+    ceiling = report["review_ceiling"]
+    assert ceiling["decisions"] == len(decisions) and ceiling["undo"]["ok"]
+    assert ceiling["noisy_reviewed"] == min(len(decisions), report["detection"]["noisy"])
+    ceiling_changes = LabelChange.objects.filter(user__username__startswith="tiny-ceiling-")
+    assert ceiling_changes.filter(action="undo").count() == ceiling_changes.exclude(action="undo").count() == \
+        len(decisions)
+    ceiling_run = stored[runs["review ceiling (perfect queue)"]["run"]]
+    assert ceiling_run.selection["relabelled"] == sum(
+        c.new_label != c.old_label for c in ceiling_changes.exclude(action="undo"))
+    assert stored[runs["reviewed"]["run"]].selection["relabelled"] == sum(
+        d["label_after"] != d["label_before"] for d in decisions)
 
     # Detection of every signal, flags, review precision, GAN quality for every class, the goals.
     signals = report["detection"]["signals"]
@@ -140,7 +155,7 @@ def test_with_a_worker_up_every_job_runs_on_it(start_worker, tmp_path):
     call_command("bench_cleaning", *TINY, "--out", str(out), "--name", "onworker", stdout=io.StringIO(),
                  stderr=io.StringIO())
     jobs = list(Job.objects.exclude(kind__endswith="_chunk"))
-    assert len(jobs) == 15 and {j.status for j in jobs} == {Job.Status.SUCCEEDED}
+    assert len(jobs) == 16 and {j.status for j in jobs} == {Job.Status.SUCCEEDED}
     assert not [j.pk for j in jobs if j.worker.startswith("inline:")], "a job ran in the command's process"
     report = json.loads((out / "report.json").read_text())
     assert report["inline"] is False and report["runs"]["same_test_split"] and report["review_audit"]["ok"]

@@ -1,5 +1,5 @@
 """The cleaning benchmark, stage by stage: synthetic data with known noise, the product's pipeline on it, simulated
-review, the five retrains on one test split, and the report.
+review (and its ceiling, on a perfect queue), the retrains on one test split, and the report.
 
 Order matters: the baseline (with out-of-fold probabilities) comes before the CycleGANs, whose quality instrument
 judges them with the dataset's latest classifier; the reduced run without review comes before any decision; the
@@ -14,6 +14,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 
 from curation.bench import measure, reviewers
+from curation.bench.measure import CEILING
 from curation.bench.report import write_report
 from curation.bench.stages import run_stage
 from curation.labels import CLASSES
@@ -84,6 +85,17 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         say("reduced (SSIM flags): no image reached the threshold, so it is the baseline; not trained again")
     runs["reduced (cleanlab flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="classifier")
 
+    # The review ceiling: the same reviewers, budget and error draws on a perfect queue (wrong labels first), its
+    # retrain, then its decisions taken back, so that the product's queue is reviewed from the same labels.
+    ceiling_users = reviewers.bench_users(f"{plan.name}-ceiling", plan.reviewers)
+    ceiling = stage("review ceiling: perfect queue", lambda: reviewers.simulate_review(
+        dataset=dataset, truth=truth, budget=budget, error_rate=plan.reviewer_error, seed=plan.seed,
+        users=ceiling_users, queue=reviewers.perfect_queue(dataset, truth)))
+    runs[CEILING] = train("retrain: review ceiling", reduced=True, doubtful=plan.doubtful)
+    ceiling_undo = stage("review ceiling: undo", lambda: reviewers.undo_decisions(ceiling))
+    if not ceiling_undo["ok"]:
+        raise BenchError(f"the review ceiling's decisions were not all taken back: {ceiling_undo}")
+
     users = reviewers.bench_users(f"{plan.name}-reviewer", plan.reviewers)
     decisions = stage("simulated review", lambda: reviewers.simulate_review(
         dataset=dataset, truth=truth, budget=budget, error_rate=plan.reviewer_error, seed=plan.seed, users=users))
@@ -122,6 +134,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "detection": detection,
         "review": review,
         "review_audit": audit,
+        "review_ceiling": {**measure.review_summary(ceiling, detection["noisy"]), "undo": ceiling_undo},
         "review_decisions": decisions,
         "oracle": oracle,
         "runs": table,

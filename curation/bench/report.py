@@ -11,8 +11,8 @@ import numpy as np  # noqa: E402
 
 from curation.labels import CLASSES  # noqa: E402
 
-SECTIONS = ("plan", "dataset", "machine", "timings", "detection", "review", "review_audit", "review_decisions", "runs",
-            "gan_quality", "goals", "plots")
+SECTIONS = ("plan", "dataset", "machine", "timings", "detection", "review", "review_audit", "review_decisions",
+            "review_ceiling", "runs", "gan_quality", "goals", "plots")
 
 
 def _save(fig, path):
@@ -167,7 +167,10 @@ def markdown(r):
         f"{'met' if g['fused_auroc_at_least_cleanlab']['met'] else 'NOT met'}",
         f"- the reviewed run recovers {_f(g['reviewed_recovers_half_the_gap']['gap_recovered_accuracy'], '.0%')} of "
         f"the baseline-to-oracle accuracy gap (goal: half): "
-        f"{'met' if g['reviewed_recovers_half_the_gap']['met'] else 'NOT met'}",
+        f"{'met' if g['reviewed_recovers_half_the_gap']['met'] else 'NOT met'}; the review ceiling (the same "
+        f"budget and reviewer error on a perfect queue) recovers "
+        f"{_f(g['reviewed_recovers_half_the_gap'].get('ceiling_gap_recovered_accuracy'), '.0%')}, so the queue "
+        f"reaches {_f(g['reviewed_recovers_half_the_gap'].get('share_of_ceiling'), '.0%')} of what review can buy",
         f"- every run on the same test split (hash {str(runs['test_split_hash'])[:16]}): "
         f"{'yes' if g['same_test_split']['met'] else 'NO'}",
         "",
@@ -217,6 +220,11 @@ def markdown(r):
               f"({rv['reviewer_errors']} simulated reviewer errors). Audit: {r['review_audit']['label_changes']} "
               f"LabelChange rows for {r['review_audit']['decisions']} decisions "
               f"({'all match' if r['review_audit']['ok'] else 'MISMATCH'}).",
+              "", f"The review ceiling, the same reviewers on a perfect queue (wrong labels first): "
+              f"{r['review_ceiling']['noisy_reviewed']} of its {r['review_ceiling']['decisions']} decisions on "
+              f"wrong labels; fixed {r['review_ceiling']['labels_fixed']}, broken "
+              f"{r['review_ceiling']['labels_broken']}. Taken back after its retrain: "
+              f"{r['review_ceiling']['undo']['restored']} of {r['review_ceiling']['undo']['undone']} images restored.",
               "", "Precision of the top of each signal's order at the same budget: "
               + ", ".join(f"{_short(k)} {_f(v)}" for k, v in d["precision_at_budget"].items()) + ".",
               "", f"![review]({r['plots']['review']})", "", "## CycleGAN quality", "",

@@ -5,6 +5,11 @@ first, under a lease) and decides each image from truth.csv: with probability 1 
 (confirm a right label, relabel a wrong one to the true class), otherwise the wrong one (confirm a wrong label,
 or relabel a right one to its confusable partner: the mistake a hurried annotator makes). Every decision goes
 through image_decide, so each is an audited LabelChange, and the audit is checked against the decisions made.
+
+The review ceiling is the same reviewers on a perfect queue: the wrong labels first (in suspicion order), so every
+decision of the budget lands on a wrong label while any is left. What its retrain recovers is the most a review of
+that budget and error rate can buy on these faces; its decisions are then taken back (audited undos), so the
+product's own queue is reviewed from the same start.
 """
 import csv
 from dataclasses import dataclass
@@ -37,13 +42,30 @@ def bench_users(prefix, count):
     return [User.objects.get_or_create(username=f"{prefix}-{k + 1}")[0] for k in range(count)]
 
 
-def simulate_review(*, dataset, truth, budget, error_rate, seed, users):
-    """Up to `budget` decisions on the train split's queue, the users taking turns; returns one dict a decision."""
+def perfect_queue(dataset, truth):
+    """The train split's image ids with the wrong labels first, each part in the queue's order (most suspicious
+    first, ties by id): the queue a review ceiling takes."""
+    rows = Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).values_list("pk", "path", "suspicion")
+    order = sorted(rows, key=lambda r: (not truth[r[1]].noisy, r[2] is None, -(r[2] or 0.0), r[0]))
+    return [pk for pk, _, _ in order]
+
+
+def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=None):
+    """Up to `budget` decisions on the train split, the users taking turns; returns one dict a decision.
+
+    queue None: the product's review queue (image_claim_next, what a reviewer is shown). queue a list of image
+    ids: those, in that order (the review ceiling's perfect queue). Either way, the same decisions from truth.csv
+    with the same error draws (one seed) go through image_decide."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 10]))
     decisions = []
+    ids = iter(queue) if queue is not None else None
     while len(decisions) < budget:
         user = users[len(decisions) % len(users)]
-        image = image_claim_next(user=user, dataset=dataset, filters={"split": Image.Split.TRAIN})
+        if ids is None:
+            image = image_claim_next(user=user, dataset=dataset, filters={"split": Image.Split.TRAIN})
+        else:
+            pk = next(ids, None)
+            image = None if pk is None else Image.objects.get(pk=pk)
         if image is None:
             break
         true = truth[image.path]
@@ -63,6 +85,22 @@ def simulate_review(*, dataset, truth, budget, error_rate, seed, users):
             "reviewer_wrong": wrong, "change": change.pk,
         })
     return decisions
+
+
+def undo_decisions(decisions):
+    """Take back `decisions` (newest first), each through the label service as its reviewer's audited undo, so
+    that every image is back to the label and status it had before; returns the check of that."""
+    changes = LabelChange.objects.in_bulk([d["change"] for d in decisions])
+    for d in reversed(decisions):
+        change = changes[d["change"]]
+        version = Image.objects.values_list("version", flat=True).get(pk=d["image"])
+        image_label_change(image_id=d["image"], action=LabelChange.Action.UNDO, expected_version=version,
+                           user=change.user, undo_of=change, note="bench_cleaning: review ceiling taken back")
+    before = {c.image_id: (c.old_label, c.old_status) for c in changes.values()}
+    now = {pk: (label, status) for pk, label, status in
+           Image.objects.filter(pk__in=before).values_list("pk", "label", "status")}
+    restored = [pk for pk, state in before.items() if now.get(pk) == state]
+    return {"undone": len(decisions), "restored": len(restored), "ok": len(restored) == len(before)}
 
 
 def audit_decisions(decisions, users, dataset):
