@@ -21,6 +21,13 @@ from curation.scoring import fusion
 from curation.scoring.chunks import (DIRECTIONS, chunk_name, chunks_plan, chunks_run, direction_labels,
                                      generator_snapshot, snapshot_quality)
 
+# cleanlab's label-quality score. The normalised margin (the given label's probability minus the strongest other
+# class's) rather than self-confidence (the given label's probability alone): a label that another class beats is
+# more suspect than an equally unsure one that still leads. On the benchmark's faces (out-of-fold models, 16
+# epochs, three seeds of data) it found the wrong labels better every time: AUROC 0.841 / 0.859 / 0.854 against
+# 0.798 / 0.826 / 0.815, and 68-75 % of the top tenth wrong against 65-68 %.
+LABEL_QUALITY = "normalized_margin"
+
 
 def validate_score_params(params):
     dataset = resolve_dataset(params.get("dataset"))
@@ -121,7 +128,7 @@ def _classifier_signals(dataset):
     ids, probs = ids[keep], probs[keep]
     labels = np.array([current[i] for i in ids.tolist()])  # scored against the labels as they are now
     probs = probs / probs.sum(1, keepdims=True)
-    quality = get_label_quality_scores(labels, probs, method="self_confidence")
+    quality = get_label_quality_scores(labels, probs, method=LABEL_QUALITY)
     # n_jobs=1: a Celery prefork worker is a daemonic process, which may not start the pool cleanlab would.
     issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     return {"run": run.pk, "by_image": {int(i): (float(q), bool(f), int(s))

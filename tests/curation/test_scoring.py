@@ -95,6 +95,36 @@ def test_a_relabelled_image_is_scored_by_the_generator_leaving_its_new_label_onl
     assert image.gan_suggested_label == 1 and not image.flagged
 
 
+def test_a_label_another_class_beats_is_more_suspect_than_an_equally_unsure_one_that_leads(scored_dataset, settings):
+    # Two train images the out-of-fold models gave their label the same 0.4: for one another class is at 0.55,
+    # for the other the rest is spread thin. The first label is the likelier mistake, and the queue says so.
+    from pathlib import Path
+
+    from curation.models import Run
+
+    name = scored_dataset
+    run = Run.objects.filter(dataset__name=name).exclude(oof_file="").get()
+    path = Path(settings.MEDIA_ROOT) / run.oof_file
+    with np.load(path) as data:
+        oof = {k: data[k].copy() for k in data.files}
+    beaten, leading = 0, 1
+    for k, competitor in ((beaten, 0.55), (leading, None)):
+        label = int(oof["labels"][k])
+        other = (label + 1) % oof["probs"].shape[1]
+        row = np.full(oof["probs"].shape[1], 0.6 / (oof["probs"].shape[1] - 1))
+        if competitor is not None:
+            row[:] = 0.05 / (oof["probs"].shape[1] - 2)
+            row[other] = competitor
+        row[label] = 0.4
+        oof["probs"][k] = row
+    np.savez(path, **oof)
+    call_command("score_ambiguity", "--dataset", name, "--inline", **QUIET)
+    images = {i.pk: i for i in Image.objects.filter(pk__in=[int(oof["ids"][beaten]), int(oof["ids"][leading])])}
+    first, second = images[int(oof["ids"][beaten])], images[int(oof["ids"][leading])]
+    assert first.label_quality < second.label_quality
+    assert first.suspicion > second.suspicion
+
+
 def test_default_suspicion_leans_on_the_classifier_and_lets_the_gan_break_ties():
     quality = np.array([0.9, 0.1, 0.5, 0.5, np.nan])
     gan = np.array([3.0, -1.0, 0.0, 2.0, 1.0])
