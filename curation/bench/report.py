@@ -82,7 +82,7 @@ def plot_runs(runs, path):
     """Test accuracy and macro F1 of every run, with the delta against the baseline, on the one test split."""
     rows = runs["runs"]
     names = list(rows)
-    fig, ax = plt.subplots(figsize=(10, 3.8))
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 1, 3.8))
     x = np.arange(len(names))
     for k, metric in enumerate(("accuracy", "macro_f1")):
         values = [rows[n][metric] for n in names]
