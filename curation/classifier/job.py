@@ -26,6 +26,25 @@ DEFAULTS = {"arch": "seed_cnn", "size": 64, "epochs": 30, "batch_size": 128, "fo
             "monitor": "val_acc"}
 
 
+# What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
+RETRAIN_INHERITS = ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor")
+
+
+def with_latest_run_settings(params):
+    """params with the settings of the latest finished run (of params["dataset"]; of any dataset when none is
+    named, whose dataset it then takes too) wherever params leaves them out."""
+    runs = Run.objects.filter(status=Run.Status.SUCCEEDED)
+    if params.get("dataset"):
+        runs = runs.filter(dataset__name=params["dataset"])
+    latest = runs.select_related("dataset").first()
+    if latest is not None:
+        for key in RETRAIN_INHERITS:
+            if key in latest.config:
+                params.setdefault(key, latest.config[key])
+        params.setdefault("dataset", latest.dataset.name)
+    return params
+
+
 def resolve_dataset(name):
     if name:
         dataset = Dataset.objects.filter(name=name).first()

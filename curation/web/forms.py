@@ -3,8 +3,9 @@
 accept exactly the same jobs and say the same thing about a bad one."""
 from django import forms
 
+from curation.classifier.job import with_latest_run_settings
 from curation.labels import CLASSES
-from curation.models import Dataset, Run
+from curation.models import Dataset
 
 # Kept here as plain names: importing training.models or gan.cyclegan would import torch into the web process.
 ARCHS = ("seed_cnn", "resnet18", "small_cnn")
@@ -76,12 +77,7 @@ class RetrainForm(StartForm):
                   "doubtful": data.get("doubtful") or "ssim", "folds": 0}
         if data.get("epochs") is not None:
             params["epochs"] = data["epochs"]
-        latest = Run.objects.filter(dataset__name=data["dataset"], status=Run.Status.SUCCEEDED).order_by("-id").first()
-        if latest is not None:
-            for key in ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor"):
-                if key in latest.config:
-                    params.setdefault(key, latest.config[key])
-        return params
+        return with_latest_run_settings(params)
 
 
 class PairForm(StartForm):
