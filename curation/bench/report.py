@@ -161,16 +161,15 @@ def markdown(r):
         "",
     ]
     g = r["goals"]
+    half, ceiling = g["reviewed_recovers_half_the_gap"], r["review_ceiling"]
     lines += [
         f"- fused suspicion AUROC {_f(g['fused_auroc_at_least_cleanlab']['fused'])} vs cleanlab alone "
         f"{_f(g['fused_auroc_at_least_cleanlab']['cleanlab'])}: "
         f"{'met' if g['fused_auroc_at_least_cleanlab']['met'] else 'NOT met'}",
-        f"- the reviewed run recovers {_f(g['reviewed_recovers_half_the_gap']['gap_recovered_accuracy'], '.0%')} of "
-        f"the baseline-to-oracle accuracy gap (goal: half): "
-        f"{'met' if g['reviewed_recovers_half_the_gap']['met'] else 'NOT met'}; the review ceiling (the same "
-        f"budget and reviewer error on a perfect queue) recovers "
-        f"{_f(g['reviewed_recovers_half_the_gap'].get('ceiling_gap_recovered_accuracy'), '.0%')}, so the queue "
-        f"reaches {_f(g['reviewed_recovers_half_the_gap'].get('share_of_ceiling'), '.0%')} of what review can buy",
+        f"- the reviewed run recovers {_f(half['gap_recovered_accuracy'], '.0%')} of the baseline-to-oracle "
+        f"accuracy gap (goal: half): {'met' if half['met'] else 'NOT met'}; the review ceiling (the same budget and "
+        f"reviewer error on a perfect queue) recovers {_f(half['ceiling_gap_recovered_accuracy'], '.0%')}, so the "
+        f"queue reaches {_f(half['share_of_ceiling'], '.0%')} of what review can buy",
         f"- every run on the same test split (hash {str(runs['test_split_hash'])[:16]}): "
         f"{'yes' if g['same_test_split']['met'] else 'NO'}",
         "",
@@ -221,10 +220,9 @@ def markdown(r):
               f"LabelChange rows for {r['review_audit']['decisions']} decisions "
               f"({'all match' if r['review_audit']['ok'] else 'MISMATCH'}).",
               "", f"The review ceiling, the same reviewers on a perfect queue (wrong labels first): "
-              f"{r['review_ceiling']['noisy_reviewed']} of its {r['review_ceiling']['decisions']} decisions on "
-              f"wrong labels; fixed {r['review_ceiling']['labels_fixed']}, broken "
-              f"{r['review_ceiling']['labels_broken']}. Taken back after its retrain: "
-              f"{r['review_ceiling']['undo']['restored']} of {r['review_ceiling']['undo']['undone']} images restored.",
+              f"{ceiling['noisy_reviewed']} of its {ceiling['decisions']} decisions on wrong labels; fixed "
+              f"{ceiling['labels_fixed']}, broken {ceiling['labels_broken']}. Taken back after its retrain: "
+              f"{ceiling['undo']['restored']} of {ceiling['undo']['undone']} images restored.",
               "", "Precision of the top of each signal's order at the same budget: "
               + ", ".join(f"{_short(k)} {_f(v)}" for k, v in d["precision_at_budget"].items()) + ".",
               "", f"![review]({r['plots']['review']})", "", "## CycleGAN quality", "",

@@ -47,7 +47,8 @@ def review_card_transformations(image):
             "gan_id": score.gan_id, "generator": "G_A" if forward else "G_B",
             "source": CLASSES[source], "target": CLASSES[score.target_label], "target_label": score.target_label,
             "epoch": score.epoch,
-            "ssim": score.ssim, "ssim_into": score.ssim_into, "z": score.z, "file_url": settings.MEDIA_URL + path if path else None,
+            "ssim": score.ssim, "ssim_into": score.ssim_into, "z": score.z,
+            "file_url": settings.MEDIA_URL + path if path else None,
         })
     return rows
 
