@@ -110,8 +110,14 @@ SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=30000;",
 }
 
+# Persistent connections stay off by default: `manage.py runserver` serves each request on a new thread, and a
+# persistent connection belongs to its thread, so every request would leave one open until the server hit
+# PostgreSQL's max_connections ("too many clients"). Under gunicorn's fixed workers, FER_DB_CONN_MAX_AGE=60 reuses
+# each worker's connection safely.
+DB_CONN_MAX_AGE = env_int("FER_DB_CONN_MAX_AGE", 0)
 if os.environ.get("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=60, conn_health_checks=True)}
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"], conn_max_age=DB_CONN_MAX_AGE,
+                                                  conn_health_checks=True)}
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(DATA_DIR / "db.sqlite3")}}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
