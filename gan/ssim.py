@@ -9,7 +9,6 @@ The data range is always explicit. RGB images are scored per channel and average
 first converted to grey with ITU-R BT.601 luminance weights in R, G, B order (the published experiment converted
 RGB arrays with a BGR formula, swapping R and B).
 """
-import math
 
 import torch
 import torch.nn.functional as F
@@ -69,8 +68,3 @@ def ssim(x, y, *, data_range, window="uniform", win_size=7, sigma=1.5, k1=0.01, 
     s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
     per = s.mean(dim=(2, 3))  # (B, C)
     return (per if per_channel else per.mean(1)).float()
-
-
-def valid_size(size, window="uniform", win_size=7, sigma=1.5):
-    pad = (win_size - 1) // 2 if window == "uniform" else int(3.5 * sigma + 0.5)
-    return size - 2 * pad if size > 2 * pad else math.nan

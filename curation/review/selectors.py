@@ -47,11 +47,6 @@ def claimable(qs, *, now):
     return qs.filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now))
 
 
-def review_claim_held(*, user, now):
-    """The image whose live lease `user` holds, or None."""
-    return Image.objects.filter(claimed_by=user, claim_expires_at__gte=now).order_by("-claim_expires_at").first()
-
-
 def review_last_decision(*, user):
     """The user's latest confirm, relabel or exclude that their own undos have not already taken back, or None.
 
@@ -104,11 +99,6 @@ def review_progress(*, user, dataset, filters=None):
         progress["votes"] = ReviewVote.objects.filter(user=user, image__dataset=dataset,
                                                       withdrawn_at__isnull=True).count()
     return progress
-
-
-def image_label_history(*, image_id):
-    """The image's audit rows, oldest first, with who made each."""
-    return list(LabelChange.objects.filter(image_id=image_id).select_related("user").order_by("id"))
 
 
 # Thumbnails per page of the grid view.
