@@ -36,6 +36,15 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _import_roots_cover_tmp_path(tmp_path_factory):
+    """Tests import from their tmp_path folders: those are import roots here (and for the processes tests start,
+    which read FER_IMPORT_ROOTS), next to the default ones. Tests of the refusal set their own roots."""
+    roots = [*settings.FER_IMPORT_ROOTS, tmp_path_factory.getbasetemp()]
+    settings.FER_IMPORT_ROOTS = roots
+    os.environ["FER_IMPORT_ROOTS"] = os.pathsep.join(str(r) for r in roots)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _clean_broker():
     """Drop messages a previous run left in the test broker, so they cannot run jobs of this run."""
     from fer_site.celery import app

@@ -11,14 +11,16 @@ import shutil
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 
 from curation.bench import measure, reviewers
 from curation.bench.measure import CEILING
 from curation.bench.report import write_report
 from curation.bench.stages import run_stage
-from curation.labels import CLASSES
 from curation.models import Dataset, GeneratedImage, Image
+from training.labels import CLASSES
 from training.synthetic_faces import make_synthetic_faces
 
 
@@ -61,8 +63,10 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         faces, n=plan.n, size=plan.size, noise=plan.noise, seed=plan.seed, difficulty=plan.difficulty,
         test_fraction=plan.test_fraction))
     truth = reviewers.read_truth(faces / "truth.csv")
-    stage("import", lambda: job("import_dataset", {"path": str(faces / "labels.csv"), "format": "csv",
-                                                   "name": plan.name}))
+    # The benchmark wrote these faces itself, wherever --out says: that folder is an import root for this import.
+    with override_settings(FER_IMPORT_ROOTS=[*settings.FER_IMPORT_ROOTS, faces]):
+        stage("import", lambda: job("import_dataset", {"path": str(faces / "labels.csv"), "format": "csv",
+                                                       "name": plan.name}))
     dataset = Dataset.objects.get(name=plan.name)
     splits = {s: Image.objects.filter(dataset=dataset, split=s).count() for s in ("train", "val", "test")}
     runs = {}

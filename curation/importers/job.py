@@ -14,11 +14,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 
+from curation.importers.roots import import_path_resolve
 from curation.importers.sources import SCANNERS, Candidate, ImportSourceError, Skip
 from curation.importers.validate import BadFile, read_image
 from curation.jobs.errors import JobParamsError
-from curation.labels import CLASSES
 from curation.models import Dataset, Image, dataset_name_validator
+from curation.selectors import DatasetNotFound, dataset_get
+from training.labels import CLASSES
 
 BATCH = 64
 MAX_NAMED_PROBLEMS = 10_000  # counts are always complete; beyond this many, files are counted but not named
@@ -36,13 +38,7 @@ def validate_import_params(params):
         raise JobParamsError(f"dataset name {name!r}: {exc.messages[0]}") from None
     if not path:
         raise JobParamsError("path is required")
-    source = Path(path).expanduser().resolve()
-    if not source.exists():
-        raise JobParamsError(f"path {path!r} does not exist")
-    existing = Dataset.objects.filter(name=name).first()
-    if existing and existing.format != fmt:
-        raise JobParamsError(f"dataset {name!r} was imported as {existing.format}, not {fmt}")
-    clean = {"name": name, "format": fmt, "path": str(source)}
+    clean = {"name": name, "format": fmt}
     for key, default in (("test_fraction", 0.15), ("val_fraction", 0.1)):
         value = float(params.get(key, default))
         if not 0.0 <= value < 0.5:
@@ -52,7 +48,15 @@ def validate_import_params(params):
     if seed < 0:
         raise JobParamsError(f"seed must be >= 0, got {seed}")
     clean["seed"] = seed
-    return clean
+    # The disk last: the cheap checks name a bad number before the path is looked at.
+    clean["path"] = str(import_path_resolve(path))
+    try:
+        existing = dataset_get(name=name)
+    except DatasetNotFound:
+        existing = None  # a new dataset
+    if existing and existing.format != fmt:
+        raise JobParamsError(f"dataset {name!r} was imported as {existing.format}, not {fmt}")
+    return {"name": name, "format": fmt, "path": clean.pop("path"), **clean}
 
 
 def carve_splits(candidates, *, has_test, has_val, test_fraction, val_fraction, seed):

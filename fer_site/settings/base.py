@@ -170,6 +170,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 
 # --- Import limits --------------------------------------------------------------------------------------------
+# Imports read only below these folders (os.pathsep-separated): a curator queues an import, but the worker reads
+# the server's disk. Default: the data folder's imports/ and the demo's faces.
+FER_IMPORT_ROOTS = [Path(p).expanduser() for p in os.environ.get("FER_IMPORT_ROOTS", "").split(os.pathsep) if p] \
+    or [DATA_DIR / "imports", DATA_DIR / "demo" / "faces"]
 IMPORT_MAX_PIXELS = env_int("FER_IMPORT_MAX_PIXELS", 40_000_000)
 IMPORT_MAX_FILE_BYTES = env_int("FER_IMPORT_MAX_FILE_BYTES", 50 * 1024 * 1024)
 
@@ -206,7 +210,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "Label": "curation.labels.CLASSES",
+        "Label": "training.labels.CLASSES",
         "ImageSplit": "curation.models.Image.Split",
         "ImageStatus": "curation.models.Image.Status",
         "JobStatus": "curation.models.Job.Status",

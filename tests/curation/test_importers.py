@@ -9,7 +9,13 @@ from django.core.management import CommandError, call_command
 from PIL import Image as PILImage
 
 from curation.models import Dataset, Image, Job
-from tests.images import image_bytes, write_bomb_png, write_bytes, write_imagefolder, write_png
+from tests.images import (
+    image_bytes,
+    write_bomb_png,
+    write_bytes,
+    write_imagefolder,
+    write_png,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("inline_jobs")]
 
@@ -254,7 +260,7 @@ def test_wrong_format_for_the_layout_fails_clearly_and_writes_nothing(tmp_path, 
 
 def test_missing_path_names_the_path(tmp_path):
     missing = tmp_path / "no-such-folder"
-    with pytest.raises(CommandError, match="does not exist") as err:
+    with pytest.raises(CommandError, match="FER_IMPORT_ROOTS") as err:
         run_import(missing, "imagefolder", "nowhere")
     assert str(missing) in str(err.value)
     assert not Dataset.objects.exists() and not Job.objects.exists()

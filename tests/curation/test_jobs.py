@@ -91,7 +91,7 @@ def test_command_without_worker_says_so_instead_of_hanging(tmp_path, monkeypatch
 
 @pytest.mark.django_db
 def test_bad_params_are_refused_before_anything_is_queued(tmp_path):
-    with pytest.raises(JobParamsError, match="does not exist"):
+    with pytest.raises(JobParamsError, match="FER_IMPORT_ROOTS"):
         job_enqueue(kind="import_dataset", params=_import_params(tmp_path / "missing", "x"))
     with pytest.raises(JobParamsError, match="unknown job kind 'nope'"):
         job_enqueue(kind="nope", params={})
