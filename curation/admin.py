@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from curation.models import Dataset, Image, Job, LabelChange, ReviewSkip, WorkerHeartbeat
+from curation.models import (
+    Dataset,
+    Image,
+    Job,
+    LabelChange,
+    ReviewSkip,
+    WorkerHeartbeat,
+)
 
 
 @admin.register(Dataset)

@@ -7,7 +7,7 @@ fixed words, and scores are numbers that a reader must be able to parse as such.
 import csv
 import io
 
-from curation.labels import CLASSES
+from training.labels import CLASSES
 
 COLUMNS = ("path", "split", "original_label", "label", "status", "ambiguity", "suspicion", "reviewed_by",
            "reviewed_at")

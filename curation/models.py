@@ -4,7 +4,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.db.models import Q
 
-from curation.labels import CLASSES
+from training.labels import CLASSES
 
 LABEL_CHOICES = [(code, name) for code, name in enumerate(CLASSES)]
 MAX_REVIEWS_REQUIRED = 9
@@ -333,6 +333,10 @@ class Job(models.Model):
     error = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True, help_text="host:pid that runs the current attempt")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # The job this one is a part of (a score_chunk's score_ambiguity job), which enqueued it and runs or waits for
+    # it. CASCADE: a part means nothing without its whole, so deleting a job deletes its parts rather than leaving
+    # orphans that the jobs page would list as jobs of their own (it lists only jobs without a parent).
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
     created_at = models.DateTimeField(auto_now_add=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -2,8 +2,9 @@
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch, Q
 
-from curation.labels import CLASSES
-from curation.models import Dataset, Image, Job, LabelChange, Run
+from curation.classifier.predictions import run_image_ids_predicted
+from curation.models import Dataset, Image, LabelChange, Run
+from training.labels import CLASSES
 
 
 def dataset_summaries():
@@ -16,9 +17,17 @@ def dataset_summaries():
     ).order_by("name")
 
 
+class DatasetNotFound(Dataset.DoesNotExist):
+    """No dataset has the name asked for; the message names it. A Dataset.DoesNotExist, so the API answers 404."""
+
+
 def dataset_get(*, name):
-    """Raises Dataset.DoesNotExist."""
-    return Dataset.objects.get(name=name)
+    """The dataset named `name`: every lookup of a dataset by name (pages, API, commands, jobs) comes through here.
+    Raises DatasetNotFound."""
+    try:
+        return Dataset.objects.get(name=name)
+    except Dataset.DoesNotExist:
+        raise DatasetNotFound(f"dataset {name!r} does not exist") from None
 
 
 def dataset_counts(*, dataset):
@@ -57,8 +66,6 @@ def images_filter(qs, *, split=None, label=None, original_label=None, status=Non
     if split:
         qs = qs.filter(split=split)
     if run is not None:
-        from curation.classifier.predictions import run_image_ids_predicted
-
         qs = qs.filter(pk__in=run_image_ids_predicted(run, true_label=label, predicted=predicted))
     elif label is not None:
         qs = qs.filter(label=label)
@@ -117,24 +124,6 @@ def dataset_reviewer_names(*, dataset):
     """{user id: username} of the users whose decisions stand on the dataset's images (a few, not one per row)."""
     reviewers = Image.objects.filter(dataset=dataset, reviewed_by__isnull=False).values("reviewed_by")
     return dict(get_user_model().objects.filter(pk__in=reviewers).values_list("pk", "username"))
-
-
-def jobs_recent(*, limit=20):
-    return Job.objects.select_related("created_by").order_by("-id")[:limit]
-
-
-def jobs_list(*, status=None, kind=None):
-    qs = Job.objects.select_related("created_by")
-    if status:
-        qs = qs.filter(status=status)
-    if kind:
-        qs = qs.filter(kind=kind)
-    return qs.order_by("-id")
-
-
-def job_get(*, job_id):
-    """Raises Job.DoesNotExist."""
-    return Job.objects.select_related("created_by").get(pk=job_id)
 
 
 def runs_list(*, dataset=None):

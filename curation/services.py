@@ -3,8 +3,8 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from curation.labels import NUM_CLASSES
 from curation.models import Image, LabelChange
+from training.labels import NUM_CLASSES
 
 
 class VersionConflict(Exception):

@@ -5,8 +5,8 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 from curation.api.throttles import LoginThrottle
-from curation.jobs.selectors import workers_alive
-from curation.selectors import dataset_summaries, jobs_recent
+from curation.jobs.selectors import jobs_recent, workers_alive
+from curation.selectors import dataset_summaries
 
 
 @login_required

@@ -20,12 +20,18 @@ import numpy as np
 import torch
 from PIL import Image
 
-from curation.labels import CLASSES, CODE
 from gan.cyclegan import CycleGAN, make_config, sample_grid
 from gan.quality import quality
 from training.bench_accuracy import load_synthetic
 from training.config import TrainConfig
-from training.engine import best_weights_checkpoint, fit, load_model, predict_proba, to_device_u8
+from training.engine import (
+    best_weights_checkpoint,
+    fit,
+    load_model,
+    predict_proba,
+    to_device_u8,
+)
+from training.labels import CLASSES, CODE
 from training.synthetic_faces import DEFAULT_DIFFICULTY, make_synthetic_faces
 
 

@@ -10,8 +10,8 @@ from django.core.management.base import CommandError
 from curation.bench.measure import RUN_NAMES
 from curation.bench.report import SECTIONS
 from curation.bench.reviewers import read_truth
-from curation.labels import CLASSES
 from curation.models import Dataset, Image, Job, LabelChange, Run
+from training.labels import CLASSES
 
 # Tiny CycleGANs fail their quality check: --generate-failing lets them feed the augmented run all the same. At
 # threshold 1.0 the SSIM rule flags nothing, so its reduced run is the baseline and is not trained again.

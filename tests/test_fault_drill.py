@@ -29,13 +29,21 @@ import pytest
 from django.db import connection
 
 from curation.bench.reviewers import read_truth
-from curation.labels import CLASSES
-from curation.models import Dataset, GanModel, Image, Job, LabelChange, TransformScore, WorkerHeartbeat
+from curation.models import (
+    Dataset,
+    GanModel,
+    Image,
+    Job,
+    LabelChange,
+    TransformScore,
+    WorkerHeartbeat,
+)
 from curation.review.services import image_claim_next, image_decide
 from curation.services import VersionConflict
 from tests.conftest import REPO, WorkerProcess, wait_for, worker_database_url
 from tests.factories import UserFactory
 from tests.private_redis import REDIS_SERVER, PrivateRedis
+from training.labels import CLASSES
 from training.synthetic_faces import make_synthetic_faces
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]

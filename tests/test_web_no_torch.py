@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent("""
     from curation.models import Dataset
     Dataset.objects.create(name="d", format="csv", source="/nowhere")
     params = {"dataset": "d", "pair": ["happy", "sad"], "path": "/nowhere", "format": "csv", "name": "e",
-              "epochs": 1, "n": 1, "parent": 1}
+              "epochs": 1, "n": 1}
     reached = []
     for kind, job_kind in JOB_KINDS.items():
         try:

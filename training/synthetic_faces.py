@@ -26,8 +26,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from curation.labels import CLASSES, CODE
-from training.face_drawing import AU, AUS, BACKGROUNDS, HAIR_STYLES, Capture, Identity, render
+from training.face_drawing import (
+    AU,
+    AUS,
+    BACKGROUNDS,
+    HAIR_STYLES,
+    Capture,
+    Identity,
+    render,
+)
+from training.labels import CLASSES, CODE
 
 SPLITS = ("train", "val", "test")
 PREVIEW_COLUMNS = 12

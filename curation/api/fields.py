@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from curation.labels import CLASSES, UnknownLabel, parse_label
+from training.labels import CLASSES, UnknownLabel, parse_label
 
 
 class LabelField(serializers.ChoiceField):

@@ -3,8 +3,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from curation.api.fields import LabelField
-from curation.labels import CLASSES
 from curation.models import Image, Job, LabelChange, Run
+from training.labels import CLASSES
 
 
 class ImageOutput(serializers.ModelSerializer):

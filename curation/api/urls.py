@@ -1,5 +1,9 @@
 from django.urls import path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
 
 from curation.api.views import auth, datasets, images, jobs, review, runs
 from curation.api.views.calibration import DatasetCalibrationApi

@@ -1,11 +1,11 @@
 """The benchmark's figures, read from the database and measured against the truth: detection, review, runs, GANs."""
 import numpy as np
 
-from curation.labels import CLASSES
+from curation.gans.snapshots import DIRECTIONS, direction_name, snapshot_quality
 from curation.models import GanModel, Image, Run
-from curation.scoring.chunks import DIRECTIONS, chunk_name, snapshot_quality
 from curation.scoring.evaluate import SIGNALS, evaluate_signals
 from curation.scoring.fusion import generator_works
+from training.labels import CLASSES
 
 # The runs after the baseline, in the order the benchmark trains them; the oracle is the ceiling. The two reduced
 # runs drop, without any review, the images the SSIM rule flagged (the published experiment) or those cleanlab
@@ -122,7 +122,7 @@ def gan_quality(dataset):
             continue
         for direction in DIRECTIONS:
             q = quality[direction]
-            out.append({"gan": gan.pk, "direction": chunk_name(gan, direction), "epoch": epoch,
+            out.append({"gan": gan.pk, "direction": direction_name(gan, direction), "epoch": epoch,
                         "target_rate_outputs": q.get("target_rate"), "target_rate_sources": q.get("source_target_rate"),
                         "ssim_to_source": q.get("ssim_to_source"), "passes_check": generator_works(q)})
     return out

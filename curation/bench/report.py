@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from curation.labels import CLASSES  # noqa: E402
+from training.labels import CLASSES  # noqa: E402
 
 SECTIONS = ("plan", "dataset", "machine", "timings", "detection", "review", "review_audit", "review_decisions",
             "review_ceiling", "runs", "gan_quality", "goals", "plots")

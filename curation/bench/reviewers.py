@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from django.contrib.auth import get_user_model
 
-from curation.labels import CLASSES, CODE
 from curation.models import Image, LabelChange
 from curation.review.services import image_claim_next, image_decide
 from curation.services import image_label_change
+from training.labels import CLASSES, CODE
 from training.synthetic_faces import PARTNER
 
 

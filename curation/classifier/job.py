@@ -12,18 +12,29 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
-from curation.classifier.selection import DOUBTFUL, Item, Selection, select_training_data
 from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
+from curation.classifier.selection import (
+    DOUBTFUL,
+    Item,
+    Selection,
+    select_training_data,
+)
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
-from curation.labels import CLASSES, CODE
 from curation.media import media_rel, save_torch
 from curation.models import Dataset, GeneratedImage, Image, Run
+from curation.selectors import DatasetNotFound, dataset_get
+from training.config import TrainConfig  # dataclasses only: no torch in web processes
+from training.labels import CLASSES, CODE
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {"arch": "seed_cnn", "size": 64, "epochs": 30, "batch_size": 128, "folds": 0, "seed": 0,
-            "reduced": False, "augmented": False, "doubtful": "ssim", "lr": 2e-3, "patience": 5,
-            "monitor": "val_acc"}
+# The job's parameters that are TrainConfig fields of the same name; their defaults are TrainConfig's, so the two
+# cannot drift apart. "patience" is TrainConfig's early_stopping_patience; the rest choose the data, not the training.
+TRAIN_KEYS = ("arch", "size", "epochs", "batch_size", "seed", "lr", "monitor")
+_TRAIN_DEFAULTS = TrainConfig()
+DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
+            "patience": _TRAIN_DEFAULTS.early_stopping_patience,
+            "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim"}
 
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
@@ -47,15 +58,15 @@ def with_latest_run_settings(params):
 
 def resolve_dataset(name):
     if name:
-        dataset = Dataset.objects.filter(name=name).first()
-        if dataset is None:
+        try:
+            return dataset_get(name=name)
+        except DatasetNotFound as exc:
             known = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none yet"
-            raise JobParamsError(f"no dataset {name!r} (datasets: {known})")
-        return dataset
+            raise JobParamsError(f"{exc} (datasets: {known})") from None
     names = list(Dataset.objects.values_list("name", flat=True)[:2])
     if len(names) != 1:
         raise JobParamsError("give --dataset NAME" + (" (there are several datasets)" if names else " (no dataset yet)"))
-    return Dataset.objects.get(name=names[0])
+    return dataset_get(name=names[0])
 
 
 def validate_train_params(params):
@@ -88,11 +99,8 @@ def validate_train_params(params):
 
 
 def _config(p):
-    from training.config import TrainConfig
-
-    return TrainConfig(arch=p["arch"], size=p["size"], epochs=p["epochs"], batch_size=p["batch_size"],
-                       seed=p["seed"], lr=float(p["lr"]), early_stopping_patience=p["patience"],
-                       monitor=p["monitor"], num_classes=len(CLASSES))
+    return TrainConfig(**{key: p[key] for key in TRAIN_KEYS if key != "lr"}, lr=float(p["lr"]),
+                       early_stopping_patience=p["patience"], num_classes=len(CLASSES))
 
 
 def _run_dir(run):
@@ -143,10 +151,8 @@ def _start_run(ctx, dataset, p, cfg):
 
 
 def train_classifier_job(ctx):
-    from training.config import TrainConfig
-
     p = ctx.params
-    dataset = Dataset.objects.get(name=p["dataset"])
+    dataset = dataset_get(name=p["dataset"])
     cfg = _config(p)
     run = Run.objects.get(pk=ctx.state["run_id"]) if ctx.state.get("run_id") else _start_run(ctx, dataset, p, cfg)
     cfg = TrainConfig.from_dict(run.config)
@@ -164,7 +170,13 @@ def train_classifier_job(ctx):
 
 
 def _train(ctx, run, cfg):
-    from training.engine import best_weights_checkpoint, fit, pick_device, predict_proba, to_device_u8
+    from training.engine import (
+        best_weights_checkpoint,
+        fit,
+        pick_device,
+        predict_proba,
+        to_device_u8,
+    )
 
     sel = selection_from_snapshot((Path(settings.MEDIA_ROOT) / run.snapshot_file).read_text())
     device = pick_device()

@@ -15,8 +15,8 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 
-from curation.labels import CLASSES
 from curation.models import GeneratedImage, Image
+from training.labels import CLASSES
 
 
 @dataclass

@@ -18,12 +18,18 @@ from django.db import transaction
 from curation.classifier.job import resolve_dataset
 from curation.gans.data import domain_arrays
 from curation.gans.job import parse_pair
+from curation.gans.snapshots import (
+    DIRECTIONS,
+    direction_labels,
+    direction_name,
+    load_generator,
+    snapshot_quality,
+)
 from curation.jobs.errors import JobParamsError
-from curation.labels import CLASSES
 from curation.media import save_png
 from curation.models import GanModel, GeneratedImage
-from curation.scoring.chunks import DIRECTIONS, chunk_name, direction_labels, load_generator, snapshot_quality
 from curation.scoring.fusion import generator_works
+from training.labels import CLASSES
 
 BATCH = 64
 
@@ -70,7 +76,7 @@ def generate_images_job(ctx):
     made, checks = {}, {}
     for k, direction in enumerate(DIRECTIONS):
         source, target = direction_labels(gan, direction)
-        name = chunk_name(gan, direction)
+        name = direction_name(gan, direction)
         works = generator_works(quality.get(direction))
         checks[name] = {None: "unchecked", True: "passed"}.get(works, "failed")
         if works is False and not p.get("include_failing"):

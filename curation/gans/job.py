@@ -16,10 +16,11 @@ from django.utils import timezone
 from curation.classifier.job import resolve_dataset
 from curation.gans.data import domain_arrays, domain_items, latest_classifier
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
-from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.media import media_rel, save_png, save_torch
 from curation.models import GanModel
+from gan.config import PROFILES, make_config
 from gan.quality import quality
+from training.labels import CLASSES, UnknownLabel, parse_label
 
 log = logging.getLogger(__name__)
 QUALITY_SAMPLES = 256
@@ -40,8 +41,6 @@ def parse_pair(pair):
 
 
 def validate_cyclegan_params(params):
-    from gan.config import PROFILES, make_config
-
     dataset = resolve_dataset(params.get("dataset"))
     clean = {"dataset": dataset.name}
     a, b = parse_pair(params.get("pair"))
@@ -75,8 +74,6 @@ def snapshot_epochs(total):
 
 
 def train_cyclegan_job(ctx):
-    from gan.config import make_config
-
     p = ctx.params
     dataset = resolve_dataset(p["dataset"])
     a, b = (parse_label(x) for x in p["pair"])

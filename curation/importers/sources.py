@@ -12,8 +12,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image as PILImage
 
-from curation.labels import AFFECTNET_NOT_EMOTION, UnknownLabel, affectnet_code, fer2013_code, parse_label
 from curation.importers.validate import BadFile, safe_join
+from training.labels import (
+    AFFECTNET_NOT_EMOTION,
+    UnknownLabel,
+    affectnet_code,
+    fer2013_code,
+    parse_label,
+)
 
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 FER2013_USAGE = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}

@@ -10,9 +10,9 @@ from curation.classifier.job import train_classifier_job, validate_train_params
 from curation.gans.generate import generate_images_job, validate_generate_params
 from curation.gans.job import train_cyclegan_job, validate_cyclegan_params
 from curation.importers.job import import_dataset_job, validate_import_params
+from curation.jobs.errors import JobParamsError
 from curation.scoring.chunks import score_chunk_job, validate_chunk_params
 from curation.scoring.job import score_ambiguity_job, validate_score_params
-from curation.jobs.errors import JobParamsError
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,8 @@ class JobKind:
     handler: Callable
     validate: Callable
     queue: str = "cpu"  # "gpu": training, generation and scoring (GPU workers; the embedded worker takes both)
+    # The kind of job that enqueues jobs of this kind as its parts (Job.parent); such jobs are not started by hand.
+    part_of: str | None = None
 
 
 JOB_KINDS = {
@@ -28,8 +30,9 @@ JOB_KINDS = {
     "train_cyclegan": JobKind(handler=train_cyclegan_job, validate=validate_cyclegan_params, queue="gpu"),
     "generate_images": JobKind(handler=generate_images_job, validate=validate_generate_params, queue="gpu"),
     "score_ambiguity": JobKind(handler=score_ambiguity_job, validate=validate_score_params, queue="gpu"),
-    # A part of a score_ambiguity job (params {"parent": its id, ...}), enqueued by it; not started by hand.
-    "score_chunk": JobKind(handler=score_chunk_job, validate=validate_chunk_params, queue="gpu"),
+    # A part of a score_ambiguity job (Job.parent), enqueued by it through its JobContext; not started by hand.
+    "score_chunk": JobKind(handler=score_chunk_job, validate=validate_chunk_params, queue="gpu",
+                           part_of="score_ambiguity"),
 }
 
 

@@ -3,6 +3,10 @@
 Every write an attempt makes to its Job row is conditional on (status=running, attempts=<this attempt>), so an
 attempt that the reaper has given up on (its worker looked dead) can no longer change the row, and a job's result
 is written once however many times its message is delivered.
+
+A handler may split its work into child jobs (Job.parent) through its JobContext: enqueue them, run them to the end
+(taking queued ones in this process, waiting for those other workers run), cancel them. Their handlers know nothing
+of this module, so the registry of handlers never imports the runner back.
 """
 import logging
 import os
@@ -19,6 +23,12 @@ from django.utils import timezone
 
 from curation.jobs.errors import JobCancelled, JobLost
 from curation.jobs.registry import get_kind
+from curation.jobs.services import (
+    job_children_cancel,
+    job_enqueue,
+    job_retry,
+    jobs_reap,
+)
 from curation.models import Job
 
 log = logging.getLogger(__name__)
@@ -32,6 +42,7 @@ class JobContext:
     """What a job handler sees: its params, its saved state, and progress / cancel / checkpoint calls."""
 
     PROGRESS_EVERY_SECONDS = 1.0
+    WAIT_SECONDS = 0.5  # between looks at children that other workers run
 
     def __init__(self, *, job_id, attempt, params, state, on_progress=None):
         self.job_id = job_id
@@ -74,6 +85,91 @@ class JobContext:
             self.lost_event.set()
             raise JobLost(f"job {self.job_id} attempt {self.attempt} no longer owns the job")
         self.state = dict(state)
+
+    # --- child jobs: parts of this job, each a Job row of its own that any worker may run ----------------------
+
+    def child_enqueue(self, *, kind, params):
+        """Enqueue a job of `kind` as a part of this one. Call it inside the transaction that records the child in
+        this job's state (save_state), so that a re-run of this job finds its children instead of enqueueing them
+        twice."""
+        parent = Job.objects.only("pk", "kind").get(pk=self.job_id)
+        return job_enqueue(kind=kind, params=params, parent=parent)
+
+    def children_cancel(self):
+        """Cancel this job's children that have not finished."""
+        job_children_cancel(job_id=self.job_id)
+
+    def children_run(self, children, *, share=1.0, noun="child", unit="units"):
+        """Run this job's `children` ([{"id": job id, "n": its size in `unit`s, "name": what it does}]) to the end: take
+        queued ones here, wait for those running elsewhere. Progress goes from 0 to `share` by units done. Returns
+        the finished children's results, in order.
+
+        This job never just waits for a worker: with one worker process of concurrency 1 nobody else would take the
+        children. A child that failed is queued again while it has attempts left; one that failed its last attempt
+        raises ChildFailed, naming it. Whatever stops this job (cancelled, failed) cancels the children left."""
+        try:
+            return self._children_run(children, share, noun, unit)
+        except JobLost:
+            raise  # another attempt of this job owns the children now
+        except BaseException:
+            self.children_cancel()  # nobody should spend a GPU on the rest
+            raise
+
+    def _children_run(self, children, share, noun, unit):
+        if not children:
+            return []
+        size = {c["id"]: c["n"] for c in children}
+        name = {c["id"]: c["name"] for c in children}
+        total = sum(size.values()) or 1
+        here = worker_label()
+        last_reap = time.monotonic()
+        while True:
+            self.check()
+            jobs = {j.pk: j for j in Job.objects.filter(parent_id=self.job_id, pk__in=list(size)).only(
+                "pk", "status", "progress", "attempts", "max_attempts", "error", "message", "result")}
+            missing = set(size) - set(jobs)
+            if missing:
+                raise ChildFailed(f"{noun} jobs {sorted(missing)} of job {self.job_id} were deleted")
+            for pk, job in jobs.items():
+                if job.status == Job.Status.FAILED and not job_retry(job_id=pk):
+                    reason = (job.error.split("\n\n")[0] if job.error else job.message) or "no reason recorded"
+                    raise ChildFailed(f"{noun} job {pk} ({name[pk]}, {size[pk]} {unit}) failed after {job.attempts} "
+                                      f"attempt(s): {reason}")
+                if job.status == Job.Status.CANCELLED:
+                    if Job.objects.filter(pk=self.job_id, cancel_requested=True).exists():
+                        raise JobCancelled(f"job {self.job_id} was cancelled")
+                    raise ChildFailed(f"{noun} job {pk} ({name[pk]}) was cancelled, so job {self.job_id}'s work is "
+                                      f"incomplete; run it again to do what is missing")
+            done = sum(size[pk] * (1.0 if j.status == Job.Status.SUCCEEDED else j.progress) for pk, j in jobs.items())
+            finished = [pk for pk in size if jobs[pk].status == Job.Status.SUCCEEDED]
+            if len(finished) == len(jobs):
+                return [jobs[pk].result for pk in finished]
+            queued = [pk for pk in size if jobs[pk].status == Job.Status.QUEUED]
+            if queued:
+                pk = queued[0]
+                n_done = len(finished)
+
+                def passed_on(fraction, message, pk=pk, base=done - size[pk] * jobs[pk].progress):
+                    try:
+                        self.progress(share * (base + size[pk] * fraction) / total,
+                                      f"{noun} {n_done + 1} of {len(jobs)} ({message})")
+                    except (JobCancelled, JobLost):
+                        pass  # this job's own loop stops after this child; its cancel reaches the child too
+
+                # Another worker may take it first; job_run then returns None and the loop looks again.
+                job_run(job_id=pk, worker=here, on_progress=passed_on)
+                continue
+            self.progress(share * done / total, f"{len(finished)} of {len(jobs)} {noun}s done, the rest running on "
+                                                f"other workers")
+            if time.monotonic() - last_reap > settings.JOB_REAP_INTERVAL_SECONDS:
+                # A child whose worker died is re-queued even where no worker runs a reaper (an --inline parent).
+                jobs_reap()
+                last_reap = time.monotonic()
+            time.sleep(self.WAIT_SECONDS)
+
+
+class ChildFailed(RuntimeError):
+    """A child job failed its last attempt, was cancelled on its own, or was deleted: its parent cannot finish."""
 
 
 def _heartbeat(ctx, stop):

@@ -1,10 +1,41 @@
-"""Reads about jobs and workers."""
+"""Reads about jobs and workers. Every read of a job by id (pages, API, commands) comes through job_get."""
 from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
 
-from curation.models import WorkerHeartbeat
+from curation.models import Job, WorkerHeartbeat
+
+
+class JobNotFound(Job.DoesNotExist):
+    """No job has the id asked for; the message names it. A Job.DoesNotExist, so the API answers 404."""
+
+
+def job_get(*, job_id):
+    """The job `job_id`, with who started it. Raises JobNotFound."""
+    try:
+        return Job.objects.select_related("created_by").get(pk=job_id)
+    except Job.DoesNotExist:
+        raise JobNotFound(f"job {job_id} does not exist") from None
+
+
+def jobs_list(*, status=None, kind=None):
+    """Jobs, newest first, optionally of one status and/or kind."""
+    qs = Job.objects.select_related("created_by")
+    if status:
+        qs = qs.filter(status=status)
+    if kind:
+        qs = qs.filter(kind=kind)
+    return qs.order_by("-id")
+
+
+def jobs_recent(*, limit=20):
+    return jobs_list()[:limit]
+
+
+def job_latest(*, kind):
+    """The newest job of `kind`, or None."""
+    return jobs_list(kind=kind).first()
 
 
 def workers_alive(*, queue=None):

@@ -2,38 +2,49 @@
 import logging
 from datetime import timedelta
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from curation.jobs.errors import JobParamsError
 from curation.jobs.registry import get_kind
 from curation.models import Job, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
+# The Celery task that runs a job (curation.tasks.run_job). Sent by name, so that enqueueing does not import the
+# task module, which imports the runner, which enqueues: the jobs layer stays free of import cycles.
+RUN_JOB_TASK = "curation.run_job"
+
 
 def _send(job_id, queue):
-    # Imported here: the task module imports this one.
-    from curation.tasks import run_job
-
     try:
-        run_job.apply_async(args=[job_id], queue=queue)
+        current_app.send_task(RUN_JOB_TASK, args=[job_id], queue=queue)
     except Exception:  # broker down: the job stays queued and the reaper sends it again later
         log.exception("could not send job %s to queue %s; the reaper will retry", job_id, queue)
 
 
-def job_enqueue(*, kind, params, user=None, send=True):
+def job_enqueue(*, kind, params, user=None, send=True, parent=None):
     """Validate params for `kind`, create a queued Job, and send it to its queue once the transaction commits.
 
-    Raises JobParamsError with a message naming the bad parameter.
+    `parent` (a Job) makes the new job a part of it; only kinds that are parts of another (JobKind.part_of) take
+    one, and they need one, so a part is never started by hand. Raises JobParamsError with a message naming the
+    bad parameter.
     """
     job_kind = get_kind(kind)
+    if job_kind.part_of is not None and (parent is None or parent.kind != job_kind.part_of):
+        raise JobParamsError(f"{kind} jobs are parts of a {job_kind.part_of} job, which enqueues them; "
+                             f"they are not started on their own")
+    if job_kind.part_of is None and parent is not None:
+        raise JobParamsError(f"{kind} jobs are not parts of another job")
     clean = job_kind.validate(dict(params or {}))
     with transaction.atomic():
         job = Job.objects.create(
             kind=kind,
             params=clean,
+            parent=parent,
             queue=job_kind.queue,
             max_attempts=settings.JOB_MAX_ATTEMPTS,
             created_by=user if user is not None and user.is_authenticated else None,
@@ -46,17 +57,26 @@ def job_enqueue(*, kind, params, user=None, send=True):
 
 
 def job_cancel(*, job_id):
-    """Ask a job to stop, and with it the jobs that are part of it (params {"parent": job_id}, e.g. the chunks of
-    a scoring job). A queued job is cancelled at once; a running one stops at its next check."""
-    now = timezone.now()
+    """Ask a job to stop, and with it the jobs that are parts of it (its children, e.g. the chunks of a scoring
+    job). A queued job is cancelled at once; a running one stops at its next check."""
     with transaction.atomic():
-        for jobs in (Job.objects.filter(pk=job_id), Job.objects.filter(params__parent=job_id)):
-            jobs.filter(status=Job.Status.QUEUED).update(
-                cancel_requested=True, status=Job.Status.CANCELLED, message="cancelled before it started",
-                finished_at=now,
-            )
-            jobs.filter(status=Job.Status.RUNNING).update(cancel_requested=True, message="cancelling")
+        _cancel(Job.objects.filter(pk=job_id))
+        _cancel(Job.objects.filter(parent_id=job_id))
     return Job.objects.get(pk=job_id)
+
+
+def job_children_cancel(*, job_id):
+    """Ask the children of a job to stop, not the job itself (it failed, or stops on its own)."""
+    with transaction.atomic():
+        _cancel(Job.objects.filter(parent_id=job_id))
+
+
+def _cancel(jobs):
+    now = timezone.now()
+    jobs.filter(status=Job.Status.QUEUED).update(
+        cancel_requested=True, status=Job.Status.CANCELLED, message="cancelled before it started", finished_at=now,
+    )
+    jobs.filter(status=Job.Status.RUNNING).update(cancel_requested=True, message="cancelling")
 
 
 def job_retry(*, job_id):

@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from curation.labels import CLASSES
 from curation.models import Image, ReviewVote
+from training.labels import CLASSES
 
 EXCLUDED = "excluded"
 CATEGORIES = (*CLASSES, EXCLUDED)

@@ -7,8 +7,8 @@ from django.conf import settings
 from django.db.models import F
 
 from curation.classifier.predictions import read_probabilities, run_predictions_path
-from curation.labels import CLASSES
 from curation.models import GeneratedImage, Image, LabelChange, Run, TransformScore
+from training.labels import CLASSES
 
 TOP_PROBABILITIES = 3
 

@@ -11,7 +11,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from curation.forms import form_error_text
-from curation.labels import label_name
 from curation.models import Dataset, Image
 from curation.review.agreement import dataset_agreement
 from curation.review.forms import DECISION_WORDS, DecisionForm
@@ -19,6 +18,7 @@ from curation.review.views import CLASS_KEYS
 from curation.review.votes import NotDisputed, dispute_resolve, disputes_list
 from curation.roles import user_is_curator
 from curation.services import VersionConflict
+from training.labels import label_name
 
 
 @login_required

@@ -1,10 +1,10 @@
 """The browser queue's inputs: the filter (GET) and a decision (POST)."""
 from django import forms
 
-from curation.labels import CLASSES, NUM_CLASSES
 from curation.models import Dataset, Image, Run
 from curation.review.services import ACTIONS, SKIP
 from curation.selectors import STATUS_ANY
+from training.labels import CLASSES, NUM_CLASSES
 
 _FLAGGED = {"yes": True, "no": False}
 # Longest time a card may count as having been looked at (a card left open over lunch is not a slow decision).

@@ -13,12 +13,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from curation.forms import form_error_text
-from curation.labels import label_name
 from curation.models import Dataset, Image
 from curation.review.forms import DECISION_WORDS, GridDecisionForm, ReviewFilterForm
 from curation.review.selectors import review_grid_page
 from curation.review.services import images_decide_bulk
 from curation.review.views import CLASS_KEYS
+from training.labels import label_name
 
 PAGE, GRID = "curation/review_grid.html", "curation/review_grid_part.html"
 

@@ -3,14 +3,20 @@
 The browser queue and the REST API both call these. A label itself changes only in
 curation.services.image_label_change, which writes the audit row; these add the queue around it.
 """
-from datetime import timedelta
 from typing import NamedTuple
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from curation.models import Image, LabelChange, ReviewSkip, ReviewVote
+from curation.review.leases import (
+    lease_commit_async,
+    lease_expiry,
+    lease_give,
+    lease_renew,
+    lease_take,
+    leases_release,
+)
 from curation.review.selectors import claimable, review_last_decision, review_queue
 from curation.review.votes import image_vote, vote_latest_open, vote_withdraw
 from curation.selectors import STATUS_ANY
@@ -32,27 +38,13 @@ class NothingToUndo(Exception):
     """The user has no decision left to undo."""
 
 
-def _lease_expiry(now):
-    return now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
-
-
 def _take(*, pk, status, user, now):
     """Conditional claim: succeeds only if the image is still in `status` (any, for "any"), not disputed, and nobody
     holds a live lease on it."""
     qs = Image.objects.filter(pk=pk, disputed=False)
     if status != STATUS_ANY:
         qs = qs.filter(status=status)
-    taken = claimable(qs, now=now).update(
-        claimed_by=user, claim_expires_at=_lease_expiry(now)
-    )
-    return bool(taken)
-
-
-def _release_own(*, user, except_pk=None):
-    qs = Image.objects.filter(claimed_by=user)
-    if except_pk is not None:
-        qs = qs.exclude(pk=except_pk)
-    qs.update(claimed_by=None, claim_expires_at=None)
+    return lease_take(qs, user=user, now=now)
 
 
 def image_claim_next(*, user, dataset, filters=None):
@@ -66,34 +58,24 @@ def image_claim_next(*, user, dataset, filters=None):
     reviewers pass over each other's candidates instead of waiting on them. Every claim is also a conditional
     UPDATE (still unclaimed or expired), which is what makes it safe on SQLite (no row locks): a lost race moves
     on to the next candidate. The release of the user's other leases and the claim are one transaction, which on
-    PostgreSQL commits without waiting for the disk (see _lease_commit_async).
+    PostgreSQL commits without waiting for the disk (see curation.review.leases.lease_commit_async).
     """
     filters = filters or {}
     status = filters.get("status") or Image.Status.UNREVIEWED
     now = timezone.now()
     queue = review_queue(user=user, dataset=dataset, filters=filters)
     with transaction.atomic():
-        _lease_commit_async()
+        lease_commit_async()
         pk = _claim(queue, status=status, user=user, now=now)
     return _claimed(pk) if pk is not None else None
 
 
-def _lease_commit_async():
-    """A lease is not worth a disk flush: on PostgreSQL the current transaction commits without waiting for its WAL
-    to reach the disk (synchronous_commit off for this transaction only; still atomic and crash-safe). A crash
-    could forget a claim made in the last fraction of a second before it, which only puts that image back in the
-    queue. Decisions keep the server's durable commit."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
 def _claim(queue, *, status, user, now):
     held = queue.filter(claimed_by=user, claim_expires_at__gte=now).order_by("id").values_list("pk", flat=True).first()
-    if held is not None and _take_own(pk=held, user=user, now=now):
-        _release_own(user=user, except_pk=held)
+    if held is not None and lease_renew(image_id=held, user=user, now=now):
+        leases_release(user=user, except_pk=held)
         return held
-    _release_own(user=user)
+    leases_release(user=user)
     free = claimable(queue, now=now)
     # Two queries rather than one ORDER BY ... NULLS LAST, so that both follow the image_review_queue index.
     for ordered in (free.filter(suspicion__isnull=False).order_by("-suspicion", "id"),
@@ -102,10 +84,6 @@ def _claim(queue, *, status, user, now):
         if pk is not None:
             return pk
     return None
-
-
-def _take_own(*, pk, user, now):
-    return bool(Image.objects.filter(pk=pk, claimed_by=user).update(claim_expires_at=_lease_expiry(now)))
 
 
 def _claim_first(ordered, *, status, user, now):
@@ -140,11 +118,11 @@ def image_lease_extend(*, user, image_id):
 
     Raises ClaimLost when the user no longer holds it (decided meanwhile, or expired and taken by someone else).
     """
-    expires = _lease_expiry(timezone.now())
-    if not Image.objects.filter(pk=image_id, claimed_by=user).update(claim_expires_at=expires):
+    now = timezone.now()
+    if not lease_renew(image_id=image_id, user=user, now=now):
         raise ClaimLost(f"you no longer hold image {image_id}: it was decided, or your lease expired and "
                         f"another reviewer took it")
-    return expires
+    return lease_expiry(now)
 
 
 def image_decide(*, user, image_id, action, version=None, label=None, seconds_spent=None):
@@ -205,8 +183,7 @@ def review_undo(*, user):
                                     expected_version=version, user=user, undo_of=target,
                                     note=f"undo of change {target.pk}")
         if change.new_status == Image.Status.UNREVIEWED:
-            _release_own(user=user)
-            Image.objects.filter(pk=target.image_id).update(claimed_by=user, claim_expires_at=_lease_expiry(now))
+            lease_give(image_id=target.image_id, user=user, now=now)
     return Undo(change, target)
 
 

@@ -12,17 +12,24 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
 from curation.forms import form_error_text
-from curation.labels import CLASSES, label_name
 from curation.models import Dataset, Image
 from curation.review.card import review_card
 from curation.review.forms import DECISION_WORDS, DecisionForm, ReviewFilterForm
 from curation.review.selectors import review_progress
-from curation.review.services import (ClaimLost, NothingToUndo, image_claim_next, image_decide, image_lease_extend,
-                                      review_undo)
+from curation.review.services import (
+    ClaimLost,
+    NothingToUndo,
+    image_claim_next,
+    image_decide,
+    image_lease_extend,
+    review_undo,
+)
 from curation.review.votes import APPLIED, DISPUTED, PENDING, VoteRefused
 from curation.services import VersionConflict
+from training.labels import CLASSES, label_name
 
 PAGE, CARD = "curation/review.html", "curation/review_card.html"
 # Keys 1-8 relabel to the class of that position in the canonical order.
@@ -83,7 +90,7 @@ def review_lease(request):
     try:
         image_lease_extend(user=request.user, image_id=int(request.POST.get("image_id", "0")))
     except (ClaimLost, ValueError) as exc:
-        return HttpResponse(f'<p id="lease" class="error">{exc}. Load the next image.</p>', status=286)
+        return HttpResponseStopPolling(f'<p id="lease" class="error">{exc}. Load the next image.</p>')
     return HttpResponse(status=204)
 
 

@@ -19,10 +19,11 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 
-from curation.labels import NUM_CLASSES
 from curation.models import Image, LabelChange, ReviewVote
+from curation.review.leases import lease_take, leases_release
 from curation.roles import user_is_curator
 from curation.services import VersionConflict, image_label_change
+from training.labels import NUM_CLASSES
 
 PENDING, APPLIED, DISPUTED = "pending", "applied", "disputed"
 # A disputes page shows at most this many images (most suspicious first).
@@ -115,18 +116,14 @@ def vote_latest_open(*, user, lookback=50):
 def vote_withdraw(*, user, vote):
     """Withdraw `user`'s open vote (the row stays, with withdrawn_at) and give them the image's lease if nobody
     else holds it. Raises VoteRefused when the round closed meanwhile."""
-    from curation.review.services import _lease_expiry, _release_own
-    from curation.review.selectors import claimable
-
     now = timezone.now()
     with transaction.atomic():
         image = Image.objects.select_for_update(of=("self",)).get(pk=vote.image_id)
         if image.version != vote.version or image.disputed or vote.user_id != user.pk:
             raise VoteRefused(image.pk, image.version, "was decided since your vote")
         ReviewVote.objects.filter(pk=vote.pk, withdrawn_at__isnull=True).update(withdrawn_at=now)
-        _release_own(user=user)
-        claimable(Image.objects.filter(pk=image.pk), now=now).update(claimed_by=user,
-                                                                      claim_expires_at=_lease_expiry(now))
+        leases_release(user=user)
+        lease_take(Image.objects.filter(pk=image.pk), user=user, now=now)
     vote.withdrawn_at = now
     return vote
 

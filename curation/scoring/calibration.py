@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from curation.labels import CLASSES
 from curation.models import Image, Job
+from training.labels import CLASSES
 
 SIGNALS = ("ambiguity", "suspicion")
 # Too few decisions make a precision that one more review would overturn: a class needs this many reviewed

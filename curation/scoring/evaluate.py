@@ -2,8 +2,8 @@
 average precision, overall and per given label. Benchmarks and reports only; truth never enters the product."""
 import csv
 
-from curation.labels import CLASSES
 from curation.models import Image
+from training.labels import CLASSES
 
 SIGNALS = {
     "ssim (raw, published rule)": lambda i: i.ambiguity,

@@ -14,12 +14,18 @@ from django.db.models import Q
 
 from curation.classifier.job import resolve_dataset
 from curation.db import update_rows
+from curation.gans.snapshots import (
+    DIRECTIONS,
+    direction_labels,
+    direction_name,
+    generator_snapshot,
+    snapshot_quality,
+)
 from curation.jobs.errors import JobParamsError
-from curation.labels import CLASSES, UnknownLabel, parse_label
 from curation.models import GanModel, Image, Run, TransformScore
 from curation.scoring import fusion
-from curation.scoring.chunks import (DIRECTIONS, chunk_name, chunks_plan, chunks_run, direction_labels,
-                                     generator_snapshot, snapshot_quality)
+from curation.scoring.chunks import chunks_plan, chunks_run
+from training.labels import CLASSES, UnknownLabel, parse_label
 
 # cleanlab's label-quality score. The normalised margin (the given label's probability minus the strongest other
 # class's) rather than self-confidence (the given label's probability alone): a label that another class beats is
@@ -197,7 +203,7 @@ def _generators_work(gans):
         _, quality = snapshot_quality(gan)
         for direction in DIRECTIONS:
             works[(gan.pk, direction)] = fusion.generator_works(quality.get(direction))
-            names[(gan.pk, direction)] = chunk_name(gan, direction)
+            names[(gan.pk, direction)] = direction_name(gan, direction)
     return works, names
 
 

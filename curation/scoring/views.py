@@ -8,8 +8,8 @@ from django.http import Http404
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from curation.models import Dataset
 from curation.scoring.calibration import SIGNALS, threshold_calibration
+from curation.selectors import DatasetNotFound, dataset_get
 
 DEFAULT_PRECISION = 0.5
 SIGNAL_TITLES = {"ambiguity": "SSIM ambiguity (the flag)", "suspicion": "Suspicion (the review queue's order)"}
@@ -40,9 +40,9 @@ def _pivot(rows):
 @require_GET
 def calibration_page(request, name):
     try:
-        dataset = Dataset.objects.get(name=name)
-    except Dataset.DoesNotExist:
-        raise Http404(f"no dataset named {name!r}") from None
+        dataset = dataset_get(name=name)
+    except DatasetNotFound as exc:
+        raise Http404(str(exc)) from None
     precision, error = _precision(request.GET.get("precision"))
     context = {"dataset": dataset, "error": error, "precision": request.GET.get("precision", DEFAULT_PRECISION)}
     if error:

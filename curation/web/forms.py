@@ -4,8 +4,8 @@ accept exactly the same jobs and say the same thing about a bad one."""
 from django import forms
 
 from curation.classifier.job import with_latest_run_settings
-from curation.labels import CLASSES
 from curation.models import Dataset
+from training.labels import CLASSES
 
 # Kept here as plain names: importing training.models or gan.cyclegan would import torch into the web process.
 ARCHS = ("seed_cnn", "resnet18", "small_cnn")

@@ -10,35 +10,34 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.utils import timezone
 
-from curation.labels import CLASSES
-from curation.models import Dataset, GanModel, Image, Job, Run
+from curation.jobs.selectors import job_get
+from curation.models import GanModel, Image, Job, Run
+from training.labels import CLASSES
 
 JOBS_PER_PAGE = 25
-CHILD_SUFFIX = "_chunk"  # kinds of jobs that a parent job fans out ({"parent": <job id>, ...}); shown on the parent
 
 
 def jobs_page(*, page=1, per_page=JOBS_PER_PAGE):
-    """A page of top-level jobs, newest first, each with `children` ({"total", "done", "failed"}) when chunk jobs
-    name it as their parent. Three queries whatever the page size (count, page, children)."""
-    qs = Job.objects.exclude(kind__endswith=CHILD_SUFFIX).select_related("created_by").order_by("-id")
+    """A page of top-level jobs (no parent), newest first, each with `child_counts` ({"total", "done", "failed"})
+    when it has children. Three queries whatever the page size (count, page, children)."""
+    qs = Job.objects.filter(parent__isnull=True).select_related("created_by").order_by("-id")
     page_obj = Paginator(qs, per_page).get_page(page)
     jobs = list(page_obj.object_list)
-    children = job_children_counts(job_ids=[j.pk for j in jobs])
+    counts = job_children_counts(job_ids=[j.pk for j in jobs])
     for job in jobs:
-        job.children = children.get(job.pk)
+        job.child_counts = counts.get(job.pk)
     page_obj.object_list = jobs
     return page_obj
 
 
 def job_children_counts(*, job_ids):
-    """{parent job id: {"total", "done", "failed"}} of chunk jobs whose params name one of `job_ids` as parent."""
+    """{parent job id: {"total", "done", "failed"}} of the children of `job_ids` (Job.parent)."""
     if not job_ids:
         return {}
-    rows = (Job.objects.filter(kind__endswith=CHILD_SUFFIX, params__parent__in=list(job_ids))
-            .values_list("params__parent", "status"))
+    rows = Job.objects.filter(parent_id__in=list(job_ids)).values_list("parent_id", "status")
     out = {}
     for parent, status in rows:
-        c = out.setdefault(int(parent), {"total": 0, "done": 0, "failed": 0})
+        c = out.setdefault(parent, {"total": 0, "done": 0, "failed": 0})
         c["total"] += 1
         c["done"] += status == Job.Status.SUCCEEDED
         c["failed"] += status in (Job.Status.FAILED, Job.Status.CANCELLED)
@@ -54,9 +53,9 @@ def job_duration(job, *, now=None):
 
 
 def job_for_row(*, job_id):
-    """Raises Job.DoesNotExist."""
-    job = Job.objects.select_related("created_by").get(pk=job_id)
-    job.children = job_children_counts(job_ids=[job.pk]).get(job.pk)
+    """The job with `child_counts` as jobs_page gives it. Raises JobNotFound."""
+    job = job_get(job_id=job_id)
+    job.child_counts = job_children_counts(job_ids=[job.pk]).get(job.pk)
     return job
 
 
@@ -310,27 +309,6 @@ def dataset_overview(*, dataset):
         "n_runs": Run.objects.filter(dataset=dataset).count(),
         "n_gans": GanModel.objects.filter(dataset=dataset).count(),
     }
-
-
-def dataset_by_name(*, name):
-    """Raises Dataset.DoesNotExist."""
-    return Dataset.objects.get(name=name)
-
-
-def optional_report(kind, *, dataset, precision=None):
-    """The reviewer agreement or the threshold calibration of a dataset from the modules that compute them, or
-    None where that module is not installed yet. The result's shape is theirs; `report_tables` renders it."""
-    if kind == "agreement":
-        try:
-            from curation.review.agreement import dataset_agreement
-        except ImportError:
-            return None
-        return dataset_agreement(dataset)
-    try:
-        from curation.scoring.calibration import threshold_calibration
-    except ImportError:
-        return None
-    return threshold_calibration(dataset=dataset, precision=precision)
 
 
 def _scalar(value):

@@ -6,24 +6,26 @@ from functools import wraps
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponseForbidden
+from django.http import Http404, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseStopPolling
 
 from curation.forms import form_error_text
 from curation.jobs.errors import JobParamsError
-from curation.jobs.selectors import workers_alive
+from curation.jobs.selectors import JobNotFound, workers_alive
 from curation.jobs.services import job_cancel, job_enqueue
-from curation.labels import CLASSES
-from curation.models import Dataset, GanModel, Job
+from curation.models import GanModel, Job
+from curation.review.agreement import dataset_agreement
 from curation.roles import user_is_curator
+from curation.scoring.calibration import threshold_calibration
+from curation.selectors import DatasetNotFound, dataset_get
 from curation.web import selectors
 from curation.web.forms import START_FORMS, GanEpochForm, dataset_names
 from curation.web.services import EpochNotSaved, gan_choose_epoch
-
-# htmx stops polling on this status and still swaps the answer in (the finished row, without its trigger).
-STOP_POLLING = 286
+from training.labels import CLASSES
 
 
 def curator_required(view):
@@ -38,9 +40,9 @@ def curator_required(view):
 
 def _dataset_or_404(name):
     try:
-        return selectors.dataset_by_name(name=name)
-    except Dataset.DoesNotExist:
-        raise Http404(f"no dataset {name!r}") from None
+        return dataset_get(name=name)
+    except DatasetNotFound as exc:
+        raise Http404(str(exc)) from None
 
 
 # Jobs
@@ -86,10 +88,14 @@ def job_start(request, key):
 def _row(request, job_id):
     try:
         job = selectors.job_for_row(job_id=job_id)
-    except Job.DoesNotExist:
-        raise Http404(f"no job {job_id}") from None
-    return render(request, "curation/pages/job_row.html", {"job": job, "curator": user_is_curator(request.user)},
-                  status=STOP_POLLING if job.is_finished and request.htmx else 200)
+    except JobNotFound as exc:
+        raise Http404(str(exc)) from None
+    html = render_to_string("curation/pages/job_row.html", {"job": job, "curator": user_is_curator(request.user)},
+                            request=request)
+    if job.is_finished and request.htmx:
+        # htmx stops polling on 286 and still swaps the answer in (the finished row, without its trigger).
+        return HttpResponseStopPolling(html)
+    return HttpResponse(html)
 
 
 @login_required
@@ -123,8 +129,8 @@ def dataset_page(request, name):
     except ValueError:
         precision = 0.9
     precision = min(max(precision, 0.01), 1.0)
-    agreement = selectors.optional_report("agreement", dataset=dataset)
-    calibration = selectors.optional_report("calibration", dataset=dataset, precision=precision)
+    agreement = dataset_agreement(dataset)
+    calibration = threshold_calibration(dataset=dataset, precision=precision)
     return render(request, "curation/pages/dataset.html", {
         "dataset": dataset, "overview": selectors.dataset_overview(dataset=dataset), "precision": precision,
         "agreement": agreement, "agreement_tables": selectors.report_tables(agreement),

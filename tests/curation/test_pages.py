@@ -94,7 +94,7 @@ def test_a_curator_starts_a_training_job_from_the_form(as_curator, curator, face
                   "generate-n": "5"}, "no trained CycleGAN for happy and sad in faces"),
     ("score", {"score-dataset": "faces", "score-threshold": "1.5"}, "threshold must be in (0, 1], not 1.5"),
     ("import", {"import-path": "/no/such/folder", "import-format": "csv", "import-name": "x"},
-     "path &#x27;/no/such/folder&#x27; does not exist"),
+     "path &#x27;/no/such/folder&#x27; is not an existing file or folder below the import roots"),
     ("import", {"import-path": "/tmp", "import-format": "csv", "import-name": "bad name!"},
      "dataset name &#x27;bad name!&#x27;"),
 ])
@@ -109,7 +109,7 @@ def test_bad_parameters_are_named_on_the_page_and_create_no_job(as_curator, face
 
 def test_child_chunk_jobs_are_counted_on_their_parent_not_listed(as_curator, faces, django_assert_max_num_queries):
     parent = Job.objects.create(kind="score_ambiguity", params={"dataset": "faces"}, status=Job.Status.RUNNING)
-    chunks = [Job.objects.create(kind="score_chunk", params={"parent": parent.pk, "chunk": i}, status=s)
+    chunks = [Job.objects.create(kind="score_chunk", parent=parent, params={"chunk": i}, status=s)
               for i, s in enumerate((Job.Status.SUCCEEDED, Job.Status.SUCCEEDED, Job.Status.RUNNING))]
     for i in range(30):
         Job.objects.create(kind="import_dataset", params={"name": f"n{i}"}, status=Job.Status.SUCCEEDED)

@@ -15,7 +15,14 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from curation.models import Dataset, GanModel, GeneratedImage, Image, Run, TransformScore
+from curation.models import (
+    Dataset,
+    GanModel,
+    GeneratedImage,
+    Image,
+    Run,
+    TransformScore,
+)
 from curation.review.services import image_decide
 from tests.browser import log_in
 from tests.factories import UserFactory
@@ -36,7 +43,7 @@ def _scored_dataset(tmp_path, media):
     rng = random.Random(0)
     with open(tmp_path / "faces" / "labels.csv") as f:
         rows = list(csv.DictReader(f))
-    from curation.labels import parse_label
+    from training.labels import parse_label
     images = []
     for i, row in enumerate(rows):
         label = parse_label(row["label"])

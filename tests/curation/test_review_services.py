@@ -8,8 +8,14 @@ from django.db import connection
 from django.utils import timezone
 
 from curation.models import Image, LabelChange, ReviewSkip
-from curation.review.services import (ClaimLost, NothingToUndo, image_claim_next, image_decide, image_lease_extend,
-                                      review_undo)
+from curation.review.services import (
+    ClaimLost,
+    NothingToUndo,
+    image_claim_next,
+    image_decide,
+    image_lease_extend,
+    review_undo,
+)
 from curation.services import UndoConflict, VersionConflict
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 

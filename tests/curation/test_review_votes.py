@@ -9,7 +9,12 @@ from django.urls import reverse
 
 from curation.models import Image, LabelChange, ReviewVote
 from curation.review.agreement import dataset_agreement, fleiss_kappa
-from curation.review.services import NothingToUndo, image_claim_next, image_decide, review_undo
+from curation.review.services import (
+    NothingToUndo,
+    image_claim_next,
+    image_decide,
+    review_undo,
+)
 from curation.review.votes import VoteRefused
 from curation.roles import CURATORS_GROUP
 from curation.services import VersionConflict
@@ -171,7 +176,7 @@ def test_review_settings_command(k2, capsys):
     assert k2.reviews_required == 3 and "3 reviews per image" in capsys.readouterr().out
     with pytest.raises(CommandError, match="1-9"):
         call_command("review_settings", "double", "--reviews-required", "0")
-    with pytest.raises(CommandError, match="no dataset"):
+    with pytest.raises(CommandError, match="dataset 'nope' does not exist"):
         call_command("review_settings", "nope")
 
 

@@ -7,8 +7,13 @@ import pytest
 from django.core.management import call_command
 
 from curation.models import Image, Job, TransformScore
+from curation.scoring.fusion import (
+    choose_from_reviews,
+    default_suspicion,
+    features,
+    generator_works,
+)
 from curation.services import image_label_change
-from curation.scoring.fusion import choose_from_reviews, default_suspicion, features, generator_works
 from tests.curation.test_classifier import square_dataset
 
 QUIET = {"stdout": io.StringIO(), "stderr": io.StringIO()}
@@ -148,8 +153,8 @@ def test_a_generator_that_fails_its_quality_check_has_no_say_in_the_default_susp
 
 @pytest.mark.django_db
 def test_the_quality_check_reads_the_snapshot_scoring_uses():
+    from curation.gans.snapshots import snapshot_quality
     from curation.models import GanModel
-    from curation.scoring.chunks import snapshot_quality
     from tests.factories import DatasetFactory
 
     works = {"AB": {"target_rate": 0.6, "source_target_rate": 0.03},

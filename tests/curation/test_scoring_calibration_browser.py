@@ -3,8 +3,8 @@ asks for another precision and gets that precision's thresholds and command line
 import pytest
 from django.core.cache import cache
 
-from tests.curation.test_scoring_calibration import reviewed  # noqa: F401 (the fixture)
 from tests.browser import log_in
+from tests.curation.test_scoring_calibration import reviewed  # noqa: F401 (the fixture)
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

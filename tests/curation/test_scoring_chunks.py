@@ -7,16 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from rest_framework.test import APIClient
 
+from curation.jobs.errors import JobParamsError
 from curation.jobs.runner import JobContext, job_claim, job_run
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import Dataset, GanModel, Image, Job, TransformScore
+from curation.roles import CURATORS_GROUP
 from curation.scoring.chunks import chunks_plan
 from curation.scoring.job import latest_gans
 from tests.conftest import wait_for
 from tests.curation.test_classifier import square_dataset
+from tests.factories import UserFactory
 
 QUIET = {"stdout": io.StringIO(), "stderr": io.StringIO()}
 
@@ -48,7 +53,7 @@ def _summary(name):
 
 
 def _chunks(parent):
-    return list(Job.objects.filter(kind="score_chunk", params__parent=parent.pk).order_by("id"))
+    return list(parent.children.order_by("id"))
 
 
 @pytest.fixture
@@ -190,10 +195,11 @@ def test_a_chunk_that_fails_every_attempt_fails_the_parent_by_name_and_stops_the
 @pytest.mark.django_db
 def test_cancelling_a_job_cancels_its_chunks():
     parent = Job.objects.create(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
-    queued = Job.objects.create(kind="score_chunk", params={"parent": parent.pk}, status=Job.Status.QUEUED)
-    running = Job.objects.create(kind="score_chunk", params={"parent": parent.pk}, status=Job.Status.RUNNING)
-    done = Job.objects.create(kind="score_chunk", params={"parent": parent.pk}, status=Job.Status.SUCCEEDED)
-    other = Job.objects.create(kind="score_chunk", params={"parent": parent.pk + 100}, status=Job.Status.QUEUED)
+    other_parent = Job.objects.create(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
+    queued = Job.objects.create(kind="score_chunk", parent=parent, status=Job.Status.QUEUED)
+    running = Job.objects.create(kind="score_chunk", parent=parent, status=Job.Status.RUNNING)
+    done = Job.objects.create(kind="score_chunk", parent=parent, status=Job.Status.SUCCEEDED)
+    other = Job.objects.create(kind="score_chunk", parent=other_parent, status=Job.Status.QUEUED)
     job_cancel(job_id=parent.pk)
     status = dict(Job.objects.values_list("pk", "status"))
     assert status[queued.pk] == Job.Status.CANCELLED and status[done.pk] == Job.Status.SUCCEEDED
@@ -202,13 +208,28 @@ def test_cancelling_a_job_cancels_its_chunks():
 
 
 @pytest.mark.django_db
-def test_chunk_params_are_checked():
-    from curation.jobs.errors import JobParamsError
-
-    with pytest.raises(JobParamsError, match="parent 5 is not a score_ambiguity job"):
-        job_enqueue(kind="score_chunk", params={"parent": 5, "gan": 1, "direction": "AB", "epoch": 1, "ids": [1, 2]})
-    parent = Job.objects.create(kind="score_ambiguity")
+def test_a_chunk_is_enqueued_only_as_a_part_of_a_scoring_job_and_its_params_are_checked():
+    params = {"gan": 1, "direction": "AB", "epoch": 1, "ids": [1, 2]}
+    # By hand (the API and the pages call job_enqueue so) a chunk has no parent: refused.
+    with pytest.raises(JobParamsError, match="score_chunk jobs are parts of a score_ambiguity job"):
+        job_enqueue(kind="score_chunk", params=params)
+    with pytest.raises(JobParamsError, match="score_chunk jobs are parts of a score_ambiguity job"):
+        job_enqueue(kind="score_chunk", params=params, parent=Job.objects.create(kind="train_classifier"))
+    parent = Job.objects.create(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
+    with pytest.raises(JobParamsError, match="import_dataset jobs are not parts of another job"):
+        job_enqueue(kind="import_dataset", params={}, parent=parent)
+    ctx = JobContext(job_id=parent.pk, attempt=1, params={}, state={})
     with pytest.raises(JobParamsError, match="gan 1 is not a finished CycleGAN"):
-        job_enqueue(kind="score_chunk", params={"parent": parent.pk, "gan": 1, "direction": "AB", "epoch": 1,
-                                                "ids": [1, 2]})
+        ctx.child_enqueue(kind="score_chunk", params=params)
     assert not Job.objects.filter(kind="score_chunk").exists()
+
+
+@pytest.mark.django_db
+def test_a_chunk_cannot_be_started_through_the_api():
+    client = APIClient()
+    curator = UserFactory(username="carl")
+    curator.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
+    client.force_login(curator)
+    response = client.post("/api/jobs/", {"kind": "score_chunk", "params": {"gan": 1}}, format="json")
+    assert response.status_code == 400 and "parts of a score_ambiguity job" in str(response.data)
+    assert not Job.objects.exists()

@@ -11,10 +11,15 @@ import pytest
 from django.core.management import call_command
 from PIL import Image as PILImage
 
-from curation.labels import CLASSES, CODE
 from curation.models import Image, Job
 from tests.conftest import REPO
-from training.synthetic_faces import PARTNER, PREVIEW_COLUMNS, PREVIEW_LABEL_WIDTH, make_synthetic_faces
+from training.labels import CLASSES, CODE
+from training.synthetic_faces import (
+    PARTNER,
+    PREVIEW_COLUMNS,
+    PREVIEW_LABEL_WIDTH,
+    make_synthetic_faces,
+)
 
 N, SIZE, NOISE = 400, 32, 0.25
 

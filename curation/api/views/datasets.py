@@ -9,8 +9,13 @@ from rest_framework.views import APIView
 from curation.api.throttles import ExportThrottle
 from curation.export import csv_chunks
 from curation.models import Dataset, Image
-from curation.selectors import (dataset_counts, dataset_export_rows, dataset_get, dataset_reviewer_names,
-                                dataset_summaries)
+from curation.selectors import (
+    dataset_counts,
+    dataset_export_rows,
+    dataset_get,
+    dataset_reviewer_names,
+    dataset_summaries,
+)
 
 
 class DatasetListOutput(serializers.ModelSerializer):

@@ -8,9 +8,9 @@ from curation.api.pagination import NewestFirstCursor
 from curation.api.permissions import IsCurator
 from curation.api.serializers import JobOutput
 from curation.jobs.registry import JOB_KINDS
+from curation.jobs.selectors import job_get, jobs_list
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import Job
-from curation.selectors import job_get, jobs_list
 
 
 class JobListInput(serializers.Serializer):

@@ -7,7 +7,7 @@ two runs and their snapshot files, a user, jobs), deleted at the end.
   generated images), with the snapshot diff computed (its cache entry deleted first) and cached; baseline: only
   reading both CSV files with csv.reader.
 - jobs page: --parents finished jobs, each with --chunks chunk jobs whose params are those chunked scoring writes
-  ({"parent", "gan", "direction", "epoch", "ids": [first, last]}); baseline: the same page query with no counts.
+  (Job.parent, params {"gan", "direction", "epoch", "ids": [first, last]}); baseline: the same page query with no counts.
 Each figure is the best of --repeat.
 """
 import csv
@@ -24,11 +24,16 @@ from django.core.cache import cache
 from django.core.management.base import BaseCommand
 from django.test import Client
 
-from curation.labels import CLASSES
 from curation.models import Dataset, Job, Run
 from curation.roles import CURATORS_GROUP
-from curation.web.selectors import (JOBS_PER_PAGE, job_children_counts, jobs_page, runs_compare,
-                                    snapshot_diff_cache_key)
+from curation.web.selectors import (
+    JOBS_PER_PAGE,
+    job_children_counts,
+    jobs_page,
+    runs_compare,
+    snapshot_diff_cache_key,
+)
+from training.labels import CLASSES
 
 
 def _best(fn, repeat):
@@ -139,15 +144,15 @@ class Command(BaseCommand):
             Job.objects.filter(kind="score_ambiguity", params__dataset=self.tag).values_list("pk", flat=True))
         made_ids += parent_ids
         children = Job.objects.bulk_create(
-            [Job(kind="score_chunk", params={"parent": p, "gan": 1, "direction": "AB", "epoch": 8,
+            [Job(kind="score_chunk", parent_id=p, params={"gan": 1, "direction": "AB", "epoch": 8,
                                              "ids": [k * 2048, k * 2048 + 2047]}, status=Job.Status.SUCCEEDED)
              for p in parent_ids for k in range(chunks)], batch_size=2000)
         child_ids = [j.pk for j in children] if children and children[0].pk else list(
-            Job.objects.filter(kind="score_chunk", params__parent__in=parent_ids).values_list("pk", flat=True))
+            Job.objects.filter(kind="score_chunk", parent_id__in=parent_ids).values_list("pk", flat=True))
         made_ids += child_ids
 
         def plain():
-            list(Job.objects.exclude(kind__endswith="_chunk").select_related("created_by")
+            list(Job.objects.filter(parent__isnull=True).select_related("created_by")
                  .order_by("-id")[:JOBS_PER_PAGE])
 
         def page():

@@ -57,7 +57,7 @@ class Command(BaseCommand):
                 job.refresh_from_db()
                 if job.status != Job.Status.SUCCEEDED:
                     raise CommandError(f"job {job.pk} {job.status}: {job.message}")
-                chunks = list(Job.objects.filter(kind="score_chunk", params__parent=job.pk))
+                chunks = list(job.children.all())
                 span = (max(c.finished_at for c in chunks) - min(c.started_at for c in chunks)).total_seconds()
                 n = job.result["ssim_computed"]
                 out(f"{size:>12} {run:>3} {len(chunks):>6} {n:>6} {span:>12.2f} {n / span:>9.0f} {wall:>7.2f}")

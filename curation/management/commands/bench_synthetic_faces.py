@@ -12,9 +12,15 @@ import numpy as np
 from django.core.management.base import BaseCommand
 from PIL import Image
 
-from curation.labels import CLASSES
-from training.synthetic_faces import (DEFAULT_DIFFICULTY, PNG_COMPRESS_LEVEL, face, knobs, make_synthetic_faces,
-                                      png_bytes)
+from training.labels import CLASSES
+from training.synthetic_faces import (
+    DEFAULT_DIFFICULTY,
+    PNG_COMPRESS_LEVEL,
+    face,
+    knobs,
+    make_synthetic_faces,
+    png_bytes,
+)
 
 
 def _write(folder, images, pillow=False):

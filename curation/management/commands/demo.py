@@ -13,6 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from curation.jobs.errors import JobParamsError
+from curation.jobs.selectors import job_latest
 from curation.jobs.services import job_enqueue
 from curation.models import Job
 from training.synthetic_faces import make_synthetic_faces
@@ -44,7 +45,7 @@ def demo_stages(manifest):
 def advance(stages, say):
     """Start the first stage that has not succeeded, once the one before it has; returns True when all are done."""
     for kind, params in stages:
-        job = Job.objects.filter(kind=kind).order_by("-id").first()
+        job = job_latest(kind=kind)
         if job is None:
             try:
                 job = job_enqueue(kind=kind, params=params)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from curation.jobs.selectors import JobNotFound, job_get, jobs_recent
 from curation.jobs.services import job_cancel
-from curation.models import Job
 
 
 class Command(BaseCommand):
@@ -13,12 +13,14 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         if options["cancel"]:
-            if not Job.objects.filter(pk=options["cancel"]).exists():
-                raise CommandError(f"no job {options['cancel']}")
+            try:
+                job_get(job_id=options["cancel"])
+            except JobNotFound as exc:
+                raise CommandError(str(exc)) from None
             job = job_cancel(job_id=options["cancel"])
             self.stdout.write(f"job {job.pk}: {job.status} ({job.message})")
             return
-        for job in Job.objects.order_by("-id")[: options["limit"]]:
+        for job in jobs_recent(limit=options["limit"]):
             self.stdout.write(
                 f"{job.pk:>6} {job.kind:<16} {job.status:<10} {job.progress * 100:5.1f}% attempts={job.attempts} {job.message}"
             )

@@ -2,6 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from curation.models import MAX_REVIEWS_REQUIRED, Dataset
+from curation.selectors import DatasetNotFound, dataset_get
 
 
 class Command(BaseCommand):
@@ -15,9 +16,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, dataset, reviews_required, **options):
         try:
-            ds = Dataset.objects.get(name=dataset)
-        except Dataset.DoesNotExist:
-            raise CommandError(f"no dataset named {dataset!r}") from None
+            ds = dataset_get(name=dataset)
+        except DatasetNotFound as exc:
+            raise CommandError(str(exc)) from None
         if reviews_required is not None:
             if not 1 <= reviews_required <= MAX_REVIEWS_REQUIRED:
                 raise CommandError(f"--reviews-required must be 1-{MAX_REVIEWS_REQUIRED}, not {reviews_required}")

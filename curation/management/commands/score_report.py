@@ -2,8 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from curation.classifier.job import resolve_dataset
 from curation.jobs.errors import JobParamsError
-from curation.labels import CLASSES
 from curation.scoring.evaluate import evaluate_signals, read_truth
+from training.labels import CLASSES
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 from curation.classifier.selection import DOUBTFUL
-from curation.labels import CLASSES
 from curation.management.jobcommand import JobCommand
 from curation.models import Run
+from training.labels import CLASSES
 
 
 class Command(JobCommand):

@@ -1,6 +1,6 @@
-from curation.labels import CLASSES
 from curation.management.jobcommand import JobCommand
 from curation.models import GanModel
+from training.labels import CLASSES
 
 
 class Command(JobCommand):

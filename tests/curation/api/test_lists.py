@@ -102,12 +102,12 @@ def test_job_create_detail_and_cancel(curator_api, tmp_path):
 
 @pytest.mark.parametrize("body,message", [
     ({"kind": "import_dataset", "params": {"path": "/does/not/exist", "format": "imagefolder", "name": "x"}},
-     "does not exist"),
+     "below the import roots (FER_IMPORT_ROOTS)"),
     ({"kind": "import_dataset", "params": {"path": "/", "format": "imagefolder", "name": "../evil"}}, "dataset name"),
     ({"kind": "import_dataset", "params": {"path": "/", "format": "imagefolder", "name": "x", "seed": "abc"}},
      "invalid literal"),
     ({"kind": "nope", "params": {}}, "unknown job kind 'nope'"),
-    ({"kind": "train_classifier", "params": {"dataset": "absent"}}, "no dataset 'absent'"),
+    ({"kind": "train_classifier", "params": {"dataset": "absent"}}, "dataset 'absent' does not exist"),
     ({"kind": "import_dataset", "params": "not a dict"}, "params"),
 ])
 def test_a_bad_job_parameter_is_400_and_creates_nothing(curator_api, body, message):

@@ -1,6 +1,12 @@
 import pytest
 
-from curation.labels import CLASSES, UnknownLabel, affectnet_code, fer2013_code, parse_label
+from training.labels import (
+    CLASSES,
+    UnknownLabel,
+    affectnet_code,
+    fer2013_code,
+    parse_label,
+)
 
 
 def test_canonical_order_is_affectnet_code_order():

@@ -1,6 +1,7 @@
 """The canonical emotion classes and the spellings and codes other datasets use for them.
 
-Plain Python (no Django) so that importers, commands and tests share one definition. Codes follow AffectNet's own
+Plain Python (no Django), in training/ because training/ and gan/ use them and never import the Django app: the
+app's importers, commands and tests share this one definition. Codes follow AffectNet's own
 order; FER2013 has its own 7-class order and is mapped by name, never by position.
 """
 

@@ -1,0 +1,82 @@
+"""A trained CycleGAN's generators: its two directions, the snapshot epoch that scoring and generation use (a
+curator's chosen epoch, else the last one), the quality measured there, and the generator networks loaded from it.
+
+Scoring (curation.scoring) and generation (curation.gans.generate) both read generators through here.
+"""
+from pathlib import Path
+
+from django.conf import settings
+
+from training.labels import CLASSES
+
+DIRECTIONS = ("AB", "BA")
+REVERSE = {"AB": "BA", "BA": "AB"}
+
+
+def direction_labels(gan, direction):
+    """(source, target) of a generator direction: AB is G_A (source -> target), BA is G_B (target -> source)."""
+    return (gan.source_label, gan.target_label) if direction == "AB" else (gan.target_label, gan.source_label)
+
+
+def direction_name(gan, direction):
+    """"happy->sad": the classes a generator direction translates from and into."""
+    source, target = direction_labels(gan, direction)
+    return f"{CLASSES[source]}->{CLASSES[target]}"
+
+
+def generator_snapshot(gan):
+    """(checkpoint path relative to MEDIA_ROOT, epoch) of the generators scoring uses: the chosen snapshot, or the
+    last epoch's state."""
+    if gan.chosen_epoch:
+        entry = next((e for e in gan.losses if e["epoch"] == gan.chosen_epoch and e.get("generators")), None)
+        if entry:
+            return entry["generators"], gan.chosen_epoch
+    return gan.checkpoint, gan.epoch
+
+
+def snapshot_quality(gan):
+    """(epoch, {"AB": ..., "BA": ...}) of the quality instrument (curation.gans.job) at the snapshot scoring uses;
+    {} where it was not measured there."""
+    _, epoch = generator_snapshot(gan)
+    entry = next((e for e in gan.losses or [] if e.get("epoch") == epoch), {})
+    return epoch, entry.get("quality") or {}
+
+
+def snapshot_path(gan, epoch):
+    """The file holding the generators of one snapshot epoch (a scoring chunk names the epoch its parent planned
+    with, which may no longer be the chosen one)."""
+    path, current = generator_snapshot(gan)
+    if epoch == current:
+        return path
+    entry = next((e for e in gan.losses if e["epoch"] == epoch and e.get("generators")), None)
+    if entry:
+        return entry["generators"]
+    if epoch == gan.epoch:
+        return gan.checkpoint
+    raise FileNotFoundError(f"CycleGAN {gan.pk} has no generators saved at epoch {epoch}")
+
+
+# The last generators loaded in this process: a parent running many chunks of one direction loads them once.
+_loaded = {}
+
+
+def load_generator(gan, direction, epoch, device):
+    """(generator network in eval mode on device, image size) of one direction at one snapshot."""
+    path = Path(settings.MEDIA_ROOT) / snapshot_path(gan, epoch)
+    key = (str(path), path.stat().st_mtime_ns, direction, str(device))  # the file itself, not ids a database reuses
+    if key not in _loaded:
+        # torch is imported here, not at the top: web processes import this module (through the job registry)
+        # and never import torch.
+        import torch
+
+        from gan.cyclegan import GanConfig
+        from gan.networks import ResnetGenerator
+
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        cfg = GanConfig.from_dict(state["config"])
+        net = ResnetGenerator(cfg.ngf, cfg.blocks, upsample=cfg.upsample).to(device)
+        net.load_state_dict(state["G_A" if direction == "AB" else "G_B"])
+        if len(_loaded) >= 2:  # the two generators of one pair: a chunk uses both
+            _loaded.pop(next(iter(_loaded)))
+        _loaded[key] = (net.eval(), cfg.size)
+    return _loaded[key]
