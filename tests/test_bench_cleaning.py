@@ -7,9 +7,9 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from curation.bench.measure import RUN_NAMES
-from curation.bench.report import SECTIONS
-from curation.bench.reviewers import read_truth
+from curation.cleaning_bench.measure import RUN_NAMES
+from curation.cleaning_bench.report import SECTIONS
+from curation.cleaning_bench.reviewers import read_truth
 from curation.models import Dataset, Image, Job, LabelChange, Run
 from training.labels import CLASSES
 

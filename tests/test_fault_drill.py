@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from django.db import connection
 
-from curation.bench.reviewers import read_truth
+from curation.cleaning_bench.reviewers import read_truth
 from curation.models import (
     Dataset,
     GanModel,

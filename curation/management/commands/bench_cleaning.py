@@ -4,9 +4,9 @@ from dataclasses import fields
 
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.bench.pipeline import BenchError, bench_cleaning
-from curation.bench.plan import PROFILES, BenchPlan, PlanError
-from curation.bench.stages import NoWorker, StageFailed, check_workers
+from curation.cleaning_bench.pipeline import BenchError, bench_cleaning
+from curation.cleaning_bench.plan import PROFILES, BenchPlan, PlanError
+from curation.cleaning_bench.stages import NoWorker, StageFailed, check_workers
 from curation.classifier.selection import DOUBTFUL
 
 NO_WORKER_EXIT = 3

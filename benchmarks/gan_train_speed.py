@@ -2,7 +2,7 @@
 (bf16 autocast and channels_last on CUDA, optionally torch.compile of the loss computations) against the plain
 eager float32 version of the same networks, both measured in this run. Prints figures; asserts nothing.
 
-    python -m gan.bench_train --profile full --size 128 --blocks 9 --batch-size 32 --compile
+    python -m benchmarks.gan_train_speed --profile full --size 128 --blocks 9 --batch-size 32 --compile
 """
 import argparse
 import time

@@ -2,7 +2,7 @@
 published experiment's (batched generator, then skimage's SSIM image by image on the CPU), on the same images and
 generator in this run. Prints figures; asserts nothing.
 
-    python -m gan.bench_score --profile full --size 128 --blocks 9 --n 4096
+    python -m benchmarks.gan_score_speed --profile full --size 128 --blocks 9 --n 4096
 """
 import argparse
 import time

@@ -15,10 +15,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import override_settings
 
-from curation.bench import measure, reviewers
-from curation.bench.measure import CEILING
-from curation.bench.report import write_report
-from curation.bench.stages import run_stage
+from curation.cleaning_bench import measure, reviewers
+from curation.cleaning_bench.measure import CEILING
+from curation.cleaning_bench.report import write_report
+from curation.cleaning_bench.stages import run_stage
 from curation.models import Dataset, GeneratedImage, Image
 from training.labels import CLASSES
 from training.synthetic_faces import make_synthetic_faces

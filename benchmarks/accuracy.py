@@ -2,7 +2,7 @@
 labels and on the noisy (given) labels of the same synthetic dataset, and score both on its noise-free test split.
 Prints a table and the per-class confusion matrices; asserts nothing.
 
-    python -m training.bench_accuracy --n 8000 --size 64 --noise 0.2 --archs seed_cnn resnet18
+    python -m benchmarks.accuracy --n 8000 --size 64 --noise 0.2 --archs seed_cnn resnet18
 """
 import argparse
 import csv

@@ -2,7 +2,7 @@
 training step) against the model-only ceiling (the same model and step fed a random float batch already in
 memory), both measured in this run. Prints images/second; asserts nothing.
 
-    python -m training.bench_train --arch resnet18 --size 64 --batch-size 512
+    python -m benchmarks.train_speed --arch resnet18 --size 64 --batch-size 512
 """
 import argparse
 import time

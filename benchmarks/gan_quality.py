@@ -8,7 +8,7 @@ calls the generated images the target emotion, how often it calls the untouched 
 mean SSIM(source, generated). Writes OUT/quality.json (settings, judge, per-epoch figures, seconds per epoch) and
 OUT/samples.png (gan.cyclegan.sample_grid of held-out faces after the last epoch). Prints figures; asserts nothing.
 
-    python -m gan.bench_quality --difficulty 0.3 --size 48 --epochs 6 --epochs-decay 6 --lr 5e-4 --out var/gan_quality
+    python -m benchmarks.gan_quality --difficulty 0.3 --size 48 --epochs 6 --epochs-decay 6 --lr 5e-4 --out var/gan_quality
 """
 import argparse
 import json
@@ -22,7 +22,7 @@ from PIL import Image
 
 from gan.cyclegan import CycleGAN, make_config, sample_grid
 from gan.quality import quality
-from training.bench_accuracy import load_synthetic
+from benchmarks.accuracy import load_synthetic
 from training.config import TrainConfig
 from training.engine import (
     best_weights_checkpoint,
