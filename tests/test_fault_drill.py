@@ -293,5 +293,10 @@ def test_pipeline_survives_a_killed_worker_a_redis_restart_and_concurrent_review
         status = {"exclude": "excluded", "confirm": "confirmed"}.get(
             action, "relabelled" if label != image.original_label else "confirmed")
         assert (row["status"], row["label"], row["reviewed_by"]) == (status, CLASSES[label], user), row
+
+    # Every image says what its audit trail says: verify_labels replays it (and exits non-zero otherwise).
+    from django.core.management import call_command
+
+    call_command("verify_labels", "--dataset", dataset.name)
     print(f"fault drill: {len(jobs)} jobs, {len(rows)} scores, {len(wins)} decisions, {len(conflicts)} conflicts, "
           f"{time.monotonic() - started:.0f} s")
