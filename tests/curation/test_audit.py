@@ -45,7 +45,7 @@ def decided(db):
 
 
 def test_a_dataset_decided_and_undone_through_the_services_verifies_clean(decided):
-    dataset, images, ann, bob = decided
+    _dataset, images, ann, bob = decided
     states = {i.pk: (i.label, i.status, i.reviewed_by_id, i.version) for i in Image.objects.all()}
     assert states[images[3].pk] == (1, "unreviewed", None, 3)
     assert states[images[4].pk] == (6, "relabelled", ann.pk, 4)
@@ -58,7 +58,7 @@ def test_a_dataset_decided_and_undone_through_the_services_verifies_clean(decide
 
 
 def test_a_label_changed_behind_the_trail_is_reported_by_image_and_field(decided):
-    dataset, images, ann, bob = decided
+    _dataset, images, ann, bob = decided
     other = ImageFactory(dataset=DatasetFactory(name="other"))
     Image.objects.filter(pk=images[1].pk).update(label=7)  # behind the trail
     Image.objects.filter(pk=images[4].pk).update(reviewed_by=bob)
@@ -84,7 +84,7 @@ def test_a_label_changed_behind_the_trail_is_reported_by_image_and_field(decided
 def test_a_tampered_label_that_was_decided_again_still_shows_in_the_trail(decided):
     """After a change behind the trail, the next decision starts from a state the trail never reached: the final
     state agrees with the last row, but that row's old label gives it away."""
-    dataset, images, ann, bob = decided
+    dataset, images, _ann, bob = decided
     Image.objects.filter(pk=images[0].pk).update(label=3, status="relabelled")
     decide(bob, images[0], "confirm")
     report = labels_verify(dataset=dataset)
@@ -94,5 +94,5 @@ def test_a_tampered_label_that_was_decided_again_still_shows_in_the_trail(decide
 
 
 def test_an_unknown_dataset_is_refused_by_name(decided):
-    out, error = verify("--dataset", "nope")
+    _out, error = verify("--dataset", "nope")
     assert "no dataset named 'nope' (datasets: faces)" in str(error)
