@@ -8,7 +8,10 @@ Where the peak cannot be reset, a thread samples VmRSS every 2 ms instead. The r
 process, so that the measuring process starts idle, as a web worker would, without the memory that inserting
 300,000 objects leaves with the allocator. Steps run export first, then the baseline, then the export again: memory
 freed by one step and kept by the allocator could otherwise hide the next step's growth.
+
+    python -m benchmarks.export --rows 300000
 """
+import argparse
 import gc
 import io
 import random
@@ -18,16 +21,19 @@ import threading
 import time
 import uuid
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.management.base import BaseCommand
-from django.db import connection, transaction
-from django.utils import timezone
-from rest_framework.authtoken.models import Token
+from benchmarks._django import setup
 
-from curation.models import Dataset, Image
-from curation.selectors import dataset_export_rows
+setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
+from django.db import connection, transaction  # noqa: E402
+from django.utils import timezone  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from curation.models import Dataset, Image  # noqa: E402
+from curation.selectors import dataset_export_rows  # noqa: E402
 
 
 def _status_kb(field):
@@ -78,101 +84,108 @@ class _Peak:
         return False
 
 
-class Command(BaseCommand):
-    help = "Measure the CSV export (wall time, peak RSS growth) of N images against a bare row-reading baseline."
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Measure the CSV export (wall time, peak RSS growth) of N images "
+                                                 "against a bare row-reading baseline.")
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=5_000, help="rows per bulk_create")
+    parser.add_argument("--seed-into", help="(internal) insert the rows into this dataset and exit")
+    args = parser.parse_args(argv)
+    for name in ("rows", "batch"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name} must be at least 1 (got {getattr(args, name)})")
+    if args.seed_into:
+        dataset = Dataset.objects.get(name=args.seed_into)
+        _seed(dataset, dataset.created_by, args.rows, args.batch)
+        return
+    tag = uuid.uuid4().hex[:8]
+    user = get_user_model().objects.create_user(username=f"bench-export-{tag}")
+    dataset = Dataset.objects.create(name=f"bench-export-{tag}", format=Dataset.Format.CSV, source="bench_export",
+                                     created_by=user)
+    try:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "benchmarks.export", "--seed-into", dataset.name,
+                        "--rows", str(args.rows), "--batch", str(args.batch)],
+                       cwd=settings.BASE_DIR, check=True)
+        print(f"database: {connection.vendor} ({connection.settings_dict['NAME']}); "
+              f"seeded {args.rows:,} images in {time.perf_counter() - t0:.1f} s")
+        token = Token.objects.create(user=user).key
+        gc.collect()
+        idle_mb = _status_kb("VmRSS") / 1024
+        print(f"idle process RSS before the measurements: {idle_mb:.0f} MB")
 
-    def add_arguments(self, parser):
-        parser.add_argument("--rows", type=int, default=300_000)
-        parser.add_argument("--batch", type=int, default=5_000, help="rows per bulk_create")
-        parser.add_argument("--seed-into", help="(internal) insert the rows into this dataset and exit")
+        results = [("export via WSGI (first)", *_export(dataset, token)),
+                   ("baseline: values_list().iterator()", *_baseline(dataset)),
+                   ("export via WSGI (again)", *_export(dataset, token))]
+        print(f"{'step':38s} {'rows':>9s} {'MB out':>7s} {'wall s':>7s} {'rows/s':>9s} {'peak RSS +MB':>12s}")
+        for name, rows, size, peak in results:
+            print(f"{name:38s} {rows:9,d} {size / 1e6:7.1f} {peak.seconds:7.2f} "
+                  f"{rows / peak.seconds:9,.0f} {peak.growth_mb:12.1f}")
+        print(f"memory: {results[0][3].method}; wall time includes the query")
+    finally:
+        with connection.cursor() as cursor:  # a raw delete: the ORM's cascade would load every row first
+            cursor.execute(f"DELETE FROM {Image._meta.db_table} WHERE dataset_id = %s", [dataset.pk])
+        dataset.delete()
+        user.delete()
 
-    def handle(self, *args, **options):
-        if options["seed_into"]:
-            dataset = Dataset.objects.get(name=options["seed_into"])
-            self._seed(dataset, dataset.created_by, options["rows"], options["batch"])
-            return
-        tag = uuid.uuid4().hex[:8]
-        user = get_user_model().objects.create_user(username=f"bench-export-{tag}")
-        dataset = Dataset.objects.create(name=f"bench-export-{tag}", format=Dataset.Format.CSV, source="bench_export",
-                                         created_by=user)
+
+def _seed(dataset, user, n, batch):
+    rng = random.Random(0)
+    now = timezone.now()
+    statuses = [Image.Status.UNREVIEWED] * 7 + [Image.Status.CONFIRMED, Image.Status.RELABELLED,
+                                                Image.Status.EXCLUDED]
+    for start in range(0, n, batch):
+        rows = []
+        for i in range(start, min(n, start + batch)):
+            original = rng.randrange(8)
+            status = rng.choice(statuses)
+            reviewed = status != Image.Status.UNREVIEWED
+            label = (original + 1) % 8 if status == Image.Status.RELABELLED else original
+            scored = rng.random() < 0.8
+            rows.append(Image(
+                dataset=dataset, path=f"{rng.choice(('train', 'val', 'test'))}/{original}/img_{i:07d}.png",
+                file=f"datasets/bench/{i}.png", content_hash=f"{i:064x}", width=96, height=96,
+                split=rng.choice(("train", "train", "train", "val", "test")), original_label=original,
+                label=label, status=status, ambiguity=rng.random() if scored else None,
+                suspicion=rng.random() if scored else None, flagged=scored and rng.random() < 0.1,
+                reviewed_by=user if reviewed else None, reviewed_at=now if reviewed else None,
+            ))
+        with transaction.atomic():
+            Image.objects.bulk_create(rows)
+
+
+def _export(dataset, token):
+    host = next((h for h in settings.ALLOWED_HOSTS if h and "*" not in h and not h.startswith(".")),
+                "localhost")
+    environ = {
+        "REQUEST_METHOD": "GET", "PATH_INFO": f"/api/datasets/{dataset.name}/export.csv", "QUERY_STRING": "",
+        "SERVER_NAME": host, "SERVER_PORT": "80", "HTTP_HOST": host, "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": f"Token {token}", "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
+        "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
+    }
+    status = []
+    size = newlines = 0
+    with _Peak() as peak:
+        body = WSGIHandler()(environ, lambda s, headers, exc_info=None: status.append(s))
         try:
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, str(settings.BASE_DIR / "manage.py"), "bench_export", "--seed-into",
-                            dataset.name, "--rows", str(options["rows"]), "--batch", str(options["batch"])],
-                           check=True)
-            self.stdout.write(f"database: {connection.vendor} ({connection.settings_dict['NAME']}); "
-                              f"seeded {options['rows']:,} images in {time.perf_counter() - t0:.1f} s")
-            token = Token.objects.create(user=user).key
-            gc.collect()
-            idle_mb = _status_kb("VmRSS") / 1024
-            self.stdout.write(f"idle process RSS before the measurements: {idle_mb:.0f} MB")
-
-            results = [("export via WSGI (first)", *self._export(dataset, token)),
-                       ("baseline: values_list().iterator()", *self._baseline(dataset)),
-                       ("export via WSGI (again)", *self._export(dataset, token))]
-            self.stdout.write(f"{'step':38s} {'rows':>9s} {'MB out':>7s} {'wall s':>7s} {'rows/s':>9s} "
-                              f"{'peak RSS +MB':>12s}")
-            for name, rows, size, peak in results:
-                self.stdout.write(f"{name:38s} {rows:9,d} {size / 1e6:7.1f} {peak.seconds:7.2f} "
-                                  f"{rows / peak.seconds:9,.0f} {peak.growth_mb:12.1f}")
-            self.stdout.write(f"memory: {results[0][3].method}; wall time includes the query")
+            for chunk in body:
+                size += len(chunk)
+                newlines += chunk.count(b"\n")
         finally:
-            with connection.cursor() as cursor:  # a raw delete: the ORM's cascade would load every row first
-                cursor.execute(f"DELETE FROM {Image._meta.db_table} WHERE dataset_id = %s", [dataset.pk])
-            dataset.delete()
-            user.delete()
+            body.close()
+    if not status or not status[0].startswith("200"):
+        raise RuntimeError(f"export answered {status}")
+    return newlines - 1, size, peak
 
-    def _seed(self, dataset, user, n, batch):
-        rng = random.Random(0)
-        now = timezone.now()
-        statuses = [Image.Status.UNREVIEWED] * 7 + [Image.Status.CONFIRMED, Image.Status.RELABELLED,
-                                                    Image.Status.EXCLUDED]
-        for start in range(0, n, batch):
-            rows = []
-            for i in range(start, min(n, start + batch)):
-                original = rng.randrange(8)
-                status = rng.choice(statuses)
-                reviewed = status != Image.Status.UNREVIEWED
-                label = (original + 1) % 8 if status == Image.Status.RELABELLED else original
-                scored = rng.random() < 0.8
-                rows.append(Image(
-                    dataset=dataset, path=f"{rng.choice(('train', 'val', 'test'))}/{original}/img_{i:07d}.png",
-                    file=f"datasets/bench/{i}.png", content_hash=f"{i:064x}", width=96, height=96,
-                    split=rng.choice(("train", "train", "train", "val", "test")), original_label=original,
-                    label=label, status=status, ambiguity=rng.random() if scored else None,
-                    suspicion=rng.random() if scored else None, flagged=scored and rng.random() < 0.1,
-                    reviewed_by=user if reviewed else None, reviewed_at=now if reviewed else None,
-                ))
-            with transaction.atomic():
-                Image.objects.bulk_create(rows)
 
-    def _export(self, dataset, token):
-        host = next((h for h in settings.ALLOWED_HOSTS if h and "*" not in h and not h.startswith(".")),
-                    "localhost")
-        environ = {
-            "REQUEST_METHOD": "GET", "PATH_INFO": f"/api/datasets/{dataset.name}/export.csv", "QUERY_STRING": "",
-            "SERVER_NAME": host, "SERVER_PORT": "80", "HTTP_HOST": host, "SERVER_PROTOCOL": "HTTP/1.1",
-            "REMOTE_ADDR": "127.0.0.1", "HTTP_AUTHORIZATION": f"Token {token}", "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""), "wsgi.errors": sys.stderr,
-            "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False,
-        }
-        status = []
-        size = newlines = 0
-        with _Peak() as peak:
-            body = WSGIHandler()(environ, lambda s, headers, exc_info=None: status.append(s))
-            try:
-                for chunk in body:
-                    size += len(chunk)
-                    newlines += chunk.count(b"\n")
-            finally:
-                body.close()
-        if not status or not status[0].startswith("200"):
-            raise RuntimeError(f"export answered {status}")
-        return newlines - 1, size, peak
+def _baseline(dataset):
+    rows = 0
+    with _Peak() as peak:
+        for _ in dataset_export_rows(dataset=dataset):
+            rows += 1
+    return rows, 0, peak
 
-    def _baseline(self, dataset):
-        rows = 0
-        with _Peak() as peak:
-            for _ in dataset_export_rows(dataset=dataset):
-                rows += 1
-        return rows, 0, peak
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,4 @@
-"""Does a CycleGAN between two emotions translate them? Issue #5's measurement on synthetic faces, no Django.
+"""Does a CycleGAN between two emotions translate them? Measured on synthetic faces, no Django.
 
 A judge classifier (small_cnn) is trained on the TRUE labels of the train split, so it is as good as the data
 allows; its test accuracy and its per-class rates of calling faces A or B are printed. Then a CycleGAN A<->B
@@ -110,6 +110,9 @@ def main(argv=None):
     train, held = split == "train", split != "train"
     A, B = images[train & (true == a)], images[train & (true == b)]
     held_A, held_B = images[held & (true == a)], images[held & (true == b)]
+    if min(len(A), len(B), len(held_A), len(held_B)) == 0:
+        raise SystemExit(f"{args.n} faces leave no train or no held-out faces of {args.pair[0]} or {args.pair[1]} "
+                         f"({len(A)} + {len(B)} train, {len(held_A)} + {len(held_B)} held out): raise --n")
     print(f"CycleGAN {args.pair[0]}<->{args.pair[1]}: {len(A)} + {len(B)} train faces, {len(held_A)} + {len(held_B)} "
           f"held out; {cfg.to_dict()}", flush=True)
     model = CycleGAN(cfg, device)
@@ -129,8 +132,9 @@ def main(argv=None):
                                                           ((args.pair[1], args.pair[0]), row["BA"]))), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     pick = np.random.default_rng(args.seed)
-    sample_a = torch.from_numpy(held_A[np.sort(pick.choice(len(held_A), 8, replace=False))]).permute(0, 3, 1, 2)
-    sample_b = torch.from_numpy(held_B[np.sort(pick.choice(len(held_B), 8, replace=False))]).permute(0, 3, 1, 2)
+    k = min(8, len(held_A), len(held_B))  # 8 of each in the grid, fewer where a tiny run holds out fewer
+    sample_a = torch.from_numpy(held_A[np.sort(pick.choice(len(held_A), k, replace=False))]).permute(0, 3, 1, 2)
+    sample_b = torch.from_numpy(held_B[np.sort(pick.choice(len(held_B), k, replace=False))]).permute(0, 3, 1, 2)
     Image.fromarray(sample_grid(model, sample_a.to(device), sample_b.to(device))).save(args.out / "samples.png")
     report = {"data": str(data), "difficulty": args.difficulty, "n": args.n, "pair": args.pair,
               "device": str(device), "threads": torch.get_num_threads(), "config": cfg.to_dict(), "judge": judge,

@@ -9,7 +9,10 @@ two runs and their snapshot files, a user, jobs), deleted at the end.
 - jobs page: --parents finished jobs, each with --chunks chunk jobs whose params are those chunked scoring writes
   (Job.parent, params {"gan", "direction", "epoch", "ids": [first, last]}); baseline: the same page query with no counts.
 Each figure is the best of --repeat.
+
+    python -m benchmarks.pages --rows 287000 --parents 200 --chunks 50
 """
+import argparse
 import csv
 import random
 import shutil
@@ -17,23 +20,26 @@ import time
 import uuid
 from pathlib import Path
 
-from django.conf import settings
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
-from django.core.cache import cache
-from django.core.management.base import BaseCommand
-from django.test import Client
+from benchmarks._django import setup
 
-from curation.models import Dataset, Job, Run
-from curation.roles import CURATORS_GROUP
-from curation.web.selectors import (
+setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
+from django.core.cache import cache  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from curation.models import Dataset, Job, Run  # noqa: E402
+from curation.roles import CURATORS_GROUP  # noqa: E402
+from curation.web.selectors import (  # noqa: E402
     JOBS_PER_PAGE,
     job_children_counts,
     jobs_page,
     runs_compare,
     snapshot_diff_cache_key,
 )
-from training.labels import CLASSES
+from training.labels import CLASSES  # noqa: E402
 
 
 def _best(fn, repeat):
@@ -54,119 +60,126 @@ def _write_snapshot(path, rows):
             w.writerow(["train", source, i, f"images/{i:07d}.png", label])
 
 
-class Command(BaseCommand):
-    help = "Time the run comparison and the jobs page against their baselines (prints figures, asserts nothing)."
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Time the run comparison and the jobs page against their baselines "
+                                                 "(prints figures, asserts nothing).")
+    parser.add_argument("--rows", type=int, default=287_000, help="train rows per snapshot (AffectNet: ~287k)")
+    parser.add_argument("--parents", type=int, default=200)
+    parser.add_argument("--chunks", type=int, default=50, help="chunk jobs per parent")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    for name in ("rows", "parents", "chunks", "repeat"):
+        if getattr(args, name) < 1:
+            raise SystemExit(f"--{name} must be at least 1 (got {getattr(args, name)})")
+    tag = f"bench-pages-{uuid.uuid4().hex[:8]}"
+    user = get_user_model().objects.create_user(tag, password=uuid.uuid4().hex)
+    user.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.force_login(user)
+    dataset = Dataset.objects.create(name=tag, format=Dataset.Format.CSV, source="/bench")
+    job_ids, folders = [], []
+    try:
+        _compare(dataset, client, args.rows, args.repeat, folders)
+        _jobs(client, tag, args.parents, args.chunks, args.repeat, job_ids)
+    finally:
+        Job.objects.filter(pk__in=job_ids).delete()
+        dataset.delete()
+        user.delete()
+        for folder in folders:
+            shutil.rmtree(folder, ignore_errors=True)
 
-    def add_arguments(self, parser):
-        parser.add_argument("--rows", type=int, default=287_000, help="train rows per snapshot (AffectNet: ~287k)")
-        parser.add_argument("--parents", type=int, default=200)
-        parser.add_argument("--chunks", type=int, default=50, help="chunk jobs per parent")
-        parser.add_argument("--repeat", type=int, default=3)
 
-    def handle(self, *args, rows, parents, chunks, repeat, **options):
-        self.tag = tag = f"bench-pages-{uuid.uuid4().hex[:8]}"
-        user = get_user_model().objects.create_user(tag, password=uuid.uuid4().hex)
-        user.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
-        client = Client(HTTP_HOST="127.0.0.1")
-        client.force_login(user)
-        dataset = Dataset.objects.create(name=tag, format=Dataset.Format.CSV, source="/bench")
-        job_ids, folders = [], []
-        try:
-            self._compare(dataset, client, rows, repeat, folders)
-            self._jobs(client, parents, chunks, repeat, job_ids)
-        finally:
-            Job.objects.filter(pk__in=job_ids).delete()
-            dataset.delete()
-            user.delete()
-            for folder in folders:
-                shutil.rmtree(folder, ignore_errors=True)
+def _compare(dataset, client, n, repeat, folders):
+    rng = random.Random(0)
+    base_rows = [("image", i, CLASSES[rng.randrange(8)]) for i in range(n)]
+    other = []
+    for source, i, label in base_rows:
+        r = rng.random()
+        if r < 0.05:
+            continue
+        other.append((source, i, CLASSES[(CLASSES.index(label) + 1) % 8] if r < 0.10 else label))
+    other += [("generated", i, CLASSES[i % 8]) for i in range(n // 10)]
+    metrics = {"accuracy": 0.5, "macro_f1": 0.45, "precision": [0.5] * 8, "recall": [0.5] * 8,
+               "support": [10] * 8, "confusion": [[1] * 8 for _ in range(8)]}
+    runs = []
+    for k, snapshot in enumerate((base_rows, other)):
+        run = Run.objects.create(dataset=dataset, arch="small_cnn", status=Run.Status.SUCCEEDED,
+                                 test_metrics=metrics, test_split_hash="h", snapshot_hash=f"{dataset.name}-{k}",
+                                 history=[{"epoch": e, "val_acc": 0.5, "val_loss": 1.0, "train_acc": 0.5,
+                                           "train_loss": 1.0} for e in range(1, 31)])
+        rel = f"runs/{run.pk}/snapshot.csv"
+        folders.append(Path(settings.MEDIA_ROOT) / "runs" / str(run.pk))
+        _write_snapshot(Path(settings.MEDIA_ROOT) / rel, snapshot)
+        Run.objects.filter(pk=run.pk).update(snapshot_file=rel)
+        runs.append(run.pk)
+    files = [Path(settings.MEDIA_ROOT) / f"runs/{pk}/snapshot.csv" for pk in runs]
 
-    def _compare(self, dataset, client, n, repeat, folders):
-        rng = random.Random(0)
-        base_rows = [("image", i, CLASSES[rng.randrange(8)]) for i in range(n)]
-        other = []
-        for source, i, label in base_rows:
-            r = rng.random()
-            if r < 0.05:
-                continue
-            other.append((source, i, CLASSES[(CLASSES.index(label) + 1) % 8] if r < 0.10 else label))
-        other += [("generated", i, CLASSES[i % 8]) for i in range(n // 10)]
-        metrics = {"accuracy": 0.5, "macro_f1": 0.45, "precision": [0.5] * 8, "recall": [0.5] * 8,
-                   "support": [10] * 8, "confusion": [[1] * 8 for _ in range(8)]}
-        runs = []
-        for k, snapshot in enumerate((base_rows, other)):
-            run = Run.objects.create(dataset=dataset, arch="small_cnn", status=Run.Status.SUCCEEDED,
-                                     test_metrics=metrics, test_split_hash="h", snapshot_hash=f"{dataset.name}-{k}",
-                                     history=[{"epoch": e, "val_acc": 0.5, "val_loss": 1.0, "train_acc": 0.5,
-                                               "train_loss": 1.0} for e in range(1, 31)])
-            rel = f"runs/{run.pk}/snapshot.csv"
-            folders.append(Path(settings.MEDIA_ROOT) / "runs" / str(run.pk))
-            _write_snapshot(Path(settings.MEDIA_ROOT) / rel, snapshot)
-            Run.objects.filter(pk=run.pk).update(snapshot_file=rel)
-            runs.append(run.pk)
-        files = [Path(settings.MEDIA_ROOT) / f"runs/{pk}/snapshot.csv" for pk in runs]
+    def read_only():
+        for path in files:
+            with open(path, newline="") as f:
+                for _ in csv.reader(f):
+                    pass
 
-        def read_only():
-            for path in files:
-                with open(path, newline="") as f:
-                    for _ in csv.reader(f):
-                        pass
+    def page():
+        response = client.get(f"/runs/compare/?ids={runs[0]},{runs[1]}")
+        assert response.status_code == 200, response.status_code
 
-        def page():
-            response = client.get(f"/runs/compare/?ids={runs[0]},{runs[1]}")
-            assert response.status_code == 200, response.status_code
+    def cold(fn):
+        def run():
+            cache.delete(snapshot_diff_cache_key(f"{dataset.name}-0", f"{dataset.name}-1"))
+            fn()
+        return run
 
-        def cold(fn):
-            def run():
-                cache.delete(snapshot_diff_cache_key(f"{dataset.name}-0", f"{dataset.name}-1"))
-                fn()
-            return run
+    mb = sum(p.stat().st_size for p in files) / 1e6
+    base = _best(read_only, repeat)
+    selector = _best(cold(lambda: runs_compare(run_ids=runs)), repeat)
+    full = _best(cold(page), repeat)
+    warm = _best(page, repeat)
+    cache.delete(snapshot_diff_cache_key(f"{dataset.name}-0", f"{dataset.name}-1"))
+    print(f"run comparison, two snapshots of {n:,} and {len(other):,} train rows ({mb:.1f} MB of CSV), "
+          f"best of {repeat}:")
+    print(f"  baseline: csv.reader over both files   {base:7.3f} s")
+    print(f"  runs_compare (read + diff)             {selector:7.3f} s  ({selector / base:.1f}x)")
+    print(f"  GET /runs/compare/ (whole page)        {full:7.3f} s  ({full / base:.1f}x)")
+    print(f"  the same, snapshot diff cached         {warm:7.3f} s  ({warm / base:.2f}x)")
 
-        mb = sum(p.stat().st_size for p in files) / 1e6
-        base = _best(read_only, repeat)
-        selector = _best(cold(lambda: runs_compare(run_ids=runs)), repeat)
-        full = _best(cold(page), repeat)
-        warm = _best(page, repeat)
-        cache.delete(snapshot_diff_cache_key(f"{dataset.name}-0", f"{dataset.name}-1"))
-        self.stdout.write(f"run comparison, two snapshots of {n:,} and {len(other):,} train rows ({mb:.1f} MB of CSV), "
-                          f"best of {repeat}:")
-        self.stdout.write(f"  baseline: csv.reader over both files   {base:7.3f} s")
-        self.stdout.write(f"  runs_compare (read + diff)             {selector:7.3f} s  ({selector / base:.1f}x)")
-        self.stdout.write(f"  GET /runs/compare/ (whole page)        {full:7.3f} s  ({full / base:.1f}x)")
-        self.stdout.write(f"  the same, snapshot diff cached         {warm:7.3f} s  ({warm / base:.2f}x)")
 
-    def _jobs(self, client, parents, chunks, repeat, made_ids):
-        """`made_ids` collects the ids of the jobs made, as they are made, for the caller to delete."""
-        made = Job.objects.bulk_create([Job(kind="score_ambiguity", params={"dataset": self.tag},
-                                            status=Job.Status.SUCCEEDED, progress=1.0, message="done")
-                                        for _ in range(parents)])
-        parent_ids = [j.pk for j in made] if made[0].pk else list(
-            Job.objects.filter(kind="score_ambiguity", params__dataset=self.tag).values_list("pk", flat=True))
-        made_ids += parent_ids
-        children = Job.objects.bulk_create(
-            [Job(kind="score_chunk", parent_id=p, params={"gan": 1, "direction": "AB", "epoch": 8,
-                                             "ids": [k * 2048, k * 2048 + 2047]}, status=Job.Status.SUCCEEDED)
-             for p in parent_ids for k in range(chunks)], batch_size=2000)
-        child_ids = [j.pk for j in children] if children and children[0].pk else list(
-            Job.objects.filter(kind="score_chunk", parent_id__in=parent_ids).values_list("pk", flat=True))
-        made_ids += child_ids
+def _jobs(client, tag, parents, chunks, repeat, made_ids):
+    """`made_ids` collects the ids of the jobs made, as they are made, for the caller to delete."""
+    made = Job.objects.bulk_create([Job(kind="score_ambiguity", params={"dataset": tag},
+                                        status=Job.Status.SUCCEEDED, progress=1.0, message="done")
+                                    for _ in range(parents)])
+    parent_ids = [j.pk for j in made] if made[0].pk else list(
+        Job.objects.filter(kind="score_ambiguity", params__dataset=tag).values_list("pk", flat=True))
+    made_ids += parent_ids
+    children = Job.objects.bulk_create(
+        [Job(kind="score_chunk", parent_id=p, params={"gan": 1, "direction": "AB", "epoch": 8,
+                                         "ids": [k * 2048, k * 2048 + 2047]}, status=Job.Status.SUCCEEDED)
+         for p in parent_ids for k in range(chunks)], batch_size=2000)
+    child_ids = [j.pk for j in children] if children and children[0].pk else list(
+        Job.objects.filter(kind="score_chunk", parent_id__in=parent_ids).values_list("pk", flat=True))
+    made_ids += child_ids
 
-        def plain():
-            list(Job.objects.filter(parent__isnull=True).select_related("created_by")
-                 .order_by("-id")[:JOBS_PER_PAGE])
+    def plain():
+        list(Job.objects.filter(parent__isnull=True).select_related("created_by")
+             .order_by("-id")[:JOBS_PER_PAGE])
 
-        def page():
-            response = client.get("/jobs/")
-            assert response.status_code == 200, response.status_code
+    def page():
+        response = client.get("/jobs/")
+        assert response.status_code == 200, response.status_code
 
-        base = _best(plain, repeat)
-        counted = _best(lambda: jobs_page(page=1), repeat)
-        counts_only = _best(lambda: job_children_counts(job_ids=parent_ids[-JOBS_PER_PAGE:]), repeat)
-        full = _best(page, repeat)
-        total = Job.objects.count()
-        self.stdout.write(f"jobs page, {parents} parents x {chunks} chunk jobs ({total:,} jobs in the table), "
-                          f"best of {repeat}:")
-        self.stdout.write(f"  baseline: one page of jobs, no counts  {base * 1000:7.1f} ms")
-        self.stdout.write(f"  child counts of that page alone        {counts_only * 1000:7.1f} ms")
-        self.stdout.write(f"  jobs_page (count, page, child counts)  {counted * 1000:7.1f} ms")
-        self.stdout.write(f"  GET /jobs/ (whole page, curator forms) {full * 1000:7.1f} ms")
+    base = _best(plain, repeat)
+    counted = _best(lambda: jobs_page(page=1), repeat)
+    counts_only = _best(lambda: job_children_counts(job_ids=parent_ids[-JOBS_PER_PAGE:]), repeat)
+    full = _best(page, repeat)
+    total = Job.objects.count()
+    print(f"jobs page, {parents} parents x {chunks} chunk jobs ({total:,} jobs in the table), "
+          f"best of {repeat}:")
+    print(f"  baseline: one page of jobs, no counts  {base * 1000:7.1f} ms")
+    print(f"  child counts of that page alone        {counts_only * 1000:7.1f} ms")
+    print(f"  jobs_page (count, page, child counts)  {counted * 1000:7.1f} ms")
+    print(f"  GET /jobs/ (whole page, curator forms) {full * 1000:7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

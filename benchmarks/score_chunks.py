@@ -2,67 +2,74 @@
 one chunk per generator direction (scoring as it was before chunks) in the same run. Prints figures; asserts
 nothing.
 
-    python manage.py bench_score_chunks --dataset demo --chunk-images 100000 1024 256 64
+    python -m benchmarks.score_chunks --dataset demo --chunk-images 100000 1024 256 64
 
 Each setting deletes the dataset's SSIM rows of its latest CycleGANs and computes them again (the same values:
 scoring is deterministic), with the thresholds of the latest scoring job, so the dataset ends as it was. Start it
 with no worker running, or workers will take chunks too and the figures are no longer this process's.
 """
+import argparse
+import sys
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from benchmarks._django import setup
 
-from curation.classifier.job import resolve_dataset
-from curation.jobs.errors import JobParamsError
-from curation.jobs.runner import job_run, worker_label
-from curation.jobs.selectors import workers_alive
-from curation.jobs.services import job_enqueue
-from curation.models import Job, TransformScore
-from curation.scoring.calibration import current_thresholds
-from curation.scoring.job import latest_gans
+setup()
+
+from curation.classifier.job import resolve_dataset  # noqa: E402
+from curation.jobs.errors import JobParamsError  # noqa: E402
+from curation.jobs.runner import job_run, worker_label  # noqa: E402
+from curation.jobs.selectors import workers_alive  # noqa: E402
+from curation.jobs.services import job_enqueue  # noqa: E402
+from curation.models import Job, TransformScore  # noqa: E402
+from curation.scoring.calibration import current_thresholds  # noqa: E402
+from curation.scoring.job import latest_gans  # noqa: E402
 
 
-class Command(BaseCommand):
-    help = "SSIM throughput of score_ambiguity by chunk size, against one chunk per direction, in this process."
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="SSIM throughput of score_ambiguity by chunk size, against one "
+                                                 "chunk per direction, in this process.")
+    parser.add_argument("--dataset")
+    parser.add_argument("--chunk-images", type=int, nargs="+", default=[100000, 1024, 256, 64])
+    parser.add_argument("--repeat", type=int, default=2, help="runs per setting (the first decodes the images)")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        raise SystemExit(f"--repeat must be at least 1 (got {args.repeat})")
+    try:
+        dataset = resolve_dataset(args.dataset)
+    except JobParamsError as exc:
+        raise SystemExit(str(exc)) from None
+    gans = latest_gans(dataset)
+    if not gans:
+        raise SystemExit(f"{dataset.name} has no finished CycleGAN to score with")
+    if workers_alive(queue="gpu"):
+        print("warning: workers are running; they may take chunks and change these figures", file=sys.stderr)
+    current = current_thresholds(dataset)
+    print(f"{'chunk images':>12} {'run':>3} {'chunks':>6} {'SSIMs':>6} {'SSIM phase s':>12} {'images/s':>9} "
+          f"{'job s':>7}")
+    last = {}
+    for size in args.chunk_images:
+        for run in range(1, args.repeat + 1):
+            TransformScore.objects.filter(gan__in=gans).delete()
+            job = job_enqueue(kind="score_ambiguity", send=False, params={
+                "dataset": dataset.name, "threshold": current["threshold"],
+                "class_thresholds": current["class_thresholds"], "chunk_images": size})
+            started = time.perf_counter()
+            job_run(job_id=job.pk, worker=worker_label("bench:"))
+            wall = time.perf_counter() - started
+            job.refresh_from_db()
+            if job.status != Job.Status.SUCCEEDED:
+                raise SystemExit(f"job {job.pk} {job.status}: {job.message}")
+            chunks = list(job.children.all())
+            span = (max(c.finished_at for c in chunks) - min(c.started_at for c in chunks)).total_seconds()
+            n = job.result["ssim_computed"]
+            print(f"{size:>12} {run:>3} {len(chunks):>6} {n:>6} {span:>12.2f} {n / span:>9.0f} {wall:>7.2f}")
+            last[size] = n / span
+    baseline = last[args.chunk_images[0]]
+    print(f"last run of each setting against the first ({args.chunk_images[0]} images per chunk):")
+    for size, rate in last.items():
+        print(f"  {size:>8} images per chunk: {rate:6.0f} images/s, {rate / baseline:.2f}x")
 
-    def add_arguments(self, parser):
-        parser.add_argument("--dataset")
-        parser.add_argument("--chunk-images", type=int, nargs="+", default=[100000, 1024, 256, 64])
-        parser.add_argument("--repeat", type=int, default=2, help="runs per setting (the first decodes the images)")
 
-    def handle(self, *args, **options):
-        try:
-            dataset = resolve_dataset(options["dataset"])
-        except JobParamsError as exc:
-            raise CommandError(str(exc)) from None
-        gans = latest_gans(dataset)
-        if not gans:
-            raise CommandError(f"{dataset.name} has no finished CycleGAN to score with")
-        if workers_alive(queue="gpu"):
-            self.stderr.write("warning: workers are running; they may take chunks and change these figures")
-        current = current_thresholds(dataset)
-        out = self.stdout.write
-        out(f"{'chunk images':>12} {'run':>3} {'chunks':>6} {'SSIMs':>6} {'SSIM phase s':>12} {'images/s':>9} "
-            f"{'job s':>7}")
-        last = {}
-        for size in options["chunk_images"]:
-            for run in range(1, options["repeat"] + 1):
-                TransformScore.objects.filter(gan__in=gans).delete()
-                job = job_enqueue(kind="score_ambiguity", send=False, params={
-                    "dataset": dataset.name, "threshold": current["threshold"],
-                    "class_thresholds": current["class_thresholds"], "chunk_images": size})
-                started = time.perf_counter()
-                job_run(job_id=job.pk, worker=worker_label("bench:"))
-                wall = time.perf_counter() - started
-                job.refresh_from_db()
-                if job.status != Job.Status.SUCCEEDED:
-                    raise CommandError(f"job {job.pk} {job.status}: {job.message}")
-                chunks = list(job.children.all())
-                span = (max(c.finished_at for c in chunks) - min(c.started_at for c in chunks)).total_seconds()
-                n = job.result["ssim_computed"]
-                out(f"{size:>12} {run:>3} {len(chunks):>6} {n:>6} {span:>12.2f} {n / span:>9.0f} {wall:>7.2f}")
-                last[size] = n / span
-        baseline = last[options["chunk_images"][0]]
-        out(f"last run of each setting against the first ({options['chunk_images'][0]} images per chunk):")
-        for size, rate in last.items():
-            out(f"  {size:>8} images per chunk: {rate:6.0f} images/s, {rate / baseline:.2f}x")
+if __name__ == "__main__":
+    main()

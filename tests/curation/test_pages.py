@@ -397,18 +397,16 @@ def test_line_chart_draws_one_line_per_series_and_skips_missing_points():
     assert "no data yet" in line_chart([{"name": "x", "points": []}], title="losses")
 
 
-def test_bench_pages_prints_its_figures_and_leaves_nothing_behind(settings):
-    import io
-
+def test_bench_pages_prints_its_figures_and_leaves_nothing_behind(settings, capsys):
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
 
+    from benchmarks.pages import main as bench_pages
     from curation.models import Dataset
 
     users, files = get_user_model().objects.count(), list(Path(settings.MEDIA_ROOT).rglob("*"))
-    out = io.StringIO()
-    call_command("bench_pages", "--rows", "500", "--parents", "3", "--chunks", "4", "--repeat", "1", stdout=out)
-    text = out.getvalue()
+    capsys.readouterr()
+    bench_pages(["--rows", "500", "--parents", "3", "--chunks", "4", "--repeat", "1"])
+    text = capsys.readouterr().out
     assert "two snapshots of 500 and" in text and "baseline: csv.reader" in text and "GET /runs/compare/" in text
     assert "3 parents x 4 chunk jobs (15 jobs in the table)" in text and "GET /jobs/" in text
     assert (Dataset.objects.count(), Run.objects.count(), Job.objects.count()) == (0, 0, 0)

@@ -1,0 +1,138 @@
+"""Every developer benchmark (benchmarks/) runs once as `python -m benchmarks.NAME` with the tiniest settings, in
+its own process, exits 0 and prints its figures: a benchmark that breaks fails here. The ones that use the database
+run against this test run's database (the processes tests start get its URL) with their own data folder."""
+import io
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+
+from curation.models import Dataset, Image, Job, Run
+from tests.conftest import REPO, worker_database_url
+from training.synthetic_faces import make_synthetic_faces
+
+pytestmark = pytest.mark.slow
+
+NUMBER = r"[-\d.,]+"
+
+
+def bench(name, *args, tmp_path, database=False, timeout=240):
+    """Run `python -m benchmarks.NAME ARGS` in a process of its own; returns its CompletedProcess."""
+    env = dict(os.environ, FER_DATA_DIR=str(tmp_path / "data"), OMP_NUM_THREADS="1")
+    if database:
+        env.update(DJANGO_SETTINGS_MODULE="fer_site.settings.test", DATABASE_URL=worker_database_url(),
+                   FER_MEDIA_ROOT=str(settings.MEDIA_ROOT))
+    return subprocess.run([sys.executable, "-m", f"benchmarks.{name}", *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def assert_figures(done, *patterns):
+    """Exit 0, and each pattern (a regular expression) matches a line of what the benchmark printed."""
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    for pattern in patterns:
+        assert re.search(pattern, done.stdout, re.MULTILINE), f"no line matches {pattern!r} in:\n{done.stdout}"
+
+
+# --- no database ----------------------------------------------------------------------------------------------
+
+def test_synthetic_faces(tmp_path):
+    (tmp_path / "work").mkdir()
+    done = bench("synthetic_faces", "--n", 16, "--size", 32, "--repeat", 1, "--dir", tmp_path / "work",
+                 tmp_path=tmp_path)
+    assert_figures(done, rf"^render \+ PNG write: +{NUMBER} faces/s",
+                   rf"^floor: PNG encode\+write, faces: +{NUMBER} images/s")
+    assert list((tmp_path / "work").iterdir()) == []  # it removes what it wrote
+
+
+def test_train_speed(tmp_path):
+    done = bench("train_speed", "--arch", "small_cnn", "--size", 32, "--batch-size", 8, "--steps", 2, "--warmup", 1,
+                 "--device", "cpu", tmp_path=tmp_path)
+    assert_figures(done, rf"model-only ceiling: +{NUMBER} images/s", rf"data pipeline: +{NUMBER} images/s")
+
+
+def test_accuracy(tmp_path):
+    done = bench("accuracy", "--n", 160, "--size", 32, "--archs", "small_cnn", "--epochs", 1, "--batch-size", 32,
+                 "--data", tmp_path / "faces", "--json", tmp_path / "accuracy.json", tmp_path=tmp_path)
+    assert_figures(done, rf"^small_cnn +clean labels: test accuracy {NUMBER}",
+                   rf"^small_cnn +noisy labels: test accuracy {NUMBER}", r"^small_cnn on noisy labels: accuracy")
+    assert (tmp_path / "accuracy.json").exists()
+
+
+def test_gan_train_speed(tmp_path):
+    done = bench("gan_train_speed", "--profile", "cpu", "--size", 32, "--blocks", 1, "--batch-size", 2, "--steps", 1,
+                 "--warmup", 1, "--threads", 1, tmp_path=tmp_path)
+    assert_figures(done, rf"plain eager float32: +{NUMBER} pairs/s", rf"ours \(.*\): +{NUMBER} pairs/s")
+
+
+def test_gan_score_speed(tmp_path):
+    done = bench("gan_score_speed", "--profile", "cpu", "--size", 32, "--blocks", 1, "--n", 8, "--batch-size", 4,
+                 tmp_path=tmp_path)
+    assert_figures(done, rf"published \(generator, then skimage SSIM per image\): +{NUMBER} images/s",
+                   rf"ours \(generator \+ SSIM on \w+\): +{NUMBER} images/s")
+
+
+def test_gan_quality(tmp_path):
+    out = tmp_path / "out"
+    done = bench("gan_quality", "--n", 160, "--size", 32, "--epochs", 1, "--epochs-decay", 0, "--judge-epochs", 1,
+                 "--blocks", 1, "--ngf", 8, "--ndf", 8, "--batch-size", 4, "--threads", 1, "--data",
+                 tmp_path / "faces", "--out", out, tmp_path=tmp_path)
+    assert_figures(done, rf"^judge small_cnn on true labels, 32 px: test accuracy {NUMBER}",
+                   rf"^epoch +1 .*happy->sad: called sad {NUMBER} \(sources {NUMBER}\), SSIM {NUMBER}",
+                   r"^1 epochs in .* s/epoch")
+    assert (out / "quality.json").exists() and (out / "samples.png").exists()
+
+
+# --- the configured database (this run's test database) ---------------------------------------------------------
+
+def test_import_dataset(tmp_path, transactional_db):
+    done = bench("import_dataset", "--per-class", 2, "--name", "bench-smoke", tmp_path=tmp_path, database=True)
+    assert_figures(done, rf"^ceiling \(read\+decode\+hash only\): +{NUMBER} images/s",
+                   rf"^import job \(status succeeded\): +{NUMBER} images/s .* added 16$",
+                   r"^re-import \(nothing new\): .* added 0, already present 16$")
+    assert not Dataset.objects.exists()  # it deletes its dataset
+
+
+def test_export(tmp_path, transactional_db):
+    done = bench("export", "--rows", 50, "--batch", 20, tmp_path=tmp_path, database=True)
+    assert_figures(done, r"seeded 50 images in", rf"^export via WSGI \(first\) +50 +{NUMBER}",
+                   rf"^baseline: values_list\(\)\.iterator\(\) +50 +{NUMBER}", rf"^export via WSGI \(again\) +50 ")
+    assert not Dataset.objects.exists() and not Image.objects.exists() and not get_user_model().objects.exists()
+
+
+def test_pages(tmp_path, transactional_db):
+    done = bench("pages", "--rows", 100, "--parents", 2, "--chunks", 2, "--repeat", 1, tmp_path=tmp_path,
+                 database=True)
+    assert_figures(done, rf"^  GET /runs/compare/ \(whole page\) +{NUMBER} s", rf"^  GET /jobs/ .* +{NUMBER} ms")
+    assert not Dataset.objects.exists() and not Run.objects.exists() and not Job.objects.exists()
+
+
+def test_review_load(tmp_path, transactional_db):
+    done = bench("review_load", "--images", 40, "--reviewers", 2, "--requests", 12, "--seconds", 30, "--workers", 1,
+                 "--threads", 2, tmp_path=tmp_path, database=True)
+    if connection.vendor != "postgresql":  # it measures PostgreSQL only, and says so
+        assert done.returncode == 1 and "needs PostgreSQL (this database is sqlite)" in done.stderr, done.stderr
+        return
+    assert_figures(done, rf"^HTTP all +\d+ +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$",
+                   rf"^floor: services in-process all +\d+ +{NUMBER}")
+    assert not Dataset.objects.exists() and not Image.objects.exists() and not get_user_model().objects.exists()
+
+
+def test_score_chunks(tmp_path, transactional_db, one_torch_thread):
+    name, quiet = "faces", {"stdout": io.StringIO(), "stderr": io.StringIO()}
+    make_synthetic_faces(tmp_path / "faces", n=160, size=32, noise=0.0, seed=0)
+    call_command("import_dataset", str(tmp_path / "faces" / "labels.csv"), "--format", "csv", "--name", name,
+                 "--inline", **quiet)
+    call_command("train_cyclegan", "--dataset", name, "--pair", "happy", "sad", "--profile", "cpu", "--size", "32",
+                 "--batch-size", "4", "--epochs", "1", "--epochs-decay", "0", "--inline", **quiet)
+    done = bench("score_chunks", "--dataset", name, "--chunk-images", 100000, 16, "--repeat", 1, tmp_path=tmp_path,
+                 database=True)
+    assert_figures(done, r"^ +100000 +1 +2 +\d+ ", r"^ +16 +1 +\d+ +\d+ ",
+                   rf"^ +16 images per chunk: +{NUMBER} images/s, {NUMBER}x$")
+    refused = bench("score_chunks", "--dataset", "nothing-here", tmp_path=tmp_path, database=True)
+    assert refused.returncode == 1 and "dataset 'nothing-here' does not exist" in refused.stderr, refused.stderr
