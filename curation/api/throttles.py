@@ -1,5 +1,6 @@
 """Rate limits. Rates are read from settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"] on every request (DRF's own
-classes read them once at import), so that deployment and tests can change them."""
+classes read them once at import), so that deployment and tests can change them. The counts live in the default
+cache, which the settings make shared by every web process (FER_CACHE_URL), so a limit holds for the whole site."""
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 

@@ -169,6 +169,51 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_WORKER_SEND_TASK_EVENTS = False
 
+# --- Cache ----------------------------------------------------------------------------------------------------
+# The default cache holds the rate limits' counts (curation/api/throttles.py) and the run comparison's snapshot
+# diffs, so it must be shared by every web process: a per-process cache lets N gunicorn workers allow N times each
+# limit. FER_CACHE_URL picks it: redis://host:port/N, db:// (a table in the database; `manage.py migrate` creates
+# it) or locmem:// (per process: one process only). Unset: the broker's Redis when the broker is Redis, in the
+# next database number (so flushing one never empties the other), else the database.
+CACHE_TABLE = "fer_cache"
+CACHE_KEY_PREFIX = os.environ.get("FER_CACHE_KEY_PREFIX", "fer")
+
+
+def cache_url_default(broker_url):
+    """The cache URL used when FER_CACHE_URL is unset: Redis beside a Redis broker, else the database."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(broker_url)
+    if parts.scheme not in {"redis", "rediss"}:
+        return "db://"
+    number = parts.path.strip("/") or "0"
+    if not number.isdigit():
+        raise ImproperlyConfigured(f"CELERY_BROKER_URL={broker_url!r}: the Redis database number {number!r} is not "
+                                   f"a whole number; set FER_CACHE_URL to say where the cache lives")
+    number = int(number)
+    cache_number = number + 1 if number < 15 else number - 1
+    return urlunsplit(parts._replace(path=f"/{cache_number}"))
+
+
+def cache_from_url(url):
+    """A CACHES["default"] entry for FER_CACHE_URL; anything else is an error naming the setting."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme in {"redis", "rediss", "unix"}:
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+                "KEY_PREFIX": CACHE_KEY_PREFIX}
+    if scheme == "db":
+        table = url.split("://", 1)[1].strip("/") or CACHE_TABLE
+        return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": table,
+                "KEY_PREFIX": CACHE_KEY_PREFIX, "OPTIONS": {"MAX_ENTRIES": 10_000}}
+    if scheme == "locmem":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fer"}
+    raise ImproperlyConfigured(f"FER_CACHE_URL={url!r} is not a cache this site knows: use redis://host:port/N, "
+                               f"db:// (a table in the database) or locmem:// (one process only)")
+
+
+CACHE_URL = os.environ.get("FER_CACHE_URL") or cache_url_default(CELERY_BROKER_URL)
+CACHES = {"default": cache_from_url(CACHE_URL)}
+
 # --- Import limits --------------------------------------------------------------------------------------------
 # Imports read only below these folders (os.pathsep-separated): a curator queues an import, but the worker reads
 # the server's disk. Default: the data folder's imports/ and the demo's faces.
@@ -190,8 +235,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "curation.api.errors.api_exception_handler",
-    # Scoped throttles (curation/api/throttles.py). The counts live in the default cache: per process unless
-    # CACHES points at a shared one.
+    # Scoped throttles (curation/api/throttles.py). The counts live in the default cache, shared by every web
+    # process (see CACHES above).
     "DEFAULT_THROTTLE_RATES": {
         "export": os.environ.get("FER_THROTTLE_EXPORT", "20/min"),
         "login": os.environ.get("FER_THROTTLE_LOGIN", "10/min"),
