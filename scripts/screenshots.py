@@ -147,7 +147,7 @@ class Server:
     def __init__(self, data_dir):
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log_path = data_dir / "runserver.log"
-        self._log = open(self.log_path, "wb")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [sys.executable, "manage.py", "runserver", self.url.rsplit("/", 1)[1], "--noreload"],
             cwd=REPO, env=dict(os.environ), stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)

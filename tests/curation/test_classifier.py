@@ -9,32 +9,15 @@ import torch
 from django.core.management import call_command
 
 from curation.classifier.selection import select_training_data
-from curation.models import GanModel, GeneratedImage, Image, Job, Run
+from curation.models import Image, Job, Run
 from curation.services import image_label_change
 from tests.conftest import wait_for
-from tests.factories import DatasetFactory, ImageFactory
-from tests.training.test_engine import squares
+from tests.curation.conftest import square_dataset
+from tests.factories import DatasetFactory, GanModelFactory, GeneratedImageFactory, ImageFactory
 
 TINY = ["--arch", "small_cnn", "--epochs", "2", "--batch-size", "32"]
 
 pytestmark = pytest.mark.usefixtures("inline_jobs")
-
-
-def square_dataset(root, n=240, name="sq"):
-    """Write n square images with a CSV manifest (70/15/15 split) and import it; returns the dataset name."""
-    from PIL import Image as PILImage
-
-    x, y = squares(n)
-    lines = ["path,label,split"]
-    names = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt")
-    for i in range(n):
-        PILImage.fromarray(x[i]).save(root / f"{i:04d}.png")
-        split = "train" if i < 0.7 * n else "val" if i < 0.85 * n else "test"
-        lines.append(f"{i:04d}.png,{names[y[i]]},{split}")
-    (root / "labels.csv").write_text("\n".join(lines) + "\n")
-    call_command("import_dataset", str(root / "labels.csv"), "--format", "csv", "--name", name, "--inline",
-                 stdout=io.StringIO(), stderr=io.StringIO())
-    return name
 
 
 @pytest.mark.django_db
@@ -51,10 +34,10 @@ def test_reduced_and_augmented_select_exactly_the_documented_images(user):
     image_label_change(image_id=flagged_confirmed.pk, action="confirm", expected_version=1, user=user)
     image_label_change(image_id=relabelled.pk, action="relabel", label=7, expected_version=1, user=user)
     image_label_change(image_id=test.pk, action="relabel", label=0, expected_version=1, user=user)
-    gan = GanModel.objects.create(dataset=ds, source_label=1, target_label=2)
-    from_train = GeneratedImage.objects.create(gan=gan, source_image=kept, target_label=2, file="g/1.png", content_hash="a")
-    GeneratedImage.objects.create(gan=gan, source_image=test, target_label=2, file="g/2.png", content_hash="b")
-    GeneratedImage.objects.create(gan=gan, source_image=excluded, target_label=2, file="g/3.png", content_hash="c")
+    gan = GanModelFactory(dataset=ds, source_label=1, target_label=2)
+    from_train = GeneratedImageFactory(gan=gan, source_image=kept, target_label=2, file="g/1.png", content_hash="a")
+    GeneratedImageFactory(gan=gan, source_image=test, target_label=2, file="g/2.png", content_hash="b")
+    GeneratedImageFactory(gan=gan, source_image=excluded, target_label=2, file="g/3.png", content_hash="c")
 
     def train_of(sel):
         return {(i.kind, i.id): i.label for i in sel.train}

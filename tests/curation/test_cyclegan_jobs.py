@@ -10,7 +10,7 @@ from curation.jobs.services import job_enqueue
 from curation.models import GanModel, GeneratedImage, Image, Job
 from curation.services import image_label_change
 from tests.conftest import wait_for
-from tests.curation.test_classifier import square_dataset
+from tests.curation.conftest import square_dataset
 
 FAST = ["--profile", "cpu", "--size", "32", "--batch-size", "4"]
 

@@ -13,6 +13,7 @@ from curation.jobs.services import job_cancel, job_enqueue, jobs_reap
 from curation.management.jobcommand import JobCommand
 from curation.models import Image, Job
 from tests.conftest import wait_for
+from tests.factories import JobFactory
 from tests.images import write_imagefolder
 
 pytestmark = pytest.mark.worker
@@ -103,10 +104,10 @@ def test_bad_params_are_refused_before_anything_is_queued(tmp_path):
 @pytest.mark.django_db
 def test_reaper_requeues_a_silent_job_then_gives_up_after_max_attempts(settings):
     long_ago = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS + 5)
-    job = Job.objects.create(kind="import_dataset", status=Job.Status.RUNNING, attempts=1, max_attempts=2,
-                             heartbeat_at=long_ago, worker="gone:1")
-    fresh = Job.objects.create(kind="import_dataset", status=Job.Status.RUNNING, attempts=1, max_attempts=2,
-                               heartbeat_at=timezone.now(), worker="alive:2")
+    job = JobFactory(kind="import_dataset", status=Job.Status.RUNNING, attempts=1, max_attempts=2,
+                     heartbeat_at=long_ago, worker="gone:1")
+    fresh = JobFactory(kind="import_dataset", status=Job.Status.RUNNING, attempts=1, max_attempts=2,
+                       heartbeat_at=timezone.now(), worker="alive:2")
     assert jobs_reap() == ([job.pk], [])
     job.refresh_from_db()
     assert job.status == Job.Status.QUEUED and "gone:1 stopped responding" in job.message
@@ -120,7 +121,7 @@ def test_reaper_requeues_a_silent_job_then_gives_up_after_max_attempts(settings)
 
 @pytest.mark.django_db
 def test_an_attempt_the_reaper_gave_away_can_no_longer_write():
-    job = Job.objects.create(kind="import_dataset", params={}, status=Job.Status.QUEUED)
+    job = JobFactory(kind="import_dataset", params={}, status=Job.Status.QUEUED)
     claimed = job_claim(job_id=job.pk, worker="w:1")
     stale_ctx = JobContext(job_id=job.pk, attempt=claimed.attempts, params={}, state={})
     # The reaper re-queues it and a second attempt claims it.

@@ -5,43 +5,13 @@ import re
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.models import Group
 
 from curation.models import GanModel, Image, Job, Run
-from curation.roles import CURATORS_GROUP
 from curation.services import image_label_change
 from curation.web.selectors import report_tables
-from tests.factories import DatasetFactory, ImageFactory, UserFactory
+from tests.factories import GanModelFactory, JobFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def curator(client):
-    user = UserFactory(username="carla")
-    user.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
-    return user
-
-
-@pytest.fixture
-def as_curator(client, curator):
-    client.force_login(curator)
-    return client
-
-
-@pytest.fixture
-def as_reviewer(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def faces():
-    ds = DatasetFactory(name="faces")
-    for i in range(4):
-        ImageFactory(dataset=ds, original_label=1, label=1)
-    ImageFactory(dataset=ds, split="test")
-    return ds
 
 
 def text(response):
@@ -52,7 +22,7 @@ def text(response):
 
 
 def test_reviewers_see_jobs_but_no_forms_and_may_not_start_or_cancel(as_reviewer, faces):
-    job = Job.objects.create(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.RUNNING)
+    job = JobFactory(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.RUNNING)
     page = text(as_reviewer.get("/jobs/"))
     assert f'id="job-{job.pk}"' in page and "train_classifier" in page
     assert "Start a job" not in page and "Cancel</button>" not in page
@@ -108,11 +78,11 @@ def test_bad_parameters_are_named_on_the_page_and_create_no_job(as_curator, face
 
 
 def test_child_chunk_jobs_are_counted_on_their_parent_not_listed(as_curator, faces, django_assert_max_num_queries):
-    parent = Job.objects.create(kind="score_ambiguity", params={"dataset": "faces"}, status=Job.Status.RUNNING)
-    chunks = [Job.objects.create(kind="score_chunk", parent=parent, params={"chunk": i}, status=s)
+    parent = JobFactory(kind="score_ambiguity", params={"dataset": "faces"}, status=Job.Status.RUNNING)
+    chunks = [JobFactory(kind="score_chunk", parent=parent, params={"chunk": i}, status=s)
               for i, s in enumerate((Job.Status.SUCCEEDED, Job.Status.SUCCEEDED, Job.Status.RUNNING))]
     for i in range(30):
-        Job.objects.create(kind="import_dataset", params={"name": f"n{i}"}, status=Job.Status.SUCCEEDED)
+        JobFactory(kind="import_dataset", params={"name": f"n{i}"}, status=Job.Status.SUCCEEDED)
     with django_assert_max_num_queries(9):
         first = text(as_curator.get("/jobs/"))
     older = text(as_curator.get("/jobs/?page=2"))
@@ -122,8 +92,8 @@ def test_child_chunk_jobs_are_counted_on_their_parent_not_listed(as_curator, fac
 
 
 def test_the_row_poll_stops_with_286_once_the_job_has_ended(as_reviewer, faces):
-    job = Job.objects.create(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.RUNNING,
-                             progress=0.42, message="final model: epoch 2/5")
+    job = JobFactory(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.RUNNING,
+                     progress=0.42, message="final model: epoch 2/5")
     running = as_reviewer.get(f"/jobs/{job.pk}/row/", HTTP_HX_REQUEST="true")
     assert running.status_code == 200 and 'hx-trigger="every 1s"' in text(running)
     assert "width:42%" in text(running) and "final model: epoch 2/5" in text(running)
@@ -134,7 +104,7 @@ def test_the_row_poll_stops_with_286_once_the_job_has_ended(as_reviewer, faces):
 
 
 def test_a_curator_cancels_a_queued_job(as_curator, faces):
-    job = Job.objects.create(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.QUEUED)
+    job = JobFactory(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.QUEUED)
     response = as_curator.post(f"/jobs/{job.pk}/cancel/", HTTP_HX_REQUEST="true")
     job.refresh_from_db()
     assert job.status == Job.Status.CANCELLED and job.cancel_requested
@@ -142,8 +112,8 @@ def test_a_curator_cancels_a_queued_job(as_curator, faces):
 
 
 def test_retrain_from_the_page_reuses_the_latest_runs_settings(as_curator, faces):
-    Run.objects.create(dataset=faces, arch="small_cnn", status=Run.Status.SUCCEEDED, folds=3,
-                       config={"arch": "small_cnn", "size": 64, "epochs": 7, "batch_size": 16, "lr": 0.001, "seed": 5})
+    RunFactory(dataset=faces, arch="small_cnn", status=Run.Status.SUCCEEDED, folds=3,
+               config={"arch": "small_cnn", "size": 64, "epochs": 7, "batch_size": 16, "lr": 0.001, "seed": 5})
     response = as_curator.post("/jobs/start/retrain/", {"retrain-dataset": "faces", "retrain-reduced": "on"})
     assert response.status_code == 302
     p = Job.objects.get().params
@@ -152,7 +122,7 @@ def test_retrain_from_the_page_reuses_the_latest_runs_settings(as_curator, faces
 
 
 def test_cancel_works_without_javascript(as_curator, faces):
-    job = Job.objects.create(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.RUNNING)
+    job = JobFactory(kind="train_classifier", params={"dataset": "faces"}, status=Job.Status.RUNNING)
     response = as_curator.post(f"/jobs/{job.pk}/cancel/")
     assert response.status_code == 302 and response["Location"] == f"/jobs/#job-{job.pk}"
     job.refresh_from_db()
@@ -184,12 +154,12 @@ def _metrics(acc, recall0, confusion01):
 def two_runs(faces, settings):
     history = [{"epoch": e, "train_loss": 2 - e / 10, "val_loss": 2.1 - e / 10, "train_acc": e / 10,
                 "val_acc": e / 12} for e in (1, 2, 3)]
-    base = Run.objects.create(dataset=faces, arch="small_cnn", status=Run.Status.SUCCEEDED, history=history,
-                              test_metrics=_metrics(0.50, 0.40, 3), test_split_hash="a" * 64,
-                              selection={"train": 4, "val": 0, "test": 1}, plots={"examples": "runs/x/examples.png"})
-    cleaned = Run.objects.create(dataset=faces, arch="small_cnn", status=Run.Status.SUCCEEDED, history=history,
-                                 reduced=True, augmented=True, test_metrics=_metrics(0.56, 0.55, 1),
-                                 test_split_hash="a" * 64, selection={"train": 4, "val": 0, "test": 1})
+    base = RunFactory(dataset=faces, arch="small_cnn", status=Run.Status.SUCCEEDED, history=history,
+                      test_metrics=_metrics(0.50, 0.40, 3), test_split_hash="a" * 64,
+                      selection={"train": 4, "val": 0, "test": 1}, plots={"examples": "runs/x/examples.png"})
+    cleaned = RunFactory(dataset=faces, arch="small_cnn", status=Run.Status.SUCCEEDED, history=history,
+                         reduced=True, augmented=True, test_metrics=_metrics(0.56, 0.55, 1),
+                         test_split_hash="a" * 64, selection={"train": 4, "val": 0, "test": 1})
     _snapshot(settings, base, [("image", 1, "happy"), ("image", 2, "happy"), ("image", 3, "sad"), ("image", 4, "sad")])
     _snapshot(settings, cleaned, [("image", 1, "happy"), ("image", 2, "sad"), ("image", 4, "sad"),
                                   ("generated", 7, "sad"), ("generated", 8, "happy")])
@@ -275,8 +245,8 @@ def gan(faces, settings):
             entry["quality"] = {"AB": {"ssim_to_source": 0.81, "target_rate": 0.7, "source_target_rate": 0.1},
                                 "BA": {"ssim_to_source": 0.79, "target_rate": 0.6, "source_target_rate": 0.2}}
         losses.append(entry)
-    return GanModel.objects.create(dataset=faces, source_label=1, target_label=2, epoch=4, losses=losses,
-                                   status=GanModel.Status.SUCCEEDED, checkpoint="gans/1/last.pt")
+    return GanModelFactory(dataset=faces, source_label=1, target_label=2, epoch=4, losses=losses,
+                           status=GanModel.Status.SUCCEEDED, checkpoint="gans/1/last.pt")
 
 
 def test_the_generators_page_shows_losses_samples_quality_and_the_scoring_epoch(as_reviewer, gan):

@@ -3,13 +3,11 @@ against pytest-django's live server, with a real Celery worker running the jobs 
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.cache import cache
 
 from curation.models import Job, Run
-from curation.roles import CURATORS_GROUP
 from tests.browser import log_in
-from tests.factories import DatasetFactory, ImageFactory, UserFactory
+from tests.factories import CuratorFactory, DatasetFactory, ImageFactory, RunFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -17,8 +15,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def curator_page(live_server, transactional_db, browser):
     """A curator logged in through the log-in form, in a browser context of their own."""
     cache.clear()  # the log-in throttle counts attempts per address in the cache
-    user = UserFactory(username="carla")
-    user.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
+    CuratorFactory(username="carla")
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = log_in(context.new_page(), live_server, "carla", "/jobs/")
     yield page
@@ -83,8 +80,8 @@ def test_a_curator_compares_two_runs_and_opens_a_confusion_cell_in_the_review_qu
     confusion[3][3], confusion[3][4] = 6, 4  # surprise taken for fear
     history = [{"epoch": e, "val_acc": 0.3 + e / 20, "val_loss": 2 - e / 5, "train_acc": 0.3, "train_loss": 2}
                for e in (1, 2, 3)]
-    old, new = (Run.objects.create(dataset=ds, arch="small_cnn", status=Run.Status.SUCCEEDED, history=history,
-                                   test_split_hash="h", reduced=reduced, test_metrics=_metrics(acc, confusion))
+    old, new = (RunFactory(dataset=ds, arch="small_cnn", status=Run.Status.SUCCEEDED, history=history,
+                           test_split_hash="h", reduced=reduced, test_metrics=_metrics(acc, confusion))
                 for reduced, acc in ((False, 0.40), (True, 0.47)))
     page = curator_page
     page.goto(f"{live_server.url}/datasets/faces/runs/")

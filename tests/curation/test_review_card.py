@@ -5,10 +5,17 @@ import pytest
 from django.urls import reverse
 
 from curation.classifier.predictions import run_predictions_path
-from curation.models import GanModel, GeneratedImage, Image, Run, TransformScore
+from curation.models import Image, Run
 from curation.review.services import image_claim_next, image_decide
 from curation.selectors import images_list
-from tests.factories import DatasetFactory, ImageFactory
+from tests.factories import (
+    DatasetFactory,
+    GanModelFactory,
+    GeneratedImageFactory,
+    ImageFactory,
+    RunFactory,
+    TransformScoreFactory,
+)
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
 
@@ -29,7 +36,7 @@ def _text(response):
 
 
 def _run_with_files(ds, media, *, oof=None, test=None):
-    run = Run.objects.create(dataset=ds, status=Run.Status.SUCCEEDED, arch="small_cnn")
+    run = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, arch="small_cnn")
     folder = media / "runs" / str(run.pk)
     folder.mkdir(parents=True)
     if oof is not None:
@@ -46,12 +53,12 @@ def _run_with_files(ds, media, *, oof=None, test=None):
 def test_the_card_shows_transformations_generated_images_probabilities_and_history(client, user, ds, _media_root):
     image = ImageFactory(dataset=ds, label=1, original_label=1, suspicion=0.9)
     other = ImageFactory(dataset=ds, label=1, original_label=1, suspicion=0.1)
-    gan = GanModel.objects.create(dataset=ds, source_label=1, target_label=2)
-    gan2 = GanModel.objects.create(dataset=ds, source_label=6, target_label=1)
-    TransformScore.objects.create(image=image, gan=gan, direction="AB", target_label=2, epoch=8, ssim=0.931, z=2.5)
-    TransformScore.objects.create(image=image, gan=gan2, direction="BA", target_label=6, epoch=8, ssim=0.61, z=-0.4)
-    GeneratedImage.objects.create(gan=gan, source_image=image, target_label=2, file="gans/1/gen/x.png",
-                                  content_hash="h")
+    gan = GanModelFactory(dataset=ds, source_label=1, target_label=2)
+    gan2 = GanModelFactory(dataset=ds, source_label=6, target_label=1)
+    TransformScoreFactory(image=image, gan=gan, direction="AB", target_label=2, epoch=8, ssim=0.931, z=2.5)
+    TransformScoreFactory(image=image, gan=gan2, direction="BA", target_label=6, epoch=8, ssim=0.61, z=-0.4)
+    GeneratedImageFactory(gan=gan, source_image=image, target_label=2, file="gans/1/gen/x.png",
+                          content_hash="h")
     probs = [[0.05, 0.2, 0.6, 0.05, 0.02, 0.03, 0.03, 0.02], [0.1, 0.7, 0.1, 0.02, 0.02, 0.02, 0.02, 0.02]]
     _run_with_files(ds, _media_root, oof=([other.pk, image.pk], probs[::-1]))
     image_decide(user=user, image_id=other.pk, action="confirm", version=1)
@@ -75,11 +82,11 @@ def test_the_card_query_count_does_not_grow_with_scores_generators_or_history(
         ds_n = DatasetFactory(name=f"card{n}")
         image = ImageFactory(dataset=ds_n, suspicion=0.9)
         for g in range(n):
-            gan = GanModel.objects.create(dataset=ds_n, source_label=1, target_label=g % 8)
-            TransformScore.objects.create(image=image, gan=gan, direction="AB", target_label=g % 8, epoch=1,
-                                          ssim=0.5, z=0.1 * g)
-            GeneratedImage.objects.create(gan=gan, source_image=image, target_label=g % 8, file=f"g{g}.png",
-                                          content_hash=f"{n}-{g}")
+            gan = GanModelFactory(dataset=ds_n, source_label=1, target_label=g % 8)
+            TransformScoreFactory(image=image, gan=gan, direction="AB", target_label=g % 8, epoch=1,
+                                  ssim=0.5, z=0.1 * g)
+            GeneratedImageFactory(gan=gan, source_image=image, target_label=g % 8, file=f"g{g}.png",
+                                  content_hash=f"{n}-{g}")
         client.force_login(user)
         from django.db import connection
         from django.test.utils import CaptureQueriesContext

@@ -14,7 +14,8 @@ from curation.scoring.fusion import (
     generator_works,
 )
 from curation.services import image_label_change
-from tests.curation.test_classifier import square_dataset
+from tests.curation.conftest import square_gan_dataset
+from tests.factories import DatasetFactory, GanModelFactory, ImageFactory
 
 QUIET = {"stdout": io.StringIO(), "stderr": io.StringIO()}
 
@@ -23,9 +24,7 @@ pytestmark = pytest.mark.usefixtures("inline_jobs", "one_torch_thread")
 
 @pytest.fixture
 def scored_dataset(tmp_path, db):
-    name = square_dataset(tmp_path, n=240)
-    call_command("train_cyclegan", "--dataset", name, "--pair", "happy", "sad", "--profile", "cpu", "--size", "32",
-                 "--batch-size", "4", "--epochs", "1", "--epochs-decay", "0", "--inline", **QUIET)
+    name = square_gan_dataset(tmp_path, n=240)
     call_command("train_classifier", "--dataset", name, "--arch", "small_cnn", "--epochs", "1", "--folds", "2",
                  "--inline", **QUIET)
     call_command("score_ambiguity", "--dataset", name, "--inline", **QUIET)
@@ -154,16 +153,14 @@ def test_a_generator_that_fails_its_quality_check_has_no_say_in_the_default_susp
 @pytest.mark.django_db
 def test_the_quality_check_reads_the_snapshot_scoring_uses():
     from curation.gans.snapshots import snapshot_quality
-    from curation.models import GanModel
-    from tests.factories import DatasetFactory
 
     works = {"AB": {"target_rate": 0.6, "source_target_rate": 0.03},
              "BA": {"target_rate": 0.5, "source_target_rate": 0.1}}
     fails = {"AB": {"target_rate": 0.0, "source_target_rate": 0.2},
              "BA": {"target_rate": 0.1, "source_target_rate": 0.1}}
-    gan = GanModel.objects.create(dataset=DatasetFactory(), source_label=1, target_label=2, epoch=4,
-                                  checkpoint="g.pt", losses=[{"epoch": 2, "generators": "g2.pt", "quality": works},
-                                          {"epoch": 4, "generators": "g4.pt", "quality": fails}])
+    gan = GanModelFactory(dataset=DatasetFactory(), source_label=1, target_label=2, epoch=4,
+                          checkpoint="g.pt", losses=[{"epoch": 2, "generators": "g2.pt", "quality": works},
+                                                     {"epoch": 4, "generators": "g4.pt", "quality": fails}])
     assert snapshot_quality(gan) == (4, fails)  # the last epoch's, by default
     gan.chosen_epoch = 2  # a curator picked an earlier snapshot: scoring loads it, so its quality counts
     assert snapshot_quality(gan) == (2, works)
@@ -194,7 +191,6 @@ def test_the_fitted_fusion_is_used_only_when_it_beats_every_single_signal():
 @pytest.mark.django_db
 def test_report_measures_each_signal_against_known_wrong_labels(tmp_path):
     from curation.scoring.evaluate import evaluate_signals, read_truth
-    from tests.factories import DatasetFactory, ImageFactory
 
     ds = DatasetFactory()
     lines = ["path,true_label,intensity,noisy"]

@@ -1,52 +1,18 @@
-"""Threshold calibration from reviews: reviewed images whose truth the test sets, the thresholds it suggests, the
-API that returns it and the page that shows it."""
+"""Threshold calibration from reviews: reviewed images whose truth the test sets (the `reviewed` fixture in
+tests/curation/conftest.py), the thresholds it suggests, the API that returns it and the page that shows it."""
 import json
 import shlex
 
 import pytest
-from django.contrib.auth.models import Group
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from curation.management.commands.score_ambiguity import Command as ScoreCommand
-from curation.models import Image, Job
-from curation.roles import CURATORS_GROUP
+from curation.models import Job
 from curation.scoring.calibration import threshold_calibration
-from tests.factories import DatasetFactory, ImageFactory, UserFactory
+from tests.factories import DatasetFactory, ImageFactory, JobFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
-CONFIRMED, RELABELLED, EXCLUDED = Image.Status.CONFIRMED, Image.Status.RELABELLED, Image.Status.EXCLUDED
-
-
-def _image(ds, label, status, ambiguity=None, suspicion=None, **kw):
-    new_label = (label + 1) % 8 if status == RELABELLED else label
-    return ImageFactory(dataset=ds, original_label=label, label=new_label, status=status, ambiguity=ambiguity,
-                        suspicion=suspicion, **kw)
-
-
-@pytest.fixture
-def reviewed():
-    """happy (1): 8 wrong at SSIM 0.80-0.87, 2 confirmed above them (0.90, 0.91) and 20 confirmed below (0.50-0.69).
-    sad (2): 5 reviewed, 3 wrong: too few. neutral (0): no SSIM (no generator leaves it), suspicion only: 5 wrong
-    at 0.90-0.94, 15 confirmed at 0.10-0.24. Plus images that must not count: unreviewed, and reviewed val images."""
-    ds = DatasetFactory(name="calib")
-    for k in range(8):
-        _image(ds, 1, (RELABELLED, EXCLUDED)[k % 2], ambiguity=0.80 + k / 100, suspicion=0.5)
-    for a in (0.90, 0.91):
-        _image(ds, 1, CONFIRMED, ambiguity=a, suspicion=0.5)
-    for k in range(20):
-        _image(ds, 1, CONFIRMED, ambiguity=0.50 + k / 100, suspicion=0.5)
-    for k in range(5):
-        _image(ds, 2, RELABELLED if k < 3 else CONFIRMED, ambiguity=0.3, suspicion=0.5)
-    for k in range(5):
-        _image(ds, 0, EXCLUDED, suspicion=0.90 + k / 100)
-    for k in range(15):
-        _image(ds, 0, CONFIRMED, suspicion=0.10 + k / 100)
-    for k in range(10):
-        _image(ds, 1, Image.Status.UNREVIEWED, ambiguity=0.99, suspicion=0.99)
-        _image(ds, 1, EXCLUDED, ambiguity=0.99, suspicion=0.99, split=Image.Split.VAL)
-    return ds
 
 
 def _row(report, signal, threshold, label):
@@ -86,8 +52,8 @@ def test_the_lowest_threshold_that_reaches_the_precision_per_class(reviewed):
 
 
 def test_the_suggested_command_is_one_score_ambiguity_accepts(reviewed):
-    Job.objects.create(kind="score_ambiguity", status=Job.Status.SUCCEEDED,
-                       params={"dataset": "calib", "threshold": 0.7, "class_thresholds": {"sad": 0.6}})
+    JobFactory(kind="score_ambiguity", status=Job.Status.SUCCEEDED,
+               params={"dataset": "calib", "threshold": 0.7, "class_thresholds": {"sad": 0.6}})
     report = threshold_calibration(dataset=reviewed, precision=0.8)
     assert report["current"] == {"job": Job.objects.get().pk, "threshold": 0.7, "class_thresholds": {"sad": 0.6}}
     line = report["command"]
@@ -112,22 +78,6 @@ def test_without_reviews_nothing_is_suggested_and_bad_precision_is_refused():
 
 
 # --- the API --------------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def reviewer_api():
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=UserFactory(username='rita')).key}")
-    return client
-
-
-@pytest.fixture
-def curator_api():
-    user = UserFactory(username="carl")
-    user.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
-    client = APIClient()
-    client.force_login(user)
-    return client
-
 
 def test_api_returns_the_calibration_to_reviewers_and_curators(reviewed, reviewer_api, curator_api):
     for client in (reviewer_api, curator_api):

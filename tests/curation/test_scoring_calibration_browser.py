@@ -4,7 +4,6 @@ import pytest
 from django.core.cache import cache
 
 from tests.browser import log_in
-from tests.curation.test_scoring_calibration import reviewed  # noqa: F401 (the fixture)
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -18,7 +17,7 @@ def page(live_server, transactional_db, browser):
     context.close()
 
 
-def test_a_reviewer_asks_for_another_precision_and_gets_its_thresholds(reviewed, page, live_server, tmp_path):  # noqa: F811
+def test_a_reviewer_asks_for_another_precision_and_gets_its_thresholds(reviewed, page, live_server, tmp_path):
     happy = page.locator('#suggested tr[data-label="happy"] .suggested-ambiguity strong')
     assert happy.inner_text() == "0.64"  # the default precision, 0.5
     page.fill("input[name=precision]", "0.8")

@@ -7,30 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from rest_framework.test import APIClient
 
 from curation.jobs.errors import JobParamsError
 from curation.jobs.runner import JobContext, job_claim, job_run
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import Dataset, GanModel, Image, Job, TransformScore
-from curation.roles import CURATORS_GROUP
 from curation.scoring.chunks import chunks_plan
 from curation.scoring.job import latest_gans
 from tests.conftest import wait_for
-from tests.curation.test_classifier import square_dataset
-from tests.factories import UserFactory
+from tests.curation.conftest import square_gan_dataset
+from tests.factories import JobFactory
 
 QUIET = {"stdout": io.StringIO(), "stderr": io.StringIO()}
-
-
-def _gan_dataset(tmp_path):
-    name = square_dataset(tmp_path, n=240)
-    call_command("train_cyclegan", "--dataset", name, "--pair", "happy", "sad", "--profile", "cpu", "--size", "32",
-                 "--batch-size", "4", "--epochs", "1", "--epochs-decay", "0", "--inline", **QUIET)
-    return name
 
 
 def _pairs(name):
@@ -58,7 +48,7 @@ def _chunks(parent):
 
 @pytest.fixture
 def gan_dataset(tmp_path, transactional_db, inline_jobs, one_torch_thread):
-    return _gan_dataset(tmp_path)
+    return square_gan_dataset(tmp_path)
 
 
 @pytest.mark.worker
@@ -158,7 +148,7 @@ def test_one_worker_of_concurrency_one_runs_the_parent_and_every_chunk(gan_datas
 
 @pytest.mark.django_db
 def test_a_rerun_parent_reuses_its_chunks(tmp_path, inline_jobs, one_torch_thread):
-    name = _gan_dataset(tmp_path)
+    name = square_gan_dataset(tmp_path)
     job = job_enqueue(kind="score_ambiguity", params={"dataset": name, "chunk_images": 10}, send=False)
     claimed = job_claim(job_id=job.pk, worker="w:1")
     ctx = JobContext(job_id=job.pk, attempt=claimed.attempts, params=claimed.params, state=claimed.state)
@@ -178,7 +168,7 @@ def test_a_rerun_parent_reuses_its_chunks(tmp_path, inline_jobs, one_torch_threa
 @pytest.mark.django_db
 def test_a_chunk_that_fails_every_attempt_fails_the_parent_by_name_and_stops_the_rest(tmp_path, inline_jobs,
                                                                                      one_torch_thread):
-    name = _gan_dataset(tmp_path)
+    name = square_gan_dataset(tmp_path)
     gan = GanModel.objects.get()
     (Path(settings.MEDIA_ROOT) / gan.checkpoint).unlink()  # the generators are gone from the shared storage
     with pytest.raises(CommandError, match=r"chunk job \d+ \(happy->sad, 10 images\) failed after 3 attempt\(s\): "
@@ -194,12 +184,12 @@ def test_a_chunk_that_fails_every_attempt_fails_the_parent_by_name_and_stops_the
 
 @pytest.mark.django_db
 def test_cancelling_a_job_cancels_its_chunks():
-    parent = Job.objects.create(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
-    other_parent = Job.objects.create(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
-    queued = Job.objects.create(kind="score_chunk", parent=parent, status=Job.Status.QUEUED)
-    running = Job.objects.create(kind="score_chunk", parent=parent, status=Job.Status.RUNNING)
-    done = Job.objects.create(kind="score_chunk", parent=parent, status=Job.Status.SUCCEEDED)
-    other = Job.objects.create(kind="score_chunk", parent=other_parent, status=Job.Status.QUEUED)
+    parent = JobFactory(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
+    other_parent = JobFactory(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
+    queued = JobFactory(kind="score_chunk", parent=parent, status=Job.Status.QUEUED)
+    running = JobFactory(kind="score_chunk", parent=parent, status=Job.Status.RUNNING)
+    done = JobFactory(kind="score_chunk", parent=parent, status=Job.Status.SUCCEEDED)
+    other = JobFactory(kind="score_chunk", parent=other_parent, status=Job.Status.QUEUED)
     job_cancel(job_id=parent.pk)
     status = dict(Job.objects.values_list("pk", "status"))
     assert status[queued.pk] == Job.Status.CANCELLED and status[done.pk] == Job.Status.SUCCEEDED
@@ -214,8 +204,8 @@ def test_a_chunk_is_enqueued_only_as_a_part_of_a_scoring_job_and_its_params_are_
     with pytest.raises(JobParamsError, match="score_chunk jobs are parts of a score_ambiguity job"):
         job_enqueue(kind="score_chunk", params=params)
     with pytest.raises(JobParamsError, match="score_chunk jobs are parts of a score_ambiguity job"):
-        job_enqueue(kind="score_chunk", params=params, parent=Job.objects.create(kind="train_classifier"))
-    parent = Job.objects.create(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
+        job_enqueue(kind="score_chunk", params=params, parent=JobFactory(kind="train_classifier"))
+    parent = JobFactory(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
     with pytest.raises(JobParamsError, match="import_dataset jobs are not parts of another job"):
         job_enqueue(kind="import_dataset", params={}, parent=parent)
     ctx = JobContext(job_id=parent.pk, attempt=1, params={}, state={})
@@ -225,11 +215,7 @@ def test_a_chunk_is_enqueued_only_as_a_part_of_a_scoring_job_and_its_params_are_
 
 
 @pytest.mark.django_db
-def test_a_chunk_cannot_be_started_through_the_api():
-    client = APIClient()
-    curator = UserFactory(username="carl")
-    curator.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
-    client.force_login(curator)
-    response = client.post("/api/jobs/", {"kind": "score_chunk", "params": {"gan": 1}}, format="json")
+def test_a_chunk_cannot_be_started_through_the_api(curator_api):
+    response = curator_api.post("/api/jobs/", {"kind": "score_chunk", "params": {"gan": 1}}, format="json")
     assert response.status_code == 400 and "parts of a score_ambiguity job" in str(response.data)
     assert not Job.objects.exists()

@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from curation.models import Job
-from tests.factories import DatasetFactory, ImageFactory
+from tests.factories import DatasetFactory, ImageFactory, JobFactory
 
 
 @pytest.mark.django_db
@@ -17,7 +17,7 @@ def test_home_lists_datasets_with_split_counts_and_jobs(client, user, django_ass
     for split, n in (("train", 3), ("val", 1), ("test", 2)):
         ImageFactory.create_batch(n, dataset=ds, split=split)
     for _ in range(5):
-        Job.objects.create(kind="import_dataset", status=Job.Status.FAILED, message="boom")
+        JobFactory(kind="import_dataset", status=Job.Status.FAILED, message="boom")
     client.force_login(user)
     with django_assert_max_num_queries(6):  # no query per dataset or job row
         response = client.get(reverse("home"))

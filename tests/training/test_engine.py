@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.images import squares
 from training.config import TrainConfig
 from training.engine import (
     best_weights_checkpoint,
@@ -14,17 +15,6 @@ from training.engine import (
     to_device_u8,
 )
 from training.models import ARCHITECTURES, build_model, count_parameters
-
-
-def squares(n, size=64, seed=0):
-    """Images whose class is the colour and brightness of a central square, on noise: easy but not trivial."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 8, n)
-    x = rng.integers(0, 90, (n, size, size, 3), dtype=np.uint8)
-    lo, hi = size // 4, 3 * size // 4
-    for i, c in enumerate(y):
-        x[i, lo:hi, lo:hi, c % 3] = 140 + (c // 3) * 50
-    return x, y
 
 
 def tiny_config(**kw):

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 from curation.jobs.services import job_enqueue
 from curation.models import Job, Run
 from curation.services import image_label_change
-from tests.factories import DatasetFactory, ImageFactory, UserFactory
+from tests.factories import DatasetFactory, ImageFactory, JobFactory, RunFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -24,8 +24,8 @@ def _fill(n, tag):
         user = UserFactory(username=f"{tag}-{i}")
         image = ImageFactory(dataset=ds, suspicion=i / n)
         image_label_change(image_id=image.pk, action="confirm", expected_version=1, user=user)
-        Job.objects.create(kind="import_dataset", params={}, created_by=user)
-        Run.objects.create(dataset=ds, arch="small_cnn", created_by=user, test_metrics={"accuracy": 0.5})
+        JobFactory(kind="import_dataset", params={}, created_by=user)
+        RunFactory(dataset=ds, arch="small_cnn", created_by=user, test_metrics={"accuracy": 0.5})
     return ds
 
 
@@ -127,12 +127,12 @@ def test_jobs_enqueued_elsewhere_are_listed_newest_first(reviewer_api, tmp_path)
 def test_run_detail_has_history_test_metrics_and_confusion(reviewer_api):
     ds = DatasetFactory(name="r")
     confusion = [[int(i == j) * 5 for j in range(8)] for i in range(8)]
-    run = Run.objects.create(
+    run = RunFactory(
         dataset=ds, arch="small_cnn", status=Run.Status.SUCCEEDED, history=[{"epoch": 1, "val_loss": 1.2}],
         test_metrics={"accuracy": 0.75, "macro_f1": 0.7, "confusion": confusion, "precision": [1.0] * 8},
         plots={"confusion": "runs/1/confusion.png"},
     )
-    Run.objects.create(dataset=DatasetFactory(name="s"), arch="small_cnn")
+    RunFactory(dataset=DatasetFactory(name="s"), arch="small_cnn")
     listed = reviewer_api.get("/api/runs/?dataset=r").json()["results"]
     assert [(r["id"], r["test_accuracy"], r["test_macro_f1"]) for r in listed] == [(run.pk, 0.75, 0.7)]
     body = reviewer_api.get(f"/api/runs/{run.pk}/").json()

@@ -2,8 +2,8 @@
 import pytest
 from rest_framework.test import APIClient
 
-from curation.models import Image, Job, Run
-from tests.factories import DatasetFactory, ImageFactory
+from curation.models import Image
+from tests.factories import DatasetFactory, ImageFactory, JobFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -31,8 +31,8 @@ ENDPOINTS = [
 def objects(tmp_path):
     ds = DatasetFactory(name="perm")
     image = ImageFactory(dataset=ds)
-    job = Job.objects.create(kind="import_dataset", params={})
-    run = Run.objects.create(dataset=ds, arch="small_cnn")
+    job = JobFactory(kind="import_dataset", params={})
+    run = RunFactory(dataset=ds, arch="small_cnn")
     (tmp_path / "src").mkdir()
     return {"ds": ds.name, "img": image.pk, "job": job.pk, "run": run.pk, "src": str(tmp_path / "src")}
 

@@ -5,7 +5,14 @@ import pytest
 
 from curation.classifier.predictions import run_predictions_path
 from curation.models import Run
-from tests.factories import DatasetFactory, ImageFactory
+from tests.factories import (
+    DatasetFactory,
+    GanModelFactory,
+    GeneratedImageFactory,
+    ImageFactory,
+    RunFactory,
+    TransformScoreFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -15,7 +22,7 @@ def test_the_image_list_and_the_claim_take_the_shared_filters(reviewer_api, _med
     s = ImageFactory(dataset=ds, flagged=True, suspicion=0.3)
     c = ImageFactory(dataset=ds, classifier_flagged=True, suspicion=0.6)
     t1, t2 = (ImageFactory(dataset=ds, split="test", suspicion=None) for _ in range(2))
-    run = Run.objects.create(dataset=ds, status=Run.Status.SUCCEEDED, arch="small_cnn")
+    run = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, arch="small_cnn")
     run_predictions_path(run).parent.mkdir(parents=True)
     np.savez(run_predictions_path(run), ids=np.array([t1.pk, t2.pk]), labels=np.array([1, 1]),
              probs=np.eye(8, dtype=np.float32)[[2, 1]])
@@ -60,15 +67,14 @@ def test_votes_through_the_api(reviewer_api, curator_api, reviewer):
 
 
 def test_image_detail_lists_the_transformations_behind_the_score(reviewer_api):
-    from curation.models import GanModel, GeneratedImage, TransformScore
 
     ds = DatasetFactory(name="t")
     image = ImageFactory(dataset=ds, label=1, original_label=1)
-    gan = GanModel.objects.create(dataset=ds, source_label=1, target_label=2)
-    TransformScore.objects.create(image=image, gan=gan, direction="AB", target_label=2, epoch=5, ssim=0.9,
-                                  ssim_into=0.7, z=1.5)
-    TransformScore.objects.create(image=image, gan=gan, direction="BA", target_label=1, epoch=5, ssim=0.4, z=None)
-    GeneratedImage.objects.create(gan=gan, source_image=image, target_label=2, file="gans/g.png", content_hash="x")
+    gan = GanModelFactory(dataset=ds, source_label=1, target_label=2)
+    TransformScoreFactory(image=image, gan=gan, direction="AB", target_label=2, epoch=5, ssim=0.9,
+                          ssim_into=0.7, z=1.5)
+    TransformScoreFactory(image=image, gan=gan, direction="BA", target_label=1, epoch=5, ssim=0.4, z=None)
+    GeneratedImageFactory(gan=gan, source_image=image, target_label=2, file="gans/g.png", content_hash="x")
     body = reviewer_api.get(f"/api/images/{image.pk}/").json()
     assert body["transformations"] == [
         {"gan_id": gan.pk, "generator": "G_A", "target_label": "sad", "epoch": 5, "ssim": 0.9, "ssim_into": 0.7,

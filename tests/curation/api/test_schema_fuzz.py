@@ -13,8 +13,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from curation.models import Job, Run
-from tests.factories import DatasetFactory, ImageFactory
+from tests.factories import DatasetFactory, ImageFactory, JobFactory, RunFactory
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +42,8 @@ def known(curator, settings):
                                "DEFAULT_THROTTLE_RATES": {"export": "10000/min", "login": "10000/min"}}
     ds = DatasetFactory(name="fuzz")
     images = [ImageFactory(dataset=ds, suspicion=s) for s in (0.9, 0.5, None)]
-    job = Job.objects.create(kind="import_dataset", params={})
-    run = Run.objects.create(dataset=ds, arch="small_cnn", test_metrics={"accuracy": 0.5, "macro_f1": 0.4})
+    job = JobFactory(kind="import_dataset", params={})
+    run = RunFactory(dataset=ds, arch="small_cnn", test_metrics={"accuracy": 0.5, "macro_f1": 0.4})
     token = Token.objects.create(user=curator).key
     return {"name": ds.name, "image_id": images[0].pk, "job_id": job.pk, "run_id": run.pk, "token": token}
 
