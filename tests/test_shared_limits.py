@@ -55,20 +55,21 @@ def _redis_url():
 
 @pytest.fixture
 def two_servers(transactional_db, tmp_path, settings):
-    """Start two runserver processes with the given FER_CACHE_URL (None: the settings' default) and a key prefix
-    of their own, so earlier cases' counts do not carry over; stopped at the end."""
+    """Start two runserver processes with the given FER_CACHE_URL (None: the settings' default, which follows
+    CELERY_BROKER_URL: the database here, Redis on CI) and a key prefix of their own, so earlier cases' counts do
+    not carry over; stopped at the end."""
     servers = []
 
     def start(cache_url):
         env = dict(os.environ)
-        env.pop("FER_CACHE_URL", None)
-        env.update(DJANGO_SETTINGS_MODULE="fer_site.settings.test", DATABASE_URL=worker_database_url(),
+        env.pop("FER_CACHE_URL", None)  # the test settings' locmem://: the servers run the product's settings
+        env.update(DJANGO_SETTINGS_MODULE="fer_site.settings.dev", DATABASE_URL=worker_database_url(),
                    FER_DATA_DIR=str(settings.DATA_DIR), FER_MEDIA_ROOT=str(settings.MEDIA_ROOT),
                    FER_THROTTLE_LOGIN=f"{LIMIT}/hour", FER_CACHE_KEY_PREFIX=f"limits-{uuid.uuid4().hex[:12]}")
         if cache_url:
             env["FER_CACHE_URL"] = cache_url
-        if cache_url == "db://":  # the test database got the table of the configured cache only, maybe Redis
-            call_command("createcachetable", CACHE_TABLE)
+        # The test database has the tables of the tests' own cache (locmem: none); migrate would have made this.
+        call_command("createcachetable", CACHE_TABLE, verbosity=0)
         urls = []
         for n in range(2):
             port = _free_port()
