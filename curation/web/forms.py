@@ -4,6 +4,7 @@ accept exactly the same jobs and say the same thing about a bad one."""
 from django import forms
 
 from curation.classifier.job import with_latest_run_settings
+from curation.importers.roots import importable_entries
 from curation.models import Dataset
 from training.labels import CLASSES
 
@@ -44,6 +45,14 @@ class ImportForm(StartForm):
     path = forms.CharField(max_length=1000, help_text="A folder or manifest on the server (as the worker sees it).")
     format = forms.ChoiceField(choices=[(f, f) for f in FORMATS])
     name = forms.CharField(max_length=100)
+    SHOWN_ENTRIES = 50  # the page lists at most this many importable paths, then says how many more there are
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        entries = importable_entries()
+        self.importable = entries[:self.SHOWN_ENTRIES]
+        self.importable_more = len(entries) - len(self.importable)
+        self.fields["path"].widget.attrs["list"] = "importable-paths"
 
 
 class TrainForm(StartForm):
