@@ -202,7 +202,7 @@ def test_pipeline_survives_a_killed_worker_a_redis_restart_and_concurrent_review
                 image = image_claim_next(user=user, dataset=dataset, filters={"split": Image.Split.TRAIN})
                 true = truth[image.path].label
                 action, label = ("confirm", None) if image.label == true else ("relabel", true)
-                change = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label)
+                change = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label).change
                 with lock:
                     wins.append((image.pk, user.username, action, change.new_label))
         except Exception as exc:  # noqa: BLE001 -- reported by the main thread
@@ -217,7 +217,7 @@ def test_pipeline_survives_a_killed_worker_a_redis_restart_and_concurrent_review
                 label = truth[image.path].label if action == "relabel" else None
                 barrier.wait(timeout=30)  # both have read the same version; now both decide
                 try:
-                    change = image_decide(user=user, image_id=pk, action=action, version=image.version, label=label)
+                    change = image_decide(user=user, image_id=pk, action=action, version=image.version, label=label).change
                 except VersionConflict:
                     with lock:
                         conflicts.append((pk, user.username))

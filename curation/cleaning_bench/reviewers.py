@@ -77,7 +77,7 @@ def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=No
             action, label = "relabel", CODE[PARTNER[CLASSES[true.label]]]
         else:
             action, label = "relabel", true.label
-        change = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label)
+        change = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label).change
         decisions.append({
             "rank": len(decisions) + 1, "image": image.pk, "path": image.path, "user": user.username,
             "suspicion": image.suspicion, "label_before": CLASSES[image.label], "true_label": CLASSES[true.label],

@@ -18,13 +18,26 @@ from curation.review.leases import (
     leases_release,
 )
 from curation.review.selectors import claimable, review_last_decision, review_queue
-from curation.review.votes import image_vote, vote_latest_open, vote_withdraw
+from curation.review.votes import APPLIED, image_vote, vote_latest_open, vote_withdraw
 from curation.selectors import STATUS_ANY
 from curation.services import VersionConflict, image_label_change
 
 SKIP = "skip"
 DECISIONS = (LabelChange.Action.CONFIRM, LabelChange.Action.RELABEL, LabelChange.Action.EXCLUDE)
 ACTIONS = (*[a.value for a in DECISIONS], SKIP)
+SKIPPED = "skipped"
+
+
+class Decision(NamedTuple):
+    """What image_decide recorded, whatever the action and however many reviews the dataset needs."""
+    action: str
+    image_id: int
+    # APPLIED: the label service changed the image (a decision, or the vote that closed a unanimous round);
+    # SKIPPED; PENDING: a vote, more are needed; DISPUTED: a vote that sent the image to the curators.
+    outcome: str
+    change: LabelChange | None  # the LabelChange written; None for a skip and a vote that did not apply
+    vote: ReviewVote | None = None  # on datasets needing several reviews
+    skip: ReviewSkip | None = None
 # Candidates fetched per round where the database has no row locks; a lost race moves on to the next one.
 _CANDIDATES_PER_ROUND = 8
 _MAX_ROUNDS = 50
@@ -129,11 +142,11 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
     """Record `user`'s decision on an image: confirm, relabel (to `label`, a code), exclude, or skip.
 
     confirm, relabel and exclude go through image_label_change: they need the `version` the user saw (a stale one
-    raises VersionConflict and changes nothing) and release the image's lease; they return the LabelChange. Where
-    the image's dataset needs several reviews (reviews_required > 1) they are votes instead
-    (curation.review.votes.image_vote), and the ReviewVote is returned.
-    A skip changes no label: it is recorded as a ReviewSkip row (returned), releases the user's lease, and keeps
-    the image from being offered to that user again. Raises Image.DoesNotExist or ValueError (bad action/label).
+    raises VersionConflict and changes nothing) and release the image's lease. Where the image's dataset needs
+    several reviews (reviews_required > 1) they are votes instead (curation.review.votes.image_vote).
+    A skip changes no label: it is recorded as a ReviewSkip row, releases the user's lease, and keeps the image
+    from being offered to that user again. Returns a Decision. Raises Image.DoesNotExist or ValueError (bad
+    action/label).
     """
     if action == SKIP:
         with transaction.atomic():
@@ -141,7 +154,7 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
                 raise Image.DoesNotExist(f"no image {image_id}")
             skip = ReviewSkip.objects.create(image_id=image_id, user=user, seconds_spent=seconds_spent)
             Image.objects.filter(pk=image_id, claimed_by=user).update(claimed_by=None, claim_expires_at=None)
-        return skip
+        return Decision(action, image_id, SKIPPED, None, skip=skip)
     if action not in ACTIONS:
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if version is None:
@@ -150,10 +163,12 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
     if needed is None:
         raise Image.DoesNotExist(f"no image {image_id}")
     if needed > 1:
-        return image_vote(user=user, image_id=image_id, action=action, version=version, label=label,
+        vote = image_vote(user=user, image_id=image_id, action=action, version=version, label=label,
                           seconds_spent=seconds_spent)
-    return image_label_change(image_id=image_id, action=action, expected_version=version, user=user, label=label,
-                              seconds_spent=seconds_spent)
+        return Decision(action, image_id, vote.outcome, vote.change, vote=vote)
+    change = image_label_change(image_id=image_id, action=action, expected_version=version, user=user, label=label,
+                                seconds_spent=seconds_spent)
+    return Decision(action, image_id, APPLIED, change)
 
 
 class Undo(NamedTuple):

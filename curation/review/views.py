@@ -109,9 +109,10 @@ def _run_cell(filter_form):
 
 def _vote_outcome(result):
     """How a vote ended, for the message (datasets needing several reviews); nothing for a plain decision."""
-    outcome = getattr(result, "outcome", None)
+    if result.vote is None:
+        return ""
     return {PENDING: " (your vote is in; more reviews needed)", APPLIED: " (unanimous: applied)",
-            DISPUTED: " (reviewers disagree: sent to the curators)"}.get(outcome, "")
+            DISPUTED: " (reviewers disagree: sent to the curators)"}.get(result.outcome, "")
 
 
 def _next_card(request, filter_form):

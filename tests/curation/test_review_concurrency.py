@@ -71,7 +71,7 @@ def test_twenty_reviewers_mixed_decisions_and_stale_writes_no_double_claim_no_lo
 
     def _decide(user, pk, action, version, label):
         try:
-            change = image_decide(user=user, image_id=pk, action=action, version=version, label=label)
+            change = image_decide(user=user, image_id=pk, action=action, version=version, label=label).change
         except VersionConflict:
             with lock:
                 conflicts.append(pk)

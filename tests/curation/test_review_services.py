@@ -117,7 +117,9 @@ def test_a_second_pass_by_status_never_offers_your_own_decision(ds, alice, bob):
 def test_decisions_record_who_when_how_long_and_release_the_claim(ds, alice):
     ImageFactory(dataset=ds, label=1, original_label=1)
     image = image_claim_next(user=alice, dataset=ds)
-    change = image_decide(user=alice, image_id=image.pk, action="relabel", label=2, version=1, seconds_spent=3.2)
+    decision = image_decide(user=alice, image_id=image.pk, action="relabel", label=2, version=1, seconds_spent=3.2)
+    change = decision.change
+    assert (decision.outcome, decision.vote, decision.skip) == ("applied", None, None)
     image.refresh_from_db()
     assert (image.label, image.status, image.version, image.reviewed_by) == (2, "relabelled", 2, alice)
     assert image.reviewed_at == change.created_at or abs(image.reviewed_at - change.created_at) < timedelta(seconds=1)
@@ -146,7 +148,9 @@ def test_a_stale_decision_raises_and_changes_nothing(ds, alice, bob):
 def test_skip_is_recorded_releases_and_the_image_goes_to_others(ds, alice, bob):
     hard, easy = ImageFactory(dataset=ds, suspicion=0.9), ImageFactory(dataset=ds, suspicion=0.1)
     assert image_claim_next(user=alice, dataset=ds).pk == hard.pk
-    skip = image_decide(user=alice, image_id=hard.pk, action="skip", seconds_spent=7.0)
+    decision = image_decide(user=alice, image_id=hard.pk, action="skip", seconds_spent=7.0)
+    skip = decision.skip
+    assert (decision.outcome, decision.change) == ("skipped", None)
     assert isinstance(skip, ReviewSkip) and (skip.user, skip.image_id, skip.seconds_spent) == (alice, hard.pk, 7.0)
     assert Image.objects.get(pk=hard.pk).claimed_by is None and Image.objects.get(pk=hard.pk).version == 1
     assert image_claim_next(user=alice, dataset=ds).pk == easy.pk
@@ -156,7 +160,7 @@ def test_skip_is_recorded_releases_and_the_image_goes_to_others(ds, alice, bob):
 
 def test_undo_restores_label_status_and_reviewer_and_is_recorded(ds, alice, bob):
     image = ImageFactory(dataset=ds, label=1, original_label=1)
-    first = image_decide(user=bob, image_id=image.pk, action="confirm", version=1)
+    first = image_decide(user=bob, image_id=image.pk, action="confirm", version=1).change
     image_decide(user=alice, image_id=image.pk, action="relabel", label=6, version=2)
     undo, undone = review_undo(user=alice)
     image.refresh_from_db()

@@ -42,7 +42,7 @@ def test_unanimous_votes_apply_once_and_each_reviewer_sees_the_image_once(k2, pe
     assert image_claim_next(user=ann, dataset=k2).pk == image.pk
     assert image_claim_next(user=ben, dataset=k2) is None  # ann holds the lease
     first = _vote(ann, image, "relabel", 2)
-    assert (first.outcome, first.change) == ("pending", None)
+    assert (first.outcome, first.change, first.vote.user) == ("pending", None, ann)
     image.refresh_from_db()
     assert (image.status, image.label, image.version, image.claimed_by) == ("unreviewed", 1, 1, None)
     assert image_claim_next(user=ann, dataset=k2) is None  # never shown twice to the same reviewer
@@ -132,8 +132,8 @@ def test_undo_withdraws_an_open_vote_and_closed_rounds_are_final(k2, people):
 def test_k1_datasets_keep_the_single_decision(people):
     ann, _, _ = people
     image = ImageFactory(dataset=DatasetFactory(name="single"))
-    change = image_decide(user=ann, image_id=image.pk, action="confirm", version=1)
-    assert isinstance(change, LabelChange) and not ReviewVote.objects.exists()
+    decision = image_decide(user=ann, image_id=image.pk, action="confirm", version=1)
+    assert isinstance(decision.change, LabelChange) and decision.vote is None and not ReviewVote.objects.exists()
 
 
 def test_fleiss_kappa_matches_the_published_example():
@@ -211,5 +211,5 @@ def test_disputes_stay_out_of_the_queue_when_the_dataset_goes_back_to_one_review
     from curation.review.selectors import review_grid_page
     assert [image.pk for image in review_grid_page(user=cat, dataset=k2)[0]] == [plain.pk]
     assert image_claim_next(user=cat, dataset=k2).pk == plain.pk
-    assert isinstance(_vote(cat, plain, "confirm"), LabelChange)  # a plain decision again
+    assert _vote(cat, plain, "confirm").vote is None  # a plain decision again
     assert image_claim_next(user=cat, dataset=k2) is None

@@ -6,7 +6,7 @@ from rest_framework.views import APIView
 from curation.api.fields import LabelField
 from curation.api.pagination import ByIdCursor
 from curation.api.serializers import ImageOutput, LabelChangeOutput
-from curation.models import Image, ReviewVote, Run
+from curation.models import Image, Run
 from curation.review.card import review_card_transformations
 from curation.review.services import ACTIONS, image_decide
 from curation.selectors import SIGNALS, STATUS_ANY, image_detail, image_get, images_list
@@ -134,12 +134,8 @@ class ImageDecisionApi(APIView):
         data = ImageDecisionInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = image_decide(user=request.user, image_id=image_id, **data.validated_data)
-        action = data.validated_data["action"]
-        if isinstance(result, ReviewVote):
-            out = {"change_id": result.change.pk if result.change else None, "vote_id": result.pk,
-                   "outcome": result.outcome}
-        else:
-            out = {"change_id": result.pk if action != "skip" else None, "vote_id": None,
-                   "outcome": "skipped" if action == "skip" else "applied"}
         image = image_get(image_id=image_id)
-        return Response(ImageDecisionOutput({"action": action, "image": image, **out}).data)
+        return Response(ImageDecisionOutput({
+            "action": result.action, "image": image, "outcome": result.outcome,
+            "change_id": result.change.pk if result.change else None,
+            "vote_id": result.vote.pk if result.vote else None}).data)
