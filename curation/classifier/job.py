@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
@@ -93,9 +94,50 @@ def validate_train_params(params):
         raise JobParamsError(f"--augmented: dataset {clean['dataset']!r} has no generated images yet; "
                              f"run generate_images first (a generator that failed its quality check generates nothing "
                              f"unless --include-failing)")
-    if not Image.objects.filter(dataset__name=clean["dataset"], split=Image.Split.TRAIN).exists():
-        raise JobParamsError(f"dataset {clean['dataset']!r} has no train-split images")
+    check_dataset_can_train(clean)
     return clean
+
+
+def check_dataset_can_train(p):
+    """Refuse, before anything is queued, a run the dataset cannot support: no train images (left, after
+    --reduced), no test images to score the run on, or folds that the train split cannot fill (stratified folds
+    need as many images as folds, in at least one class). Counts as select_training_data selects, in the database."""
+    name = p["dataset"]
+    images = Image.objects.filter(dataset__name=name)
+    if not images.filter(split=Image.Split.TEST).exists():
+        raise JobParamsError(f"dataset {name!r} has no test-split images: a run is scored on the test split, so "
+                             f"import some images with split 'test' first")
+    train = images.filter(split=Image.Split.TRAIN)
+    if not train.exists():
+        raise JobParamsError(f"dataset {name!r} has no train-split images")
+    label = "original_label"
+    if p["reduced"]:
+        label = "label"
+        excluded = train.filter(status=Image.Status.EXCLUDED).count()
+        doubtful = Q(pk__in=[])
+        for flag in DOUBTFUL[p["doubtful"]]:
+            doubtful |= Q(**{flag: True})
+        unconfirmed = train.filter(doubtful, status=Image.Status.UNREVIEWED).count()
+        train = train.exclude(status=Image.Status.EXCLUDED).exclude(doubtful, status=Image.Status.UNREVIEWED)
+    per_class = dict(train.values_list(label).annotate(n=Count("id")).order_by())
+    if p["augmented"]:
+        generated = (GeneratedImage.objects.filter(gan__dataset__name=name, source_image__split=Image.Split.TRAIN)
+                     .exclude(source_image__status=Image.Status.EXCLUDED))
+        for target, n in generated.values_list("target_label").annotate(n=Count("id")).order_by():
+            per_class[target] = per_class.get(target, 0) + n
+    total = sum(per_class.values())
+    if not total:
+        raise JobParamsError(f"dataset {name!r} has no train images left after --reduced drops its {excluded} "
+                             f"excluded and {unconfirmed} unconfirmed doubtful images")
+    folds = p["folds"]
+    if folds and total < folds:
+        raise JobParamsError(f"dataset {name!r} has {total} train images, fewer than the {folds} folds")
+    if folds:
+        biggest = max(per_class, key=lambda c: (per_class[c], -c))
+        if per_class[biggest] < folds:
+            raise JobParamsError(
+                f"no class of dataset {name!r}'s train split has {folds} images (the most is {per_class[biggest]}, "
+                f"in {CLASSES[biggest]}), and {folds} folds need one: use fewer folds")
 
 
 def _config(p):

@@ -37,6 +37,10 @@ LABEL_QUALITY = "normalized_margin"
 
 def validate_score_params(params):
     dataset = resolve_dataset(params.get("dataset"))
+    if not Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).exclude(
+            status=Image.Status.EXCLUDED).exists():
+        raise JobParamsError(f"dataset {dataset.name!r} has no train-split images to score (scoring covers the "
+                             f"train split, less excluded images)")
     try:
         threshold = float(params.get("threshold", 0.85))
     except (TypeError, ValueError):

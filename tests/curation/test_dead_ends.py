@@ -1,0 +1,113 @@
+"""No dead ends: a job the dataset cannot support is refused before it is queued, with a message naming the
+dataset and the problem, whether it is started by command, form or API; the pages say what is missing instead of
+failing silently or answering a bare error."""
+import html
+import io
+import re
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from curation.models import Image, Job
+from tests.factories import DatasetFactory, ImageFactory, RunFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("inline_jobs")]
+
+
+def text(response):
+    return html.unescape(re.sub(r"\s+", " ", response.content.decode()))
+
+
+def _images(ds, split, n, label=1, **kw):
+    return [ImageFactory(dataset=ds, split=split, original_label=label, label=label, **kw) for _ in range(n)]
+
+
+def _refused_everywhere(as_curator, curator_api, *, command, form, api, message):
+    """The same bad start, by command, by the jobs page's form and by the API: each refused with `message` and
+    nothing queued."""
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command(*command, "--inline", stdout=io.StringIO(), stderr=io.StringIO())
+    key, data = form
+    response = as_curator.post(f"/jobs/start/{key}/", data)
+    assert response.status_code == 400 and message in text(response), text(response)[-3000:]
+    response = curator_api.post("/api/jobs/", api, format="json")
+    assert response.status_code == 400 and message in response.json()["detail"], response.content
+    assert not Job.objects.exists()
+
+
+# 1. Jobs the dataset cannot support are refused before they are queued
+
+
+def test_training_without_test_images_is_refused_before_queueing(as_curator, curator_api):
+    ds = DatasetFactory(name="notest")
+    _images(ds, "train", 6)
+    _images(ds, "val", 2)
+    message = "dataset 'notest' has no test-split images"
+    _refused_everywhere(
+        as_curator, curator_api, message=message,
+        command=("train_classifier", "--dataset", "notest", "--arch", "small_cnn"),
+        form=("train", {"train-dataset": "notest", "train-arch": "small_cnn", "train-folds": "0"}),
+        api={"kind": "train_classifier", "params": {"dataset": "notest", "arch": "small_cnn"}})
+    RunFactory(dataset=ds, status="succeeded", config={"arch": "small_cnn"})
+    _refused_everywhere(
+        as_curator, curator_api, message=message,
+        command=("retrain", "--dataset", "notest", "--reduced"),
+        form=("retrain", {"retrain-dataset": "notest", "retrain-reduced": "on"}),
+        api={"kind": "train_classifier", "params": {"dataset": "notest", "arch": "small_cnn", "reduced": True}})
+
+
+def test_more_folds_than_train_images_is_refused(as_curator, curator_api):
+    ds = DatasetFactory(name="few")
+    _images(ds, "train", 2, label=1)
+    _images(ds, "train", 1, label=2)
+    _images(ds, "test", 1)
+    _refused_everywhere(
+        as_curator, curator_api, message="dataset 'few' has 3 train images, fewer than the 5 folds",
+        command=("train_classifier", "--dataset", "few", "--arch", "small_cnn", "--folds", "5"),
+        form=("train", {"train-dataset": "few", "train-arch": "small_cnn", "train-folds": "5"}),
+        api={"kind": "train_classifier", "params": {"dataset": "few", "arch": "small_cnn", "folds": 5}})
+
+
+def test_folds_that_no_class_can_fill_are_refused(as_curator, curator_api):
+    """Stratified folds need a class with at least one image per fold; 2 happy and 2 sad cannot make 3 folds."""
+    ds = DatasetFactory(name="thin")
+    _images(ds, "train", 2, label=1)
+    _images(ds, "train", 2, label=2)
+    _images(ds, "test", 1)
+    message = "no class of dataset 'thin''s train split has 3 images (the most is 2, in happy), and 3 folds need one"
+    _refused_everywhere(
+        as_curator, curator_api, message=message,
+        command=("train_classifier", "--dataset", "thin", "--arch", "small_cnn", "--folds", "3"),
+        form=("train", {"train-dataset": "thin", "train-arch": "small_cnn", "train-folds": "3"}),
+        api={"kind": "train_classifier", "params": {"dataset": "thin", "arch": "small_cnn", "folds": 3}})
+
+
+def test_a_retrain_whose_cleaning_leaves_no_train_images_is_refused(as_curator, curator_api):
+    ds = DatasetFactory(name="cleaned")
+    _images(ds, "train", 3, status=Image.Status.EXCLUDED)
+    _images(ds, "train", 2, flagged=True)  # doubtful and unconfirmed: --reduced drops them
+    _images(ds, "test", 1)
+    RunFactory(dataset=ds, status="succeeded", config={"arch": "small_cnn"})
+    message = ("dataset 'cleaned' has no train images left after --reduced drops its 3 excluded and "
+               "2 unconfirmed doubtful images")
+    _refused_everywhere(
+        as_curator, curator_api, message=message,
+        command=("retrain", "--dataset", "cleaned", "--reduced"),
+        form=("retrain", {"retrain-dataset": "cleaned", "retrain-reduced": "on"}),
+        api={"kind": "train_classifier", "params": {"dataset": "cleaned", "arch": "small_cnn", "reduced": True}})
+    # Without --reduced the same dataset trains on all five.
+    call_command("train_classifier", "--dataset", "cleaned", "--arch", "small_cnn", "--no-wait",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    assert Job.objects.get().params["reduced"] is False
+
+
+def test_scoring_a_dataset_without_train_images_is_refused(as_curator, curator_api):
+    ds = DatasetFactory(name="onlytest")
+    _images(ds, "test", 3)
+    _images(ds, "train", 1, status=Image.Status.EXCLUDED)
+    RunFactory(dataset=ds, status="succeeded", oof_file="runs/1/oof.npz")
+    _refused_everywhere(
+        as_curator, curator_api, message="dataset 'onlytest' has no train-split images to score",
+        command=("score_ambiguity", "--dataset", "onlytest"),
+        form=("score", {"score-dataset": "onlytest", "score-threshold": "0.85"}),
+        api={"kind": "score_ambiguity", "params": {"dataset": "onlytest"}})
