@@ -10,9 +10,11 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.utils import timezone
 
+from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
 from training.labels import CLASSES
+from training.significance import ALPHA, paired_test, wilson_interval
 
 JOBS_PER_PAGE = 25
 
@@ -158,7 +160,9 @@ def _cached_diff(base, run, base_rows):
 def runs_compare(*, run_ids):
     """Two or more runs side by side, the first as the baseline: metrics with deltas, per-class recall and
     precision with deltas, curves, confusion matrices with row totals, snapshot differences, and whether the runs
-    were tested on the same split. Raises CompareError when an id names no run."""
+    were tested on the same split. Test accuracy carries its 95 % Wilson interval (`accuracy_ci`); the accuracy
+    and recall deltas carry a `verdict` from McNemar's exact test on the two runs' per-image test predictions
+    (see delta_verdict). Raises CompareError when an id names no run."""
     found = {r.pk: r for r in Run.objects.filter(pk__in=run_ids).select_related("dataset", "created_by")}
     missing = [i for i in run_ids if i not in found]
     if missing:
@@ -167,6 +171,7 @@ def runs_compare(*, run_ids):
     base = runs[0]
     base_metrics = base.test_metrics or {}
     base_rows = []  # read on the first diff that is not cached
+    predictions = [_test_predictions(run) for run in runs]
     columns = []
     for index, run in enumerate(runs):
         m = run.test_metrics or {}
@@ -174,6 +179,9 @@ def runs_compare(*, run_ids):
         for key in ("accuracy", "macro_f1"):
             col[key] = m.get(key)
             col[f"{key}_delta"] = (m[key] - base_metrics[key]) if index and key in m and key in base_metrics else None
+        col["accuracy_ci"] = accuracy_interval(m)
+        if col["accuracy_delta"] is not None:
+            col["accuracy_verdict"] = delta_verdict(col["accuracy_delta"], base, run, predictions[0], predictions[index])
         col["snapshot_missing"] = not _snapshot_exists(run)
         col["diff"] = None if index == 0 else _cached_diff(base, run, base_rows)
         col["confusion"] = _confusion_rows(run, m)
@@ -191,6 +199,9 @@ def runs_compare(*, run_ids):
                 cell[key] = value
                 both = col["index"] and None not in (value, base_value)
                 cell[f"{key}_delta"] = (value - base_value) if both else None
+            if cell["recall_delta"] is not None:
+                cell["recall_verdict"] = delta_verdict(cell["recall_delta"], base, col["run"], predictions[0],
+                                                       predictions[col["index"]], true_label=code)
             cells.append(cell)
         per_class.append({"code": code, "name": name, "cells": cells})
     hashes = {r.test_split_hash for r in runs}
@@ -202,6 +213,61 @@ def runs_compare(*, run_ids):
         "test_split_hashes": sorted(h[:12] or "none" for h in hashes),
         "curves": _curves(runs),
     }
+
+
+def _test_predictions(run):
+    """(image ids, labels, predicted classes) of the run's test predictions, or None when it kept none."""
+    read = read_probabilities(run_predictions_path(run))
+    if read is None:
+        return None
+    ids, labels, probs = read
+    return ids, labels, probs.argmax(1)
+
+
+def accuracy_interval(metrics):
+    """{"low", "high", "n"}: the 95 % Wilson interval of a run's test accuracy on its n test images (counted from
+    the confusion matrix, else the class supports), or None without them."""
+    confusion = metrics.get("confusion")
+    if confusion:
+        n = sum(map(sum, confusion))
+        right = sum(row[i] for i, row in enumerate(confusion) if i < len(row))
+    elif metrics.get("support") and metrics.get("accuracy") is not None:
+        n = sum(metrics["support"])
+        right = round(metrics["accuracy"] * n)
+    else:
+        return None
+    if n <= 0:
+        return None
+    low, high = wilson_interval(right, n)
+    return {"low": low, "high": high, "n": n}
+
+
+def delta_verdict(delta, base, run, base_predictions, predictions, *, true_label=None):
+    """How to draw a delta against the baseline: {"css", "title", "test"}. McNemar's exact test on the test images
+    both runs predicted (of `true_label` only, for a class's recall): a delta with p < 0.05 is green or red ("up",
+    "down"), any other, or one whose run kept no per-image predictions, grey ("delta-noise") with a title saying
+    why."""
+    without = [r.pk for r, p in ((base, base_predictions), (run, predictions)) if p is None]
+    if without:
+        runs = " and ".join(f"run {pk}" for pk in without)
+        return {"css": "delta-noise", "test": None,
+                "title": f"not tested: {runs} kept no per-image test predictions, so there is no p-value"}
+    test = paired_test(base_predictions, predictions, true_label=true_label)
+    what = "test images" if true_label is None else f"{CLASSES[true_label]} test images"
+    title = (f"McNemar exact test on the n={test.n} {what} both runs predicted: b={test.b} only run {base.pk} "
+             f"(baseline) right, c={test.c} only run {run.pk} right, p={_p(test.p)}")
+    if test.label_mismatch:
+        title += f"; {test.label_mismatch} shared images labelled differently left out"
+    if test.n == 0:
+        return {"css": "delta-noise", "test": test, "title": f"not tested: the runs share no {what}"}
+    if not test.significant:
+        return {"css": "delta-noise", "test": test, "title": f"{title} (≥ {ALPHA}): not distinguishable from noise"}
+    css = "" if abs(delta) < 5e-4 else ("up" if delta > 0 else "down")
+    return {"css": css, "test": test, "title": f"{title} (< {ALPHA})"}
+
+
+def _p(p):
+    return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
 
 
 def _confusion_rows(run, metrics):
