@@ -1,6 +1,6 @@
-"""The Content-Security-Policy in a real browser: every main page (log-in, home, dataset, calibration, jobs with a
-running job's bar, the review queue with a decision by keyboard, the grid, the run comparison's heat map, and the
-API docs' Swagger UI and Redoc) carries the header and works under it with no violation reported, neither in the
+"""The Content-Security-Policy in a real browser: every main page (log-in, home, dataset, calibration, runs,
+generators, disputes, jobs with a running job's bar, the review queue with a decision by keyboard, the grid, the run
+comparison's heat map, and the API docs' Swagger UI and Redoc) carries the header and works under it with no violation reported, neither in the
 console nor as a securitypolicyviolation event."""
 import io
 
@@ -111,6 +111,8 @@ def test_the_main_pages_work_under_the_policy_with_no_violation(curator_page, li
         ("/datasets/faces/", "main h1"),
         ("/datasets/faces/calibration/", "main h1"),
         ("/datasets/faces/runs/", "main h1"),
+        ("/datasets/faces/generators/", "main h1"),
+        ("/review/disputes/", "main h1"),
         ("/jobs/?start=import", f"#job-{job.pk} .bar span"),
         (f"/runs/compare/?ids={base.pk},{cleaned.pk}", "td.diag"),
         ("/review/grid/", "body[data-keys=ready]"),
