@@ -73,7 +73,7 @@ def generate_images_job(ctx):
     gan = GanModel.objects.select_related("dataset").get(pk=p["gan"])
     epoch, quality = snapshot_quality(gan)
     device = pick_device()
-    made, checks = {}, {}
+    made, checks, skipped = {}, {}, []
     for k, direction in enumerate(DIRECTIONS):
         source, target = direction_labels(gan, direction)
         name = direction_name(gan, direction)
@@ -81,6 +81,7 @@ def generate_images_job(ctx):
         checks[name] = {None: "unchecked", True: "passed"}.get(works, "failed")
         if works is False and not p.get("include_failing"):
             made[name] = GeneratedImage.objects.filter(gan=gan, target_label=target).count()
+            skipped.append(name)
             continue
         net, size = load_generator(gan, direction, epoch, device)
         items, images = domain_arrays(gan.dataset, source, size)
@@ -99,8 +100,16 @@ def generate_images_job(ctx):
                          f"{direction}: {start + len(idx)} of {len(todo)} images")
         made[name] = GeneratedImage.objects.filter(gan=gan, target_label=target).count()
     # quality_check: per direction, "passed", "failed" (nothing generated unless include_failing) or "unchecked".
-    return {"gan": gan.pk, "epoch": epoch, "generated": made, "quality_check": checks,
-            "sources_requested_per_direction": p["n"], "include_failing": bool(p.get("include_failing"))}
+    result = {"gan": gan.pk, "epoch": epoch, "generated": made, "quality_check": checks,
+              "sources_requested_per_direction": p["n"], "include_failing": bool(p.get("include_failing"))}
+    # A job that generated nothing must not read as a plain success: the runner makes the warning its message.
+    if len(skipped) == len(DIRECTIONS):
+        result["warning"] = ("generated 0 images: both generators failed their quality check; pass include_failing "
+                             "to generate anyway")
+    elif skipped:
+        result["warning"] = (f"generated 0 images for {skipped[0]}: its generator failed its quality check; pass "
+                             f"include_failing to generate anyway")
+    return result
 
 
 def _write(gan, direction, item, target, pixels):

@@ -246,7 +246,9 @@ def job_run(*, job_id, worker=None, on_progress=None):
         log.exception("job %s failed", job.pk)
         status = Job.Status.FAILED
     else:
-        _finish(job, status=Job.Status.SUCCEEDED, result=result, progress=1.0, message="done")
+        # A handler's result may carry a "warning" (it finished, but not as asked): that is the job's message.
+        warning = result.get("warning") if isinstance(result, dict) else None
+        _finish(job, status=Job.Status.SUCCEEDED, result=result, progress=1.0, message=(warning or "done")[:500])
         status = Job.Status.SUCCEEDED
     finally:
         stop.set()

@@ -51,6 +51,8 @@ class JobCommand(BaseCommand):
         else:
             job = self.wait(job)
         self.report(job)
+        if isinstance(job.result, dict) and job.result.get("warning"):
+            self.stdout.write(f"warning: {job.result['warning']}")
         if job.status != Job.Status.SUCCEEDED:
             detail = job.error.split("\n\n")[0] if job.error else job.message
             raise CommandError(f"job {job.pk} {job.status}: {detail}")

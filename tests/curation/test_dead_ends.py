@@ -8,8 +8,8 @@ import re
 import pytest
 from django.core.management import CommandError, call_command
 
-from curation.models import Image, Job
-from tests.factories import DatasetFactory, ImageFactory, RunFactory
+from curation.models import GeneratedImage, Image, Job
+from tests.factories import DatasetFactory, GanModelFactory, ImageFactory, JobFactory, RunFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("inline_jobs")]
 
@@ -111,3 +111,43 @@ def test_scoring_a_dataset_without_train_images_is_refused(as_curator, curator_a
         command=("score_ambiguity", "--dataset", "onlytest"),
         form=("score", {"score-dataset": "onlytest", "score-threshold": "0.85"}),
         api={"kind": "score_ambiguity", "params": {"dataset": "onlytest"}})
+
+
+# 2. A generate_images job that generated nothing says so
+
+
+def _failing_gan(ds):
+    """A finished happy/sad CycleGAN whose generators both failed the quality check at their snapshot (the
+    classifier calls their outputs the target class no more often than the sources), as curation.gans.job
+    records it."""
+    failing = {"target_rate": 0.10, "source_target_rate": 0.09}
+    return GanModelFactory(dataset=ds, source_label=1, target_label=2, status="succeeded", epoch=1,
+                           checkpoint="gans/1/last.pt",
+                           losses=[{"epoch": 1, "quality": {"AB": dict(failing), "BA": dict(failing)}}])
+
+
+ZERO_WARNING = ("generated 0 images: both generators failed their quality check; pass include_failing to "
+                "generate anyway")
+
+
+def test_generating_zero_images_ends_with_a_visible_warning(as_curator, faces):
+    _failing_gan(faces)
+    out = io.StringIO()
+    call_command("generate_images", "--dataset", "faces", "--pair", "happy", "sad", "--n", "5", "--inline",
+                 stdout=out, stderr=io.StringIO())
+    job = Job.objects.get(kind="generate_images")
+    assert not GeneratedImage.objects.exists()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.result["warning"] == ZERO_WARNING and job.message == ZERO_WARNING
+    assert f"warning: {ZERO_WARNING}" in out.getvalue()
+    for page in (text(as_curator.get("/jobs/")), text(as_curator.get(f"/jobs/{job.pk}/row/"))):
+        row = page[page.index(f'id="job-{job.pk}"'):]
+        assert '<span class="tag warning">warning</span>' in row and ZERO_WARNING in row
+    assert as_curator.get(f"/api/jobs/{job.pk}/").json()["result"]["warning"] == ZERO_WARNING
+
+
+def test_a_job_without_a_warning_shows_no_warning_tag(as_curator, faces):
+    job = JobFactory(kind="generate_images", status=Job.Status.SUCCEEDED, message="done",
+                     result={"generated": {"happy->sad": 3}})
+    page = text(as_curator.get("/jobs/"))
+    assert f'id="job-{job.pk}"' in page and "tag warning" not in page
