@@ -57,12 +57,14 @@ def curator_page(live_server, transactional_db, browser):
 
 def _visit(page, url, *, ready):
     """Open `url`, wait for `ready` (a selector only the working page shows), and return the response."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.console_messages.clear()
     response = page.goto(url)
     assert response.status == 200, (url, response.status)
     try:
         page.wait_for_selector(ready)
-    except Exception:
+    except PlaywrightTimeout:
         raise AssertionError((url, page.console_messages, page.evaluate("window.__cspViolations"),
                               page.content()[:3000])) from None
     return response
