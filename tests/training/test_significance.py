@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from training.significance import PairedTest, mcnemar_exact, paired_test, wilson_interval
+from training.significance import PairedTest, mcnemar_exact, paired_test, randomisation_test, wilson_interval
 
 
 def test_wilson_interval_of_known_proportions():
@@ -77,3 +77,62 @@ def test_paired_test_names_malformed_predictions():
         paired_test(([1, 1], [0, 0], [0, 0]), ([1, 2], [0, 0], [0, 0]))
     with pytest.raises(ValueError, match=r"other must be \(ids, labels, predicted\)"):
         paired_test(([1], [0], [0]), None)
+
+
+def _sklearn_deltas(y, a, b):
+    from sklearn.metrics import f1_score, precision_score
+
+    kw = {"labels": list(range(8)), "zero_division": 0}
+    return (f1_score(y, b, average="macro", **kw) - f1_score(y, a, average="macro", **kw),
+            precision_score(y, b, average=None, **kw) - precision_score(y, a, average=None, **kw))
+
+
+def test_randomisation_test_measures_macro_f1_and_precision_as_sklearn_does():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 7, 300)  # class 7 never occurs: it counts 0 in macro F1, as in the training job's metrics
+    a = np.where(rng.random(300) < 0.5, y, rng.integers(0, 8, 300))
+    b = np.where(rng.random(300) < 0.6, y, rng.integers(0, 8, 300))
+    ids = np.arange(300)
+    test = randomisation_test((ids, y, a), (ids[::-1], y[::-1], b[::-1]), num_classes=8, rounds=200)
+    f1, precision = _sklearn_deltas(y, a, b)
+    assert test.n == 300 and test.rounds == 200
+    assert test.macro_f1_delta == pytest.approx(f1) and test.precision_delta == pytest.approx(tuple(precision))
+    assert test == randomisation_test((ids, y, a), (ids, y, b), num_classes=8, rounds=200)  # seeded
+
+
+def test_randomisation_p_value_approaches_the_exact_permutation_p_value():
+    # Ten images: all 1024 swaps can be counted, which gives the exact two-sided p-value of the macro F1 delta.
+    y = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])
+    a = np.array([0, 1, 0, 1, 2, 1, 2, 0, 1, 2])
+    b = np.array([0, 0, 0, 1, 1, 1, 2, 2, 0, 2])
+    ids = np.arange(10)
+    swaps = ((np.arange(1024)[:, None] >> np.arange(10)) & 1).astype(bool)
+    def f1(p):  # macro F1 by its definition, 2 TP / (predicted + true) per class, in plain Python
+        return sum(2 * sum((p == k) & (y == k)) / (sum(p == k) + sum(y == k)) for k in range(3)) / 3
+
+    observed = abs(f1(b) - f1(a))
+    exact = np.mean([abs(f1(np.where(s, a, b)) - f1(np.where(s, b, a))) >= observed - 1e-12 for s in swaps])
+    test = randomisation_test((ids, y, a), (ids, y, b), num_classes=3, rounds=20000)
+    assert 0.05 < exact < 0.5  # a case where the answer matters
+    assert test.macro_f1_p == pytest.approx(exact, abs=0.015)
+
+
+def test_randomisation_test_of_identical_and_of_clearly_different_runs():
+    ids = np.arange(200)
+    y = ids % 8
+    strong = np.where(ids < 180, y, (y + 1) % 8)
+    weak = np.where(ids < 100, y, (y + 1) % 8)
+    same = randomisation_test((ids, y, weak), (ids, y, weak), num_classes=8, rounds=100)
+    assert same.macro_f1_p == 1.0 and set(same.precision_p) == {1.0} and same.macro_f1_delta == 0
+    clear = randomisation_test((ids, y, weak), (ids, y, strong), num_classes=8, rounds=999)
+    assert clear.macro_f1_delta > 0.3 and clear.macro_f1_p == 1 / 1000
+
+
+def test_randomisation_test_names_bad_input():
+    ok = ([1, 2], [0, 1], [0, 1])
+    with pytest.raises(ValueError, match="num_classes must be"):
+        randomisation_test(ok, ok, num_classes=0)
+    with pytest.raises(ValueError, match="rounds must be"):
+        randomisation_test(ok, ok, num_classes=2, rounds=0)
+    with pytest.raises(ValueError, match=r"predicted classes must lie in 0..1"):
+        randomisation_test(ok, ([1, 2], [0, 1], [0, 5]), num_classes=2)
