@@ -14,7 +14,7 @@ from curation.classifier.predictions import read_probabilities, run_predictions_
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
 from training.labels import CLASSES
-from training.significance import ALPHA, paired_test, wilson_interval
+from training.significance import ALPHA, paired_test, randomisation_test, wilson_interval
 
 JOBS_PER_PAGE = 25
 
@@ -160,9 +160,10 @@ def _cached_diff(base, run, base_rows):
 def runs_compare(*, run_ids):
     """Two or more runs side by side, the first as the baseline: metrics with deltas, per-class recall and
     precision with deltas, curves, confusion matrices with row totals, snapshot differences, and whether the runs
-    were tested on the same split. Test accuracy carries its 95 % Wilson interval (`accuracy_ci`); the accuracy
-    and recall deltas carry a `verdict` from McNemar's exact test on the two runs' per-image test predictions
-    (see delta_verdict). Raises CompareError when an id names no run."""
+    were tested on the same split. Test accuracy carries its 95 % Wilson interval (`accuracy_ci`); each delta
+    carries a `verdict` (how to draw it) from a paired test on the two runs' per-image test predictions: McNemar's
+    exact test for accuracy and recall (delta_verdict), a randomisation test for macro F1 and precision
+    (randomised_verdicts). Raises CompareError when an id names no run."""
     found = {r.pk: r for r in Run.objects.filter(pk__in=run_ids).select_related("dataset", "created_by")}
     missing = [i for i in run_ids if i not in found]
     if missing:
@@ -204,6 +205,15 @@ def runs_compare(*, run_ids):
                                                        predictions[col["index"]], true_label=code)
             cells.append(cell)
         per_class.append({"code": code, "name": name, "cells": cells})
+    for col in columns[1:]:
+        precision_deltas = [row["cells"][col["index"]]["precision_delta"] for row in per_class]
+        if col["macro_f1_delta"] is None and all(d is None for d in precision_deltas):
+            continue
+        verdicts = randomised_verdicts(col["macro_f1_delta"], precision_deltas, base, col["run"], predictions[0],
+                                       predictions[col["index"]])
+        col["macro_f1_verdict"] = verdicts["macro_f1"]
+        for row, verdict in zip(per_class, verdicts["precision"]):
+            row["cells"][col["index"]]["precision_verdict"] = verdict
     hashes = {r.test_split_hash for r in runs}
     return {
         "runs": runs,
@@ -243,27 +253,73 @@ def accuracy_interval(metrics):
 
 
 def delta_verdict(delta, base, run, base_predictions, predictions, *, true_label=None):
-    """How to draw a delta against the baseline: {"css", "title", "test"}. McNemar's exact test on the test images
-    both runs predicted (of `true_label` only, for a class's recall): a delta with p < 0.05 is green or red ("up",
-    "down"), any other, or one whose run kept no per-image predictions, grey ("delta-noise") with a title saying
-    why."""
-    without = [r.pk for r, p in ((base, base_predictions), (run, predictions)) if p is None]
-    if without:
-        runs = " and ".join(f"run {pk}" for pk in without)
-        return {"css": "delta-noise", "test": None,
-                "title": f"not tested: {runs} kept no per-image test predictions, so there is no p-value"}
+    """How to draw an accuracy delta (a class's recall delta with `true_label`) against the baseline: {"css",
+    "title", "test"}. McNemar's exact test on the test images both runs predicted (of that true label only): a delta
+    with p < 0.05 is green or red ("up", "down"), any other, or one whose run kept no per-image predictions, grey
+    ("delta-noise") with a title saying why."""
+    untested = _untested(base, run, base_predictions, predictions)
+    if untested:
+        return untested
     test = paired_test(base_predictions, predictions, true_label=true_label)
     what = "test images" if true_label is None else f"{CLASSES[true_label]} test images"
     title = (f"McNemar exact test on the n={test.n} {what} both runs predicted: b={test.b} only run {base.pk} "
              f"(baseline) right, c={test.c} only run {run.pk} right, p={_p(test.p)}")
     if test.label_mismatch:
         title += f"; {test.label_mismatch} shared images labelled differently left out"
-    if test.n == 0:
-        return {"css": "delta-noise", "test": test, "title": f"not tested: the runs share no {what}"}
-    if not test.significant:
-        return {"css": "delta-noise", "test": test, "title": f"{title} (≥ {ALPHA}): not distinguishable from noise"}
+    return _coloured(delta, test.p, test.n, title, what) | {"test": test}
+
+
+def randomised_verdicts(macro_f1_delta, precision_deltas, base, run, base_predictions, predictions):
+    """{"macro_f1": verdict, "precision": [verdict per class]} as delta_verdict draws them, from a paired
+    randomisation test (training.significance.randomisation_test) of the two runs' test predictions. It costs most of
+    a second on AffectNet's test split, so it is cached by the two prediction files' versions."""
+    untested = _untested(base, run, base_predictions, predictions)
+    if untested:
+        return {"macro_f1": untested, "precision": [untested] * len(precision_deltas)}
+    key = _randomisation_cache_key(base, run)
+    test = cache.get(key) if key else None
+    if test is None:
+        test = randomisation_test(base_predictions, predictions, num_classes=len(CLASSES))
+        if key:
+            cache.set(key, test, timeout=24 * 3600)
+    how = (f"paired randomisation test ({test.rounds} rounds, each swapping the two runs' predictions on a random "
+           f"half of the images) on the n={test.n} test images both runs predicted")
+    out = {"macro_f1": None if macro_f1_delta is None else _coloured(
+        macro_f1_delta, test.macro_f1_p, test.n, f"{how}: p={_p(test.macro_f1_p)}", "test images")}
+    out["precision"] = [None if delta is None else _coloured(
+        delta, test.precision_p[code], test.n, f"{how}: p={_p(test.precision_p[code])}", "test images")
+        for code, delta in enumerate(precision_deltas)]
+    return out
+
+
+def _randomisation_cache_key(base, run):
+    stamps = []
+    for r in (base, run):
+        try:
+            stat = run_predictions_path(r).stat()
+        except OSError:
+            return None
+        stamps.append(f"{r.pk}-{stat.st_mtime_ns}-{stat.st_size}")
+    return f"fer:compare-randomisation:{':'.join(stamps)}"
+
+
+def _untested(base, run, base_predictions, predictions):
+    """The grey verdict of a delta one of whose runs kept no per-image test predictions, else None."""
+    without = [r.pk for r, p in ((base, base_predictions), (run, predictions)) if p is None]
+    if not without:
+        return None
+    runs = " and ".join(f"run {pk}" for pk in without)
+    return {"css": "delta-noise", "test": None,
+            "title": f"not tested: {runs} kept no per-image test predictions, so there is no p-value"}
+
+
+def _coloured(delta, p, n, title, what):
+    if n == 0:
+        return {"css": "delta-noise", "title": f"not tested: the runs share no {what}"}
+    if p >= ALPHA:
+        return {"css": "delta-noise", "title": f"{title} (≥ {ALPHA}): not distinguishable from noise"}
     css = "" if abs(delta) < 5e-4 else ("up" if delta > 0 else "down")
-    return {"css": css, "test": test, "title": f"{title} (< {ALPHA})"}
+    return {"css": css, "title": f"{title} (< {ALPHA})"}
 
 
 def _p(p):

@@ -61,7 +61,7 @@ def page(live_server, browser, runs):
 
 
 def _delta(page, run, row="tr[data-metric=accuracy]"):
-    """(text, class list, computed colour, title) of the accuracy delta of `run`."""
+    """(text, class list, computed colour, title) of the accuracy (or `row`'s) delta of `run`."""
     return page.eval_on_selector(
         f"{row} td[data-run='{run.pk}'] .delta",
         "e => [e.textContent, [...e.classList], getComputedStyle(e).color, e.title]")
@@ -102,3 +102,21 @@ def test_a_class_recall_delta_is_tested_on_that_class_alone(page, runs):
     assert by_title[str(strong.pk)] == ("+0.400", GREEN)
     assert by_title[str(noise.pk)][1] not in (GREEN, RED)
     assert all("neutral test images" in title for _, _, title in cells if "McNemar" in title)
+
+
+def test_macro_f1_and_precision_deltas_are_tested_by_randomisation(page, runs):
+    base, noise, strong, weak, unpaired = runs
+    f1 = "tr[data-metric=macro_f1]"
+    text, classes, colour, title = _delta(page, strong, f1)
+    assert text.startswith("+0.") and "up" in classes and colour == GREEN
+    assert "paired randomisation test (1000 rounds" in title and f"n={N} " in title and "p=0.001" in title
+    text, classes, colour, title = _delta(page, weak, f1)
+    assert text.startswith("-0.") and "down" in classes and colour == RED
+    text, classes, colour, title = _delta(page, noise, f1)
+    assert "delta-noise" in classes and colour not in (GREEN, RED) and "not distinguishable from noise" in title
+    text, classes, colour, title = _delta(page, unpaired, f1)
+    assert "delta-noise" in classes and "kept no per-image test predictions" in title
+    # every precision delta says which test drew it
+    precisions = page.eval_on_selector_all(
+        "tr[data-class=neutral] td:nth-child(odd) .delta", "els => els.map(e => [[...e.classList], e.title])")
+    assert precisions and all("randomisation" in t or "kept no" in t for _, t in precisions)
