@@ -18,6 +18,11 @@ class DictConfig:
         return cls(**data)
 
 
+# Noise-robust training methods (training/robust.py), named here so that validating a config imports no torch.
+ROBUST_METHODS = ("none", "eac", "gce")
+EAC_ARCHS = ("small_cnn", "resnet18")  # archs whose last conv map feeds global pooling and one linear layer
+
+
 @dataclass
 class TrainConfig(DictConfig):
     arch: str = "seed_cnn"  # key of training.models.ARCHITECTURES
@@ -38,6 +43,11 @@ class TrainConfig(DictConfig):
     # as a model grows confident in the true class, so by loss a run trained on cleaned labels is stopped early
     # and kept under-trained (by loss the benchmark's clean-label oracle kept epoch 5 of 16: 44 % instead of 78 %).
     monitor: str = "val_acc"
+    # Noise-robust training (training/robust.py): "none" (cross-entropy), "eac" (erasing attention consistency;
+    # small_cnn and resnet18) or "gce" (generalized cross-entropy; label_smoothing does not apply to it).
+    robust: str = "none"
+    eac_lambda: float = 5.0  # weight of EAC's attention-consistency term (the paper's 5)
+    gce_q: float = 0.7  # GCE's q in (0, 1]: 0 would be cross-entropy, 1 the mean absolute error (the paper's 0.7)
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms; slower on GPU
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -72,6 +82,15 @@ class TrainConfig(DictConfig):
             problems.append(f"lr must be > 0, not {self.lr}")
         if self.monitor not in ("val_acc", "val_loss"):
             problems.append(f"monitor must be val_acc or val_loss, not {self.monitor!r}")
+        if self.robust not in ROBUST_METHODS:
+            problems.append(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {self.robust!r}")
+        elif self.robust == "eac" and self.arch not in EAC_ARCHS:
+            problems.append(f"robust eac needs class activation maps, which {self.arch} has not (it flattens its "
+                            f"last feature map into dense layers): use {' or '.join(EAC_ARCHS)}")
+        if self.eac_lambda < 0:
+            problems.append(f"eac_lambda must be >= 0, not {self.eac_lambda}")
+        if not 0 < self.gce_q <= 1:
+            problems.append(f"gce_q must be in (0, 1], not {self.gce_q}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from training.augment import augment_batch
 from training.config import TrainConfig
 from training.models import build_model
+from training.robust import batch_loss
 
 
 def pick_device(name=None):
@@ -70,8 +71,7 @@ def train_one_epoch(model, optimizer, scheduler, x_u8, y, *, cfg, device, genera
             x = augment_batch(x, generator)
         target = y[idx]
         with _autocast(device, cfg.amp):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), target, weight=loss_weight, label_smoothing=cfg.label_smoothing)
+            logits, loss = batch_loss(model, x, target, cfg=cfg, weight=loss_weight, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 from torchvision.models import resnet18
+from torchvision.models.resnet import ResNet
 
 
 class SeedCNN(nn.Module):
@@ -74,6 +75,21 @@ ARCHITECTURES = {
 
 def build_model(arch, num_classes, size):
     return ARCHITECTURES[arch](num_classes, size)
+
+
+def features_and_logits(model, x):
+    """(logits, last conv feature map (B, K, h, w), final linear layer's weight (classes, K)) for the archs that
+    end in global average pooling and one linear layer (small_cnn, resnet18): what class activation maps need.
+    seed_cnn flattens a 2x2 map into dense layers, so it has none."""
+    if isinstance(model, SmallCNN):
+        features = model.features(x)
+        return model.head(features), features, model.head[-1].weight
+    if isinstance(model, ResNet):
+        m = model
+        features = m.layer4(m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x))))))))
+        return m.fc(torch.flatten(m.avgpool(features), 1)), features, m.fc.weight
+    raise TypeError(f"{type(model).__name__} has no class activation maps (it does not end in global pooling and "
+                    f"one linear layer)")
 
 
 def count_parameters(model):

@@ -1,0 +1,94 @@
+"""Noise-robust training losses, chosen per run by TrainConfig.robust:
+
+- "none": cross-entropy (with the config's class weights and label smoothing).
+- "gce": generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018), (1 - p_y^q) / q. At q -> 0 it is
+  cross-entropy, at q = 1 the mean absolute error; its gradient is cross-entropy's times p_y^q, so a sample the
+  model gives a low probability to its given label (most often a wrong label) pulls less on the weights.
+- "eac": Erasing Attention Consistency (Zhang et al., ECCV 2022). Random erasing on the input; the image and its
+  horizontal flip both go through the network; the loss is cross-entropy on the image plus eac_lambda times the
+  mean squared difference between the class activation maps (CAMs) of the image and the flipped-back CAMs of the
+  flipped image. A model that memorises a wrong label leans on details that do not survive the flip and the
+  erasing; the consistency term keeps its attention on the whole face, and no image is dropped.
+
+Pure PyTorch: what engine.train_one_epoch calls for one batch.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from training.config import EAC_ARCHS, ROBUST_METHODS  # noqa: F401 (the names live with the config)
+from training.models import features_and_logits
+
+
+def weighted_mean(per_sample, target, weight):
+    """Mean as F.cross_entropy takes it with class weights: sum(w_y * l) / sum(w_y)."""
+    if weight is None:
+        return per_sample.mean()
+    w = weight[target]
+    return (per_sample * w).sum() / w.sum().clamp_min(1e-12)
+
+
+def gce_loss(logits, target, *, q=0.7, weight=None):
+    """Generalized cross-entropy (1 - p_y^q) / q, averaged (class-weighted if weight is given)."""
+    p_y = torch.softmax(logits.float(), 1).gather(1, target[:, None]).squeeze(1)
+    return weighted_mean((1 - p_y.clamp_min(1e-12) ** q) / q, target, weight)
+
+
+def random_erase(x, generator, *, p=0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.5):
+    """torchvision's RandomErasing, batched: with probability p a rectangle of `scale` of the image's area and
+    aspect ratio in `ratio` (log-uniform) is filled with `value` (0.5: the mid-grey of inputs in [0, 1], as 0 is
+    after the usual normalisation). x: (B, C, H, W); returns a new tensor."""
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def uniform(lo, hi):
+        return lo + (hi - lo) * torch.rand(b, device=dev, generator=generator)
+
+    on = torch.rand(b, device=dev, generator=generator) < p
+    area = uniform(*scale) * h * w
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+    eh = torch.sqrt(area * aspect).round().clamp(1, h)
+    ew = torch.sqrt(area / aspect).round().clamp(1, w)
+    top = (uniform(0, 1) * (h - eh + 1)).floor()
+    left = (uniform(0, 1) * (w - ew + 1)).floor()
+    rows = torch.arange(h, device=dev)[None, :]
+    cols = torch.arange(w, device=dev)[None, :]
+    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])  # (B, H)
+    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])  # (B, W)
+    mask = (in_rows[:, :, None] & in_cols[:, None, :] & on[:, None, None])[:, None]  # (B, 1, H, W)
+    return torch.where(mask, torch.full_like(x, value), x)
+
+
+def class_activation_maps(feature_map, linear_weight):
+    """CAMs (B, classes, h, w): each class's linear weights applied to the last conv map at every position.
+    The weights are taken as constants (as in the EAC authors' code): the consistency term shapes the features,
+    not the classifier."""
+    return torch.einsum("bkhw,ck->bchw", feature_map.float(), linear_weight.detach().float())
+
+
+def attention_consistency(cam, cam_of_flipped):
+    """Mean squared difference between an image's CAMs and its flip's CAMs flipped back: 0 exactly when the
+    network's attention follows the flip."""
+    return F.mse_loss(cam, cam_of_flipped.flip(3))
+
+
+def eac_forward(model, x):
+    """(logits of x, consistency term) for one batch: x and its horizontal flip in one pass."""
+    logits, features, weight = features_and_logits(model, torch.cat([x, x.flip(3)]))
+    cams = class_activation_maps(features, weight)
+    b = x.shape[0]
+    return logits[:b], attention_consistency(cams[:b], cams[b:])
+
+
+def batch_loss(model, x, target, *, cfg, weight, generator):
+    """(logits for the batch's accuracy, loss to minimise) under cfg.robust. x is the (augmented) batch."""
+    if cfg.robust == "eac":
+        x = random_erase(x, generator)
+        logits, consistency = eac_forward(model, x)
+        ce = F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)
+        return logits, ce + cfg.eac_lambda * consistency
+    logits = model(x)
+    if cfg.robust == "gce":
+        return logits, gce_loss(logits, target, q=cfg.gce_q, weight=weight)
+    return logits, F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)
