@@ -24,14 +24,14 @@ from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.media import media_rel, save_torch
 from curation.models import Dataset, GeneratedImage, Image, Run
 from curation.selectors import DatasetNotFound, dataset_get
-from training.config import TrainConfig  # dataclasses only: no torch in web processes
+from training.config import ROBUST_METHODS, TrainConfig  # dataclasses only: no torch in web processes
 from training.labels import CLASSES, CODE
 
 log = logging.getLogger(__name__)
 
 # The job's parameters that are TrainConfig fields of the same name; their defaults are TrainConfig's, so the two
 # cannot drift apart. "patience" is TrainConfig's early_stopping_patience; the rest choose the data, not the training.
-TRAIN_KEYS = ("arch", "size", "epochs", "batch_size", "seed", "lr", "monitor")
+TRAIN_KEYS = ("arch", "size", "epochs", "batch_size", "seed", "lr", "monitor", "robust")
 _TRAIN_DEFAULTS = TrainConfig()
 DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
             "patience": _TRAIN_DEFAULTS.early_stopping_patience,
@@ -39,7 +39,7 @@ DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
 
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
-RETRAIN_INHERITS = ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor")
+RETRAIN_INHERITS = ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor", "robust")
 
 
 def with_latest_run_settings(params):
@@ -84,6 +84,8 @@ def validate_train_params(params):
     clean["reduced"], clean["augmented"] = bool(clean["reduced"]), bool(clean["augmented"])
     if clean["doubtful"] not in DOUBTFUL:
         raise JobParamsError(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {clean['doubtful']!r}")
+    if clean["robust"] not in ROBUST_METHODS:
+        raise JobParamsError(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {clean['robust']!r}")
     if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
         raise JobParamsError(f"folds must be 0 (none) or 2-10, not {clean['folds']}")
     try:

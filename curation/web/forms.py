@@ -6,6 +6,7 @@ from django import forms
 from curation.classifier.job import with_latest_run_settings
 from curation.importers.roots import importable_entries
 from curation.models import Dataset
+from training.config import ROBUST_METHODS
 from training.labels import CLASSES
 
 # Kept here as plain names: importing training.models or gan.cyclegan would import torch into the web process.
@@ -13,6 +14,10 @@ ARCHS = ("seed_cnn", "resnet18", "small_cnn")
 GAN_PROFILES = ("cpu", "full")
 FORMATS = ("imagefolder", "csv", "affectnet", "fer2013")
 CLASS_CHOICES = [(name, name) for name in CLASSES]
+ROBUST_NAMES = {"none": "cross-entropy", "eac": "erasing attention consistency (small_cnn, resnet18)",
+                "gce": "generalized cross-entropy"}
+ROBUST_CHOICES = [(m, f"{m}: {ROBUST_NAMES[m]}") for m in ROBUST_METHODS]
+ROBUST_HELP = "noise-robust training: learns less from wrong labels without dropping any image"
 
 
 def dataset_names():
@@ -63,6 +68,7 @@ class TrainForm(StartForm):
     epochs = forms.IntegerField(required=False, initial=30)
     batch_size = forms.IntegerField(required=False, label="batch size", initial=128)
     folds = forms.IntegerField(required=False, initial=0, help_text="0, or 2-10 for out-of-fold predictions")
+    robust = forms.ChoiceField(choices=ROBUST_CHOICES, required=False, initial="none", help_text=ROBUST_HELP)
 
 
 
@@ -79,13 +85,16 @@ class RetrainForm(StartForm):
         required=False, initial="ssim", help_text="reduced: which unreviewed images count as doubtful and are dropped")
     augmented = forms.BooleanField(required=False, help_text="add generated images")
     epochs = forms.IntegerField(required=False, help_text="empty: as the latest run")
+    robust = forms.ChoiceField(choices=[("", "as the latest run"), *ROBUST_CHOICES], required=False,
+                               help_text=ROBUST_HELP)
 
     def params(self):
         data = self.cleaned_data
         params = {"dataset": data["dataset"], "reduced": data["reduced"], "augmented": data["augmented"],
                   "doubtful": data.get("doubtful") or "ssim", "folds": 0}
-        if data.get("epochs") is not None:
-            params["epochs"] = data["epochs"]
+        for key in ("epochs", "robust"):
+            if data.get(key) not in (None, ""):
+                params[key] = data[key]
         return with_latest_run_settings(params)
 
 

@@ -1,6 +1,7 @@
 from curation.classifier.selection import DOUBTFUL
 from curation.management.jobcommand import JobCommand
 from curation.models import Run
+from training.config import ROBUST_METHODS
 from training.labels import CLASSES
 
 
@@ -16,6 +17,9 @@ class Command(JobCommand):
         parser.add_argument("--monitor", choices=["val_acc", "val_loss"],
                             help="validation figure that picks the kept epoch and stops early (default val_acc: "
                                  "the loss on noisy val labels stops clean-label runs too early)")
+        parser.add_argument("--robust", choices=list(ROBUST_METHODS),
+                            help="noise-robust training: none (cross-entropy, the default), eac (erasing attention "
+                                 "consistency; small_cnn or resnet18), gce (generalized cross-entropy)")
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
@@ -27,7 +31,8 @@ class Command(JobCommand):
                                  "(default, the published experiment's), by cleanlab, or by either")
 
     def job_params(self, options):
-        keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed", "doubtful", "monitor")
+        keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed", "doubtful", "monitor",
+                "robust")
         params = {k: options[k] for k in keys if options.get(k) is not None}
         params.update(reduced=options["reduced"], augmented=options["augmented"])
         return params
@@ -42,7 +47,9 @@ class Command(JobCommand):
 def print_run(out, run):
     m = run.test_metrics
     kind = "+".join(k for k, on in (("reduced", run.reduced), ("augmented", run.augmented)) if on) or "baseline"
-    out(f"run {run.pk} ({kind}, {run.arch}) on {run.dataset.name}: best epoch {run.best_epoch}, "
+    robust = run.config.get("robust", "none")
+    arch = run.arch if robust == "none" else f"{run.arch}, robust {robust}"
+    out(f"run {run.pk} ({kind}, {arch}) on {run.dataset.name}: best epoch {run.best_epoch}, "
         f"trained on {run.selection['train']} images (snapshot {run.snapshot_hash[:12]})")
     out(f"  test accuracy {m['accuracy']:.4f}   macro F1 {m['macro_f1']:.4f}   on {run.selection['test']} test images")
     previous = (Run.objects.filter(dataset=run.dataset, status=Run.Status.SUCCEEDED, pk__lt=run.pk)
