@@ -32,6 +32,8 @@ class ReviewFilterForm(forms.Form):
     run = forms.ModelChoiceField(queryset=Run.objects.all(), required=False, widget=forms.HiddenInput)
     predicted = forms.TypedChoiceField(choices=list(enumerate(CLASSES)), coerce=int, empty_value=None,
                                        required=False, widget=forms.HiddenInput)
+    # Review a dataset that has not been scored yet anyway, in import order (the page asks first).
+    unscored = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def clean(self):
         data = super().clean()

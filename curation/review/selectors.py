@@ -11,6 +11,14 @@ from curation.selectors import STATUS_ANY, images_filter
 UNDO_LOOKBACK = 500
 
 
+def dataset_awaits_scoring(*, dataset):
+    """Whether `dataset` has train images (what score_ambiguity scores) but no image with a suspicion yet, the
+    order the review queue follows."""
+    images = Image.objects.filter(dataset=dataset)
+    return (not images.filter(suspicion__isnull=False).exists()
+            and images.filter(split=Image.Split.TRAIN).exclude(status=Image.Status.EXCLUDED).exists())
+
+
 def review_queue(*, user, dataset, filters=None):
     """Images of `dataset` that `user` may review under `filters` (the keys of images_filter), claimed or not: by
     default the unreviewed ones; status "any" means every status. Leaves out what the user skipped, and, in a

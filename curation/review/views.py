@@ -18,7 +18,7 @@ from curation.forms import form_error_text
 from curation.models import Dataset, Image
 from curation.review.card import review_card
 from curation.review.forms import DECISION_WORDS, DecisionForm, ReviewFilterForm
-from curation.review.selectors import review_progress
+from curation.review.selectors import dataset_awaits_scoring, review_progress
 from curation.review.services import (
     ClaimLost,
     NothingToUndo,
@@ -124,14 +124,22 @@ def _next_card(request, filter_form):
         return redirect(f"{reverse('review')}?{urlencode(query)}")
     dataset = (filter_form.cleaned_data.get("dataset") if valid else None) or Dataset.objects.order_by("name").first()
     image = progress = card = None
+    not_scored = held_back = False
     if valid and dataset is not None:
         query["dataset"] = dataset.name
         filters = filter_form.queue_filters()
+        # Before scoring there is no suspicion to order the queue by: say so rather than serve an image in import
+        # order, unless asked to. Val and test images are never scored (nor, so, a run's confusion-matrix cell).
+        not_scored = (filters["run"] is None and filters["split"] in (None, Image.Split.TRAIN)
+                      and dataset_awaits_scoring(dataset=dataset))
+        held_back = not_scored and not filter_form.cleaned_data.get("unscored")
+    if valid and dataset is not None and not held_back:
         image = image_claim_next(user=request.user, dataset=dataset, filters=filters)
         card = review_card(image=image, run=filters["run"]) if image else None
         progress = review_progress(user=request.user, dataset=dataset, filters=filters)
     context = {
         "filter_form": filter_form, "dataset": dataset, "image": image, "card": card, "progress": progress,
+        "not_scored": not_scored, "held_back": held_back,
         "history": card["history"] if card else [], "run_cell": _run_cell(filter_form) if valid else "",
         "query_string": urlencode(query),
         "query": query, "class_keys": CLASS_KEYS, "media_url": settings.MEDIA_URL, "shown_at": f"{time.time():.3f}",

@@ -151,3 +151,39 @@ def test_a_job_without_a_warning_shows_no_warning_tag(as_curator, faces):
                      result={"generated": {"happy->sad": 3}})
     page = text(as_curator.get("/jobs/"))
     assert f'id="job-{job.pk}"' in page and "tag warning" not in page
+
+
+# 3. The review queue before scoring
+
+
+def test_the_queue_of_an_unscored_dataset_says_so_and_links_to_scoring(as_reviewer, faces):
+    page = as_reviewer.get("/review/", {"dataset": "faces"})
+    body = text(page)
+    assert page.status_code == 200 and "data-image-id" not in body
+    assert "faces has not been scored yet" in body
+    assert 'href="/jobs/?start=score#start-score"' in body
+    assert not Image.objects.filter(claimed_by__isnull=False).exists()  # nothing was claimed
+    # The htmx card (a filter change) says the same.
+    assert "faces has not been scored yet" in text(as_reviewer.get("/review/", {"dataset": "faces"},
+                                                                    HTTP_HX_REQUEST="true"))
+    # Reviewing in import order stays possible, when asked for.
+    anyway = text(as_reviewer.get("/review/", {"dataset": "faces", "unscored": "on"}))
+    assert "data-image-id" in anyway and "not been scored yet" in anyway  # the notice stays above the card
+    assert 'name="unscored" value="on"' in anyway  # carried through the decision form
+
+
+def test_once_scored_the_queue_serves_the_most_suspicious_image_without_the_notice(as_reviewer, faces):
+    image = faces.images.filter(split="train").first()
+    Image.objects.filter(pk=image.pk).update(suspicion=0.7)
+    body = text(as_reviewer.get("/review/", {"dataset": "faces"}))
+    assert f'data-image-id="{image.pk}"' in body and "not been scored yet" not in body
+
+
+def test_the_notice_is_not_shown_where_scoring_would_not_order_anything(as_reviewer, faces):
+    """Scoring covers the train split: browsing test images, or a dataset with no train images, gets no notice."""
+    test_image = faces.images.get(split="test")
+    body = text(as_reviewer.get("/review/", {"dataset": "faces", "split": "test"}))
+    assert f'data-image-id="{test_image.pk}"' in body and "not been scored yet" not in body
+    only_test = DatasetFactory(name="tests-only")
+    _images(only_test, "test", 1)
+    assert "not been scored yet" not in text(as_reviewer.get("/review/", {"dataset": "tests-only"}))

@@ -115,7 +115,7 @@ def test_skip_passes_the_image_on(client, user, ds):
 
 
 def test_the_lease_poll_renews_and_stops_when_the_claim_is_lost(client, user, ds):
-    image = ImageFactory(dataset=ds)
+    image = ImageFactory(dataset=ds, suspicion=0.5)
     client.force_login(user)
     client.get(reverse("review"))
     assert client.post(reverse("review_lease"), {"image_id": image.pk}, **HTMX).status_code == 204
