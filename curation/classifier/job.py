@@ -24,7 +24,10 @@ from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.media import media_rel, save_torch
 from curation.models import Dataset, GeneratedImage, Image, Run
 from curation.selectors import DatasetNotFound, dataset_get
-from training.config import ROBUST_METHODS, TrainConfig  # dataclasses only: no torch in web processes
+from training.config import (  # dataclasses only: no torch in web processes
+    ROBUST_METHODS,
+    TrainConfig,
+)
 from training.labels import CLASSES, CODE
 
 log = logging.getLogger(__name__)
