@@ -235,7 +235,7 @@ def _test_predictions(run):
 
 
 def accuracy_interval(metrics):
-    """{"low", "high", "n"}: the 95 % Wilson interval of a run's test accuracy on its n test images (counted from
+    """{"low", "high", "n", "text"}: the 95 % Wilson interval of a run's test accuracy on its n test images (counted from
     the confusion matrix, else the class supports), or None without them."""
     confusion = metrics.get("confusion")
     if confusion:
@@ -249,7 +249,7 @@ def accuracy_interval(metrics):
     if n <= 0:
         return None
     low, high = wilson_interval(right, n)
-    return {"low": low, "high": high, "n": n}
+    return {"low": low, "high": high, "n": n, "text": f"{100 * low:.1f}–{100 * high:.1f} %"}
 
 
 def delta_verdict(delta, base, run, base_predictions, predictions, *, true_label=None):

@@ -90,7 +90,7 @@ def test_only_significant_accuracy_deltas_are_coloured(page, runs):
 
     # Each accuracy carries its 95 % Wilson interval on its 200 test faces.
     cell = page.inner_text(f"tr[data-metric=accuracy] td[data-run='{base.pk}']")
-    assert "50.0 %" in cell and "95 % CI 43.1 % – 56.9 %, n=200" in cell
+    assert "50.0 %" in cell and "95 % CI 43.1–56.9 %, n=200" in cell
 
 
 def test_a_class_recall_delta_is_tested_on_that_class_alone(page, runs):

@@ -84,4 +84,6 @@ def test_the_accuracy_interval_counts_test_images_from_the_metrics(metrics, expe
     if expected is None:
         assert got is None
     else:
+        text = got.pop("text")
         assert got == pytest.approx(expected, abs=1e-4)
+        assert text == f"{100 * expected['low']:.1f}–{100 * expected['high']:.1f} %"
