@@ -95,15 +95,21 @@ def images_list(*, dataset=None, **filters):
 
 
 def image_get(*, image_id):
-    """Raises Image.DoesNotExist."""
-    return Image.objects.select_related("dataset", "reviewed_by").get(pk=image_id)
+    """Raises Image.DoesNotExist, its message naming the image (the API's 404 says it)."""
+    try:
+        return Image.objects.select_related("dataset", "reviewed_by").get(pk=image_id)
+    except Image.DoesNotExist:
+        raise Image.DoesNotExist(f"image {image_id} does not exist") from None
 
 
 def image_detail(*, image_id):
-    """One image with its label history (oldest first). Raises Image.DoesNotExist."""
+    """One image with its label history (oldest first). Raises Image.DoesNotExist, its message naming the image."""
     history = LabelChange.objects.select_related("user").order_by("id")
-    return (Image.objects.select_related("dataset", "reviewed_by")
-            .prefetch_related(Prefetch("label_changes", queryset=history)).get(pk=image_id))
+    try:
+        return (Image.objects.select_related("dataset", "reviewed_by")
+                .prefetch_related(Prefetch("label_changes", queryset=history)).get(pk=image_id))
+    except Image.DoesNotExist:
+        raise Image.DoesNotExist(f"image {image_id} does not exist") from None
 
 
 def dataset_export_rows(*, dataset, status=None, exclude_excluded=False, chunk_size=2000):
@@ -134,5 +140,8 @@ def runs_list(*, dataset=None):
 
 
 def run_get(*, run_id):
-    """Raises Run.DoesNotExist."""
-    return Run.objects.select_related("dataset", "created_by").get(pk=run_id)
+    """Raises Run.DoesNotExist, its message naming the run (the API's 404 says it)."""
+    try:
+        return Run.objects.select_related("dataset", "created_by").get(pk=run_id)
+    except Run.DoesNotExist:
+        raise Run.DoesNotExist(f"run {run_id} does not exist") from None

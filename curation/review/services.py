@@ -151,7 +151,7 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
     if action == SKIP:
         with transaction.atomic():
             if not Image.objects.filter(pk=image_id).exists():
-                raise Image.DoesNotExist(f"no image {image_id}")
+                raise Image.DoesNotExist(f"image {image_id} does not exist")
             skip = ReviewSkip.objects.create(image_id=image_id, user=user, seconds_spent=seconds_spent)
             Image.objects.filter(pk=image_id, claimed_by=user).update(claimed_by=None, claim_expires_at=None)
         return Decision(action, image_id, SKIPPED, None, skip=skip)
@@ -161,7 +161,7 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
         raise ValueError(f"{action} needs the version of the image it was made on")
     needed = Image.objects.filter(pk=image_id).values_list("dataset__reviews_required", flat=True).first()
     if needed is None:
-        raise Image.DoesNotExist(f"no image {image_id}")
+        raise Image.DoesNotExist(f"image {image_id} does not exist")
     if needed > 1:
         vote = image_vote(user=user, image_id=image_id, action=action, version=version, label=label,
                           seconds_spent=seconds_spent)

@@ -187,3 +187,54 @@ def test_the_notice_is_not_shown_where_scoring_would_not_order_anything(as_revie
     only_test = DatasetFactory(name="tests-only")
     _images(only_test, "test", 1)
     assert "not been scored yet" not in text(as_reviewer.get("/review/", {"dataset": "tests-only"}))
+
+
+# 4. A 404 names what was missing
+
+
+@pytest.mark.parametrize("method, url, body, message", [
+    ("get", "/api/datasets/nope/export.csv", None, "dataset 'nope' does not exist"),
+    ("get", "/api/datasets/nope/", None, "dataset 'nope' does not exist"),
+    ("get", "/api/images/424242/", None, "image 424242 does not exist"),
+    ("post", "/api/images/424242/decision/", {"action": "confirm", "version": 1}, "image 424242 does not exist"),
+    ("get", "/api/runs/424242/", None, "run 424242 does not exist"),
+    ("get", "/api/jobs/424242/", None, "job 424242 does not exist"),
+])
+def test_an_api_404_names_what_is_missing(curator_api, method, url, body, message):
+    response = getattr(curator_api, method)(url, body, format="json") if body else getattr(curator_api, method)(url)
+    assert response.status_code == 404
+    assert response.json() == {"detail": message, "code": "not_found"}
+
+
+@pytest.mark.parametrize("method, url, message", [
+    ("get", "/datasets/nope/", "dataset 'nope' does not exist"),
+    ("get", "/datasets/nope/runs/", "dataset 'nope' does not exist"),
+    ("get", "/datasets/nope/calibration/", "dataset 'nope' does not exist"),
+    ("get", "/jobs/424242/row/", "job 424242 does not exist"),
+    ("post", "/gans/424242/epoch/", "no CycleGAN 424242"),
+    ("get", "/no-such-page/", "There is no page at /no-such-page/"),
+])
+def test_a_page_404_names_what_is_missing_on_a_page_that_fits_the_site(as_curator, settings, method, url, message):
+    assert settings.DEBUG is False  # the production handler and its templates/404.html
+    response = getattr(as_curator, method)(url)
+    body = text(response)
+    assert response.status_code == 404 and message in body
+    assert "FER label curation" in body and 'href="/static/css/site.css"' in body  # the site's header and style
+    assert 'href="/jobs/"' in body  # a way on: the signed-in user's navigation
+
+
+def test_a_500_page_fits_the_site_and_says_nothing_of_the_error(client, settings):
+    from django.urls import path
+
+    def broken(request):
+        raise RuntimeError("secret internals")
+
+    from fer_site.urls import urlpatterns
+
+    settings.ROOT_URLCONF = type("urls", (), {"urlpatterns": [path("broken/", broken), *urlpatterns]})
+    client.raise_request_exception = False
+    response = client.get("/broken/")
+    body = text(response)
+    assert response.status_code == 500 and "secret internals" not in body
+    assert "FER label curation" in body and "Something went wrong on our side" in body
+    assert 'href="/static/css/site.css"' in body
