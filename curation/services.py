@@ -7,23 +7,50 @@ from curation.models import Image, LabelChange
 from training.labels import NUM_CLASSES
 
 
-class VersionConflict(Exception):
-    """The image changed since the caller read it (another reviewer decided first)."""
+def image_last_change(image_id):
+    """The image's latest LabelChange (with its user), or None: who moved it to its current version, and when."""
+    return LabelChange.objects.filter(image_id=image_id).select_related("user").order_by("-id").first()
 
-    def __init__(self, image_id, expected, actual):
-        super().__init__(f"image {image_id} is at version {actual}, not {expected}: someone else changed it first")
+
+class VersionConflict(Exception):
+    """The image changed since the caller read it (another reviewer decided first, or the caller in another tab).
+
+    `last_change` (the image's latest LabelChange) says who changed it and when: `changed_by` (a user, or None for
+    a command) and `changed_at`. str() names the user; message_for(user) says "you" where it was that user."""
+
+    changed_by = changed_at = None
+
+    def __init__(self, image_id, expected, actual, *, last_change=None):
         self.image_id, self.expected, self.actual = image_id, expected, actual
+        if last_change is not None:
+            self.changed_by, self.changed_at = last_change.user, last_change.created_at
+        super().__init__(self.message_for(None))
+
+    def change_words(self, user=None):
+        """'bob changed it at 14:05', 'you changed it at 14:05', or 'someone else changed it first' when unknown."""
+        if self.changed_at is None:
+            return "someone else changed it first"
+        at = timezone.localtime(self.changed_at).strftime("%H:%M")
+        if self.changed_by is None:
+            return f"a command (no signed-in user) changed it at {at}"
+        if user is not None and self.changed_by.pk == user.pk:
+            return f"you changed it at {at}"
+        return f"{self.changed_by.get_username()} changed it at {at}"
+
+    def message_for(self, user):
+        """The conflict in words for `user` (the one whose change was refused)."""
+        return f"image {self.image_id} is at version {self.actual}, not {self.expected}: {self.change_words(user)}"
 
 
 class UndoConflict(VersionConflict):
     """The decision to undo is no longer the one that stands on its image: someone changed the image after it."""
 
-    def __init__(self, image_id, actual):
-        Exception.__init__(
-            self, f"image {image_id} was changed by someone else after your decision (now at version {actual}); "
-                  f"nothing was undone"
-        )
-        self.image_id, self.expected, self.actual = image_id, None, actual
+    def __init__(self, image_id, actual, *, last_change=None):
+        super().__init__(image_id, None, actual, last_change=last_change)
+
+    def message_for(self, user):
+        return (f"image {self.image_id} was changed after your decision ({self.change_words(user)}; now at version "
+                f"{self.actual}); nothing was undone")
 
 
 _NEW_STATUS = {
@@ -69,7 +96,7 @@ def image_label_change(*, image_id, action, expected_version, user=None, label=N
                 raise ValueError("undo needs the decision on this image to take back (undo_of)")
             standing = image_decisions_standing(image.pk)
             if not standing or standing[-1].pk != undo_of.pk:
-                raise UndoConflict(image.pk, image.version)
+                raise UndoConflict(image.pk, image.version, last_change=image_last_change(image.pk))
             new_label, new_status = undo_of.old_label, undo_of.old_status
             before = standing[-2] if len(standing) > 1 else None
             if new_status == Image.Status.UNREVIEWED or before is None:
@@ -92,7 +119,9 @@ def image_label_change(*, image_id, action, expected_version, user=None, label=N
             reviewed_by_id=reviewed_by_id, reviewed_at=reviewed_at, claimed_by=None, claim_expires_at=None,
         )
         if not updated:
-            raise VersionConflict(image_id, expected_version, Image.objects.values_list("version", flat=True).get(pk=image_id))
+            raise VersionConflict(image_id, expected_version,
+                                  Image.objects.values_list("version", flat=True).get(pk=image_id),
+                                  last_change=image_last_change(image_id))
         return LabelChange.objects.create(
             image_id=image_id, old_label=image.label, new_label=new_label, old_status=image.status,
             new_status=new_status, action=action, user=user, note=note, seconds_spent=seconds_spent,

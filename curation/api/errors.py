@@ -18,10 +18,16 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-def _conflict(exc):
-    data = {"detail": str(exc), "code": "version_conflict", "current_version": exc.actual}
+def _conflict(exc, request):
+    """409: the conflict in words for the requester ("you changed it at 14:05" where it was them), with who changed
+    the image and when where that is known."""
+    data = {"detail": exc.message_for(getattr(request, "user", None)), "code": "version_conflict",
+            "current_version": exc.actual}
     if isinstance(exc, UndoConflict):
         data["code"] = "undo_conflict"
+    if exc.changed_at is not None:
+        data["changed_by"] = exc.changed_by.get_username() if exc.changed_by is not None else None
+        data["changed_at"] = exc.changed_at.isoformat().replace("+00:00", "Z")
     return Response(data, status=status.HTTP_409_CONFLICT)
 
 
@@ -37,7 +43,7 @@ def _flatten(errors, prefix=""):
 
 def api_exception_handler(exc, context):
     if isinstance(exc, VersionConflict):
-        return _conflict(exc)
+        return _conflict(exc, context.get("request"))
     if isinstance(exc, NothingToUndo):
         exc = Conflict(str(exc), code="nothing_to_undo")
     elif isinstance(exc, ClaimLost):

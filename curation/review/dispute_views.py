@@ -53,7 +53,9 @@ def review_dispute_resolve(request):
         try:
             dispute_resolve(user=request.user, image_id=image_id, action=action, label=label,
                             version=decision.cleaned_data["version"])
-        except (NotDisputed, VersionConflict, ValueError) as exc:
+        except VersionConflict as exc:
+            messages.error(request, f"Not resolved: {exc.message_for(request.user)}.")
+        except (NotDisputed, ValueError) as exc:
             messages.error(request, f"Not resolved: {exc}.")
         except Image.DoesNotExist:
             messages.error(request, f"Image {image_id} no longer exists.")

@@ -57,9 +57,10 @@ def review_decide(request):
                                   label=label, seconds_spent=decision.seconds_spent(time.time()))
         except VoteRefused as exc:
             messages.error(request, f"Conflict: {exc}.")
-        except VersionConflict:
-            messages.error(request, f"Conflict: image {image_id} was changed by someone else while you looked at "
-                                    f"it. Your {action} was not recorded and nothing was overwritten.")
+        except VersionConflict as exc:
+            messages.error(request, f"Conflict: image {image_id} changed while you looked at it: "
+                                    f"{exc.change_words(request.user)}. Your {action} was not recorded and nothing "
+                                    f"was overwritten.")
         except Image.DoesNotExist:
             messages.error(request, f"Image {image_id} no longer exists; nothing was recorded.")
         else:
@@ -73,8 +74,10 @@ def review_decide(request):
 def review_undo_last(request):
     try:
         undo = review_undo(user=request.user)
-    except (NothingToUndo, VersionConflict) as exc:  # UndoConflict is a VersionConflict
+    except NothingToUndo as exc:
         messages.error(request, f"Nothing undone: {exc}.")
+    except VersionConflict as exc:  # UndoConflict
+        messages.error(request, f"Nothing undone: {exc.message_for(request.user)}.")
     else:
         if undo.change is None:
             messages.success(request, f"Withdrew your {undo.undone.action} vote on image {undo.undone.image_id}.")

@@ -22,7 +22,7 @@ from django.utils import timezone
 from curation.models import Image, LabelChange, ReviewVote
 from curation.review.leases import lease_take, leases_release
 from curation.roles import user_is_curator
-from curation.services import VersionConflict, image_label_change
+from curation.services import VersionConflict, image_label_change, image_last_change
 from training.labels import NUM_CLASSES
 
 PENDING, APPLIED, DISPUTED = "pending", "applied", "disputed"
@@ -36,6 +36,9 @@ class VoteRefused(VersionConflict):
     def __init__(self, image_id, actual, reason):
         Exception.__init__(self, f"image {image_id} {reason}; your vote was not recorded")
         self.image_id, self.expected, self.actual = image_id, actual, actual
+
+    def message_for(self, user):
+        return str(self)
 
 
 class NotDisputed(Exception):
@@ -75,7 +78,7 @@ def image_vote(*, user, image_id, action, version, label=None, seconds_spent=Non
     with transaction.atomic():
         image = Image.objects.select_for_update(of=("self",)).select_related("dataset").get(pk=image_id)
         if image.version != version:
-            raise VersionConflict(image_id, version, image.version)
+            raise VersionConflict(image_id, version, image.version, last_change=image_last_change(image_id))
         if image.disputed:
             raise VoteRefused(image_id, image.version, "awaits a curator (its reviewers disagreed)")
         kind, voted_label = _voted_for(action, label, image)

@@ -238,3 +238,56 @@ def test_a_500_page_fits_the_site_and_says_nothing_of_the_error(client, settings
     assert response.status_code == 500 and "secret internals" not in body
     assert "FER label curation" in body and "Something went wrong on our side" in body
     assert 'href="/static/css/site.css"' in body
+
+
+# 5. A version conflict says who changed the image and when
+
+
+def _hhmm(change):
+    from django.utils import timezone
+
+    return timezone.localtime(change.created_at).strftime("%H:%M")
+
+
+def test_a_stale_decision_on_the_page_says_who_changed_the_image_and_when(client):
+    from curation.models import LabelChange
+    from curation.services import image_label_change
+    from tests.factories import UserFactory
+
+    ds = DatasetFactory(name="q")
+    image = ImageFactory(dataset=ds, suspicion=0.9)
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    client.force_login(alice)
+    client.get("/review/", {"dataset": "q"})
+    image_label_change(image_id=image.pk, action="exclude", expected_version=1, user=bob)
+    at = _hhmm(LabelChange.objects.get(image=image))
+    body = text(client.post("/review/decide/", {"image_id": image.pk, "version": 1, "decision": "confirm",
+                                                "dataset": "q"}, HTTP_HX_REQUEST="true"))
+    assert (f"Conflict: image {image.pk} changed while you looked at it: bob changed it at {at}. Your confirm was "
+            f"not recorded and nothing was overwritten.") in body
+    assert "someone else" not in body
+    # Her own change, made in another tab, is hers: "you changed it".
+    image2 = ImageFactory(dataset=ds, suspicion=0.8)
+    image_label_change(image_id=image2.pk, action="confirm", expected_version=1, user=alice)
+    at = _hhmm(LabelChange.objects.get(image=image2))
+    body = text(client.post("/review/decide/", {"image_id": image2.pk, "version": 1, "decision": "exclude",
+                                                "dataset": "q"}, HTTP_HX_REQUEST="true"))
+    assert f"Conflict: image {image2.pk} changed while you looked at it: you changed it at {at}." in body
+
+
+def test_the_apis_409_says_who_changed_the_image_and_when(reviewer_api, curator_api, reviewer, curator):
+    from curation.models import LabelChange
+    from curation.services import image_label_change
+
+    image = ImageFactory(dataset=DatasetFactory(name="q"))
+    image_label_change(image_id=image.pk, action="confirm", expected_version=1, user=reviewer)
+    change = LabelChange.objects.get()
+    url = f"/api/images/{image.pk}/decision/"
+    stale = curator_api.post(url, {"action": "exclude", "version": 1}, format="json")
+    assert stale.status_code == 409
+    assert stale.json() == {
+        "detail": f"image {image.pk} is at version 2, not 1: rita changed it at {_hhmm(change)}",
+        "code": "version_conflict", "current_version": 2, "changed_by": "rita",
+        "changed_at": change.created_at.isoformat().replace("+00:00", "Z")}
+    own = reviewer_api.post(url, {"action": "exclude", "version": 1}, format="json").json()
+    assert own["detail"] == f"image {image.pk} is at version 2, not 1: you changed it at {_hhmm(change)}"

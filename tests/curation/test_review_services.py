@@ -189,7 +189,7 @@ def test_undo_refuses_when_someone_changed_the_image_since(ds, alice, bob):
     image = ImageFactory(dataset=ds)
     image_decide(user=alice, image_id=image.pk, action="confirm", version=1)
     image_decide(user=bob, image_id=image.pk, action="exclude", version=2)
-    with pytest.raises(UndoConflict, match="changed by someone else"):
+    with pytest.raises(UndoConflict, match="was changed after your decision \\(bob changed it at "):
         review_undo(user=alice)
     image.refresh_from_db()
     assert (image.status, image.version) == ("excluded", 3)

@@ -1,5 +1,6 @@
 """The review endpoints: claim under a lease, decide with the version, 409 on a stale one, undo."""
 import pytest
+from django.utils import timezone
 
 from curation.models import Image, LabelChange, ReviewSkip
 from tests.factories import DatasetFactory, ImageFactory
@@ -48,9 +49,11 @@ def test_decide_with_version_then_a_stale_decision_is_409(queue, reviewer_api, c
 
     stale = curator_api.post(url, {"action": "confirm", "version": image["version"]}, format="json")
     assert stale.status_code == 409
+    at = change.created_at
     assert stale.json() == {
-        "detail": f"image {image['id']} is at version 2, not 1: someone else changed it first",
-        "code": "version_conflict", "current_version": 2,
+        "detail": f"image {image['id']} is at version 2, not 1: rita changed it at {timezone.localtime(at):%H:%M}",
+        "code": "version_conflict", "current_version": 2, "changed_by": "rita",
+        "changed_at": at.isoformat().replace("+00:00", "Z"),
     }
     assert Image.objects.get(pk=image["id"]).label == 2 and LabelChange.objects.count() == 1
 
