@@ -19,7 +19,7 @@ class DictConfig:
 
 
 # Noise-robust training methods (training/robust.py), named here so that validating a config imports no torch.
-ROBUST_METHODS = ("none", "eac", "gce")
+ROBUST_METHODS = ("none", "eac", "gce", "bootstrap")
 EAC_ARCHS = ("small_cnn", "resnet18")  # archs whose last conv map feeds global pooling and one linear layer
 
 
@@ -44,10 +44,12 @@ class TrainConfig(DictConfig):
     # and kept under-trained (by loss the benchmark's clean-label oracle kept epoch 5 of 16: 44 % instead of 78 %).
     monitor: str = "val_acc"
     # Noise-robust training (training/robust.py): "none" (cross-entropy), "eac" (erasing attention consistency;
-    # small_cnn and resnet18) or "gce" (generalized cross-entropy; label_smoothing does not apply to it).
+    # small_cnn and resnet18), "gce" (generalized cross-entropy) or "bootstrap" (hard bootstrapping); label_smoothing
+    # applies to neither of the last two.
     robust: str = "none"
     eac_lambda: float = 5.0  # weight of EAC's attention-consistency term (the paper's 5)
     gce_q: float = 0.7  # GCE's q in (0, 1]: 0 would be cross-entropy, 1 the mean absolute error (the paper's 0.7)
+    bootstrap_beta: float = 0.8  # hard bootstrapping's weight on the given label in (0, 1] (the paper's 0.8)
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms; slower on GPU
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -91,6 +93,8 @@ class TrainConfig(DictConfig):
             problems.append(f"eac_lambda must be >= 0, not {self.eac_lambda}")
         if not 0 < self.gce_q <= 1:
             problems.append(f"gce_q must be in (0, 1], not {self.gce_q}")
+        if not 0 < self.bootstrap_beta <= 1:
+            problems.append(f"bootstrap_beta must be in (0, 1], not {self.bootstrap_beta}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

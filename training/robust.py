@@ -4,6 +4,9 @@
 - "gce": generalized cross-entropy (Zhang & Sabuncu, NeurIPS 2018), (1 - p_y^q) / q. At q -> 0 it is
   cross-entropy, at q = 1 the mean absolute error; its gradient is cross-entropy's times p_y^q, so a sample the
   model gives a low probability to its given label (most often a wrong label) pulls less on the weights.
+- "bootstrap": hard bootstrapping (Reed et al., ICLR 2015 workshop): the target is bootstrap_beta of the given
+  label plus the rest on the model's own most likely class, -(beta log p_y + (1 - beta) log p_argmax), so where
+  the model has come to disagree with a label, part of the pull goes to what it predicts.
 - "eac": Erasing Attention Consistency (Zhang et al., ECCV 2022). Random erasing on the input; the image and its
   horizontal flip both go through the network; the loss is cross-entropy on the image plus eac_lambda times the
   mean squared difference between the class activation maps (CAMs) of the image and the flipped-back CAMs of the
@@ -33,6 +36,15 @@ def gce_loss(logits, target, *, q=0.7, weight=None):
     """Generalized cross-entropy (1 - p_y^q) / q, averaged (class-weighted if weight is given)."""
     p_y = torch.softmax(logits.float(), 1).gather(1, target[:, None]).squeeze(1)
     return weighted_mean((1 - p_y.clamp_min(1e-12) ** q) / q, target, weight)
+
+
+def bootstrap_loss(logits, target, *, beta=0.8, weight=None):
+    """Hard bootstrapping: beta of cross-entropy on the given label, 1 - beta on the model's own argmax (a
+    constant target), averaged (class-weighted by the given label if weight is given)."""
+    log_p = torch.log_softmax(logits.float(), 1)
+    predicted = log_p.detach().argmax(1)
+    per_sample = -(beta * log_p.gather(1, target[:, None]) + (1 - beta) * log_p.gather(1, predicted[:, None]))
+    return weighted_mean(per_sample.squeeze(1), target, weight)
 
 
 def random_erase(x, generator, *, p=0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.5):
@@ -91,4 +103,6 @@ def batch_loss(model, x, target, *, cfg, weight, generator):
     logits = model(x)
     if cfg.robust == "gce":
         return logits, gce_loss(logits, target, q=cfg.gce_q, weight=weight)
+    if cfg.robust == "bootstrap":
+        return logits, bootstrap_loss(logits, target, beta=cfg.bootstrap_beta, weight=weight)
     return logits, F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)

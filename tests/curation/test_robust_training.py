@@ -26,7 +26,7 @@ def test_the_commands_queue_the_method_and_refuse_an_unknown_one(faces):
                  **_quiet())
     assert Job.objects.get().params["robust"] == "eac"
     for command in ("train_classifier", "retrain"):
-        refused = r"--robust: invalid choice: 'nope' \(choose from '?none'?, '?eac'?, '?gce'?\)"
+        refused = r"--robust: invalid choice: 'nope' \(choose from '?none'?, '?eac'?, '?gce'?, '?bootstrap'?\)"
         with pytest.raises(CommandError, match=refused):
             call_command(command, "--dataset", "faces", "--robust", "nope", "--no-wait", **_quiet())
     # EAC needs class activation maps, which seed_cnn's dense head has not.
@@ -40,7 +40,7 @@ def test_the_api_refuses_an_unknown_method_by_name_and_queues_a_known_one(curato
     response = curator_api.post("/api/jobs/", {"kind": "train_classifier", "params": {
         "dataset": "faces", "arch": "small_cnn", "robust": "nope"}}, format="json")
     assert response.status_code == 400
-    assert response.json()["errors"]["params"] == ["robust must be one of none, eac, gce, not 'nope'"]
+    assert response.json()["errors"]["params"] == ["robust must be one of none, eac, gce, bootstrap, not 'nope'"]
     assert Job.objects.count() == 0
     response = curator_api.post("/api/jobs/", {"kind": "train_classifier", "params": {
         "dataset": "faces", "arch": "small_cnn", "robust": "gce"}}, format="json")
