@@ -30,7 +30,9 @@ def jobs_list(*, status=None, kind=None):
 
 
 def jobs_recent(*, limit=20):
-    return jobs_list()[:limit]
+    """The newest jobs started on their own (the home page, `manage.py jobs`): the parts of a job (Job.parent, e.g.
+    a scoring job's chunks) are counted on their parent's row of the jobs page, not listed."""
+    return jobs_list().filter(parent__isnull=True)[:limit]
 
 
 def job_latest(*, kind):

@@ -291,3 +291,17 @@ def test_the_apis_409_says_who_changed_the_image_and_when(reviewer_api, curator_
         "changed_at": change.created_at.isoformat().replace("+00:00", "Z")}
     own = reviewer_api.post(url, {"action": "exclude", "version": 1}, format="json").json()
     assert own["detail"] == f"image {image.pk} is at version 2, not 1: you changed it at {_hhmm(change)}"
+
+
+# 6. Internal chunk jobs stay off the home page
+
+
+def test_the_home_page_and_the_jobs_command_list_top_level_jobs_not_their_chunks(as_reviewer):
+    parent = JobFactory(kind="score_ambiguity", status=Job.Status.RUNNING, params={"dataset": "faces"})
+    chunks = [JobFactory(kind="score_chunk", parent=parent, status=Job.Status.SUCCEEDED) for _ in range(25)]
+    body = text(as_reviewer.get("/"))
+    assert f"<td>{parent.pk}</td><td>score_ambiguity</td>" in body
+    assert "score_chunk" not in body and not any(f"<td>{c.pk}</td>" in body for c in chunks)
+    out = io.StringIO()
+    call_command("jobs", stdout=out)
+    assert "score_ambiguity" in out.getvalue() and "score_chunk" not in out.getvalue()
