@@ -305,3 +305,19 @@ def test_the_home_page_and_the_jobs_command_list_top_level_jobs_not_their_chunks
     out = io.StringIO()
     call_command("jobs", stdout=out)
     assert "score_ambiguity" in out.getvalue() and "score_chunk" not in out.getvalue()
+
+
+# 7. The admin link only where it leads somewhere
+
+
+def test_the_admin_link_shows_only_to_staff_who_may_use_the_admin(client, curator, user):
+    from tests.factories import UserFactory
+
+    staff = UserFactory(username="boss", is_staff=True)
+    client.force_login(staff)
+    assert '<a href="/admin/">Admin</a>' in text(client.get("/"))
+    assert client.get("/admin/").status_code == 200  # it leads somewhere
+    for someone in (curator, user):  # a curator by group (not staff) and a reviewer: the admin would refuse them
+        client.force_login(someone)
+        assert 'href="/admin/"' not in text(client.get("/"))
+        assert client.get("/admin/").status_code == 302
