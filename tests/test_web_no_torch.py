@@ -24,6 +24,9 @@ SCRIPT = textwrap.dedent("""
         except JobParamsError:
             pass
         reached.append(kind)
+    # A valid training config is checked in the web process too (a train job that passes the dataset's checks).
+    from training.config import TrainConfig
+    TrainConfig(arch="small_cnn", robust="eac").validate()
     print(",".join(reached))
     sys.exit(3 if "torch" in sys.modules else 0)
 """)

@@ -23,9 +23,14 @@ ROBUST_METHODS = ("none", "eac", "gce", "bootstrap")
 EAC_ARCHS = ("small_cnn", "resnet18")  # archs whose last conv map feeds global pooling and one linear layer
 
 
+# The classifier architectures training.models builds. Named here, not imported from there, so that validating a
+# config (the web process does, when a job is started) never imports torch.
+ARCH_NAMES = ("seed_cnn", "small_cnn", "resnet18")
+
+
 @dataclass
 class TrainConfig(DictConfig):
-    arch: str = "seed_cnn"  # key of training.models.ARCHITECTURES
+    arch: str = "seed_cnn"  # one of ARCH_NAMES, built by training.models.ARCHITECTURES
     size: int = 64  # images are square, size x size RGB
     num_classes: int = 8
     epochs: int = 30
@@ -59,11 +64,9 @@ class TrainConfig(DictConfig):
     KIND = "training option"
 
     def validate(self):
-        from training.models import ARCHITECTURES
-
         problems = []
-        if self.arch not in ARCHITECTURES:
-            problems.append(f"arch must be one of {', '.join(ARCHITECTURES)}, not {self.arch!r}")
+        if self.arch not in ARCH_NAMES:
+            problems.append(f"arch must be one of {', '.join(ARCH_NAMES)}, not {self.arch!r}")
         if not 16 <= self.size <= 256:
             problems.append(f"size must be 16-256 px, not {self.size}")
         elif self.arch == "seed_cnn" and self.size < 60:

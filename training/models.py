@@ -4,6 +4,8 @@ from torch import nn
 from torchvision.models import resnet18
 from torchvision.models.resnet import ResNet
 
+from training.config import ARCH_NAMES
+
 
 class SeedCNN(nn.Module):
     """The published experiment's network (a Keras model), for comparison.
@@ -71,6 +73,9 @@ ARCHITECTURES = {
     "resnet18": build_resnet18,
     "small_cnn": lambda num_classes, size: SmallCNN(num_classes, size),
 }
+
+
+assert set(ARCHITECTURES) == set(ARCH_NAMES), "training.config.ARCH_NAMES must name every architecture"
 
 
 def build_model(arch, num_classes, size):
