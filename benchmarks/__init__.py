@@ -7,6 +7,7 @@ import_dataset: import job throughput (images/s) against only reading, decoding 
 export: the CSV export through the WSGI handler (wall time, peak RSS) against only reading the rows.
 pages: the run comparison and the jobs page against reading the snapshots / one page of jobs with no counts.
 review_load: reviewers claiming and deciding over HTTP (gunicorn) against the services in-process (PostgreSQL).
+soak: reviewers against gunicorn + a Celery worker (PostgreSQL, Redis), worker killed and Redis restarted midway.
 score_chunks: the SSIM phase of score_ambiguity by chunk size against one chunk per generator direction.
 synthetic_faces: synthetic face generation (faces/s, one core) against only encoding and writing PNGs.
 train_speed: classifier training with the real data pipeline against the model-only ceiling.
