@@ -7,9 +7,18 @@ import re
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from curation.models import GeneratedImage, Image, Job
-from tests.factories import DatasetFactory, GanModelFactory, ImageFactory, JobFactory, RunFactory
+from curation.models import GeneratedImage, Image, Job, LabelChange
+from curation.services import image_label_change
+from tests.factories import (
+    DatasetFactory,
+    GanModelFactory,
+    ImageFactory,
+    JobFactory,
+    RunFactory,
+    UserFactory,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("inline_jobs")]
 
@@ -244,15 +253,10 @@ def test_a_500_page_fits_the_site_and_says_nothing_of_the_error(client, settings
 
 
 def _hhmm(change):
-    from django.utils import timezone
-
     return timezone.localtime(change.created_at).strftime("%H:%M")
 
 
 def test_a_stale_decision_on_the_page_says_who_changed_the_image_and_when(client):
-    from curation.models import LabelChange
-    from curation.services import image_label_change
-    from tests.factories import UserFactory
 
     ds = DatasetFactory(name="q")
     image = ImageFactory(dataset=ds, suspicion=0.9)
@@ -276,8 +280,6 @@ def test_a_stale_decision_on_the_page_says_who_changed_the_image_and_when(client
 
 
 def test_the_apis_409_says_who_changed_the_image_and_when(reviewer_api, curator_api, reviewer, curator):
-    from curation.models import LabelChange
-    from curation.services import image_label_change
 
     image = ImageFactory(dataset=DatasetFactory(name="q"))
     image_label_change(image_id=image.pk, action="confirm", expected_version=1, user=reviewer)
@@ -311,7 +313,6 @@ def test_the_home_page_and_the_jobs_command_list_top_level_jobs_not_their_chunks
 
 
 def test_the_admin_link_shows_only_to_staff_who_may_use_the_admin(client, curator, user):
-    from tests.factories import UserFactory
 
     staff = UserFactory(username="boss", is_staff=True)
     client.force_login(staff)
