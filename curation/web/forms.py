@@ -24,17 +24,24 @@ def dataset_names():
     return list(Dataset.objects.order_by("name").values_list("name", flat=True))
 
 
+def dataset_newest():
+    """The name of the most recently imported dataset, or None."""
+    return Dataset.objects.order_by("-created_at", "-id").values_list("name", flat=True).first()
+
+
 class StartForm(forms.Form):
     key = ""  # the form's name in the page and its URL
     kind = ""  # the job kind it enqueues
     title = ""
 
-    def __init__(self, *args, datasets=None, **kwargs):
-        """`datasets`: the dataset names to offer, read once for all the page's forms."""
+    def __init__(self, *args, datasets=None, dataset=None, **kwargs):
+        """`datasets`: the dataset names to offer, read once for all the page's forms; `dataset`: the one chosen
+        at first (the dataset the page was opened for, else the newest one), never the alphabetically first."""
         super().__init__(*args, **kwargs)
         if "dataset" in self.fields:
             names = dataset_names() if datasets is None else datasets
             self.fields["dataset"].choices = [(n, n) for n in names]
+            self.fields["dataset"].initial = dataset if dataset in names else dataset_newest()
 
     def params(self):
         """The job's parameters from cleaned data; empty optional fields are left out (the kind's defaults)."""

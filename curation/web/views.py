@@ -23,7 +23,7 @@ from curation.roles import user_is_curator
 from curation.scoring.calibration import threshold_calibration
 from curation.selectors import DatasetNotFound, dataset_get
 from curation.web import selectors
-from curation.web.forms import START_FORMS, GanEpochForm, dataset_names
+from curation.web.forms import START_FORMS, GanEpochForm, dataset_names, dataset_newest
 from curation.web.services import EpochNotSaved, gan_choose_epoch
 from training.labels import CLASSES
 
@@ -53,9 +53,10 @@ def _jobs_context(request, bound=None):
     forms = []
     if curator:
         names = dataset_names()
+        chosen = request.GET.get("dataset") or dataset_newest()  # the dataset the page was opened for
         for key, form_class in START_FORMS.items():
             forms.append(bound if bound is not None and bound.key == key
-                         else form_class(prefix=key, datasets=names))
+                         else form_class(prefix=key, datasets=names, dataset=chosen))
     return {"page": selectors.jobs_page(page=request.GET.get("page") or 1), "curator": curator, "forms": forms,
             "workers": workers_alive(),
             "open_form": bound.key if bound is not None else request.GET.get("start", "")}

@@ -170,7 +170,7 @@ def test_the_queue_of_an_unscored_dataset_says_so_and_links_to_scoring(as_review
     body = text(page)
     assert page.status_code == 200 and "data-image-id" not in body
     assert "faces has not been scored yet" in body
-    assert 'href="/jobs/?start=score#start-score"' in body
+    assert 'href="/jobs/?start=score&dataset=faces#start-score"' in body
     assert not Image.objects.filter(claimed_by__isnull=False).exists()  # nothing was claimed
     # The htmx card (a filter change) says the same.
     assert "faces has not been scored yet" in text(as_reviewer.get("/review/", {"dataset": "faces"},
@@ -322,3 +322,25 @@ def test_the_admin_link_shows_only_to_staff_who_may_use_the_admin(client, curato
         client.force_login(someone)
         assert 'href="/admin/"' not in text(client.get("/"))
         assert client.get("/admin/").status_code == 302
+
+
+# 3. Forms default to the dataset the page is about, or the newest one
+
+
+def _selected(page, key):
+    """The dataset a start form of the jobs page has chosen."""
+    select = re.search(rf'<select name="{key}-dataset"[^>]*>(.*?)</select>', page, re.S)
+    chosen = re.search(r'<option value="([^"]*)"[^>]*\bselected\b', select.group(1))
+    return chosen.group(1) if chosen else None
+
+
+def test_start_forms_choose_the_dataset_the_page_is_about_else_the_newest(as_curator, faces):
+    # An older, alphabetically first dataset: the retrain that once defaulted to such a one failed at 99 %.
+    tiny = DatasetFactory(name="aaa-tiny")
+    type(tiny).objects.filter(pk=tiny.pk).update(created_at=faces.created_at - timezone.timedelta(days=1))
+    page = text(as_curator.get("/jobs/"))
+    assert _selected(page, "retrain") == "faces" and _selected(page, "score") == "faces"
+    page = text(as_curator.get("/jobs/", {"dataset": "aaa-tiny"}))
+    assert _selected(page, "retrain") == "aaa-tiny" and _selected(page, "train") == "aaa-tiny"
+    # The dataset's pages lead there.
+    assert 'href="/jobs/?dataset=faces"' in text(as_curator.get("/datasets/faces/"))
