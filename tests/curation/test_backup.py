@@ -92,7 +92,7 @@ class Writer(threading.Thread):
                 version = Image.objects.values_list("version", flat=True).get(pk=pk)
                 action = ("confirm", "relabel", "exclude")[n % 3]
                 change = image_decide(user=self.user, image_id=pk, action=action, version=version,
-                                      label=(n % 7) + 1 if action == "relabel" else None)
+                                      label=(n % 7) + 1 if action == "relabel" else None).change
                 self.committed.append(change.pk)
                 if n % 5 == 4:
                     self.committed.append(review_undo(user=self.user).change.pk)
