@@ -30,6 +30,20 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from benchmarks._django import setup
+
+# Settings only: this process never queries a database. The soak's own database and Redis go to the processes it
+# starts through their environment (seeding runs in one of them: --seed-into), and to the Celery app's broker_url.
+setup()
+
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.db import connection, connections  # noqa: E402
+from rest_framework.authtoken.models import Token  # noqa: E402
+
+from benchmarks.review_load import DECISIONS, _percentiles, _seed, _serve, _stop  # noqa: E402
+from curation.models import Dataset  # noqa: E402
+from fer_site.celery import app  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
@@ -50,6 +64,7 @@ def _parse(argv):
     parser.add_argument("--undo", type=float, default=0.1, help="chance that a reviewer undoes a decision")
     parser.add_argument("--restart-redis", action="store_true",
                         help="restart the Redis CELERY_BROKER_URL names (shared!) instead of a private one")
+    parser.add_argument("--seed-into", metavar="DATASET", help=argparse.SUPPRESS)  # the soak's seeding process
     opts = vars(parser.parse_args(argv))
     for name in ("reviewers", "images", "workers", "threads"):
         if opts[name] < 1:
@@ -72,7 +87,6 @@ def _check_env():
 
 
 def _free_port():
-    # not benchmarks.review_load's: importing it sets Django up, which must wait for the soak's own database
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -180,8 +194,6 @@ def _kill(proc, sig=signal.SIGKILL):
 def _worker_wait(n, timeout=90.0):
     """Seconds until Celery worker number n answers a ping through the broker (retrying across a broker restart),
     or None if it does not within timeout."""
-    from fer_site.celery import app
-
     name = f"soak{n}-{os.getpid()}@"
     began = time.monotonic()
     while time.monotonic() - began < timeout:
@@ -251,8 +263,6 @@ def _reviewers(base, tokens, dataset_name, opts, stats, began):
         session = requests.Session()
         session.headers["Authorization"] = f"Token {token}"
         time.sleep(rng.random() * opts["pause"])  # out of step from the start
-        from benchmarks.review_load import DECISIONS
-
         while time.monotonic() < deadline:
             data = call(session, "claim", "/api/review/next/", {"dataset": dataset_name})
             image = data.get("image") if data else None
@@ -277,8 +287,6 @@ def _reviewers(base, tokens, dataset_name, opts, stats, began):
 
 
 def _report(stats, wall):
-    from benchmarks.review_load import _percentiles
-
     print(f"{'request':8s} {'count':>7s} {'p50 ms':>7s} {'p95 ms':>7s} {'p99 ms':>7s} {'5xx':>5s} {'409':>5s} "
           f"{'other':>5s}  slowest")
     for kind in KINDS:
@@ -295,8 +303,22 @@ def _report(stats, wall):
         print(f"  e.g. {example}")
 
 
+def _seed_into(name, opts):
+    """In the seeding process (its DATABASE_URL is the soak's database): the dataset and the reviewers; prints the
+    PostgreSQL version, then their tokens, one per line."""
+    dataset = Dataset.objects.create(name=name, format=Dataset.Format.CSV, source="bench_soak")
+    _seed(dataset, opts["images"])
+    User = get_user_model()
+    tokens = [Token.objects.create(user=User.objects.create_user(username=f"soak-{i}")).key
+              for i in range(opts["reviewers"])]
+    print(connection.cursor().connection.info.server_version)
+    print("\n".join(tokens))
+
+
 def main(argv=None):
     opts = _parse(argv)
+    if opts["seed_into"]:
+        return _seed_into(opts["seed_into"], opts)
     db_url, broker = _check_env()
     pid = os.getpid()
     db_name = f"fer_soak_{pid}"
@@ -327,25 +349,13 @@ def main(argv=None):
         print(f"database {db_name} created and migrated in {time.perf_counter() - t0:.1f} s; "
               f"Redis {'private, port ' + str(redis.port) if redis.private else broker}")
 
-        # Django only now, on the soak's own database.
-        from benchmarks._django import setup
-
-        setup()
-        from django.contrib.auth import get_user_model
-        from django.db import connection, connections
-        from rest_framework.authtoken.models import Token
-
-        from benchmarks.review_load import _seed, _serve, _stop
-        from curation.models import Dataset
-
-        dataset = Dataset.objects.create(name=f"soak-{pid}", format=Dataset.Format.CSV, source="bench_soak")
-        _seed(dataset, opts["images"])
-        User = get_user_model()
-        tokens = [Token.objects.create(user=User.objects.create_user(username=f"soak-{i}")).key
-                  for i in range(opts["reviewers"])]
-        print(f"PostgreSQL {connection.cursor().connection.info.server_version}; {opts['images']:,} scored images, "
-              f"{opts['reviewers']} reviewers with tokens")
-        connections.close_all()
+        dataset_name = f"soak-{pid}"
+        seeded = subprocess.run([sys.executable, "-m", "benchmarks.soak", "--seed-into", dataset_name,
+                                 "--images", str(opts["images"]), "--reviewers", str(opts["reviewers"])],
+                                cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+        version, *tokens = seeded.stdout.split()
+        print(f"PostgreSQL {version}; {opts['images']:,} scored images, {opts['reviewers']} reviewers with tokens")
+        app.conf.broker_url = redis.url  # this process's settings were read before the soak's Redis existed
 
         port = _free_port()
         server = _serve(port, opts)
@@ -355,7 +365,7 @@ def main(argv=None):
 
         stats = _Stats()
         began = time.monotonic()
-        threads = _reviewers(f"http://127.0.0.1:{port}", tokens, dataset.name, opts, stats, began)
+        threads = _reviewers(f"http://127.0.0.1:{port}", tokens, dataset_name, opts, stats, began)
         time.sleep(opts["seconds"] / 2)
         t_kill = time.monotonic() - began
         _kill(worker)
@@ -386,22 +396,17 @@ def main(argv=None):
         _stop(server)
         server = None
 
-        done = subprocess.run([sys.executable, "manage.py", "verify_labels", "--dataset", dataset.name], cwd=ROOT,
+        done = subprocess.run([sys.executable, "manage.py", "verify_labels", "--dataset", dataset_name], cwd=ROOT,
                               env=env, capture_output=True, text=True, check=False)
-        print(f"verify_labels --dataset {dataset.name}: exit {done.returncode}")
+        print(f"verify_labels --dataset {dataset_name}: exit {done.returncode}")
         print("  " + (done.stdout + done.stderr).strip().replace("\n", "\n  "))
         if done.returncode:
             failed.append("verify_labels")
     finally:
         if server is not None:
-            from benchmarks.review_load import _stop
-
             _stop(server)
         _kill(worker, signal.SIGTERM)
-        if "django" in sys.modules:
-            from django.db import connections
-
-            connections.close_all()
+        connections.close_all()
         if created:
             _db_drop(db_url, db_name)
         redis.stop()
