@@ -20,6 +20,7 @@ from curation.cleaning_bench.measure import CEILING
 from curation.cleaning_bench.report import write_report
 from curation.cleaning_bench.stages import run_stage
 from curation.models import Dataset, GeneratedImage, Image
+from curation.selectors import dataset_get
 from training.labels import CLASSES
 from training.synthetic_faces import make_synthetic_faces
 
@@ -67,7 +68,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     with override_settings(FER_IMPORT_ROOTS=[*settings.FER_IMPORT_ROOTS, faces]):
         stage("import", lambda: job("import_dataset", {"path": str(faces / "labels.csv"), "format": "csv",
                                                        "name": plan.name}))
-    dataset = Dataset.objects.get(name=plan.name)
+    dataset = dataset_get(name=plan.name)
     splits = {s: Image.objects.filter(dataset=dataset, split=s).count() for s in ("train", "val", "test")}
     runs = {}
     # The first seed's baseline also trains the out-of-fold models cleanlab reads; the other seeds need none.

@@ -56,7 +56,7 @@ def validate_import_params(params):
         existing = None  # a new dataset
     if existing and existing.format != fmt:
         raise JobParamsError(f"dataset {name!r} was imported as {existing.format}, not {fmt}")
-    return {"name": name, "format": fmt, "path": clean.pop("path"), **clean}
+    return clean
 
 
 def carve_splits(candidates, *, has_test, has_val, test_fraction, val_fraction, seed):

@@ -2,15 +2,16 @@ from django.core.management.base import BaseCommand, CommandError
 
 from curation.audit import labels_verify, read_snapshot
 from curation.models import Dataset
+from curation.selectors import DatasetNotFound, dataset_get
 
 
 def dataset_named(name):
     """The Dataset called `name`, or CommandError naming the known ones."""
-    dataset = Dataset.objects.filter(name=name).first()
-    if dataset is None:
+    try:
+        return dataset_get(name=name)
+    except DatasetNotFound:
         known = ", ".join(Dataset.objects.order_by("name").values_list("name", flat=True)[:20]) or "none"
-        raise CommandError(f"no dataset named {name!r} (datasets: {known})")
-    return dataset
+        raise CommandError(f"no dataset named {name!r} (datasets: {known})") from None
 
 
 def report_write(stdout, report):
