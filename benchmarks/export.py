@@ -30,10 +30,10 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.core.handlers.wsgi import WSGIHandler  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from curation.models import Dataset, Image  # noqa: E402
 from curation.selectors import dataset_export_rows  # noqa: E402
+from curation.tokens import issue_token  # noqa: E402
 
 
 def _status_kb(field):
@@ -109,7 +109,7 @@ def main(argv=None):
                        cwd=settings.BASE_DIR, check=True)
         print(f"database: {connection.vendor} ({connection.settings_dict['NAME']}); "
               f"seeded {args.rows:,} images in {time.perf_counter() - t0:.1f} s")
-        token = Token.objects.create(user=user).key
+        token = issue_token(user)[1]
         gc.collect()
         idle_mb = _status_kb("VmRSS") / 1024
         print(f"idle process RSS before the measurements: {idle_mb:.0f} MB")

@@ -32,10 +32,10 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, connections, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from curation.models import Dataset, Image, LabelChange, ReviewSkip, ReviewVote  # noqa: E402
 from curation.review.services import image_claim_next, image_decide  # noqa: E402
+from curation.tokens import issue_token, revoke_tokens  # noqa: E402
 
 DECISIONS = ("confirm", "confirm", "confirm", "relabel", "exclude")  # most reviews confirm
 
@@ -131,7 +131,7 @@ def main(argv=None):
               f"({connection.settings_dict['NAME']}); seeded {opts['images']:,} scored images "
               f"in {time.perf_counter() - t0:.1f} s")
         users = [User.objects.create_user(username=f"bench-review-{tag}-{i}") for i in range(opts["reviewers"])]
-        tokens = [Token.objects.create(user=u).key for u in users]
+        tokens = [issue_token(u)[1] for u in users]
         port = _free_port()
         server = _serve(port, opts)
         print(f"server: gunicorn, {opts['workers']} workers x {opts['threads']} threads "
@@ -312,7 +312,7 @@ def _clean(dataset, users):
         cursor.execute(f"DELETE FROM {table} WHERE dataset_id = %s", [dataset.pk])
     dataset.delete()
     for user in users:
-        Token.objects.filter(user=user).delete()
+        revoke_tokens(user)
         user.delete()
 
 

@@ -38,10 +38,10 @@ setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, connections  # noqa: E402
-from rest_framework.authtoken.models import Token  # noqa: E402
 
 from benchmarks.review_load import DECISIONS, _percentiles, _seed, _serve, _stop  # noqa: E402
 from curation.models import Dataset  # noqa: E402
+from curation.tokens import issue_token  # noqa: E402
 from fer_site.celery import app  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,8 +309,7 @@ def _seed_into(name, opts):
     dataset = Dataset.objects.create(name=name, format=Dataset.Format.CSV, source="bench_soak")
     _seed(dataset, opts["images"])
     User = get_user_model()
-    tokens = [Token.objects.create(user=User.objects.create_user(username=f"soak-{i}")).key
-              for i in range(opts["reviewers"])]
+    tokens = [issue_token(User.objects.create_user(username=f"soak-{i}"))[1] for i in range(opts["reviewers"])]
     print(connection.cursor().connection.info.server_version)
     print("\n".join(tokens))
 

@@ -14,8 +14,8 @@ import urllib.request
 
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
+from curation.tokens import issue_token
 from tests.conftest import REPO, wait_for, worker_database_url
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 
@@ -58,7 +58,7 @@ def test_ten_reviewers_over_http_on_runserver_do_not_exhaust_postgresql(tmp_path
     ds = DatasetFactory(name="http-race")
     for i in range(400):
         ImageFactory(dataset=ds, suspicion=(i * 7919 % 400) / 400)
-    tokens = [Token.objects.create(user=UserFactory(username=f"h{i}")).key for i in range(REVIEWERS)]
+    tokens = [issue_token(UserFactory(username=f"h{i}"))[1] for i in range(REVIEWERS)]
 
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "FER_DB_CONN_MAX_AGE"}  # the documented default

@@ -27,6 +27,8 @@ urlpatterns = [
     path("runs/", runs.RunListApi.as_view(), name="api-runs"),
     path("runs/<int:run_id>/", runs.RunDetailApi.as_view(), name="api-run"),
     path("auth/token/", auth.TokenLoginApi.as_view(), name="api-token"),
+    path("auth/logout/", auth.TokenLogoutApi.as_view(), name="api-token-logout"),
+    path("auth/logout-all/", auth.TokenLogoutAllApi.as_view(), name="api-token-logout-all"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Redoc's bundle injects <style> elements it cannot give a nonce: this one page allows inline styles (its

@@ -5,6 +5,7 @@ filesystem broker in FER_DATA_DIR/broker, so one machine runs the web server and
 Scaled: DATABASE_URL=postgres://... and CELERY_BROKER_URL=redis://... run the same code on PostgreSQL and Redis.
 """
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -57,7 +58,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",  # API tokens, stored hashed with an expiry (curation/tokens.py)
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
@@ -251,9 +252,10 @@ IMPORT_MAX_FILE_BYTES = env_int("FER_IMPORT_MAX_FILE_BYTES", 50 * 1024 * 1024)
 REVIEW_LEASE_SECONDS = env_int("FER_REVIEW_LEASE_SECONDS", 300)
 
 REST_FRAMEWORK = {
-    # Token first: an anonymous request then gets 401 with a WWW-Authenticate header, not a bare 403.
+    # Token first: an anonymous request then gets 401 with a WWW-Authenticate header, not a bare 403. Tokens are
+    # django-rest-knox's (a digest and an expiry in the database), sent as DRF's were: `Authorization: Token <token>`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "curation.api.authentication.ExpiringTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -266,6 +268,14 @@ REST_FRAMEWORK = {
         "login": os.environ.get("FER_THROTTLE_LOGIN", "10/min"),
     },
 }
+
+# API tokens live this long from when they are issued (the token endpoint, drf_create_token); then they are refused
+# with 401 "Token expired". Never forever: a leaked token stops working on its own.
+TOKEN_TTL_HOURS = env_int("FER_TOKEN_TTL_HOURS", 7 * 24)
+if TOKEN_TTL_HOURS <= 0:
+    raise ImproperlyConfigured(f"FER_TOKEN_TTL_HOURS={TOKEN_TTL_HOURS} must be a positive number of hours: API "
+                               f"tokens always expire")
+REST_KNOX = {"TOKEN_TTL": timedelta(hours=TOKEN_TTL_HOURS), "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "FER label curation API",

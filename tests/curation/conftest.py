@@ -4,10 +4,10 @@ scoring tests import through the product."""
 import io
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from curation.models import Image
+from curation.tokens import issue_token
 from tests.factories import CuratorFactory, DatasetFactory, ImageFactory, UserFactory
 from tests.images import squares
 
@@ -49,7 +49,7 @@ def anon_api():
 def reviewer_api(reviewer):
     """A reviewer's client, authenticated by token as a script would be."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=reviewer).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(reviewer)[1]}")
     return client
 
 

@@ -28,7 +28,8 @@ def test_login_form_refuses_a_third_attempt_without_checking_the_password(review
 def test_token_endpoint_gives_the_token_and_is_throttled(reviewer, two_per_minute):
     client = APIClient()
     first = client.post("/api/auth/token/", {"username": "rita", "password": "pw"}, format="json")
-    assert first.status_code == 200 and len(first.json()["token"]) == 40
+    assert first.status_code == 200 and len(first.json()["token"]) == 64  # knox: 32 random bytes in hex
+    assert first.json()["expiry"]
     wrong = client.post("/api/auth/token/", {"username": "rita", "password": "no"}, format="json")
     assert wrong.status_code == 400
     refused = client.post("/api/auth/token/", {"username": "rita", "password": "pw"}, format="json")

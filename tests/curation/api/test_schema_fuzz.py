@@ -6,13 +6,13 @@ from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
-from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
 )
 
+from curation.tokens import issue_token
 from tests.factories import DatasetFactory, ImageFactory, JobFactory, RunFactory
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ def known(curator, settings):
     images = [ImageFactory(dataset=ds, suspicion=s) for s in (0.9, 0.5, None)]
     job = JobFactory(kind="import_dataset", params={})
     run = RunFactory(dataset=ds, arch="small_cnn", test_metrics={"accuracy": 0.5, "macro_f1": 0.4})
-    token = Token.objects.create(user=curator).key
+    token = issue_token(curator)[1]
     return {"name": ds.name, "image_id": images[0].pk, "job_id": job.pk, "run_id": run.pk, "token": token}
 
 
