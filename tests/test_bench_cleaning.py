@@ -31,11 +31,11 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     dataset = Dataset.objects.get(name="tiny")
     truth = read_truth(out / "faces" / "truth.csv")
 
-    # Every job of the pipeline ran once and succeeded: import, 6 classifier runs of 2 seeds each (the SSIM-reduced
+    # Every job of the pipeline ran once and succeeded: import, 9 classifier runs of 2 seeds each (the SSIM-reduced
     # run is the baseline: nothing flagged), 4 CycleGANs, scores, generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
     assert kinds == ["import_dataset", *["train_classifier"] * 2, *["train_cyclegan"] * 4, "score_ambiguity",
-                     *["train_classifier"] * 6, *["generate_images"] * 4, *["train_classifier"] * 4]
+                     *["train_classifier"] * 10, *["generate_images"] * 4, *["train_classifier"] * 6]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
     # Every run is reported, and all of them were scored on the one untouched test split.
@@ -60,6 +60,14 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
         assert row["delta_accuracy"] == pytest.approx(row["accuracy"] - runs["baseline"]["accuracy"])
     assert [stored[seed["run"]].folds for seed in runs["baseline"]["seeds"]] == [2, 0]
     assert runs["reviewed + augmented"]["selection"]["generated"] > 0
+    # The robust arms train with the plan's method (EAC by default), everything else with plain cross-entropy; the
+    # reviewed + robust run trains on exactly the reviewed run's images and labels.
+    robust_runs = {"robust (no review)", "reviewed + robust", "oracle + robust"}
+    for name, row in runs.items():
+        assert {stored[seed["run"]].config["robust"] for seed in row["seeds"]} == {
+            "eac" if name in robust_runs else "none"}, name
+    assert stored[runs["reviewed + robust"]["run"]].snapshot_hash == stored[runs["reviewed"]["run"]].snapshot_hash
+    assert not stored[runs["robust (no review)"]["run"]].reduced
     # The oracle trained on the true label of every train image.
     oracle = stored[runs["oracle (true labels)"]["run"]]
     snapshot = (tmp_path / "media" / oracle.snapshot_file).read_text().splitlines()[1:]
@@ -107,7 +115,12 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert sorted(d.split("->")[0] for d in directions) == sorted(CLASSES)
     assert all(q["target_rate_outputs"] is not None for q in report["gan_quality"])
     assert set(report["goals"]) == {"fused_auroc_at_least_cleanlab", "reviewed_recovers_half_the_gap",
-                                    "same_test_split"}
+                                    "reviewed_robust_recovers_80pct", "same_test_split"}
+    robust_goal = report["goals"]["reviewed_robust_recovers_80pct"]
+    assert robust_goal["margin_over_robust_alone"] == pytest.approx(
+        runs["reviewed + robust"]["accuracy"] - runs["robust (no review)"]["accuracy"])
+    assert robust_goal["seed_spread"] == max(runs["reviewed + robust"]["accuracy_std"],
+                                             runs["robust (no review)"]["accuracy_std"])
     md = (out / "report.md").read_text()
     assert all(name in md for name in RUN_NAMES)
     for rel in report["plots"].values():
@@ -122,6 +135,8 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     (["--gan-size", "30"], "gan-size must be a multiple of 4"),
     (["--n", "50"], "n must be at least 200"),
     (["--folds", "1"], "folds must be at least 2"),
+    (["--robust", "mixup"], "robust must be one of none, eac, gce, bootstrap, not 'mixup'"),
+    (["--arch", "seed_cnn", "--robust", "eac"], "robust eac needs class activation maps"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, problem):
     with pytest.raises(CommandError, match=problem.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):

@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from curation.cleaning_bench import measure, reviewers
-from curation.cleaning_bench.measure import CEILING
+from curation.cleaning_bench.measure import CEILING, ORACLE_ROBUST, REVIEWED_ROBUST, ROBUST
 from curation.cleaning_bench.report import write_report
 from curation.cleaning_bench.stages import run_stage
 from curation.models import Dataset, GeneratedImage, Image
@@ -89,6 +89,9 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         same_as["reduced (SSIM flags, no review)"] = "baseline"
         say("reduced (SSIM flags): no image reached the threshold, so it is the baseline; not trained again")
     runs["reduced (cleanlab flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="classifier")
+    robust = plan.robust != "none"
+    if robust:  # the published methods' setting: every noisy label, nobody reviews
+        runs[ROBUST] = train(f"retrain: robust ({plan.robust})", robust=plan.robust)
 
     # The review ceiling: the same reviewers, budget and error draws on a perfect queue (wrong labels first), its
     # retrain, then its decisions taken back, so that the product's queue is reviewed from the same labels.
@@ -107,6 +110,9 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     audit = reviewers.audit_decisions(decisions, users, dataset)
     review = measure.review_summary(decisions, detection["noisy"])
     runs["reviewed"] = train("retrain: reviewed", reduced=True, doubtful=plan.doubtful)
+    if robust:  # the same images and labels as the reviewed run, trained with the robust method
+        runs[REVIEWED_ROBUST] = train(f"retrain: reviewed + robust ({plan.robust})", reduced=True,
+                                      doubtful=plan.doubtful, robust=plan.robust)
 
     per_direction = max(1, round(plan.generate_share * splits["train"] / (2 * len(plan.pairs))))
     skipped = {}
@@ -125,6 +131,8 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     oracle_user = get_user_model().objects.get_or_create(username=f"{plan.name}-oracle")[0]
     oracle = stage("oracle relabel", lambda: reviewers.oracle_relabel(dataset=dataset, truth=truth, user=oracle_user))
     runs["oracle (true labels)"] = train("retrain: oracle", reduced=True)
+    if robust:
+        runs[ORACLE_ROBUST] = train(f"retrain: oracle + robust ({plan.robust})", reduced=True, robust=plan.robust)
 
     table = measure.runs_table(runs, same_as)
     if not table["same_test_split"]:

@@ -3,6 +3,7 @@ anything is written."""
 from dataclasses import asdict, dataclass, field, fields
 
 from curation.classifier.selection import DOUBTFUL
+from training.config import EAC_ARCHS, ROBUST_METHODS
 
 # The confusable pairs of training/synthetic_faces.py (PARTNER): four CycleGANs give every class a generator that
 # starts at it, and each generator maps a class to the one its wrong labels most often name.
@@ -63,6 +64,9 @@ class BenchPlan:
     # torch threads of an --inline run (0: torch's default, one a core). Give 1 on a shared machine, where OpenMP
     # threads spin against other people's work; workers keep their own setting.
     threads: int = 0
+    # The noise-robust training method (training/robust.py) of the robust arms: robust alone (no review), reviewed
+    # + robust and the oracle + robust. "none" trains none of them.
+    robust: str = "eac"
 
     def to_dict(self):
         return asdict(self)
@@ -107,6 +111,11 @@ class BenchPlan:
             problems.append(f"generate-share must be in (0, 2], not {self.generate_share}")
         if self.doubtful not in DOUBTFUL:
             problems.append(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {self.doubtful!r}")
+        if self.robust not in ROBUST_METHODS:
+            problems.append(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {self.robust!r}")
+        elif self.robust == "eac" and self.arch not in EAC_ARCHS:
+            problems.append(f"robust eac needs class activation maps: arch must be one of {', '.join(EAC_ARCHS)}, "
+                            f"not {self.arch!r} (or give --robust gce, bootstrap or none)")
         if self.threads < 0:
             problems.append(f"threads must be >= 0 (0: torch's default), not {self.threads}")
         if problems:

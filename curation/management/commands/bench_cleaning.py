@@ -54,6 +54,9 @@ class Command(BaseCommand):
                                  "check (generate_images --include-failing)")
         parser.add_argument("--threads", type=int,
                             help="torch threads of an --inline run (0, the default: one a core; 1 on a shared machine)")
+        parser.add_argument("--robust",
+                            help="noise-robust method of the robust arms (robust alone, reviewed + robust, oracle + "
+                                 "robust): eac (the default), gce, bootstrap, or none to train no robust arm")
         parser.add_argument("--inline", action="store_true",
                             help="run every job in this process (same Job rows) instead of on a worker")
 
