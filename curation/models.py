@@ -33,6 +33,9 @@ class Dataset(models.Model):
     # decision applies; K > 1: K votes, applied when unanimous, otherwise the image goes to the curators' disputes.
     reviews_required = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_REVIEWS_REQUIRED)])
+    # A curator's guidelines per class, shown to reviewers on the review card: {class name: text}, classes without
+    # one left out (curation/review/dataset_settings.py writes them).
+    guidelines = models.JSONField(default=dict, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,7 +1,8 @@
 """Show or set a dataset's review settings: how many reviewers decide each image (Dataset.reviews_required)."""
 from django.core.management.base import BaseCommand, CommandError
 
-from curation.models import MAX_REVIEWS_REQUIRED, Dataset
+from curation.models import MAX_REVIEWS_REQUIRED
+from curation.review.dataset_settings import dataset_reviews_required_set
 from curation.selectors import DatasetNotFound, dataset_get
 
 
@@ -20,9 +21,10 @@ class Command(BaseCommand):
         except DatasetNotFound as exc:
             raise CommandError(str(exc)) from None
         if reviews_required is not None:
-            if not 1 <= reviews_required <= MAX_REVIEWS_REQUIRED:
-                raise CommandError(f"--reviews-required must be 1-{MAX_REVIEWS_REQUIRED}, not {reviews_required}")
-            Dataset.objects.filter(pk=ds.pk).update(reviews_required=reviews_required)
+            try:  # the service the dataset page's form calls: the same values refused with the same words
+                dataset_reviews_required_set(dataset_id=ds.pk, reviews_required=reviews_required)
+            except ValueError as exc:
+                raise CommandError(f"--reviews-required: {exc}") from None
             ds.refresh_from_db()
         self.stdout.write(f"{ds.name}: {ds.reviews_required} review{'s' if ds.reviews_required != 1 else ''} "
                           f"per image")
