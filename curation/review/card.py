@@ -1,5 +1,7 @@
 """What the review card shows beside the image: the CycleGAN transformations behind its score, the classifier's
-top probabilities, and its label history. A fixed number of queries per card, whatever the dataset's size."""
+top probabilities and suggested label, reference faces of the current and suggested labels, the curators'
+guidelines for both, and its label history. A fixed number of queries per card, whatever the dataset's size."""
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +13,16 @@ from curation.models import GeneratedImage, Image, LabelChange, Run, TransformSc
 from training.labels import CLASSES
 
 TOP_PROBABILITIES = 3
+# Reference faces shown per class, and the candidates kept per class and run to pick them from (some of which may
+# have been relabelled or excluded since the run trained).
+REFERENCE_FACES = 5
+REFERENCE_CANDIDATES = 40
+# Statuses whose label a reference face may stand for: a reviewer confirmed it, or nobody has doubted it yet.
+REFERENCE_STATUSES = (Image.Status.CONFIRMED, Image.Status.UNREVIEWED)
 
 
 def review_card(*, image, run=None):
-    """A dict for the card of `image`: transformations, probabilities, history.
+    """A dict for the card of `image`: transformations, probabilities, suggestion, references, guidelines, history.
 
     transformations: one per generator that scored the image (highest z first): the CycleGAN, its direction
     (G_A: source -> target, G_B: target -> source), target class, SSIM and z, and the generated image's URL where
@@ -22,12 +30,88 @@ def review_card(*, image, run=None):
     probabilities: the classifier's top classes for the image: from `run`'s test predictions when a run is given
     (browsing a run's confusion matrix), else from the dataset's latest finished run with out-of-fold
     probabilities (train images) or the latest finished run's test predictions (test images); None without one.
-    Four queries."""
+    suggestion: the classifier's suggested label (scoring's, else the top probability shown) as {"code", "name",
+    "is_current"}, or None. references: for the current label and the suggestion, the most typical train faces
+    (reference_faces). guidelines: the dataset's guideline texts for those labels. Six queries at most."""
+    oof_run = _oof_run(image.dataset_id)
+    probabilities = _probabilities(image, run, oof_run)
+    suggestion = _suggestion(image, probabilities)
+    labels = [image.label] + ([suggestion["code"]] if suggestion and not suggestion["is_current"] else [])
+    guidelines = image.dataset.guidelines or {}
     return {
         "transformations": review_card_transformations(image),
-        "probabilities": _probabilities(image, run),
+        "probabilities": probabilities,
+        "suggestion": suggestion,
+        "references": reference_faces(run=oof_run, labels=labels, leave_out=image.pk),
+        "guidelines": [{"name": CLASSES[code], "text": guidelines[CLASSES[code]]}
+                       for code in labels if guidelines.get(CLASSES[code])],
         "history": list(LabelChange.objects.filter(image_id=image.pk).select_related("user").order_by("id")),
     }
+
+
+def _oof_run(dataset_id):
+    """The dataset's latest finished run with out-of-fold probabilities, or None. One query."""
+    return (Run.objects.filter(dataset_id=dataset_id, status=Run.Status.SUCCEEDED).exclude(oof_file="")
+            .order_by("-id").first())
+
+
+def _suggestion(image, probabilities):
+    code = image.classifier_suggested_label
+    if code is None and probabilities:
+        code = probabilities["top"][0][2]
+    if code is None:
+        return None
+    return {"code": code, "name": CLASSES[code], "is_current": code == image.label}
+
+
+def reference_faces(*, run, labels, leave_out=None, per_class=REFERENCE_FACES):
+    """The most typical train faces of each of `labels`: [{"code", "name", "images": [Image]}], in that order.
+
+    Typical: the highest out-of-fold probability of its own label under `run` (a run with out-of-fold
+    probabilities, or None: no references), among the train images whose label is still that one and that are
+    confirmed or unreviewed (a face someone relabelled or excluded stands for nothing). The ranking is computed once
+    per run's file (reference_candidates); each card then costs one query, whatever the dataset's size."""
+    if run is None or not labels:
+        return []
+    ranked = reference_candidates(Path(settings.MEDIA_ROOT) / run.oof_file)
+    if ranked is None:
+        return []
+    wanted = {code: ranked.get(code, ()) for code in labels}
+    ids = [pk for pks in wanted.values() for pk in pks if pk != leave_out]
+    rows = {(img.pk, img.label): img for img in Image.objects.filter(
+        pk__in=ids, split=Image.Split.TRAIN, status__in=REFERENCE_STATUSES, label__in=list(wanted))
+        .only("id", "file", "label", "path")} if ids else {}
+    out = []
+    for code, pks in wanted.items():
+        faces = [rows[pk, code] for pk in pks if (pk, code) in rows and pk != leave_out][:per_class]
+        out.append({"code": code, "name": CLASSES[code], "images": faces})
+    return out
+
+
+def reference_candidates(path):
+    """{label code: image ids} of an out-of-fold probability file: per label, the ids of the images that had it
+    when the run trained, by their probability of it, highest first (REFERENCE_CANDIDATES of them). Cached per file
+    version; None when the file is missing."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return _ranked(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _ranked(path, mtime_ns, size):
+    read = read_probabilities(path)
+    if read is None:
+        return None
+    ids, labels, probs = read
+    out = {}
+    for code in range(probs.shape[1]):
+        own = np.flatnonzero(labels == code)
+        order = own[np.argsort(-probs[own, code], kind="stable")][:REFERENCE_CANDIDATES]
+        out[code] = [int(i) for i in ids[order]]
+    return out
 
 
 def review_card_transformations(image):
@@ -53,15 +137,13 @@ def review_card_transformations(image):
     return rows
 
 
-def _probabilities(image, run):
+def _probabilities(image, run, oof_run):
     if run is None:
-        runs = Run.objects.filter(dataset_id=image.dataset_id, status=Run.Status.SUCCEEDED).order_by("-id")
         if image.split == Image.Split.TEST:
-            run = runs.first()
-        else:
-            run = runs.exclude(oof_file="").first()
-            if run is not None:
-                return _top(run, Path(settings.MEDIA_ROOT) / run.oof_file, image.pk, "out-of-fold")
+            run = (Run.objects.filter(dataset_id=image.dataset_id, status=Run.Status.SUCCEEDED)
+                   .order_by("-id").first())
+        elif oof_run is not None:
+            return _top(oof_run, Path(settings.MEDIA_ROOT) / oof_run.oof_file, image.pk, "out-of-fold")
     if run is None:
         return None
     return _top(run, run_predictions_path(run), image.pk, "test predictions")
@@ -77,4 +159,4 @@ def _top(run, path, image_id, source):
         return None
     row = probs[at]
     top = np.argsort(-row)[:TOP_PROBABILITIES]
-    return {"run": run.pk, "source": source, "top": [(CLASSES[j], float(row[j])) for j in top]}
+    return {"run": run.pk, "source": source, "top": [(CLASSES[j], float(row[j]), int(j)) for j in top]}

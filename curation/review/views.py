@@ -18,6 +18,7 @@ from curation.forms import form_error_text
 from curation.models import Dataset, Image
 from curation.review.card import review_card
 from curation.review.forms import DECISION_WORDS, DecisionForm, ReviewFilterForm
+from curation.review.glossary import figures
 from curation.review.selectors import dataset_awaits_scoring, review_progress
 from curation.review.services import (
     ClaimLost,
@@ -34,6 +35,7 @@ from training.labels import CLASSES, label_name
 PAGE, CARD = "curation/review.html", "curation/review_card.html"
 # Keys 1-8 relabel to the class of that position in the canonical order.
 CLASS_KEYS = [(str(code + 1), code, name) for code, name in enumerate(CLASSES)]
+FIGURES = figures()
 
 
 @login_required
@@ -118,6 +120,12 @@ def _vote_outcome(result):
             DISPUTED: " (reviewers disagree: sent to the curators)"}.get(result.outcome, "")
 
 
+def _guidelines(dataset):
+    """The dataset's guidelines as [(class name, text)] in the canonical class order, for the `?` dialog."""
+    stored = (dataset.guidelines or {}) if dataset is not None else {}
+    return [(name, stored[name]) for name in CLASSES if stored.get(name)]
+
+
 def _next_card(request, filter_form):
     """Claim the next image under the filter and render it: the card partial for htmx, the page (GET) or a
     redirect to it (POST without htmx) otherwise."""
@@ -147,6 +155,7 @@ def _next_card(request, filter_form):
         "query_string": urlencode(query),
         "query": query, "class_keys": CLASS_KEYS, "media_url": settings.MEDIA_URL, "shown_at": f"{time.time():.3f}",
         "lease_poll_seconds": max(5, int(settings.REVIEW_LEASE_SECONDS) // 3),
+        "figures": FIGURES, "dataset_guidelines": _guidelines(dataset),
     }
     return render(request, CARD if request.htmx else PAGE, context)
 
