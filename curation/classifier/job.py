@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
+from curation.classifier.relabels import RelabelTargetError, check_precision_target, describe_rule, relabel_rule
 from curation.classifier.selection import (
     DOUBTFUL,
     Item,
@@ -38,7 +39,7 @@ TRAIN_KEYS = ("arch", "size", "epochs", "batch_size", "seed", "lr", "monitor", "
 _TRAIN_DEFAULTS = TrainConfig()
 DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
             "patience": _TRAIN_DEFAULTS.early_stopping_patience,
-            "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim"}
+            "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim", "relabel_precision": None}
 
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
@@ -87,6 +88,10 @@ def validate_train_params(params):
     clean["reduced"], clean["augmented"] = bool(clean["reduced"]), bool(clean["augmented"])
     if clean["doubtful"] not in DOUBTFUL:
         raise JobParamsError(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {clean['doubtful']!r}")
+    try:
+        clean["relabel_precision"] = check_precision_target(clean["relabel_precision"])
+    except RelabelTargetError as exc:
+        raise JobParamsError(str(exc)) from None
     if clean["robust"] not in ROBUST_METHODS:
         raise JobParamsError(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {clean['robust']!r}")
     if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
@@ -145,6 +150,27 @@ def check_dataset_can_train(p):
                 f"in {CLASSES[biggest]}), and {folds} folds need one: use fewer folds")
 
 
+def training_preview(p):
+    """Lines saying what each rule of a run (validated params p) does to its train split, counted now, before
+    anything is queued: the command prints them, and the run records the same counts in its selection."""
+    dataset = dataset_get(name=p["dataset"])
+    rule = relabel_rule(dataset, p["relabel_precision"]) if p.get("relabel_precision") else None
+    c = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"],
+                             doubtful=p.get("doubtful", "ssim"), relabel_above=rule and rule["threshold"]).counts
+    lines = [f"{dataset.name}: trains on {c['train']:,} images (val {c['val']:,}, test {c['test']:,})",
+             f"  trusted: {c['trusted']:,} images a reviewer confirmed or relabelled (a robust method never "
+             f"down-weights them)"]
+    if p["reduced"]:
+        lines.append(f"  reduced: drops {c['dropped_excluded']:,} excluded and {c['dropped_flagged_unconfirmed']:,} "
+                     f"unreviewed images flagged by {p.get('doubtful', 'ssim')}; {c['relabelled']:,} reviewers' "
+                     f"relabels")
+    if rule:
+        lines.append(f"  {describe_rule(rule)}")
+    if p["augmented"]:
+        lines.append(f"  augmented: adds {c['generated']:,} generated images")
+    return lines
+
+
 def _config(p):
     return TrainConfig(**{key: p[key] for key in TRAIN_KEYS if key != "lr"}, lr=float(p["lr"]),
                        early_stopping_patience=p["patience"], num_classes=len(CLASSES))
@@ -175,14 +201,19 @@ def selection_from_snapshot(text):
     for r in rows:
         source = images if r["source"] == "image" else gens
         found = source[int(r["id"])]
+        # Snapshots written before trusted labels and training targets have neither column: untrusted, own label.
         getattr(sel, r["split"]).append(
-            Item(r["source"], int(r["id"]), found["file"], found["content_hash"], CODE[r["label"]], r["path"]))
+            Item(r["source"], int(r["id"]), found["file"], found["content_hash"], CODE[r["label"]], r["path"],
+                 trusted=r.get("trusted") == "1", target=CODE[r["target"]] if r.get("target") else None))
     return sel
 
 
 def _start_run(ctx, dataset, p, cfg):
+    rule = relabel_rule(dataset, p["relabel_precision"]) if p.get("relabel_precision") else None
     sel = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"],
-                               doubtful=p.get("doubtful", "ssim"))
+                               doubtful=p.get("doubtful", "ssim"), relabel_above=rule and rule["threshold"])
+    if rule:
+        sel.counts["relabel_rule"] = {k: rule[k] for k in ("target", "threshold", "images", "reason")}
     with transaction.atomic():
         run = Run.objects.create(
             dataset=dataset, job_id=ctx.job_id, arch=cfg.arch, config=cfg.to_dict(), reduced=p["reduced"],
@@ -228,7 +259,10 @@ def _train(ctx, run, cfg):
     sel = selection_from_snapshot((Path(settings.MEDIA_ROOT) / run.snapshot_file).read_text())
     device = pick_device()
     ctx.progress(0.0, f"decoding {len(sel.train) + len(sel.val) + len(sel.test)} images at {cfg.size} px", force=True)
-    x_train, y_train = load_arrays(sel.train, cfg.size)
+    x_train, y_given = load_arrays(sel.train, cfg.size)
+    # Training fits each image to its target: its label, or a calibrated relabel's suggestion (curation/classifier/
+    # relabels.py). The out-of-fold file keeps the labels, which cleanlab judges.
+    y_train = np.array([i.target for i in sel.train], dtype=np.int64)
     x_val, y_val = load_arrays(sel.val, cfg.size)
     x_test, y_test = load_arrays(sel.test, cfg.size)
     run_dir = _run_dir(run)
@@ -271,7 +305,7 @@ def _train(ctx, run, cfg):
             with np.load(run_dir / f"oof_fold{k}.npz") as part:
                 oof[part["index"]] = part["probs"]
         is_image = np.array([i.kind == "image" for i in sel.train])
-        np.savez(run_dir / "oof.npz", ids=np.array([i.id for i in sel.train])[is_image], labels=y_train[is_image],
+        np.savez(run_dir / "oof.npz", ids=np.array([i.id for i in sel.train])[is_image], labels=y_given[is_image],
                  probs=oof[is_image])
         Run.objects.filter(pk=run.pk).update(oof_file=media_rel(run_dir / "oof.npz"))
 

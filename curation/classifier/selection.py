@@ -6,9 +6,16 @@
   (DOUBTFUL): "ssim" (the published rule: flagged ambiguous by the CycleGAN SSIM), "classifier" (cleanlab found a
   label issue in the out-of-fold probabilities: confident learning's pruning), or "either".
 - Augmented: adds generated images from train-split sources (not excluded) labelled with their target emotion.
+- Calibrated relabels (relabel_above, curation/classifier/relabels.py): unreviewed train images at or above that
+  suspicion whose classifier suggests another label train on the suggestion (their training target), and are kept
+  even where --reduced would drop them as doubtful. The stored label is unchanged.
+
+Every train image a reviewer confirmed or relabelled is trusted: a noise-robust method never down-weights it
+(training/robust.py). The snapshot records, per image, its label, whether it was trusted and its training target.
 
 The val and test splits are the same for every run of a dataset: all their images with their original labels.
-No filter, relabel or generated image touches them, so runs are compared on identical sets.
+No filter, relabel or generated image touches them, so runs are compared on identical sets. The one change: a test
+image a curator excluded (a leak, curation/duplicates/leaks.py) leaves the test split, which then gets a new hash.
 """
 import csv
 import hashlib
@@ -27,6 +34,12 @@ class Item:
     content_hash: str
     label: int
     path: str  # what a person recognises: the image's dataset path, or the generated file
+    trusted: bool = False  # a reviewer confirmed or relabelled it
+    target: int = None  # what training fits it to: the label, or a calibrated relabel's suggestion
+
+    def __post_init__(self):
+        if self.target is None:
+            self.target = self.label
 
 
 @dataclass
@@ -37,13 +50,14 @@ class Selection:
     counts: dict = field(default_factory=dict)
 
     def snapshot_csv(self):
-        """The exact (split, source, id, path, label) rows of this selection, in a stable order."""
+        """The exact (split, source, id, path, label, trusted, target) rows of this selection, in a stable order."""
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["split", "source", "id", "path", "label"])
+        writer.writerow(["split", "source", "id", "path", "label", "trusted", "target"])
         for split in ("train", "val", "test"):
             for item in sorted(getattr(self, split), key=lambda i: (i.kind, i.id)):
-                writer.writerow([split, item.kind, item.id, item.path, CLASSES[item.label]])
+                writer.writerow([split, item.kind, item.id, item.path, CLASSES[item.label], int(item.trusted),
+                                 CLASSES[item.target]])
         return buf.getvalue()
 
     def snapshot_hash(self):
@@ -58,31 +72,51 @@ class Selection:
 DOUBTFUL = {"ssim": ("flagged",), "classifier": ("classifier_flagged",), "either": ("flagged", "classifier_flagged")}
 
 
-def _item(row, label):
-    return Item("image", row["id"], row["file"], row["content_hash"], label, row["path"])
+TRUSTED = (Image.Status.CONFIRMED, Image.Status.RELABELLED)
 
 
-def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="ssim"):
+def _item(row, label, target=None):
+    return Item("image", row["id"], row["file"], row["content_hash"], label, row["path"],
+                trusted=row["split"] == Image.Split.TRAIN and row["status"] in TRUSTED, target=target)
+
+
+def _calibrated_target(row, relabel_above):
+    """The suggestion an unreviewed train image trains on under a calibrated-relabel rule, else None."""
+    suggested = row["classifier_suggested_label"]
+    if (relabel_above is None or row["status"] != Image.Status.UNREVIEWED or suggested is None
+            or row["suspicion"] is None or row["suspicion"] < relabel_above or suggested == row["original_label"]):
+        return None
+    return suggested
+
+
+def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="ssim", relabel_above=None):
     flags = DOUBTFUL[doubtful]
     fields = ("id", "file", "content_hash", "path", "split", "original_label", "label", "status", "flagged",
-              "classifier_flagged")
+              "classifier_flagged", "suspicion", "classifier_suggested_label")
     sel = Selection()
-    dropped_excluded = dropped_flagged = relabelled = 0
+    dropped_excluded = dropped_flagged = relabelled = calibrated = trusted = 0
     for row in Image.objects.filter(dataset=dataset).order_by("id").values(*fields).iterator():
         if row["split"] != Image.Split.TRAIN:
-            getattr(sel, row["split"]).append(_item(row, row["original_label"]))
+            if not (row["split"] == Image.Split.TEST and row["status"] == Image.Status.EXCLUDED):
+                getattr(sel, row["split"]).append(_item(row, row["original_label"]))
             continue
+        suggestion = _calibrated_target(row, relabel_above)
+        calibrated += suggestion is not None
         if not reduced:
-            sel.train.append(_item(row, row["original_label"]))
+            item = _item(row, row["original_label"], suggestion)
+            trusted += item.trusted
+            sel.train.append(item)
             continue
         if row["status"] == Image.Status.EXCLUDED:
             dropped_excluded += 1
             continue
-        if row["status"] == Image.Status.UNREVIEWED and any(row[f] for f in flags):
+        if row["status"] == Image.Status.UNREVIEWED and suggestion is None and any(row[f] for f in flags):
             dropped_flagged += 1
             continue
         relabelled += row["label"] != row["original_label"]
-        sel.train.append(_item(row, row["label"]))
+        item = _item(row, row["label"], suggestion)
+        trusted += item.trusted
+        sel.train.append(item)
     generated = 0
     if augmented:
         rows = (
@@ -98,5 +132,7 @@ def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="s
         "train": len(sel.train), "val": len(sel.val), "test": len(sel.test),
         "dropped_excluded": dropped_excluded, "dropped_flagged_unconfirmed": dropped_flagged,
         "relabelled": relabelled, "generated": generated, **({"doubtful": doubtful} if reduced else {}),
+        "trusted": trusted,
+        **({"relabelled_calibrated": calibrated, "relabel_above": relabel_above} if relabel_above is not None else {}),
     }
     return sel

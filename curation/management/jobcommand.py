@@ -36,9 +36,14 @@ class JobCommand(BaseCommand):
         mode.add_argument("--no-wait", action="store_true", help="print the job id and return at once")
         mode.add_argument("--inline", action="store_true", help="run the job in this process instead of on a worker")
 
+    def preview(self, params):
+        """Say what the job will do, before anything is queued (raise JobParamsError to refuse)."""
+
     def handle(self, *args, **options):
         try:
-            job = job_enqueue(kind=self.job_kind, params=self.job_params(options), send=not options["inline"])
+            params = self.job_params(options)
+            self.preview(params)
+            job = job_enqueue(kind=self.job_kind, params=params, send=not options["inline"])
         except JobParamsError as exc:
             raise CommandError(str(exc)) from None
         if options["no_wait"]:

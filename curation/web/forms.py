@@ -4,6 +4,7 @@ accept exactly the same jobs and say the same thing about a bad one."""
 from django import forms
 
 from curation.classifier.job import with_latest_run_settings
+from curation.classifier.relabels import RelabelTargetError, check_precision_target
 from curation.importers.roots import importable_entries
 from curation.models import Dataset
 from training.config import ROBUST_METHODS
@@ -94,12 +95,22 @@ class RetrainForm(StartForm):
     epochs = forms.IntegerField(required=False, help_text="empty: as the latest run")
     robust = forms.ChoiceField(choices=[("", "as the latest run"), *ROBUST_CHOICES], required=False,
                                help_text=ROBUST_HELP)
+    relabel_precision = forms.FloatField(
+        required=False, label="Relabel precision",
+        help_text="e.g. 0.9: unreviewed images in the lowest suspicion band where reviewers chose the classifier's "
+                  "suggestion at least this often train on that suggestion (stored labels do not change); empty: none")
+
+    def clean_relabel_precision(self):
+        try:
+            return check_precision_target(self.cleaned_data.get("relabel_precision"))
+        except RelabelTargetError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def params(self):
         data = self.cleaned_data
         params = {"dataset": data["dataset"], "reduced": data["reduced"], "augmented": data["augmented"],
                   "doubtful": data.get("doubtful") or "ssim", "folds": 0}
-        for key in ("epochs", "robust"):
+        for key in ("epochs", "robust", "relabel_precision"):
             if data.get(key) not in (None, ""):
                 params[key] = data[key]
         return with_latest_run_settings(params)

@@ -1,3 +1,4 @@
+from curation.classifier.job import training_preview, validate_train_params
 from curation.classifier.selection import DOUBTFUL
 from curation.management.jobcommand import JobCommand
 from curation.models import Run
@@ -30,13 +31,22 @@ class Command(JobCommand):
         parser.add_argument("--doubtful", choices=list(DOUBTFUL),
                             help="with --reduced, which unreviewed images are dropped: flagged by the SSIM rule "
                                  "(default, the published experiment's), by cleanlab, or by either")
+        parser.add_argument("--relabel-precision", type=float, metavar="P",
+                            help="train unreviewed images on the classifier's suggested label in the lowest "
+                                 "suspicion band where reviewers chose that suggestion at least this often (0-1]; "
+                                 "a training target only, stored labels do not change")
 
     def job_params(self, options):
         keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed", "doubtful", "monitor",
-                "robust")
+                "robust", "relabel_precision")
         params = {k: options[k] for k in keys if options.get(k) is not None}
         params.update(reduced=options["reduced"], augmented=options["augmented"])
         return params
+
+    def preview(self, params):
+        """What the run will train on, rule by rule, before it is queued."""
+        for line in training_preview(validate_train_params(params)):
+            self.stderr.write(line)
 
     def report(self, job):
         if not job.result:
