@@ -1,12 +1,16 @@
 """The jobs page's start forms. Each turns its fields into a job kind's parameters; the kind's own validator
 (curation/jobs/registry.py, called by job_enqueue) is the judge of them, so a page, the API and the commands
-accept exactly the same jobs and say the same thing about a bad one."""
+accept exactly the same jobs and say the same thing about a bad one. Also the dataset page's review settings and
+class guidelines, judged by the services the review_settings command uses too."""
+import json
+
 from django import forms
 
 from curation.classifier.job import with_latest_run_settings
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
 from curation.importers.roots import importable_entries
-from curation.models import Dataset
+from curation.models import MAX_REVIEWS_REQUIRED, Dataset
+from curation.review.dataset_settings import GUIDELINE_MAX_CHARS, guidelines_check, reviews_required_check
 from training.config import ROBUST_METHODS
 from training.labels import CLASSES
 
@@ -157,3 +161,63 @@ class GanEpochForm(forms.Form):
     epoch's generators were saved."""
 
     epoch = forms.IntegerField(required=False, min_value=1)
+
+
+class ReviewSettingsForm(forms.Form):
+    """The dataset page's reviews-per-image setting; the value is judged by the service the review_settings command
+    also uses (curation.review.dataset_settings)."""
+
+    reviews_required = forms.CharField(
+        label="Reviews per image", max_length=20,
+        error_messages={"required": f"Reviews per image: enter a whole number 1-{MAX_REVIEWS_REQUIRED}."},
+        widget=forms.NumberInput(attrs={"min": 1, "max": MAX_REVIEWS_REQUIRED, "step": 1}),
+        help_text="1: the first decision applies. More: that many reviewers vote; a unanimous vote applies, any "
+                  "other goes to the curators' disputes page.")
+
+    def clean_reviews_required(self):
+        try:
+            return reviews_required_check(self.cleaned_data["reviews_required"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+
+
+def guideline_field_name(name):
+    return f"guideline_{name}"
+
+
+class GuidelinesForm(forms.Form):
+    """The dataset's guideline per class (empty: none), and the guidelines as the editor showed them (`seen`), so
+    that the service writes only what this curator changed and refuses to overwrite another's concurrent edit."""
+
+    seen = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, dataset=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        stored = (dataset.guidelines or {}) if dataset is not None else {}
+        for name in CLASSES:
+            self.fields[guideline_field_name(name)] = forms.CharField(
+                label=name, required=False, initial=stored.get(name, ""), strip=True,
+                widget=forms.Textarea(attrs={"rows": 2, "cols": 60, "maxlength": GUIDELINE_MAX_CHARS}))
+        self.fields["seen"].initial = json.dumps(stored, sort_keys=True)
+
+    def guideline_fields(self):
+        return [self[guideline_field_name(name)] for name in CLASSES]
+
+    def clean_seen(self):
+        try:
+            seen = json.loads(self.cleaned_data["seen"] or "{}")
+        except ValueError:
+            seen = None
+        if not isinstance(seen, dict):
+            raise forms.ValidationError("The form lost the guidelines it was opened with; reload the page.")
+        return seen
+
+    def clean(self):
+        data = super().clean()
+        guidelines = {name: data.get(guideline_field_name(name), "") for name in CLASSES}
+        try:
+            data["guidelines"] = guidelines_check(guidelines)
+        except ValueError as exc:
+            raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+        data["submitted"] = guidelines
+        return data

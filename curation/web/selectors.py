@@ -7,7 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.classifier.predictions import read_probabilities, run_predictions_path
@@ -431,6 +431,79 @@ def dataset_overview(*, dataset):
         "n_runs": Run.objects.filter(dataset=dataset).count(),
         "n_gans": GanModel.objects.filter(dataset=dataset).count(),
     }
+
+
+# What the dataset page calls each job kind (the jobs page's start forms say the same).
+JOB_KIND_WORDS = {"import_dataset": "Import", "train_classifier": "Classifier training",
+                  "train_cyclegan": "CycleGAN training", "generate_images": "Image generation",
+                  "score_ambiguity": "Scoring", "score_chunk": "Scoring part"}
+RECENT_RUNS = 5
+RECENT_JOBS = 8
+
+
+def dataset_recent_runs(*, dataset, limit=RECENT_RUNS):
+    """The dataset's latest runs, newest first, each with `accuracy` (test accuracy or None). One query."""
+    runs = list(Run.objects.filter(dataset=dataset).order_by("-id")[:limit])
+    for run in runs:
+        run.accuracy = (run.test_metrics or {}).get("accuracy")
+    return runs
+
+
+def dataset_recent_jobs(*, dataset, limit=RECENT_JOBS):
+    """The latest jobs about the dataset (its import and every job run on it; chunk jobs stay with their parent),
+    newest first, each with `kind_words`. One query."""
+    jobs = list(Job.objects.filter(parent__isnull=True)
+                .filter(Q(params__dataset=dataset.name) | Q(kind="import_dataset", params__name=dataset.name))
+                .select_related("created_by").order_by("-id")[:limit])
+    for job in jobs:
+        job.kind_words = JOB_KIND_WORDS.get(job.kind, job.kind)
+    return jobs
+
+
+# Landis and Koch's words for a kappa, the usual reading of one.
+KAPPA_WORDS = ((-1e-9, "poor"), (0.2, "slight"), (0.4, "fair"), (0.6, "moderate"), (0.8, "substantial"),
+               (1.01, "almost perfect"))
+
+
+def kappa_words(kappa):
+    if kappa is None:
+        return "not measurable yet"
+    return next(words for limit, words in KAPPA_WORDS if kappa <= limit)
+
+
+def agreement_summary(agreement):
+    """The agreement report (curation.review.agreement) in the dataset page's words: the figures, kappa's reading,
+    and per class only the categories someone voted for. None when there is no report."""
+    if agreement is None:
+        return None
+    classes = [{"name": name, **c, "words": kappa_words(c["kappa"])}
+               for name, c in agreement["per_class"].items() if c["votes"]]
+    return {**agreement, "kappa_words": kappa_words(agreement["kappa"]), "classes": classes}
+
+
+def calibration_summary(report):
+    """The calibration report (curation.scoring.calibration) for the dataset page: per scope (all classes, then
+    each class with reviewed images) the reviewed and wrong counts and, per signal, the suggested threshold with its
+    precision and recall, or why there is none. What a class needs before a threshold is suggested is said once
+    (`needs`), not per row: a row that has too few reviews says only "too few reviews". None without a report."""
+    if report is None:
+        return None
+    rows = []
+    for scope, entry in report["suggested"].items():
+        row = {"scope": "all classes" if scope == "all" else scope, "reviewed": entry["reviewed"],
+               "wrong": entry["wrong"], "signals": []}
+        for signal in ("ambiguity", "suspicion"):
+            threshold, reason = entry[f"{signal}_threshold"], entry.get(f"{signal}_reason") or ""
+            if threshold is not None:
+                row["signals"].append({"threshold": threshold, "precision": entry[f"{signal}_precision"],
+                                       "recall": entry[f"{signal}_recall"], "flagged": entry[f"{signal}_flagged"]})
+            elif reason.startswith("needs "):
+                row["signals"].append({"threshold": None, "reason": "too few reviews"})
+            else:
+                row["signals"].append({"threshold": None, "reason": reason})
+        rows.append(row)
+    return {"precision": report["precision"], "reviewed": report["reviewed"], "wrong": report["wrong"],
+            "needs": report["needs"], "rows": rows, "has_command": bool(report.get("command"))}
 
 
 def _scalar(value):

@@ -2,6 +2,7 @@
 
 Views parse, call one selector or service, and render. Reviewers see every page; only curators see and use the
 forms that start or cancel jobs or change which generators scoring uses (a POST from anyone else is a 403)."""
+import json
 from functools import wraps
 
 from django.contrib import messages
@@ -19,11 +20,23 @@ from curation.jobs.selectors import JobNotFound, workers_alive
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import GanModel, Job
 from curation.review.agreement import dataset_agreement
+from curation.review.dataset_settings import (
+    GuidelinesConflict,
+    dataset_guidelines_set,
+    dataset_reviews_required_set,
+)
 from curation.roles import user_is_curator
 from curation.scoring.calibration import threshold_calibration
 from curation.selectors import DatasetNotFound, dataset_get
 from curation.web import selectors
-from curation.web.forms import START_FORMS, GanEpochForm, dataset_names, dataset_newest
+from curation.web.forms import (
+    START_FORMS,
+    GanEpochForm,
+    GuidelinesForm,
+    ReviewSettingsForm,
+    dataset_names,
+    dataset_newest,
+)
 from curation.web.services import EpochNotSaved, gan_choose_epoch
 from training.labels import CLASSES
 
@@ -125,6 +138,10 @@ def job_cancel_view(request, job_id):
 @require_GET
 def dataset_page(request, name):
     dataset = _dataset_or_404(name)
+    return render(request, "curation/pages/dataset.html", _dataset_context(request, dataset))
+
+
+def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=None):
     try:
         precision = float(request.GET.get("precision") or 0.9)
     except ValueError:
@@ -132,11 +149,63 @@ def dataset_page(request, name):
     precision = min(max(precision, 0.01), 1.0)
     agreement = dataset_agreement(dataset)
     calibration = threshold_calibration(dataset=dataset, precision=precision)
-    return render(request, "curation/pages/dataset.html", {
+    curator = user_is_curator(request.user)
+    guidelines = dataset.guidelines or {}
+    return {
         "dataset": dataset, "overview": selectors.dataset_overview(dataset=dataset), "precision": precision,
-        "agreement": agreement, "agreement_tables": selectors.report_tables(agreement),
-        "calibration": calibration, "calibration_tables": selectors.report_tables(calibration),
-    })
+        "agreement": selectors.agreement_summary(agreement),
+        "calibration": selectors.calibration_summary(calibration),
+        "runs": selectors.dataset_recent_runs(dataset=dataset),
+        "jobs": selectors.dataset_recent_jobs(dataset=dataset),
+        "guidelines": [(name, guidelines[name]) for name in CLASSES if guidelines.get(name)],
+        "curator": curator,
+        "settings_form": settings_form or ReviewSettingsForm(initial={"reviews_required": dataset.reviews_required}),
+        "guidelines_form": guidelines_form or GuidelinesForm(dataset=dataset),
+    }
+
+
+@curator_required
+@require_POST
+def dataset_review_settings(request, name):
+    dataset = _dataset_or_404(name)
+    form = ReviewSettingsForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, f"Review settings not saved: {form_error_text(form)}")
+        return render(request, "curation/pages/dataset.html",
+                      _dataset_context(request, dataset, settings_form=form), status=400)
+    value = dataset_reviews_required_set(dataset_id=dataset.pk, reviews_required=form.cleaned_data["reviews_required"])
+    messages.success(request, f"{dataset.name}: {value} review{'s' if value != 1 else ''} per image from now on.")
+    return redirect(f"{reverse('dataset', args=[dataset.name])}#settings")
+
+
+@curator_required
+@require_POST
+def dataset_guidelines(request, name):
+    dataset = _dataset_or_404(name)
+    form = GuidelinesForm(request.POST, dataset=dataset)
+    if form.is_valid():
+        try:
+            dataset_guidelines_set(dataset_id=dataset.pk, guidelines=form.cleaned_data["submitted"],
+                                   seen=form.cleaned_data["seen"])
+        except GuidelinesConflict as exc:
+            # Keep the curator's text in the form, show what was saved meanwhile, and let a second save (made after
+            # seeing it) go through: the form now says it has seen the saved guidelines.
+            dataset.refresh_from_db()
+            saved = dataset.guidelines or {}
+            data = request.POST.copy()
+            data["seen"] = json.dumps(saved, sort_keys=True)
+            form = GuidelinesForm(data, dataset=dataset)
+            form.is_valid()
+            now = "; ".join(f"{c}: “{saved.get(c, '')}”" for c in exc.classes)
+            form.add_error(None, f"{str(exc)[:1].upper()}{str(exc)[1:]}. Saved now: {now}.")
+        except ValueError as exc:
+            form.add_error(None, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        else:
+            messages.success(request, f"{dataset.name}: guidelines saved; reviewers see them on the review card.")
+            return redirect(f"{reverse('dataset', args=[dataset.name])}#settings")
+    messages.error(request, f"Guidelines not saved: {form_error_text(form)}")
+    return render(request, "curation/pages/dataset.html",
+                  _dataset_context(request, dataset, guidelines_form=form), status=400)
 
 
 @login_required

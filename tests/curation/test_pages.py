@@ -323,7 +323,11 @@ def test_the_dataset_page_shows_agreement_and_calibration_or_says_they_are_not_a
         if importlib.util.find_spec(module) is None:
             assert "Not available." in body
         else:
-            assert "Not available." not in body and '<table class="report">' in body
+            assert "Not available." not in body
+    agreement = re.search(r'<section id="agreement">(.*?)</section>', page, re.S).group(1)
+    assert "Each image needs one review, so there are no second opinions to compare" in agreement
+    assert '<table class="report calibration">' in re.search(r'<section id="calibration">(.*?)</section>', page,
+                                                            re.S).group(1)
 
 
 def test_pages_of_an_unknown_dataset_are_404(as_reviewer):
