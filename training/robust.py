@@ -13,6 +13,11 @@
   flipped image. A model that memorises a wrong label leans on details that do not survive the flip and the
   erasing; the consistency term keeps its attention on the whole face, and no image is dropped.
 
+Trusted labels: images a reviewer confirmed or relabelled come with `trusted` True. GCE and bootstrapping never
+down-weight or re-target them: their per-sample loss is plain cross-entropy on the given label. EAC drops and
+re-targets nothing in the first place (its consistency term regularises attention, not the label), so it treats
+trusted images as every other.
+
 Pure PyTorch: what engine.train_one_epoch calls for one batch.
 """
 import math
@@ -32,19 +37,30 @@ def weighted_mean(per_sample, target, weight):
     return (per_sample * w).sum() / w.sum().clamp_min(1e-12)
 
 
-def gce_loss(logits, target, *, q=0.7, weight=None):
-    """Generalized cross-entropy (1 - p_y^q) / q, averaged (class-weighted if weight is given)."""
+def _trusted_as_ce(per_sample, logits, target, trusted):
+    """per_sample with the trusted samples' entries replaced by their plain cross-entropy."""
+    if trusted is None or not bool(trusted.any()):
+        return per_sample
+    ce = F.cross_entropy(logits.float(), target, reduction="none")
+    return torch.where(trusted, ce, per_sample)
+
+
+def gce_loss(logits, target, *, q=0.7, weight=None, trusted=None):
+    """Generalized cross-entropy (1 - p_y^q) / q, averaged (class-weighted if weight is given); cross-entropy for
+    the trusted samples."""
     p_y = torch.softmax(logits.float(), 1).gather(1, target[:, None]).squeeze(1)
-    return weighted_mean((1 - p_y.clamp_min(1e-12) ** q) / q, target, weight)
+    per_sample = _trusted_as_ce((1 - p_y.clamp_min(1e-12) ** q) / q, logits, target, trusted)
+    return weighted_mean(per_sample, target, weight)
 
 
-def bootstrap_loss(logits, target, *, beta=0.8, weight=None):
+def bootstrap_loss(logits, target, *, beta=0.8, weight=None, trusted=None):
     """Hard bootstrapping: beta of cross-entropy on the given label, 1 - beta on the model's own argmax (a
-    constant target), averaged (class-weighted by the given label if weight is given)."""
+    constant target), averaged (class-weighted by the given label if weight is given); the trusted samples keep
+    their whole target on the given label."""
     log_p = torch.log_softmax(logits.float(), 1)
     predicted = log_p.detach().argmax(1)
     per_sample = -(beta * log_p.gather(1, target[:, None]) + (1 - beta) * log_p.gather(1, predicted[:, None]))
-    return weighted_mean(per_sample.squeeze(1), target, weight)
+    return weighted_mean(_trusted_as_ce(per_sample.squeeze(1), logits, target, trusted), target, weight)
 
 
 def random_erase(x, generator, *, p=0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.5):
@@ -93,8 +109,9 @@ def eac_forward(model, x):
     return logits[:b], attention_consistency(cams[:b], cams[b:])
 
 
-def batch_loss(model, x, target, *, cfg, weight, generator):
-    """(logits for the batch's accuracy, loss to minimise) under cfg.robust. x is the (augmented) batch."""
+def batch_loss(model, x, target, *, cfg, weight, generator, trusted=None):
+    """(logits for the batch's accuracy, loss to minimise) under cfg.robust. x is the (augmented) batch; trusted,
+    a bool tensor like target or None, marks the samples whose labels a reviewer decided."""
     if cfg.robust == "eac":
         x = random_erase(x, generator)
         logits, consistency = eac_forward(model, x)
@@ -102,7 +119,7 @@ def batch_loss(model, x, target, *, cfg, weight, generator):
         return logits, ce + cfg.eac_lambda * consistency
     logits = model(x)
     if cfg.robust == "gce":
-        return logits, gce_loss(logits, target, q=cfg.gce_q, weight=weight)
+        return logits, gce_loss(logits, target, q=cfg.gce_q, weight=weight, trusted=trusted)
     if cfg.robust == "bootstrap":
-        return logits, bootstrap_loss(logits, target, beta=cfg.bootstrap_beta, weight=weight)
+        return logits, bootstrap_loss(logits, target, beta=cfg.bootstrap_beta, weight=weight, trusted=trusted)
     return logits, F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)

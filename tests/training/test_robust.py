@@ -160,3 +160,20 @@ def test_unknown_or_unsuitable_robust_methods_are_refused_by_name():
     with pytest.raises(ValueError, match=r"gce_q must be in \(0, 1\]"):
         TrainConfig(robust="gce", gce_q=0).validate()
     TrainConfig(arch="resnet18", robust="eac").validate()
+
+
+@pytest.mark.parametrize("loss", ["gce", "bootstrap"])
+def test_a_trusted_label_is_never_down_weighted_or_retargeted(loss):
+    # Two samples the model doubts (1 % on the given label): the untrusted one pulls as the robust loss says, the
+    # trusted one (a reviewer decided it) with the full cross-entropy gradient on its given label.
+    logits = torch.tensor([[5.0, 0.4, 0.0, 0.0], [5.0, 0.4, 0.0, 0.0]], requires_grad=True)
+    target = torch.tensor([1, 1])
+    trusted = torch.tensor([False, True])
+    fn = {"gce": lambda **kw: gce_loss(logits, target, q=0.7, **kw),
+          "bootstrap": lambda **kw: bootstrap_loss(logits, target, beta=0.8, **kw)}[loss]
+    (mixed,) = torch.autograd.grad(fn(trusted=trusted), logits)
+    (robust,) = torch.autograd.grad(fn(), logits)
+    (ce,) = torch.autograd.grad(F.cross_entropy(logits, target), logits)
+    torch.testing.assert_close(mixed[0], robust[0])
+    torch.testing.assert_close(mixed[1], ce[1])
+    assert mixed[1, 1] < robust[1, 1]  # the trusted label is raised harder than the robust loss would raise it
