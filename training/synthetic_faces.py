@@ -3,13 +3,20 @@
 numpy + Pillow only (no Django, no torch). `make_synthetic_faces(out, n=...)` writes
     OUT/images/00000.png ...   RGB, size x size
     OUT/labels.csv             path,label,split             the labels a dataset owner would have: noisy
-    OUT/truth.csv              path,true_label,intensity,noisy   what only benchmarks and tests may read
+    OUT/truth.csv              path,true_label,intensity,noisy,duplicate_group,outlier   only benchmarks and tests read it
     OUT/preview.png            (preview=True) 8 rows, one per true emotion, of 12 faces, strongest first
 
 A face is an identity, an expression and a capture (training/face_drawing.py draws it). The expression is a vector
 of action units: an emotion's prototype (PROTOTYPES) times an intensity in [0, 1], sometimes blended with a second
 emotion, on top of the person's resting face. Confusable emotions share most action units (surprise/fear,
 disgust/anger, happy/contempt; sad/neutral at low intensity), and label noise goes mostly to that partner.
+
+Known trouble beyond wrong labels (both off by default): `duplicates` (a share of n) are near-duplicates, the face
+of another image re-rendered with small capture changes (a slight shift, scale, brightness, sensor noise, sometimes
+a JPEG round trip), landing in any split, so some share their original's split and some do not (train/test leaks
+among them); truth.csv's duplicate_group is the original's index on the original and on each copy, empty elsewhere.
+`nonfaces` (a share of n) are not faces at all (noise textures, scenery-like blobs, blank frames): outlier 1. A
+non-face has no true emotion: its true_label is the label it was given, and it is never counted as noisy.
 
 Determinism: the dataset's plan (true labels, splits, which labels are wrong) comes from SeedSequence(seed); face i
 draws everything else from SeedSequence(seed, spawn_key=(i,)), its own stream, so the order or the number of
@@ -19,7 +26,7 @@ import csv
 import struct
 import time
 import zlib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -33,6 +40,7 @@ from training.face_drawing import (
     HAIR_STYLES,
     Capture,
     Identity,
+    mix,
     render,
 )
 from training.labels import CLASSES, CODE
@@ -208,6 +216,60 @@ def face(seed, index, label, size, k):
     return render(identity, aus, capture, size), intensity
 
 
+def recapture(rng, capture):
+    """The same scene captured again a moment later: a slight shift, zoom, tilt and exposure change, fresh sensor
+    noise, and half the time a JPEG round trip."""
+    return replace(
+        capture,
+        centre=(capture.centre[0] + rng.uniform(-0.02, 0.02), capture.centre[1] + rng.uniform(-0.02, 0.02)),
+        scale=capture.scale * rng.uniform(0.97, 1.03), angle=capture.angle + rng.uniform(-1.5, 1.5),
+        brightness=capture.brightness + rng.uniform(-10, 10), contrast=capture.contrast * rng.uniform(0.96, 1.04),
+        noise=max(capture.noise, 1.0) * rng.uniform(0.8, 1.5), noise_window=tuple(rng.random(2)),
+        jpeg_quality=capture.jpeg_quality or (int(rng.integers(50, 90)) if rng.random() < 0.5 else 0),
+    )
+
+
+def near_duplicate(seed, source, index, label, size, k):
+    """Face `source` of the dataset made with `seed` (whose true label is `label`), captured again with face
+    `index`'s own stream choosing the changes: ((size, size, 3) uint8, intensity)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(source,)))
+    identity = sample_identity(rng, k)
+    aus, intensity = sample_expression(rng, label, k)
+    capture = sample_capture(rng, k)
+    own = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+    return render(identity, aus, recapture(own, capture), size), intensity
+
+
+NON_FACES = ("noise", "scenery", "blank")
+
+
+def non_face(seed, index, size):
+    """Image `index` as something that is not a face: a smooth noise texture, a scenery-like picture (sky,
+    ground, a few blobs) or a blank frame, each with a little sensor noise. (size, size, 3) uint8."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
+    kind = NON_FACES[rng.integers(len(NON_FACES))]
+    if kind == "noise":
+        cells = int(rng.integers(3, 12))
+        coarse = Image.fromarray(rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8), "RGB")
+        image = coarse.resize((size, size), Image.BICUBIC)
+    elif kind == "scenery":
+        image = Image.new("RGB", (size, size), _muted(rng))
+        draw = ImageDraw.Draw(image)
+        horizon = int(size * rng.uniform(0.35, 0.75))
+        sky, ground = _muted(rng), _muted(rng)
+        for y in range(horizon):  # a sky that darkens or lightens towards the horizon
+            draw.line([(0, y), (size, y)], fill=mix(sky, (230, 230, 240), y / max(horizon, 1) * 0.6))
+        draw.rectangle([0, horizon, size, size], fill=ground)
+        for _ in range(rng.integers(2, 7)):
+            x, w, h = rng.uniform(0, size), rng.uniform(0.05, 0.3) * size, rng.uniform(0.1, 0.5) * size
+            box = [x - w / 2, horizon - h, x + w / 2, horizon + rng.uniform(0, 0.1) * size]
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)(box, fill=_muted(rng))
+    else:
+        image = Image.new("RGB", (size, size), _muted(rng))
+    pixels = np.asarray(image, dtype=np.float32) + rng.normal(0, rng.uniform(1, 6), (size, size, 3))
+    return np.clip(pixels, 0, 255).astype(np.uint8), 0.0
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The dataset: plan (labels, splits, noise), faces, files.
 
@@ -237,6 +299,33 @@ def plan(n, *, seed, noise, test_fraction=0.15, val_fraction=0.10, class_prior=N
     return true, split, given
 
 
+NONFACE = -1  # a source that says "not a face" (_render_chunk)
+
+
+def plan_trouble(n, true, split, given, *, seed, duplicates=0.0, nonfaces=0.0):
+    """Choose the near-duplicates and non-faces: (sources, true, given), with sources[i] None for a face of its
+    own, NONFACE for a non-face and j for a copy of face j. From a stream no face uses, so the plan of the faces
+    themselves is the same with or without them. A copy carries its original's true label and the label its
+    original was given (a copied file keeps its label), except that the test split stays free of wrong labels; a
+    non-face's true label is the label it was given."""
+    sources = [None] * n
+    n_out, n_dup = round(nonfaces * n), round(duplicates * n)
+    if not (n_out or n_dup):
+        return sources, true, given
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, 1)))
+    order = rng.permutation(n)
+    originals = order[n_out + n_dup:]
+    true, given = true.copy(), given.copy()
+    for i in order[:n_out]:
+        sources[i] = NONFACE
+        true[i] = given[i]
+    for i, j in zip(order[n_out : n_out + n_dup], rng.choice(originals, size=n_dup, replace=True)):
+        sources[i] = int(j)
+        true[i] = true[j]
+        given[i] = true[j] if 2 in (split[i], split[j]) else given[j]
+    return sources, true, given
+
+
 def png_bytes(pixels):
     """An 8-bit RGB PNG of a (H, W, 3) uint8 array, every row with the 'Up' filter.
 
@@ -260,29 +349,41 @@ def png_bytes(pixels):
 
 def _render_chunk(job):
     """Render and write faces start, start + 1, ...; top-level so that worker processes can run it."""
-    out, seed, size, k, start, names, true = job
+    out, seed, size, k, start, names, true, *more = job
+    sources = more[0] if more else [None] * len(names)
     intensities = []
-    for index, (name, code) in enumerate(zip(names, true), start=start):
-        pixels, intensity = face(seed, index, CLASSES[code], size, k)
+    for index, (name, code, source) in enumerate(zip(names, true, sources), start=start):
+        if source is None:
+            pixels, intensity = face(seed, index, CLASSES[code], size, k)
+        elif source == NONFACE:
+            pixels, intensity = non_face(seed, index, size)
+        else:
+            pixels, intensity = near_duplicate(seed, source, index, CLASSES[code], size, k)
         (out / "images" / name).write_bytes(png_bytes(pixels))
         intensities.append(intensity)
     return intensities
 
 
 def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAULT_DIFFICULTY, preview=False,
-                         test_fraction=0.15, val_fraction=0.10, class_prior=None, workers=1, chunk=250):
+                         test_fraction=0.15, val_fraction=0.10, class_prior=None, workers=1, chunk=250,
+                         duplicates=0.0, nonfaces=0.0):
     """Write the dataset under `out` (see the module docstring); return a summary dict. Same arguments, same
     bytes, whatever `workers` is. labels.csv is written last, so its presence means the dataset is complete."""
     if n < 1 or not 16 <= size <= 512 or not 0.0 <= noise <= 1.0:
         raise ValueError(f"need n >= 1, 16 <= size <= 512 and 0 <= noise <= 1 (got n={n}, size={size}, noise={noise})")
+    if not (0.0 <= duplicates < 1 and 0.0 <= nonfaces < 1 and round(duplicates * n) + round(nonfaces * n) < n):
+        raise ValueError(f"need 0 <= duplicates, 0 <= nonfaces and at least one original face among the n={n} "
+                         f"(got duplicates={duplicates}, nonfaces={nonfaces})")
     k = knobs(difficulty)
     started = time.perf_counter()
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
     true, split, given = plan(n, seed=seed, noise=noise, test_fraction=test_fraction, val_fraction=val_fraction,
                               class_prior=class_prior)
+    sources, true, given = plan_trouble(n, true, split, given, seed=seed, duplicates=duplicates, nonfaces=nonfaces)
     names = [f"{i:0{max(5, len(str(n - 1)))}d}.png" for i in range(n)]
-    jobs = [(out, seed, size, k, a, names[a : a + chunk], true[a : a + chunk]) for a in range(0, n, chunk)]
+    jobs = [(out, seed, size, k, a, names[a : a + chunk], true[a : a + chunk], sources[a : a + chunk])
+            for a in range(0, n, chunk)]
     if workers > 1:
         # spawn, not fork: the caller may be a threaded process (a Celery worker, a heartbeat thread).
         with get_context("spawn").Pool(workers) as pool:
@@ -293,9 +394,12 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
     paths = [f"images/{name}" for name in names]
     with open(out / "truth.csv", "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["path", "true_label", "intensity", "noisy"])
-        for path, t, g, x in zip(paths, true, given, intensities):
-            writer.writerow([path, CLASSES[t], f"{x:.3f}", int(t != g)])
+        # Columns are only ever added at the end (readers go by name): duplicate_group and outlier came later.
+        writer.writerow(["path", "true_label", "intensity", "noisy", "duplicate_group", "outlier"])
+        group = {j: j for j in sources if j is not None and j != NONFACE}
+        group.update({i: j for i, j in enumerate(sources) if j is not None and j != NONFACE})
+        for i, (path, t, g, x) in enumerate(zip(paths, true, given, intensities)):
+            writer.writerow([path, CLASSES[t], f"{x:.3f}", int(t != g), group.get(i, ""), int(sources[i] == NONFACE)])
     if preview:
         write_preview(out, paths, true, intensities, size)
     with open(out / "labels.csv", "w", newline="") as fh:
@@ -317,6 +421,13 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
         if noisy.any() else 0.0,
         "mean_intensity": float(np.mean([x for x, t in zip(intensities, true) if CLASSES[t] != "neutral"] or [0.0])),
         "seconds": round(seconds, 3), "faces_per_second": round(n / seconds, 1),
+        "duplicates": sum(j is not None and j != NONFACE for j in sources),
+        "duplicate_groups": len({j for j in sources if j is not None and j != NONFACE}),
+        "cross_split_duplicates": int(sum(j is not None and j != NONFACE and split[i] != split[j]
+                                          for i, j in enumerate(sources))),
+        "test_leaks": int(sum(j is not None and j != NONFACE and 2 in (split[i], split[j]) and split[i] != split[j]
+                              for i, j in enumerate(sources))),
+        "nonfaces": sum(j == NONFACE for j in sources),
     }
 
 

@@ -58,7 +58,8 @@ def test_same_seed_gives_the_same_bytes_with_any_number_of_processes_and_another
 def test_files_columns_and_labels(dataset):
     out, summary, labels, truth = dataset
     assert (out / "labels.csv").read_text().splitlines()[0] == "path,label,split"
-    assert (out / "truth.csv").read_text().splitlines()[0] == "path,true_label,intensity,noisy"
+    assert (out / "truth.csv").read_text().splitlines()[0] == "path,true_label,intensity,noisy,duplicate_group,outlier"
+    assert {(t["duplicate_group"], t["outlier"]) for t in truth.values()} == {("", "0")}  # off by default
     assert labels.keys() == truth.keys() and len(labels) == N
     for path, row in labels.items():
         with PILImage.open(out / path) as im:
@@ -154,3 +155,60 @@ def test_labels_csv_imports_with_its_splits_and_noisy_labels(dataset):
     assert job.result["carved"] == {"test": False, "val": False}
     rows = {i.path: (i.label, i.split) for i in Image.objects.filter(dataset__name="synthetic")}
     assert rows == {p: (CODE[r["label"]], r["split"]) for p, r in labels.items()}
+
+
+def test_near_duplicates_and_non_faces_are_in_truth_and_leave_the_other_faces_alone(tmp_path):
+    plain = tmp_path / "plain"
+    make_synthetic_faces(plain, n=200, size=32, seed=5, noise=0.2)
+    out = tmp_path / "trouble"
+    summary = make_synthetic_faces(out, n=200, size=32, seed=5, noise=0.2, duplicates=0.15, nonfaces=0.05)
+    truth = {r["path"]: r for r in _read(out / "truth.csv")}
+    labels = {r["path"]: r for r in _read(out / "labels.csv")}
+    assert list(truth.values())[0].keys() == {"path", "true_label", "intensity", "noisy", "duplicate_group", "outlier"}
+    pixels = {p: np.asarray(PILImage.open(out / p), dtype=float) for p in truth}
+    groups = {}
+    for path, t in truth.items():
+        if t["duplicate_group"]:
+            groups.setdefault(t["duplicate_group"], []).append(path)
+    copies = sum(len(g) - 1 for g in groups.values())
+    assert copies == summary["duplicates"] == 30 and len(groups) == summary["duplicate_groups"]
+    # The group is named by its original's index; the copies are the original re-captured: the same true label,
+    # other bytes, pixels much closer to it than to any other face.
+    for name, paths in groups.items():
+        original = f"images/{int(name):05d}.png"
+        assert original in paths and len({truth[p]["true_label"] for p in paths}) == 1
+        others = [p for p in truth if p not in paths and truth[p]["outlier"] == "0"]
+        for copy in set(paths) - {original}:
+            assert (out / copy).read_bytes() != (out / original).read_bytes()
+            near = np.abs(pixels[copy] - pixels[original]).mean()
+            assert near < min(np.abs(pixels[copy] - pixels[p]).mean() for p in others), (copy, original)
+    # Some copies share their original's split and some do not, train/test among them.
+    split_sets = [{labels[p]["split"] for p in paths} for paths in groups.values()]
+    assert any(len(s) == 1 for s in split_sets) and any({"train", "test"} <= s for s in split_sets)
+    assert summary["test_leaks"] > 0 and summary["cross_split_duplicates"] > 0
+    # Non-faces: outlier 1, never in a group, never noisy; their true label is the label they were given.
+    outliers = [p for p, t in truth.items() if t["outlier"] == "1"]
+    assert len(outliers) == summary["nonfaces"] == 10
+    assert all(truth[p]["duplicate_group"] == "" and truth[p]["noisy"] == "0"
+               and truth[p]["true_label"] == labels[p]["label"] for p in outliers)
+    # The test split still has no wrong labels, and every other face is byte for byte the one made without trouble.
+    assert all(labels[p]["label"] == truth[p]["true_label"] for p in labels if labels[p]["split"] == "test")
+    for path, t in truth.items():
+        alone = t["outlier"] == "0" and (not t["duplicate_group"] or path == f"images/{int(t['duplicate_group']):05d}.png")
+        if alone:
+            assert (out / path).read_bytes() == (plain / path).read_bytes(), path
+
+
+def test_trouble_shares_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="at least one original face"):
+        make_synthetic_faces(tmp_path, n=10, size=32, duplicates=0.6, nonfaces=0.4)
+    with pytest.raises(ValueError, match="duplicates=-0.1"):
+        make_synthetic_faces(tmp_path, n=10, size=32, duplicates=-0.1)
+
+
+def test_command_takes_duplicates_and_nonfaces(tmp_path):
+    out = io.StringIO()
+    call_command("make_synthetic_faces", str(tmp_path / "ds"), "--n", "40", "--size", "32", "--duplicates", "0.2",
+                 "--nonfaces", "0.1", stdout=out)
+    truth = _read(tmp_path / "ds" / "truth.csv")
+    assert sum(t["outlier"] == "1" for t in truth) == 4 and "near-duplicates: 8 copies" in out.getvalue()

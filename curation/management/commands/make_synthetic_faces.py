@@ -6,7 +6,8 @@ from training.synthetic_faces import DEFAULT_DIFFICULTY, make_synthetic_faces
 
 class Command(BaseCommand):
     help = ("Write OUT/images/*.png, OUT/labels.csv (path,label,split; noisy) and OUT/truth.csv "
-            "(path,true_label,intensity,noisy): synthetic faces whose wrong labels are known.")
+            "(path,true_label,intensity,noisy,duplicate_group,outlier): synthetic faces whose wrong labels, "
+            "near-duplicates and non-faces are known.")
 
     def add_arguments(self, parser):
         parser.add_argument("out", help="folder to write into (created if missing)")
@@ -18,12 +19,18 @@ class Command(BaseCommand):
                             help="0-1: intensity, blends, identity and capture variation")
         parser.add_argument("--preview", action="store_true", help="also write OUT/preview.png (8 emotions x 12)")
         parser.add_argument("--workers", type=int, default=1, help="processes; the files are the same for any number")
+        parser.add_argument("--duplicates", type=float, default=0.0,
+                            help="share of images that are near-duplicates of another face (any split; truth.csv "
+                                 "duplicate_group says which)")
+        parser.add_argument("--nonfaces", type=float, default=0.0,
+                            help="share of images that are not faces (noise, scenery, blank frames; truth.csv outlier 1)")
 
     def handle(self, *args, **options):
         try:
             summary = make_synthetic_faces(
                 options["out"], n=options["n"], size=options["size"], noise=options["noise"], seed=options["seed"],
                 difficulty=options["difficulty"], preview=options["preview"], workers=options["workers"],
+                duplicates=options["duplicates"], nonfaces=options["nonfaces"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -35,6 +42,10 @@ class Command(BaseCommand):
         out(f"  wrong labels: {summary['noisy']} ({summary['noise_rate']:.1%} of train + val; "
             f"{summary['noisy_to_partner']:.0%} to the confusable class); the test split has none")
         out(f"  mean intensity (non-neutral): {summary['mean_intensity']:.2f}   difficulty {summary['difficulty']}")
+        if summary["duplicates"] or summary["nonfaces"]:
+            out(f"  near-duplicates: {summary['duplicates']} copies in {summary['duplicate_groups']} groups "
+                f"({summary['cross_split_duplicates']} in another split than their original, {summary['test_leaks']} "
+                f"across the test split); non-faces: {summary['nonfaces']}")
         out(f"  labels: {summary['out']}/labels.csv   truth: {summary['out']}/truth.csv")
         if options["preview"]:
             out(f"  preview: {summary['out']}/preview.png")
