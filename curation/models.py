@@ -365,3 +365,20 @@ class WorkerHeartbeat(models.Model):
     pid = models.PositiveIntegerField()
     started_at = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
+
+
+class DuplicateMember(models.Model):
+    """An image in a group of near-duplicates found by the find_duplicates job (curation/duplicates/). A group is
+    named by its lowest image id. Each run of the job replaces its dataset's rows; the job's result keeps counts."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="duplicate_members")
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="duplicate_member")
+    group = models.PositiveIntegerField(help_text="The lowest image id in the group.")
+    job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Perceptual-hash distance (bits of 64) to its nearest fellow member; which signals linked it ("phash+colour";
+    # an embedding distance may be added).
+    distance = models.FloatField()
+    linked_by = models.CharField(max_length=40)
+
+    class Meta:
+        indexes = [models.Index(fields=["dataset", "group"], name="duplicate_group")]

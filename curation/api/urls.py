@@ -10,12 +10,16 @@ from drf_spectacular.views import (
 from curation.api.views import auth, datasets, images, jobs, review, runs
 from curation.api.views.calibration import DatasetCalibrationApi
 from curation.api.views.errors import not_found
+from curation.api.views.leaks import DatasetExcludeLeakedTestApi, DatasetLeaksApi
 
 urlpatterns = [
     path("datasets/", datasets.DatasetListApi.as_view(), name="api-datasets"),
     path("datasets/<str:name>/", datasets.DatasetDetailApi.as_view(), name="api-dataset"),
     path("datasets/<str:name>/export.csv", datasets.DatasetExportApi.as_view(), name="api-dataset-export"),
     path("datasets/<str:name>/calibration/", DatasetCalibrationApi.as_view(), name="api-dataset-calibration"),
+    path("datasets/<str:name>/leaks/", DatasetLeaksApi.as_view(), name="api-dataset-leaks"),
+    path("datasets/<str:name>/leaks/exclude-test/", DatasetExcludeLeakedTestApi.as_view(),
+         name="api-dataset-leaks-exclude-test"),
     path("images/", images.ImageListApi.as_view(), name="api-images"),
     path("images/<int:image_id>/", images.ImageDetailApi.as_view(), name="api-image"),
     path("images/<int:image_id>/decision/", images.ImageDecisionApi.as_view(), name="api-image-decision"),

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from curation.classifier.job import train_classifier_job, validate_train_params
+from curation.duplicates.job import find_duplicates_job, validate_duplicates_params
 from curation.gans.generate import generate_images_job, validate_generate_params
 from curation.gans.job import train_cyclegan_job, validate_cyclegan_params
 from curation.importers.job import import_dataset_job, validate_import_params
@@ -33,6 +34,7 @@ JOB_KINDS = {
     # A part of a score_ambiguity job (Job.parent), enqueued by it through its JobContext; not started by hand.
     "score_chunk": JobKind(handler=score_chunk_job, validate=validate_chunk_params, queue="gpu",
                            part_of="score_ambiguity"),
+    "find_duplicates": JobKind(handler=find_duplicates_job, validate=validate_duplicates_params, queue="cpu"),
 }
 
 

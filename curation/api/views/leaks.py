@@ -1,0 +1,62 @@
+"""A dataset's near-duplicate leaks (GET, everyone) and excluding its leaked test images (POST, curators)."""
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from curation.api.permissions import IsCurator
+from curation.duplicates.leaks import dataset_leaks, exclude_leaked_test_images
+from curation.selectors import dataset_get
+
+
+class LeakRowOutput(serializers.Serializer):
+    splits = serializers.CharField(help_text="'train/test' or 'val/test'.")
+    groups = serializers.IntegerField()
+    test_images = serializers.IntegerField(help_text="Test images in those groups still in the test split.")
+    excluded = serializers.IntegerField(help_text="Test images in those groups already excluded.")
+
+
+class LeaksOutput(serializers.Serializer):
+    dataset = serializers.CharField()
+    checked = serializers.DictField(allow_null=True, help_text="The latest find_duplicates job; null: never run.")
+    groups = serializers.IntegerField(help_text="Near-duplicate groups found.")
+    images = serializers.IntegerField(help_text="Images in them.")
+    within = serializers.ListField(child=serializers.DictField(), help_text="[{split, groups}] within one split.")
+    across = serializers.ListField(child=serializers.DictField(), help_text="[{splits, groups}] across splits.")
+    leaks = LeakRowOutput(many=True)
+    leaked_test_images = serializers.IntegerField(help_text="What exclude-test would exclude.")
+    test_split_hash = serializers.CharField(help_text="Today's test split hash.")
+    runs_on_earlier_split = serializers.ListField(child=serializers.IntegerField(),
+                                                  help_text="Runs scored on an earlier test split.")
+
+
+class ExcludeLeakedOutput(serializers.Serializer):
+    excluded = serializers.ListField(child=serializers.IntegerField())
+    conflicts = serializers.ListField(child=serializers.IntegerField(),
+                                      help_text="Images changed meanwhile, left as they are.")
+    test_split_hash_before = serializers.CharField()
+    test_split_hash_after = serializers.CharField()
+
+
+class DatasetLeaksApi(APIView):
+    """Near-duplicate groups within and across splits, and the train/test and val/test leaks with the test images
+    they affect (from the latest find_duplicates job)."""
+
+    @extend_schema(responses=LeaksOutput)
+    def get(self, request, name):
+        report = dataset_leaks(dataset_get(name=name))
+        report.pop("examples")
+        return Response(LeaksOutput(report).data)
+
+
+class DatasetExcludeLeakedTestApi(APIView):
+    """Exclude every test image with a train or val near-duplicate (each with its audit row). The test split
+    changes and gets a new hash; runs scored before are then on an earlier test split."""
+
+    permission_classes = [IsAuthenticated, IsCurator]
+
+    @extend_schema(request=None, responses=ExcludeLeakedOutput)
+    def post(self, request, name):
+        done = exclude_leaked_test_images(dataset=dataset_get(name=name), user=request.user)
+        return Response(ExcludeLeakedOutput(done).data)

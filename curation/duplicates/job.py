@@ -1,0 +1,105 @@
+"""The find_duplicates job: hash every image of a dataset, link the near-duplicate pairs (detect.py), and store the
+groups as DuplicateMember rows, replacing the dataset's previous ones in one transaction. Its result counts the
+groups within and across splits and the train/test and val/test leaks (leaks.py)."""
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
+
+from curation.duplicates import detect
+from curation.duplicates.leaks import dataset_leaks
+from curation.jobs.errors import JobParamsError
+from curation.models import Dataset, DuplicateMember, Image
+from curation.selectors import DatasetNotFound, dataset_get
+
+
+def _dataset(name):
+    if not name:
+        names = list(Dataset.objects.values_list("name", flat=True)[:2])
+        if len(names) != 1:
+            raise JobParamsError("give --dataset NAME" + (" (there are several datasets)" if names else
+                                                          " (no dataset yet)"))
+        name = names[0]
+    try:
+        return dataset_get(name=name)
+    except DatasetNotFound as exc:
+        known = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none yet"
+        raise JobParamsError(f"{exc} (datasets: {known})") from None
+
+
+def _number(params, key, default, low, high, kind):
+    value = params.get(key)
+    value = default if value is None else value
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or (kind is int and number != value) or not low <= number <= high:
+        raise JobParamsError(f"{key} must be a {'whole ' if kind is int else ''}number in [{low}, {high}], "
+                             f"not {value!r}")
+    return number
+
+
+def validate_duplicates_params(params):
+    dataset = _dataset(params.get("dataset"))
+    if not Image.objects.filter(dataset=dataset).exists():
+        raise JobParamsError(f"dataset {dataset.name!r} has no images to look for duplicates in")
+    return {
+        "dataset": dataset.name,
+        "max_hash_distance": _number(params, "max_hash_distance", detect.MAX_HASH_DISTANCE, 0, detect.HASH_BITS, int),
+        "max_colour_distance": _number(params, "max_colour_distance", detect.MAX_COLOUR_DISTANCE, 0.0, 2.0, float),
+    }
+
+
+def find_duplicates_job(ctx):
+    p = ctx.params
+    dataset = _dataset(p["dataset"])
+    rows = list(Image.objects.filter(dataset=dataset).order_by("id").values_list("id", "file"))
+    ids, hashes, thumbs, unreadable = [], [], [], []
+    media = Path(settings.MEDIA_ROOT)
+    for index, (pk, file) in enumerate(rows):
+        try:
+            with PILImage.open(media / file) as image:
+                value, thumb = detect.image_features(image)
+        except (OSError, UnidentifiedImageError):
+            unreadable.append(pk)
+            continue
+        ids.append(pk)
+        hashes.append(value)
+        thumbs.append(thumb)
+        ctx.progress(0.8 * (index + 1) / len(rows), f"hashed {index + 1:,} of {len(rows):,} images")
+    features = detect.Features(np.array(hashes, dtype=np.uint64),
+                               np.array(thumbs, dtype=np.float32).reshape(len(ids), -1))
+    limits = {"phash": p["max_hash_distance"], "colour": p["max_colour_distance"]}
+    pairs = detect.near_pairs(features, limits,
+                              progress=lambda f: ctx.progress(0.8 + 0.15 * f, "comparing hashes"))
+    nearest = {}
+    for i, j, distance in pairs:
+        for x in (i, j):
+            nearest[x] = min(nearest.get(x, distance), distance)
+    members = []
+    for group in detect.groups_of(len(ids), pairs):
+        name = ids[group[0]]
+        members += [DuplicateMember(dataset=dataset, image_id=ids[x], group=name, job_id=ctx.job_id,
+                                    distance=nearest[x], linked_by="+".join(detect.SIGNALS)) for x in group]
+    ctx.progress(0.95, "storing groups", force=True)
+    with transaction.atomic():
+        DuplicateMember.objects.filter(dataset=dataset).delete()
+        DuplicateMember.objects.bulk_create(members, batch_size=2000)
+    report = dataset_leaks(dataset)
+    result = {
+        "dataset": dataset.name, "images": len(rows), "unreadable": unreadable[:50], "unreadable_count": len(unreadable),
+        "pairs": len(pairs), "groups": report["groups"], "grouped_images": report["images"],
+        "within": {row["split"]: row["groups"] for row in report["within"]},
+        "across": {row["splits"]: row["groups"] for row in report["across"]},
+        "leaks": {row["splits"]: {"groups": row["groups"], "test_images": row["test_images"],
+                                  "excluded": row["excluded"]} for row in report["leaks"]},
+        "leaked_test_images": report["leaked_test_images"], "limits": limits,
+    }
+    if unreadable:
+        result["warning"] = (f"{len(unreadable)} image file(s) could not be read and were left out, e.g. image "
+                             f"{unreadable[0]}")
+    return result

@@ -1,0 +1,142 @@
+"""Near-duplicate groups as pages, the API and commands read them, and the one write: excluding leaked test images.
+
+A leak is a group with a test image and a train or val image: a model trained (or tuned) on one copy is tested on
+the other, so its test figures come out too high. Excluded images count for nothing: an excluded train image is
+not trained on, and an excluded test image has left the test split (curation/classifier/selection.py), which
+then gets a new hash; the runs scored on the old one are listed as scored on an earlier test split.
+"""
+from curation.classifier.selection import Item, Selection
+from curation.models import DuplicateMember, Image, Job, LabelChange, Run
+from curation.services import VersionConflict, image_label_change
+
+JOB_KIND = "find_duplicates"
+SPLITS = ("train", "val", "test")
+LEAK_PAIRS = (("train", "test"), ("val", "test"))
+EXAMPLES = 10  # leak groups a page lists
+
+
+def current_test_split_hash(dataset):
+    """The hash a run trained now would record (Selection.test_split_hash of the test images not excluded)."""
+    rows = (Image.objects.filter(dataset=dataset, split=Image.Split.TEST).exclude(status=Image.Status.EXCLUDED)
+            .values_list("id", "original_label"))
+    return Selection(test=[Item("image", pk, "", "", label, "") for pk, label in rows]).test_split_hash()
+
+
+def runs_on_earlier_test_split(dataset, runs=None, *, current=None):
+    """Ids of the dataset's runs (or of `runs`) that were scored on an earlier test split than today's: their
+    recorded test_split_hash differs from the current one. Runs that recorded none are left out."""
+    current = current or current_test_split_hash(dataset)
+    if runs is None:
+        runs = Run.objects.filter(dataset=dataset).exclude(test_split_hash="").values_list("id", "test_split_hash")
+    else:
+        runs = [(r.pk, r.test_split_hash) for r in runs if r.test_split_hash]
+    return sorted(pk for pk, h in runs if h != current)
+
+
+def _groups(dataset):
+    """{group: [member dicts]} from one query."""
+    groups = {}
+    rows = (DuplicateMember.objects.filter(dataset=dataset).order_by("group", "image_id")
+            .values("group", "image_id", "distance", "image__path", "image__split", "image__status"))
+    for row in rows:
+        groups.setdefault(row["group"], []).append({
+            "id": row["image_id"], "path": row["image__path"], "split": row["image__split"],
+            "excluded": row["image__status"] == Image.Status.EXCLUDED, "distance": row["distance"]})
+    return groups
+
+
+def _leaked_test(members, pair):
+    """Test images of a group (excluded or not) that leak through `pair`'s other split: only if the group has an
+    image of that split that is not excluded."""
+    other = pair[0]
+    if not any(m["split"] == other and not m["excluded"] for m in members):
+        return []
+    return [m for m in members if m["split"] == "test"]
+
+
+def leaked_test_images(dataset):
+    """Test images (not excluded) in a group with a train or val image that is not excluded: {image id: [ids of
+    the train/val copies]}."""
+    out = {}
+    for members in _groups(dataset).values():
+        copies = [m["id"] for m in members if m["split"] != "test" and not m["excluded"]]
+        for m in members:
+            if m["split"] == "test" and not m["excluded"] and copies:
+                out[m["id"]] = copies
+    return out
+
+
+def dataset_leaks(dataset):
+    """Near-duplicates of a dataset by split, for its page and the run comparison (a constant number of queries):
+
+    - checked: the latest finished find_duplicates job (id, finished_at, params), or None: never checked;
+    - groups, images: how many groups and images in them;
+    - within: [{"split", "groups"}] groups all of one split; across: [{"splits": "train/test", "groups"}] groups
+      spanning two or more splits, by each pair of splits they span;
+    - leaks: [{"splits": "train/test", "groups", "test_images", "excluded"}]: groups with a test image and a train
+      (val) image that is not excluded, the test images in them still in the test split, and those excluded;
+    - leaked_test_images: distinct test images still leaking (what --exclude-leaked-test would exclude);
+    - examples: the first EXAMPLES leak groups, each {"group", "images": [{"id", "path", "split", "excluded"}]};
+    - test_split_hash: today's; runs_on_earlier_split: ids of runs scored on an earlier test split.
+    """
+    job = (Job.objects.filter(kind=JOB_KIND, status=Job.Status.SUCCEEDED, params__dataset=dataset.name)
+           .order_by("-finished_at", "-id").values("id", "finished_at", "params").first())
+    groups = _groups(dataset)
+    within = dict.fromkeys(SPLITS, 0)
+    across = {}
+    leaks = {pair: {"groups": 0, "test_images": set(), "excluded": set()} for pair in LEAK_PAIRS}
+    examples = []
+    for group, members in groups.items():
+        splits = sorted({m["split"] for m in members}, key=SPLITS.index)
+        if len(splits) == 1:
+            within[splits[0]] += 1
+        else:
+            for a in range(len(splits)):
+                for b in range(a + 1, len(splits)):
+                    key = f"{splits[a]}/{splits[b]}"
+                    across[key] = across.get(key, 0) + 1
+        leaking = False
+        for pair in LEAK_PAIRS:
+            tests = _leaked_test(members, pair)
+            if tests:
+                leaks[pair]["groups"] += 1
+                leaks[pair]["test_images"] |= {m["id"] for m in tests if not m["excluded"]}
+                leaks[pair]["excluded"] |= {m["id"] for m in tests if m["excluded"]}
+                leaking = leaking or any(not m["excluded"] for m in tests)
+        if leaking and len(examples) < EXAMPLES:
+            examples.append({"group": group, "images": members})
+    current = current_test_split_hash(dataset)
+    return {
+        "dataset": dataset.name,
+        "checked": job,
+        "groups": len(groups),
+        "images": sum(len(m) for m in groups.values()),
+        "within": [{"split": s, "groups": within[s]} for s in SPLITS],
+        "across": [{"splits": k, "groups": v} for k, v in sorted(across.items())],
+        "leaks": [{"splits": "/".join(pair), "groups": v["groups"], "test_images": len(v["test_images"]),
+                   "excluded": len(v["excluded"])} for pair, v in leaks.items()],
+        "leaked_test_images": len(set().union(*(v["test_images"] for v in leaks.values()))),
+        "examples": examples,
+        "test_split_hash": current,
+        "runs_on_earlier_split": runs_on_earlier_test_split(dataset, current=current),
+    }
+
+
+def exclude_leaked_test_images(*, dataset, user=None):
+    """Exclude every test image that leaks (leaked_test_images), each through image_label_change with its audit
+    row, so an undo brings it back. The test split changes, and with it its hash. Returns {"excluded": [ids],
+    "conflicts": [ids changed meanwhile, left as they are], "test_split_hash_before", "test_split_hash_after"}."""
+    before = current_test_split_hash(dataset)
+    leaked = leaked_test_images(dataset)
+    versions = dict(Image.objects.filter(pk__in=leaked).values_list("id", "version"))
+    excluded, conflicts = [], []
+    for image_id in sorted(leaked):
+        copies = ", ".join(map(str, leaked[image_id][:5])) + (" …" if len(leaked[image_id]) > 5 else "")
+        try:
+            image_label_change(image_id=image_id, action=LabelChange.Action.EXCLUDE, expected_version=versions[image_id],
+                               user=user, note=f"test-split leak: near-duplicate of image(s) {copies} (find_duplicates)")
+            excluded.append(image_id)
+        except VersionConflict:
+            conflicts.append(image_id)
+    return {"excluded": excluded, "conflicts": conflicts, "test_split_hash_before": before,
+            "test_split_hash_after": current_test_split_hash(dataset)}

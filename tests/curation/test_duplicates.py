@@ -1,0 +1,162 @@
+"""Near-duplicates and test leaks, through the product: synthetic faces with known copies imported by the real
+importer, the find_duplicates command (its job run inline), the stored groups, the leak report, the exclusion of
+leaked test images (command and API) and what it does to the test split's hash and the runs scored before."""
+import csv
+import io
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.template.loader import render_to_string
+
+from curation.classifier.selection import select_training_data
+from curation.duplicates.detect import pair_scores
+from curation.duplicates.leaks import current_test_split_hash, dataset_leaks
+from curation.models import Dataset, DuplicateMember, Image, Job, LabelChange
+from curation.selectors import dataset_get
+from tests.factories import RunFactory
+from training.labels import CLASSES
+from training.synthetic_faces import face, knobs, make_synthetic_faces, near_duplicate, png_bytes
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("inline_jobs")]
+SIZE = 48
+
+
+def _import(csv_path, name):
+    call_command("import_dataset", str(csv_path), "--format", "csv", "--name", name, "--inline",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    return dataset_get(name=name)
+
+
+def _find(name, *extra):
+    out = io.StringIO()
+    call_command("find_duplicates", "--dataset", name, "--inline", *extra, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dup-faces")
+    summary = make_synthetic_faces(out, n=240, size=SIZE, seed=11, duplicates=0.15, nonfaces=0.05)
+    with open(out / "truth.csv", newline="") as fh:
+        truth = list(csv.DictReader(fh))
+    return out, summary, truth
+
+
+def test_groups_match_the_generated_duplicates(generated):
+    out, summary, truth = generated
+    ds = _import(out / "labels.csv", "dups")
+    assert Image.objects.filter(dataset=ds).count() == 240
+    text = _find("dups")
+    true_groups = {}
+    for row in truth:
+        if row["duplicate_group"]:
+            true_groups.setdefault(row["duplicate_group"], []).append(row["path"])
+    found = {}
+    for group, path in DuplicateMember.objects.filter(dataset=ds).values_list("group", "image__path"):
+        found.setdefault(group, []).append(path)
+    scores = pair_scores(found.values(), true_groups.values())
+    assert scores["true_pairs"] >= 30
+    assert scores["recall"] >= 0.9 and scores["precision"] >= 0.9, scores
+    # No non-face is taken for a copy of anything.
+    outliers = {row["path"] for row in truth if row["outlier"] == "1"}
+    assert not outliers & {p for paths in found.values() for p in paths}
+    assert f"{len(found)} near-duplicate group(s)" in text
+    # A second run replaces the groups rather than adding to them.
+    _find("dups")
+    assert DuplicateMember.objects.filter(dataset=ds).count() == sum(map(len, found.values()))
+
+
+def _write(out, rows):
+    """rows: (name, pixels, label, split); writes the PNGs and labels.csv."""
+    (out / "images").mkdir(parents=True)
+    with open(out / "labels.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "split"])
+        for name, pixels, label, split in rows:
+            (out / "images" / name).write_bytes(png_bytes(pixels))
+            writer.writerow([f"images/{name}", label, split])
+    return out / "labels.csv"
+
+
+@pytest.fixture
+def leaky(tmp_path):
+    """Dataset "leaky": 12 distinct faces; face 0 (train) has two re-captures in test, face 1 (val) one in test,
+    face 2 (train) one in train; the other faces appear once, in every split."""
+    k, seed = knobs(0.6), 5
+    labels = [CLASSES[i % 8] for i in range(12)]
+    splits = ["train", "val", "train", "test", "test", "val"] + ["train"] * 6
+    rows = [(f"f{i}.png", face(seed, i, labels[i], SIZE, k)[0], labels[i], splits[i]) for i in range(12)]
+    for copy, (source, split) in enumerate([(0, "test"), (0, "test"), (1, "test"), (2, "train")], start=100):
+        pixels, _ = near_duplicate(seed, source, copy, labels[source], SIZE, k)
+        rows.append((f"c{copy}.png", pixels, labels[source], split))
+    return _import(_write(tmp_path / "leaky", rows), "leaky")
+
+
+def test_a_train_test_leak_is_reported_with_the_test_images_it_affects(leaky, as_reviewer):
+    text = _find("leaky")
+    report = dataset_leaks(leaky)
+    assert report["groups"] == 3 and report["images"] == 3 + 2 + 2
+    leaks = {row["splits"]: row for row in report["leaks"]}
+    assert (leaks["train/test"]["groups"], leaks["train/test"]["test_images"]) == (1, 2)
+    assert (leaks["val/test"]["groups"], leaks["val/test"]["test_images"]) == (1, 1)
+    assert report["leaked_test_images"] == 3
+    assert {r["split"]: r["groups"] for r in report["within"]} == {"train": 1, "val": 0, "test": 0}
+    assert {r["splits"]: r["groups"] for r in report["across"]} == {"train/test": 1, "val/test": 1}
+    assert "train/test leaks: 1 group(s), 2 test image(s) affected" in text
+    assert "val/test leaks: 1 group(s), 1 test image(s) affected" in text
+    html = render_to_string("curation/pages/_leaks.html", {"leaks": report})
+    assert "3 test images have a copy in train or val" in html and "images/c100.png (test)" in html
+    api = as_reviewer.get("/api/datasets/leaky/leaks/").json()
+    assert api["leaked_test_images"] == 3 and api["leaks"][0] == {"splits": "train/test", "groups": 1,
+                                                                   "test_images": 2, "excluded": 0}
+
+
+def test_excluding_leaked_test_images_changes_the_test_split_hash_and_marks_earlier_runs(leaky):
+    _find("leaky")
+    before = current_test_split_hash(leaky)
+    assert before == select_training_data(dataset=leaky).test_split_hash()
+    old_run = RunFactory(dataset=leaky, test_split_hash=before)
+    assert dataset_leaks(leaky)["runs_on_earlier_split"] == []
+
+    text = _find("leaky", "--exclude-leaked-test")
+    assert "excluded 3 leaked test image(s)" in text
+    leaked = Image.objects.filter(dataset=leaky, path__in=["images/c100.png", "images/c101.png", "images/c102.png"])
+    assert set(leaked.values_list("status", flat=True)) == {Image.Status.EXCLUDED}
+    notes = LabelChange.objects.filter(image__in=leaked, action=LabelChange.Action.EXCLUDE).values_list("note", flat=True)
+    assert len(notes) == 3 and all("test-split leak" in n for n in notes)
+    # The run a classifier trains now records the new hash: the selection's test split lost the three images.
+    selection = select_training_data(dataset=leaky)
+    after = current_test_split_hash(leaky)
+    assert after != before and selection.test_split_hash() == after
+    assert len(selection.test) == 2 and not {i.path for i in selection.test} & set(leaked.values_list("path", flat=True))
+    new_run = RunFactory(dataset=leaky, test_split_hash=after)
+    report = dataset_leaks(leaky)
+    assert report["runs_on_earlier_split"] == [old_run.pk] and new_run.pk not in report["runs_on_earlier_split"]
+    assert report["leaked_test_images"] == 0
+    assert {row["splits"]: row["excluded"] for row in report["leaks"]} == {"train/test": 2, "val/test": 1}
+    html = render_to_string("curation/pages/_leaks.html", {"leaks": report})
+    assert f"Run {old_run.pk}" in html and "scored on an earlier test split" in html
+
+
+def test_the_api_action_excludes_for_curators_only(leaky, reviewer_api, curator_api):
+    _find("leaky")
+    assert reviewer_api.post("/api/datasets/leaky/leaks/exclude-test/").status_code == 403
+    assert not Image.objects.filter(dataset=leaky, status=Image.Status.EXCLUDED).exists()
+    response = curator_api.post("/api/datasets/leaky/leaks/exclude-test/")
+    assert response.status_code == 200
+    body = response.json()
+    assert len(body["excluded"]) == 3 and body["test_split_hash_before"] != body["test_split_hash_after"]
+    assert LabelChange.objects.filter(action=LabelChange.Action.EXCLUDE, user__username="carl").count() == 3
+
+
+def test_bad_input_is_refused_by_name_and_nothing_is_stored(faces, as_reviewer):
+    with pytest.raises(CommandError, match="dataset 'nope' does not exist"):
+        _find("nope")
+    Dataset.objects.create(name="empty", format="csv", source="/nowhere")
+    with pytest.raises(CommandError, match="dataset 'empty' has no images"):
+        _find("empty")
+    with pytest.raises(CommandError, match="max_hash_distance must be a whole number in \\[0, 64\\]"):
+        _find("faces", "--max-hash-distance", "65")
+    assert not Job.objects.filter(kind="find_duplicates").exists() and not DuplicateMember.objects.exists()
+    assert as_reviewer.get("/api/datasets/nope/leaks/").status_code == 404
