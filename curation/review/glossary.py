@@ -38,6 +38,11 @@ FIGURES = {
                         "Each row: a generator that turns this label into another emotion, the look-alike score of "
                         "its output, the same score from the generator that should leave the face alone (its "
                         "baseline), and how unusual the difference is."),
+    "generator": ("Redrawn by",
+                  "The CycleGAN (its number), which of its two generators (G_A turns its first emotion into its "
+                  "second, G_B the second into the first), and the training epoch of the snapshot used."),
+    "redrawn": ("Redrawn face",
+                "The face as that generator redrew it, where a generate job made it; \"not generated\" otherwise."),
     "baseline": ("Baseline",
                  "The look-alike score under the pair's other generator, which should leave this face unchanged: "
                  "how much any redrawing changes this particular face."),

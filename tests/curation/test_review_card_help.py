@@ -108,8 +108,8 @@ def test_every_figure_on_the_card_is_explained_on_hover_and_in_the_dialog(client
     for jargon in ("GAN score (z)", "label quality", "clf", "classifier says"):
         assert jargon not in card
     # The other figures: hover text wherever they are shown...
-    for key in ("progress", "label", "status", "version", "suggestion", "probabilities", "transformations",
-                "baseline", "references", "history"):
+    for key in ("progress", "label", "status", "version", "label_issue", "suggestion", "probabilities",
+                "transformations", "generator", "redrawn", "baseline", "references", "history"):
         assert f'title="{html.escape(FIGURES[key][1])}"' in card, key
     # ...and every explanation in the `?` dialog.
     for name, text in FIGURES.values():
