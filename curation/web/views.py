@@ -170,7 +170,6 @@ def dataset_review_settings(request, name):
     dataset = _dataset_or_404(name)
     form = ReviewSettingsForm(request.POST)
     if not form.is_valid():
-        messages.error(request, f"Review settings not saved: {form_error_text(form)}")
         return render(request, "curation/pages/dataset.html",
                       _dataset_context(request, dataset, settings_form=form), status=400)
     value = dataset_reviews_required_set(dataset_id=dataset.pk, reviews_required=form.cleaned_data["reviews_required"])
@@ -203,7 +202,6 @@ def dataset_guidelines(request, name):
         else:
             messages.success(request, f"{dataset.name}: guidelines saved; reviewers see them on the review card.")
             return redirect(f"{reverse('dataset', args=[dataset.name])}#settings")
-    messages.error(request, f"Guidelines not saved: {form_error_text(form)}")
     return render(request, "curation/pages/dataset.html",
                   _dataset_context(request, dataset, guidelines_form=form), status=400)
 
