@@ -141,18 +141,20 @@ class CycleGAN:
         return torch.cat([parts.detach().float(), torch.stack([loss_D_A, loss_D_B]).detach().float()])
 
     def train_epoch(self, A_u8, B_u8, *, on_step=None):
-        """One epoch over (N, 3, S, S) uint8 tensors on the device: max(len A, len B) images of each domain in a
-        seeded random order, random horizontal flips. Returns the epoch's mean losses as a dict."""
+        """One epoch over (N, 3, S, S) uint8 tensors on the device, or caches placed by training.engine.place_images:
+        max(len A, len B) images of each domain in a seeded random order, random horizontal flips. Returns the
+        epoch's mean losses as a dict."""
         bs = self.cfg.batch_size
         steps = max(1, math.ceil(max(len(A_u8), len(B_u8)) / bs))
         order_A = _cycled_order(len(A_u8), steps * bs, self.rng).to(self.device)
         order_B = _cycled_order(len(B_u8), steps * bs, self.rng).to(self.device)
         mf = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         total = torch.zeros(6, device=self.device)
-        for step in range(steps):
-            idx = slice(step * bs, (step + 1) * bs)
-            real_A = _flip(to_unit(A_u8[order_A[idx]]), self.rng).contiguous(memory_format=mf)
-            real_B = _flip(to_unit(B_u8[order_B[idx]]), self.rng).contiguous(memory_format=mf)
+        bounds = [(step * bs, (step + 1) * bs) for step in range(steps)]
+        pairs = zip(_batches(A_u8, order_A, bounds), _batches(B_u8, order_B, bounds))
+        for step, (batch_A, batch_B) in enumerate(pairs):
+            real_A = _flip(to_unit(batch_A), self.rng).contiguous(memory_format=mf)
+            real_B = _flip(to_unit(batch_B), self.rng).contiguous(memory_format=mf)
             total += self.train_step(real_A, real_B)
             if on_step is not None:
                 on_step(step + 1, steps)
@@ -200,6 +202,14 @@ def translate(net, images_u8, *, batch_size=64, amp=True):
             out.append(to_u8(net(x)))
     net.train()
     return torch.cat(out) if out else images_u8.new_empty(images_u8.shape)
+
+
+def _batches(images, order, bounds):
+    """Rows order[a:b] of images for (a, b) in bounds: a device tensor indexed there, or a placed cache
+    (training.engine.DeviceImages / StreamedImages) that streams them with the next batch's copy overlapped."""
+    if hasattr(images, "batches"):
+        return images.batches(order, bounds)
+    return (images[order[a:b]] for a, b in bounds)
 
 
 def _cycled_order(n, length, rng):

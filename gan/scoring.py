@@ -15,24 +15,26 @@ import torch
 
 from gan.cyclegan import to_u8, to_unit
 from gan.ssim import ssim
+from training.engine import iter_batches
 
 
 @torch.no_grad()
 def transform_ssim(generator, images_u8, *, batch_size=256, grey=True, window="uniform", amp=True):
     """SSIM between each image and its transformation. images_u8: (N, S, S, 3) uint8 numpy; returns (N,) float.
 
-    Images go to the generator's device once per batch; the SSIM is computed there on the uint8-rounded output,
-    as a saved PNG of the transformation would be scored, with data_range 255."""
+    Images stream to the generator's device once per batch (a memory-mapped cache is read batch by batch, the next
+    batch's copy overlapped with this one's compute: training.engine.iter_batches); the SSIM is computed there on
+    the uint8-rounded output, as a saved PNG of the transformation would be scored, with data_range 255."""
     generator.eval()
     device = next(generator.parameters()).device
     out = np.empty(len(images_u8), dtype=np.float32)
-    for start in range(0, len(images_u8), batch_size):
-        x_u8 = torch.from_numpy(np.ascontiguousarray(images_u8[start : start + batch_size])).to(device)
-        x_u8 = x_u8.permute(0, 3, 1, 2)
+    start = 0
+    for x_u8 in iter_batches(images_u8, device, batch_size):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
             y_u8 = to_u8(generator(to_unit(x_u8)))
         out[start : start + len(x_u8)] = ssim(x_u8.float(), y_u8.float(), data_range=255, grey=grey,
                                                window=window).cpu().numpy()
+        start += len(x_u8)
     return out
 
 

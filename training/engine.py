@@ -1,8 +1,11 @@
 """The training loop: train_one_epoch, evaluate, predict_proba, and fit() with early stopping and per-epoch
-checkpoints that a re-run resumes from. Data arrives as uint8 arrays (N, S, S, 3) from the tensor cache and is
-moved to the device once; batches are sliced there and augmented there."""
+checkpoints that a re-run resumes from. Data arrives as uint8 arrays (N, S, S, 3) from the tensor cache (memory-
+mapped) and is either moved to the device once, or streamed to it batch by batch: see choose_placement."""
 import copy
 import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +39,219 @@ def to_device_u8(images, device):
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2)
 
 
+# --- where the images live while a model reads them ------------------------------------------------------------
+
+MODES = ("auto", "device", "stream")
+DEFAULT_DEVICE_SHARE = 0.5
+COPY_CHUNK = 4096  # images per host -> device copy when a cache is placed on the device
+
+
+@dataclass(frozen=True)
+class Placement:
+    mode: str  # "device": the whole array copied to the device once; "stream": batches gathered from host memory
+    reason: str
+
+    def __str__(self):
+        return f"{self.mode} ({self.reason})"
+
+    def to_dict(self):
+        return {"mode": self.mode, "reason": self.reason}
+
+
+def device_share(share=None):
+    """The share of the device's memory the images may take on it: `share`, else FER_CACHE_DEVICE_SHARE, else 0.5."""
+    raw = share if share is not None else os.environ.get("FER_CACHE_DEVICE_SHARE", DEFAULT_DEVICE_SHARE)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"FER_CACHE_DEVICE_SHARE must be a number in (0, 1]; got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise ValueError(f"the device share for the tensor cache must be in (0, 1]; got {value}")
+    return value
+
+
+def cache_mode(mode=None):
+    mode = mode or os.environ.get("FER_CACHE_MODE") or "auto"
+    if mode not in MODES:
+        raise ValueError(f"FER_CACHE_MODE must be one of {', '.join(MODES)}; got {mode!r}")
+    return mode
+
+
+def choose_placement(nbytes, device, *, mode=None, share=None):
+    """Device or stream, and why. The rule:
+
+    - `mode` (else FER_CACHE_MODE) "device" or "stream" forces it;
+    - on a CUDA device: "device" when the images take at most `share` (FER_CACHE_DEVICE_SHARE, default 0.5) of
+      the device's total memory and less than what is free on it now, else "stream" (pinned host memory, the next
+      batch's copy overlapped with this batch's compute);
+    - on the CPU the device's memory is host RAM, where the memory-mapped cache already is (in the page cache):
+      "stream", reading each batch from it, since a device copy would only add the whole array again as anonymous
+      memory and no speed (the CPU reads the page cache as fast as its own copy).
+    """
+    device = torch.device(device)
+    mode, mb = cache_mode(mode), nbytes / 2**20
+    if mode != "auto":
+        return Placement(mode, f"{mb:.0f} MiB of images; {mode} mode asked for (mode / FER_CACHE_MODE)")
+    if device.type == "cuda":
+        share = device_share(share)
+        free, total = torch.cuda.mem_get_info(device)
+        limit = share * total
+        if nbytes <= limit and nbytes < free:
+            return Placement("device", f"{mb:.0f} MiB of images fit under {share:g} of the GPU's "
+                                       f"{total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free)")
+        return Placement("stream", f"{mb:.0f} MiB of images exceed {share:g} of the GPU's {total / 2**30:.1f} GiB "
+                                   f"or its {free / 2**30:.1f} GiB free: batches stream from pinned host memory")
+    return Placement("stream", f"{mb:.0f} MiB of images; on the CPU the device is host RAM, where the memory-"
+                               f"mapped cache already is: batches are read from it, not copied whole")
+
+
+class DeviceImages:
+    """Images (N, S, S, 3) uint8 (rows `index` of them, when given) copied to the device once, in chunks."""
+
+    mode = "device"
+
+    def __init__(self, images, device, index=None):
+        self.device = torch.device(device)
+        if isinstance(images, torch.Tensor):  # already (N, 3, S, S) on the device
+            self.x = images if index is None else images[torch.as_tensor(index, device=images.device)]
+            return
+        n = len(images) if index is None else len(index)
+        size = images.shape[1:]
+        out = torch.empty((n, *size), dtype=torch.uint8, device=self.device)
+        for start in range(0, n, COPY_CHUNK):
+            rows = slice(start, start + COPY_CHUNK) if index is None else np.asarray(index)[start : start + COPY_CHUNK]
+            out[start : start + COPY_CHUNK].copy_(torch.from_numpy(np.array(images[rows])))  # a chunk at a time
+        self.x = out.permute(0, 3, 1, 2)
+
+    def __len__(self):
+        return self.x.shape[0]
+
+    @property
+    def shape(self):
+        return self.x.shape
+
+    def __getitem__(self, idx):
+        if isinstance(idx, np.ndarray):
+            idx = torch.as_tensor(idx, device=self.x.device)
+        return self.x[idx]
+
+    def batches(self, order, bounds):
+        """Yield (B, 3, S, S) uint8 device tensors: rows order[a:b] (a:b when order is None) for (a, b) in bounds."""
+        for a, b in bounds:
+            yield self.x[a:b] if order is None else self.x[order[a:b]]
+
+
+class StreamedImages:
+    """Images (N, S, S, 3) uint8 in host memory (a memory-mapped cache, rows `index` when given), gathered batch
+    by batch and sent to the device. A background thread gathers the next `prefetch` batches while the current
+    one computes; on CUDA it gathers into pinned buffers and copies on a side stream (non-blocking), so the copy
+    overlaps the compute too."""
+
+    mode = "stream"
+
+    def __init__(self, images, device, index=None, prefetch=2):
+        if isinstance(images, torch.Tensor):
+            raise TypeError("StreamedImages reads a host array (N, S, S, 3), not a tensor")
+        self.images, self.device, self.prefetch = images, torch.device(device), prefetch
+        self.index = None if index is None else np.asarray(index, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.images) if self.index is None else len(self.index)
+
+    @property
+    def shape(self):
+        s = self.images.shape
+        return (len(self), s[3], s[1], s[2])
+
+    def _rows(self, order, a, b):
+        rows = np.arange(a, b) if order is None else order[a:b]
+        return rows if self.index is None else self.index[rows]
+
+    def __getitem__(self, idx):
+        """Rows idx (an index tensor or array) as one (B, 3, S, S) device tensor, gathered now (no overlap)."""
+        idx = idx.cpu().numpy() if isinstance(idx, torch.Tensor) else np.asarray(idx)
+        rows = idx if self.index is None else self.index[idx]
+        return torch.from_numpy(np.take(self.images, rows, axis=0)).to(self.device).permute(0, 3, 1, 2)
+
+    def batches(self, order, bounds):
+        order = None if order is None else (order.cpu().numpy() if isinstance(order, torch.Tensor) else order)
+        bounds = list(bounds)
+        if not bounds:
+            return
+        cuda = self.device.type == "cuda"
+        if cuda:
+            widest = max(b - a for a, b in bounds)
+            slots = [torch.empty((widest, *self.images.shape[1:]), dtype=torch.uint8).pin_memory()
+                     for _ in range(self.prefetch + 1)]
+            freed = [None] * len(slots)  # per slot: the event after which its last copy has finished
+            copy_stream = torch.cuda.Stream(self.device)
+
+        def load(k):
+            a, b = bounds[k]
+            rows = self._rows(order, a, b)
+            if not cuda:
+                return torch.from_numpy(np.take(self.images, rows, axis=0)), None
+            slot = k % len(slots)
+            if freed[slot] is not None:
+                freed[slot].synchronize()
+            host = slots[slot][: len(rows)]
+            np.take(self.images, rows, axis=0, out=host.numpy())
+            with torch.cuda.stream(copy_stream):
+                dev = host.to(self.device, non_blocking=True)
+                done = torch.cuda.Event()
+                done.record(copy_stream)
+            freed[slot] = done
+            return dev, done
+
+        pool = ThreadPoolExecutor(1, thread_name_prefix="stream")
+        pending = deque()
+        try:
+            for k in range(min(self.prefetch, len(bounds))):
+                pending.append(pool.submit(load, k))
+            for k in range(len(bounds)):
+                x, done = pending.popleft().result()
+                if k + self.prefetch < len(bounds):
+                    pending.append(pool.submit(load, k + self.prefetch))
+                if cuda:
+                    stream = torch.cuda.current_stream(self.device)
+                    stream.wait_event(done)
+                    x.record_stream(stream)
+                else:
+                    x = x.to(self.device)
+                yield x.permute(0, 3, 1, 2)
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True)
+
+
+def place_images(images, device, *, index=None, mode=None, share=None, placement=None):
+    """(DeviceImages or StreamedImages, Placement) for host images (N, S, S, 3) uint8, rows `index` when given.
+    A tensor already on the device stays there."""
+    if isinstance(images, (DeviceImages, StreamedImages)):
+        return images, Placement(images.mode, "placed by the caller")
+    if isinstance(images, torch.Tensor):
+        return DeviceImages(images, device, index), Placement("device", "a tensor already on the device")
+    per_image = int(np.prod(images.shape[1:], dtype=np.int64))
+    n = len(images) if index is None else len(index)
+    if placement is None:
+        placement = choose_placement(n * per_image, device, mode=mode, share=share)
+    cls = DeviceImages if placement.mode == "device" else StreamedImages
+    return cls(images, device, index), placement
+
+
+def _as_source(x_u8, device):
+    return x_u8 if isinstance(x_u8, (DeviceImages, StreamedImages)) else place_images(x_u8, device)[0]
+
+
+def iter_batches(images, device, batch_size, *, index=None, mode=None):
+    """(B, 3, S, S) uint8 device tensors over images in order, batch_size at a time (single-pass readers: these
+    stream unless mode says "device")."""
+    source, _ = place_images(images, device, index=index, mode=mode or "stream")
+    n = len(source)
+    return source.batches(None, [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)])
+
+
 def as_input(batch_u8, channels_last):
     x = batch_u8.float().div_(255)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
@@ -56,17 +272,19 @@ def train_one_epoch(model, optimizer, scheduler, x_u8, y, *, cfg, device, genera
     """One pass over (x_u8, y) in a seeded random order. on_step(step, steps), if given, runs after every batch
     (progress, cancellation); it must not synchronise with the device."""
     model.train()
-    n = x_u8.shape[0]
+    source = _as_source(x_u8, device)
+    n = len(source)
     steps = max(1, math.ceil((n - 1) / cfg.batch_size))
     order = torch.randperm(n, device=device, generator=generator)
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
-    for start in range(0, n - 1, cfg.batch_size):
-        idx = order[start : start + cfg.batch_size]
-        if idx.numel() < 2:  # batch norm needs two samples
-            break
-        x = as_input(x_u8[idx], cfg.channels_last)
+    # Batches of at least two images (batch norm needs two), the last image left out as it always was.
+    bounds = [(a, min(a + cfg.batch_size, n)) for a in range(0, n - 1, cfg.batch_size)]
+    bounds = [(a, b) for a, b in bounds if b - a >= 2]
+    for (start, stop), batch in zip(bounds, source.batches(order, bounds)):
+        idx = order[start:stop]
+        x = as_input(batch, cfg.channels_last)
         if cfg.augment:
             x = augment_batch(x, generator)
         target = y[idx]
@@ -87,16 +305,25 @@ def train_one_epoch(model, optimizer, scheduler, x_u8, y, *, cfg, device, genera
 
 @torch.no_grad()
 def predict_logits(model, x_u8, *, batch_size, device, amp=True, channels_last=True):
+    """x_u8: a (N, 3, S, S) uint8 tensor on the device, a placed DeviceImages / StreamedImages, or a host array
+    (N, S, S, 3) placed by choose_placement."""
     model.eval()
+    device = torch.device(device)
+    source = _as_source(x_u8, device)
+    n = len(source)
+    bounds = [(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
     out = []
-    for start in range(0, x_u8.shape[0], batch_size):
+    for batch in source.batches(None, bounds):
         with _autocast(device, amp):
-            out.append(model(as_input(x_u8[start : start + batch_size], channels_last)).float())
+            out.append(model(as_input(batch, channels_last)).float())
     return torch.cat(out) if out else torch.empty(0, device=device)
 
 
-def predict_proba(model, x_u8, *, batch_size, device, amp=True, channels_last=True):
-    """Softmax probabilities (N, C) as numpy, in the order of x_u8 (no augmentation)."""
+def predict_proba(model, x_u8, *, batch_size, device, amp=True, channels_last=True, index=None, mode=None):
+    """Softmax probabilities (N, C) as numpy, in the order of x_u8 (rows `index` of it, when given; no
+    augmentation). A host array is placed by choose_placement (`mode` forces device or stream)."""
+    if index is not None or mode is not None:
+        x_u8, _ = place_images(x_u8, device, index=index, mode=mode)
     logits = predict_logits(model, x_u8, batch_size=batch_size, device=device, amp=amp, channels_last=channels_last)
     return torch.softmax(logits, 1).cpu().numpy()
 
@@ -115,6 +342,7 @@ class FitResult:
     history: list = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    placement: Placement = None  # where the training images were while it ran, and why
 
 
 def _make_optimizer(model, cfg, steps_per_epoch):
@@ -137,11 +365,15 @@ def improved(val, best, monitor):
     return val["acc"] > acc or (val["acc"] == acc and val["loss"] < best["val_loss"])
 
 
-def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume=None, on_epoch=None, on_step=None):
+def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume=None, on_epoch=None, on_step=None,
+        train_index=None, mode=None, share=None):
     """Train a model; returns FitResult with the best weights (highest validation accuracy, or lowest validation
     loss: cfg.monitor).
 
-    x_*: uint8 arrays (N, S, S, 3); y_*: int arrays. `resume`: a checkpoint dict from an earlier on_epoch call.
+    x_*: uint8 arrays (N, S, S, 3), memory-mapped or not; y_*: int arrays. `train_index`: train on those rows of
+    x_train / y_train only (an out-of-fold fit), without copying them out. The images go to the device whole or
+    stream (choose_placement; `mode` forces one, `share` is the device share): the same weights either way, and
+    FitResult.placement says which. `resume`: a checkpoint dict from an earlier on_epoch call.
     `on_epoch(checkpoint)` is called after every epoch with a dict of tensors and primitives (save it to resume);
     it may raise to stop training (cancellation). `on_step(epoch, step, steps)` runs after every batch.
     """
@@ -153,8 +385,14 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
     model = build_model(cfg.arch, cfg.num_classes, cfg.size).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    xt, yt = to_device_u8(x_train, device), torch.as_tensor(np.asarray(y_train), dtype=torch.long, device=device)
-    xv, yv = to_device_u8(x_val, device), torch.as_tensor(np.asarray(y_val), dtype=torch.long, device=device)
+    y_train = np.asarray(y_train) if train_index is None else np.asarray(y_train)[np.asarray(train_index)]
+    n_train = len(x_train) if train_index is None else len(train_index)
+    per_image = int(np.prod(x_train.shape[1:], dtype=np.int64))
+    placement = choose_placement((n_train + len(x_val)) * per_image, device, mode=mode, share=share)
+    xt, _ = place_images(x_train, device, index=train_index, placement=placement)
+    xv, _ = place_images(x_val, device, placement=placement)
+    yt = torch.as_tensor(y_train, dtype=torch.long, device=device)
+    yv = torch.as_tensor(np.asarray(y_val), dtype=torch.long, device=device)
     steps = max(1, math.ceil((len(xt) - 1) / cfg.batch_size))
     optimizer, scheduler = _make_optimizer(model, cfg, steps)
     weight = class_weights(y_train, cfg.num_classes).to(device) if cfg.class_balance == "weights" else None
@@ -199,7 +437,8 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
             })
     if best["model"] is not None:
         model.load_state_dict(best["model"])
-    return FitResult(model=model, history=history, best_epoch=best["epoch"], stopped_early=stopped_early)
+    return FitResult(model=model, history=history, best_epoch=best["epoch"], stopped_early=stopped_early,
+                     placement=placement)
 
 
 def best_weights_checkpoint(cfg, result):

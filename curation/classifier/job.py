@@ -251,9 +251,9 @@ def _train(ctx, run, cfg):
     from training.engine import (
         best_weights_checkpoint,
         fit,
+        choose_placement,
         pick_device,
         predict_proba,
-        to_device_u8,
     )
 
     sel = selection_from_snapshot((Path(settings.MEDIA_ROOT) / run.snapshot_file).read_text())
@@ -265,6 +265,10 @@ def _train(ctx, run, cfg):
     y_train = np.array([i.target for i in sel.train], dtype=np.int64)
     x_val, y_val = load_arrays(sel.val, cfg.size)
     x_test, y_test = load_arrays(sel.test, cfg.size)
+    # The tensor cache on the device whole, or streamed to it batch by batch: said in the job's message and result.
+    placement = choose_placement(x_train.nbytes + x_val.nbytes, device)
+    log.info("run %s: tensor cache %s", run.pk, placement)
+    ctx.progress(0.0, f"tensor cache: {placement}", force=True)
     run_dir = _run_dir(run)
     fits = run.folds + 1
 
@@ -293,9 +297,10 @@ def _train(ctx, run, cfg):
                 continue
             ckpt = run_dir / f"fold{k}_last.pt"
             on_step, on_epoch = hooks(k, f"fold {k + 1}/{run.folds}", ckpt)
-            result = fit(cfg, x_train[fit_idx], y_train[fit_idx], x_val, y_val, device=device,
-                         resume=_load(ckpt), on_epoch=on_epoch, on_step=on_step)
-            probs = predict_proba(result.model, to_device_u8(x_train[held_idx], device), batch_size=256, device=device)
+            result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx,
+                         mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch, on_step=on_step)
+            probs = predict_proba(result.model, x_train, index=held_idx, mode=placement.mode, batch_size=256,
+                                  device=device)
             np.savez(out, index=held_idx, probs=probs)
             with transaction.atomic():
                 ctx.save_state({**ctx.state, "folds_done": sorted({*ctx.state.get("folds_done", []), k})})
@@ -311,10 +316,10 @@ def _train(ctx, run, cfg):
 
     last = run_dir / "final_last.pt"
     on_step, on_epoch = hooks(run.folds, "final model", last, history_to_run=True)
-    result = fit(cfg, x_train, y_train, x_val, y_val, device=device, resume=_load(last),
+    result = fit(cfg, x_train, y_train, x_val, y_val, device=device, resume=_load(last), mode=placement.mode,
                  on_epoch=on_epoch, on_step=on_step)
     ctx.progress(0.99, "evaluating on the test split", force=True)
-    probs = predict_proba(result.model, to_device_u8(x_test, device), batch_size=256, device=device)
+    probs = predict_proba(result.model, x_test, mode="stream", batch_size=256, device=device)
     metrics = _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg)
     np.savez(run_dir / PREDICTIONS_FILE, ids=np.array([i.id for i in sel.test], dtype=np.int64), labels=y_test,
              probs=probs.astype(np.float32))
@@ -326,7 +331,7 @@ def _train(ctx, run, cfg):
     )
     return {"run": run.pk, "dataset": run.dataset.name, "arch": cfg.arch, "test_accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"], "best_epoch": result.best_epoch, "selection": run.selection,
-            "oof": bool(run.folds)}
+            "oof": bool(run.folds), "cache": placement.to_dict()}
 
 
 def _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg):

@@ -101,7 +101,7 @@ def _train(ctx, gan, cfg):
     import torch
 
     from gan.cyclegan import CycleGAN, sample_grid
-    from training.engine import pick_device
+    from training.engine import choose_placement, pick_device, place_images
 
     device = pick_device()
     folder = Path(settings.MEDIA_ROOT) / "gans" / str(gan.pk)
@@ -113,8 +113,12 @@ def _train(ctx, gan, cfg):
     if checkpoint.exists():
         model.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu"))
         log.info("resuming CycleGAN %s from epoch %s", gan.pk, model.epoch)
-    A_dev = torch.from_numpy(A).permute(0, 3, 1, 2).to(device)
-    B_dev = torch.from_numpy(B).permute(0, 3, 1, 2).to(device)
+    # Both domains on the device whole, or streamed to it batch by batch (training.engine.choose_placement).
+    placement = choose_placement(A.nbytes + B.nbytes, device)
+    log.info("CycleGAN %s: tensor cache %s", gan.pk, placement)
+    ctx.progress(0.0, f"tensor cache: {placement}", force=True)
+    A_dev, _ = place_images(A, device, placement=placement)
+    B_dev, _ = place_images(B, device, placement=placement)
     rng = np.random.default_rng(cfg.seed)
     fixed_a = A_dev[np.sort(rng.choice(len(A), min(4, len(A)), replace=False))]
     fixed_b = B_dev[np.sort(rng.choice(len(B), min(4, len(B)), replace=False))]
@@ -152,4 +156,5 @@ def _train(ctx, gan, cfg):
     last = model.history[-1]
     GanModel.objects.filter(pk=gan.pk).update(status=GanModel.Status.SUCCEEDED, finished_at=timezone.now())
     return {"gan": gan.pk, "pair": [CLASSES[gan.source_label], CLASSES[gan.target_label]], "epochs": model.epoch,
-            "final_losses": {k: v for k, v in last.items() if isinstance(v, float)}, "quality": last.get("quality")}
+            "final_losses": {k: v for k, v in last.items() if isinstance(v, float)}, "quality": last.get("quality"),
+            "cache": placement.to_dict()}
