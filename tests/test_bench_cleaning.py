@@ -24,25 +24,34 @@ TINY = ["--n", "400", "--size", "24", "--epochs", "2", "--folds", "2", "--gan-ep
 def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_jobs, one_torch_thread):
     out = tmp_path / "bench"
     stdout = io.StringIO()
-    call_command("bench_cleaning", *TINY, "--seeds", "2", "--out", str(out), "--name", "tiny", "--inline",
+    call_command("bench_cleaning", *TINY, "--seeds", "2", "--rounds", "2", "--relabel-precision", "0.5",
+                 "--out", str(out), "--name", "tiny", "--inline",
                  stdout=stdout, stderr=io.StringIO())
     report = json.loads((out / "report.json").read_text())
     assert set(SECTIONS) <= set(report)
     dataset = Dataset.objects.get(name="tiny")
     truth = read_truth(out / "faces" / "truth.csv")
 
-    # Every job of the pipeline ran once and succeeded: import, 9 classifier runs of 2 seeds each (the SSIM-reduced
-    # run is the baseline: nothing flagged), 4 CycleGANs, scores, generation.
+    # Every job of the pipeline ran once and succeeded: import, 10 classifier runs of 2 seeds each (the SSIM-reduced
+    # run is the baseline: nothing flagged), 4 CycleGANs, scores, the second review round's refit and rescore,
+    # generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
     assert kinds == ["import_dataset", *["train_classifier"] * 2, *["train_cyclegan"] * 4, "score_ambiguity",
-                     *["train_classifier"] * 10, *["generate_images"] * 4, *["train_classifier"] * 6]
+                     *["train_classifier"] * 6, "train_classifier", "score_ambiguity", *["train_classifier"] * 6,
+                     *["generate_images"] * 4, *["train_classifier"] * 6]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
     # Every run is reported, and all of them were scored on the one untouched test split.
     runs = report["runs"]["runs"]
     assert list(runs) == list(RUN_NAMES)
     stored = {r.pk: r for r in Run.objects.filter(dataset=dataset)}
-    assert {seed["run"] for row in runs.values() for seed in row["seeds"]} == set(stored)
+    rounds = report["review_rounds"]
+    assert [r["round"] for r in rounds] == [1, 2] and rounds[0]["refit_run"] is None
+    refit = stored[rounds[1]["refit_run"]]  # out-of-fold models on the labels as reviewed in round 1
+    assert refit.folds == 2 and refit.reduced and refit.selection["doubtful"] == "none"
+    assert refit.selection["trusted"] == sum(d["action"] != "exclude" for d in report["review_decisions"]
+                                             if d["rank"] <= rounds[0]["decisions"])
+    assert {seed["run"] for row in runs.values() for seed in row["seeds"]} | {refit.pk} == set(stored)
     ssim_reduced = runs["reduced (SSIM flags, no review)"]
     assert ssim_reduced["same_as"] == "baseline" and ssim_reduced["seeds"] == runs["baseline"]["seeds"]
     assert not Image.objects.filter(dataset__name="tiny", flagged=True).exists()
@@ -62,12 +71,14 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert runs["reviewed + augmented"]["selection"]["generated"] > 0
     # The robust arms train with the plan's method (EAC by default), everything else with plain cross-entropy; the
     # reviewed + robust run trains on exactly the reviewed run's images and labels.
-    robust_runs = {"robust (no review)", "reviewed + robust", "oracle + robust"}
+    robust_runs = {"robust (no review)", "reviewed + robust", "reviewed + robust + calibrated relabels",
+                   "oracle + robust"}
     for name, row in runs.items():
         assert {stored[seed["run"]].config["robust"] for seed in row["seeds"]} == {
             "eac" if name in robust_runs else "none"}, name
     assert stored[runs["reviewed + robust"]["run"]].snapshot_hash == stored[runs["reviewed"]["run"]].snapshot_hash
     assert not stored[runs["robust (no review)"]["run"]].reduced
+    assert stored[runs["reviewed + robust + calibrated relabels"]["run"]].selection["relabel_rule"]["target"] == 0.5
     # The oracle trained on the true label of every train image.
     oracle = stored[runs["oracle (true labels)"]["run"]]
     snapshot = (tmp_path / "media" / oracle.snapshot_file).read_text().splitlines()[1:]
@@ -79,8 +90,12 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     # The simulated reviewers took the queue in suspicion order, through the services, and the audit agrees.
     decisions = report["review_decisions"]
     assert len(decisions) == round(0.1 * report["dataset"]["train"]) == report["review"]["decisions"]
-    suspicion = [d["suspicion"] for d in decisions]
-    assert suspicion == sorted(suspicion, reverse=True)
+    assert sum(r["decisions"] for r in rounds) == len(decisions) and [d["rank"] for d in decisions] == list(
+        range(1, len(decisions) + 1))
+    first = rounds[0]["decisions"]
+    for part in (decisions[:first], decisions[first:]):  # each round in the order of the queue as then scored
+        suspicion = [d["suspicion"] for d in part]
+        assert suspicion == sorted(suspicion, reverse=True)
     assert all((d["label_after"] == d["true_label"]) != d["reviewer_wrong"] for d in decisions)
     audit = LabelChange.objects.filter(user__username__startswith="tiny-reviewer-")
     assert report["review_audit"]["ok"] and audit.count() == len(decisions)
@@ -135,6 +150,8 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     (["--gan-size", "30"], "gan-size must be a multiple of 4"),
     (["--n", "50"], "n must be at least 200"),
     (["--folds", "1"], "folds must be at least 2"),
+    (["--rounds", "0"], "rounds must be 1-10"),
+    (["--relabel-precision", "1.2"], "relabel-precision must be in (0, 1]"),
     (["--robust", "mixup"], "robust must be one of none, eac, gce, bootstrap, not 'mixup'"),
     (["--arch", "seed_cnn", "--robust", "eac"], "robust eac needs class activation maps"),
 ])

@@ -69,7 +69,9 @@ class Selection:
 
 
 # What --reduced drops when no reviewer decided the image: the flags behind each choice.
-DOUBTFUL = {"ssim": ("flagged",), "classifier": ("classifier_flagged",), "either": ("flagged", "classifier_flagged")}
+# "none": only what reviewers excluded is dropped (the current labels of everything else: a review round's refit).
+DOUBTFUL = {"ssim": ("flagged",), "classifier": ("classifier_flagged",), "either": ("flagged", "classifier_flagged"),
+            "none": ()}
 
 
 TRUSTED = (Image.Status.CONFIRMED, Image.Status.RELABELLED)

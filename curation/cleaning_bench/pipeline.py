@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from curation.cleaning_bench import measure, reviewers
-from curation.cleaning_bench.measure import CEILING, ORACLE_ROBUST, REVIEWED_ROBUST, ROBUST
+from curation.cleaning_bench.measure import CEILING, ORACLE_ROBUST, RELABELS, REVIEWED_ROBUST, ROBUST
 from curation.cleaning_bench.report import write_report
 from curation.cleaning_bench.stages import run_stage
 from curation.models import Dataset, GeneratedImage, Image
@@ -105,14 +105,31 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         raise BenchError(f"the review ceiling's decisions were not all taken back: {ceiling_undo}")
 
     users = reviewers.bench_users(f"{plan.name}-reviewer", plan.reviewers)
-    decisions = stage("simulated review", lambda: reviewers.simulate_review(
-        dataset=dataset, truth=truth, budget=budget, error_rate=plan.reviewer_error, seed=plan.seed, users=users))
+    decisions, rounds = [], []
+    for r in range(plan.rounds):  # the budget in equal parts; one part is the whole budget at once
+        part = budget * (r + 1) // plan.rounds - budget * r // plan.rounds
+        refit = None
+        if r:  # the out-of-fold models again, on the labels as reviewed so far, then the queue rescored
+            refit = stage("review rounds: refit out-of-fold models", lambda: job(
+                "train_classifier", plan.classifier_params(folds=plan.folds, reduced=True, doubtful="none")))
+            refit = refit.result["run"]
+            stage("review rounds: rescore", lambda: job("score_ambiguity", {"dataset": plan.name,
+                                                                            "threshold": plan.threshold}))
+        got = stage("simulated review", lambda: reviewers.simulate_review(
+            dataset=dataset, truth=truth, budget=part, error_rate=plan.reviewer_error, seed=plan.seed, users=users,
+            offset=len(decisions)))
+        decisions += got
+        rounds.append({"round": r + 1, "refit_run": refit, **measure.review_summary(got, detection["noisy"])})
     audit = reviewers.audit_decisions(decisions, users, dataset)
     review = measure.review_summary(decisions, detection["noisy"])
     runs["reviewed"] = train("retrain: reviewed", reduced=True, doubtful=plan.doubtful)
     if robust:  # the same images and labels as the reviewed run, trained with the robust method
         runs[REVIEWED_ROBUST] = train(f"retrain: reviewed + robust ({plan.robust})", reduced=True,
                                       doubtful=plan.doubtful, robust=plan.robust)
+    if plan.relabel_precision is not None:
+        runs[RELABELS] = train(f"retrain: reviewed + {plan.robust} + relabels at {plan.relabel_precision}",
+                               reduced=True, doubtful=plan.doubtful, robust=plan.robust,
+                               relabel_precision=plan.relabel_precision)
 
     per_direction = max(1, round(plan.generate_share * splits["train"] / (2 * len(plan.pairs))))
     skipped = {}
@@ -149,6 +166,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "review_audit": audit,
         "review_ceiling": {**measure.review_summary(ceiling, detection["noisy"]), "undo": ceiling_undo},
         "review_decisions": decisions,
+        "review_rounds": rounds,
         "oracle": oracle,
         "runs": table,
         "runs_skipped": skipped,

@@ -67,6 +67,13 @@ class BenchPlan:
     # The noise-robust training method (training/robust.py) of the robust arms: robust alone (no review), reviewed
     # + robust and the oracle + robust. "none" trains none of them.
     robust: str = "eac"
+    # Review rounds: the budget spent in this many parts; before each part after the first, the out-of-fold models
+    # are refitted on the labels as reviewed so far and the queue rescored, so the next part starts from a better
+    # ranking.
+    rounds: int = 1
+    # Optional arm: reviewed + robust + calibrated relabels at this precision target (curation/classifier/
+    # relabels.py); None trains no such arm.
+    relabel_precision: float = None
 
     def to_dict(self):
         return asdict(self)
@@ -116,6 +123,10 @@ class BenchPlan:
         elif self.robust == "eac" and self.arch not in EAC_ARCHS:
             problems.append(f"robust eac needs class activation maps: arch must be one of {', '.join(EAC_ARCHS)}, "
                             f"not {self.arch!r} (or give --robust gce, bootstrap or none)")
+        if self.relabel_precision is not None and not 0 < self.relabel_precision <= 1:
+            problems.append(f"relabel-precision must be in (0, 1], not {self.relabel_precision}")
+        if not 1 <= self.rounds <= 10:
+            problems.append(f"rounds must be 1-10 (parts of the review budget), not {self.rounds}")
         if self.threads < 0:
             problems.append(f"threads must be >= 0 (0: torch's default), not {self.threads}")
         if problems:

@@ -154,10 +154,19 @@ def _robust_goal_lines(g, p):
     return [
         f"- robust training alone ({p.get('robust')}, no review) recovers "
         f"{_f(rr['robust_alone_gap_recovered_accuracy'], '.0%')} of the gap; published anchors: {ANCHORS}",
-        f"- reviewed + robust recovers {_f(rr['gap_recovered_accuracy'], '.0%')} (goal: 80 %): "
+        f"- {rr['run']} recovers {_f(rr['gap_recovered_accuracy'], '.0%')} (goal: 80 %): "
         f"{'met' if rr['met'] else 'NOT met'}; it beats robust alone by {_f(rr['margin_over_robust_alone'], '+.3f')} "
         f"{beats}{spread}",
     ]
+
+
+def _rounds_lines(rounds):
+    if len(rounds) < 2:
+        return []
+    return ["", "Review rounds (the out-of-fold models refitted on the reviewed labels and the queue rescored before "
+                "each round after the first): " + "; ".join(
+                    f"round {x['round']}: {x['noisy_reviewed']} of {x['decisions']} decisions on wrong labels "
+                    f"(precision {_f(x['budget_precision'])})" for x in rounds) + "."]
 
 
 def markdown(r):
@@ -241,6 +250,7 @@ def markdown(r):
               f"({rv['reviewer_errors']} simulated reviewer errors). Audit: {r['review_audit']['label_changes']} "
               f"LabelChange rows for {r['review_audit']['decisions']} decisions "
               f"({'all match' if r['review_audit']['ok'] else 'MISMATCH'}).",
+              *_rounds_lines(r.get("review_rounds") or []),
               "", f"The review ceiling, the same reviewers on a perfect queue (wrong labels first): "
               f"{ceiling['noisy_reviewed']} of its {ceiling['decisions']} decisions on wrong labels; fixed "
               f"{ceiling['labels_fixed']}, broken {ceiling['labels_broken']}. Taken back after its retrain: "

@@ -50,17 +50,20 @@ def perfect_queue(dataset, truth):
     return [pk for pk, _, _ in order]
 
 
-def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=None):
+def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=None, offset=0):
     """Up to `budget` decisions on the train split, the users taking turns; returns one dict a decision.
 
     queue None: the product's review queue (image_claim_next, what a reviewer is shown). queue a list of image
     ids: those, in that order (the review ceiling's perfect queue). Either way, the same decisions from truth.csv
-    with the same error draws (one seed) go through image_decide."""
+    with the same error draws (one seed) go through image_decide. offset: decisions made before this call (review
+    rounds): the draws and the reviewers' turns go on from there, so rounds draw what one pass would."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 10]))
+    if offset:
+        rng.random(offset)
     decisions = []
     ids = iter(queue) if queue is not None else None
     while len(decisions) < budget:
-        user = users[len(decisions) % len(users)]
+        user = users[(offset + len(decisions)) % len(users)]
         if ids is None:
             image = image_claim_next(user=user, dataset=dataset, filters={"split": Image.Split.TRAIN})
         else:
@@ -79,7 +82,7 @@ def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=No
             action, label = "relabel", true.label
         change = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label).change
         decisions.append({
-            "rank": len(decisions) + 1, "image": image.pk, "path": image.path, "user": user.username,
+            "rank": offset + len(decisions) + 1, "image": image.pk, "path": image.path, "user": user.username,
             "suspicion": image.suspicion, "label_before": CLASSES[image.label], "true_label": CLASSES[true.label],
             "noisy": true.noisy, "action": action, "label_after": CLASSES[change.new_label],
             "reviewer_wrong": wrong, "change": change.pk,

@@ -57,6 +57,11 @@ class Command(BaseCommand):
         parser.add_argument("--robust",
                             help="noise-robust method of the robust arms (robust alone, reviewed + robust, oracle + "
                                  "robust): eac (the default), gce, bootstrap, or none to train no robust arm")
+        parser.add_argument("--relabel-precision", type=float,
+                            help="also train reviewed + robust + calibrated relabels at this precision target (0-1]")
+        parser.add_argument("--rounds", type=int,
+                            help="spend the review budget in this many rounds, refitting the out-of-fold models on "
+                                 "the reviewed labels and rescoring the queue between them (1, the default: one pass)")
         parser.add_argument("--inline", action="store_true",
                             help="run every job in this process (same Job rows) instead of on a worker")
 
