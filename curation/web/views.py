@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
+from curation.classifier.relabels import MIN_REVIEWED, relabel_calibration
 from curation.forms import form_error_text
 from curation.jobs.errors import JobParamsError
 from curation.jobs.selectors import JobNotFound, workers_alive
@@ -28,6 +29,7 @@ from curation.review.dataset_settings import (
 from curation.roles import user_is_curator
 from curation.scoring.calibration import threshold_calibration
 from curation.selectors import DatasetNotFound, dataset_get
+from curation.truth import known_truth
 from curation.web import selectors
 from curation.web.forms import (
     START_FORMS,
@@ -151,6 +153,7 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
     calibration = threshold_calibration(dataset=dataset, precision=precision)
     curator = user_is_curator(request.user)
     guidelines = dataset.guidelines or {}
+    bands = relabel_calibration(dataset)
     return {
         "dataset": dataset, "overview": selectors.dataset_overview(dataset=dataset), "precision": precision,
         "agreement": selectors.agreement_summary(agreement),
@@ -161,6 +164,11 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
         "curator": curator,
         "settings_form": settings_form or ReviewSettingsForm(initial={"reviews_required": dataset.reviews_required}),
         "guidelines_form": guidelines_form or GuidelinesForm(dataset=dataset),
+        # Shown only where a truth file was registered (curation/truth.py); no signal reads it.
+        "known_truth": known_truth(dataset=dataset),
+        # Shown once the classifier has suggested another label for some scored train image.
+        "relabel_calibration": bands if any(b["reviewed"] or b["unreviewed"] for b in bands) else None,
+        "relabel_min_reviewed": MIN_REVIEWED,
     }
 
 
