@@ -98,6 +98,7 @@ def truth_register(*, dataset, source):
     # Written beside the target and renamed over it: a reader sees the old file or the new one, never half.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{dataset.name}.", suffix=".csv")
     try:
+        os.chmod(tmp, 0o644)  # as any other file the product writes (mkstemp makes it private)
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             writer = csv.writer(fh)
             writer.writerow(REQUIRED_COLUMNS)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from curation.management.commands.demo import DEMO_FACES
 from tests.conftest import REPO, WorkerProcess, wait_for
 from tests.images import write_imagefolder
 
@@ -145,12 +146,19 @@ def test_demo_serves_the_site_with_a_worker_and_stops_on_ctrl_c(tmp_path):
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
         page = opener.open(f"{base}/login/").read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        log.seek(0)
-        assert "reviewer login: reviewer / reviewer" in log.read()
+        # The address and logins come last, once the queue is ready, after the stages' progress bars.
+        wait_for(lambda: "curator login: curator / curator" in (tmp_path / "demo.log").read_text(), timeout=30,
+                 what="the ready banner")
+        text = (tmp_path / "demo.log").read_text()
+        assert "[4/4] score the queue" in text and "100.0% succeeded" in text
+        banner = text[text.index("The demo is ready."):]
+        assert "reviewer login: reviewer / reviewer" in banner and f"http://127.0.0.1:{port}/" in banner
+        assert "known truth: " in banner  # its truth.csv is registered: tests/curation/test_truth.py
+        assert (tmp_path / "data" / "truth" / "demo.csv").exists()
         home = opener.open(f"{base}/login/", data=urlencode(
             {"username": "reviewer", "password": "reviewer", "csrfmiddlewaretoken": token, "next": "/"}).encode()).read().decode()
         # DEMO_FACES synthetic faces, imported from their labels.csv
-        assert "<td>demo</td>" in home and "<td>csv</td>" in home and "<td>1000</td>" in home
+        assert "<td>demo</td>" in home and "<td>csv</td>" in home and f"<td>{DEMO_FACES['n']}</td>" in home
         # demo, web server, worker and its pool child
         assert len(_processes_with_env(f"FER_DATA_DIR={tmp_path / 'data'}".encode())) >= 4
     finally:
