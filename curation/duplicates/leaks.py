@@ -33,6 +33,19 @@ def runs_on_earlier_test_split(dataset, runs=None, *, current=None):
     return sorted(pk for pk, h in runs if h != current)
 
 
+def runs_test_split_notes(runs):
+    """{run id: "scored on an earlier test split"} for those of `runs` (any datasets; one query per dataset) whose
+    test split is no longer the dataset's: what the run comparison shows beside such a run."""
+    by_dataset = {}
+    for run in runs:
+        by_dataset.setdefault(run.dataset_id, []).append(run)
+    notes = {}
+    for dataset_id, members in by_dataset.items():
+        for pk in runs_on_earlier_test_split(dataset_id, members):  # a Dataset or its id
+            notes[pk] = "scored on an earlier test split"
+    return notes
+
+
 def _groups(dataset):
     """{group: [member dicts]} from one query."""
     groups = {}

@@ -8,11 +8,13 @@ import re
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django.template.loader import render_to_string
+from django.test.utils import CaptureQueriesContext
 
 from curation.classifier.selection import select_training_data
 from curation.duplicates.detect import pair_scores
-from curation.duplicates.leaks import current_test_split_hash, dataset_leaks
+from curation.duplicates.leaks import current_test_split_hash, dataset_leaks, runs_test_split_notes
 from curation.models import Dataset, DuplicateMember, Image, Job, LabelChange
 from curation.selectors import dataset_get
 from tests.factories import RunFactory
@@ -138,6 +140,21 @@ def test_excluding_leaked_test_images_changes_the_test_split_hash_and_marks_earl
     assert {row["splits"]: row["excluded"] for row in report["leaks"]} == {"train/test": 2, "val/test": 1}
     html = render_to_string("curation/pages/_leaks.html", {"leaks": report})
     assert f"Run {old_run.pk}" in html and "scored on an earlier test split" in html
+    assert runs_test_split_notes([old_run, new_run]) == {old_run.pk: "scored on an earlier test split"}
+
+
+def test_the_leak_report_reads_a_constant_number_of_queries(leaky):
+    _find("leaky")
+    with CaptureQueriesContext(connection) as few:
+        assert dataset_leaks(leaky)["groups"] == 3
+    # Twelve more groups of two (stored as the job stores them): the report reads them with the same queries.
+    singles = list(Image.objects.filter(dataset=leaky).exclude(duplicate_member__isnull=False).order_by("id"))
+    for a, b in zip(singles[::2], singles[1::2]):
+        for image in (a, b):
+            DuplicateMember.objects.create(dataset=leaky, image=image, group=a.pk, distance=0, linked_by="test")
+    with CaptureQueriesContext(connection) as many:
+        assert dataset_leaks(leaky)["groups"] > 3
+    assert len(many) == len(few)
 
 
 def test_the_api_action_excludes_for_curators_only(leaky, reviewer_api, curator_api):
