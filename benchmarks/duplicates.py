@@ -36,7 +36,7 @@ from curation.duplicates.leaks import dataset_leaks  # noqa: E402
 from curation.jobs.runner import job_run, worker_label  # noqa: E402
 from curation.jobs.services import job_enqueue  # noqa: E402
 from curation.models import Dataset, DuplicateMember, Job  # noqa: E402
-from training.synthetic_faces import make_synthetic_faces  # noqa: E402
+from training.synthetic_faces import DEFAULT_DIFFICULTY, make_synthetic_faces  # noqa: E402
 
 GOAL = 0.9  # recall and precision (issue #18)
 OUTLIER_GOAL = 0.95
@@ -71,7 +71,7 @@ def _run(kind, params):
 def one_seed(args, seed, work):
     faces = work / f"faces-{seed}"
     summary = make_synthetic_faces(faces, n=args.n, size=args.size, seed=seed, duplicates=args.duplicates,
-                                   nonfaces=args.nonfaces, workers=args.workers)
+                                   nonfaces=args.nonfaces, workers=args.workers, difficulty=args.difficulty)
     with open(faces / "truth.csv", newline="") as fh:
         truth = list(csv.DictReader(fh))
     with open(faces / "labels.csv", newline="") as fh:
@@ -119,6 +119,7 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--duplicates", type=float, default=0.1, help="share of images that are copies")
     parser.add_argument("--nonfaces", type=float, default=0.05, help="share of images that are not faces")
+    parser.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY, help="of the faces (0-1)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=1, help="processes that render the faces")
     parser.add_argument("--name", default="bench-duplicates")
@@ -133,8 +134,8 @@ def main(argv=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = io.StringIO()
-    print(f"{args.n} images of {args.size} px per seed: {args.duplicates:.0%} near-duplicate copies, "
-          f"{args.nonfaces:.0%} non-faces", file=out)
+    print(f"{args.n} images of {args.size} px per seed, difficulty {args.difficulty}: {args.duplicates:.0%} "
+          f"near-duplicate copies, {args.nonfaces:.0%} non-faces", file=out)
     print("seed  groups (true)  pairs right/found/true  recall  precision  leaked test right/reported/true  "
           "find_duplicates s  outlier AUROC (IsolationForest on HOG; pHash 10-NN)", file=out)
     for r in rows:

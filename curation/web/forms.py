@@ -153,7 +153,16 @@ class ScoreForm(StartForm):
 
 
 
-START_FORMS = {f.key: f for f in (TrainForm, RetrainForm, CycleGanForm, GenerateForm, ScoreForm, ImportForm)}
+class DuplicatesForm(StartForm):
+    key, kind, title = "duplicates", "find_duplicates", "Find near-duplicates and test leaks"
+    dataset = DatasetField()
+    max_hash_distance = forms.IntegerField(required=False, label="pHash bits", help_text="of 64 (default 22)")
+    max_colour_distance = forms.FloatField(required=False, label="colour distance",
+                                           help_text="1 - cosine of the colour thumbnails (default 0.03)")
+
+
+START_FORMS = {f.key: f for f in (TrainForm, RetrainForm, CycleGanForm, GenerateForm, ScoreForm, DuplicatesForm,
+                                  ImportForm)}
 
 
 class GanEpochForm(forms.Form):

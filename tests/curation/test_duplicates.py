@@ -188,3 +188,16 @@ def test_the_benchmark_prints_recall_precision_and_outlier_auroc(capsys):
     assert re.search(r"^near-duplicate pairs: recall [\d.]+-[\d.]+, precision [\d.]+-[\d.]+ \(goal", text, re.M), text
     assert re.search(r"^outlier AUROC \(IsolationForest on HOG\): [\d.]+-[\d.]+", text, re.M), text
     assert not Dataset.objects.filter(name__startswith="bench-duplicates").exists()  # it deletes its dataset
+
+
+def test_a_curator_starts_the_job_from_the_jobs_page(leaky, as_curator):
+    page = as_curator.get("/jobs/", {"dataset": "leaky"}).content.decode()
+    assert 'data-form="duplicates"' in page
+    response = as_curator.post("/jobs/start/duplicates/", {"duplicates-dataset": "leaky",
+                                                           "duplicates-max_hash_distance": "99"})
+    assert response.status_code == 400 and "max_hash_distance must be a whole number in [0, 64], not 99" in \
+        response.content.decode()
+    response = as_curator.post("/jobs/start/duplicates/", {"duplicates-dataset": "leaky"})
+    assert response.status_code == 302
+    job = Job.objects.get(kind="find_duplicates")
+    assert job.params == {"dataset": "leaky", "max_hash_distance": 22, "max_colour_distance": 0.03}
