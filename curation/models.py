@@ -36,6 +36,9 @@ class Dataset(models.Model):
     # A curator's guidelines per class, shown to reviewers on the review card: {class name: text}, classes without
     # one left out (curation/review/dataset_settings.py writes them).
     guidelines = models.JSONField(default=dict, blank=True)
+    # Review rounds (curation/classifier/rescore.py): after this many decisions since the last rescore, the next
+    # decision queues one (out-of-fold models refitted on the reviewed labels, then the queue rescored). None: off.
+    rescore_every = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -25,9 +25,10 @@ LAYERS = [
     ("settings", ["fer_site"]),  # the settings and the Celery app; the URLs are at the top
     ("core", ["curation"]),
     ("job handlers", ["curation.importers.job", "curation.classifier.job", "curation.gans.job",
-                      "curation.gans.generate", "curation.scoring.job", "curation.scoring.chunks"]),
+                      "curation.gans.generate", "curation.scoring.job", "curation.scoring.chunks",
+                      "curation.classifier.rescore"]),
     ("jobs", ["curation.jobs.registry", "curation.jobs.services", "curation.jobs.selectors", "curation.jobs.runner",
-              "curation.jobs.worker", "curation.tasks"]),
+              "curation.jobs.worker", "curation.tasks", "curation.jobs.rounds"]),
     ("interfaces", ["curation.web", "curation.api", "curation.management", "curation.templatetags", "curation.views",
                     "curation.forms", "curation.review.views", "curation.review.grid_views",
                     "curation.review.dispute_views", "curation.review.forms", "curation.review.urls",

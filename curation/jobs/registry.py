@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from curation.classifier.job import train_classifier_job, validate_train_params
+from curation.classifier.rescore import rescore_job, validate_rescore_params
 from curation.duplicates.job import find_duplicates_job, validate_duplicates_params
 from curation.gans.generate import generate_images_job, validate_generate_params
 from curation.gans.job import train_cyclegan_job, validate_cyclegan_params
@@ -23,17 +24,23 @@ class JobKind:
     queue: str = "cpu"  # "gpu": training, generation and scoring (GPU workers; the embedded worker takes both)
     # The kind of job that enqueues jobs of this kind as its parts (Job.parent); such jobs are not started by hand.
     part_of: str | None = None
+    # Kinds of job that may also run a job of this kind as one of their parts, though it starts on its own too.
+    also_part_of: tuple = ()
 
 
 JOB_KINDS = {
     "import_dataset": JobKind(handler=import_dataset_job, validate=validate_import_params, queue="cpu"),
-    "train_classifier": JobKind(handler=train_classifier_job, validate=validate_train_params, queue="gpu"),
+    "train_classifier": JobKind(handler=train_classifier_job, validate=validate_train_params, queue="gpu",
+                                also_part_of=("rescore",)),
     "train_cyclegan": JobKind(handler=train_cyclegan_job, validate=validate_cyclegan_params, queue="gpu"),
     "generate_images": JobKind(handler=generate_images_job, validate=validate_generate_params, queue="gpu"),
-    "score_ambiguity": JobKind(handler=score_ambiguity_job, validate=validate_score_params, queue="gpu"),
+    "score_ambiguity": JobKind(handler=score_ambiguity_job, validate=validate_score_params, queue="gpu",
+                               also_part_of=("rescore",)),
     # A part of a score_ambiguity job (Job.parent), enqueued by it through its JobContext; not started by hand.
     "score_chunk": JobKind(handler=score_chunk_job, validate=validate_chunk_params, queue="gpu",
                            part_of="score_ambiguity"),
+    # Review rounds: refit the out-of-fold models on the reviewed labels, then rescore (both as its children).
+    "rescore": JobKind(handler=rescore_job, validate=validate_rescore_params, queue="gpu"),
     "find_duplicates": JobKind(handler=find_duplicates_job, validate=validate_duplicates_params, queue="cpu"),
 }
 

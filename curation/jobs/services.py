@@ -37,8 +37,8 @@ def job_enqueue(*, kind, params, user=None, send=True, parent=None):
     if job_kind.part_of is not None and (parent is None or parent.kind != job_kind.part_of):
         raise JobParamsError(f"{kind} jobs are parts of a {job_kind.part_of} job, which enqueues them; "
                              f"they are not started on their own")
-    if job_kind.part_of is None and parent is not None:
-        raise JobParamsError(f"{kind} jobs are not parts of another job")
+    if job_kind.part_of is None and parent is not None and parent.kind not in job_kind.also_part_of:
+        raise JobParamsError(f"{kind} jobs are not parts of a {parent.kind} job")
     clean = job_kind.validate(dict(params or {}))
     with transaction.atomic():
         job = Job.objects.create(

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from curation.forms import form_error_text
+from curation.jobs.rounds import rescore_maybe_enqueue
 from curation.models import Dataset, Image
 from curation.review.card import review_card
 from curation.review.forms import DECISION_WORDS, DecisionForm, ReviewFilterForm
@@ -68,6 +69,9 @@ def review_decide(request):
         else:
             done = f"relabelled to {label_name(label)}" if action == "relabel" else DECISION_WORDS[action]
             messages.success(request, f"Image {image_id} {done}{_vote_outcome(result)}.")
+            if result.change is not None and rescore_maybe_enqueue(image_id=image_id):
+                messages.info(request, "Rescoring the queue with the labels reviewed so far (review rounds); the "
+                                       "order changes when it is done.")
     return _next_card(request, ReviewFilterForm(request.POST))
 
 

@@ -8,6 +8,7 @@ from django import forms
 
 from curation.classifier.job import with_latest_run_settings
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
+from curation.classifier.rescore import rescore_every_check
 from curation.importers.roots import importable_entries
 from curation.models import MAX_REVIEWS_REQUIRED, Dataset
 from curation.review.dataset_settings import GUIDELINE_MAX_CHARS, guidelines_check, reviews_required_check
@@ -186,6 +187,23 @@ class ReviewSettingsForm(forms.Form):
     def clean_reviews_required(self):
         try:
             return reviews_required_check(self.cleaned_data["reviews_required"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+
+
+class RescoreEveryForm(forms.Form):
+    """Review rounds on the dataset page: rescore after every N decisions, or off (empty); judged by the service the
+    review_settings command also uses."""
+
+    rescore_every = forms.CharField(
+        label="Rescore after every", max_length=20, required=False,
+        widget=forms.NumberInput(attrs={"min": 1, "step": 1, "placeholder": "off"}),
+        help_text="decisions: then the out-of-fold models are refitted on the labels as reviewed and the queue is "
+                  "rescored, without stopping anyone. Empty: off.")
+
+    def clean_rescore_every(self):
+        try:
+            return rescore_every_check(self.cleaned_data["rescore_every"])
         except ValueError as exc:
             raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 

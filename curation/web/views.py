@@ -15,6 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from curation.classifier.relabels import MIN_REVIEWED, relabel_calibration
+from curation.classifier.rescore import dataset_rescore_every_set
 from curation.forms import form_error_text
 from curation.jobs.errors import JobParamsError
 from curation.jobs.selectors import JobNotFound, workers_alive
@@ -35,6 +36,7 @@ from curation.web.forms import (
     START_FORMS,
     GanEpochForm,
     GuidelinesForm,
+    RescoreEveryForm,
     ReviewSettingsForm,
     dataset_names,
     dataset_newest,
@@ -143,7 +145,7 @@ def dataset_page(request, name):
     return render(request, "curation/pages/dataset.html", _dataset_context(request, dataset))
 
 
-def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=None):
+def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=None, rescore_form=None):
     try:
         precision = float(request.GET.get("precision") or 0.9)
     except ValueError:
@@ -169,7 +171,22 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
         # Shown once the classifier has suggested another label for some scored train image.
         "relabel_calibration": bands if any(b["reviewed"] or b["unreviewed"] for b in bands) else None,
         "relabel_min_reviewed": MIN_REVIEWED,
+        "rescore_form": rescore_form or RescoreEveryForm(initial={"rescore_every": dataset.rescore_every or ""}),
     }
+
+
+@curator_required
+@require_POST
+def dataset_rescore_every(request, name):
+    dataset = _dataset_or_404(name)
+    form = RescoreEveryForm(request.POST)
+    if not form.is_valid():
+        return render(request, "curation/pages/dataset.html",
+                      _dataset_context(request, dataset, rescore_form=form), status=400)
+    value = dataset_rescore_every_set(dataset_id=dataset.pk, rescore_every=form.cleaned_data["rescore_every"])
+    messages.success(request, f"{dataset.name}: the queue is rescored after every {value} decisions from now on."
+                     if value else f"{dataset.name}: review rounds off; the queue is rescored only when asked.")
+    return redirect(f"{reverse('dataset', args=[dataset.name])}#rescore-every")
 
 
 @curator_required

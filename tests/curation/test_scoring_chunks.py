@@ -206,7 +206,7 @@ def test_a_chunk_is_enqueued_only_as_a_part_of_a_scoring_job_and_its_params_are_
     with pytest.raises(JobParamsError, match="score_chunk jobs are parts of a score_ambiguity job"):
         job_enqueue(kind="score_chunk", params=params, parent=JobFactory(kind="train_classifier"))
     parent = JobFactory(kind="score_ambiguity", status=Job.Status.RUNNING, attempts=1)
-    with pytest.raises(JobParamsError, match="import_dataset jobs are not parts of another job"):
+    with pytest.raises(JobParamsError, match="import_dataset jobs are not parts of a score_ambiguity job"):
         job_enqueue(kind="import_dataset", params={}, parent=parent)
     ctx = JobContext(job_id=parent.pk, attempt=1, params={}, state={})
     with pytest.raises(JobParamsError, match="gan 1 is not a finished CycleGAN"):

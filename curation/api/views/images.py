@@ -6,6 +6,7 @@ from rest_framework.views import APIView
 from curation.api.fields import LabelField
 from curation.api.pagination import ByIdCursor
 from curation.api.serializers import ImageOutput, LabelChangeOutput
+from curation.jobs.rounds import rescore_maybe_enqueue
 from curation.models import Image, Run
 from curation.review.card import review_card_transformations
 from curation.review.services import ACTIONS, image_decide
@@ -134,6 +135,8 @@ class ImageDecisionApi(APIView):
         data = ImageDecisionInput(data=request.data)
         data.is_valid(raise_exception=True)
         result = image_decide(user=request.user, image_id=image_id, **data.validated_data)
+        if result.change is not None:
+            rescore_maybe_enqueue(image_id=image_id)  # review rounds, where the dataset has them turned on
         image = image_get(image_id=image_id)
         return Response(ImageDecisionOutput({
             "action": result.action, "image": image, "outcome": result.outcome,

@@ -1,6 +1,7 @@
 """Show or set a dataset's review settings: how many reviewers decide each image (Dataset.reviews_required)."""
 from django.core.management.base import BaseCommand, CommandError
 
+from curation.classifier.rescore import dataset_rescore_every_set
 from curation.models import MAX_REVIEWS_REQUIRED
 from curation.review.dataset_settings import dataset_reviews_required_set
 from curation.selectors import DatasetNotFound, dataset_get
@@ -14,8 +15,10 @@ class Command(BaseCommand):
         parser.add_argument("dataset", help="dataset name")
         parser.add_argument("--reviews-required", type=int, metavar="K",
                             help=f"reviewers per image, 1-{MAX_REVIEWS_REQUIRED}")
+        parser.add_argument("--rescore-every", metavar="N",
+                            help="review rounds: rescore the queue after every N decisions (off: never by itself)")
 
-    def handle(self, *args, dataset, reviews_required, **options):
+    def handle(self, *args, dataset, reviews_required, rescore_every=None, **options):
         try:
             ds = dataset_get(name=dataset)
         except DatasetNotFound as exc:
@@ -26,5 +29,12 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(f"--reviews-required: {exc}") from None
             ds.refresh_from_db()
+        if rescore_every is not None:
+            try:
+                dataset_rescore_every_set(dataset_id=ds.pk, rescore_every=rescore_every)
+            except ValueError as exc:
+                raise CommandError(f"--rescore-every: {exc}") from None
+            ds.refresh_from_db()
         self.stdout.write(f"{ds.name}: {ds.reviews_required} review{'s' if ds.reviews_required != 1 else ''} "
-                          f"per image")
+                          f"per image; " + (f"rescored after every {ds.rescore_every} decisions" if ds.rescore_every
+                                            else "review rounds off"))

@@ -1,0 +1,81 @@
+"""Review rounds in the product: refit the out-of-fold models on the labels as reviewed so far, then rescore the
+queue, so that the next decisions start from a better ranking.
+
+A `rescore` job runs two parts as its children (Job.parent), one after the other: a train_classifier with K folds
+on the current labels (relabels applied, excluded images dropped, nothing else: --doubtful none; the settings of
+the dataset's latest run otherwise), then score_ambiguity. Reviewers keep working while it runs; the queue's order
+changes when the scores land.
+
+A curator turns it on per dataset ("rescore after every N decisions", Dataset.rescore_every: the dataset page or
+`review_settings --rescore-every N`); after every N decisions since the last rescore was queued, the next decision
+queues one, unless one is queued or running already (curation/jobs/rounds.py).
+"""
+from django.db import transaction
+
+from curation.classifier.job import validate_train_params, with_latest_run_settings
+from curation.jobs.errors import JobParamsError
+from curation.models import Dataset
+from curation.selectors import DatasetNotFound, dataset_get
+
+DEFAULT_FOLDS = 3
+MAX_RESCORE_EVERY = 100_000
+
+
+def rescore_every_check(value):
+    """None (off) or the number of decisions between rescores as an int; ValueError naming a bad one."""
+    if value in (None, "", "off"):
+        return None
+    try:
+        n = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"rescore every must be a whole number of decisions (at least 1) or off, not {value!r}") \
+            from None
+    if not 1 <= n <= MAX_RESCORE_EVERY:
+        raise ValueError(f"rescore every must be 1-{MAX_RESCORE_EVERY:,} decisions (or off), not {n}")
+    return n
+
+
+def dataset_rescore_every_set(*, dataset_id, rescore_every):
+    """Turn review rounds on (a number of decisions) or off (None) for a dataset; returns the value set. Raises
+    ValueError (named) or Dataset.DoesNotExist."""
+    value = rescore_every_check(rescore_every)
+    if not Dataset.objects.filter(pk=dataset_id).update(rescore_every=value):
+        raise Dataset.DoesNotExist(f"dataset {dataset_id} does not exist")
+    return value
+
+
+def _train_params(dataset, folds):
+    return with_latest_run_settings({"dataset": dataset, "folds": folds, "reduced": True, "doubtful": "none"})
+
+
+def validate_rescore_params(params):
+    unknown = set(params) - {"dataset", "folds"}
+    if unknown:
+        raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    try:
+        dataset = dataset_get(name=params.get("dataset") or "")
+    except DatasetNotFound as exc:
+        raise JobParamsError(str(exc)) from None
+    folds = params.get("folds", DEFAULT_FOLDS)
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 10:
+        raise JobParamsError(f"folds must be a whole number 2-10 (out-of-fold models), not {folds!r}")
+    validate_train_params(_train_params(dataset.name, folds))  # refused now, in the train job's own words
+    return {"dataset": dataset.name, "folds": folds}
+
+
+def rescore_job(ctx):
+    """Refit, then rescore, each as a child job run to the end here (JobContext.children_run)."""
+    p = ctx.params
+    parts = (("train", "train_classifier", lambda: validate_train_params(_train_params(p["dataset"], p["folds"])),
+              "out-of-fold models on the reviewed labels", 0.0, 0.7),
+             ("score", "score_ambiguity", lambda: {"dataset": p["dataset"]}, "rescoring the queue", 0.7, 1.0))
+    results = {}
+    for key, kind, params, name, start, end in parts:
+        if key not in ctx.state:
+            with transaction.atomic():  # the child and the state that names it commit together
+                child = ctx.child_enqueue(kind=kind, params=params())
+                ctx.save_state({**ctx.state, key: child.pk})
+        ctx.progress(start, name, force=True)
+        (results[key],) = ctx.children_run([{"id": ctx.state[key], "n": 1, "name": name}], share=end, noun=name)
+    return {"dataset": p["dataset"], "run": (results["train"] or {}).get("run"), "train_job": ctx.state["train"],
+            "score_job": ctx.state["score"]}
