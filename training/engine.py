@@ -268,9 +268,11 @@ def class_weights(labels, num_classes):
     return torch.tensor(weights, dtype=torch.float32)
 
 
-def train_one_epoch(model, optimizer, scheduler, x_u8, y, *, cfg, device, generator, loss_weight, on_step=None):
+def train_one_epoch(model, optimizer, scheduler, x_u8, y, *, cfg, device, generator, loss_weight, on_step=None,
+                    trusted=None):
     """One pass over (x_u8, y) in a seeded random order. on_step(step, steps), if given, runs after every batch
-    (progress, cancellation); it must not synchronise with the device."""
+    (progress, cancellation); it must not synchronise with the device. trusted: a bool tensor like y (reviewed
+    labels, which the robust losses never down-weight) or None."""
     model.train()
     source = _as_source(x_u8, device)
     n = len(source)
@@ -289,7 +291,8 @@ def train_one_epoch(model, optimizer, scheduler, x_u8, y, *, cfg, device, genera
             x = augment_batch(x, generator)
         target = y[idx]
         with _autocast(device, cfg.amp):
-            logits, loss = batch_loss(model, x, target, cfg=cfg, weight=loss_weight, generator=generator)
+            logits, loss = batch_loss(model, x, target, cfg=cfg, weight=loss_weight, generator=generator,
+                                      trusted=None if trusted is None else trusted[idx])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -366,7 +369,7 @@ def improved(val, best, monitor):
 
 
 def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume=None, on_epoch=None, on_step=None,
-        train_index=None, mode=None, share=None):
+        train_index=None, mode=None, share=None, trusted=None):
     """Train a model; returns FitResult with the best weights (highest validation accuracy, or lowest validation
     loss: cfg.monitor).
 
@@ -386,6 +389,9 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     y_train = np.asarray(y_train) if train_index is None else np.asarray(y_train)[np.asarray(train_index)]
+    if trusted is not None:  # a reviewer decided these labels: the robust losses take them as given
+        trusted = np.asarray(trusted, dtype=bool)
+        trusted = torch.as_tensor(trusted if train_index is None else trusted[np.asarray(train_index)], device=device)
     n_train = len(x_train) if train_index is None else len(train_index)
     per_image = int(np.prod(x_train.shape[1:], dtype=np.int64))
     placement = choose_placement((n_train + len(x_val)) * per_image, device, mode=mode, share=share)
@@ -419,7 +425,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
             break
         step_hook = (lambda step, steps, e=epoch: on_step(e, step, steps)) if on_step is not None else None
         metrics = train_one_epoch(model, optimizer, scheduler, xt, yt, cfg=cfg, device=device,
-                                  generator=generator, loss_weight=weight, on_step=step_hook)
+                                  generator=generator, loss_weight=weight, on_step=step_hook, trusted=trusted)
         val = evaluate(model, xv, yv, cfg=cfg, device=device)
         metrics.update(epoch=epoch, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"])
         history.append(metrics)

@@ -37,30 +37,32 @@ def weighted_mean(per_sample, target, weight):
     return (per_sample * w).sum() / w.sum().clamp_min(1e-12)
 
 
-def _trusted_as_ce(per_sample, logits, target, trusted):
-    """per_sample with the trusted samples' entries replaced by their plain cross-entropy."""
-    if trusted is None or not bool(trusted.any()):
+def _trusted_as_ce(per_sample, logits, target, trusted, label_smoothing=0.0):
+    """per_sample with the trusted samples' entries replaced by the cross-entropy the run would take without a
+    robust method."""
+    if trusted is None:
         return per_sample
-    ce = F.cross_entropy(logits.float(), target, reduction="none")
+    ce = F.cross_entropy(logits.float(), target, reduction="none", label_smoothing=label_smoothing)
     return torch.where(trusted, ce, per_sample)
 
 
-def gce_loss(logits, target, *, q=0.7, weight=None, trusted=None):
+def gce_loss(logits, target, *, q=0.7, weight=None, trusted=None, label_smoothing=0.0):
     """Generalized cross-entropy (1 - p_y^q) / q, averaged (class-weighted if weight is given); cross-entropy for
     the trusted samples."""
     p_y = torch.softmax(logits.float(), 1).gather(1, target[:, None]).squeeze(1)
-    per_sample = _trusted_as_ce((1 - p_y.clamp_min(1e-12) ** q) / q, logits, target, trusted)
+    per_sample = _trusted_as_ce((1 - p_y.clamp_min(1e-12) ** q) / q, logits, target, trusted, label_smoothing)
     return weighted_mean(per_sample, target, weight)
 
 
-def bootstrap_loss(logits, target, *, beta=0.8, weight=None, trusted=None):
+def bootstrap_loss(logits, target, *, beta=0.8, weight=None, trusted=None, label_smoothing=0.0):
     """Hard bootstrapping: beta of cross-entropy on the given label, 1 - beta on the model's own argmax (a
     constant target), averaged (class-weighted by the given label if weight is given); the trusted samples keep
     their whole target on the given label."""
     log_p = torch.log_softmax(logits.float(), 1)
     predicted = log_p.detach().argmax(1)
     per_sample = -(beta * log_p.gather(1, target[:, None]) + (1 - beta) * log_p.gather(1, predicted[:, None]))
-    return weighted_mean(_trusted_as_ce(per_sample.squeeze(1), logits, target, trusted), target, weight)
+    per_sample = _trusted_as_ce(per_sample.squeeze(1), logits, target, trusted, label_smoothing)
+    return weighted_mean(per_sample, target, weight)
 
 
 def random_erase(x, generator, *, p=0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.5):
@@ -119,7 +121,9 @@ def batch_loss(model, x, target, *, cfg, weight, generator, trusted=None):
         return logits, ce + cfg.eac_lambda * consistency
     logits = model(x)
     if cfg.robust == "gce":
-        return logits, gce_loss(logits, target, q=cfg.gce_q, weight=weight, trusted=trusted)
+        return logits, gce_loss(logits, target, q=cfg.gce_q, weight=weight, trusted=trusted,
+                                label_smoothing=cfg.label_smoothing)
     if cfg.robust == "bootstrap":
-        return logits, bootstrap_loss(logits, target, beta=cfg.bootstrap_beta, weight=weight, trusted=trusted)
+        return logits, bootstrap_loss(logits, target, beta=cfg.bootstrap_beta, weight=weight, trusted=trusted,
+                                      label_smoothing=cfg.label_smoothing)
     return logits, F.cross_entropy(logits.float(), target, weight=weight, label_smoothing=cfg.label_smoothing)

@@ -263,6 +263,8 @@ def _train(ctx, run, cfg):
     # Training fits each image to its target: its label, or a calibrated relabel's suggestion (curation/classifier/
     # relabels.py). The out-of-fold file keeps the labels, which cleanlab judges.
     y_train = np.array([i.target for i in sel.train], dtype=np.int64)
+    trusted = np.array([i.trusted for i in sel.train], dtype=bool)  # a reviewer decided them (selection.py)
+    trusted = trusted if trusted.any() else None
     x_val, y_val = load_arrays(sel.val, cfg.size)
     x_test, y_test = load_arrays(sel.test, cfg.size)
     # The tensor cache on the device whole, or streamed to it batch by batch: said in the job's message and result.
@@ -297,7 +299,7 @@ def _train(ctx, run, cfg):
                 continue
             ckpt = run_dir / f"fold{k}_last.pt"
             on_step, on_epoch = hooks(k, f"fold {k + 1}/{run.folds}", ckpt)
-            result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx,
+            result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx, trusted=trusted,
                          mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch, on_step=on_step)
             probs = predict_proba(result.model, x_train, index=held_idx, mode=placement.mode, batch_size=256,
                                   device=device)
@@ -317,7 +319,7 @@ def _train(ctx, run, cfg):
     last = run_dir / "final_last.pt"
     on_step, on_epoch = hooks(run.folds, "final model", last, history_to_run=True)
     result = fit(cfg, x_train, y_train, x_val, y_val, device=device, resume=_load(last), mode=placement.mode,
-                 on_epoch=on_epoch, on_step=on_step)
+                 trusted=trusted, on_epoch=on_epoch, on_step=on_step)
     ctx.progress(0.99, "evaluating on the test split", force=True)
     probs = predict_proba(result.model, x_test, mode="stream", batch_size=256, device=device)
     metrics = _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg)

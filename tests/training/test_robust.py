@@ -177,3 +177,20 @@ def test_a_trusted_label_is_never_down_weighted_or_retargeted(loss):
     torch.testing.assert_close(mixed[0], robust[0])
     torch.testing.assert_close(mixed[1], ce[1])
     assert mixed[1, 1] < robust[1, 1]  # the trusted label is raised harder than the robust loss would raise it
+
+
+def test_a_run_whose_labels_are_all_trusted_trains_as_plain_cross_entropy(noisy_squares):
+    # Every label reviewed: GCE never applies, so training follows cross-entropy's weights step for step; untrusted,
+    # it does not.
+    x_train, y_train, *_ = noisy_squares
+
+    def weights(method, trusted=None):
+        config = noisy_config(method)
+        config.epochs = 2
+        model = fit(config, x_train, y_train, x_train[:2], y_train[:2], device="cpu", trusted=trusted).model
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    plain = weights("none")
+    # (the same sums in another order: float rounding apart)
+    torch.testing.assert_close(weights("gce", trusted=np.ones(len(y_train), bool)), plain, atol=1e-4, rtol=1e-3)
+    assert (weights("gce") - plain).abs().max() > 1e-2
