@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from training.augment import augment_batch
 from training.config import TrainConfig
+from training.init import init_weights
 from training.models import build_model
 from training.robust import batch_loss
 
@@ -346,6 +347,7 @@ class FitResult:
     best_epoch: int = 0
     stopped_early: bool = False
     placement: Placement = None  # where the training images were while it ran, and why
+    init: dict = None  # a pretrained start (training/init.py): tensors loaded and skipped; None: a random draw
 
 
 def _make_optimizer(model, cfg, steps_per_epoch):
@@ -369,14 +371,16 @@ def improved(val, best, monitor):
 
 
 def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume=None, on_epoch=None, on_step=None,
-        train_index=None, mode=None, share=None, trusted=None):
+        train_index=None, mode=None, share=None, trusted=None, init=None):
     """Train a model; returns FitResult with the best weights (highest validation accuracy, or lowest validation
     loss: cfg.monitor).
 
     x_*: uint8 arrays (N, S, S, 3), memory-mapped or not; y_*: int arrays. `train_index`: train on those rows of
     x_train / y_train only (an out-of-fold fit), without copying them out. The images go to the device whole or
     stream (choose_placement; `mode` forces one, `share` is the device share): the same weights either way, and
-    FitResult.placement says which. `resume`: a checkpoint dict from an earlier on_epoch call.
+    FitResult.placement says which. `resume`: a checkpoint dict from an earlier on_epoch call. `init`: weights to
+    start from (training/init.py: every tensor whose name and shape fit; FitResult.init says how many). `trusted`:
+    bools like y_train, the labels a reviewer decided (the robust losses take them as given).
     `on_epoch(checkpoint)` is called after every epoch with a dict of tensors and primitives (save it to resume);
     it may raise to stop training (cancellation). `on_step(epoch, step, steps)` runs after every batch.
     """
@@ -386,6 +390,8 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed, cfg.deterministic)
     model = build_model(cfg.arch, cfg.num_classes, cfg.size).to(device)
+    # A pretrained start (init: weights as torch.load gave them); a resumed run takes its own checkpoint instead.
+    init_report = init_weights(model, init, arch=cfg.arch) if init is not None and resume is None else None
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     y_train = np.asarray(y_train) if train_index is None else np.asarray(y_train)[np.asarray(train_index)]
@@ -444,7 +450,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
     if best["model"] is not None:
         model.load_state_dict(best["model"])
     return FitResult(model=model, history=history, best_epoch=best["epoch"], stopped_early=stopped_early,
-                     placement=placement)
+                     placement=placement, init=init_report)
 
 
 def best_weights_checkpoint(cfg, result):

@@ -14,13 +14,19 @@ from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
-from curation.classifier.relabels import RelabelTargetError, check_precision_target, describe_rule, relabel_rule
+from curation.classifier.relabels import (
+    RelabelTargetError,
+    check_precision_target,
+    describe_rule,
+    relabel_rule,
+)
 from curation.classifier.selection import (
     DOUBTFUL,
     Item,
     Selection,
     select_training_data,
 )
+from curation.importers.roots import ImportPathRefused, import_path_resolve
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.media import media_rel, save_torch
 from curation.models import Dataset, GeneratedImage, Image, Run
@@ -39,7 +45,8 @@ TRAIN_KEYS = ("arch", "size", "epochs", "batch_size", "seed", "lr", "monitor", "
 _TRAIN_DEFAULTS = TrainConfig()
 DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
             "patience": _TRAIN_DEFAULTS.early_stopping_patience,
-            "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim", "relabel_precision": None}
+            "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim", "relabel_precision": None,
+            "init": None}
 
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
@@ -88,6 +95,7 @@ def validate_train_params(params):
     clean["reduced"], clean["augmented"] = bool(clean["reduced"]), bool(clean["augmented"])
     if clean["doubtful"] not in DOUBTFUL:
         raise JobParamsError(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {clean['doubtful']!r}")
+    clean["init"] = resolve_init(clean["init"])
     try:
         clean["relabel_precision"] = check_precision_target(clean["relabel_precision"])
     except RelabelTargetError as exc:
@@ -106,6 +114,52 @@ def validate_train_params(params):
                              f"unless --include-failing)")
     check_dataset_can_train(clean)
     return clean
+
+
+def resolve_init(value):
+    """A pretrained start as the job keeps it: None, "run:ID" (an earlier run's saved model) or the real path of a
+    weights file below the import roots (FER_IMPORT_ROOTS: the worker reads the server's disk, so the same rule as
+    imports). JobParamsError names a bad one. The file is read by the job, never by a web process (no torch)."""
+    if value in (None, ""):
+        return None
+    raw = str(value).strip()
+    if raw.startswith("run:"):
+        pk = raw[4:]
+        run = Run.objects.filter(pk=int(pk), status=Run.Status.SUCCEEDED).exclude(checkpoint="").first() \
+            if pk.isdigit() else None
+        if run is None:
+            raise JobParamsError(f"init {raw!r}: no finished run {pk} with a saved model (run:ID names one)")
+        return f"run:{run.pk}"
+    try:
+        path = import_path_resolve(raw)
+    except ImportPathRefused:
+        raise JobParamsError(f"init {raw!r} is not an existing weights file below the import roots "
+                             f"(FER_IMPORT_ROOTS), nor run:ID; place the file there") from None
+    if not path.is_file():
+        raise JobParamsError(f"init {raw!r} is a folder; give the weights file (a torch.save'd state dict)")
+    return str(path)
+
+
+def _init_weights_file(value):
+    if value.startswith("run:"):
+        return Path(settings.MEDIA_ROOT) / Run.objects.get(pk=int(value[4:])).checkpoint
+    return Path(value)
+
+
+def _load_init(value):
+    """What torch.load gives for the run's pretrained start, or None; InitError naming an unreadable file."""
+    import torch
+
+    from training.init import InitError
+
+    if not value:
+        return None
+    path = _init_weights_file(value)
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as exc:  # not a torch file, truncated, or pickled objects beyond tensors
+        raise InitError(f"init {value}: {path.name} is not a weights file torch can load safely "
+                        f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
 
 
 def check_dataset_can_train(p):
@@ -250,8 +304,8 @@ def train_classifier_job(ctx):
 def _train(ctx, run, cfg):
     from training.engine import (
         best_weights_checkpoint,
-        fit,
         choose_placement,
+        fit,
         pick_device,
         predict_proba,
     )
@@ -265,6 +319,7 @@ def _train(ctx, run, cfg):
     y_train = np.array([i.target for i in sel.train], dtype=np.int64)
     trusted = np.array([i.trusted for i in sel.train], dtype=bool)  # a reviewer decided them (selection.py)
     trusted = trusted if trusted.any() else None
+    init = _load_init(ctx.params.get("init"))  # a pretrained start for every fit of the run, or None
     x_val, y_val = load_arrays(sel.val, cfg.size)
     x_test, y_test = load_arrays(sel.test, cfg.size)
     # The tensor cache on the device whole, or streamed to it batch by batch: said in the job's message and result.
@@ -299,7 +354,7 @@ def _train(ctx, run, cfg):
                 continue
             ckpt = run_dir / f"fold{k}_last.pt"
             on_step, on_epoch = hooks(k, f"fold {k + 1}/{run.folds}", ckpt)
-            result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx, trusted=trusted,
+            result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx, trusted=trusted, init=init,
                          mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch, on_step=on_step)
             probs = predict_proba(result.model, x_train, index=held_idx, mode=placement.mode, batch_size=256,
                                   device=device)
@@ -319,7 +374,11 @@ def _train(ctx, run, cfg):
     last = run_dir / "final_last.pt"
     on_step, on_epoch = hooks(run.folds, "final model", last, history_to_run=True)
     result = fit(cfg, x_train, y_train, x_val, y_val, device=device, resume=_load(last), mode=placement.mode,
-                 trusted=trusted, on_epoch=on_epoch, on_step=on_step)
+                 trusted=trusted, init=init, on_epoch=on_epoch, on_step=on_step)
+    if result.init is not None:
+        run.selection = {**run.selection, "init": {"from": ctx.params["init"], "loaded": result.init["loaded"],
+                                                   "of": result.init["of"], "skipped": result.init["skipped"][:20]}}
+        Run.objects.filter(pk=run.pk).update(selection=run.selection)
     ctx.progress(0.99, "evaluating on the test split", force=True)
     probs = predict_proba(result.model, x_test, mode="stream", batch_size=256, device=device)
     metrics = _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg)

@@ -11,7 +11,11 @@ from curation.classifier.relabels import RelabelTargetError, check_precision_tar
 from curation.classifier.rescore import rescore_every_check
 from curation.importers.roots import importable_entries
 from curation.models import MAX_REVIEWS_REQUIRED, Dataset
-from curation.review.dataset_settings import GUIDELINE_MAX_CHARS, guidelines_check, reviews_required_check
+from curation.review.dataset_settings import (
+    GUIDELINE_MAX_CHARS,
+    guidelines_check,
+    reviews_required_check,
+)
 from training.config import ROBUST_METHODS
 from training.labels import CLASSES
 
@@ -82,6 +86,9 @@ class TrainForm(StartForm):
     batch_size = forms.IntegerField(required=False, label="batch size", initial=128)
     folds = forms.IntegerField(required=False, initial=0, help_text="0, or 2-10 for out-of-fold predictions")
     robust = forms.ChoiceField(choices=ROBUST_CHOICES, required=False, initial="none", help_text=ROBUST_HELP)
+    init = forms.CharField(required=False, max_length=1000, label="start from",
+                           help_text="pretrained weights: a file below the import roots, or run:ID for an earlier "
+                                     "run's model; empty: a random start")
 
 
 

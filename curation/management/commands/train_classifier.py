@@ -31,6 +31,10 @@ class Command(JobCommand):
         parser.add_argument("--doubtful", choices=list(DOUBTFUL),
                             help="with --reduced, which unreviewed images are dropped: flagged by the SSIM rule "
                                  "(default, the published experiment's), by cleanlab, or by either")
+        parser.add_argument("--init", metavar="PATH",
+                            help="start from pretrained weights: a torch.save'd state dict below the import roots "
+                                 "(e.g. torchvision's resnet18 weights), or run:ID for an earlier run's model; "
+                                 "every tensor whose name and shape fit is taken, nothing is downloaded")
         parser.add_argument("--relabel-precision", type=float, metavar="P",
                             help="train unreviewed images on the classifier's suggested label in the lowest "
                                  "suspicion band where reviewers chose that suggestion at least this often (0-1]; "
@@ -38,7 +42,7 @@ class Command(JobCommand):
 
     def job_params(self, options):
         keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed", "doubtful", "monitor",
-                "robust", "relabel_precision")
+                "robust", "relabel_precision", "init")
         params = {k: options[k] for k in keys if options.get(k) is not None}
         params.update(reduced=options["reduced"], augmented=options["augmented"])
         return params
