@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.classifier.predictions import read_probabilities, run_predictions_path
+from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
 from training.labels import CLASSES
@@ -173,6 +174,7 @@ def runs_compare(*, run_ids):
     base_metrics = base.test_metrics or {}
     base_rows = []  # read on the first diff that is not cached
     predictions = [_test_predictions(run) for run in runs]
+    split_notes = runs_test_split_notes(runs)  # runs scored before leaked test images were excluded
     columns = []
     for index, run in enumerate(runs):
         m = run.test_metrics or {}
@@ -187,6 +189,7 @@ def runs_compare(*, run_ids):
         col["diff"] = None if index == 0 else _cached_diff(base, run, base_rows)
         col["confusion"] = _confusion_rows(run, m)
         col["examples"] = run.plots.get("examples") if run.plots else None
+        col["split_note"] = split_notes.get(run.pk)
         columns.append(col)
     per_class = []
     for code, name in enumerate(CLASSES):
@@ -222,6 +225,8 @@ def runs_compare(*, run_ids):
         "same_test_split": len(hashes) == 1 and "" not in hashes,
         "test_split_hashes": sorted(h[:12] or "none" for h in hashes),
         "curves": _curves(runs),
+        # Near-duplicates of test images in train or val make every test figure here too high (find_duplicates).
+        "leaks": dataset_leaks(base.dataset),
     }
 
 

@@ -171,6 +171,7 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
         # Shown once the classifier has suggested another label for some scored train image.
         "relabel_calibration": bands if any(b["reviewed"] or b["unreviewed"] for b in bands) else None,
         "relabel_min_reviewed": MIN_REVIEWED,
+        "leaks": selectors.dataset_leaks(dataset),
         "rescore_form": rescore_form or RescoreEveryForm(initial={"rescore_every": dataset.rescore_every or ""}),
     }
 

@@ -45,3 +45,24 @@ def test_the_suggestion_panel_says_how_often_reviewers_chose_the_suggestion(as_r
     row = page.split("<th>&ge; 0.9</th>")[1].split("</tr>")[0]
     assert "<td>3</td>" in row and "67 %" in row and "(too few to use)" in row and "<td>1</td>" in row
     assert Image.objects.filter(dataset=ds, label=2).count() == 2  # the page changed nothing
+
+
+def test_leaks_show_on_the_dataset_page_and_in_the_run_comparison(as_reviewer):
+    from curation.classifier.selection import select_training_data
+    from curation.models import DuplicateMember
+    from tests.factories import RunFactory
+
+    ds = DatasetFactory(name="leaky")
+    source = ImageFactory(dataset=ds)
+    copies = [ImageFactory(dataset=ds, split="test") for _ in range(2)]
+    for image in (source, *copies):
+        DuplicateMember.objects.create(dataset=ds, image=image, group=source.pk, distance=1, linked_by="test")
+    page = _page(as_reviewer, "leaky")
+    assert 'id="leaks"' in page and "2 test images have a copy in train or val" in page
+
+    today = select_training_data(dataset=ds).test_split_hash()
+    earlier = RunFactory(dataset=ds, test_split_hash="0" * 64, test_metrics={"accuracy": 0.5, "macro_f1": 0.5})
+    current = RunFactory(dataset=ds, test_split_hash=today, test_metrics={"accuracy": 0.6, "macro_f1": 0.6})
+    compare = as_reviewer.get(f"/runs/compare/?ids={earlier.pk},{current.pk}").content.decode()
+    assert 'id="leak-warning"' in compare and "2 test images" in compare
+    assert compare.count("scored on an earlier test split") == 1
