@@ -39,6 +39,10 @@ class Dataset(models.Model):
     # Review rounds (curation/classifier/rescore.py): after this many decisions since the last rescore, the next
     # decision queues one (out-of-fold models refitted on the reviewed labels, then the queue rescored). None: off.
     rescore_every = models.PositiveIntegerField(null=True, blank=True)
+    # With several reviewers: an image whose votes differ stays disputed only when CROWDLAB's consensus quality
+    # (curation/review/crowdlab.py) is below this; otherwise the consensus label applies. None: unanimity.
+    consensus_threshold = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
