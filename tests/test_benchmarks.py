@@ -2,6 +2,7 @@
 its own process, exits 0 and prints its figures: a benchmark that breaks fails here. The ones that use the database
 run against this test run's database (the processes tests start get its URL) with their own data folder."""
 import io
+import json
 import os
 import re
 import subprocess
@@ -62,6 +63,16 @@ def test_accuracy(tmp_path):
     assert_figures(done, rf"^small_cnn +clean labels: test accuracy {NUMBER}",
                    rf"^small_cnn +noisy labels: test accuracy {NUMBER}", r"^small_cnn on noisy labels: accuracy")
     assert (tmp_path / "accuracy.json").exists()
+
+
+def test_pretrain(tmp_path):
+    done = bench("pretrain", "--pretrain-n", 120, "--pretrain-epochs", 1, "--target-n", 120, "--epochs", 1,
+                 "--size", 32, "--batch-size", 32, "--threads", 1, "--data", tmp_path / "faces",
+                 "--json", tmp_path / "pretrain.json", tmp_path=tmp_path)
+    assert_figures(done, rf"^scratch +{NUMBER}", rf"^pretrained +{NUMBER}",
+                   rf"^the pretrained start: \+?{NUMBER} test accuracy against scratch")
+    report = json.loads((tmp_path / "pretrain.json").read_text())
+    assert report["gain"] == pytest.approx(report["runs"]["pretrained"]["accuracy"] - report["runs"]["scratch"]["accuracy"])
 
 
 def test_gan_train_speed(tmp_path):
