@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from curation.forms import form_error_text
 from curation.models import Dataset, Image
 from curation.review.agreement import dataset_agreement
+from curation.review.crowdlab import dataset_crowdlab
 from curation.review.forms import DECISION_WORDS, DecisionForm
 from curation.review.views import CLASS_KEYS
 from curation.review.votes import NotDisputed, dispute_resolve, disputes_list
@@ -29,12 +30,18 @@ def review_dispute_list(request):
     dataset = next((d for d in datasets if d.name == name), None) if name else None
     if dataset is None:
         dataset = next((d for d in datasets if d.reviews_required > 1), datasets[0] if datasets else None)
-    context = {"datasets": datasets, "dataset": dataset, "images": [], "agreement": None,
+    context = {"datasets": datasets, "dataset": dataset, "images": [], "agreement": None, "crowdlab": None,
                "is_curator": user_is_curator(request.user), "class_keys": CLASS_KEYS,
                "media_url": settings.MEDIA_URL}
     if dataset is not None:
         context["images"] = disputes_list(dataset=dataset)
         context["agreement"] = dataset_agreement(dataset)
+        context["crowdlab"] = crowdlab = dataset_crowdlab(dataset)
+        quality = {r["user_id"]: r["quality"] for r in crowdlab.reviewers}
+        for image in context["images"]:
+            image.consensus = crowdlab.rounds.get((image.pk, image.version))
+            for vote in image.round_votes:
+                vote.reviewer_quality = quality.get(vote.user_id)
     return render(request, "curation/review_disputes.html", context)
 
 

@@ -7,6 +7,8 @@ time, under the same leases), until its K-th vote. Then:
 - unanimous (the same label, or all exclude): the decision is applied through curation.services.image_label_change,
   credited to the reviewer whose vote completed the round, the voters named in the change's note. So there is one
   LabelChange for the applied decision, and each reviewer's vote is its own ReviewVote row (the per-vote audit).
+- otherwise, where a curator set a consensus threshold (Dataset.consensus_threshold), CROWDLAB's consensus
+  (curation.review.crowdlab) applies the same way when its quality is at least the threshold;
 - otherwise the image is marked disputed: it leaves the queue and waits on /review/disputes/, where a curator
   decides it through image_label_change as well (the dispute is cleared in the same transaction).
 
@@ -20,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.models import Image, LabelChange, ReviewVote
+from curation.review.crowdlab import round_decision
 from curation.review.leases import lease_take, leases_release
 from curation.roles import user_is_curator
 from curation.services import VersionConflict, image_label_change, image_last_change
@@ -89,7 +92,7 @@ def image_vote(*, user, image_id, action, version, label=None, seconds_spent=Non
                                          seconds_spent=seconds_spent)
         Image.objects.filter(pk=image_id, claimed_by=user).update(claimed_by=None, claim_expires_at=None)
         votes = list(current.select_related("user").order_by("id"))
-        vote.outcome, vote.change = PENDING, None
+        vote.outcome, vote.change, vote.consensus = PENDING, None, None
         if len(votes) >= image.dataset.reviews_required:
             choices = {_voted_for(v.action, v.label, image) for v in votes}
             if len(choices) == 1:
@@ -100,8 +103,21 @@ def image_vote(*, user, image_id, action, version, label=None, seconds_spent=Non
                     note=f"unanimous vote of {len(votes)}: " + ", ".join(v.user.username for v in votes))
                 vote.outcome = APPLIED
             else:
-                Image.objects.filter(pk=image_id).update(disputed=True, claimed_by=None, claim_expires_at=None)
-                vote.outcome = DISPUTED
+                # A curator's threshold (Dataset.consensus_threshold) lets CROWDLAB decide a confident consensus;
+                # without one, or below it, the image goes to the disputes page as before.
+                decided, vote.consensus = round_decision(image.dataset, image, choices)
+                if decided is not None:
+                    decision, new_label = _as_decision(("label", decided), image)
+                    vote.change = image_label_change(
+                        image_id=image_id, action=decision, expected_version=version, user=user, label=new_label,
+                        seconds_spent=seconds_spent,
+                        note=f"CROWDLAB consensus of {len(votes)} votes (quality {vote.consensus['quality']:.2f} >= "
+                             f"{image.dataset.consensus_threshold:.2f}): "
+                             + ", ".join(v.user.username for v in votes))
+                    vote.outcome = APPLIED
+                else:
+                    Image.objects.filter(pk=image_id).update(disputed=True, claimed_by=None, claim_expires_at=None)
+                    vote.outcome = DISPUTED
     return vote
 
 

@@ -11,6 +11,7 @@ from curation.classifier.relabels import RelabelTargetError, check_precision_tar
 from curation.classifier.rescore import rescore_every_check
 from curation.importers.roots import importable_entries
 from curation.models import MAX_REVIEWS_REQUIRED, Dataset
+from curation.review.crowdlab import consensus_threshold_check
 from curation.review.dataset_settings import (
     GUIDELINE_MAX_CHARS,
     guidelines_check,
@@ -211,6 +212,24 @@ class RescoreEveryForm(forms.Form):
     def clean_rescore_every(self):
         try:
             return rescore_every_check(self.cleaned_data["rescore_every"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+
+
+class ConsensusThresholdForm(forms.Form):
+    """The CROWDLAB consensus threshold on the dataset page: a quality 0-1, or off (empty: unanimity); judged by the
+    service the review_settings command also uses (curation.review.crowdlab)."""
+
+    consensus_threshold = forms.CharField(
+        label="Consensus threshold", max_length=20, required=False,
+        widget=forms.NumberInput(attrs={"min": 0, "max": 1, "step": 0.05, "placeholder": "off"}),
+        help_text="0-1. When reviewers' votes differ, CROWDLAB's consensus (their votes weighed by each reviewer's "
+                  "estimated quality and the classifier's probabilities) applies if its quality is at least this; "
+                  "below it the image goes to the disputes page. Empty: off, only unanimous votes apply.")
+
+    def clean_consensus_threshold(self):
+        try:
+            return consensus_threshold_check(self.cleaned_data["consensus_threshold"])
         except ValueError as exc:
             raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 

@@ -22,6 +22,7 @@ from curation.jobs.selectors import JobNotFound, workers_alive
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import GanModel, Job
 from curation.review.agreement import dataset_agreement
+from curation.review.crowdlab import dataset_consensus_threshold_set, dataset_crowdlab
 from curation.review.dataset_settings import (
     GuidelinesConflict,
     dataset_guidelines_set,
@@ -34,6 +35,7 @@ from curation.truth import known_truth
 from curation.web import selectors
 from curation.web.forms import (
     START_FORMS,
+    ConsensusThresholdForm,
     GanEpochForm,
     GuidelinesForm,
     RescoreEveryForm,
@@ -145,7 +147,8 @@ def dataset_page(request, name):
     return render(request, "curation/pages/dataset.html", _dataset_context(request, dataset))
 
 
-def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=None, rescore_form=None):
+def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=None, rescore_form=None,
+                     consensus_form=None):
     try:
         precision = float(request.GET.get("precision") or 0.9)
     except ValueError:
@@ -173,6 +176,9 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
         "relabel_min_reviewed": MIN_REVIEWED,
         "leaks": selectors.dataset_leaks(dataset),
         "rescore_form": rescore_form or RescoreEveryForm(initial={"rescore_every": dataset.rescore_every or ""}),
+        "consensus_form": consensus_form or ConsensusThresholdForm(initial={
+            "consensus_threshold": "" if dataset.consensus_threshold is None else dataset.consensus_threshold}),
+        "crowdlab": dataset_crowdlab(dataset) if dataset.reviews_required > 1 else None,
     }
 
 
@@ -188,6 +194,22 @@ def dataset_rescore_every(request, name):
     messages.success(request, f"{dataset.name}: the queue is rescored after every {value} decisions from now on."
                      if value else f"{dataset.name}: review rounds off; the queue is rescored only when asked.")
     return redirect(f"{reverse('dataset', args=[dataset.name])}#rescore-every")
+
+
+@curator_required
+@require_POST
+def dataset_consensus_threshold(request, name):
+    dataset = _dataset_or_404(name)
+    form = ConsensusThresholdForm(request.POST)
+    if not form.is_valid():
+        return render(request, "curation/pages/dataset.html",
+                      _dataset_context(request, dataset, consensus_form=form), status=400)
+    value = dataset_consensus_threshold_set(dataset_id=dataset.pk,
+                                            consensus_threshold=form.cleaned_data["consensus_threshold"])
+    messages.success(request, f"{dataset.name}: differing votes apply CROWDLAB's consensus when its quality is at "
+                     f"least {value:.2f}." if value is not None
+                     else f"{dataset.name}: consensus threshold off; only unanimous votes apply.")
+    return redirect(f"{reverse('dataset', args=[dataset.name])}#consensus-threshold")
 
 
 @curator_required

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from curation.classifier.rescore import dataset_rescore_every_set
 from curation.models import MAX_REVIEWS_REQUIRED
+from curation.review.crowdlab import dataset_consensus_threshold_set
 from curation.review.dataset_settings import dataset_reviews_required_set
 from curation.selectors import DatasetNotFound, dataset_get
 
@@ -17,8 +18,11 @@ class Command(BaseCommand):
                             help=f"reviewers per image, 1-{MAX_REVIEWS_REQUIRED}")
         parser.add_argument("--rescore-every", metavar="N",
                             help="review rounds: rescore the queue after every N decisions (off: never by itself)")
+        parser.add_argument("--consensus-threshold", metavar="Q",
+                            help="with several reviewers: differing votes apply CROWDLAB's consensus when its "
+                                 "quality is at least Q (0-1); off: only unanimous votes apply")
 
-    def handle(self, *args, dataset, reviews_required, rescore_every=None, **options):
+    def handle(self, *args, dataset, reviews_required, rescore_every=None, consensus_threshold=None, **options):
         try:
             ds = dataset_get(name=dataset)
         except DatasetNotFound as exc:
@@ -35,6 +39,15 @@ class Command(BaseCommand):
             except ValueError as exc:
                 raise CommandError(f"--rescore-every: {exc}") from None
             ds.refresh_from_db()
+        if consensus_threshold is not None:
+            try:
+                dataset_consensus_threshold_set(dataset_id=ds.pk, consensus_threshold=consensus_threshold)
+            except ValueError as exc:
+                raise CommandError(f"--consensus-threshold: {exc}") from None
+            ds.refresh_from_db()
         self.stdout.write(f"{ds.name}: {ds.reviews_required} review{'s' if ds.reviews_required != 1 else ''} "
                           f"per image; " + (f"rescored after every {ds.rescore_every} decisions" if ds.rescore_every
-                                            else "review rounds off"))
+                                            else "review rounds off")
+                          + ("; differing votes apply CROWDLAB's consensus at quality >= "
+                             f"{ds.consensus_threshold:g}" if ds.consensus_threshold is not None
+                             else "; consensus threshold off (unanimity)"))
