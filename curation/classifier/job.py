@@ -13,6 +13,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
+from curation.classifier.features import OOF_FEATURES_FILE
 from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
 from curation.classifier.relabels import (
     RelabelTargetError,
@@ -306,8 +307,10 @@ def _train(ctx, run, cfg):
         best_weights_checkpoint,
         choose_placement,
         fit,
+        last_linear,
         pick_device,
         predict_proba,
+        predict_proba_and_features,
     )
 
     sel = selection_from_snapshot((Path(settings.MEDIA_ROOT) / run.snapshot_file).read_text())
@@ -356,19 +359,35 @@ def _train(ctx, run, cfg):
             on_step, on_epoch = hooks(k, f"fold {k + 1}/{run.folds}", ckpt)
             result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx, trusted=trusted, init=init,
                          mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch, on_step=on_step)
-            probs = predict_proba(result.model, x_train, index=held_idx, mode=placement.mode, batch_size=256,
-                                  device=device)
-            np.savez(out, index=held_idx, probs=probs)
+            # The held-out images' probabilities and penultimate-layer embeddings, from the model that did not
+            # see them (curation/classifier/features.py).
+            probs, features = predict_proba_and_features(result.model, x_train, index=held_idx,
+                                                         mode=placement.mode, batch_size=256, device=device)
+            head = last_linear(result.model)  # kept with them: the fold model's class scores are head(features)
+            np.savez(out, index=held_idx, probs=probs, features=features.astype(np.float16),
+                     head_weight=head.weight.detach().float().cpu().numpy(),
+                     head_bias=head.bias.detach().float().cpu().numpy())
             with transaction.atomic():
                 ctx.save_state({**ctx.state, "folds_done": sorted({*ctx.state.get("folds_done", []), k})})
             ckpt.unlink(missing_ok=True)
         oof = np.zeros((len(y_train), cfg.num_classes), dtype=np.float32)
+        embeddings = None  # rows of oof.npz; None if a fold file from before embeddings were kept was resumed
         for k in range(run.folds):
             with np.load(run_dir / f"oof_fold{k}.npz") as part:
                 oof[part["index"]] = part["probs"]
+                if k == 0 and "features" in part.files:
+                    embeddings = np.zeros((len(y_train), part["features"].shape[1]), dtype=np.float16)
+                if embeddings is not None and "features" in part.files:
+                    embeddings[part["index"]] = part["features"]
+                else:
+                    embeddings = None
         is_image = np.array([i.kind == "image" for i in sel.train])
         np.savez(run_dir / "oof.npz", ids=np.array([i.id for i in sel.train])[is_image], labels=y_given[is_image],
                  probs=oof[is_image])
+        if embeddings is not None:
+            np.save(run_dir / OOF_FEATURES_FILE, embeddings[is_image])
+        else:
+            log.warning("run %s: a fold file without embeddings was resumed; no %s", run.pk, OOF_FEATURES_FILE)
         Run.objects.filter(pk=run.pk).update(oof_file=media_rel(run_dir / "oof.npz"))
 
     last = run_dir / "final_last.pt"
