@@ -83,6 +83,17 @@ class Image(models.Model):
     label_quality = models.FloatField(null=True, blank=True, help_text="cleanlab label-quality score (low = suspect).")
     classifier_flagged = models.BooleanField(default=False, help_text="cleanlab found a label issue.")
     classifier_suggested_label = models.PositiveSmallIntegerField(null=True, blank=True, choices=LABEL_CHOICES)
+    # cleanlab Datalab on the latest run's out-of-fold embeddings and probabilities (score_ambiguity).
+    datalab_label_quality = models.FloatField(
+        null=True, blank=True, help_text="Datalab label score from the embedding's neighbours' labels (low = suspect).")
+    datalab_label_issue = models.BooleanField(default=False, help_text="Datalab found a label issue from neighbours.")
+    datalab_outlier_score = models.FloatField(
+        null=True, blank=True, help_text="Datalab outlier score of the embedding (low = atypical).")
+    datalab_outlier = models.BooleanField(default=False, help_text="Datalab called the image an outlier.")
+    datalab_near_duplicate_score = models.FloatField(
+        null=True, blank=True, help_text="Datalab near-duplicate score (low = a near copy of another image).")
+    datalab_near_duplicates = models.JSONField(
+        default=list, blank=True, help_text="Ids of the images in Datalab's near-duplicate set with this one.")
     # The last decision that stands (set by image_label_change, restored by undo), on the row itself so that the
     # export needs no join to the audit table.
     reviewed_by = models.ForeignKey(

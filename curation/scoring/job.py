@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
+from curation.classifier.features import read_oof_features
 from curation.classifier.job import resolve_dataset
 from curation.db import update_rows
 from curation.gans.snapshots import (
@@ -33,6 +34,12 @@ from training.labels import CLASSES, UnknownLabel, parse_label
 # epochs, three seeds of data) it found the wrong labels better every time: AUROC 0.841 / 0.859 / 0.854 against
 # 0.798 / 0.826 / 0.815, and 68-75 % of the top tenth wrong against 65-68 %.
 LABEL_QUALITY = "normalized_margin"
+# Neighbours cleanlab's Datalab reads per image (its default) for the label, outlier and near-duplicate checks.
+DATALAB_K = 10
+DATALAB_FIELDS = ["datalab_label_quality", "datalab_label_issue", "datalab_outlier_score", "datalab_outlier",
+                  "datalab_near_duplicate_score", "datalab_near_duplicates"]
+DATALAB_NONE = {"datalab_label_quality": None, "datalab_label_issue": False, "datalab_outlier_score": None,
+                "datalab_outlier": False, "datalab_near_duplicate_score": None, "datalab_near_duplicates": []}
 
 
 def validate_score_params(params):
@@ -127,7 +134,7 @@ def _classifier_signals(dataset):
     """{image id: (label quality, issue, suggested label)} from the latest run with out-of-fold probabilities."""
     run = Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(oof_file="").first()
     if run is None:
-        return {"run": None, "by_image": {}}
+        return {"run": None, "by_image": {}, "datalab": {}}
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -142,7 +149,46 @@ def _classifier_signals(dataset):
     # n_jobs=1: a Celery prefork worker is a daemonic process, which may not start the pool cleanlab would.
     issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
     return {"run": run.pk, "by_image": {int(i): (float(q), bool(f), int(s))
-                                        for i, q, f, s in zip(ids, quality, issues, probs.argmax(1))}}
+                                        for i, q, f, s in zip(ids, quality, issues, probs.argmax(1))},
+            "datalab": _datalab_signals(run, ids, labels)}
+
+
+def _datalab_signals(run, ids, labels):
+    """{image id: {Image field: value}} of cleanlab's Datalab on `run`'s out-of-fold embeddings (curation/classifier/
+    features.py) of the images `ids` under their current `labels`; {} for a run without embeddings.
+
+    Datalab reads the embeddings' k nearest neighbours (cosine) for three checks: a label issue when an image's
+    neighbours mostly carry another label (its label check works from the features only when it is given no
+    probabilities: given both, it would judge the out-of-fold probabilities again, which LABEL_QUALITY already
+    does); an outlier score from the mean distance to them; and near-duplicate sets of images much closer to each
+    other than the median nearest pair. Scores are in [0, 1], low = more of an issue."""
+    read = read_oof_features(run)
+    if read is None or len(ids) <= DATALAB_K + 1:
+        return {}
+    from cleanlab import Datalab
+
+    stored_ids, order, features = read
+    at = np.minimum(np.searchsorted(stored_ids, ids), len(stored_ids) - 1)
+    if not np.array_equal(stored_ids[at], ids):  # every id is a row of oof.npz, so of its embeddings
+        return {}
+    rows = order[at]
+    lab = Datalab(data={"label": np.asarray(labels)}, label_name="label", verbosity=0)
+    lab.find_issues(features=np.asarray(features[rows], dtype=np.float32), issue_types={
+        # n_jobs=1: as find_label_issues above.
+        "label": {"k": DATALAB_K, "clean_learning_kwargs": {"find_label_issues_kwargs": {"n_jobs": 1}}},
+        "outlier": {"k": DATALAB_K},
+        "near_duplicate": {"k": DATALAB_K},
+    })
+    found = lab.get_issues()
+    sets = lab.get_issues("near_duplicate")["near_duplicate_sets"]
+    return {int(image_id): {
+        "datalab_label_quality": float(found["label_score"].iat[r]),
+        "datalab_label_issue": bool(found["is_label_issue"].iat[r]),
+        "datalab_outlier_score": float(found["outlier_score"].iat[r]),
+        "datalab_outlier": bool(found["is_outlier_issue"].iat[r]),
+        "datalab_near_duplicate_score": float(found["near_duplicate_score"].iat[r]),
+        "datalab_near_duplicates": sorted(int(ids[j]) for j in sets.iat[r]),
+    } for r, image_id in enumerate(ids.tolist())}
 
 
 def _summarise(dataset, gans, threshold, class_thresholds, classifier):
@@ -183,16 +229,23 @@ def _summarise(dataset, gans, threshold, class_thresholds, classifier):
         img.classifier_flagged = bool(signals and signals[1])
         img.classifier_suggested_label = signals[2] if signals else None
         img.suspicion = None if s is None or np.isnan(s) else float(s)
+        for field, value in classifier["datalab"].get(img.id, DATALAB_NONE).items():
+            setattr(img, field, value)
         rate = flag_rate.setdefault(CLASSES[img.label], [0, 0])
         rate[0] += img.flagged
         rate[1] += 1
     with transaction.atomic():
         update_rows(Image, images, ["ambiguity", "flagged", "gan_score", "gan_suggested_label", "label_quality",
-                                    "classifier_flagged", "classifier_suggested_label", "suspicion"])
+                                    "classifier_flagged", "classifier_suggested_label", "suspicion",
+                                    *DATALAB_FIELDS])
     return {
         "classifier_run": classifier["run"], "threshold": threshold, "class_thresholds": class_thresholds,
         "flag_rate_per_class": {c: round(f / n, 4) for c, (f, n) in flag_rate.items() if n},
         "flagged": int(sum(i.flagged for i in images)), "classifier_flagged": int(issue.sum()),
+        "datalab": {"scored": len(classifier["datalab"]),
+                    "label_issues": int(sum(i.datalab_label_issue for i in images)),
+                    "outliers": int(sum(i.datalab_outlier for i in images)),
+                    "near_duplicates": int(sum(bool(i.datalab_near_duplicates) for i in images))},
         "scored": len(images), "fusion": report,
         # Generators whose SSIMs the default fusion uses (True), ignores (False) or uses unchecked (None).
         "generators_working": {names[k]: w for k, w in works.items()},
