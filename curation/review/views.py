@@ -120,6 +120,9 @@ def _vote_outcome(result):
     """How a vote ended, for the message (datasets needing several reviews); nothing for a plain decision."""
     if result.vote is None:
         return ""
+    consensus = getattr(result.vote, "consensus", None)
+    if result.outcome == APPLIED and consensus is not None:
+        return f" (reviewers differed; CROWDLAB's consensus applied: {consensus['consensus_name']})"
     return {PENDING: " (your vote is in; more reviews needed)", APPLIED: " (unanimous: applied)",
             DISPUTED: " (reviewers disagree: sent to the curators)"}.get(result.outcome, "")
 

@@ -66,7 +66,7 @@ def test_the_quality_ranking_recovers_the_reviewers_error_rates(db, settings):
     assert len(result.rounds) == 120
 
 
-def _contested(ds, media, users, *, split=Image.Split.TRAIN, third="relabel"):
+def _contested(ds, media, users, *, split=Image.Split.TRAIN, third="relabel", client=None):
     """An image labelled happy (1) whose three votes are happy, happy and sad (or exclude), with probabilities
     leaning to happy; and 30 unanimous images so that CROWDLAB has something to weigh reviewers by."""
     ann, ben, cat = users
@@ -80,6 +80,12 @@ def _contested(ds, media, users, *, split=Image.Split.TRAIN, third="relabel"):
     _oof_run(ds, media, [i.pk for i in background] + [image.pk], probs)
     for user, action, label in ((ann, "confirm", None), (ben, "confirm", None), (cat, third, 4)):
         image.refresh_from_db()
+        if client is not None and user is cat:  # the last vote through the review page, as a reviewer casts it
+            client.force_login(cat)
+            outcome = client.post(reverse("review_decide"), {"image_id": image.pk, "version": image.version,
+                                                             "decision": f"{third}:{label}", "dataset": ds.name},
+                                  follow=True).content.decode()
+            continue
         outcome = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label)
     image.refresh_from_db()
     return image, outcome
@@ -103,6 +109,15 @@ def test_the_threshold_decides_disputed_or_applied(db, settings, threshold, appl
     # the consensus quality the decision compared is the one the module reports
     quality = dataset_crowdlab(ds).rounds[image.pk, 1]["quality"]
     assert 0.5 <= quality < 1.0
+
+
+def test_the_reviewer_is_told_crowdlab_decided(client, db, settings):
+    users = [UserFactory(username=n) for n in ("ann", "ben", "cat")]
+    ds = DatasetFactory(name="told", reviews_required=3, consensus_threshold=0.5)
+    image, page = _contested(ds, settings.MEDIA_ROOT, users, client=client)
+    assert image.status == "confirmed"
+    assert "reviewers differed; CROWDLAB&#x27;s consensus applied: happy" in page
+    assert "unanimous" not in page
 
 
 def test_crowdlab_never_decides_an_exclude_vote_or_an_image_without_probabilities(db, settings):
