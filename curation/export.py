@@ -9,8 +9,14 @@ import io
 
 from training.labels import CLASSES
 
-COLUMNS = ("path", "split", "original_label", "label", "status", "ambiguity", "suspicion", "reviewed_by",
-           "reviewed_at")
+CONTRACT_COLUMNS = ("path", "split", "original_label", "label", "status", "ambiguity", "suspicion", "reviewed_by",
+                    "reviewed_at")
+# cleanlab Datalab's signals on the out-of-fold embeddings (score_ambiguity), after the contract's columns, never
+# among them: scores as numbers, the two issue flags as 1 / 0, the near-duplicate set as the API's image ids
+# separated by spaces; all empty for an image scoring has not judged.
+DATALAB_COLUMNS = ("datalab_label_quality", "datalab_label_issue", "datalab_outlier_score", "datalab_outlier",
+                   "datalab_near_duplicate_score", "datalab_near_duplicate_ids")
+COLUMNS = CONTRACT_COLUMNS + DATALAB_COLUMNS
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -30,10 +36,11 @@ def csv_chunks(rows, *, usernames, rows_per_chunk=1000):
     writer.writerow(COLUMNS)
     names = {pk: neutralise(name) for pk, name in usernames.items()}
     batch = []
-    for path, split, original_label, label, status, ambiguity, suspicion, reviewer_id, reviewed_at in rows:
+    for (path, split, original_label, label, status, ambiguity, suspicion, reviewer_id, reviewed_at, *datalab) in rows:
         batch.append((
             neutralise(path), split, CLASSES[original_label], CLASSES[label], status, _number(ambiguity),
             _number(suspicion), names.get(reviewer_id, ""), reviewed_at.isoformat() if reviewed_at else "",
+            *_datalab_cells(*datalab),
         ))
         if len(batch) >= rows_per_chunk:
             writer.writerows(batch)
@@ -41,6 +48,13 @@ def csv_chunks(rows, *, usernames, rows_per_chunk=1000):
             yield _take(buffer)
     writer.writerows(batch)
     yield _take(buffer)
+
+
+def _datalab_cells(label_quality, label_issue, outlier_score, outlier, duplicate_score, duplicates):
+    if label_quality is None and outlier_score is None and duplicate_score is None:
+        return ("",) * len(DATALAB_COLUMNS)
+    return (_number(label_quality), str(int(bool(label_issue))), _number(outlier_score), str(int(bool(outlier))),
+            _number(duplicate_score), " ".join(str(int(i)) for i in duplicates or ()))
 
 
 def _take(buffer):

@@ -53,6 +53,11 @@ SIGNALS = {
     "classifier": Q(classifier_flagged=True),
     "both": Q(flagged=True, classifier_flagged=True),
     "either": Q(flagged=True) | Q(classifier_flagged=True),
+    # cleanlab Datalab on the out-of-fold embeddings: a label its neighbours disagree with, an outlier, an image
+    # with a near-duplicate set.
+    "datalab_label": Q(datalab_label_issue=True),
+    "datalab_outlier": Q(datalab_outlier=True),
+    "datalab_duplicate": Q(datalab_near_duplicates__0__isnull=False),
 }
 
 
@@ -113,8 +118,9 @@ def image_detail(*, image_id):
 
 
 def dataset_export_rows(*, dataset, status=None, exclude_excluded=False, chunk_size=2000):
-    """(path, split, original_label, label, status, ambiguity, suspicion, reviewed_by_id, reviewed_at) per image,
-    streamed from the database in chunks (a server-side cursor on PostgreSQL), never loaded whole."""
+    """(path, split, original_label, label, status, ambiguity, suspicion, reviewed_by_id, reviewed_at, then the
+    Datalab fields of curation.export.DATALAB_COLUMNS) per image, streamed from the database in chunks (a
+    server-side cursor on PostgreSQL), never loaded whole."""
     qs = Image.objects.filter(dataset=dataset)
     if status:
         qs = qs.filter(status=status)
@@ -122,7 +128,8 @@ def dataset_export_rows(*, dataset, status=None, exclude_excluded=False, chunk_s
         qs = qs.exclude(status=Image.Status.EXCLUDED)
     return qs.order_by("id").values_list(
         "path", "split", "original_label", "label", "status", "ambiguity", "suspicion", "reviewed_by_id",
-        "reviewed_at",
+        "reviewed_at", "datalab_label_quality", "datalab_label_issue", "datalab_outlier_score", "datalab_outlier",
+        "datalab_near_duplicate_score", "datalab_near_duplicates",
     ).iterator(chunk_size=chunk_size)
 
 

@@ -13,11 +13,15 @@ class ImageOutput(serializers.ModelSerializer):
     label = LabelField()
     reviewed_by = serializers.CharField(source="reviewed_by.username", default=None, allow_null=True)
     file_url = serializers.SerializerMethodField()
+    datalab_near_duplicates = serializers.ListField(child=serializers.IntegerField(), read_only=True,
+                                                    help_text="Ids of the images in Datalab's near-duplicate set.")
 
     class Meta:
         model = Image
         fields = ["id", "dataset", "path", "file_url", "split", "original_label", "label", "status", "version",
-                  "ambiguity", "suspicion", "flagged", "reviewed_by", "reviewed_at", "width", "height"]
+                  "ambiguity", "suspicion", "flagged", "reviewed_by", "reviewed_at", "width", "height",
+                  "datalab_label_quality", "datalab_label_issue", "datalab_outlier_score", "datalab_outlier",
+                  "datalab_near_duplicate_score", "datalab_near_duplicates"]
         read_only_fields = fields
 
     def get_file_url(self, image) -> str:

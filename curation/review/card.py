@@ -8,6 +8,7 @@ import numpy as np
 from django.conf import settings
 from django.db.models import F
 
+from curation.classifier.features import NEIGHBOURS, nearest_neighbours
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.models import GeneratedImage, Image, LabelChange, Run, TransformScore
 from training.labels import CLASSES
@@ -32,7 +33,8 @@ def review_card(*, image, run=None):
     probabilities (train images) or the latest finished run's test predictions (test images); None without one.
     suggestion: the classifier's suggested label (scoring's, else the top probability shown) as {"code", "name",
     "is_current"}, or None. references: for the current label and the suggestion, the most typical train faces
-    (reference_faces). guidelines: the dataset's guideline texts for those labels. Six queries at most."""
+    (reference_faces). guidelines: the dataset's guideline texts for those labels. neighbours: the train images
+    nearest to this one's out-of-fold embedding (card_neighbours). Seven queries at most."""
     oof_run = _oof_run(image.dataset_id)
     probabilities = _probabilities(image, run, oof_run)
     suggestion = _suggestion(image, probabilities)
@@ -46,7 +48,21 @@ def review_card(*, image, run=None):
         "guidelines": [{"name": CLASSES[code], "text": guidelines[CLASSES[code]]}
                        for code in labels if guidelines.get(CLASSES[code])],
         "history": list(LabelChange.objects.filter(image_id=image.pk).select_related("user").order_by("id")),
+        "neighbours": card_neighbours(run=oof_run, image=image),
     }
+
+
+def card_neighbours(*, run, image, k=NEIGHBOURS):
+    """[{"image": Image, "distance": cosine distance}] of the k train images whose out-of-fold embeddings under `run`
+    are nearest to `image`'s (curation.classifier.features: the memory-mapped file, no query), nearest first, with
+    their labels as they are now; [] without embeddings or for an image that has none (val, test). One query."""
+    if run is None:
+        return []
+    found = nearest_neighbours(run, image.pk, k=k)
+    if not found:
+        return []
+    rows = Image.objects.in_bulk([pk for pk, _ in found])
+    return [{"image": rows[pk], "distance": d} for pk, d in found if pk in rows]
 
 
 def _oof_run(dataset_id):

@@ -20,7 +20,10 @@ class ReviewFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any status")], required=False)
     signal = forms.ChoiceField(choices=[("", "any signal"), ("ssim", "SSIM-flagged"),
                                         ("classifier", "classifier-flagged"), ("both", "both flags"),
-                                        ("either", "either flag")], required=False)
+                                        ("either", "either flag"),
+                                        ("datalab_label", "neighbours disagree (Datalab)"),
+                                        ("datalab_outlier", "outlier (Datalab)"),
+                                        ("datalab_duplicate", "near-duplicate (Datalab)")], required=False)
     flagged = forms.ChoiceField(choices=[("", "flagged or not"), ("yes", "flagged"), ("no", "not flagged")],
                                 required=False)
     min_suspicion = forms.FloatField(required=False, label="suspicion from",

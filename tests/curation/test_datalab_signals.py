@@ -1,13 +1,18 @@
 """Issue #18 items 1-2: out-of-fold embeddings stored with every run that has fold models, and cleanlab Datalab's
 signals from them (label issues from neighbours, outliers, near-duplicate sets) on the images, in the queue, the
 API, the export and the review card with each image's nearest neighbours."""
+import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from curation.classifier.features import (
     OOF_FEATURES_FILE,
@@ -17,7 +22,7 @@ from curation.classifier.features import (
 from curation.models import Image, Run
 from curation.services import image_label_change
 from tests.curation.conftest import EMOTIONS, square_dataset
-from tests.factories import UserFactory
+from tests.factories import DatasetFactory, ImageFactory, RunFactory, UserFactory
 from tests.images import squares
 from training.engine import last_linear, predict_proba_and_features
 from training.models import build_model
@@ -175,3 +180,103 @@ def test_datalab_signals_land_on_every_train_image_as_datalab_computes_them(data
     # Val and test images are not scored.
     assert not Image.objects.filter(dataset__name=name).exclude(split="train").filter(
         datalab_label_quality__isnull=False).exists()
+
+
+# Queue, API, export and card, on images whose Datalab fields are set directly and an embeddings file written
+# as the classifier job writes it.
+
+def _datalab_dataset(n=6):
+    ds = DatasetFactory(name="dlq")
+    images = [ImageFactory(dataset=ds, path=f"f/{k}.png", label=k % 2 + 1, original_label=k % 2 + 1,
+                           suspicion=0.5 - k / 100) for k in range(n)]
+    marks = {0: {"datalab_label_issue": True}, 1: {"datalab_outlier": True},
+             2: {"datalab_near_duplicates": [images[3].pk]}, 3: {"datalab_near_duplicates": [images[2].pk]}}
+    for k, img in enumerate(images):
+        Image.objects.filter(pk=img.pk).update(
+            datalab_label_quality=0.1 * k, datalab_outlier_score=0.9 - 0.1 * k, datalab_near_duplicate_score=0.5,
+            **marks.get(k, {}))
+    return ds, [Image.objects.get(pk=i.pk) for i in images]
+
+
+@pytest.mark.django_db
+def test_each_datalab_signal_is_a_queue_filter_in_the_page_and_the_api(client, user, reviewer_api):
+    from curation.review.forms import ReviewFilterForm
+
+    ds, images = _datalab_dataset()
+    expected = {"datalab_label": [images[0].pk], "datalab_outlier": [images[1].pk],
+                "datalab_duplicate": [images[2].pk, images[3].pk]}
+    for signal, pks in expected.items():
+        form = ReviewFilterForm({"dataset": ds.name, "signal": signal})
+        assert form.is_valid(), form.errors
+        listed = reviewer_api.get("/api/images/", {"dataset": ds.name, "signal": signal}).json()["results"]
+        assert sorted(row["id"] for row in listed) == pks, signal
+    client.force_login(user)
+    page = client.get(reverse("review"), {"dataset": ds.name, "signal": "datalab_outlier"}).content.decode()
+    assert f'alt="image {images[1].pk}"' in page
+    assert 'value="datalab_duplicate"' in page  # offered in the filter's choices
+
+
+@pytest.mark.django_db
+def test_the_api_and_the_export_carry_the_datalab_fields_after_the_contract_columns(reviewer_api):
+    from curation.export import CONTRACT_COLUMNS
+
+    ds, images = _datalab_dataset()
+    detail = reviewer_api.get(f"/api/images/{images[2].pk}/").json()
+    assert (detail["datalab_label_quality"], detail["datalab_label_issue"], detail["datalab_outlier_score"],
+            detail["datalab_outlier"], detail["datalab_near_duplicate_score"], detail["datalab_near_duplicates"]) == (
+        pytest.approx(0.2), False, pytest.approx(0.7), False, 0.5, [images[3].pk])
+    response = reviewer_api.get(f"/api/datasets/{ds.name}/export.csv")
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert rows[0] == [*CONTRACT_COLUMNS, "datalab_label_quality", "datalab_label_issue", "datalab_outlier_score",
+                       "datalab_outlier", "datalab_near_duplicate_score", "datalab_near_duplicate_ids"]
+    by_path = {row[0]: dict(zip(rows[0], row)) for row in rows[1:]}
+    row = by_path["f/2.png"]
+    assert (float(row["datalab_label_quality"]), row["datalab_label_issue"], row["datalab_outlier"],
+            row["datalab_near_duplicate_ids"]) == (pytest.approx(0.2), "0", "0", str(images[3].pk))
+    assert (by_path["f/0.png"]["datalab_label_issue"], by_path["f/1.png"]["datalab_outlier"]) == ("1", "1")
+    Image.objects.filter(pk=images[4].pk).update(datalab_label_quality=None, datalab_outlier_score=None,
+                                                 datalab_near_duplicate_score=None)
+    response = reviewer_api.get(f"/api/datasets/{ds.name}/export.csv")
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    unscored = next(row for row in rows if row[0] == "f/4.png")
+    assert unscored[len(CONTRACT_COLUMNS):] == [""] * 6
+
+
+def _embedded_run(ds, media, images, features):
+    """A finished run of `ds` whose oof.npz and oof_features.npy hold `images` in this order."""
+    run = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, folds=2)
+    folder = media / "runs" / str(run.pk)
+    folder.mkdir(parents=True)
+    np.savez(folder / "oof.npz", ids=np.array([i.pk for i in images], dtype=np.int64),
+             labels=np.array([i.label for i in images]), probs=np.full((len(images), 8), 1 / 8, dtype=np.float32))
+    np.save(folder / OOF_FEATURES_FILE, np.asarray(features, dtype=np.float16))
+    Run.objects.filter(pk=run.pk).update(oof_file=f"runs/{run.pk}/oof.npz")
+    return Run.objects.get(pk=run.pk)
+
+
+@pytest.mark.django_db
+def test_the_card_shows_the_nearest_neighbours_with_their_labels_and_links_in_constant_queries(
+        client, user, _media_root):
+    counts = []
+    for n in (8, 80):
+        ds = DatasetFactory(name=f"nb{n}")
+        top = ImageFactory(dataset=ds, label=1, original_label=1, suspicion=0.99)
+        others = [ImageFactory(dataset=ds, label=k % 3, original_label=k % 3, suspicion=0.1) for k in range(n)]
+        # On a circle: other k sits at angle k degrees, the top image at 0.5, so its nearest are 0, 1, 2, ...
+        angles = np.radians([0.5] + list(range(n)))
+        run = _embedded_run(ds, _media_root, [top, *others], np.column_stack([np.cos(angles), np.sin(angles)]))
+        Image.objects.filter(pk=others[2].pk).update(label=7)  # a reviewer's relabel since: shown as it is now
+        client.force_login(user)
+        with CaptureQueriesContext(connection) as ctx:
+            card = client.get(reverse("review"), {"dataset": ds.name}).content.decode()
+        counts.append(len(ctx.captured_queries))
+        section = card[card.index('<section class="neighbours"'):]
+        section = section[:section.index("</section>")]
+        links = re.findall(r'<a class="neighbour" href="([^"]+)" data-image-id="(\d+)".*?'
+                           r'<span class="neighbour-label">([^<]+)</span>', section, re.DOTALL)
+        expected = [others[k] for k in (0, 1, 2, 3, 4)]
+        assert [int(pk) for _, pk, _ in links] == [i.pk for i in expected]
+        assert [href for href, _, _ in links] == [f"/media/{i.file}" for i in expected]
+        assert [label for _, _, label in links] == ["neutral", "happy", "contempt", "neutral", "happy"]
+        assert [i for i, _ in nearest_neighbours(run, top.pk)] == [i.pk for i in expected]
+    assert counts[0] == counts[1]
