@@ -9,6 +9,10 @@ SIGNALS = {
     "ssim (raw, published rule)": lambda i: i.ambiguity,
     "gan (normalised, all directions)": lambda i: i.gan_score,
     "cleanlab (1 - label quality)": lambda i: None if i.label_quality is None else 1 - i.label_quality,
+    "datalab label (1 - neighbours' label score)": lambda i: (None if i.datalab_label_quality is None
+                                                              else 1 - i.datalab_label_quality),
+    "datalab outlier (1 - outlier score)": lambda i: (None if i.datalab_outlier_score is None
+                                                       else 1 - i.datalab_outlier_score),
     "suspicion (fused)": lambda i: i.suspicion,
 }
 

@@ -52,12 +52,18 @@ def default_suspicion(label_quality, gan_score, gan_trusted=None):
     return out
 
 
-def features(label_quality, gan_score, ambiguity, classifier_flagged):
+def features(label_quality, gan_score, ambiguity, classifier_flagged, datalab_label_quality=None):
+    """The logistic fit's inputs; datalab_label_quality (Datalab's label score from the embeddings' neighbours, NaN
+    where missing) adds a column when given, and is then a candidate of its own in choose_from_reviews."""
     lq = np.nan_to_num(np.asarray(label_quality, float), nan=0.5)
-    return np.column_stack([
+    columns = [
         np.log(np.clip(lq, 1e-6, 1)), np.nan_to_num(np.asarray(gan_score, float)),
         np.nan_to_num(np.asarray(ambiguity, float)), np.asarray(classifier_flagged, float),
-    ])
+    ]
+    if datalab_label_quality is not None:
+        dl = np.nan_to_num(np.asarray(datalab_label_quality, float), nan=0.5)
+        columns.append(np.log(np.clip(dl, 1e-6, 1)))
+    return np.column_stack(columns)
 
 
 def choose_from_reviews(X, y, candidates, seed=0):

@@ -210,13 +210,17 @@ def _summarise(dataset, gans, threshold, class_thresholds, classifier):
     issue = np.array([by_cl[i.id][1] if i.id in by_cl else False for i in images])
     trusted = np.array([best[i.id]["trusted"] if i.id in best else True for i in images])
     default = fusion.default_suspicion(lq, gz, trusted)
-    choice, model, report = _fit_on_reviews(images, lq, gz, raw, issue, default)
+    # Datalab's label score from the embeddings' neighbours: fusion takes it only as its rule allows (a candidate,
+    # and an input of the logistic fit, used when it beats every single signal on reviewed images).
+    dl = np.array([classifier["datalab"].get(i.id, DATALAB_NONE)["datalab_label_quality"] for i in images], float)
+    dl = dl if np.isfinite(dl).any() else None
+    choice, model, report = _fit_on_reviews(images, lq, gz, raw, issue, default, dl)
     if choice == "logistic":
-        suspicion = model.predict_proba(fusion.features(lq, gz, raw, issue))[:, 1]
+        suspicion = model.predict_proba(fusion.features(lq, gz, raw, issue, dl))[:, 1]
     elif choice == "default":
         suspicion = default
     else:
-        suspicion = {"classifier": -lq, "gan": gz, "ssim": raw}[choice]
+        suspicion = {"classifier": -lq, "gan": gz, "ssim": raw, "datalab": None if dl is None else -dl}[choice]
     flag_rate = {}
     for img, a, g, s in zip(images, raw, gz, suspicion):
         limit = class_thresholds.get(CLASSES[img.label], threshold)
@@ -264,9 +268,11 @@ def _generators_work(gans):
     return works, names
 
 
-def _fit_on_reviews(images, lq, gz, raw, issue, default):
+def _fit_on_reviews(images, lq, gz, raw, issue, default, dl=None):
     index = [k for k, img in enumerate(images) if img.status != Image.Status.UNREVIEWED]
     y = np.array([images[k].status in (Image.Status.RELABELLED, Image.Status.EXCLUDED) for k in index], int)
-    X = fusion.features(lq[index], gz[index], raw[index], issue[index])
+    X = fusion.features(lq[index], gz[index], raw[index], issue[index], None if dl is None else dl[index])
     candidates = {"default": default[index], "classifier": -lq[index], "gan": gz[index], "ssim": raw[index]}
+    if dl is not None:
+        candidates["datalab"] = -dl[index]
     return fusion.choose_from_reviews(X, y, candidates)
