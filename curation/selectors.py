@@ -57,7 +57,7 @@ SIGNALS = {
     # with a near-duplicate set.
     "datalab_label": Q(datalab_label_issue=True),
     "datalab_outlier": Q(datalab_outlier=True),
-    "datalab_duplicate": Q(datalab_near_duplicates__0__isnull=False),
+    "datalab_duplicate": ~Q(datalab_near_duplicates=[]),
 }
 
 
