@@ -99,6 +99,16 @@ def test_gan_quality(tmp_path):
     assert (out / "quality.json").exists() and (out / "samples.png").exists()
 
 
+def test_scale(tmp_path):
+    """Its own SQLite database in its data folder (FER_DATA_DIR): migrated, imported into, scored."""
+    done = bench("scale", "--n", 40, "--folds", 2, "--fit-images", 16, "--batch-size", 8, tmp_path=tmp_path)
+    assert_figures(done, rf"^faces: 40 at 64 px +cache: {NUMBER} MiB",
+                   rf"^import job +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +(met|MISSED)$",
+                   rf"^tensor cache +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER} +(met|MISSED)$",
+                   rf"^out-of-fold scoring \(2 x small_cnn\) +{NUMBER} ",
+                   r"^scoring placement: stream ")
+
+
 # --- the configured database (this run's test database) ---------------------------------------------------------
 
 def test_import_dataset(tmp_path, transactional_db):
