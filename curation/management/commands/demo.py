@@ -36,26 +36,31 @@ DEMO_PAIR = ("happy", "sad")
 DEMO_FACES = dict(n=4000, size=48, noise=0.2, difficulty=0.2, test_fraction=0.2, seed=0)
 DEMO_CLASSIFIER = dict(arch="small_cnn", size=48, epochs=16, folds=3, batch_size=64)
 DEMO_CYCLEGAN = dict(profile="cpu", size=48, epochs=6, epochs_decay=6)
+# `demo --quick`: the same pipeline on a quarter of the faces with a few epochs, for checking that it runs (the test
+# suite's end-to-end demo); it shows the plumbing, not the figures above.
+QUICK = {"faces": dict(DEMO_FACES, n=1000), "classifier": dict(DEMO_CLASSIFIER, epochs=3),
+         "cyclegan": dict(DEMO_CYCLEGAN, epochs=1, epochs_decay=1)}
 
 STAGE_TITLES = {"import_dataset": "import the faces", "train_classifier": "train the classifier",
                 "train_cyclegan": "train a CycleGAN", "score_ambiguity": "score the queue"}
 BAR_STEP = 0.05  # without a terminal, a stage's bar is printed again only every 5 % (and when its status changes)
 
 
-def write_demo_dataset(root):
+def write_demo_dataset(root, faces=None):
     """The demo's synthetic faces, written once: labels.csv is written last, so its presence means complete."""
     manifest = Path(root) / "labels.csv"
     if not manifest.exists():
-        make_synthetic_faces(root, **DEMO_FACES)
+        make_synthetic_faces(root, **(faces or DEMO_FACES))
     return manifest
 
 
-def demo_stages(manifest):
+def demo_stages(manifest, quick=False):
     """The pipeline the demo runs, in order, each stage once: sized to reach a ready queue in minutes on 2 cores."""
+    classifier, cyclegan = (QUICK["classifier"], QUICK["cyclegan"]) if quick else (DEMO_CLASSIFIER, DEMO_CYCLEGAN)
     return [
         ("import_dataset", {"path": str(manifest), "format": "csv", "name": DEMO_DATASET}),
-        ("train_classifier", {"dataset": DEMO_DATASET, **DEMO_CLASSIFIER}),
-        ("train_cyclegan", {"dataset": DEMO_DATASET, "pair": list(DEMO_PAIR), **DEMO_CYCLEGAN}),
+        ("train_classifier", {"dataset": DEMO_DATASET, **classifier}),
+        ("train_cyclegan", {"dataset": DEMO_DATASET, "pair": list(DEMO_PAIR), **cyclegan}),
         ("score_ambiguity", {"dataset": DEMO_DATASET}),
     ]
 
@@ -169,6 +174,9 @@ class Command(BaseCommand):
                             help="HOST:PORT of the web server (default: FER_DEMO_ADDR, else 127.0.0.1:8000)")
         parser.add_argument("--setup-only", action="store_true", help="prepare everything but start no process")
         parser.add_argument("--import-only", action="store_true", help="import the demo data, train and score nothing")
+        parser.add_argument("--quick", action="store_true",
+                            help="a quarter of the faces and a few epochs: checks that the pipeline runs, in a few "
+                                 "minutes, without the demo's figures")
 
     def handle(self, *args, **options):
         # Kombu warns on every message sent to the embedded filesystem broker that it has no hostname: noise here.
@@ -181,9 +189,10 @@ class Command(BaseCommand):
                 user.save()
             user.groups.add(Group.objects.get_or_create(name=group)[0])
         faces = Path(settings.DATA_DIR) / "demo" / "faces"
+        face_options = QUICK["faces"] if options["quick"] else DEMO_FACES
         if not (faces / "labels.csv").exists():
-            self.stdout.write(f"demo: writing {DEMO_FACES['n']} synthetic faces to {faces} ...")
-        source = write_demo_dataset(faces)
+            self.stdout.write(f"demo: writing {face_options['n']} synthetic faces to {faces} ...")
+        source = write_demo_dataset(faces, face_options)
         if options["setup_only"]:
             self.stdout.write(f"demo prepared under {settings.DATA_DIR}")
             return
@@ -200,7 +209,8 @@ class Command(BaseCommand):
             procs.append((name, logs / f"{name}.log", subprocess.Popen(
                 argv, cwd=settings.BASE_DIR, env=env, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)))
             log.close()
-        stages = demo_stages(source)[:1] if options["import_only"] else demo_stages(source)
+        stages = demo_stages(source, quick=options["quick"])
+        stages = stages[:1] if options["import_only"] else stages
         self.stdout.write(f"demo: web server starting at http://{options['addr']}/ and a worker "
                           f"(their logs: {logs}); the logins follow once the review queue is ready.")
         stop = {"now": False}
