@@ -182,47 +182,48 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
     }
 
 
+def _dataset_setting(request, name, *, form_class, context_key, field, setter, said, anchor):
+    """A curator's POST of one dataset setting: the form judges the value (400 with the page and the form's error),
+    `setter(dataset_id, value)` stores it, `said(dataset, value)` is the message, and the page opens at `anchor`."""
+    dataset = _dataset_or_404(name)
+    form = form_class(request.POST)
+    if not form.is_valid():
+        return render(request, "curation/pages/dataset.html",
+                      _dataset_context(request, dataset, **{context_key: form}), status=400)
+    value = setter(dataset.pk, form.cleaned_data[field])
+    messages.success(request, said(dataset, value))
+    return redirect(f"{reverse('dataset', args=[dataset.name])}#{anchor}")
+
+
 @curator_required
 @require_POST
 def dataset_rescore_every(request, name):
-    dataset = _dataset_or_404(name)
-    form = RescoreEveryForm(request.POST)
-    if not form.is_valid():
-        return render(request, "curation/pages/dataset.html",
-                      _dataset_context(request, dataset, rescore_form=form), status=400)
-    value = dataset_rescore_every_set(dataset_id=dataset.pk, rescore_every=form.cleaned_data["rescore_every"])
-    messages.success(request, f"{dataset.name}: the queue is rescored after every {value} decisions from now on."
-                     if value else f"{dataset.name}: review rounds off; the queue is rescored only when asked.")
-    return redirect(f"{reverse('dataset', args=[dataset.name])}#rescore-every")
+    return _dataset_setting(
+        request, name, form_class=RescoreEveryForm, context_key="rescore_form", field="rescore_every",
+        setter=lambda pk, v: dataset_rescore_every_set(dataset_id=pk, rescore_every=v), anchor="rescore-every",
+        said=lambda ds, v: f"{ds.name}: the queue is rescored after every {v} decisions from now on." if v
+        else f"{ds.name}: review rounds off; the queue is rescored only when asked.")
 
 
 @curator_required
 @require_POST
 def dataset_consensus_threshold(request, name):
-    dataset = _dataset_or_404(name)
-    form = ConsensusThresholdForm(request.POST)
-    if not form.is_valid():
-        return render(request, "curation/pages/dataset.html",
-                      _dataset_context(request, dataset, consensus_form=form), status=400)
-    value = dataset_consensus_threshold_set(dataset_id=dataset.pk,
-                                            consensus_threshold=form.cleaned_data["consensus_threshold"])
-    messages.success(request, f"{dataset.name}: differing votes apply CROWDLAB's consensus when its quality is at "
-                     f"least {value:.2f}." if value is not None
-                     else f"{dataset.name}: consensus threshold off; only unanimous votes apply.")
-    return redirect(f"{reverse('dataset', args=[dataset.name])}#consensus-threshold")
+    return _dataset_setting(
+        request, name, form_class=ConsensusThresholdForm, context_key="consensus_form", field="consensus_threshold",
+        setter=lambda pk, v: dataset_consensus_threshold_set(dataset_id=pk, consensus_threshold=v),
+        anchor="consensus-threshold",
+        said=lambda ds, v: f"{ds.name}: differing votes apply CROWDLAB's consensus when its quality is at least "
+                           f"{v:.2f}." if v is not None
+        else f"{ds.name}: consensus threshold off; only unanimous votes apply.")
 
 
 @curator_required
 @require_POST
 def dataset_review_settings(request, name):
-    dataset = _dataset_or_404(name)
-    form = ReviewSettingsForm(request.POST)
-    if not form.is_valid():
-        return render(request, "curation/pages/dataset.html",
-                      _dataset_context(request, dataset, settings_form=form), status=400)
-    value = dataset_reviews_required_set(dataset_id=dataset.pk, reviews_required=form.cleaned_data["reviews_required"])
-    messages.success(request, f"{dataset.name}: {value} review{'s' if value != 1 else ''} per image from now on.")
-    return redirect(f"{reverse('dataset', args=[dataset.name])}#settings")
+    return _dataset_setting(
+        request, name, form_class=ReviewSettingsForm, context_key="settings_form", field="reviews_required",
+        setter=lambda pk, v: dataset_reviews_required_set(dataset_id=pk, reviews_required=v), anchor="settings",
+        said=lambda ds, v: f"{ds.name}: {v} review{'s' if v != 1 else ''} per image from now on.")
 
 
 @curator_required

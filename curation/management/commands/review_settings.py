@@ -27,24 +27,21 @@ class Command(BaseCommand):
             ds = dataset_get(name=dataset)
         except DatasetNotFound as exc:
             raise CommandError(str(exc)) from None
-        if reviews_required is not None:
-            try:  # the service the dataset page's form calls: the same values refused with the same words
-                dataset_reviews_required_set(dataset_id=ds.pk, reviews_required=reviews_required)
-            except ValueError as exc:
-                raise CommandError(f"--reviews-required: {exc}") from None
-            ds.refresh_from_db()
-        if rescore_every is not None:
+        # The services the dataset page's forms call: the same values refused with the same words.
+        settings = (("--reviews-required", reviews_required,
+                     lambda v: dataset_reviews_required_set(dataset_id=ds.pk, reviews_required=v)),
+                    ("--rescore-every", rescore_every,
+                     lambda v: dataset_rescore_every_set(dataset_id=ds.pk, rescore_every=v)),
+                    ("--consensus-threshold", consensus_threshold,
+                     lambda v: dataset_consensus_threshold_set(dataset_id=ds.pk, consensus_threshold=v)))
+        for option, value, setter in settings:
+            if value is None:
+                continue
             try:
-                dataset_rescore_every_set(dataset_id=ds.pk, rescore_every=rescore_every)
+                setter(value)
             except ValueError as exc:
-                raise CommandError(f"--rescore-every: {exc}") from None
-            ds.refresh_from_db()
-        if consensus_threshold is not None:
-            try:
-                dataset_consensus_threshold_set(dataset_id=ds.pk, consensus_threshold=consensus_threshold)
-            except ValueError as exc:
-                raise CommandError(f"--consensus-threshold: {exc}") from None
-            ds.refresh_from_db()
+                raise CommandError(f"{option}: {exc}") from None
+        ds.refresh_from_db()
         self.stdout.write(f"{ds.name}: {ds.reviews_required} review{'s' if ds.reviews_required != 1 else ''} "
                           f"per image; " + (f"rescored after every {ds.rescore_every} decisions" if ds.rescore_every
                                             else "review rounds off")
