@@ -120,7 +120,8 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     # Detection of every signal, flags, review precision, GAN quality for every class, the goals.
     signals = report["detection"]["signals"]
     assert set(signals) == {"ssim (raw, published rule)", "gan (normalised, all directions)",
-                            "cleanlab (1 - label quality)", "suspicion (fused)"}
+                            "cleanlab (1 - label quality)", "datalab label (1 - neighbours' label score)",
+                            "datalab outlier (1 - outlier score)", "suspicion (fused)"}
     for per in signals.values():
         assert 0 <= per["all"]["auroc"] <= 1 and 0 <= per["all"]["ap"] <= 1
         assert per["all"]["noisy"] == report["detection"]["noisy"] == sum(
