@@ -22,7 +22,8 @@ class ImageFilterFields(serializers.Serializer):
     flagged = serializers.BooleanField(required=False, allow_null=True, default=None)
     signal = serializers.ChoiceField(choices=list(SIGNALS), required=False,
                                      help_text="ssim: flagged by the SSIM rule; classifier: cleanlab label issue; "
-                                               "both; either.")
+                                               "both; either; datalab_label: the embedding's neighbours carry "
+                                               "another label; datalab_outlier; datalab_duplicate.")
     min_suspicion = serializers.FloatField(required=False)
     max_suspicion = serializers.FloatField(required=False)
     run = serializers.PrimaryKeyRelatedField(queryset=Run.objects.all(), required=False,
