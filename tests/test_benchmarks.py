@@ -26,6 +26,9 @@ NUMBER = r"[-\d.,]+"
 def bench(name, *args, tmp_path, database=False, timeout=240):
     """Run `python -m benchmarks.NAME ARGS` in a process of its own; returns its CompletedProcess."""
     env = dict(os.environ, FER_DATA_DIR=str(tmp_path / "data"), OMP_NUM_THREADS="1")
+    if not database:  # a benchmark that makes its own database does so in its data folder (SQLite), never in CI's
+        env.pop("DATABASE_URL", None)
+        env.pop("CELERY_BROKER_URL", None)
     if database:
         env.update(DJANGO_SETTINGS_MODULE="fer_site.settings.test", DATABASE_URL=worker_database_url(),
                    FER_MEDIA_ROOT=str(settings.MEDIA_ROOT))
