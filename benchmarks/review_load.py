@@ -156,7 +156,7 @@ def _seed(dataset, n):
     now = timezone.now()
     cols = ("dataset_id", "path", "file", "content_hash", "width", "height", "split", "original_label", "label",
             "status", "version", "suspicion", "ambiguity", "flagged", "classifier_flagged", "disputed",
-            "created_at", "updated_at")
+            "created_at", "updated_at", "datalab_label_issue", "datalab_outlier", "datalab_near_duplicates")
     with transaction.atomic(), connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {Image._meta.db_table} ({', '.join(cols)}) FROM STDIN") as copy:
             for i in range(n):
@@ -166,7 +166,7 @@ def _seed(dataset, n):
                     dataset.pk, f"{label}/img_{i:07d}.png", f"datasets/bench/{i}.png", f"{dataset.pk:08x}{i:056x}",
                     96, 96, "train" if rng.random() < 0.75 else "val", label, label, "unreviewed", 1,
                     rng.random() if scored else None, rng.random() if scored else None,
-                    scored and rng.random() < 0.1, scored and rng.random() < 0.1, False, now, now,
+                    scored and rng.random() < 0.1, scored and rng.random() < 0.1, False, now, now, False, False, "[]",
                 ))
         cursor.execute(f"ANALYZE {Image._meta.db_table}")
 
