@@ -205,13 +205,20 @@ def check_dataset_can_train(p):
                 f"in {CLASSES[biggest]}), and {folds} folds need one: use fewer folds")
 
 
+def _selection(dataset, p):
+    """(the run's selection, its calibrated-relabel rule or None) for validated params p, as the data are now."""
+    rule = relabel_rule(dataset, p["relabel_precision"]) if p.get("relabel_precision") else None
+    sel = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"],
+                               doubtful=p.get("doubtful", "ssim"), relabel_above=rule and rule["threshold"])
+    return sel, rule
+
+
 def training_preview(p):
     """Lines saying what each rule of a run (validated params p) does to its train split, counted now, before
     anything is queued: the command prints them, and the run records the same counts in its selection."""
     dataset = dataset_get(name=p["dataset"])
-    rule = relabel_rule(dataset, p["relabel_precision"]) if p.get("relabel_precision") else None
-    c = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"],
-                             doubtful=p.get("doubtful", "ssim"), relabel_above=rule and rule["threshold"]).counts
+    sel, rule = _selection(dataset, p)
+    c = sel.counts
     lines = [f"{dataset.name}: trains on {c['train']:,} images (val {c['val']:,}, test {c['test']:,})",
              f"  trusted: {c['trusted']:,} images a reviewer confirmed or relabelled (a robust method never "
              f"down-weights them)"]
@@ -264,9 +271,7 @@ def selection_from_snapshot(text):
 
 
 def _start_run(ctx, dataset, p, cfg):
-    rule = relabel_rule(dataset, p["relabel_precision"]) if p.get("relabel_precision") else None
-    sel = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"],
-                               doubtful=p.get("doubtful", "ssim"), relabel_above=rule and rule["threshold"])
+    sel, rule = _selection(dataset, p)
     if rule:
         sel.counts["relabel_rule"] = {k: rule[k] for k in ("target", "threshold", "images", "reason")}
     with transaction.atomic():

@@ -66,7 +66,7 @@ def validate_rescore_params(params):
 def rescore_job(ctx):
     """Refit, then rescore, each as a child job run to the end here (JobContext.children_run)."""
     p = ctx.params
-    parts = (("train", "train_classifier", lambda: validate_train_params(_train_params(p["dataset"], p["folds"])),
+    parts = (("train", "train_classifier", lambda: _train_params(p["dataset"], p["folds"]),
               "out-of-fold models on the reviewed labels", 0.0, 0.7),
              ("score", "score_ambiguity", lambda: {"dataset": p["dataset"]}, "rescoring the queue", 0.7, 1.0))
     results = {}

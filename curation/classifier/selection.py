@@ -96,18 +96,15 @@ def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="s
     fields = ("id", "file", "content_hash", "path", "split", "original_label", "label", "status", "flagged",
               "classifier_flagged", "suspicion", "classifier_suggested_label")
     sel = Selection()
-    dropped_excluded = dropped_flagged = relabelled = calibrated = trusted = 0
+    dropped_excluded = dropped_flagged = relabelled = 0
     for row in Image.objects.filter(dataset=dataset).order_by("id").values(*fields).iterator():
         if row["split"] != Image.Split.TRAIN:
             if not (row["split"] == Image.Split.TEST and row["status"] == Image.Status.EXCLUDED):
                 getattr(sel, row["split"]).append(_item(row, row["original_label"]))
             continue
         suggestion = _calibrated_target(row, relabel_above)
-        calibrated += suggestion is not None
         if not reduced:
-            item = _item(row, row["original_label"], suggestion)
-            trusted += item.trusted
-            sel.train.append(item)
+            sel.train.append(_item(row, row["original_label"], suggestion))
             continue
         if row["status"] == Image.Status.EXCLUDED:
             dropped_excluded += 1
@@ -116,9 +113,7 @@ def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="s
             dropped_flagged += 1
             continue
         relabelled += row["label"] != row["original_label"]
-        item = _item(row, row["label"], suggestion)
-        trusted += item.trusted
-        sel.train.append(item)
+        sel.train.append(_item(row, row["label"], suggestion))
     generated = 0
     if augmented:
         rows = (
@@ -134,7 +129,9 @@ def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="s
         "train": len(sel.train), "val": len(sel.val), "test": len(sel.test),
         "dropped_excluded": dropped_excluded, "dropped_flagged_unconfirmed": dropped_flagged,
         "relabelled": relabelled, "generated": generated, **({"doubtful": doubtful} if reduced else {}),
-        "trusted": trusted,
-        **({"relabelled_calibrated": calibrated, "relabel_above": relabel_above} if relabel_above is not None else {}),
+        "trusted": sum(i.trusted for i in sel.train),
+        # A calibrated relabel is the one way an item's target differs from its label.
+        **({"relabelled_calibrated": sum(i.target != i.label for i in sel.train), "relabel_above": relabel_above}
+           if relabel_above is not None else {}),
     }
     return sel
