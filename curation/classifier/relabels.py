@@ -4,9 +4,14 @@ a retrain may train the unreviewed images there on the suggestion.
 The reviewers' decisions measure, by suspicion band (suspicion >= t, for each t in BANDS), how often the
 classifier's suggested label was the one they chose: over the reviewed train images whose suggestion differs from
 the label they came with, the share a reviewer relabelled to exactly that suggestion (a confirm or an exclude
-says the suggestion was not the right label). A retrain given a precision target takes the lowest band whose
-measured precision reaches it, from at least MIN_REVIEWED decisions, and trains the unreviewed images there on the
-suggested label.
+says the suggestion was not the right label). Each band is also measured alone, as the stratum between its
+threshold and the next one up. A retrain given a precision target takes the lowest threshold from which every
+stratum up has at least MIN_REVIEWED decisions and reaches the target, and trains the unreviewed images above it on
+the suggested label.
+
+Why strata and not the bands alone: reviewers working down the queue decide only its top, so every band below the
+top holds the same decisions, and a band at 0.5 would borrow the top decile's precision for thousands of unreviewed
+images far below it, whose suggestions are right much less often. A precision is used only where reviewers looked.
 
 That is a training target only: the stored label never changes except through people. The run's snapshot records
 each image's stored label and the target it trained on (curation/classifier/selection.py).
@@ -58,26 +63,38 @@ def relabel_calibration(dataset):
     bands = []
     for k, t in enumerate(BANDS):
         reviewed, chose = got[f"reviewed_{k}"], got[f"chose_{k}"]
+        # The stratum [t, next threshold): this band less the one above it.
+        alone = reviewed - got.get(f"reviewed_{k + 1}", 0)
+        alone_chose = chose - got.get(f"chose_{k + 1}", 0)
         bands.append({"threshold": t, "reviewed": reviewed, "chose_suggested": chose,
-                      "precision": chose / reviewed if reviewed else None, "unreviewed": got[f"unreviewed_{k}"]})
+                      "precision": chose / reviewed if reviewed else None, "unreviewed": got[f"unreviewed_{k}"],
+                      "stratum_reviewed": alone, "stratum_precision": alone_chose / alone if alone else None})
     return bands
+
+
+def _stratum_ok(band, precision):
+    return band["stratum_reviewed"] >= MIN_REVIEWED and band["stratum_precision"] >= precision
 
 
 def relabel_rule(dataset, precision, calibration=None):
     """What a precision target does on this dataset now: {target, threshold (None: no band qualifies), images
     (unreviewed images it trains on their suggestion), band (its calibration row), reason (when none)}."""
     calibration = relabel_calibration(dataset) if calibration is None else calibration
-    for band in calibration:
-        if band["reviewed"] >= MIN_REVIEWED and band["precision"] >= precision:
+    for k, band in enumerate(calibration):
+        if all(_stratum_ok(b, precision) for b in calibration[k:]):
             return {"target": precision, "threshold": band["threshold"], "images": band["unreviewed"], "band": band,
                     "reason": None}
-    best = max((b for b in calibration if b["reviewed"] >= MIN_REVIEWED), key=lambda b: b["precision"], default=None)
-    if best is None:
+    top = calibration[-1]  # no threshold qualifies, so the top stratum, which every rule reaches, fails
+    if not any(b["stratum_reviewed"] >= MIN_REVIEWED for b in calibration):
         reason = (f"no suspicion band has {MIN_REVIEWED} reviewed images whose suggestion differs from their label "
                   f"yet, so there is no measured precision to trust")
+    elif top["stratum_reviewed"] < MIN_REVIEWED:
+        reason = (f"the top band, suspicion >= {top['threshold']}, has {top['stratum_reviewed']} reviewed images "
+                  f"whose suggestion differs from their label, fewer than the {MIN_REVIEWED} every band a rule "
+                  f"reaches needs")
     else:
-        reason = (f"no band reaches {precision:.0%}: the best is suspicion >= {best['threshold']}, where reviewers "
-                  f"chose the suggestion {best['precision']:.0%} of {best['reviewed']} times")
+        reason = (f"no band reaches {precision:.0%}: at suspicion >= {top['threshold']} reviewers chose the "
+                  f"suggestion {top['stratum_precision']:.0%} of {top['stratum_reviewed']} times")
     return {"target": precision, "threshold": None, "images": 0, "band": None, "reason": reason}
 
 

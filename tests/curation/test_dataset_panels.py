@@ -44,6 +44,9 @@ def test_the_suggestion_panel_says_how_often_reviewers_chose_the_suggestion(as_r
     assert 'id="relabels"' in page
     row = page.split("<th>&ge; 0.9</th>")[1].split("</tr>")[0]
     assert "<td>3</td>" in row and "67 %" in row and "(too few to use)" in row and "<td>1</td>" in row
+    assert "no decision</span>" in row  # 0.9-0.95 alone: the decisions are all above 0.95
+    top = page.split("<th>&ge; 0.95</th>")[1].split("</tr>")[0]
+    assert "67 % of 3" in top
     assert Image.objects.filter(dataset=ds, label=2).count() == 2  # the page changed nothing
 
 

@@ -35,39 +35,62 @@ def decide(image, user, *, chose_suggestion):
 
 @pytest.fixture
 def calibrated(db, user):
-    """At 0.95: 20 decisions, 18 chose the suggestion (90 %); at 0.65: 20 more, 8 of them (65 % above 0.6); 5
-    unreviewed images at 0.92, 7 at 0.62, and images the rule must never touch."""
+    """Reviewers looked at three strata: at 0.95, 20 decisions, 18 chose the suggestion (90 %); at 0.92, 20, 17 of
+    them (85 %); at 0.65, 20, 8 of them (40 %). Unreviewed: 5 images at 0.92, 7 at 0.62, 9 at 0.55 (a stratum nobody
+    looked at), and images the rule must never touch."""
     ds = DatasetFactory()
     for k in range(20):
         decide(suspect(ds, 0.95), user, chose_suggestion=k < 18)
+        decide(suspect(ds, 0.92), user, chose_suggestion=k < 17)
         decide(suspect(ds, 0.65), user, chose_suggestion=k < 8)
     high = [suspect(ds, 0.92) for _ in range(5)]
-    middle = [suspect(ds, 0.62) for _ in range(7)]
+    middle = [suspect(ds, 0.62) for _ in range(7)] + [suspect(ds, 0.55) for _ in range(9)]
     agrees = suspect(ds, 0.99, suggested=1)  # the classifier agrees with its label: nothing to relabel
     test = suspect(ds, 0.99, split="test")  # never a train image
     return ds, high, middle, agrees, test
 
 
-def test_calibration_counts_each_band_in_one_query(calibrated):
+def test_calibration_counts_each_band_and_stratum_in_one_query(calibrated):
     ds = calibrated[0]
     with CaptureQueriesContext(connection) as queries:
         bands = {b["threshold"]: b for b in relabel_calibration(ds)}
     assert len(queries) == 1
-    assert bands[0.9] == {"threshold": 0.9, "reviewed": 20, "chose_suggested": 18, "precision": 0.9, "unreviewed": 5}
-    assert bands[0.6]["reviewed"] == 40 and bands[0.6]["chose_suggested"] == 26 and bands[0.6]["unreviewed"] == 12
-    assert bands[0.6]["precision"] == pytest.approx(26 / 40)
+    assert bands[0.9] == {"threshold": 0.9, "reviewed": 40, "chose_suggested": 35, "precision": 35 / 40,
+                          "unreviewed": 5, "stratum_reviewed": 20, "stratum_precision": 17 / 20}
+    assert bands[0.6]["reviewed"] == 60 and bands[0.6]["chose_suggested"] == 43 and bands[0.6]["unreviewed"] == 12
+    assert bands[0.6]["stratum_reviewed"] == 20 and bands[0.6]["stratum_precision"] == pytest.approx(0.4)
+    assert bands[0.5]["stratum_reviewed"] == 0 and bands[0.5]["stratum_precision"] is None
 
 
-def test_a_target_takes_the_lowest_band_that_reaches_it(calibrated):
+def test_a_target_reaches_down_only_through_bands_reviewers_measured(calibrated):
     ds = calibrated[0]
-    assert relabel_rule(ds, 0.6)["threshold"] == 0.5 and relabel_rule(ds, 0.6)["images"] == 12
-    # From 0.7 up the bands hold the same 20 decisions (90 %) and 5 unreviewed images: the lowest of them.
-    rule = relabel_rule(ds, 0.85)
-    assert rule["threshold"] == 0.7 and rule["images"] == 5
-    assert relabel_rule(ds, 0.9)["threshold"] == 0.7
+    # Above 0.5 the band as a whole reaches 72 % (43 of 60), but its images between 0.5 and 0.6 were never looked
+    # at and those between 0.6 and 0.7 were right 40 % of the time: a 60 % target stops at 0.9, above the strata
+    # nobody measured (0.7-0.9).
+    assert bands_rule(ds, 0.6) == (0.9, 5)
+    assert bands_rule(ds, 0.85) == (0.9, 5)
+    # 0.9 is reached only by the top stratum (90 %), where every image is reviewed.
+    assert bands_rule(ds, 0.9) == (0.95, 0)
     none = relabel_rule(ds, 0.95)
-    assert none["threshold"] is None and none["images"] == 0 and "the best is suspicion >= 0.7" in none["reason"]
+    assert none["threshold"] is None and none["images"] == 0
+    assert none["reason"] == "no band reaches 95%: at suspicion >= 0.95 reviewers chose the suggestion 90% of 20 times"
     assert MIN_REVIEWED == 20
+
+
+def test_a_rule_needs_the_top_band_measured(db, user):
+    ds = DatasetFactory()
+    for k in range(20):  # 20 decisions below the top band only
+        decide(suspect(ds, 0.91), user, chose_suggestion=True)
+    suspect(ds, 0.97)
+    rule = relabel_rule(ds, 0.5)
+    assert rule["threshold"] is None
+    assert rule["reason"].startswith("the top band, suspicion >= 0.95, has 0 reviewed images")
+    assert relabel_rule(DatasetFactory(), 0.5)["reason"].startswith("no suspicion band has 20 reviewed images")
+
+
+def bands_rule(ds, precision):
+    rule = relabel_rule(ds, precision)
+    return rule["threshold"], rule["images"]
 
 
 def test_relabels_are_training_targets_and_reviewed_labels_are_trusted(calibrated, user):
@@ -84,7 +107,7 @@ def test_relabels_are_training_targets_and_reviewed_labels_are_trusted(calibrate
     assert [i.target for i in sel.test] == [1]
     reviewed = Image.objects.filter(dataset=ds).exclude(status=Image.Status.UNREVIEWED)
     assert {items[i.pk].trusted for i in reviewed} == {True}
-    assert sel.counts["trusted"] == 40 and sel.counts["relabelled_calibrated"] == 5
+    assert sel.counts["trusted"] == 60 and sel.counts["relabelled_calibrated"] == 5
 
     # An image cleanlab flagged would be dropped as doubtful, unless the rule trains it on the suggestion.
     flagged = suspect(ds, 0.97, classifier_flagged=True)
@@ -112,7 +135,7 @@ def test_a_run_records_its_rule_and_trains_on_the_targets(tmp_path, settings, us
     err = io.StringIO()
     call_command("retrain", "--dataset", name, "--arch", "small_cnn", "--epochs", "1", "--batch-size", "32",
                  "--reduced", "--relabel-precision", "0.9", "--inline", stdout=io.StringIO(), stderr=err)
-    assert "relabels at 90% precision: 10 unreviewed images above suspicion 0.5" in err.getvalue()
+    assert "relabels at 90% precision: 10 unreviewed images above suspicion 0.95" in err.getvalue()
     run = Run.objects.get()
     assert run.selection["relabel_rule"]["images"] == 10 and run.selection["relabelled_calibrated"] == 10
     rows = list(csv.DictReader((Path(settings.MEDIA_ROOT) / run.snapshot_file).open()))
