@@ -11,7 +11,7 @@ from curation.cleaning_bench.measure import RUN_NAMES
 from curation.cleaning_bench.report import SECTIONS
 from curation.cleaning_bench.reviewers import read_truth
 from curation.models import Dataset, Image, Job, LabelChange, Run
-from training.labels import CLASSES
+from training.labels import CLASSES, CODE
 
 # Tiny CycleGANs fail their quality check: --generate-failing lets them feed the augmented run all the same. At
 # threshold 1.0 the SSIM rule flags nothing, so its reduced run is the baseline and is not trained again.
@@ -31,6 +31,16 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert set(SECTIONS) <= set(report)
     dataset = Dataset.objects.get(name="tiny")
     truth = read_truth(out / "faces" / "truth.csv")
+
+    # The GAN-derived scores beyond SSIM were measured per generator direction, on every train image labelled (as
+    # imported) with a class of a pair, against the truth.
+    signals = report["gan_signals"]
+    assert len(signals["directions"]) == 2 * len(report["plan"]["pairs"])
+    paired = {CODE[c] for pair in report["plan"]["pairs"] for c in pair}
+    train = Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN, original_label__in=paired)
+    assert signals["images"] == train.count() and signals["wrong"] == sum(truth[i.path].noisy for i in train)
+    assert set(signals["overall"]) >= {"target gain", "source drop", "embedding shift", "cleanlab margin"}
+    assert "## GAN signals beyond SSIM" in (out / "report.md").read_text()
 
     # Every job of the pipeline ran once and succeeded: import, 10 classifier runs of 2 seeds each (the SSIM-reduced
     # run is the baseline: nothing flagged), 4 CycleGANs, scores, the second review round's refit and rescore,

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from curation.cleaning_bench import measure, reviewers
+from curation.cleaning_bench.gan_signals import measure_gan_signals
 from curation.cleaning_bench.measure import CEILING, ORACLE_ROBUST, RELABELS, REVIEWED_ROBUST, ROBUST
 from curation.cleaning_bench.report import write_report
 from curation.cleaning_bench.stages import run_stage
@@ -82,6 +83,9 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     stage("scoring", lambda: job("score_ambiguity", {"dataset": plan.name, "threshold": plan.threshold}))
     budget = max(1, round(plan.budget * splits["train"]))
     detection = measure.detection(dataset, truth, budget=budget)
+    # Scores the classifier reads in G(x), beyond SSIM: measured here, before any review changes a label.
+    gan_signals = stage("GAN signals beyond SSIM", lambda: measure_gan_signals(
+        dataset, {path: t.noisy for path, t in truth.items()}))
     same_as = {}
     if Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN, flagged=True).exists():
         runs["reduced (SSIM flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="ssim")
@@ -171,6 +175,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "runs": table,
         "runs_skipped": skipped,
         "gan_quality": measure.gan_quality(dataset),
+        "gan_signals": gan_signals,
         "goals": measure.goals(detection, table),
         "inline": inline,
         # The figures depend on the machine and on what else ran on it: the 1-minute load average says how busy.

@@ -9,10 +9,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from curation.cleaning_bench.gan_signals import markdown_table  # noqa: E402
 from training.labels import CLASSES  # noqa: E402
 
 SECTIONS = ("plan", "dataset", "machine", "timings", "detection", "review", "review_audit", "review_decisions",
-            "review_ceiling", "runs", "gan_quality", "goals", "plots")
+            "review_ceiling", "runs", "gan_quality", "gan_signals", "goals", "plots")
 
 
 def _save(fig, path):
@@ -267,6 +268,9 @@ def markdown(r):
                      f"{_f(q['target_rate_outputs'])} | {_f(q['ssim_to_source'])} | {check} |")
     if "gan_quality" in r["plots"]:
         lines += ["", f"![gan quality]({r['plots']['gan_quality']})"]
+    if (r.get("gan_signals") or {}).get("directions"):
+        lines += ["", "## GAN signals beyond SSIM (AUROC for the wrong labels, higher = better)", "",
+                  markdown_table(r["gan_signals"])]
     lines += ["", "## Timings (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in r["timings"].items()]
     return "\n".join(lines) + "\n"
