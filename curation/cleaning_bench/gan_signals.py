@@ -18,8 +18,13 @@ there has not earned a place in the fused suspicion (curation/scoring/fusion.py)
 
 A measurement of the benchmark only: it reads the truth, so no product signal comes from here.
 """
-import numpy as np
+from pathlib import Path
 
+import numpy as np
+from django.conf import settings
+
+from curation.classifier.arrays import load_arrays
+from curation.classifier.selection import Item
 from curation.gans.snapshots import DIRECTIONS, direction_labels, direction_name, generator_snapshot, load_generator
 from curation.models import Image, Run, TransformScore
 from curation.scoring.job import LABEL_QUALITY, latest_gans
@@ -93,17 +98,13 @@ def measure_gan_signals(dataset, noisy_by_path, *, say=lambda _m: None):
     ones the images came with (original_label), as the baseline and the scores saw them."""
     import torch
     from cleanlab.rank import get_label_quality_scores
-    from django.conf import settings
 
-    from curation.classifier.arrays import load_arrays
-    from curation.classifier.selection import Item
     from training.engine import load_model, pick_device, predict_proba_and_features
 
     run = _baseline_run(dataset)
     gans = latest_gans(dataset)
     if run is None or not gans:
         return {"run": None, "why": "needs a run with out-of-fold probabilities and a finished CycleGAN"}
-    from pathlib import Path
 
     with np.load(Path(settings.MEDIA_ROOT) / run.oof_file) as data:
         oof_ids, oof_probs, oof_labels = data["ids"], data["probs"].astype(np.float64), data["labels"]
