@@ -2,6 +2,9 @@
 its refusals of bad input."""
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from django.core.management import call_command
@@ -11,6 +14,7 @@ from curation.cleaning_bench.measure import RUN_NAMES
 from curation.cleaning_bench.report import SECTIONS
 from curation.cleaning_bench.reviewers import read_truth
 from curation.models import Dataset, Image, Job, LabelChange, Run
+from tests.conftest import REPO
 from training.labels import CLASSES, CODE
 
 # Tiny CycleGANs fail their quality check: --generate-failing lets them feed the augmented run all the same. At
@@ -189,6 +193,17 @@ def test_an_existing_dataset_name_is_refused(tmp_path):
         call_command("bench_cleaning", *TINY, "--out", str(tmp_path / "bench"), "--name", "taken", "--inline")
     assert not Job.objects.exists()
 
+
+def test_an_unmigrated_database_is_named_with_the_command_that_fixes_it(tmp_path):
+    # A fresh data folder, as a user who skipped `migrate` has: its own SQLite database, no tables yet.
+    env = dict(os.environ, FER_DATA_DIR=str(tmp_path / "data"))
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE"):
+        env.pop(name, None)
+    done = subprocess.run([sys.executable, "manage.py", "bench_cleaning", *TINY, "--out", str(tmp_path / "bench"),
+                           "--inline"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "lacks" in done.stderr and "run `python manage.py migrate` first" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "bench").exists()
 
 @pytest.mark.slow
 @pytest.mark.worker

@@ -3,6 +3,8 @@ import time
 from dataclasses import fields
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 
 from curation.cleaning_bench.pipeline import BenchError, bench_cleaning
 from curation.cleaning_bench.plan import PROFILES, BenchPlan, PlanError
@@ -10,6 +12,12 @@ from curation.cleaning_bench.stages import NoWorker, StageFailed, check_workers
 from curation.classifier.selection import DOUBTFUL
 
 NO_WORKER_EXIT = 3
+
+
+def unapplied_migrations():
+    """The migrations the default database still lacks (a fresh data folder has none applied)."""
+    executor = MigrationExecutor(connection)
+    return executor.migration_plan(executor.loader.graph.leaf_nodes())
 PLAN_OPTIONS = {f.name for f in fields(BenchPlan)} - {"name", "profile", "pairs"}
 
 
@@ -77,6 +85,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except NoWorker as exc:
             raise CommandError(str(exc), returncode=NO_WORKER_EXIT) from None
+        missing = unapplied_migrations()
+        if missing:
+            raise CommandError(f"the database {connection.settings_dict['NAME']} lacks {len(missing)} migration(s) "
+                               "of the product: run `python manage.py migrate` first")
         say = self.stderr.write
         where = "in this process" if o["inline"] else "on workers"
         say(f"bench_cleaning: dataset {plan.name}, {plan.n} faces at {plan.size} px, jobs {where}")
