@@ -205,6 +205,7 @@ def test_an_unmigrated_database_is_named_with_the_command_that_fixes_it(tmp_path
     assert "lacks" in done.stderr and "run `python manage.py migrate` first" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "bench").exists()
 
+
 @pytest.mark.slow
 @pytest.mark.worker
 def test_with_a_worker_up_every_job_runs_on_it(start_worker, tmp_path):

@@ -78,7 +78,6 @@ def test_pretrain(tmp_path):
     assert report["gain"] == pytest.approx(report["runs"]["pretrained"]["accuracy"] - report["runs"]["scratch"]["accuracy"])
 
 
-
 def test_robust_regime(tmp_path):
     make_synthetic_faces(tmp_path / "faces", n=120, size=32, noise=0.3, seed=0)
     done = bench("robust_regime", "--faces", tmp_path / "faces", "--runs", "ce:1", "oracle:1", "--threads", 1,
@@ -90,6 +89,7 @@ def test_robust_regime(tmp_path):
     for row in rows.values():  # a wrong-labelled image is predicted as its given label, its true one, or neither
         assert row["fit_to_wrong_labels"] + row["wrong_labels_predicted_true"] <= 1.0
         assert 0.0 <= row["test_accuracy"] <= 1.0
+
 
 def test_gan_train_speed(tmp_path):
     done = bench("gan_train_speed", "--profile", "cpu", "--size", 32, "--blocks", 1, "--batch-size", 2, "--steps", 1,

@@ -12,13 +12,13 @@ from curation.cleaning_bench.stages import NoWorker, StageFailed, check_workers
 from curation.classifier.selection import DOUBTFUL
 
 NO_WORKER_EXIT = 3
+PLAN_OPTIONS = {f.name for f in fields(BenchPlan)} - {"name", "profile", "pairs"}
 
 
 def unapplied_migrations():
     """The migrations the default database still lacks (a fresh data folder has none applied)."""
     executor = MigrationExecutor(connection)
     return executor.migration_plan(executor.loader.graph.leaf_nodes())
-PLAN_OPTIONS = {f.name for f in fields(BenchPlan)} - {"name", "profile", "pairs"}
 
 
 class Command(BaseCommand):
