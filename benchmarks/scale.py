@@ -23,6 +23,7 @@ import ctypes
 import gc
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -101,6 +102,9 @@ class Measure:
         self._thread.join()
         self.peak = max(self.peak, rss_anon())
         self.growth = self.peak - self.start_rss
+        # A line as each stage ends: a long run shows where it is, and one that fails late keeps what it measured.
+        print(f"[{time.strftime('%H:%M:%S')}] {self.name}: {self.seconds:.1f} s, RssAnon +{self.growth / MB:.1f} MiB",
+              file=sys.stderr, flush=True)
         return False
 
 

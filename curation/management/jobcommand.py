@@ -5,18 +5,19 @@
 import sys
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from curation.jobs.errors import JobParamsError
 from curation.jobs.runner import job_run, worker_label
 from curation.jobs.selectors import workers_alive
 from curation.jobs.services import job_enqueue
+from curation.management.migrated import DatabaseCommand
 from curation.models import Job
 
 NO_WORKER_EXIT = 3
 
 
-class JobCommand(BaseCommand):
+class JobCommand(DatabaseCommand):
     job_kind = None
     # How long to wait for a worker to show up before saying there is none.
     worker_grace_seconds = 15.0

@@ -1,9 +1,10 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from curation.backup import BackupError, backup_write
+from curation.management.migrated import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Write a consistent backup into DIR (new or empty) while reviewers keep working: the database "
             "(SQLite online backup or pg_dump), each dataset's cleaned-label CSV and a list of the media files the "
             "database points at with their sizes and SHA-256. The media files themselves are not copied.")

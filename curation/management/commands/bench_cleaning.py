@@ -2,26 +2,19 @@
 import time
 from dataclasses import fields
 
-from django.core.management.base import BaseCommand, CommandError
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
+from django.core.management.base import CommandError
 
 from curation.cleaning_bench.pipeline import BenchError, bench_cleaning
 from curation.cleaning_bench.plan import PROFILES, BenchPlan, PlanError
 from curation.cleaning_bench.stages import NoWorker, StageFailed, check_workers
 from curation.classifier.selection import DOUBTFUL
+from curation.management.migrated import DatabaseCommand
 
 NO_WORKER_EXIT = 3
 PLAN_OPTIONS = {f.name for f in fields(BenchPlan)} - {"name", "profile", "pairs"}
 
 
-def unapplied_migrations():
-    """The migrations the default database still lacks (a fresh data folder has none applied)."""
-    executor = MigrationExecutor(connection)
-    return executor.migration_plan(executor.loader.graph.leaf_nodes())
-
-
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("The cleaning benchmark: synthetic faces with known label noise, the whole pipeline (classifier with "
             "out-of-fold probabilities, a CycleGAN per confusable pair, scores), simulated reviewers on the queue, "
             "and five retrains on the same test split (baseline, reduced, reviewed, reviewed + augmented, oracle); "
@@ -85,10 +78,6 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except NoWorker as exc:
             raise CommandError(str(exc), returncode=NO_WORKER_EXIT) from None
-        missing = unapplied_migrations()
-        if missing:
-            raise CommandError(f"the database {connection.settings_dict['NAME']} lacks {len(missing)} migration(s) "
-                               "of the product: run `python manage.py migrate` first")
         say = self.stderr.write
         where = "in this process" if o["inline"] else "on workers"
         say(f"bench_cleaning: dataset {plan.name}, {plan.n} faces at {plan.size} px, jobs {where}")

@@ -4,13 +4,14 @@ django-rest-knox token each time, stored as a digest with an expiry: its string 
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 from django.utils import timezone
 
+from curation.management.migrated import DatabaseCommand
 from curation.tokens import issue_token, revoke_tokens
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Issue a new API token for USERNAME and print it once (`Generated token <token> for user <username>`, "
             "as DRF's command did); the database keeps only its digest. It expires after FER_TOKEN_TTL_HOURS, or "
             "--ttl-hours.")

@@ -1,10 +1,11 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from curation.jobs.selectors import JobNotFound, job_get, jobs_recent
 from curation.jobs.services import job_cancel
+from curation.management.migrated import DatabaseCommand
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "List recent jobs, or cancel one with --cancel ID."
 
     def add_arguments(self, parser):

@@ -1,11 +1,12 @@
 """Register a dataset's known true labels (a truth.csv), shown on its pages by the known-truth panel only."""
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from curation.management.migrated import DatabaseCommand
 from curation.selectors import DatasetNotFound, dataset_get
 from curation.truth import TruthError, truth_register
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Register PATH (a CSV with columns path,true_label, such as make_synthetic_faces' truth.csv) as the "
             "known truth of a dataset: copied to FER_DATA_DIR/truth/NAME.csv and shown on the dataset's page as "
             "how many of the queue's first 50 are wrong and how many wrong labels reviewers have fixed. No score "

@@ -1,14 +1,15 @@
 """Show or set a dataset's review settings: how many reviewers decide each image (Dataset.reviews_required)."""
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from curation.classifier.rescore import dataset_rescore_every_set
+from curation.management.migrated import DatabaseCommand
 from curation.models import MAX_REVIEWS_REQUIRED
 from curation.review.crowdlab import dataset_consensus_threshold_set
 from curation.review.dataset_settings import dataset_reviews_required_set
 from curation.selectors import DatasetNotFound, dataset_get
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Show or set how many reviewers must decide each image of a dataset. 1 (the default): the first "
             "decision applies. K > 1: K votes; unanimous ones apply, others go to the curators' disputes page.")
 

@@ -1,12 +1,13 @@
 """Revoke API tokens: every token of the named users (a lost laptop, a person who left), and/or the expired tokens
 of everyone (they are refused already; this deletes their rows)."""
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
+from curation.management.migrated import DatabaseCommand
 from curation.tokens import purge_expired, revoke_tokens
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Revoke (delete) every API token of each USERNAME; --expired deletes everyone's expired tokens. A "
             "revoked token is refused with 401 at once.")
 

@@ -1,12 +1,13 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from curation.classifier.job import resolve_dataset
 from curation.jobs.errors import JobParamsError
+from curation.management.migrated import DatabaseCommand
 from curation.scoring.evaluate import evaluate_signals, read_truth
 from training.labels import CLASSES
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = "AUROC and average precision of each scoring signal against known wrong labels (a truth.csv)."
 
     def add_arguments(self, parser):

@@ -1,6 +1,7 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
 
 from curation.audit import labels_verify, read_snapshot
+from curation.management.migrated import DatabaseCommand
 from curation.models import Dataset
 from curation.selectors import DatasetNotFound, dataset_get
 
@@ -23,7 +24,7 @@ def report_write(stdout, report):
                  f"{len(report.mismatches)} mismatches on {len(images)} images")
 
 
-class Command(BaseCommand):
+class Command(DatabaseCommand):
     help = ("Replay every image's audit trail (LabelChange rows, undos included) from its original label and report "
             "each image whose label, status, reviewer or version differs from what the trail says. Exits non-zero "
             "if any does.")
