@@ -15,8 +15,12 @@ import torch.nn.functional as F
 from training.augment import augment_batch
 from training.config import TrainConfig
 from training.init import init_weights
+from training.malloc import fix_mmap_threshold
 from training.models import build_model
 from training.robust import batch_loss
+
+# Every process that trains or scores imports this module: keep its heap from growing with the batches it reads.
+fix_mmap_threshold()
 
 
 def pick_device(name=None):

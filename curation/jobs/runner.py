@@ -30,6 +30,7 @@ from curation.jobs.services import (
     jobs_reap,
 )
 from curation.models import Job
+from training.malloc import fix_mmap_threshold
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def job_run(*, job_id, worker=None, on_progress=None):
     job = job_claim(job_id=job_id, worker=worker or worker_label())
     if job is None:
         return None
+    fix_mmap_threshold()  # training, generation and scoring: the heap must not grow with the batches read
     kind = get_kind(job.kind)
     ctx = JobContext(job_id=job.pk, attempt=job.attempts, params=job.params, state=job.state, on_progress=on_progress)
     stop = threading.Event()
