@@ -91,6 +91,13 @@ def test_robust_regime(tmp_path):
         assert 0.0 <= row["test_accuracy"] <= 1.0
 
 
+def test_malloc_threshold(tmp_path):
+    done = bench("malloc_threshold", "--images", 32, "--size", 32, "--epochs", 1, "--repeat", 1, "--thresholds",
+                 131072, tmp_path=tmp_path)
+    assert_figures(done, rf"^glibc's adjusting threshold \(0\) +{NUMBER} +1\.000 +{NUMBER}$",
+                   rf"^128 KiB +{NUMBER} +{NUMBER} +{NUMBER}$")
+
+
 def test_gan_train_speed(tmp_path):
     done = bench("gan_train_speed", "--profile", "cpu", "--size", 32, "--blocks", 1, "--batch-size", 2, "--steps", 1,
                  "--warmup", 1, "--threads", 1, tmp_path=tmp_path)

@@ -1,12 +1,17 @@
 """A fixed mmap threshold for glibc's malloc, so the host memory of a long training or scoring pass stays flat.
 
 glibc serves a block of at least M_MMAP_THRESHOLD bytes (128 KiB at start) with its own mmap and gives it back
-when freed. But each time such a block is freed, glibc raises the threshold to that block's size (up to 32 MiB),
-after which batch-sized buffers (a batch of images as floats, the gathered uint8 rows) come from the heap. Freed
-between small blocks that stay alive, they fragment the heap, which is never returned: an out-of-fold scoring
-pass of small_cnn over 300,000 memory-mapped 64 px images grew the process's anonymous memory by 8.4 GiB, 2.4
-times the cache it read (benchmarks.scale, docs/benchmarks.md). Setting the threshold explicitly turns the
-adjustment off: large blocks keep coming from mmap and go back to the system when freed.
+when freed. But each time such a block is freed, glibc raises the threshold to that block's size (up to 32 MiB)
+and its heap-trim threshold to twice that, after which batch-sized buffers come from a heap that is rarely
+trimmed. Freed between small blocks that stay alive, they fragment it, and it is never returned: an out-of-fold
+scoring pass of small_cnn over 300,000 memory-mapped 64 px images grew the process's anonymous memory by
+8.4 GiB, 2.4 times the cache it read (benchmarks.scale, docs/benchmarks.md). Setting the threshold explicitly
+turns the adjustment off, the trim threshold included.
+
+Where to fix it is a trade between speed and memory, measured on the 2-core CPU machine (docs/benchmarks.md):
+at 128 KiB every activation of a CPU training step is a fresh mapping, and small_cnn trains about 20 % slower
+than under glibc's adjusting threshold; at 16 MiB (the default) about 3 % slower, and the 30,000-image scoring
+pass grows no more than its models' working set, as at 128 KiB.
 """
 import ctypes
 import ctypes.util
@@ -14,12 +19,12 @@ import functools
 import os
 
 M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
-DEFAULT_THRESHOLD = 128 * 1024  # glibc's own starting value
+DEFAULT_THRESHOLD = 16 << 20  # below glibc's 32 MiB ceiling: a CPU step's larger activations still get mappings
 
 
 @functools.cache
 def fix_mmap_threshold(nbytes=None):
-    """Fix glibc's mmap threshold at `nbytes` (else FER_MALLOC_MMAP_THRESHOLD, else 128 KiB) for this process.
+    """Fix glibc's mmap threshold at `nbytes` (else FER_MALLOC_MMAP_THRESHOLD, else 16 MiB) for this process.
     True if set; False where the C library is not glibc (nothing to do) or FER_MALLOC_MMAP_THRESHOLD is 0 (off)."""
     if nbytes is None:
         raw = os.environ.get("FER_MALLOC_MMAP_THRESHOLD", str(DEFAULT_THRESHOLD))

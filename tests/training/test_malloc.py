@@ -25,9 +25,9 @@ SCRIPT = textwrap.dedent("""
                     return True
         return False
 
-    big = np.ones(8 << 20, np.uint8)  # a large block, freed: glibc raises its threshold to its size
+    big = np.ones(24 << 20, np.uint8)  # a large block, freed: glibc raises its threshold to its size
     del big
-    batch = np.ones(2 << 20, np.uint8)  # the next batch-sized buffer
+    batch = np.ones(20 << 20, np.uint8)  # the next buffer, above the fixed threshold (16 MiB) and below that
     print("heap" if in_heap(batch) else "mmap")
 """)
 
@@ -40,6 +40,9 @@ def where_a_batch_goes(mode):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
 def test_after_a_large_free_a_batch_buffer_still_gets_its_own_mapping():
+    from training.malloc import DEFAULT_THRESHOLD
+
+    assert DEFAULT_THRESHOLD < 20 << 20  # the script's buffer is above the fixed threshold
     if where_a_batch_goes("default") != "heap":
         pytest.skip("this C library does not move batch-sized buffers into the heap (not glibc's dynamic threshold)")
     assert where_a_batch_goes("fixed") == "mmap"
