@@ -75,13 +75,14 @@ def measure(faces, method, epochs, weight, seed, threads):
     pred_te = predict_proba(result.model, x_te, batch_size=256, device=device, mode="stream").argmax(1)
     wrong = given_tr != true_tr
     last = result.history[-1]
+    kept = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
     return {"run": f"{method}{'' if weight is None else '@' + str(weight)}:{epochs}", "epochs": epochs,
             "best_epoch": result.best_epoch, "seconds": round(seconds, 1),
             "train_acc_given": float((pred_tr == given_tr).mean()),
             "train_acc_right_labels": float((pred_tr[~wrong] == given_tr[~wrong]).mean()),
             "fit_to_wrong_labels": float((pred_tr[wrong] == given_tr[wrong]).mean()),
             "wrong_labels_predicted_true": float((pred_tr[wrong] == true_tr[wrong]).mean()),
-            "last_epoch_train_acc": last.get("train_acc"), "test_accuracy": float((pred_te == true_te).mean())}
+            "last_epoch_train_acc": last.get("train_acc"), "val_acc_given": kept["val_acc"], "test_accuracy": float((pred_te == true_te).mean())}
 
 
 def main(argv=None):
@@ -99,15 +100,15 @@ def main(argv=None):
           f"{len(faces['test'][0])} test images")
     rows = []
     print("| run | best epoch | train acc (given) | right labels fitted | wrong labels fitted (memorised) | wrong "
-          "labels predicted true | test accuracy | s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "labels predicted true | val acc (given, kept epoch) | test accuracy | s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for spec in args.runs:
         method, epochs, weight = parse_run(spec)
         row = measure(faces, method, epochs, weight, args.seed, args.threads)
         rows.append(row)
         print(f"| {row['run']} | {row['best_epoch']} | {row['train_acc_given']:.3f} | "
               f"{row['train_acc_right_labels']:.3f} | {row['fit_to_wrong_labels']:.3f} | "
-              f"{row['wrong_labels_predicted_true']:.3f} | {row['test_accuracy']:.3f} | {row['seconds']} |",
+              f"{row['wrong_labels_predicted_true']:.3f} | {row['val_acc_given']:.3f} | {row['test_accuracy']:.3f} | {row['seconds']} |",
               flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
