@@ -15,18 +15,15 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, sys, time
 import numpy as np
+from benchmarks._memory import rss_anon
 from training.config import TrainConfig
 from training.engine import fit
-
-def rss_anon():
-    for line in open("/proc/self/status"):
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 n, size, epochs, threads = (int(a) for a in sys.argv[1:5])
 rng = np.random.default_rng(0)
@@ -38,14 +35,15 @@ before = rss_anon()
 t0 = time.monotonic()
 fit(cfg, x, y, x[:64], y[:64])
 seconds = time.monotonic() - t0
-print(json.dumps({"seconds": seconds, "images_per_s": n * epochs / seconds, "rss_anon_growth_mib": rss_anon() - before}))
+print(json.dumps({"seconds": seconds, "images_per_s": n * epochs / seconds,
+                  "rss_anon_growth_mib": (rss_anon() - before) / 2**20}))
 """
 
 
 def run_one(threshold, args):
     env = dict(os.environ, FER_MALLOC_MMAP_THRESHOLD=str(threshold))
     done = subprocess.run([sys.executable, "-c", CHILD, str(args.images), str(args.size), str(args.epochs),
-                           str(args.threads)], env=env, capture_output=True, text=True, check=False)
+                           str(args.threads)], cwd=REPO, env=env, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"threshold {threshold}: the training process failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])

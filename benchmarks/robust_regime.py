@@ -82,7 +82,8 @@ def measure(faces, method, epochs, weight, seed, threads):
             "train_acc_right_labels": float((pred_tr[~wrong] == given_tr[~wrong]).mean()),
             "fit_to_wrong_labels": float((pred_tr[wrong] == given_tr[wrong]).mean()),
             "wrong_labels_predicted_true": float((pred_tr[wrong] == true_tr[wrong]).mean()),
-            "last_epoch_train_acc": last.get("train_acc"), "val_acc_given": kept["val_acc"], "test_accuracy": float((pred_te == true_te).mean())}
+            "last_epoch_train_acc": last.get("train_acc"), "val_acc_given": kept["val_acc"],
+            "test_accuracy": float((pred_te == true_te).mean())}
 
 
 def main(argv=None):
@@ -108,7 +109,8 @@ def main(argv=None):
         rows.append(row)
         print(f"| {row['run']} | {row['best_epoch']} | {row['train_acc_given']:.3f} | "
               f"{row['train_acc_right_labels']:.3f} | {row['fit_to_wrong_labels']:.3f} | "
-              f"{row['wrong_labels_predicted_true']:.3f} | {row['val_acc_given']:.3f} | {row['test_accuracy']:.3f} | {row['seconds']} |",
+              f"{row['wrong_labels_predicted_true']:.3f} | {row['val_acc_given']:.3f} | "
+              f"{row['test_accuracy']:.3f} | {row['seconds']} |",
               flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))

@@ -36,6 +36,7 @@ if __name__ == "__main__" and "FER_DATA_DIR" not in os.environ:  # run, not impo
     os.environ["FER_DATA_DIR"] = _OWN_DATA_DIR
 
 from benchmarks._django import setup  # noqa: E402
+from benchmarks._memory import rss_anon  # noqa: E402
 
 setup()
 
@@ -58,15 +59,6 @@ from training.synthetic_faces import make_synthetic_faces  # noqa: E402
 
 MB = 2**20
 SMALL_HELD = 1024  # rows per fold the model-only measure scores
-
-
-def rss_anon():
-    """This process's anonymous resident memory in bytes (/proc/self/status RssAnon)."""
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("RssAnon:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no RssAnon in /proc/self/status (Linux only)")
 
 
 def _trim():

@@ -9,9 +9,9 @@ scoring pass of small_cnn over 300,000 memory-mapped 64 px images grew the proce
 turns the adjustment off, the trim threshold included.
 
 Where to fix it is a trade between speed and memory, measured on the 2-core CPU machine (docs/benchmarks.md):
-at 128 KiB every activation of a CPU training step is a fresh mapping, and small_cnn trains about 20 % slower
-than under glibc's adjusting threshold; at 16 MiB (the default) about 3 % slower, and the 30,000-image scoring
-pass grows no more than its models' working set, as at 128 KiB.
+at 128 KiB every activation of a CPU training step is a fresh mapping, and small_cnn trained 18 % slower than
+under glibc's adjusting threshold; at 16 MiB (the default) within 1 % of it (benchmarks.malloc_threshold), and
+the 30,000-image scoring pass grows no more than its models' working set, as at 128 KiB.
 """
 import ctypes
 import ctypes.util
