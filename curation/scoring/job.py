@@ -106,14 +106,24 @@ def current_scores(dataset, gans):
     snapshot scoring uses, by a generator leaving the image's current label, on a train image nobody excluded.
     Rows of an older CycleGAN, of an earlier snapshot, or of the label an image had before a reviewer changed it
     stay stored (the review card shows them) but say nothing about the label it has now."""
+    return _scores_leaving(dataset, gans, "label").exclude(image__status=Image.Status.EXCLUDED)
+
+
+def scores_as_reviewers_saw(dataset, gans):
+    """The TransformScore rows of the reviewed train images (excluded ones too) by a generator leaving the label
+    they were imported with, the label the queue judged when a reviewer decided. Their z is the one standardising
+    gave them while that label was current."""
+    return _scores_leaving(dataset, gans, "original_label").exclude(image__status=Image.Status.UNREVIEWED)
+
+
+def _scores_leaving(dataset, gans, label_field):
     match = Q(pk__in=[])
     for gan in gans:
         _, epoch = generator_snapshot(gan)
         for direction in DIRECTIONS:
             source, _ = direction_labels(gan, direction)
-            match |= Q(gan=gan, direction=direction, epoch=epoch, image__label=source)
-    return (TransformScore.objects.filter(match, image__dataset=dataset, image__split=Image.Split.TRAIN)
-            .exclude(image__status=Image.Status.EXCLUDED))
+            match |= Q(gan=gan, direction=direction, epoch=epoch, **{f"image__{label_field}": source})
+    return TransformScore.objects.filter(match, image__dataset=dataset, image__split=Image.Split.TRAIN)
 
 
 def _standardise(dataset, gans):
@@ -131,31 +141,47 @@ def _standardise(dataset, gans):
 
 
 def _classifier_signals(dataset):
-    """{image id: (label quality, issue, suggested label)} from the latest run with out-of-fold probabilities."""
+    """{"run": the run read, "by_image": {image id: (label quality, issue, suggested label)} against the current
+    labels, "datalab": {image id: {Image field: value}}, "as_imported": {image id: (label quality, issue, Datalab
+    label quality or None)} against the imported label, for the images a reviewer relabelled} from the latest run
+    with out-of-fold probabilities."""
     run = Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(oof_file="").first()
     if run is None:
-        return {"run": None, "by_image": {}, "datalab": {}}
+        return {"run": None, "by_image": {}, "datalab": {}, "as_imported": {}}
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
     data = np.load(Path(settings.MEDIA_ROOT) / run.oof_file)
     ids, probs = data["ids"], data["probs"].astype(np.float64)
-    current = dict(Image.objects.filter(id__in=ids.tolist()).values_list("id", "label"))
+    current = {i: (label, imported) for i, label, imported in
+               Image.objects.filter(id__in=ids.tolist()).values_list("id", "label", "original_label")}
     keep = np.array([i in current for i in ids.tolist()])
     ids, probs = ids[keep], probs[keep]
-    labels = np.array([current[i] for i in ids.tolist()])  # scored against the labels as they are now
+    labels = np.array([current[i][0] for i in ids.tolist()])  # scored against the labels as they are now
+    imported = np.array([current[i][1] for i in ids.tolist()])
     probs = probs / probs.sum(1, keepdims=True)
     quality = get_label_quality_scores(labels, probs, method=LABEL_QUALITY)
     # n_jobs=1: a Celery prefork worker is a daemonic process, which may not start the pool cleanlab would.
     issues = find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
+    datalab, datalab_imported = _datalab_signals(run, ids, labels, imported)
+    # The same signals against the imported labels, for the relabelled images only: what the fusion's fit on
+    # reviews must read (_fit_on_reviews).
+    as_imported = {}
+    relabelled = labels != imported
+    if relabelled.any():
+        quality_imported = get_label_quality_scores(imported[relabelled], probs[relabelled], method=LABEL_QUALITY)
+        issues_imported = find_label_issues(imported, probs, filter_by="prune_by_noise_rate", n_jobs=1)[relabelled]
+        as_imported = {int(i): (float(q), bool(f), datalab_imported.get(int(i)))
+                       for i, q, f in zip(ids[relabelled], quality_imported, issues_imported)}
     return {"run": run.pk, "by_image": {int(i): (float(q), bool(f), int(s))
                                         for i, q, f, s in zip(ids, quality, issues, probs.argmax(1))},
-            "datalab": _datalab_signals(run, ids, labels)}
+            "datalab": datalab, "as_imported": as_imported}
 
 
-def _datalab_signals(run, ids, labels):
-    """{image id: {Image field: value}} of cleanlab's Datalab on `run`'s out-of-fold embeddings (curation/classifier/
-    features.py) of the images `ids` under their current `labels`; {} for a run without embeddings.
+def _datalab_signals(run, ids, labels, imported):
+    """({image id: {Image field: value}} of cleanlab's Datalab on `run`'s out-of-fold embeddings (curation/classifier/
+    features.py) of the images `ids` under their current `labels`, {image id: Datalab's label score under the
+    `imported` label} for the images whose two labels differ); ({}, {}) for a run without embeddings.
 
     Datalab reads the embeddings' k nearest neighbours (cosine) for three checks: a label issue when an image's
     neighbours mostly carry another label (its label check works from the features only when it is given no
@@ -164,23 +190,31 @@ def _datalab_signals(run, ids, labels):
     other than the median nearest pair. Scores are in [0, 1], low = more of an issue."""
     read = read_oof_features(run)
     if read is None or len(ids) <= DATALAB_K + 1:
-        return {}
+        return {}, {}
     from cleanlab import Datalab
 
     stored_ids, order, features = read
     at = np.minimum(np.searchsorted(stored_ids, ids), len(stored_ids) - 1)
     if not np.array_equal(stored_ids[at], ids):  # every id is a row of oof.npz, so of its embeddings
-        return {}
+        return {}, {}
     rows = order[at]
+    embedded = np.asarray(features[rows], dtype=np.float32)
+    # n_jobs=1: as find_label_issues above.
+    label_check = {"k": DATALAB_K, "clean_learning_kwargs": {"find_label_issues_kwargs": {"n_jobs": 1}}}
     lab = Datalab(data={"label": np.asarray(labels)}, label_name="label", verbosity=0)
-    lab.find_issues(features=np.asarray(features[rows], dtype=np.float32), issue_types={
-        # n_jobs=1: as find_label_issues above.
-        "label": {"k": DATALAB_K, "clean_learning_kwargs": {"find_label_issues_kwargs": {"n_jobs": 1}}},
-        "outlier": {"k": DATALAB_K},
-        "near_duplicate": {"k": DATALAB_K},
+    lab.find_issues(features=embedded, issue_types={
+        "label": label_check, "outlier": {"k": DATALAB_K}, "near_duplicate": {"k": DATALAB_K},
     })
     found = lab.get_issues()
     sets = lab.get_issues("near_duplicate")["near_duplicate_sets"]
+    as_imported = {}
+    relabelled = np.flatnonzero(np.asarray(labels) != np.asarray(imported))
+    if len(relabelled):  # the label check again under the imported labels, on the same neighbours
+        again = Datalab(data={"label": np.asarray(imported)}, label_name="label", verbosity=0)
+        again.find_issues(features=embedded, knn_graph=lab.get_info("statistics")["weighted_knn_graph"],
+                          issue_types={"label": label_check})
+        score = again.get_issues()["label_score"]
+        as_imported = {int(ids[r]): float(score.iat[r]) for r in relabelled}
     return {int(image_id): {
         "datalab_label_quality": float(found["label_score"].iat[r]),
         "datalab_label_issue": bool(found["is_label_issue"].iat[r]),
@@ -188,33 +222,48 @@ def _datalab_signals(run, ids, labels):
         "datalab_outlier": bool(found["is_outlier_issue"].iat[r]),
         "datalab_near_duplicate_score": float(found["near_duplicate_score"].iat[r]),
         "datalab_near_duplicates": sorted(int(ids[j]) for j in sets.iat[r]),
-    } for r, image_id in enumerate(ids.tolist())}
+    } for r, image_id in enumerate(ids.tolist())}, as_imported
 
 
-def _summarise(dataset, gans, threshold, class_thresholds, classifier):
-    works, names = _generators_work(gans)
+def _best_gan(rows, works):
+    """{image id: {"raw": highest SSIM, "z": highest standardised contrast, "suggest": that generator's target,
+    "trusted": whether that generator works}} from TransformScore rows."""
     best = {}
-    for image_id, ssim_value, z, target, gan_id, direction in (
-            current_scores(dataset, gans)
-            .values_list("image_id", "ssim", "z", "target_label", "gan_id", "direction")):
+    for image_id, ssim_value, z, target, gan_id, direction in rows.values_list(
+            "image_id", "ssim", "z", "target_label", "gan_id", "direction"):
         b = best.setdefault(image_id, {"raw": -1.0, "z": -np.inf, "suggest": None, "trusted": True})
         b["raw"] = max(b["raw"], ssim_value)
         if z is not None and z > b["z"]:
             b["z"], b["suggest"] = z, target
             b["trusted"] = works.get((gan_id, direction)) is not False  # not measured: trusted, as before
-    images = list(Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).only("id", "label", "status"))
-    by_cl = classifier["by_image"]
+    return best
+
+
+def _signals(images, best, by_cl, datalab):
+    """Per image of `images`: (label quality, GAN z, highest SSIM, classifier issue, GAN trusted, Datalab label
+    quality), NaN / False / True where missing."""
     lq = np.array([by_cl[i.id][0] if i.id in by_cl else np.nan for i in images])
     gz = np.array([best[i.id]["z"] if i.id in best else np.nan for i in images])
     raw = np.array([best[i.id]["raw"] if i.id in best else np.nan for i in images])
     issue = np.array([by_cl[i.id][1] if i.id in by_cl else False for i in images])
     trusted = np.array([best[i.id]["trusted"] if i.id in best else True for i in images])
+    dl = np.array([np.nan if datalab.get(i.id) is None else datalab[i.id] for i in images], float)
+    return lq, gz, raw, issue, trusted, dl
+
+
+def _summarise(dataset, gans, threshold, class_thresholds, classifier):
+    works, names = _generators_work(gans)
+    best = _best_gan(current_scores(dataset, gans), works)
+    images = list(Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN)
+                  .only("id", "label", "original_label", "status"))
+    by_cl = classifier["by_image"]
+    datalab_quality = {i: d["datalab_label_quality"] for i, d in classifier["datalab"].items()}
+    lq, gz, raw, issue, trusted, dl = _signals(images, best, by_cl, datalab_quality)
     default = fusion.default_suspicion(lq, gz, trusted)
     # Datalab's label score from the embeddings' neighbours: fusion takes it only as its rule allows (a candidate,
     # and an input of the logistic fit, used when it beats every single signal on reviewed images).
-    dl = np.array([classifier["datalab"].get(i.id, DATALAB_NONE)["datalab_label_quality"] for i in images], float)
     dl = dl if np.isfinite(dl).any() else None
-    choice, model, report = _fit_on_reviews(images, lq, gz, raw, issue, default, dl)
+    choice, model, report = _fit_on_reviews(dataset, gans, images, works, best, classifier, dl is not None)
     if choice == "logistic":
         suspicion = model.predict_proba(fusion.features(lq, gz, raw, issue, dl))[:, 1]
     elif choice == "default":
@@ -268,11 +317,28 @@ def _generators_work(gans):
     return works, names
 
 
-def _fit_on_reviews(images, lq, gz, raw, issue, default, dl=None):
+def _fit_on_reviews(dataset, gans, images, works, best, classifier, with_datalab):
+    """fusion.choose_from_reviews on the train images reviewers decided, outcome "the label was changed or the
+    image excluded", each with its signals against the label it was imported with: the label the queue judged and
+    the reviewer saw. Read against the label a reviewer gave it, a relabelled image looks clean while its outcome
+    says "changed", and a fit on that learns the signals backwards: at full size it ranked the unreviewed images'
+    wrong labels at AUROC 0.21 (docs/results.md, "Review in rounds"). Unreviewed images keep their current
+    signals (`best`: _best_gan of current_scores), which the default's ranks are taken among."""
     index = [k for k, img in enumerate(images) if img.status != Image.Status.UNREVIEWED]
     y = np.array([images[k].status in (Image.Status.RELABELLED, Image.Status.EXCLUDED) for k in index], int)
-    X = fusion.features(lq[index], gz[index], raw[index], issue[index], None if dl is None else dl[index])
+    if len(y) < fusion.REVIEWED_MIN:  # too few to fit: choose_from_reviews says so before reading any signal
+        return fusion.choose_from_reviews(np.empty((len(y), 0)), y, {})
+    reviewed = {images[k].id for k in index}
+    best_seen = {i: b for i, b in best.items() if i not in reviewed}
+    best_seen.update(_best_gan(scores_as_reviewers_saw(dataset, gans), works))
+    datalab = {i: d["datalab_label_quality"] for i, d in classifier["datalab"].items()}
+    datalab.update({i: v[2] for i, v in classifier["as_imported"].items()})
+    lq, gz, raw, issue, trusted, dl = _signals(images, best_seen, {**classifier["by_image"],
+                                                                   **classifier["as_imported"]}, datalab)
+    default = fusion.default_suspicion(lq, gz, trusted)
+    X = fusion.features(lq[index], gz[index], raw[index], issue[index], dl[index] if with_datalab else None)
     candidates = {"default": default[index], "classifier": -lq[index], "gan": gz[index], "ssim": raw[index]}
-    if dl is not None:
+    if with_datalab:
         candidates["datalab"] = -dl[index]
-    return fusion.choose_from_reviews(X, y, candidates)
+    spread = fusion.below_median(default, [img.status != Image.Status.UNREVIEWED for img in images])
+    return fusion.choose_from_reviews(X, y, candidates, spread=spread)

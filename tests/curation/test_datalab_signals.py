@@ -178,13 +178,14 @@ def test_datalab_signals_land_on_every_train_image_as_datalab_computes_them(data
     target.refresh_from_db()
     assert target.datalab_label_issue and target.datalab_label_quality < 0.2
     # Fusion takes the neighbours' label score only by its rule: once reviews exist, it is a candidate measured on
-    # them (here it orders the reviews perfectly), and the choice is never worse than it.
+    # them against the labels the reviewer saw, and the choice is never worse than it. Here it orders every review
+    # but the wrong relabel above, whose imported label it judges as right as the confirmed ones' (AUROC 0.975).
     ranked = list(Image.objects.filter(dataset__name=name, split="train").order_by("datalab_label_quality", "id"))
     Image.objects.filter(pk__in=[i.pk for i in ranked[:20]]).update(status=Image.Status.RELABELLED)
     Image.objects.filter(pk__in=[i.pk for i in ranked[-30:]]).update(status=Image.Status.CONFIRMED)
     call_command("score_ambiguity", "--dataset", name, "--inline", stdout=io.StringIO(), stderr=io.StringIO())
     report = Job.objects.filter(kind="score_ambiguity").order_by("-id").first().result["fusion"]
-    assert report["auroc"]["datalab"] == 1.0 and report["used"] in ("datalab", "logistic")
+    assert report["auroc"]["datalab"] > 0.95 and report["used"] in ("datalab", "logistic")
     # Val and test images are not scored.
     assert not Image.objects.filter(dataset__name=name).exclude(split="train").filter(
         datalab_label_quality__isnull=False).exists()
