@@ -175,6 +175,7 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
         "relabel_calibration": bands if any(b["reviewed"] or b["unreviewed"] for b in bands) else None,
         "relabel_min_reviewed": MIN_REVIEWED,
         "leaks": selectors.dataset_leaks(dataset),
+        "queue_order": selectors.queue_order(dataset=dataset),
         "rescore_form": rescore_form or RescoreEveryForm(initial={"rescore_every": dataset.rescore_every or ""}),
         "consensus_form": consensus_form or ConsensusThresholdForm(initial={
             "consensus_threshold": "" if dataset.consensus_threshold is None else dataset.consensus_threshold}),

@@ -92,7 +92,7 @@ def _auroc(wrong, suspicion):
 
 
 @pytest.mark.django_db
-def test_after_a_round_of_relabels_the_rescored_queue_still_puts_the_wrong_labels_first(_media_root, user):
+def test_after_a_round_of_relabels_the_rescored_queue_still_puts_the_wrong_labels_first(_media_root, user, client):
     """The fusion's fit on reviewed images reads each one's signals against the label the reviewer saw. Read
     against the label a reviewer gave it, a relabelled image looks clean while it counts as "changed", and a fit on
     that ranks the unreviewed images backwards (measured at full size: AUROC 0.21, 2.7 % wrong in round two). And
@@ -140,6 +140,9 @@ def test_after_a_round_of_relabels_the_rescored_queue_still_puts_the_wrong_label
     # What the next round takes: the rescored queue's next 30 hold as many wrong labels as the first queue's did.
     # A fit on these top-of-queue decisions alone (Datalab's score or the logistic model) found 3 of them, not 8.
     assert _wrong_in_top(30, after, is_wrong) >= _wrong_in_top(30, before, is_wrong) > 5, report
+    client.force_login(user)
+    page = client.get(reverse("dataset", args=[ds.name])).content.decode()
+    assert "0 of the 100 reviewed images lie below the median suspicion; it learns from reviews once 20 do" in page
 
     # A reviewer who also samples the lower half gives the fit decisions across the queue; it may then choose.
     lower = sorted(rest, key=lambda i: i.suspicion)[:len(rest) // 2]
@@ -152,6 +155,8 @@ def test_after_a_round_of_relabels_the_rescored_queue_still_puts_the_wrong_label
     is_wrong = [i.label != truth_of[i.pk] for i in rest]
     assert report["below_median"] == 40 and report["used"] != "default", report
     assert _auroc(is_wrong, [i.suspicion for i in rest]) > 0.85, report  # 0.93 by its logistic fit; default 0.96
+    page = client.get(reverse("dataset", args=[ds.name])).content.decode()
+    assert "learnt from 140 reviews: " in page and "below the median" not in page
 
 
 def _wrong_in_top(k, suspicion, is_wrong):
