@@ -14,6 +14,7 @@ from curation.classifier.predictions import read_probabilities, run_predictions_
 from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
+from curation.scoring.fusion import MIN_PER_OUTCOME, REVIEWED_MIN, SPREAD_MIN
 from training.labels import CLASSES
 from training.significance import ALPHA, paired_test, randomisation_test, wilson_interval
 
@@ -468,8 +469,6 @@ def dataset_recent_jobs(*, dataset, limit=RECENT_JOBS):
 def queue_order(*, dataset):
     """How the latest finished scoring of `dataset` ordered its review queue, in words for the dataset page (the
     `fusion` part of the score_ambiguity job's result: curation/scoring/fusion.py), or None before any."""
-    from curation.scoring.fusion import MIN_PER_OUTCOME, REVIEWED_MIN, SPREAD_MIN
-
     job = (Job.objects.filter(kind="score_ambiguity", status=Job.Status.SUCCEEDED, result__dataset=dataset.name)
            .order_by("-id").only("id", "result").first())
     fusion = (job.result or {}).get("fusion") if job else None
