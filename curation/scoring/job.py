@@ -142,12 +142,12 @@ def _standardise(dataset, gans):
 
 def _classifier_signals(dataset):
     """{"run": the run read, "by_image": {image id: (label quality, issue, suggested label)} against the current
-    labels, "datalab": {image id: {Image field: value}}, "as_imported": {image id: (label quality, issue, Datalab
-    label quality or None)} against the imported label, for the images a reviewer relabelled} from the latest run
-    with out-of-fold probabilities."""
+    labels, "datalab": {image id: {Image field: value}}, and for the images a reviewer relabelled, against the label
+    they were imported with: "as_imported" {image id: (label quality, issue)} and "datalab_as_imported" {image id:
+    Datalab's label quality}} from the latest run with out-of-fold probabilities."""
     run = Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(oof_file="").first()
     if run is None:
-        return {"run": None, "by_image": {}, "datalab": {}, "as_imported": {}}
+        return {"run": None, "by_image": {}, "datalab": {}, "as_imported": {}, "datalab_as_imported": {}}
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -171,11 +171,11 @@ def _classifier_signals(dataset):
     if relabelled.any():
         quality_imported = get_label_quality_scores(imported[relabelled], probs[relabelled], method=LABEL_QUALITY)
         issues_imported = find_label_issues(imported, probs, filter_by="prune_by_noise_rate", n_jobs=1)[relabelled]
-        as_imported = {int(i): (float(q), bool(f), datalab_imported.get(int(i)))
+        as_imported = {int(i): (float(q), bool(f))
                        for i, q, f in zip(ids[relabelled], quality_imported, issues_imported)}
     return {"run": run.pk, "by_image": {int(i): (float(q), bool(f), int(s))
                                         for i, q, f, s in zip(ids, quality, issues, probs.argmax(1))},
-            "datalab": datalab, "as_imported": as_imported}
+            "datalab": datalab, "as_imported": as_imported, "datalab_as_imported": datalab_imported}
 
 
 def _datalab_signals(run, ids, labels, imported):
@@ -263,7 +263,8 @@ def _summarise(dataset, gans, threshold, class_thresholds, classifier):
     # Datalab's label score from the embeddings' neighbours: fusion takes it only as its rule allows (a candidate,
     # and an input of the logistic fit, used when it beats every single signal on reviewed images).
     dl = dl if np.isfinite(dl).any() else None
-    choice, model, report = _fit_on_reviews(dataset, gans, images, works, best, classifier, dl is not None)
+    choice, model, report = _fit_on_reviews(dataset, gans, images, works, best, classifier, datalab_quality,
+                                            dl is not None)
     if choice == "logistic":
         suspicion = model.predict_proba(fusion.features(lq, gz, raw, issue, dl))[:, 1]
     elif choice == "default":
@@ -317,28 +318,28 @@ def _generators_work(gans):
     return works, names
 
 
-def _fit_on_reviews(dataset, gans, images, works, best, classifier, with_datalab):
+def _fit_on_reviews(dataset, gans, images, works, best, classifier, datalab_quality, with_datalab):
     """fusion.choose_from_reviews on the train images reviewers decided, outcome "the label was changed or the
     image excluded", each with its signals against the label it was imported with: the label the queue judged and
     the reviewer saw. Read against the label a reviewer gave it, a relabelled image looks clean while its outcome
     says "changed", and a fit on that learns the signals backwards: at full size it ranked the unreviewed images'
     wrong labels at AUROC 0.21 (docs/results.md, "Review in rounds"). Unreviewed images keep their current
-    signals (`best`: _best_gan of current_scores), which the default's ranks are taken among."""
-    index = [k for k, img in enumerate(images) if img.status != Image.Status.UNREVIEWED]
+    signals (`best`: _best_gan of current_scores; `datalab_quality`: {image id: Datalab's label quality}), which
+    the default's ranks are taken among."""
+    decided = np.array([img.status != Image.Status.UNREVIEWED for img in images], bool)
+    index = np.flatnonzero(decided)
     y = np.array([images[k].status in (Image.Status.RELABELLED, Image.Status.EXCLUDED) for k in index], int)
     if len(y) < fusion.REVIEWED_MIN:  # too few to fit: choose_from_reviews says so before reading any signal
         return fusion.choose_from_reviews(np.empty((len(y), 0)), y, {})
     reviewed = {images[k].id for k in index}
     best_seen = {i: b for i, b in best.items() if i not in reviewed}
     best_seen.update(_best_gan(scores_as_reviewers_saw(dataset, gans), works))
-    datalab = {i: d["datalab_label_quality"] for i, d in classifier["datalab"].items()}
-    datalab.update({i: v[2] for i, v in classifier["as_imported"].items()})
-    lq, gz, raw, issue, trusted, dl = _signals(images, best_seen, {**classifier["by_image"],
-                                                                   **classifier["as_imported"]}, datalab)
+    by_cl = {**classifier["by_image"], **classifier["as_imported"]}
+    lq, gz, raw, issue, trusted, dl = _signals(images, best_seen, by_cl,
+                                               {**datalab_quality, **classifier["datalab_as_imported"]})
     default = fusion.default_suspicion(lq, gz, trusted)
     X = fusion.features(lq[index], gz[index], raw[index], issue[index], dl[index] if with_datalab else None)
     candidates = {"default": default[index], "classifier": -lq[index], "gan": gz[index], "ssim": raw[index]}
     if with_datalab:
         candidates["datalab"] = -dl[index]
-    spread = fusion.below_median(default, [img.status != Image.Status.UNREVIEWED for img in images])
-    return fusion.choose_from_reviews(X, y, candidates, spread=spread)
+    return fusion.choose_from_reviews(X, y, candidates, spread=fusion.below_median(default, decided))
