@@ -17,7 +17,7 @@ from training.config import TrainConfig
 from training.init import init_weights
 from training.malloc import fix_mmap_threshold
 from training.models import build_model
-from training.robust import batch_loss
+from training.robust import batch_loss, loss_config
 
 # Every process that trains or scores imports this module: keep its heap from growing with the batches it reads.
 fix_mmap_threshold()
@@ -439,6 +439,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
     if trusted is not None:  # a reviewer decided these labels: the robust losses take them as given
         trusted = np.asarray(trusted, dtype=bool)
         trusted = torch.as_tensor(trusted if train_index is None else trusted[np.asarray(train_index)], device=device)
+    train_cfg = loss_config(cfg, trusted)  # every label trusted: plain cross-entropy, whatever cfg.robust says
     n_train = len(x_train) if train_index is None else len(train_index)
     per_image = int(np.prod(x_train.shape[1:], dtype=np.int64))
     placement = choose_placement((n_train + len(x_val)) * per_image, device, mode=mode, share=share)
@@ -471,7 +472,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
             stopped_early = True
             break
         step_hook = (lambda step, steps, e=epoch: on_step(e, step, steps)) if on_step is not None else None
-        metrics = train_one_epoch(model, optimizer, scheduler, xt, yt, cfg=cfg, device=device,
+        metrics = train_one_epoch(model, optimizer, scheduler, xt, yt, cfg=train_cfg, device=device,
                                   generator=generator, loss_weight=weight, on_step=step_hook, trusted=trusted)
         val = evaluate(model, xv, yv, cfg=cfg, device=device)
         metrics.update(epoch=epoch, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"])

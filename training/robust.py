@@ -14,12 +14,15 @@
   erasing; the consistency term keeps its attention on the whole face, and no image is dropped.
 
 Trusted labels: images a reviewer confirmed or relabelled come with `trusted` True. GCE and bootstrapping never
-down-weight or re-target them: their per-sample loss is plain cross-entropy on the given label. EAC drops and
+down-weight or re-target them: their per-sample loss is plain cross-entropy on the given label, and a run whose
+every label is trusted takes plain cross-entropy's own code path (loss_config), so it trains to a plain run's
+weights exactly. EAC drops and
 re-targets nothing in the first place (its consistency term regularises attention, not the label), so it treats
 trusted images as every other.
 
 Pure PyTorch: what engine.train_one_epoch calls for one batch.
 """
+import dataclasses
 import math
 
 import torch
@@ -27,6 +30,19 @@ import torch.nn.functional as F
 
 from training.config import EAC_ARCHS, ROBUST_METHODS  # noqa: F401 (the names live with the config)
 from training.models import features_and_logits
+
+
+# The methods that change how a sample's label pulls; a trusted label bypasses them.
+PER_LABEL_METHODS = ("gce", "bootstrap")
+
+
+def loss_config(cfg, trusted):
+    """The config a run's batches take their loss from. A per-label method has nothing to do on a run whose every
+    label a reviewer decided (trusted all True): that run is trained by plain cross-entropy's own code path, not by
+    the same sums in another order, so its weights equal a plain run's on any processor."""
+    if cfg.robust in PER_LABEL_METHODS and trusted is not None and len(trusted) and bool(trusted.all()):
+        return dataclasses.replace(cfg, robust="none")
+    return cfg
 
 
 def weighted_mean(per_sample, target, weight):
@@ -37,12 +53,16 @@ def weighted_mean(per_sample, target, weight):
     return (per_sample * w).sum() / w.sum().clamp_min(1e-12)
 
 
-def _trusted_as_ce(per_sample, logits, target, trusted, label_smoothing=0.0):
+def _trusted_as_ce(per_sample, logits, target, trusted, label_smoothing=0.0, weight=None):
     """per_sample with the trusted samples' entries replaced by the cross-entropy the run would take without a
-    robust method."""
+    robust method, scaled so that weighted_mean gives F.cross_entropy's own weighted mean. (With class weights and
+    label smoothing, cross-entropy weights each class's smoothing term by that class's weight, not the given
+    label's: its per-sample loss over w_y is what weighted_mean's w_y scaling turns back into it.)"""
     if trusted is None:
         return per_sample
-    ce = F.cross_entropy(logits.float(), target, reduction="none", label_smoothing=label_smoothing)
+    ce = F.cross_entropy(logits.float(), target, weight=weight, reduction="none", label_smoothing=label_smoothing)
+    if weight is not None:
+        ce = ce / weight[target].clamp_min(1e-12)
     return torch.where(trusted, ce, per_sample)
 
 
@@ -50,7 +70,7 @@ def gce_loss(logits, target, *, q=0.7, weight=None, trusted=None, label_smoothin
     """Generalized cross-entropy (1 - p_y^q) / q, averaged (class-weighted if weight is given); cross-entropy for
     the trusted samples."""
     p_y = torch.softmax(logits.float(), 1).gather(1, target[:, None]).squeeze(1)
-    per_sample = _trusted_as_ce((1 - p_y.clamp_min(1e-12) ** q) / q, logits, target, trusted, label_smoothing)
+    per_sample = _trusted_as_ce((1 - p_y.clamp_min(1e-12) ** q) / q, logits, target, trusted, label_smoothing, weight)
     return weighted_mean(per_sample, target, weight)
 
 
@@ -61,7 +81,7 @@ def bootstrap_loss(logits, target, *, beta=0.8, weight=None, trusted=None, label
     log_p = torch.log_softmax(logits.float(), 1)
     predicted = log_p.detach().argmax(1)
     per_sample = -(beta * log_p.gather(1, target[:, None]) + (1 - beta) * log_p.gather(1, predicted[:, None]))
-    per_sample = _trusted_as_ce(per_sample.squeeze(1), logits, target, trusted, label_smoothing)
+    per_sample = _trusted_as_ce(per_sample.squeeze(1), logits, target, trusted, label_smoothing, weight)
     return weighted_mean(per_sample, target, weight)
 
 
