@@ -307,6 +307,7 @@ def test_compose_nginx_serves_media_to_signed_in_users_only(stack, transactional
         assert (got.status, got.header("Content-Type")) == (200, "image/png"), (path, got.status, got.headers)
         assert got.body == face
         assert "private" in got.header("Cache-Control") and got.header("X-Accel-Redirect") is None
+        assert got.header("X-Content-Type-Options") == "nosniff"
         refused = anonymous.get(path)
         assert refused.status == 302 and refused.header("Location").startswith("/login/"), refused.status
         assert refused.body != face
