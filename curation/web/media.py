@@ -69,8 +69,8 @@ def serve_media(request, path):
     if response is None:
         if settings.MEDIA_ACCEL_REDIRECT:
             # nginx unescapes the URI, then serves the file from its internal location with its own type and length.
-            response = HttpResponse(content_type="")
-            del response["Content-Type"]
+            response = HttpResponse()
+            del response["Content-Type"]  # nginx's own, from the file's extension
             response["X-Accel-Redirect"] = settings.MEDIA_ACCEL_REDIRECT + quote(file.relative_to(root).as_posix())
         else:
             response = FileResponse(file.open("rb"))
