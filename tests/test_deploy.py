@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.management import get_commands
 
 from curation.jobs.registry import JOB_KINDS
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 from tests.images import image_bytes
 from tests.production import (SECRET_KEY, VENV_BIN, HttpClient, Process, collected_static, free_port,
                               production_password, wait_for_port)
@@ -276,6 +276,14 @@ def test_compose_web_and_worker_pass_their_health_checks_with_the_documented_env
     done = health_check("web", env, ports)
     assert done.returncode == 0, f"web health check: {done.stdout}{done.stderr}\n{web.log()}"
     worker, env, ports = stack["worker-cpu"]
+    # Compose gives the worker 5 checks 30 s apart; here, its first check waits until the worker has said it is up.
+    from curation.models import WorkerHeartbeat
+
+    def started():
+        assert worker.alive(), worker.log()
+        return WorkerHeartbeat.objects.filter(name__startswith="cpu@").exists()
+
+    wait_for(started, timeout=150, interval=0.5, what="the worker's first heartbeat")
     done = health_check("worker-cpu", env, ports)
     assert done.returncode == 0, f"worker health check: {done.stdout}{done.stderr}\n{worker.log()}"
     assert web.alive() and worker.alive()
