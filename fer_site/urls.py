@@ -1,10 +1,9 @@
-from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from django.views.static import serve
 
 from curation import views
+from curation.web.media import serve_media
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -15,7 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("curation.api.urls")),
     path("datasets/<str:name>/calibration/", include("curation.scoring.urls")),
+    # Media in every settings module, to signed-in users only (nginx sends the file where it is in front).
+    path("media/<path:path>", serve_media, name="media"),
     path("", include("curation.web.urls")),
 ]
-if settings.DEBUG:
-    urlpatterns.append(path("media/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}))

@@ -49,6 +49,26 @@ STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("FER_STATIC_ROOT", BASE_DIR / "staticfiles"))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 
+
+def media_accel_redirect(value):
+    """FER_MEDIA_ACCEL_REDIRECT: "" (Django sends media files itself) or the URL prefix of the web server's internal
+    location that serves MEDIA_ROOT (nginx's X-Accel-Redirect), e.g. "/protected-media/"."""
+    if not value:
+        return ""
+    if (not value.startswith("/") or not value.endswith("/") or "/../" in value or "/./" in value
+            or any(c.isspace() or c in "?#%\\" for c in value)):
+        raise ImproperlyConfigured(f"FER_MEDIA_ACCEL_REDIRECT={value!r} must be a URL path that starts and ends with "
+                                   f"'/', such as /protected-media/ (the web server's internal media location)")
+    if value == MEDIA_URL:
+        raise ImproperlyConfigured(f"FER_MEDIA_ACCEL_REDIRECT={value!r} must differ from MEDIA_URL: the internal "
+                                   f"location must not be the public one")
+    return value
+
+
+# Who sends /media/ files after the view checked the user and the path (curation/web/media.py): Django, or the web
+# server in front when this names its internal location (docs/deploy.md, "Media files").
+MEDIA_ACCEL_REDIRECT = media_accel_redirect(os.environ.get("FER_MEDIA_ACCEL_REDIRECT", ""))
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

@@ -27,3 +27,6 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# The container's health check (deploy/healthcheck.py) asks gunicorn for /healthz directly, over plain HTTP: that path
+# alone answers without the HTTPS redirect (it shows no user data and sets no cookie).
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
