@@ -251,7 +251,17 @@ IMPORT_MAX_FILE_BYTES = env_int("FER_IMPORT_MAX_FILE_BYTES", 50 * 1024 * 1024)
 # How long a reviewer holds an image they opened; the browser queue renews it while the page is open.
 REVIEW_LEASE_SECONDS = env_int("FER_REVIEW_LEASE_SECONDS", 300)
 
+# Reverse proxies in front of the web server (FER_TRUSTED_PROXIES): how many addresses of X-Forwarded-For, from the
+# right, were written by proxies this site trusts. 0 (the default, gunicorn reached directly): forwarded headers are
+# ignored, the client is the TCP peer. curation.addresses.client_address reads it for every per-address limit;
+# DRF's NUM_PROXIES and, in production, SECURE_PROXY_SSL_HEADER follow it.
+TRUSTED_PROXIES = env_int("FER_TRUSTED_PROXIES", 0)
+if TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured(f"FER_TRUSTED_PROXIES={os.environ['FER_TRUSTED_PROXIES']!r} must be 0 (no proxy in "
+                               f"front of the web server) or the number of reverse proxies in front of it")
+
 REST_FRAMEWORK = {
+    "NUM_PROXIES": TRUSTED_PROXIES,
     # Token first: an anonymous request then gets 401 with a WWW-Authenticate header, not a bare 403. Tokens are
     # django-rest-knox's (a digest and an expiry in the database), sent as DRF's were: `Authorization: Token <token>`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
