@@ -118,6 +118,15 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# Where a person sets a password (the password forms, the admin, createsuperuser, changepassword): Django's
+# validators, at least 10 characters. set_password() in code (the demo's users, the tests') is not validated.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
