@@ -1,5 +1,6 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.conf import settings
+from django.db.models.signals import post_migrate, post_save
 
 
 def _create_cache_table(sender, using, verbosity=1, **kwargs):
@@ -16,3 +17,7 @@ class CurationConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_create_cache_table, sender=self, dispatch_uid="curation.create_cache_table")
+        from curation.tokens import revoke_on_password_change
+
+        post_save.connect(revoke_on_password_change, sender=settings.AUTH_USER_MODEL,
+                          dispatch_uid="curation.revoke_on_password_change")

@@ -289,11 +289,13 @@ REST_FRAMEWORK = {
 }
 
 # API tokens live this long from when they are issued (the token endpoint, drf_create_token); then they are refused
-# with 401 "Token expired". Never forever: a leaked token stops working on its own.
+# with 401 "Token expired". Never forever: a leaked token stops working on its own. An hour to a year, here and for
+# `drf_create_token --ttl-hours` (curation/tokens.py).
+TOKEN_TTL_HOURS_MIN, TOKEN_TTL_HOURS_MAX = 1, 365 * 24
 TOKEN_TTL_HOURS = env_int("FER_TOKEN_TTL_HOURS", 7 * 24)
-if TOKEN_TTL_HOURS <= 0:
-    raise ImproperlyConfigured(f"FER_TOKEN_TTL_HOURS={TOKEN_TTL_HOURS} must be a positive number of hours: API "
-                               f"tokens always expire")
+if not TOKEN_TTL_HOURS_MIN <= TOKEN_TTL_HOURS <= TOKEN_TTL_HOURS_MAX:
+    raise ImproperlyConfigured(f"FER_TOKEN_TTL_HOURS={TOKEN_TTL_HOURS} must be between {TOKEN_TTL_HOURS_MIN} and "
+                               f"{TOKEN_TTL_HOURS_MAX} hours (1 year): API tokens always expire")
 REST_KNOX = {"TOKEN_TTL": timedelta(hours=TOKEN_TTL_HOURS), "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
 
 SPECTACULAR_SETTINGS = {
