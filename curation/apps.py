@@ -1,6 +1,5 @@
 from django.apps import AppConfig
-from django.conf import settings
-from django.db.models.signals import post_migrate, post_save
+from django.db.models.signals import post_migrate
 
 
 def _create_cache_table(sender, using, verbosity=1, **kwargs):
@@ -17,7 +16,3 @@ class CurationConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_create_cache_table, sender=self, dispatch_uid="curation.create_cache_table")
-        from curation.tokens import revoke_on_password_change
-
-        post_save.connect(revoke_on_password_change, sender=settings.AUTH_USER_MODEL,
-                          dispatch_uid="curation.revoke_on_password_change")
