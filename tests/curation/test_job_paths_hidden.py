@@ -58,3 +58,34 @@ def test_the_jobs_pages_hide_server_paths_from_reviewers(reviewer, curator, jobs
     curator_client = Client()
     curator_client.force_login(curator)
     assert SECRET in curator_client.get(f"/jobs/{imported.pk}/row/").content.decode()
+
+
+def test_a_datasets_source_folder_is_hidden_from_reviewers(reviewer, curator):
+    from tests.factories import DatasetFactory
+
+    DatasetFactory(name="faces", source=SECRET)
+    assert _api(reviewer).get("/api/datasets/faces/").json()["source"] == "<server path>"
+    assert _api(curator).get("/api/datasets/faces/").json()["source"] == SECRET
+    client = Client()
+    client.force_login(reviewer)
+    page = client.get("/datasets/faces/")
+    assert page.status_code == 200 and "/srv/" not in page.content.decode()
+    client.force_login(curator)
+    assert SECRET in client.get("/datasets/faces/").content.decode()
+
+
+def test_changepassword_revokes_the_users_tokens(reviewer, monkeypatch):
+    """`manage.py changepassword` (its prompt answered here: it reads the terminal) revokes the user's tokens."""
+    import io
+
+    from django.contrib.auth.management.commands import changepassword
+    from django.core.management import call_command
+
+    from curation.tokens import issue_token
+
+    token = issue_token(reviewer)[1]
+    monkeypatch.setattr(changepassword.getpass, "getpass", lambda prompt="": "a much longer passphrase 42")
+    call_command("changepassword", "rita", stdout=io.StringIO())
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/datasets/").status_code == 401
