@@ -10,6 +10,20 @@ from curation.models import (
 )
 
 
+class AppendOnlyAdmin(admin.ModelAdmin):
+    """Rows that are only ever added, by the services (the audit's LabelChange, ReviewSkip): the admin shows them
+    and offers nothing else. Their model refuses an update or a delete anyway; offering one ended in a 500."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
     list_display = ("name", "format", "source", "created_at")
@@ -24,13 +38,13 @@ class ImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(LabelChange)
-class LabelChangeAdmin(admin.ModelAdmin):
+class LabelChangeAdmin(AppendOnlyAdmin):
     list_display = ("image", "action", "old_label", "new_label", "user", "seconds_spent", "created_at")
     readonly_fields = [f.name for f in LabelChange._meta.fields]
 
 
 @admin.register(ReviewSkip)
-class ReviewSkipAdmin(admin.ModelAdmin):
+class ReviewSkipAdmin(AppendOnlyAdmin):
     list_display = ("image", "user", "seconds_spent", "created_at")
     readonly_fields = [f.name for f in ReviewSkip._meta.fields]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 
 from curation.audit import labels_verify, read_snapshot
 from curation.export import csv_chunks
@@ -241,6 +241,17 @@ def restore_database(directory, *, log=print):
         _run(args + ["--clean", "--if-exists", "--no-owner", "--exit-on-error", str(dump)], env, "pg_restore")
     log(f"database restored from {dump}")
     return manifest
+
+
+def restore_sign_out():
+    """After a restore: drop every API token (knox's AuthToken) and every session. The dump holds those that were
+    valid when it was taken, including any revoked since (a leaked token, a fired reviewer's session), and nothing
+    can tell those apart. Returns (tokens, sessions) dropped."""
+    from django.contrib.sessions.models import Session
+    from knox.models import AuthToken
+
+    with transaction.atomic():
+        return AuthToken.objects.all().delete()[0], Session.objects.all().delete()[0]
 
 
 def media_check(directory):

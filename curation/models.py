@@ -3,7 +3,9 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.signals import post_save
 
+from curation.tokens import revoke_on_password_change
 from training.labels import CLASSES
 
 LABEL_CHOICES = [(code, name) for code, name in enumerate(CLASSES)]
@@ -400,3 +402,9 @@ class DuplicateMember(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["dataset", "group"], name="duplicate_group")]
+
+
+# A new password revokes the user's API tokens (curation/tokens.py), in every process that loads the models: the
+# web, the workers and management commands such as changepassword.
+post_save.connect(revoke_on_password_change, sender=settings.AUTH_USER_MODEL,
+                  dispatch_uid="curation.revoke_on_password_change")

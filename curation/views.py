@@ -1,3 +1,4 @@
+from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -24,18 +25,45 @@ def healthz(request):
     return JsonResponse({"ok": True, "workers": len(workers_alive())})
 
 
+def _login_wait(request):
+    """None when this log-in attempt may go ahead (and counts it), else the seconds until the address may try again.
+    One "login" count per client address (curation.addresses) for the form, the admin and the token endpoint."""
+    throttle = LoginThrottle()
+    if throttle.allow_request(request, None):
+        return None
+    return int(throttle.wait() or 1)
+
+
+def _too_many(wait):
+    return f"Too many log-in attempts from your address; try again in {wait} seconds."
+
+
 class ThrottledLoginView(auth_views.LoginView):
     """Django's log-in form with a per-address limit on attempts (the same "login" rate as the API's token
     endpoint), so that passwords cannot be guessed at full speed."""
 
     def post(self, request, *args, **kwargs):
-        throttle = LoginThrottle()
-        if not throttle.allow_request(request, self):
-            wait = int(throttle.wait() or 1)
+        wait = _login_wait(request)
+        if wait is not None:
             # An unbound form: a bound one would check the password while refusing to.
-            message = f"Too many log-in attempts from your address; try again in {wait} seconds."
-            response = self.render_to_response(self.get_context_data(form=self.form_class(request), throttled=message))
+            response = self.render_to_response(self.get_context_data(form=self.form_class(request),
+                                                                     throttled=_too_many(wait)))
             response.status_code = 429
             response["Retry-After"] = str(wait)
             return response
         return super().post(request, *args, **kwargs)
+
+
+def admin_login(request, extra_context=None):
+    """The admin's log-in (admin.site.login) under the same per-address limit: a refused attempt gets the admin's
+    log-in page unbound, with the message, as 429, and its password is never checked."""
+    if request.method == "POST":
+        wait = _login_wait(request)
+        if wait is not None:
+            messages.error(request, _too_many(wait))
+            request.method = "GET"  # render the empty form; the POSTed password is not looked at
+            response = admin.site.login(request, extra_context)
+            response.status_code = 429
+            response["Retry-After"] = str(wait)
+            return response
+    return admin.site.login(request, extra_context)

@@ -11,6 +11,7 @@ urlpatterns = [
     path("login/", views.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("review/", include("curation.review.urls")),
+    path("admin/login/", views.admin_login),  # the admin's own log-in, under the log-in limit
     path("admin/", admin.site.urls),
     path("api/", include("curation.api.urls")),
     path("datasets/<str:name>/calibration/", include("curation.scoring.urls")),

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from curation.jobs.errors import JobParamsError
-from curation.review.services import ClaimLost, NothingToUndo
+from curation.review.services import ClaimLost, LeaseHeld, NothingToUndo
 from curation.services import UndoConflict, VersionConflict
 
 
@@ -46,6 +46,8 @@ def api_exception_handler(exc, context):
         return _conflict(exc, context.get("request"))
     if isinstance(exc, NothingToUndo):
         exc = Conflict(str(exc), code="nothing_to_undo")
+    elif isinstance(exc, LeaseHeld):
+        exc = Conflict(str(exc), code="lease_held")
     elif isinstance(exc, ClaimLost):
         exc = Conflict(str(exc), code="claim_lost")
     elif isinstance(exc, JobParamsError):

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from curation.api.fields import LabelField
 from curation.models import Image, Job, LabelChange, Run
+from curation.roles import paths_hidden, text_paths_hidden, user_is_curator
 from training.labels import CLASSES
 
 
@@ -49,7 +50,20 @@ class ClaimedImageOutput(ImageOutput):
 
 
 class JobOutput(serializers.ModelSerializer):
+    """A job as the requester may see it: curators whole; reviewers without the server's paths (params such as an
+    import's source folder, and paths quoted in the result, message or error), which needs the request in the
+    serializer's context (without one, paths are hidden)."""
+
     created_by = serializers.CharField(source="created_by.username", default=None, allow_null=True)
+
+    def to_representation(self, job):
+        data = super().to_representation(job)
+        if "curator" not in self.context:  # asked once per response, not per job of a list
+            self.context["curator"] = user_is_curator(getattr(self.context.get("request"), "user", None))
+        if not self.context["curator"]:
+            data["params"], data["result"] = paths_hidden(data["params"]), paths_hidden(data["result"])
+            data["message"], data["error"] = text_paths_hidden(data["message"]), text_paths_hidden(data["error"])
+        return data
 
     class Meta:
         model = Job

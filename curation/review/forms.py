@@ -115,6 +115,8 @@ class GridDecisionForm(forms.Form):
     decision = forms.CharField()
     page = forms.IntegerField(min_value=1, required=False)
     shown_at = forms.FloatField(required=False)
+    # Curators only (the grid offers the checkbox to them): decide images another reviewer holds a lease on.
+    override_lease = forms.BooleanField(required=False)
 
     def __init__(self, data, *args, **kwargs):
         super().__init__(data, *args, **kwargs)

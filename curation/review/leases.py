@@ -1,5 +1,5 @@
 """Leases on images under review: a reviewer holds at most one image at a time, for settings.REVIEW_LEASE_SECONDS,
-so that two reviewers are not shown the same image. Used by the queue (curation.review.services) and by votes
+so that two reviewers are not shown the same image (the grid holds the page it shows). Used by the queue (curation.review.services) and by votes
 (curation.review.votes, which gives a reviewer back the image whose vote they withdrew).
 
 Every write is a conditional UPDATE (the image is still free, or still held by this user), which is what keeps two
@@ -29,11 +29,13 @@ def lease_renew(*, image_id, user, now):
     return bool(Image.objects.filter(pk=image_id, claimed_by=user).update(claim_expires_at=lease_expiry(now)))
 
 
-def leases_release(*, user, except_pk=None):
-    """Release every lease `user` holds (but the one on `except_pk`)."""
+def leases_release(*, user, except_pk=None, except_pks=()):
+    """Release every lease `user` holds (but the one on `except_pk`, and those on `except_pks`: the grid's)."""
     qs = Image.objects.filter(claimed_by=user)
     if except_pk is not None:
         qs = qs.exclude(pk=except_pk)
+    if except_pks:
+        qs = qs.exclude(pk__in=list(except_pks))
     qs.update(claimed_by=None, claim_expires_at=None)
 
 

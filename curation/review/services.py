@@ -3,9 +3,12 @@
 The browser queue and the REST API both call these. A label itself changes only in
 curation.services.image_label_change, which writes the audit row; these add the queue around it.
 """
+from datetime import timezone as dt_timezone
 from typing import NamedTuple
 
+from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from curation.models import Image, LabelChange, ReviewSkip, ReviewVote
@@ -18,6 +21,7 @@ from curation.review.leases import (
     leases_release,
 )
 from curation.review.selectors import claimable, review_last_decision, review_queue
+from curation.roles import user_is_curator
 from curation.review.votes import APPLIED, image_vote, vote_latest_open, vote_withdraw
 from curation.selectors import STATUS_ANY
 from curation.services import VersionConflict, image_label_change
@@ -45,6 +49,16 @@ _MAX_ROUNDS = 50
 
 class ClaimLost(Exception):
     """The user no longer holds the image: it was decided, or the lease expired and someone else took it."""
+
+
+class LeaseHeld(ClaimLost):
+    """Someone else holds a live lease on the image: a decision by anyone but the holder is refused."""
+
+    def __init__(self, image_id, holder, until, action):
+        when = until.astimezone(dt_timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        super().__init__(f"image {image_id} is held by {holder} until {when} (their review lease); your {action} was "
+                         f"not recorded")
+        self.image_id, self.holder, self.until = image_id, holder, until
 
 
 class NothingToUndo(Exception):
@@ -138,15 +152,35 @@ def image_lease_extend(*, user, image_id):
     return lease_expiry(now)
 
 
-def image_decide(*, user, image_id, action, version=None, label=None, seconds_spent=None):
+def _lease_for_decision(*, user, image_id, action, override_lease, now):
+    """Inside the decision's transaction: `user` takes (or renews) the image's lease, which succeeds when nobody
+    else holds a live one; the decision then releases it. Raises LeaseHeld naming the holder and until when,
+    Image.DoesNotExist, or PermissionDenied for an override by someone who is not a curator. A curator's
+    `override_lease` decides whoever holds it (the holder's own decision then gets a version conflict)."""
+    if override_lease:
+        if not user_is_curator(user):
+            raise PermissionDenied("only curators may override another reviewer's lease (override_lease)")
+        return
+    mine_or_free = Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=user)
+    if Image.objects.filter(mine_or_free, pk=image_id).update(claimed_by=user, claim_expires_at=lease_expiry(now)):
+        return
+    row = Image.objects.filter(pk=image_id).values_list("claimed_by__username", "claim_expires_at").first()
+    if row is None:
+        raise Image.DoesNotExist(f"image {image_id} does not exist")
+    raise LeaseHeld(image_id, row[0], row[1], action)
+
+
+def image_decide(*, user, image_id, action, version=None, label=None, seconds_spent=None, override_lease=False):
     """Record `user`'s decision on an image: confirm, relabel (to `label`, a code), exclude, or skip.
 
     confirm, relabel and exclude go through image_label_change: they need the `version` the user saw (a stale one
-    raises VersionConflict and changes nothing) and release the image's lease. Where the image's dataset needs
+    raises VersionConflict and changes nothing) and release the image's lease. They are refused (LeaseHeld, nothing
+    recorded) while someone else holds a live lease on the image, unless a curator sets `override_lease`; an image
+    nobody holds is taken by the decision in the same transaction. Where the image's dataset needs
     several reviews (reviews_required > 1) they are votes instead (curation.review.votes.image_vote).
     A skip changes no label: it is recorded as a ReviewSkip row, releases the user's lease, and keeps the image
-    from being offered to that user again. Returns a Decision. Raises Image.DoesNotExist or ValueError (bad
-    action/label).
+    from being offered to that user again. Returns a Decision. Raises Image.DoesNotExist, LeaseHeld,
+    PermissionDenied (an override by a reviewer) or ValueError (bad action/label).
     """
     if action == SKIP:
         with transaction.atomic():
@@ -162,12 +196,15 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
     needed = Image.objects.filter(pk=image_id).values_list("dataset__reviews_required", flat=True).first()
     if needed is None:
         raise Image.DoesNotExist(f"image {image_id} does not exist")
-    if needed > 1:
-        vote = image_vote(user=user, image_id=image_id, action=action, version=version, label=label,
-                          seconds_spent=seconds_spent)
-        return Decision(action, image_id, vote.outcome, vote.change, vote=vote)
-    change = image_label_change(image_id=image_id, action=action, expected_version=version, user=user, label=label,
-                                seconds_spent=seconds_spent)
+    with transaction.atomic():
+        _lease_for_decision(user=user, image_id=image_id, action=action, override_lease=override_lease,
+                            now=timezone.now())
+        if needed > 1:
+            vote = image_vote(user=user, image_id=image_id, action=action, version=version, label=label,
+                              seconds_spent=seconds_spent)
+            return Decision(action, image_id, vote.outcome, vote.change, vote=vote)
+        change = image_label_change(image_id=image_id, action=action, expected_version=version, user=user,
+                                    label=label, seconds_spent=seconds_spent)
     return Decision(action, image_id, APPLIED, change)
 
 
@@ -203,6 +240,19 @@ def review_undo(*, user):
 
 
 
+def images_claim_shown(*, user, image_ids):
+    """The grid claims what it shows: `user` takes the lease on each of `image_ids` nobody else holds (renewing
+    their own) and releases their other leases, in one transaction. Returns the set of ids they now hold."""
+    now = timezone.now()
+    ids = list(image_ids)
+    with transaction.atomic():
+        lease_commit_async()
+        leases_release(user=user, except_pks=ids)
+        Image.objects.filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=user),
+                             pk__in=ids).update(claimed_by=user, claim_expires_at=lease_expiry(now))
+        return set(Image.objects.filter(pk__in=ids, claimed_by=user).values_list("pk", flat=True))
+
+
 # Most images one grid action may decide.
 BULK_MAX = 200
 
@@ -211,23 +261,30 @@ class BulkResult(NamedTuple):
     decided: list  # image ids whose decision (or vote) was recorded
     conflicts: list  # image ids changed since they were shown: nothing recorded for them
     missing: list  # image ids that no longer exist
+    held: list  # LeaseHeld of each image someone else holds: nothing recorded for them
 
 
-def images_decide_bulk(*, user, items, action, label=None, seconds_spent=None):
+def images_decide_bulk(*, user, items, action, label=None, seconds_spent=None, override_lease=False):
     """The grid's one action on a selection: `items` is [(image id, version shown)], each decided through
     image_decide exactly as one by one (its own transaction and LabelChange, or vote), so a conflict on one image
-    changes nothing of it and does not undo the others. Raises ValueError for a bad action or selection."""
+    changes nothing of it and does not undo the others; an image someone else holds is not decided (unless a
+    curator sets `override_lease`). Raises ValueError for a bad action or selection, PermissionDenied for an
+    override by a reviewer."""
+    if override_lease and not user_is_curator(user):
+        raise PermissionDenied("only curators may override another reviewer's lease")
     if action == SKIP or action not in ACTIONS:
         raise ValueError(f"a grid action is one of {', '.join(a for a in ACTIONS if a != SKIP)}, not {action!r}")
     if not items:
         raise ValueError("select at least one image")
     if len(items) > BULK_MAX:
         raise ValueError(f"at most {BULK_MAX} images per action, not {len(items)}")
-    result = BulkResult([], [], [])
+    result = BulkResult([], [], [], [])
     for image_id, version in dict(items).items():  # an image listed twice is decided once
         try:
             image_decide(user=user, image_id=image_id, action=action, version=version, label=label,
-                         seconds_spent=seconds_spent)
+                         seconds_spent=seconds_spent, override_lease=override_lease)
+        except LeaseHeld as exc:
+            result.held.append(exc)
         except VersionConflict:
             result.conflicts.append(image_id)
         except Image.DoesNotExist:

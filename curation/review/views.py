@@ -23,6 +23,7 @@ from curation.review.glossary import figures
 from curation.review.selectors import dataset_awaits_scoring, review_progress
 from curation.review.services import (
     ClaimLost,
+    LeaseHeld,
     NothingToUndo,
     image_claim_next,
     image_decide,
@@ -58,6 +59,8 @@ def review_decide(request):
             result = image_decide(user=request.user, image_id=image_id, action=action,
                                   version=decision.cleaned_data["version"],
                                   label=label, seconds_spent=decision.seconds_spent(time.time()))
+        except LeaseHeld as exc:
+            messages.error(request, f"Conflict: {exc}.")
         except VoteRefused as exc:
             messages.error(request, f"Conflict: {exc}.")
         except VersionConflict as exc:

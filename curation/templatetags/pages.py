@@ -4,9 +4,17 @@ from urllib.parse import urlencode
 from django import template
 from django.urls import reverse
 
+from curation.roles import text_paths_hidden
 from curation.web.selectors import job_duration
 
 register = template.Library()
+
+
+@register.filter
+def paths_for(text, curator):
+    """A job's message or error as the viewer may see it: whole for a curator, server paths hidden for a reviewer
+    (curation.roles)."""
+    return text if curator else text_paths_hidden(text)
 
 
 @register.filter

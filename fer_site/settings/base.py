@@ -138,6 +138,15 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# Where a person sets a password (the password forms, the admin, createsuperuser, changepassword): Django's
+# validators, at least 10 characters. set_password() in code (the demo's users, the tests') is not validated.
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -271,7 +280,17 @@ IMPORT_MAX_FILE_BYTES = env_int("FER_IMPORT_MAX_FILE_BYTES", 50 * 1024 * 1024)
 # How long a reviewer holds an image they opened; the browser queue renews it while the page is open.
 REVIEW_LEASE_SECONDS = env_int("FER_REVIEW_LEASE_SECONDS", 300)
 
+# Reverse proxies in front of the web server (FER_TRUSTED_PROXIES): how many addresses of X-Forwarded-For, from the
+# right, were written by proxies this site trusts. 0 (the default, gunicorn reached directly): forwarded headers are
+# ignored, the client is the TCP peer. curation.addresses.client_address reads it for every per-address limit;
+# DRF's NUM_PROXIES and, in production, SECURE_PROXY_SSL_HEADER follow it.
+TRUSTED_PROXIES = env_int("FER_TRUSTED_PROXIES", 0)
+if TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured(f"FER_TRUSTED_PROXIES={os.environ['FER_TRUSTED_PROXIES']!r} must be 0 (no proxy in "
+                               f"front of the web server) or the number of reverse proxies in front of it")
+
 REST_FRAMEWORK = {
+    "NUM_PROXIES": TRUSTED_PROXIES,
     # Token first: an anonymous request then gets 401 with a WWW-Authenticate header, not a bare 403. Tokens are
     # django-rest-knox's (a digest and an expiry in the database), sent as DRF's were: `Authorization: Token <token>`.
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -290,11 +309,13 @@ REST_FRAMEWORK = {
 }
 
 # API tokens live this long from when they are issued (the token endpoint, drf_create_token); then they are refused
-# with 401 "Token expired". Never forever: a leaked token stops working on its own.
+# with 401 "Token expired". Never forever: a leaked token stops working on its own. An hour to a year, here and for
+# `drf_create_token --ttl-hours` (curation/tokens.py).
+TOKEN_TTL_HOURS_MIN, TOKEN_TTL_HOURS_MAX = 1, 365 * 24
 TOKEN_TTL_HOURS = env_int("FER_TOKEN_TTL_HOURS", 7 * 24)
-if TOKEN_TTL_HOURS <= 0:
-    raise ImproperlyConfigured(f"FER_TOKEN_TTL_HOURS={TOKEN_TTL_HOURS} must be a positive number of hours: API "
-                               f"tokens always expire")
+if not TOKEN_TTL_HOURS_MIN <= TOKEN_TTL_HOURS <= TOKEN_TTL_HOURS_MAX:
+    raise ImproperlyConfigured(f"FER_TOKEN_TTL_HOURS={TOKEN_TTL_HOURS} must be between {TOKEN_TTL_HOURS_MIN} and "
+                               f"{TOKEN_TTL_HOURS_MAX} hours (1 year): API tokens always expire")
 REST_KNOX = {"TOKEN_TTL": timedelta(hours=TOKEN_TTL_HOURS), "AUTH_HEADER_PREFIX": "Token", "AUTO_REFRESH": False}
 
 SPECTACULAR_SETTINGS = {

@@ -200,3 +200,22 @@ def test_restore_refuses_a_folder_that_is_no_backup(transactional_db, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CommandError, match="has no manifest.json: not a backup, or one that did not finish"):
         call_command("restore", str(tmp_path / "empty"))
+
+
+def test_restore_drops_tokens_and_sessions_and_says_so(transactional_db, fresh_database, tmp_path, settings):
+    """A token or session revoked after the backup must not come back with it: restore drops them all."""
+    from django.test import Client
+
+    from curation.tokens import issue_token
+
+    user = UserFactory(username="rita")
+    issue_token(user)
+    Client().force_login(user)
+    call_command("backup", str(tmp_path / "backup"))
+    url = fresh_database()
+    done = restore(tmp_path / "backup", url, tmp_path, settings.MEDIA_ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "signed everyone out: 1 API token and 1 session dropped" in done.stdout
+    assert query(url, "SELECT count(*) FROM knox_authtoken") == [(0,)]
+    assert query(url, "SELECT count(*) FROM django_session") == [(0,)]
+    assert query(url, "SELECT username FROM auth_user") == [("rita",)]

@@ -9,7 +9,7 @@ from django.db import connection
 
 from curation.models import Image, LabelChange, ReviewVote
 from curation.review.selectors import review_queue
-from curation.review.services import image_claim_next, image_decide
+from curation.review.services import LeaseHeld, image_claim_next, image_decide
 from curation.services import VersionConflict
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 
@@ -42,17 +42,18 @@ def _run_threads(users, work, timeout=120):
 @pytest.mark.django_db(transaction=True)
 def test_twenty_reviewers_mixed_decisions_and_stale_writes_no_double_claim_no_lost_update():
     """Each reviewer claims and decides (confirm, relabel, exclude) until the queue is empty; between claims it
-    also fires a decision at a random image with version 1 (a grid page opened at the start), which races the
-    lease holder where the image is still undecided and is a conflict where it is not.
+    also fires a decision at a random image with version 1 (a grid page opened at the start), which is refused
+    while another reviewer holds the image's lease and is a conflict where the image was decided already.
     Afterwards: no image was ever held by two reviewers at once, every decision was either applied or refused
-    with a conflict, the audit rows are exactly the applied decisions, and each image's version counts them."""
+    (a conflict, or a lease held), a lease holder's own decision was never refused, the audit rows are exactly the
+    applied decisions, and each image's version counts them."""
     ds = DatasetFactory(name="race")
     images = [ImageFactory(dataset=ds, suspicion=random.Random(i).random() if i % 4 else None) for i in range(200)]
     pks = [i.pk for i in images]
     users = [UserFactory(username=f"r{i}") for i in range(REVIEWERS)]
     held, lock = {}, threading.Lock()
     used = {pk: [] for pk in pks}  # the versions the applied decisions on each image were made on
-    double_claims, applied, conflicts = [], [], []
+    double_claims, applied, conflicts, lease_refusals, holder_refused = [], [], [], [], []
 
     def review(user, index):
         rng = random.Random(index)
@@ -63,18 +64,25 @@ def test_twenty_reviewers_mixed_decisions_and_stale_writes_no_double_claim_no_lo
                 held[image.pk] = user.pk
             action = rng.choice(["confirm", "relabel", "exclude"])
             label = rng.randrange(8) if action == "relabel" else None
-            _decide(user, image.pk, action, image.version, label)
+            _decide(user, image.pk, action, image.version, label, holder=True)
             with lock:  # decided (by this reviewer or, in a lost race, a stale writer): never claimable again
                 held.pop(image.pk, None)
             if rng.random() < 0.3:  # a write racing the queue: from a grid page opened at the start (version 1)
                 _decide(user, rng.choice(pks), "relabel", 1, rng.randrange(8))
 
-    def _decide(user, pk, action, version, label):
+    def _decide(user, pk, action, version, label, holder=False):
         try:
             change = image_decide(user=user, image_id=pk, action=action, version=version, label=label).change
+        except LeaseHeld:
+            with lock:
+                lease_refusals.append(pk)
+                if holder:
+                    holder_refused.append(pk)
         except VersionConflict:
             with lock:
                 conflicts.append(pk)
+                if holder:
+                    holder_refused.append(pk)
         else:
             with lock:
                 applied.append((pk, change.pk))
@@ -83,7 +91,8 @@ def test_twenty_reviewers_mixed_decisions_and_stale_writes_no_double_claim_no_lo
     errors = _run_threads(users, review)
     assert not errors, errors
     assert not double_claims, double_claims
-    assert len(applied) >= len(images) and conflicts  # the races happened
+    assert not holder_refused, holder_refused  # the lease holds: nobody decided an image under another's lease
+    assert len(applied) >= len(images) and conflicts and lease_refusals  # the races happened
     assert LabelChange.objects.filter(image__dataset=ds).count() == len(applied)
     assert sorted(LabelChange.objects.filter(image__dataset=ds).values_list("pk", flat=True)) == \
         sorted(pk for _, pk in applied)

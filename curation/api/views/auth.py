@@ -1,5 +1,6 @@
 """API tokens: log in for one, log out (revoke the token in use), log out everywhere (revoke all of one's tokens).
 Tokens are django-rest-knox's, stored hashed with an expiry (curation/tokens.py)."""
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -31,6 +32,13 @@ class TokenLoginApi(APIView):
         serializer.is_valid(raise_exception=True)
         row, token = issue_token(serializer.validated_data["user"])
         return Response({"token": token, "expiry": row.expiry})
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """A token is shown once: no cache (a browser's, a proxy's) may keep the answer."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        add_never_cache_headers(response)
+        response["Pragma"] = "no-cache"
+        return response
 
 
 class TokenLogoutApi(APIView):

@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 from curation.api.throttles import ExportThrottle
 from curation.export import csv_chunks
 from curation.models import Dataset, Image
+from curation.roles import shown_to
 from curation.selectors import (
     dataset_counts,
     dataset_export_rows,
@@ -47,6 +48,13 @@ class DatasetCountsOutput(serializers.Serializer):
 class DatasetDetailOutput(serializers.ModelSerializer):
     counts = DatasetCountsOutput()
 
+    def to_representation(self, dataset):
+        """`source`, the folder it was imported from, is a server path: "<server path>" for reviewers."""
+        data = super().to_representation(dataset)
+        user = getattr(self.context.get("request"), "user", None)
+        data["source"] = shown_to(user, {"source": data["source"]})["source"]
+        return data
+
     class Meta:
         model = Dataset
         fields = ["name", "format", "source", "split_seed", "test_fraction", "val_fraction", "created_at", "counts"]
@@ -58,7 +66,7 @@ class DatasetDetailApi(APIView):
     def get(self, request, name):
         dataset = dataset_get(name=name)
         dataset.counts = dataset_counts(dataset=dataset)
-        return Response(DatasetDetailOutput(dataset).data)
+        return Response(DatasetDetailOutput(dataset, context={"request": request}).data)
 
 
 class CSVRenderer(renderers.BaseRenderer):

@@ -111,6 +111,9 @@ class ImageDecisionInput(serializers.Serializer):
                                        help_text="The image version the decision was made on; required except "
                                                  "for skip. A stale one gets 409.")
     seconds_spent = serializers.FloatField(required=False, min_value=0, max_value=86400)
+    override_lease = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Curators only: decide even though another reviewer holds the image's lease (without it, 409).")
 
     def validate(self, data):
         if data["action"] == "relabel" and "label" not in data:

@@ -41,7 +41,7 @@ class JobsApi(APIView):
         filters.is_valid(raise_exception=True)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(jobs_list(**filters.validated_data), request, view=self)
-        return paginator.get_paginated_response(JobOutput(page, many=True).data)
+        return paginator.get_paginated_response(JobOutput(page, many=True, context={"request": request}).data)
 
     @extend_schema(operation_id="jobs_create", request=JobCreateInput, responses={201: JobOutput})
     def post(self, request):
@@ -52,13 +52,13 @@ class JobsApi(APIView):
                               user=request.user)
         except (ValueError, TypeError) as exc:  # JobParamsError, or a validator that met a value of a wrong type
             raise exceptions.ValidationError({"params": [str(exc)]}, code="invalid_params") from None
-        return Response(JobOutput(job).data, status=status.HTTP_201_CREATED)
+        return Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
 class JobDetailApi(APIView):
     @extend_schema(responses=JobOutput)
     def get(self, request, job_id):
-        return Response(JobOutput(job_get(job_id=job_id)).data)
+        return Response(JobOutput(job_get(job_id=job_id), context={"request": request}).data)
 
 
 class JobCancelApi(APIView):
@@ -69,4 +69,4 @@ class JobCancelApi(APIView):
     @extend_schema(request=None, responses=JobOutput)
     def post(self, request, job_id):
         job_get(job_id=job_id)  # 404 for an unknown id
-        return Response(JobOutput(job_cancel(job_id=job_id)).data)
+        return Response(JobOutput(job_cancel(job_id=job_id), context={"request": request}).data)

@@ -1,6 +1,7 @@
 """Issue an API token for a user, for scripts: the name and output of DRF's command, which this replaces (DRF's
 authtoken app is no longer installed), so that what scripts already run keeps working. The token is a new
 django-rest-knox token each time, stored as a digest with an expiry: its string is printed here, once."""
+from argparse import ArgumentTypeError
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -8,7 +9,20 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from curation.management.migrated import DatabaseCommand
-from curation.tokens import issue_token, revoke_tokens
+from curation.tokens import issue_token, revoke_tokens, ttl_hours_refusal
+
+
+def ttl_hours(text):
+    """--ttl-hours: a whole number of hours within a token's bounds, refused while the arguments are read (before
+    the database is touched, so nothing is issued)."""
+    try:
+        hours = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"{text!r} is not a whole number of hours") from None
+    refusal = ttl_hours_refusal(hours)
+    if refusal:
+        raise ArgumentTypeError(refusal)
+    return hours
 
 
 class Command(DatabaseCommand):
@@ -20,12 +34,10 @@ class Command(DatabaseCommand):
         parser.add_argument("username")
         parser.add_argument("-r", "--reset", action="store_true", dest="reset_token",
                             help="revoke the user's other tokens first")
-        parser.add_argument("--ttl-hours", type=int, metavar="H",
-                            help="hours until it expires (default: FER_TOKEN_TTL_HOURS)")
+        parser.add_argument("--ttl-hours", type=ttl_hours, metavar="H",
+                            help="hours until it expires, 1 to 8760 (a year; default: FER_TOKEN_TTL_HOURS)")
 
     def handle(self, *args, username, reset_token, ttl_hours, **options):
-        if ttl_hours is not None and ttl_hours <= 0:
-            raise CommandError(f"--ttl-hours {ttl_hours}: must be a positive number of hours (tokens always expire)")
         User = get_user_model()
         try:
             user = User._default_manager.get_by_natural_key(username)

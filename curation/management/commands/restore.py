@@ -7,6 +7,7 @@ from curation.backup import (
     BackupError,
     media_check,
     restore_database,
+    restore_sign_out,
     restored_counts,
 )
 from curation.management.commands.verify_labels import report_write
@@ -33,6 +34,10 @@ class Command(BaseCommand):
         if counts != expected:
             raise CommandError(f"the restored database holds {counts}, the backup's manifest says {expected}")
         self.stdout.write(f"{counts['images']} images and {counts['label_changes']} label changes restored")
+        tokens, sessions = restore_sign_out()
+        self.stdout.write(f"signed everyone out: {tokens} API token{'s' if tokens != 1 else ''} and {sessions} "
+                          f"session{'s' if sessions != 1 else ''} dropped (a backup holds those valid when it was "
+                          f"taken, revoked ones too): sign in again, and issue scripts new tokens")
 
         failures = []
         problems = media_check(directory)
