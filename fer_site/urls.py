@@ -19,3 +19,7 @@ urlpatterns = [
 ]
 if settings.DEBUG:
     urlpatterns.append(path("media/<path:path>", serve, {"document_root": settings.MEDIA_ROOT}))
+
+# Under /api/ errors are JSON, whatever raised them (curation/api/errors.py); elsewhere Django's pages.
+handler404 = "curation.api.errors.page_not_found"
+handler500 = "curation.api.errors.server_error"
