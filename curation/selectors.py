@@ -1,4 +1,6 @@
 """Reads for pages and the API."""
+import unicodedata
+
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch, Q
 
@@ -21,9 +23,17 @@ class DatasetNotFound(Dataset.DoesNotExist):
     """No dataset has the name asked for; the message names it. A Dataset.DoesNotExist, so the API answers 404."""
 
 
+def name_has_control_characters(name):
+    """Whether a name a user sent holds a control character (NUL, newline, DEL, C1...). No dataset name has one,
+    and PostgreSQL refuses NUL in text outright: such a name is "not found" before any query is made."""
+    return any(unicodedata.category(c) == "Cc" for c in str(name))
+
+
 def dataset_get(*, name):
     """The dataset named `name`: every lookup of a dataset by name (pages, API, commands, jobs) comes through here.
-    Raises DatasetNotFound."""
+    Raises DatasetNotFound (also for a name with control characters, which no dataset has)."""
+    if name_has_control_characters(name):
+        raise DatasetNotFound(f"dataset {name!r} does not exist: dataset names have no control characters")
     try:
         return Dataset.objects.get(name=name)
     except Dataset.DoesNotExist:

@@ -19,3 +19,6 @@ urlpatterns = [
     path("media/<path:path>", serve_media, name="media"),
     path("", include("curation.web.urls")),
 ]
+# Under /api/ errors are JSON, whatever raised them (curation/api/errors.py); elsewhere Django's pages.
+handler404 = "curation.api.errors.page_not_found"
+handler500 = "curation.api.errors.server_error"

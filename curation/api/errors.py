@@ -1,8 +1,11 @@
 """Every API error as JSON: {"detail": a sentence a person can act on, "code": a stable word}, plus "errors"
 (field -> messages) for bad input. Domain exceptions from the services map to their HTTP status here, so that
-views stay a few lines."""
+views stay a few lines. What no handler foresaw (an exception outside DRF's handling, or one raised while a response
+renders) reaches Django's handler500, which fer_site/urls.py points at server_error below: under /api/ that is a
+JSON 500 too, never Django's HTML page."""
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -10,6 +13,28 @@ from rest_framework.views import exception_handler
 from curation.jobs.errors import JobParamsError
 from curation.review.services import ClaimLost, LeaseHeld, NothingToUndo
 from curation.services import UndoConflict, VersionConflict
+
+API_PREFIX = "/api/"
+
+
+def _is_api(request):
+    return request.path_info.startswith(API_PREFIX)
+
+
+def server_error(request, *args, **kwargs):
+    """handler500: a JSON body under /api/ (Django has logged the traceback already; the body names nothing of it),
+    Django's own page elsewhere."""
+    if _is_api(request):
+        return JsonResponse({"detail": "The server could not answer this request; the error has been logged.",
+                             "code": "server_error"}, status=500)
+    return defaults.server_error(request)
+
+
+def page_not_found(request, exception, *args, **kwargs):
+    """handler404: a JSON body under /api/ (an Http404 raised outside DRF's views), Django's page elsewhere."""
+    if _is_api(request):
+        return JsonResponse({"detail": f"Nothing at {request.path}.", "code": "not_found"}, status=404)
+    return defaults.page_not_found(request, exception)
 
 
 class Conflict(exceptions.APIException):

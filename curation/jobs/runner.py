@@ -16,7 +16,7 @@ import time
 import traceback
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -26,10 +26,11 @@ from curation.jobs.registry import get_kind
 from curation.jobs.services import (
     job_children_cancel,
     job_enqueue,
+    job_outputs_end,
     job_retry,
     jobs_reap,
 )
-from curation.models import Job
+from curation.models import Job, TrainingStatus
 from training.malloc import fix_mmap_threshold
 
 log = logging.getLogger(__name__)
@@ -202,16 +203,27 @@ def job_claim(*, job_id, worker):
         error="",
     )
     if not claimed:
-        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=True).update(
-            status=Job.Status.CANCELLED, message="cancelled before it started", finished_at=now
-        )
+        with transaction.atomic():
+            if Job.objects.filter(pk=job_id, status=Job.Status.QUEUED, cancel_requested=True).update(
+                status=Job.Status.CANCELLED, message="cancelled before it started", finished_at=now
+            ):
+                job_outputs_end(job_ids=[job_id], status=TrainingStatus.CANCELLED)
         return None
     return Job.objects.get(pk=job_id)
 
 
+# A failed or cancelled job's run or generator ends so too, in the transaction that records the outcome.
+_OUTPUT_STATUS = {Job.Status.FAILED: TrainingStatus.FAILED, Job.Status.CANCELLED: TrainingStatus.CANCELLED}
+
+
 def _finish(job, **fields):
     fields["finished_at"] = timezone.now()
-    done = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts).update(**fields)
+    with transaction.atomic():
+        done = Job.objects.filter(pk=job.pk, status=Job.Status.RUNNING, attempts=job.attempts).update(**fields)
+        if done and fields["status"] in _OUTPUT_STATUS:
+            failed = fields["status"] == Job.Status.FAILED
+            job_outputs_end(job_ids=[job.pk], status=_OUTPUT_STATUS[fields["status"]],
+                            error=fields["message"].removeprefix("failed: ") if failed else "")
     if not done:
         log.warning("job %s attempt %s finished but no longer owned the job; outcome dropped", job.pk, job.attempts)
     return bool(done)

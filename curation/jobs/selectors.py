@@ -4,7 +4,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from curation.models import Job, WorkerHeartbeat
+from curation.models import GanModel, Job, Run, TrainingStatus, WorkerHeartbeat
 
 
 class JobNotFound(Job.DoesNotExist):
@@ -47,3 +47,29 @@ def workers_alive(*, queue=None):
     if queue:
         workers = [w for w in workers if queue in w.queues.split(",")]
     return workers
+
+
+# The status a job's run or generator has while the job has each status (curation.jobs.services.JOB_OUTPUTS).
+OUTPUT_STATUS_OF_JOB = {
+    Job.Status.QUEUED: TrainingStatus.RUNNING,  # re-queued after its worker died: the next attempt resumes it
+    Job.Status.RUNNING: TrainingStatus.RUNNING,
+    Job.Status.SUCCEEDED: TrainingStatus.SUCCEEDED,
+    Job.Status.FAILED: TrainingStatus.FAILED,
+    Job.Status.CANCELLED: TrainingStatus.CANCELLED,
+}
+
+
+def job_outputs_disagreeing():
+    """Runs and generators whose status disagrees with their job's (OUTPUT_STATUS_OF_JOB), and running ones that
+    have no job (it was deleted): nothing will ever end them. Returns (rows checked, [one sentence per row])."""
+    checked, found = 0, []
+    for noun, model in (("run", Run), ("generator", GanModel)):
+        for row in model.objects.select_related("job").only("pk", "status", "job__kind", "job__status").order_by("pk"):
+            checked += 1
+            job = row.job
+            if job is None:
+                if row.status == TrainingStatus.RUNNING:
+                    found.append(f"{noun} {row.pk}: running, but it has no job")
+            elif row.status != OUTPUT_STATUS_OF_JOB.get(job.status):
+                found.append(f"{noun} {row.pk}: {row.status}, but its job {job.pk} ({job.kind}) {job.status}")
+    return checked, found

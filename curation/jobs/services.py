@@ -1,4 +1,5 @@
-"""Writes to the Job table: enqueue, cancel, and the reaper."""
+"""Writes to the Job table: enqueue, cancel, and the reaper; and to the rows a job trains (its classifier run or
+CycleGAN), which end with the job when it fails or is cancelled, in the same transaction."""
 import logging
 from datetime import timedelta
 
@@ -10,13 +11,33 @@ from django.utils import timezone
 
 from curation.jobs.errors import JobParamsError
 from curation.jobs.registry import get_kind
-from curation.models import Job, WorkerHeartbeat
+from curation.models import GanModel, Job, Run, TrainingStatus, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
 # The Celery task that runs a job (curation.tasks.run_job). Sent by name, so that enqueueing does not import the
 # task module, which imports the runner, which enqueues: the jobs layer stays free of import cycles.
 RUN_JOB_TASK = "curation.run_job"
+
+
+# The rows a job trains, whose status follows the job's: a classifier run (train_classifier) and a CycleGAN
+# (train_cyclegan). While the job is queued or running they are "running" (a job re-queued after its worker died
+# resumes the same row); when it fails or is cancelled, they end so too.
+JOB_OUTPUTS = (("run", Run), ("generator", GanModel))
+
+
+def job_outputs_end(*, job_ids, status, error=""):
+    """End the runs and generators of these jobs that are still running as `status` (failed or cancelled), with
+    `error` where it is failed and they recorded none. Call it in the transaction that ends the jobs, so that no
+    reader ever sees a finished job with a running run. Returns how many rows it ended."""
+    assert status in (TrainingStatus.FAILED, TrainingStatus.CANCELLED), status
+    now, ended = timezone.now(), 0
+    for _, model in JOB_OUTPUTS:
+        rows = model.objects.filter(job_id__in=list(job_ids), status=TrainingStatus.RUNNING)
+        if error:
+            ended += rows.filter(error="").update(status=status, finished_at=now, error=error[:2000])
+        ended += rows.update(status=status, finished_at=now)
+    return ended
 
 
 def _send(job_id, queue):
@@ -72,15 +93,21 @@ def job_children_cancel(*, job_id):
 
 
 def _cancel(jobs):
+    """In the caller's transaction: a queued job (a new one, or one re-queued after its worker died, whose run
+    waits to be resumed) is cancelled at once, and its run or generator with it; a running one is asked to stop
+    (its handler ends its run when it does)."""
     now = timezone.now()
-    jobs.filter(status=Job.Status.QUEUED).update(
+    queued = list(jobs.select_for_update().filter(status=Job.Status.QUEUED).values_list("pk", flat=True))
+    Job.objects.filter(pk__in=queued, status=Job.Status.QUEUED).update(
         cancel_requested=True, status=Job.Status.CANCELLED, message="cancelled before it started", finished_at=now,
     )
+    job_outputs_end(job_ids=queued, status=TrainingStatus.CANCELLED)
     jobs.filter(status=Job.Status.RUNNING).update(cancel_requested=True, message="cancelling")
 
 
 def job_retry(*, job_id):
-    """Queue a failed job for another attempt if it has attempts left. Returns whether it was queued again.
+    """Queue a failed job for another attempt if it has attempts left. Returns whether it was queued again. The
+    attempt resumes the job's run or generator (its state names it), which is running again from here.
 
     Conditional on (failed, attempts left), so of several processes retrying the same job one sends it."""
     now = timezone.now()
@@ -89,6 +116,9 @@ def job_retry(*, job_id):
             pk=job_id, status=Job.Status.FAILED, cancel_requested=False, attempts__lt=F("max_attempts")
         ).update(status=Job.Status.QUEUED, queued_at=now, finished_at=None, message="re-queued after a failure")
         if retried:
+            for _, model in JOB_OUTPUTS:
+                model.objects.filter(job_id=job_id, status=TrainingStatus.FAILED).update(
+                    status=TrainingStatus.RUNNING, finished_at=None, error="")
             queue = Job.objects.values_list("queue", flat=True).get(pk=job_id)
             transaction.on_commit(lambda: _send(job_id, queue))
     return bool(retried)
@@ -110,15 +140,16 @@ def jobs_reap(*, now=None):
         )
         silence = f"worker {job.worker or '?'} stopped responding during attempt {job.attempts}"
         if job.cancel_requested:
-            mine.update(status=Job.Status.CANCELLED, message=f"cancelled ({silence})", finished_at=now)
+            with transaction.atomic():
+                if mine.update(status=Job.Status.CANCELLED, message=f"cancelled ({silence})", finished_at=now):
+                    job_outputs_end(job_ids=[job.pk], status=TrainingStatus.CANCELLED)
         elif job.attempts >= job.max_attempts:
-            if mine.update(
-                status=Job.Status.FAILED,
-                message=f"gave up after {job.attempts} attempts",
-                error=f"{silence}; gave up after {job.attempts} of {job.max_attempts} attempts",
-                finished_at=now,
-            ):
-                failed.append(job.pk)
+            error = f"{silence}; gave up after {job.attempts} of {job.max_attempts} attempts"
+            with transaction.atomic():
+                if mine.update(status=Job.Status.FAILED, message=f"gave up after {job.attempts} attempts",
+                               error=error, finished_at=now):
+                    job_outputs_end(job_ids=[job.pk], status=TrainingStatus.FAILED, error=error)
+                    failed.append(job.pk)
         else:
             with transaction.atomic():
                 if mine.update(status=Job.Status.QUEUED, queued_at=now, message=f"re-queued: {silence}"):

@@ -3,16 +3,46 @@ from django import forms
 
 from curation.models import Dataset, Image, Run
 from curation.review.services import ACTIONS, SKIP
-from curation.selectors import STATUS_ANY
+from curation.selectors import STATUS_ANY, name_has_control_characters
 from training.labels import CLASSES, NUM_CLASSES
 
 _FLAGGED = {"yes": True, "no": False}
 # Longest time a card may count as having been looked at (a card left open over lunch is not a slow decision).
 MAX_SECONDS_SPENT = 3600
+# The grid's last page number: beyond it an offset would overflow the database's integers (and no dataset has
+# that many pages of thumbnails). Image ids and versions fit the columns that hold them.
+MAX_PAGE = 1_000_000
+MAX_ID = 2 ** 63 - 1
+MAX_VERSION = 2 ** 31 - 1
+
+
+def page_number(value):
+    """A page parameter as the user sent it (any text) -> a page from 1 to MAX_PAGE; anything else is page 1."""
+    value = str(value or "").strip()
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is true, and int("²") raises
+        return 1
+    return min(max(int(value), 1), MAX_PAGE) if len(value) <= 12 else MAX_PAGE
+
+
+def _ascii_number(value, maximum):
+    """"123" -> 123; None for anything but ASCII digits, or above maximum."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) > maximum:
+        return None
+    return int(value)
+
+
+class DatasetChoiceField(forms.ModelChoiceField):
+    """A dataset by name; a name with control characters is an invalid choice before any query is made
+    (PostgreSQL refuses NUL in text, and no dataset name has a control character)."""
+
+    def to_python(self, value):
+        if value not in self.empty_values and name_has_control_characters(value):
+            raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
+        return super().to_python(value)
 
 
 class ReviewFilterForm(forms.Form):
-    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"), to_field_name="name", required=False,
+    dataset = DatasetChoiceField(queryset=Dataset.objects.order_by("name"), to_field_name="name", required=False,
                                      empty_label=None)
     split = forms.ChoiceField(choices=[("", "any split"), *Image.Split.choices], required=False)
     label = forms.TypedChoiceField(choices=[("", "any label"), *enumerate(CLASSES)], coerce=int, empty_value=None,
@@ -78,8 +108,8 @@ DECISION_WORDS = {"confirm": "confirmed", "exclude": "excluded", "skip": "skippe
 
 
 class DecisionForm(forms.Form):
-    image_id = forms.IntegerField()
-    version = forms.IntegerField(required=False)
+    image_id = forms.IntegerField(min_value=1, max_value=MAX_ID)
+    version = forms.IntegerField(required=False, min_value=1, max_value=MAX_VERSION)
     # "confirm", "exclude", "skip" or "relabel:<code>": one submit button per decision.
     decision = forms.CharField()
     shown_at = forms.FloatField(required=False, help_text="Server time (epoch seconds) the card was rendered.")
@@ -103,7 +133,7 @@ def _parse_decision(value):
     if action not in ACTIONS:
         raise forms.ValidationError(f"unknown decision {value!r}")
     if action == "relabel":
-        if not label.isdigit() or not 0 <= int(label) < NUM_CLASSES:
+        if not (label.isascii() and label.isdigit()) or not 0 <= int(label) < NUM_CLASSES:
             raise forms.ValidationError(f"relabel needs a class 0-{NUM_CLASSES - 1}")
         return action, int(label)
     return action, None
@@ -113,7 +143,7 @@ class GridDecisionForm(forms.Form):
     """One action on the grid's selection: each picked tile sends "<image id>:<version shown>"."""
 
     decision = forms.CharField()
-    page = forms.IntegerField(min_value=1, required=False)
+    page = forms.IntegerField(min_value=1, max_value=MAX_PAGE, required=False)
     shown_at = forms.FloatField(required=False)
     # Curators only (the grid offers the checkbox to them): decide images another reviewer holds a lease on.
     override_lease = forms.BooleanField(required=False)
@@ -133,9 +163,10 @@ class GridDecisionForm(forms.Form):
         items = []
         for pick in self.picks:
             image_id, _, version = str(pick).partition(":")
-            if not (image_id.isdigit() and version.isdigit()):
+            image_id, version = _ascii_number(image_id, MAX_ID), _ascii_number(version, MAX_VERSION)
+            if image_id is None or version is None:
                 raise forms.ValidationError(f"a selected image is '<id>:<version>', not {pick!r}")
-            items.append((int(image_id), int(version)))
+            items.append((image_id, version))
         if not items:
             raise forms.ValidationError("select at least one image first")
         data["items"] = items

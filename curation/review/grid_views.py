@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from curation.forms import form_error_text
 from curation.models import Dataset, Image
-from curation.review.forms import DECISION_WORDS, GridDecisionForm, ReviewFilterForm
+from curation.review.forms import DECISION_WORDS, GridDecisionForm, ReviewFilterForm, page_number
 from curation.review.selectors import review_grid_page
 from curation.review.services import images_claim_shown, images_decide_bulk
 from curation.review.views import CLASS_KEYS
@@ -53,8 +53,7 @@ def review_grid_decide(request):
 
 
 def _page(data):
-    value = data.get("page", "1")
-    return int(value) if value.isdigit() and int(value) > 0 else 1
+    return page_number(data.get("page"))
 
 
 def _report(request, result, action, label):

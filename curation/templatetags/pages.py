@@ -52,7 +52,9 @@ def delta_class(value):
 
 @register.filter
 def percent(value, digits=1):
-    if value is None:
+    """A share as "61.8 %"; a dash for None and for anything not a number (a missing key of a run's metrics
+    reaches a template as "", which would otherwise be multiplied as text)."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return "–"
     return f"{100 * value:.{int(digits)}f} %"
 

@@ -64,10 +64,13 @@ def job_for_row(*, job_id):
 
 
 def dataset_runs(*, dataset):
-    """The dataset's runs, newest first, each with `previous_id`: the run before it (None for the first)."""
+    """The dataset's runs, newest first, each with `previous_id`: the run before it (None for the first), and
+    `accuracy` and `macro_f1` from its test metrics (None while it trains, or where a run recorded only some)."""
     runs = list(Run.objects.filter(dataset=dataset).select_related("created_by").order_by("-id"))
     for run, older in zip(runs, [*runs[1:], None]):
         run.previous_id = older.pk if older else None
+        metrics = run.test_metrics or {}
+        run.accuracy, run.macro_f1 = metrics.get("accuracy"), metrics.get("macro_f1")
     return runs
 
 
@@ -84,8 +87,8 @@ def parse_run_ids(values):
             part = part.strip()
             if not part:
                 continue
-            if not part.isdigit():
-                raise CompareError(f"run ids are whole numbers; got {part!r}")
+            if not (part.isascii() and part.isdigit()) or len(part) > 18:  # 18 digits fit a bigint
+                raise CompareError(f"run ids are whole numbers; got {part[:30]!r}")
             if int(part) not in ids:
                 ids.append(int(part))
     if len(ids) < 2:

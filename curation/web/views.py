@@ -3,6 +3,7 @@
 Views parse, call one selector or service, and render. Reviewers see every page; only curators see and use the
 forms that start or cancel jobs or change which generators scoring uses (a POST from anyone else is a 403)."""
 import json
+import math
 from functools import wraps
 
 from django.contrib import messages
@@ -152,6 +153,8 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
     try:
         precision = float(request.GET.get("precision") or 0.9)
     except ValueError:
+        precision = 0.9
+    if math.isnan(precision):  # "nan" would pass both bounds below ("inf" and "1e999" become 1.0 there)
         precision = 0.9
     precision = min(max(precision, 0.01), 1.0)
     agreement = dataset_agreement(dataset)

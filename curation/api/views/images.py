@@ -3,7 +3,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from curation.api.fields import LabelField
+from curation.api.fields import MAX_INT32, DatasetNameField, FiniteFloatField, LabelField
 from curation.api.pagination import ByIdCursor
 from curation.api.serializers import ImageOutput, LabelChangeOutput
 from curation.jobs.rounds import rescore_maybe_enqueue
@@ -24,8 +24,8 @@ class ImageFilterFields(serializers.Serializer):
                                      help_text="ssim: flagged by the SSIM rule; classifier: cleanlab label issue; "
                                                "both; either; datalab_label: the embedding's neighbours carry "
                                                "another label; datalab_outlier; datalab_duplicate.")
-    min_suspicion = serializers.FloatField(required=False)
-    max_suspicion = serializers.FloatField(required=False)
+    min_suspicion = FiniteFloatField(required=False)
+    max_suspicion = FiniteFloatField(required=False)
     run = serializers.PrimaryKeyRelatedField(queryset=Run.objects.all(), required=False,
                                              help_text="A classifier run: only its test images (see predicted).")
     predicted = LabelField(required=False, help_text="With run: what the run predicted.")
@@ -40,7 +40,7 @@ class ImageFilterFields(serializers.Serializer):
 
 
 class ImageListInput(ImageFilterFields):
-    dataset = serializers.CharField(required=False, help_text="Dataset name.")
+    dataset = DatasetNameField(required=False, help_text="Dataset name.")
     original_label = LabelField(required=False)
     status = serializers.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any")], required=False)
 
@@ -107,10 +107,10 @@ class ImageDetailApi(APIView):
 class ImageDecisionInput(serializers.Serializer):
     action = serializers.ChoiceField(choices=list(ACTIONS))
     label = LabelField(required=False, help_text="The new label; required for relabel.")
-    version = serializers.IntegerField(required=False, min_value=1,
+    version = serializers.IntegerField(required=False, min_value=1, max_value=MAX_INT32,
                                        help_text="The image version the decision was made on; required except "
                                                  "for skip. A stale one gets 409.")
-    seconds_spent = serializers.FloatField(required=False, min_value=0, max_value=86400)
+    seconds_spent = FiniteFloatField(required=False, min_value=0, max_value=86400)
     override_lease = serializers.BooleanField(
         required=False, default=False,
         help_text="Curators only: decide even though another reviewer holds the image's lease (without it, 409).")

@@ -3,6 +3,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from curation.api.fields import DatasetNameField
 from curation.api.serializers import ClaimedImageOutput, ImageOutput
 from curation.api.views.images import ImageFilterFields
 from curation.models import Image
@@ -11,7 +12,7 @@ from curation.selectors import STATUS_ANY, dataset_get, image_get
 
 
 class ReviewNextInput(ImageFilterFields):
-    dataset = serializers.CharField(help_text="Dataset name.")
+    dataset = DatasetNameField(help_text="Dataset name.")
     status = serializers.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any")], required=False,
                                      help_text="Default unreviewed; another status (or any) is a second pass over "
                                                "decided images (never your own decisions).")

@@ -3,13 +3,14 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from curation.api.fields import DatasetNameField
 from curation.api.pagination import NewestFirstCursor
 from curation.api.serializers import RunOutput, RunSummaryOutput
 from curation.selectors import run_get, runs_list
 
 
 class RunListInput(serializers.Serializer):
-    dataset = serializers.CharField(required=False, help_text="Dataset name.")
+    dataset = DatasetNameField(required=False, help_text="Dataset name.")
 
 
 class RunListApi(APIView):
