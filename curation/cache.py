@@ -1,14 +1,15 @@
 """The shared cache when it is Redis: Django's RedisCache that falls back to the database cache while Redis does not
-answer, so that a Redis outage slows nothing down to an error.
+answer, so that a Redis outage turns no request into an error.
 
 The default cache holds the log-in and export limits' counts (curation/api/throttles.py) and the run comparison's
 cached diffs. With plain RedisCache an outage raised redis' ConnectionError out of every log-in and export (500).
-Here a connection error or timeout sends that call, and every call of the next RETRY_AFTER_SECONDS in this process,
-to the cache named by FALLBACK (the settings make it the database cache, the table `fer_cache` that `migrate`
-creates): the limits keep counting, in the database, for as long as Redis is away, and go back to Redis once it
-answers. Falling back rather than failing open means an outage never lifts the log-in limit. Counts do not move
-between the two: after a switch each limit starts from what that store holds (at most one window's worth extra).
-A switch is logged once per process each way (a warning when Redis stops answering, info when it is back).
+Here a connection error or timeout sends that call, and every call of the next RETRY_AFTER_SECONDS in this process
+(all its threads), to the cache named by FALLBACK (the settings make it the database cache, the table `fer_cache`
+that `migrate` creates): the limits keep counting, in the database, for as long as Redis is away, and go back to
+Redis once it answers. Falling back rather than failing open means an outage never lifts the log-in limit. Counts
+do not move between the two: after a switch each limit starts from what that store holds (at most one window's
+worth extra). A switch is logged once per process each way (a warning when Redis stops answering, info when it is
+back).
 
 OPTIONS of the backend (the rest go to redis-py's connection pool, as with RedisCache):
   FALLBACK             alias of the cache to use while Redis is down (default "fallback")
@@ -32,6 +33,24 @@ log = logging.getLogger(__name__)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
 
+class _Outage:
+    """Whether a Redis location is down, shared by the process's threads (Django makes a cache object per thread)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.down_since = None  # monotonic time Redis stopped answering this process; None while it answers
+        self.retry_at = 0.0
+
+
+_OUTAGES = {}
+_OUTAGES_LOCK = threading.Lock()
+
+
+def _outage(location):
+    with _OUTAGES_LOCK:
+        return _OUTAGES.setdefault(location, _Outage())
+
+
 class FallbackRedisCache(RedisCache):
     def __init__(self, server, params):
         params = dict(params)
@@ -42,9 +61,7 @@ class FallbackRedisCache(RedisCache):
         options.setdefault("socket_timeout", 1.0)
         params["OPTIONS"] = options
         super().__init__(server, params)
-        self._lock = threading.Lock()
-        self._down_since = None  # monotonic time Redis stopped answering this process; None while it answers
-        self._retry_at = 0.0
+        self._outage = _outage(",".join(self._servers))
 
     @property
     def fallback(self):
@@ -55,31 +72,34 @@ class FallbackRedisCache(RedisCache):
         return self._cache.get_client(write=True).ping()
 
     def _call(self, name, *args, **kwargs):
-        if self._down_since is not None and time.monotonic() < self._retry_at:
+        outage = self._outage
+        if outage.down_since is not None and time.monotonic() < outage.retry_at:
             return getattr(self.fallback, name)(*args, **kwargs)
         try:
             result = getattr(super(), name)(*args, **kwargs)
         except REDIS_DOWN as exc:
             self._went_down(exc)
             return getattr(self.fallback, name)(*args, **kwargs)
-        if self._down_since is not None:
+        if outage.down_since is not None:
             self._came_back()
         return result
 
     def _went_down(self, exc):
-        with self._lock:
-            self._retry_at = time.monotonic() + self.retry_after
-            if self._down_since is None:
-                self._down_since = time.monotonic()
+        outage = self._outage
+        with outage.lock:
+            outage.retry_at = time.monotonic() + self.retry_after
+            if outage.down_since is None:
+                outage.down_since = time.monotonic()
                 log.warning("cache: Redis at %s does not answer (%s: %s); using the %r cache until it does",
                             ",".join(self._servers), type(exc).__name__, exc, self.fallback_alias)
 
     def _came_back(self):
-        with self._lock:
-            if self._down_since is not None:
+        outage = self._outage
+        with outage.lock:
+            if outage.down_since is not None:
                 log.info("cache: Redis at %s answers again after %.1f s; back from the %r cache",
-                         ",".join(self._servers), time.monotonic() - self._down_since, self.fallback_alias)
-                self._down_since = None
+                         ",".join(self._servers), time.monotonic() - outage.down_since, self.fallback_alias)
+                outage.down_since = None
 
     # Every operation of RedisCache; BaseCache's others (get_or_set, decr, the async ones) are built on these.
     def add(self, *args, **kwargs):

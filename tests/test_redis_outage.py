@@ -104,7 +104,7 @@ def test_log_in_and_export_keep_working_while_redis_is_down_and_the_limit_holds(
     assert [_token(base, "wrong").status_code for _ in range(LIMIT - 2)] == [400] * (LIMIT - 2)
     assert _token(base, "pw").status_code == 429
     assert _form_log_in(base, "pw").status_code == 429
-    assert "does not answer" in log_path.read_text()  # the switch to the fallback is logged
+    assert log_path.read_text().count("does not answer") == 1  # the switch is logged, once per process
 
     # Redis back (empty, as after a crash): the limit counts there again, from zero.
     redis.start()
