@@ -14,7 +14,7 @@ import requests
 from django.core.management import call_command
 
 from curation.tokens import issue_token
-from fer_site.settings.base import CACHE_TABLE
+from fer_site.settings.base import CACHE_TABLE, caches_from_url
 from tests.conftest import REPO, wait_for, worker_database_url
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 from tests.private_redis import REDIS_SERVER, PrivateRedis, free_port
@@ -132,3 +132,45 @@ def test_healthz_reports_database_broker_and_cache_and_answers_503_while_redis_i
     assert str(redis.port) not in answer.text  # no internal address to anonymous callers
     redis.start()
     assert requests.get(f"{base}/healthz", timeout=30).status_code == 200
+
+
+@pytest.fixture
+def redis_cache(db, tmp_path, settings):
+    """The settings' cache for a Redis of the test's own (the Redis cache and its database fallback), trying
+    Redis on every call; (the cache, the Redis)."""
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip(f"no {REDIS_SERVER}")
+    redis = PrivateRedis(tmp_path / "redis")
+    redis.start()
+    caches = caches_from_url(redis.url)
+    caches["default"]["OPTIONS"]["RETRY_AFTER_SECONDS"] = 0
+    settings.CACHES = caches
+    call_command("createcachetable", CACHE_TABLE, verbosity=0)
+    from django.core.cache import cache
+
+    yield cache, redis
+    redis.stop()
+
+
+def test_every_cache_operation_answers_from_the_database_while_redis_is_down(redis_cache):
+    """What the limits and the run comparison's diffs use, and the rest of Django's cache API."""
+    cache, redis = redis_cache
+    diff = {"rows": [("a.png", "happy", "sad")] * 2000}
+    cache.set("diff", diff)
+    assert cache.get("diff") == diff  # in Redis
+    redis.kill()
+    assert cache.get("diff") is None  # a miss: computed again
+    cache.set("diff", diff, timeout=60)
+    assert cache.get("diff") == diff and cache.has_key("diff")
+    assert cache.add("n", 1) and not cache.add("n", 5)
+    assert cache.incr("n", 2) == 3 and cache.decr("n") == 2
+    assert cache.get_or_set("g", lambda: "made") == "made" and cache.get("g") == "made"
+    cache.set_many({"x": 1, "y": 2})
+    assert cache.get_many(["x", "y", "z"]) == {"x": 1, "y": 2}
+    assert cache.touch("x", 60)
+    cache.delete_many(["x", "y"])
+    assert cache.delete("g") and cache.get_many(["x", "y", "g"]) == {}
+    redis.start()  # back, empty: answers from Redis again
+    assert cache.get("n") is None
+    cache.set("n", 7)
+    assert cache.get("n") == 7
