@@ -5,8 +5,13 @@ a scored dataset of --images rows (benchmarks.review_load's seeding) and --revie
 starts gunicorn (--workers x --threads, gthread, DEBUG off) on a free loopback port and one Celery worker
 (`-Q cpu,gpu -c 1`). R reviewer threads, each with its own token and keep-alive session, loop for --seconds:
 claim (POST /api/review/next/), decide (POST /api/images/<id>/decision/ with the version claimed), now and then
-undo (POST /api/review/undo/), then an exponential pause of mean --pause. Midway the Celery worker is killed with
-SIGKILL and a new one started, and Redis (the broker and cache) is shut down without saving and started again.
+undo (POST /api/review/undo/), log in for a new token (POST /api/auth/token/, chance --login per round) and
+export the dataset (GET /api/datasets/<name>/export.csv, chance --export), then an exponential pause of mean
+--pause. Midway the Celery worker is killed with SIGKILL and a new one started, and Redis (the broker and cache) is
+shut down without saving and started again: at once, or after --redis-down-seconds, during which log-in and export
+run on the database cache the Redis cache falls back to (curation/cache.py) and /healthz is asked once (503).
+The log-in and export limits are raised (FER_THROTTLE_LOGIN / _EXPORT, unless set) so that one client address does
+not meet them; their counts still go through the cache.
 
 By default Redis is a private redis-server this benchmark starts on a free port (the development machine's Redis
 is shared); --restart-redis uses and restarts the Redis CELERY_BROKER_URL names instead, with .ci/run's options.
@@ -15,6 +20,7 @@ At the end: per request kind the count, p50/p95/p99 latency, 5xx, 409 and other 
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/fer CELERY_BROKER_URL=redis://127.0.0.1:6379/15 \\
         python -m benchmarks.soak --reviewers 20 --pause 1.0 --seconds 300 --images 2000 --workers 3
+    ... python -m benchmarks.soak --seconds 90 --redis-down-seconds 30   # Redis away for 30 s in the middle
 """
 import argparse
 import os
@@ -47,7 +53,8 @@ from fer_site.celery import app  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
-KINDS = ("claim", "decide", "undo")
+KINDS = ("claim", "decide", "undo", "login", "export")
+PASSWORD = "soak-reviewer-password"
 
 
 def _parse(argv):
@@ -62,6 +69,12 @@ def _parse(argv):
     # gthread holds each keep-alive connection on a thread (benchmarks.review_load): 3 x 8 >= 20 reviewers.
     parser.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker")
     parser.add_argument("--undo", type=float, default=0.1, help="chance that a reviewer undoes a decision")
+    parser.add_argument("--login", type=float, default=0.03,
+                        help="chance per round that a reviewer logs in for a new token (POST /api/auth/token/)")
+    parser.add_argument("--export", type=float, default=0.03,
+                        help="chance per round that a reviewer exports the dataset's CSV")
+    parser.add_argument("--redis-down-seconds", type=float, default=0.0,
+                        help="keep Redis stopped this long midway (default 0: start it again at once)")
     parser.add_argument("--restart-redis", action="store_true",
                         help="restart the Redis CELERY_BROKER_URL names (shared!) instead of a private one")
     parser.add_argument("--seed-into", metavar="DATASET", help=argparse.SUPPRESS)  # the soak's seeding process
@@ -69,8 +82,12 @@ def _parse(argv):
     for name in ("reviewers", "images", "workers", "threads"):
         if opts[name] < 1:
             raise SystemExit(f"--{name} must be at least 1 (got {opts[name]})")
-    if opts["seconds"] <= 0 or opts["pause"] < 0 or not 0 <= opts["undo"] <= 1:
-        raise SystemExit("--seconds must be positive, --pause at least 0 and --undo between 0 and 1")
+    if opts["seconds"] <= 0 or opts["pause"] < 0 or not all(0 <= opts[k] <= 1 for k in ("undo", "login", "export")):
+        raise SystemExit("--seconds must be positive, --pause at least 0 and --undo, --login and --export between 0 "
+                         "and 1")
+    if not 0 <= opts["redis_down_seconds"] < opts["seconds"] / 2:
+        raise SystemExit(f"--redis-down-seconds must be at least 0 and less than half of --seconds (the outage starts "
+                         f"midway): got {opts['redis_down_seconds']} with --seconds {opts['seconds']}")
     return opts
 
 
@@ -205,6 +222,17 @@ def _worker_wait(n, timeout=90.0):
     return None
 
 
+def _health(port):
+    """/healthz's status and body, for the record."""
+    import requests
+
+    try:
+        response = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+    except requests.RequestException as exc:
+        return repr(exc)
+    return f"{response.status_code} {response.text}"
+
+
 def _after(seconds):
     return f"after {seconds:.1f} s" if seconds is not None else "NOT within 90 s"
 
@@ -217,6 +245,7 @@ class _Stats:
         self.count = {k: {"5xx": 0, "409": 0, "other": 0} for k in KINDS}
         self.examples = []
         self.slowest = {k: (0.0, 0.0) for k in KINDS}  # (seconds, t)
+        self.answered_at = {k: [] for k in KINDS}  # t of each answered (< 400) request
         self.empty = 0
         self.events = []  # (t, kind, what) of each failure, for the timeline around the kill and the restart
 
@@ -224,6 +253,7 @@ class _Stats:
         with self.lock:
             if status is not None and status < 400:
                 self.lat[kind].append(seconds)
+                self.answered_at[kind].append(t)
                 self.slowest[kind] = max(self.slowest[kind], (seconds, t))
                 return
             what = "409" if status == 409 else "5xx" if status is not None and status >= 500 else "other"
@@ -238,10 +268,13 @@ def _reviewers(base, tokens, dataset_name, opts, stats, began):
 
     deadline = time.monotonic() + opts["seconds"]
 
-    def call(session, kind, path, body):
+    def call(session, kind, path, body, method="post"):
         t = time.perf_counter()
         try:
-            response = session.post(base + path, json=body, timeout=30)
+            if method == "get":
+                response = session.get(base + path, timeout=30)
+            else:
+                response = session.post(base + path, json=body, timeout=30)
         except requests.RequestException as exc:
             stats.record(kind, time.perf_counter() - t, None, repr(exc), time.monotonic() - began)
             return None
@@ -249,6 +282,8 @@ def _reviewers(base, tokens, dataset_name, opts, stats, began):
                      time.monotonic() - began)
         if response.status_code >= 400:
             return None
+        if method == "get":
+            return response.text
         try:
             return response.json()
         except ValueError:
@@ -277,6 +312,10 @@ def _reviewers(base, tokens, dataset_name, opts, stats, began):
                 decided = call(session, "decide", f"/api/images/{image['id']}/decision/", body)
                 if decided is not None and rng.random() < opts["undo"]:
                     call(session, "undo", "/api/review/undo/", {})
+            if rng.random() < opts["login"]:  # the token endpoint ignores the session's token
+                call(session, "login", "/api/auth/token/", {"username": f"soak-{index}", "password": PASSWORD})
+            if rng.random() < opts["export"]:
+                call(session, "export", f"/api/datasets/{dataset_name}/export.csv", None, method="get")
             pause(rng)
         session.close()
 
@@ -309,7 +348,8 @@ def _seed_into(name, opts):
     dataset = Dataset.objects.create(name=name, format=Dataset.Format.CSV, source="bench_soak")
     _seed(dataset, opts["images"])
     User = get_user_model()
-    tokens = [issue_token(User.objects.create_user(username=f"soak-{i}"))[1] for i in range(opts["reviewers"])]
+    tokens = [issue_token(User.objects.create_user(username=f"soak-{i}", password=PASSWORD))[1]
+              for i in range(opts["reviewers"])]
     print(connection.cursor().connection.info.server_version)
     print("\n".join(tokens))
 
@@ -339,9 +379,13 @@ def main(argv=None):
         env.setdefault("FER_DB_CONN_MAX_AGE", "60")  # docs/deploy.md: under gunicorn
         # The shared cache (FER_CACHE_URL, Redis beside the broker) keeps its keys apart from other users'.
         env.setdefault("FER_CACHE_KEY_PREFIX", f"soak-{pid}")
+        # All reviewers come from one address: limits above what they send, still counted through the cache.
+        env.setdefault("FER_THROTTLE_LOGIN", "100000/min")
+        env.setdefault("FER_THROTTLE_EXPORT", "100000/min")
         os.environ.update({k: env[k] for k in ("DATABASE_URL", "CELERY_BROKER_URL", "FER_DATA_DIR",
                                                 "DJANGO_SETTINGS_MODULE", "FER_DB_CONN_MAX_AGE",
-                                                "FER_CACHE_KEY_PREFIX")})
+                                                "FER_CACHE_KEY_PREFIX", "FER_THROTTLE_LOGIN",
+                                                "FER_THROTTLE_EXPORT")})
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env,
                        check=True)
@@ -373,9 +417,14 @@ def main(argv=None):
         t_redis = time.monotonic() - began
         redis.shutdown()
         down = time.perf_counter()
+        if opts["redis_down_seconds"]:
+            time.sleep(opts["redis_down_seconds"] / 2)
+            print(f"t={time.monotonic() - began:.1f} s, Redis down: /healthz {_health(port)}")
+            time.sleep(max(0.0, opts["redis_down_seconds"] - (time.perf_counter() - down)))
         redis.start()
+        t_back = time.monotonic() - began
         print(f"t={t_redis:.1f} s: new worker pid {worker.pid}; Redis shut down (nosave) and up again after "
-              f"{time.perf_counter() - down:.2f} s")
+              f"{time.perf_counter() - down:.2f} s (t={t_back:.1f} s)")
         answered = _worker_wait(1)
         print(f"new worker answering a ping through the restarted Redis: {_after(answered)}")
         if answered is None:
@@ -384,8 +433,13 @@ def main(argv=None):
             t.join()
         wall = time.monotonic() - began
         _report(stats, wall)
-        near = [e for e in stats.events if e[2] != 409 and t_kill - 1 <= e[0] <= t_redis + 10]
+        near = [e for e in stats.events if e[2] != 409 and t_kill - 1 <= e[0] <= t_back + 10]
         print(f"failures (not 409) from 1 s before the kill to 10 s after the Redis restart: {len(near)}")
+        during = {k: sum(t_redis <= t <= t_back for t in stats.answered_at[k]) for k in KINDS}
+        print(f"answered while Redis was down (t={t_redis:.1f}-{t_back:.1f} s): "
+              + ", ".join(f"{n} {k}" for k, n in during.items()))
+        if opts["redis_down_seconds"] and not (during["login"] and during["export"]):
+            failed.append("no log-in or no export was answered while Redis was down")
         alive = worker.poll() is None
         print(f"Celery worker after the soak: {'running' if alive else f'exited {worker.returncode}'}")
         if not alive:

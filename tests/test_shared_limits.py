@@ -14,7 +14,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from fer_site.settings.base import CACHE_TABLE, cache_from_url, cache_url_default
+from fer_site.settings.base import CACHE_TABLE, cache_from_url, cache_url_default, caches_from_url
 from tests.conftest import REPO, wait_for, worker_database_url
 
 LIMIT = 5
@@ -133,7 +133,9 @@ def test_the_default_cache_follows_the_broker():
     assert cache_url_default("redis://:pw@redis-host:6379") == "redis://:pw@redis-host:6379/1"
     assert cache_url_default("redis://127.0.0.1:6379/15") == "redis://127.0.0.1:6379/14"  # never the broker's
     assert cache_from_url("db://")["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
-    assert cache_from_url("redis://h:6379/2")["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache_from_url("redis://h:6379/2")["BACKEND"] == "curation.cache.FallbackRedisCache"
+    assert caches_from_url("redis://h:6379/2")["fallback"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    assert set(caches_from_url("db://")) == {"default"}
 
 
 def test_an_unknown_cache_url_is_refused_naming_the_setting():

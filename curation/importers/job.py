@@ -15,7 +15,7 @@ from django.db import transaction
 from django.db.models import Count
 
 from curation.importers.roots import import_path_resolve
-from curation.importers.sources import SCANNERS, Candidate, ImportSourceError, Skip
+from curation.importers.sources import SCANNERS, Candidate, ImportSourceError, Notice, Skip
 from curation.importers.validate import BadFile, read_image
 from curation.jobs.errors import JobParamsError
 from curation.models import Dataset, Image, dataset_name_validator
@@ -98,35 +98,34 @@ def _store(dataset_name, rel, data):
 def import_dataset_job(ctx):
     p = ctx.params
     ctx.progress(0.0, "scanning", force=True)
-    candidates, problems, skips = [], [], Counter()
+    candidates, problems, skips, notices = [], [], Counter(), []
     try:
         for item in SCANNERS[p["format"]](p["path"]):
             if isinstance(item, Candidate):
                 candidates.append(item)
             elif isinstance(item, Skip):
                 skips[item.reason] += 1
+            elif isinstance(item, Notice):
+                notices.append(item)
             else:
                 problems.append(item)
             if (len(candidates) + len(problems)) % 500 == 0:
                 ctx.progress(0.0, f"scanning: {len(candidates)} files found")
     except ImportSourceError as exc:
         raise JobParamsError(str(exc)) from None
-    # Created only once the source scanned as this format, so a failed import leaves no empty dataset behind
-    # (which would also tie the name to the wrong format).
-    dataset, _ = Dataset.objects.get_or_create(
-        name=p["name"],
-        defaults={
-            "format": p["format"],
-            "source": p["path"],
-            "split_seed": p["seed"],
-            "test_fraction": p["test_fraction"],
-            "val_fraction": p["val_fraction"],
-        },
-    )
+    # A new dataset is saved with its first stored image, so an import that stores nothing (a wrong format, no
+    # usable file) leaves no empty dataset behind to claim the name (or tie it to the wrong format).
+    defaults = {"format": p["format"], "source": p["path"], "split_seed": p["seed"],
+                "test_fraction": p["test_fraction"], "val_fraction": p["val_fraction"]}
+    dataset = Dataset.objects.filter(name=p["name"]).first() or Dataset(name=p["name"], **defaults)
+
+    def images():
+        return dataset.images.all() if dataset.pk else Image.objects.none()
+
     carved = carve_splits(
         candidates,
-        has_test=dataset.images.filter(split="test").exists(),
-        has_val=dataset.images.filter(split="val").exists(),
+        has_test=images().filter(split="test").exists(),
+        has_val=images().filter(split="val").exists(),
         test_fraction=dataset.test_fraction,
         val_fraction=dataset.val_fraction,
         seed=dataset.split_seed,
@@ -155,11 +154,11 @@ def import_dataset_job(ctx):
                 problem(c.path, exc.reason, exc.detail)
                 continue
             checked.append((c, img))
-        existing = dataset.images.filter(content_hash__in=[img.sha256 for _, img in checked])
+        existing = images().filter(content_hash__in=[img.sha256 for _, img in checked])
         stored = {h: (path, label) for h, path, label in existing.values_list("content_hash", "path", "original_label")}
         existing_by_hash = {h: path for h, (path, _) in stored.items()}
         existing_by_path = dict(
-            dataset.images.filter(path__in=[c.path for c, _ in checked]).values_list("path", "content_hash")
+            images().filter(path__in=[c.path for c, _ in checked]).values_list("path", "content_hash")
         )
         rows = []
         for c, img in checked:
@@ -193,6 +192,10 @@ def import_dataset_job(ctx):
         for r in rows:
             counts[f"added_{r.split}"] += 1
         with transaction.atomic():
+            if rows and dataset.pk is None:
+                dataset, _ = Dataset.objects.get_or_create(name=p["name"], defaults=defaults)
+                for r in rows:
+                    r.dataset = dataset
             Image.objects.bulk_create(rows)
             ctx.save_state(
                 {
@@ -206,12 +209,15 @@ def import_dataset_job(ctx):
 
     for pr in problems:
         problem(pr.path, pr.reason, pr.detail)
+    files_found = total + len(problems) + sum(skips.values())
+    if dataset.pk is None:
+        raise JobParamsError(_nothing_usable(p["name"], files_found, bad_counts, bad, skips))
     splits = dict(dataset.images.order_by().values("split").annotate(n=Count("id")).values_list("split", "n"))
-    return {
+    result = {
         "dataset": dataset.name,
         "format": p["format"],
         "source": p["path"],
-        "files_found": total + len(problems) + sum(skips.values()),
+        "files_found": files_found,
         "added": counts["added"],
         "added_by_split": {s: counts[f"added_{s}"] for s in ("train", "val", "test")},
         "already_present": counts["already_present"],
@@ -223,3 +229,19 @@ def import_dataset_job(ctx):
         "carved": carved,
         "dataset_splits": splits,
     }
+    if p["format"] in ("csv", "fer2013"):
+        result["manifest_encoding"] = "utf-8"
+    for notice in notices:
+        result[notice.key] = notice.value
+    if notices:
+        result["warning"] = "; ".join(n.message for n in notices)
+    return result
+
+
+def _nothing_usable(name, files_found, bad_counts, bad, skips):
+    """One line: why an import stored no image, so no dataset was created."""
+    why = ", ".join(f"{n} {reason}" for reason, n in sorted(bad_counts.items()))
+    why += ", ".join([""] + [f"{n} skipped as {reason}" for reason, n in sorted(skips.items())]) if skips else ""
+    first = f"; first: {bad[0]['path']}: {bad[0]['detail']}" if bad else ""
+    return (f"no usable image among {files_found} file(s) ({why or 'none found'}){first}; dataset {name!r} was not "
+            f"created, so the name is still free")

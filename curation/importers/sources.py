@@ -6,6 +6,7 @@ interrupted import sees the same sequence. No Django.
 import csv
 import io
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -49,6 +50,86 @@ class Problem:
 class Skip:
     path: str
     reason: str  # e.g. affectnet 'uncertain'
+
+
+@dataclass
+class Notice:
+    """Something the import did that was not asked for (a manifest read as Latin-1): the job's warning."""
+    key: str
+    value: str
+    message: str
+
+
+# --- CSV files: any encoding a spreadsheet writes, one bad row at a time --------------------------------------------
+CHUNK_BYTES = 1 << 20
+
+
+def text_encoding(path):
+    """How to read a CSV file: ("utf-8-sig", None) when it is UTF-8 (a byte-order mark or not), else ("latin-1",
+    the offset of its first byte that is not UTF-8): every byte is a Latin-1 character, so such a file always
+    reads, and a spreadsheet's "CSV (Windows)" (cp1252/Latin-1) reads right. A file with a NUL byte is not a text
+    CSV (UTF-16, or not text at all): ImportSourceError, one line naming the file and the byte."""
+    path = Path(path)
+    offset, carry, bad = 0, b"", None
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(CHUNK_BYTES)
+            nul = chunk.find(b"\0")
+            if nul >= 0:
+                raise ImportSourceError(f"{path.name} is not a text file (byte {offset + nul} is NUL): save it as "
+                                        f"CSV in UTF-8 (or Latin-1)")
+            if bad is None:
+                data, start = carry + chunk, offset - len(carry)
+                try:
+                    data.decode("utf-8")
+                    carry = b""
+                except UnicodeDecodeError as exc:
+                    if chunk and exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
+                        carry = data[exc.start:]  # a character cut by the chunk's end: decided with the next
+                    else:
+                        bad = (start + exc.start, data[exc.start])
+            if not chunk:
+                break
+            offset += len(chunk)
+    if bad is None:
+        return "utf-8-sig", None
+    return "latin-1", bad
+
+
+@contextmanager
+def open_csv(path):
+    """(the open text file, a Notice or None) for a CSV file in UTF-8 or, failing that, Latin-1."""
+    path = Path(path)
+    encoding, bad = text_encoding(path)
+    notice = None
+    if bad is not None:
+        notice = Notice("manifest_encoding", "latin-1",
+                        f"{path.name} is not UTF-8 (byte {bad[0]} is 0x{bad[1]:02x}): read as Latin-1; if names "
+                        f"came out wrong, save it as CSV UTF-8 and import again")
+    with open(path, newline="", encoding=encoding) as fh:
+        yield fh, notice
+
+
+def csv_rows(reader, name):
+    """(line number, row, None) per row of a csv.DictReader, or (line, None, why) for a row the csv module
+    refuses (a field over its size limit): a bad row, not a failed import."""
+    while True:
+        line = reader.line_num + 1  # where the row starts (the csv module counts a refused line late)
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield line, None, f"{name} line {line}: {exc}"
+            continue
+        yield line, row, None
+
+
+def csv_fieldnames(reader, name):
+    try:
+        return reader.fieldnames or []
+    except csv.Error as exc:
+        raise ImportSourceError(f"{name} line 1 (the header): {exc}") from None
 
 
 def _rel(root, path):
@@ -102,13 +183,20 @@ def scan_fer2013(path):
         path = path / "fer2013.csv"
     if not path.is_file():
         raise ImportSourceError(f"{path} does not exist: give the FER2013 CSV or a folder holding fer2013.csv")
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open_csv(path) as (fh, notice):
         reader = csv.DictReader(fh)
-        missing = {"emotion", "pixels"} - set(reader.fieldnames or [])
+        missing = {"emotion", "pixels"} - set(csv_fieldnames(reader, path.name))
         if missing:
             raise ImportSourceError(f"{path.name} lacks column(s) {', '.join(sorted(missing))}; expected emotion,pixels,Usage")
-        for number, row in enumerate(reader, start=1):
+        if notice:
+            yield notice
+        number = 0
+        for line, row, why in csv_rows(reader, path.name):
+            number += 1
             rel = f"fer2013/{number:06d}.png"
+            if why:
+                yield Problem(rel, "bad_csv_row", why)
+                continue
             try:
                 label = fer2013_code(row["emotion"])
             except UnknownLabel as exc:
@@ -177,14 +265,21 @@ def scan_csv(manifest):
     if not manifest.is_file():
         raise ImportSourceError(f"{manifest} is not a file: give the CSV manifest (path,label[,split])")
     root = manifest.parent
-    with open(manifest, newline="", encoding="utf-8-sig") as fh:
+    with open_csv(manifest) as (fh, notice):
         reader = csv.DictReader(fh)
-        missing = {"path", "label"} - set(reader.fieldnames or [])
+        missing = {"path", "label"} - set(csv_fieldnames(reader, manifest.name))
         if missing:
             raise ImportSourceError(f"{manifest.name} lacks column(s) {', '.join(sorted(missing))}; expected path,label[,split]")
         rows = []
-        for number, row in enumerate(reader, start=2):
+        number = 1
+        for line, row, why in csv_rows(reader, manifest.name):
+            number += 1
+            if why:
+                yield Problem(f"<line {line}>", "bad_csv_row", why)
+                continue
             rows.append((number, row))
+    if notice:
+        yield notice
     for number, row in sorted(rows, key=lambda r: (r[1]["path"] or "")):
         rel = (row["path"] or "").strip().replace("\\", "/")  # manifests written on Windows
         if not rel:

@@ -13,7 +13,6 @@ import os
 import socket
 import threading
 import time
-import traceback
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -21,7 +20,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from curation.jobs.errors import JobCancelled, JobLost
+from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.jobs.registry import get_kind
 from curation.jobs.services import (
     job_children_cancel,
@@ -251,11 +250,14 @@ def job_run(*, job_id, worker=None, on_progress=None):
         log.warning("%s", exc)
         status = None
     except Exception as exc:
+        # Users see one line (the jobs page, the API); the traceback goes to the worker's log only.
+        text = " ".join(str(exc).split()) or "no message"
+        error = f"{type(exc).__name__}: {text}"
         _finish(
             job,
             status=Job.Status.FAILED,
-            message=f"failed: {exc}"[:500],
-            error=f"{type(exc).__name__}: {exc}\n\n{traceback.format_exc()}",
+            message=f"failed: {text if isinstance(exc, JobParamsError) else error}"[:500],
+            error=error[:2000],
         )
         log.exception("job %s failed", job.pk)
         status = Job.Status.FAILED

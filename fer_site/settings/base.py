@@ -228,9 +228,12 @@ CELERY_WORKER_SEND_TASK_EVENTS = False
 # diffs, so it must be shared by every web process: a per-process cache lets N gunicorn workers allow N times each
 # limit. FER_CACHE_URL picks it: redis://host:port/N, db:// (a table in the database; `manage.py migrate` creates
 # it) or locmem:// (per process: one process only). Unset: the broker's Redis when the broker is Redis, in the
-# next database number (so flushing one never empties the other), else the database.
+# next database number (so flushing one never empties the other), else the database. A Redis cache falls back to
+# the database cache (CACHES["fallback"]) while Redis does not answer (curation/cache.py), trying Redis again
+# every FER_CACHE_RETRY_SECONDS: an outage neither breaks log-in and export nor lifts their limits.
 CACHE_TABLE = "fer_cache"
 CACHE_KEY_PREFIX = os.environ.get("FER_CACHE_KEY_PREFIX", "fer")
+CACHE_RETRY_SECONDS = float(os.environ.get("FER_CACHE_RETRY_SECONDS", "5"))
 
 
 def cache_url_default(broker_url):
@@ -253,8 +256,9 @@ def cache_from_url(url):
     """A CACHES["default"] entry for FER_CACHE_URL; anything else is an error naming the setting."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme in {"redis", "rediss", "unix"}:
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
-                "KEY_PREFIX": CACHE_KEY_PREFIX}
+        return {"BACKEND": "curation.cache.FallbackRedisCache", "LOCATION": url, "KEY_PREFIX": CACHE_KEY_PREFIX,
+                "OPTIONS": {"FALLBACK": "fallback", "RETRY_AFTER_SECONDS": CACHE_RETRY_SECONDS,
+                            "socket_connect_timeout": 0.5, "socket_timeout": 1.0}}
     if scheme == "db":
         table = url.split("://", 1)[1].strip("/") or CACHE_TABLE
         return {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": table,
@@ -266,7 +270,15 @@ def cache_from_url(url):
 
 
 CACHE_URL = os.environ.get("FER_CACHE_URL") or cache_url_default(CELERY_BROKER_URL)
-CACHES = {"default": cache_from_url(CACHE_URL)}
+def caches_from_url(url):
+    """CACHES for FER_CACHE_URL: the default cache, and for Redis the database cache it falls back to."""
+    caches = {"default": cache_from_url(url)}
+    if caches["default"]["BACKEND"] == "curation.cache.FallbackRedisCache":
+        caches["fallback"] = cache_from_url("db://")
+    return caches
+
+
+CACHES = caches_from_url(CACHE_URL)
 
 # --- Import limits --------------------------------------------------------------------------------------------
 # Imports read only below these folders (os.pathsep-separated): a curator queues an import, but the worker reads

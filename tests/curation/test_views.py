@@ -29,4 +29,5 @@ def test_home_lists_datasets_with_split_counts_and_jobs(client, user, django_ass
 
 @pytest.mark.django_db
 def test_healthz_answers_without_login(client):
-    assert client.get("/healthz").json() == {"ok": True, "workers": 0}
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json()["ok"] is True and response.json()["workers"] == 0
