@@ -162,12 +162,16 @@ def _lease_for_decision(*, user, image_id, action, override_lease, now):
             raise PermissionDenied("only curators may override another reviewer's lease (override_lease)")
         return
     mine_or_free = Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=user)
-    if Image.objects.filter(mine_or_free, pk=image_id).update(claimed_by=user, claim_expires_at=lease_expiry(now)):
-        return
-    row = Image.objects.filter(pk=image_id).values_list("claimed_by__username", "claim_expires_at").first()
-    if row is None:
-        raise Image.DoesNotExist(f"image {image_id} does not exist")
-    raise LeaseHeld(image_id, row[0], row[1], action)
+    for _ in range(3):
+        if Image.objects.filter(mine_or_free, pk=image_id).update(claimed_by=user, claim_expires_at=lease_expiry(now)):
+            return
+        row = Image.objects.filter(pk=image_id).values_list("claimed_by__username", "claim_expires_at").first()
+        if row is None:
+            raise Image.DoesNotExist(f"image {image_id} does not exist")
+        if row[0] is not None and row[1] is not None and row[1] >= now:
+            raise LeaseHeld(image_id, row[0], row[1], action)
+        # The holder let go between the update and the read (their decision committed): try again.
+    raise LeaseHeld(image_id, row[0] or "another reviewer", row[1] or now, action)
 
 
 def image_decide(*, user, image_id, action, version=None, label=None, seconds_spent=None, override_lease=False):
