@@ -33,6 +33,7 @@ def minimal_args(tmp):
         "train_classifier": ["--inline"],
         "train_cyclegan": ["--pair", "happy", "sad", "--inline"],
         "verify_labels": [],
+        "verify_jobs": [],
     }
 
 
