@@ -20,7 +20,7 @@ def site(live_server, transactional_db, browser):
     def login(username):
         UserFactory(username=username)
         context = browser.new_context(viewport={"width": 1200, "height": 900})
-        # The live server serves no media (DEBUG is off in tests): every image is the same small face.
+        # The test images have no files on disk: every image is the same small face.
         context.route("**/media/**", lambda route: route.fulfill(body=_png(), content_type="image/png"))
         contexts.append(context)
         page = log_in(context.new_page(), live_server, username, "/review/")
