@@ -14,7 +14,8 @@ def _page(client, name):
     return response.content.decode()
 
 
-def test_the_known_truth_panel_shows_only_where_a_truth_file_was_registered(as_reviewer, user, tmp_path):
+def test_the_known_truth_panel_shows_only_where_a_truth_file_was_registered(as_reviewer, user, tmp_path, settings):
+    settings.DATA_DIR = tmp_path / "data"  # truth files live under DATA_DIR: a run before this one left its own there
     ds = DatasetFactory(name="known")
     wrong = [ImageFactory(dataset=ds, label=1, original_label=1, suspicion=0.9 - k / 100) for k in range(3)]
     right = [ImageFactory(dataset=ds, label=2, original_label=2, suspicion=0.5 - k / 100) for k in range(4)]
