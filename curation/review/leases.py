@@ -1,6 +1,6 @@
 """Leases on images under review: a reviewer holds at most one image at a time, for settings.REVIEW_LEASE_SECONDS,
-so that two reviewers are not shown the same image (the grid holds the page it shows). Used by the queue (curation.review.services) and by votes
-(curation.review.votes, which gives a reviewer back the image whose vote they withdrew).
+so that two reviewers are not shown the same image (the grid holds the page it shows). Used by the queue
+(curation.review.services) and by votes (curation.review.votes, which gives a reviewer back the image whose vote they withdrew).
 
 Every write is a conditional UPDATE (the image is still free, or still held by this user), which is what keeps two
 reviewers from holding one image where the database has no row locks (SQLite).
@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Q
 
 from curation.models import Image
 from curation.review.selectors import claimable
@@ -24,16 +25,21 @@ def lease_take(images, *, user, now):
     return bool(claimable(images, now=now).update(claimed_by=user, claim_expires_at=lease_expiry(now)))
 
 
+def lease_take_or_renew(images, *, user, now):
+    """Give `user` the lease on each of `images` (a queryset) nobody else holds, renewing the ones they hold.
+    Returns how many they now hold of them."""
+    mine_or_free = Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=user)
+    return images.filter(mine_or_free).update(claimed_by=user, claim_expires_at=lease_expiry(now))
+
+
 def lease_renew(*, image_id, user, now):
     """Extend `user`'s lease on the image if they still hold it. Returns whether they did."""
     return bool(Image.objects.filter(pk=image_id, claimed_by=user).update(claim_expires_at=lease_expiry(now)))
 
 
-def leases_release(*, user, except_pk=None, except_pks=()):
-    """Release every lease `user` holds (but the one on `except_pk`, and those on `except_pks`: the grid's)."""
+def leases_release(*, user, except_pks=()):
+    """Release every lease `user` holds but those on `except_pks` (the queue's current image, the grid's page)."""
     qs = Image.objects.filter(claimed_by=user)
-    if except_pk is not None:
-        qs = qs.exclude(pk=except_pk)
     if except_pks:
         qs = qs.exclude(pk__in=list(except_pks))
     qs.update(claimed_by=None, claim_expires_at=None)

@@ -8,7 +8,6 @@ from typing import NamedTuple
 
 from django.core.exceptions import PermissionDenied
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from curation.models import Image, LabelChange, ReviewSkip, ReviewVote
@@ -18,11 +17,12 @@ from curation.review.leases import (
     lease_give,
     lease_renew,
     lease_take,
+    lease_take_or_renew,
     leases_release,
 )
 from curation.review.selectors import claimable, review_last_decision, review_queue
-from curation.roles import user_is_curator
 from curation.review.votes import APPLIED, image_vote, vote_latest_open, vote_withdraw
+from curation.roles import user_is_curator
 from curation.selectors import STATUS_ANY
 from curation.services import VersionConflict, image_label_change
 
@@ -100,7 +100,7 @@ def image_claim_next(*, user, dataset, filters=None):
 def _claim(queue, *, status, user, now):
     held = queue.filter(claimed_by=user, claim_expires_at__gte=now).order_by("id").values_list("pk", flat=True).first()
     if held is not None and lease_renew(image_id=held, user=user, now=now):
-        leases_release(user=user, except_pk=held)
+        leases_release(user=user, except_pks=[held])
         return held
     leases_release(user=user)
     free = claimable(queue, now=now)
@@ -161,9 +161,8 @@ def _lease_for_decision(*, user, image_id, action, override_lease, now):
         if not user_is_curator(user):
             raise PermissionDenied("only curators may override another reviewer's lease (override_lease)")
         return
-    mine_or_free = Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=user)
     for _ in range(3):
-        if Image.objects.filter(mine_or_free, pk=image_id).update(claimed_by=user, claim_expires_at=lease_expiry(now)):
+        if lease_take_or_renew(Image.objects.filter(pk=image_id), user=user, now=now):
             return
         row = Image.objects.filter(pk=image_id).values_list("claimed_by__username", "claim_expires_at").first()
         if row is None:
@@ -252,8 +251,7 @@ def images_claim_shown(*, user, image_ids):
     with transaction.atomic():
         lease_commit_async()
         leases_release(user=user, except_pks=ids)
-        Image.objects.filter(Q(claimed_by__isnull=True) | Q(claim_expires_at__lt=now) | Q(claimed_by=user),
-                             pk__in=ids).update(claimed_by=user, claim_expires_at=lease_expiry(now))
+        lease_take_or_renew(Image.objects.filter(pk__in=ids), user=user, now=now)
         return set(Image.objects.filter(pk__in=ids, claimed_by=user).values_list("pk", flat=True))
 
 
@@ -273,9 +271,7 @@ def images_decide_bulk(*, user, items, action, label=None, seconds_spent=None, o
     image_decide exactly as one by one (its own transaction and LabelChange, or vote), so a conflict on one image
     changes nothing of it and does not undo the others; an image someone else holds is not decided (unless a
     curator sets `override_lease`). Raises ValueError for a bad action or selection, PermissionDenied for an
-    override by a reviewer."""
-    if override_lease and not user_is_curator(user):
-        raise PermissionDenied("only curators may override another reviewer's lease")
+    override by a reviewer (image_decide's, before anything is recorded)."""
     if action == SKIP or action not in ACTIONS:
         raise ValueError(f"a grid action is one of {', '.join(a for a in ACTIONS if a != SKIP)}, not {action!r}")
     if not items:

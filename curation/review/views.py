@@ -59,9 +59,7 @@ def review_decide(request):
             result = image_decide(user=request.user, image_id=image_id, action=action,
                                   version=decision.cleaned_data["version"],
                                   label=label, seconds_spent=decision.seconds_spent(time.time()))
-        except LeaseHeld as exc:
-            messages.error(request, f"Conflict: {exc}.")
-        except VoteRefused as exc:
+        except (LeaseHeld, VoteRefused) as exc:
             messages.error(request, f"Conflict: {exc}.")
         except VersionConflict as exc:
             messages.error(request, f"Conflict: image {image_id} changed while you looked at it: "
