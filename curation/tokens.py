@@ -30,11 +30,9 @@ def issue_token(user, ttl=None):
     """A new token for `user`, valid for `ttl` (a timedelta; default settings.REST_KNOX["TOKEN_TTL"], from
     FER_TOKEN_TTL_HOURS). Returns (the AuthToken row, the token string). The user's expired tokens go at the same
     time. Raises ValueError, issuing nothing, for a ttl outside an hour to a year."""
-    if ttl is not None:
-        low, high = timedelta(hours=settings.TOKEN_TTL_HOURS_MIN), timedelta(hours=settings.TOKEN_TTL_HOURS_MAX)
-        if not low <= ttl <= high:
-            raise ValueError(f"a token lives between {settings.TOKEN_TTL_HOURS_MIN} and "
-                             f"{settings.TOKEN_TTL_HOURS_MAX} hours (1 year), not {ttl}")
+    refusal = ttl_hours_refusal(ttl / timedelta(hours=1)) if ttl is not None else None
+    if refusal:
+        raise ValueError(refusal)
     purge_expired(user)
     return AuthToken.objects.create(user=user, expiry=ttl if ttl is not None else knox_settings.TOKEN_TTL)
 
