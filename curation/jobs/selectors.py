@@ -49,7 +49,12 @@ def workers_alive(*, queue=None):
     return workers
 
 
-# The status a job's run or generator has while the job has each status (curation.jobs.services.JOB_OUTPUTS).
+# The rows a job trains, whose status follows the job's: a classifier run (train_classifier) and a CycleGAN
+# (train_cyclegan). While the job is queued or running they are "running" (a job re-queued after its worker died
+# resumes the same row); when it fails or is cancelled, they end so too (curation.jobs.services.job_outputs_end).
+JOB_OUTPUTS = (("run", Run), ("generator", GanModel))
+
+# The status a job's run or generator has while the job has each status.
 OUTPUT_STATUS_OF_JOB = {
     Job.Status.QUEUED: TrainingStatus.RUNNING,  # re-queued after its worker died: the next attempt resumes it
     Job.Status.RUNNING: TrainingStatus.RUNNING,
@@ -63,7 +68,7 @@ def job_outputs_disagreeing():
     """Runs and generators whose status disagrees with their job's (OUTPUT_STATUS_OF_JOB), and running ones that
     have no job (it was deleted): nothing will ever end them. Returns (rows checked, [one sentence per row])."""
     checked, found = 0, []
-    for noun, model in (("run", Run), ("generator", GanModel)):
+    for noun, model in JOB_OUTPUTS:
         for row in model.objects.select_related("job").only("pk", "status", "job__kind", "job__status").order_by("pk"):
             checked += 1
             job = row.job

@@ -11,19 +11,14 @@ from django.utils import timezone
 
 from curation.jobs.errors import JobParamsError
 from curation.jobs.registry import get_kind
-from curation.models import GanModel, Job, Run, TrainingStatus, WorkerHeartbeat
+from curation.jobs.selectors import JOB_OUTPUTS
+from curation.models import Job, TrainingStatus, WorkerHeartbeat
 
 log = logging.getLogger(__name__)
 
 # The Celery task that runs a job (curation.tasks.run_job). Sent by name, so that enqueueing does not import the
 # task module, which imports the runner, which enqueues: the jobs layer stays free of import cycles.
 RUN_JOB_TASK = "curation.run_job"
-
-
-# The rows a job trains, whose status follows the job's: a classifier run (train_classifier) and a CycleGAN
-# (train_cyclegan). While the job is queued or running they are "running" (a job re-queued after its worker died
-# resumes the same row); when it fails or is cancelled, they end so too.
-JOB_OUTPUTS = (("run", Run), ("generator", GanModel))
 
 
 def job_outputs_end(*, job_ids, status, error=""):
