@@ -111,47 +111,61 @@ def worker_database_url():
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-class WorkerProcess:
+class Process:
+    """A command in its own process group, logging to a file; stop() and kill() end the whole group."""
+
+    def __init__(self, argv, *, env, log_path, cwd=REPO):
+        self.argv = argv
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def log(self, last=None):
+        """The log so far; its `last` characters only, if given (for an assertion's message)."""
+        text = self.log_path.read_text(errors="replace")
+        return text if last is None else text[-last:]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL the whole process group: the process and its children die with no chance to clean up."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def stop(self, timeout=20):
+        """SIGTERM the group, SIGKILL it if it has not ended within `timeout` seconds; close the log."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+class WorkerProcess(Process):
     """A real `celery worker` process in its own process group, logging to a file."""
 
     def __init__(self, *, env, log_path, name):
         self.name = name
-        self.log_path = log_path
         cmd = [
             sys.executable, "-m", "celery", "-A", "fer_site", "worker", "-Q", "cpu,gpu", "-c", "1",
             "-n", name, "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]
-        self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def log(self):
-        return Path(self.log_path).read_text(errors="replace")
+        super().__init__(cmd, env=env, log_path=log_path)
 
     def wait_ready(self, is_ready, timeout=90):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{self.log(last=4000)}")
             if is_ready():
                 return
             time.sleep(0.2)
-        raise RuntimeError(f"worker not ready after {timeout} s:\n{self.log()[-4000:]}")
-
-    def kill(self):
-        """SIGKILL the whole process group: the worker and its pool children die with no chance to clean up."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
+        raise RuntimeError(f"worker not ready after {timeout} s:\n{self.log(last=4000)}")
 
 
 @pytest.fixture

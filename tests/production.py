@@ -2,9 +2,7 @@
 static files collected as the Dockerfile collects them), worker and nginx processes, and a small HTTP client that
 keeps cookies itself (so that Secure cookies work over the tests' plain HTTP, as they do behind a TLS proxy)."""
 import http.client
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -13,7 +11,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from tests.conftest import REPO
+from tests.conftest import REPO, Process  # noqa: F401 (the tests that start servers take it from here)
 from tests.private_redis import free_port  # noqa: F401 (the tests that start servers take it from here)
 
 SECRET_KEY = "documented-env-secret-key-for-tests-only-0123456789abcdefghij"
@@ -37,45 +35,18 @@ def collected_static(tmp_path_factory):
     return _static_root
 
 
-class Process:
-    """A command in its own process group, logging to a file; stop() ends the group."""
-
-    def __init__(self, argv, *, env, log_path, cwd=REPO):
-        self.argv = argv
-        self.log_path = Path(log_path)
-        self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-        self._log.close()
-
-
 def wait_for_port(port, process, *, timeout=180):
     """Wait until something accepts connections on 127.0.0.1:port; fail at once, with its log, if `process` dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not process.alive():
-            raise AssertionError(f"{process.argv[:3]} exited with {process.proc.returncode}:\n{process.log()}")
+            raise AssertionError(f"{process.argv[:3]} exited with {process.proc.returncode}:\n{process.log(last=4000)}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
-    raise AssertionError(f"nothing listens on port {port} after {timeout} s:\n{process.log()}")
+    raise AssertionError(f"nothing listens on port {port} after {timeout} s:\n{process.log(last=4000)}")
 
 
 class Response:

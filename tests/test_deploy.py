@@ -274,18 +274,18 @@ def stack(django_db_setup, django_db_blocker, tmp_path_factory):
 def test_compose_web_and_worker_pass_their_health_checks_with_the_documented_env(stack, transactional_db):
     web, env, ports = stack["web"]
     done = health_check("web", env, ports)
-    assert done.returncode == 0, f"web health check: {done.stdout}{done.stderr}\n{web.log()}"
+    assert done.returncode == 0, f"web health check: {done.stdout}{done.stderr}\n{web.log(last=4000)}"
     worker, env, ports = stack["worker-cpu"]
     # Compose gives the worker 5 checks 30 s apart; here, its first check waits until the worker has said it is up.
     from curation.models import WorkerHeartbeat
 
     def started():
-        assert worker.alive(), worker.log()
+        assert worker.alive(), worker.log(last=4000)
         return WorkerHeartbeat.objects.filter(name__startswith="cpu@").exists()
 
     wait_for(started, timeout=150, interval=0.5, what="the worker's first heartbeat")
     done = health_check("worker-cpu", env, ports)
-    assert done.returncode == 0, f"worker health check: {done.stdout}{done.stderr}\n{worker.log()}"
+    assert done.returncode == 0, f"worker health check: {done.stdout}{done.stderr}\n{worker.log(last=4000)}"
     assert web.alive() and worker.alive()
 
 
@@ -298,7 +298,7 @@ def test_compose_nginx_serves_media_to_signed_in_users_only(stack, transactional
         pytest.skip("nginx is not installed (apt-get install nginx); the web and worker half ran")
     nginx, env, ports = stack["nginx"]
     done = health_check("nginx", env, ports)
-    assert done.returncode == 0, f"nginx health check: {done.stdout}{done.stderr}\n{nginx.log()}"
+    assert done.returncode == 0, f"nginx health check: {done.stdout}{done.stderr}\n{nginx.log(last=4000)}"
 
     from django.contrib.auth import get_user_model
 
