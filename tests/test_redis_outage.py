@@ -5,7 +5,6 @@ endpoint and form) and the CSV export keep answering while Redis is down, the lo
 down and answers 503 meanwhile. The shared Redis is never touched."""
 import os
 import re
-import subprocess
 import sys
 import uuid
 
@@ -15,7 +14,7 @@ from django.core.management import call_command
 
 from curation.tokens import issue_token
 from fer_site.settings.base import CACHE_TABLE, caches_from_url
-from tests.conftest import REPO, wait_for, worker_database_url
+from tests.conftest import Process, wait_for, worker_database_url
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 from tests.private_redis import REDIS_SERVER, PrivateRedis, free_port
 
@@ -41,9 +40,8 @@ def site(transactional_db, tmp_path, settings):
                FER_MEDIA_ROOT=str(settings.MEDIA_ROOT), FER_THROTTLE_LOGIN=f"{LIMIT}/hour",
                FER_CACHE_RETRY_SECONDS="0", FER_CACHE_KEY_PREFIX=f"outage-{uuid.uuid4().hex[:12]}")
     log_path = tmp_path / "server.log"
-    log = open(log_path, "w")
-    server = subprocess.Popen([sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
-                              cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = Process([sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"], env=env,
+                     log_path=log_path)
     # The database cache the Redis cache falls back to; `migrate` makes it (the test database has the tables of
     # the tests' own locmem cache: none).
     call_command("createcachetable", CACHE_TABLE, verbosity=0)
@@ -54,7 +52,7 @@ def site(transactional_db, tmp_path, settings):
     base = f"http://127.0.0.1:{port}"
 
     def up():
-        assert server.poll() is None, log_path.read_text()[-3000:]
+        assert server.alive(), server.log(last=3000)
         try:
             return requests.get(f"{base}/healthz", timeout=10).status_code == 200
         except requests.ConnectionError:
@@ -64,12 +62,7 @@ def site(transactional_db, tmp_path, settings):
         wait_for(up, timeout=90, interval=0.2, what=f"runserver at {base}")
         yield base, redis, token, log_path
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+        server.stop()
         redis.stop()
 
 
