@@ -88,14 +88,10 @@ def test_bootstrap_moves_part_of_the_pull_from_a_doubted_label_to_the_models_own
     assert grad[0, 1] > 0.8 * to_given[0, 1]  # the given label is raised less than cross-entropy would raise it
     # beta = 1 is cross-entropy.
     torch.testing.assert_close(bootstrap_loss(logits, given, beta=1.0), F.cross_entropy(logits, given))
-
-
-def test_bootstrap_fits_the_flipped_labels_less_than_cross_entropy(noisy_squares, trained):
-    x_train, _, flipped, x_test, y_test = noisy_squares
-    on_wrong = {m: _probs(trained(m), x_train)[flipped, 1].mean() for m in ("none", "bootstrap")}
-    assert (_probs(trained("bootstrap"), x_test).argmax(1) == y_test).mean() > 0.9
-    # Measured: cross-entropy 0.11, bootstrap 0.08.
-    assert on_wrong["bootstrap"] < 0.85 * on_wrong["none"], on_wrong
+    # What bootstrapping does after training is not asserted, only this per-batch gradient. On the 240 noisy squares the
+    # share of the flipped labels' fit that bootstrap (beta 0.8) keeps against cross-entropy ran 0.52-0.79 over three
+    # seeds on AVX2 kernels and 0.48-1.33 on ATEN_CPU_CAPABILITY=default: the sign of its effect depends on the
+    # processor's kernel path, so it is not a property of the method at this scale (docs/results.md: an undependable gain).
 
 
 def _symmetrise(model):
