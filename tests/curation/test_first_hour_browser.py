@@ -1,0 +1,65 @@
+"""A new user's first hour, one step off the demo's path (issue 35), in the system Chromium: a mistyped filter value,
+a wrong address, the key of the label an image already has. Each page tells the truth about what happened."""
+import re
+
+import pytest
+from django.core.cache import cache
+
+from tests.browser import log_in
+from tests.curation.test_review_browser import _png, card_id, settled
+from tests.factories import DatasetFactory, ImageFactory, UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+@pytest.fixture
+def page(live_server, transactional_db, browser):
+    """A reviewer signed in through the log-in form, on the review queue."""
+    cache.clear()  # the log-in throttle counts attempts per address in the cache
+    UserFactory(username="reviewer")
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.route("**/media/**", lambda route: route.fulfill(body=_png(), content_type="image/png"))
+    yield log_in(context.new_page(), live_server, "reviewer", "/review/")
+    context.close()
+
+
+@pytest.fixture
+def demo():
+    """A scored dataset of 3 unreviewed happy and 2 unreviewed sad train images."""
+    ds = DatasetFactory(name="demo")
+    for i, label in enumerate([1, 1, 1, 2, 2]):
+        ImageFactory(dataset=ds, label=label, original_label=label, suspicion=0.9 - i / 10)
+    return ds
+
+
+def _text(page, selector):
+    return re.sub(r"\s+", " ", page.inner_text(selector))
+
+
+# 1. A rejected filter value: the error beside its field, the rest of the filter kept, and no false "nothing left"
+
+
+@pytest.mark.parametrize("path", ["/review/", "/review/grid/"])
+def test_an_invalid_filter_value_is_named_beside_its_field_and_never_empties_the_queue(page, live_server, demo, path):
+    page.goto(f"{live_server.url}{path}?dataset=dmeo&split=train")
+    assert "no dataset named 'dmeo' (datasets: demo)" in _text(page, "label.invalid")
+    body = _text(page, "main")
+    assert "Nothing left" not in body and "No images shown: the filter has an invalid value" in body
+    assert page.input_value("select[name=split]") == "train"  # the rest of the filter is kept
+
+    page.goto(f"{live_server.url}{path}?dataset=demo&label=sad&min_suspicion=abc")
+    assert "enter a number from 0 to 1" in _text(page, "label.invalid")
+    assert page.input_value("select[name=label]") == "sad"
+    assert "Nothing left" not in _text(page, "main")
+
+
+def test_the_label_filter_takes_names_and_the_numbers_of_old_links(page, live_server, demo):
+    page.goto(f"{live_server.url}/review/?dataset=demo&label=sad")
+    settled(page)
+    assert not page.query_selector("label.invalid")
+    assert "reviewed 0 / 2 under this filter" in _text(page, "#card")
+    first = card_id(page)
+    page.goto(f"{live_server.url}/review/?dataset=demo&label=2")  # a link from before names
+    assert "reviewed 0 / 2 under this filter" in _text(page, "#card") and card_id(page) == first
+    page.goto(f"{live_server.url}/review/?dataset=demo&label=joyful")
+    assert "unknown label 'joyful'" in _text(page, "label.invalid")
