@@ -96,7 +96,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "curation.web.error_pages.SiteErrorPagesMiddleware",
 ]
+# The site's 404 and 500 pages also where DEBUG is on (curation/web/error_pages.py); false: Django's technical pages.
+SITE_ERROR_PAGES = env_bool("FER_SITE_ERROR_PAGES", True)
 
 ROOT_URLCONF = "fer_site.urls"
 WSGI_APPLICATION = "fer_site.wsgi.application"

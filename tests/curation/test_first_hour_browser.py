@@ -63,3 +63,19 @@ def test_the_label_filter_takes_names_and_the_numbers_of_old_links(page, live_se
     assert "reviewed 0 / 2 under this filter" in _text(page, "#card") and card_id(page) == first
     page.goto(f"{live_server.url}/review/?dataset=demo&label=joyful")
     assert "unknown label 'joyful'" in _text(page, "label.invalid")
+
+
+# 2. The site's own 404 page in the development settings (the demo's), naming what is missing and linking back
+
+
+def test_a_wrong_address_shows_the_sites_404_naming_it_with_links_back(page, live_server, demo, settings):
+    settings.DEBUG = True  # as the demo's settings have it (pytest-django turns it off): Django's technical pages
+    for path, says in [("/datasets/demo/runs/compare/", "There is no page at /datasets/demo/runs/compare/."),
+                       ("/datasets/nope/", "dataset 'nope' does not exist")]:
+        response = page.goto(f"{live_server.url}{path}")
+        assert response.status == 404
+        assert page.title() == "Not found · FER label curation"
+        assert says in _text(page, "main")
+        assert "URLconf" not in page.content() and "DEBUG = True" not in page.content()
+    page.click("main a:text('review queue')")
+    page.wait_for_url(f"{live_server.url}/review/")
