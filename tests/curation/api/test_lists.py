@@ -142,3 +142,12 @@ def test_run_detail_has_history_test_metrics_and_confusion(reviewer_api):
     assert body["test_metrics"]["confusion"] == confusion
     assert body["classes"][:3] == ["neutral", "happy", "sad"]
     assert body["plots"] == {"confusion": "/media/runs/1/confusion.png"}
+
+
+@pytest.mark.parametrize("url", ["/api/images/?dataset=nope", "/api/runs/?dataset=nope"])
+def test_a_list_filtered_by_an_unknown_dataset_is_a_404_naming_it(reviewer_api, url):
+    ImageFactory(dataset=DatasetFactory(name="demo"))
+    response = reviewer_api.get(url)
+    assert response.status_code == 404, response.content  # not 200 with nothing, which reads as an empty dataset
+    assert response.json() == {"detail": "dataset 'nope' does not exist", "code": "not_found"}
+    assert reviewer_api.get(url.replace("nope", "demo")).status_code == 200
