@@ -68,7 +68,8 @@ def review_decide(request):
         except Image.DoesNotExist:
             messages.error(request, f"Image {image_id} no longer exists; nothing was recorded.")
         else:
-            done = f"relabelled to {label_name(label)}" if action == "relabel" else DECISION_WORDS[action]
+            done = (f"relabelled to {label_name(label)}" if result.action == "relabel"
+                    else DECISION_WORDS[result.action])  # a relabel to its own label is a confirm
             messages.success(request, f"Image {image_id} {done}{_vote_outcome(result)}.")
             if result.change is not None and rescore_maybe_enqueue(image_id=image_id):
                 messages.info(request, "Rescoring the queue with the labels reviewed so far (review rounds); the "

@@ -6,7 +6,8 @@ import pytest
 from django.core.cache import cache
 
 from tests.browser import log_in
-from tests.curation.test_review_browser import _png, card_id, settled
+from curation.models import Image, LabelChange
+from tests.curation.test_review_browser import _png, card_id, settled, wait_card
 from tests.factories import DatasetFactory, ImageFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -79,3 +80,18 @@ def test_a_wrong_address_shows_the_sites_404_naming_it_with_links_back(page, liv
         assert "URLconf" not in page.content() and "DEBUG = True" not in page.content()
     page.click("main a:text('review queue')")
     page.wait_for_url(f"{live_server.url}/review/")
+
+
+# 8. The key of the label the image already has confirms it, and says so
+
+
+def test_the_key_of_the_current_label_confirms_and_says_confirmed(page, live_server, demo):
+    anger = ImageFactory(dataset=demo, label=6, original_label=6, suspicion=0.99)
+    page.goto(f"{live_server.url}/review/?dataset=demo")
+    wait_card(page, anger.pk)
+    page.keyboard.press("7")  # the 7th class in canonical order: anger, the label it has
+    page.wait_for_selector("#card .notice-success")
+    assert f"Image {anger.pk} confirmed." in _text(page, "#card .notice-success")
+    anger.refresh_from_db()
+    assert (anger.label, anger.status) == (6, Image.Status.CONFIRMED)
+    assert [c.action for c in LabelChange.objects.filter(image=anger)] == ["confirm"]
