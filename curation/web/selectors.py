@@ -473,7 +473,7 @@ def queue_order(*, dataset):
     """How the latest finished scoring of `dataset` ordered its review queue, in words for the dataset page (the
     `fusion` part of the score_ambiguity job's result: curation/scoring/fusion.py), or None before any."""
     job = (Job.objects.filter(kind="score_ambiguity", status=Job.Status.SUCCEEDED, result__dataset=dataset.name)
-           .order_by("-id").only("id", "result").first())
+           .order_by("-id").only("id", "result", "finished_at").first())
     fusion = (job.result or {}).get("fusion") if job else None
     if not fusion:
         return None
@@ -481,7 +481,8 @@ def queue_order(*, dataset):
     used, reviewed, auroc = fusion.get("used"), fusion.get("reviewed", 0), fusion.get("auroc") or {}
     if used == "default" and not auroc:
         why = (f"it learns from reviews once {REVIEWED_MIN} images are reviewed, {MIN_PER_OUTCOME} of them changed "
-               f"and {MIN_PER_OUTCOME} confirmed ({reviewed} reviewed, {fusion.get('changed', 0)} changed)")
+               f"and {MIN_PER_OUTCOME} confirmed ({reviewed} reviewed, {fusion.get('changed', 0)} changed when it "
+               "scored)")
     elif used == "default" and fusion.get("below_median", SPREAD_MIN) < SPREAD_MIN:
         why = (f"{fusion['below_median']} of the {reviewed} reviewed images lie below the median suspicion; it "
                f"learns from reviews once {SPREAD_MIN} do, since decisions from the top of the queue alone cannot "
@@ -491,9 +492,10 @@ def queue_order(*, dataset):
     else:
         name = "a logistic model over the signals" if used == "logistic" else f"the {used} signal alone"
         score = auroc.get("logistic (5-fold CV)" if used == "logistic" else used, 0)
-        return {"job": job.pk, "text": f"learnt from {reviewed} reviews: {name}, which ranked them best "
-                                       f"(AUROC {score:.2f})"}
-    return {"job": job.pk, "text": f"{default}: {why}"}
+        return {"job": job.pk, "finished_at": job.finished_at,
+                "text": f"learnt from the {reviewed} reviews made by then: {name}, which ranked them best "
+                        f"(AUROC {score:.2f})"}
+    return {"job": job.pk, "finished_at": job.finished_at, "text": f"{default}: {why}"}
 
 
 # Landis and Koch's words for a kappa, the usual reading of one.

@@ -95,3 +95,22 @@ def test_the_key_of_the_current_label_confirms_and_says_confirmed(page, live_ser
     anger.refresh_from_db()
     assert (anger.label, anger.status) == (6, Image.Status.CONFIRMED)
     assert [c.action for c in LabelChange.objects.filter(image=anger)] == ["confirm"]
+
+
+# 12. The dataset page's queue-order line says its counts are those of the last scoring
+
+
+def test_the_queue_order_line_says_its_counts_are_as_of_the_last_scoring(page, live_server, demo):
+    from django.utils import timezone
+
+    from curation.models import Job
+    from tests.factories import JobFactory
+
+    JobFactory(kind="score_ambiguity", status=Job.Status.SUCCEEDED, finished_at=timezone.now(),
+               params={"dataset": "demo"},
+               result={"dataset": "demo", "fusion": {"used": "default", "reviewed": 0, "changed": 0}})
+    Image.objects.filter(pk=Image.objects.filter(dataset=demo).first().pk).update(status=Image.Status.CONFIRMED)
+    page.goto(f"{live_server.url}/datasets/demo/")
+    assert "1 of 5 reviewed" in _text(page, "#review-progress")
+    line = _text(page, ".queue-order")
+    assert "its counts are as of that scoring, not of now" in line and "(0 reviewed, 0 changed when it scored)" in line
