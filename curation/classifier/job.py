@@ -52,6 +52,9 @@ DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
 RETRAIN_INHERITS = ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor", "robust")
+# The share of the progress bar that training takes: evaluating on the test split after it is the rest (0.99 to
+# 1.0), so the bar never shows 100 % before the run is done.
+TRAINING_SHARE = 0.98
 
 
 def with_latest_run_settings(params):
@@ -340,14 +343,14 @@ def _train(ctx, run, cfg):
     def hooks(unit, label, checkpoint_path, history_to_run=False):
         def on_step(epoch, step, steps):
             done = unit + ((epoch - 1) + step / steps) / cfg.epochs
-            ctx.progress(done / fits, f"{label}: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
+            ctx.progress(TRAINING_SHARE * done / fits, f"{label}: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
 
         def on_epoch(checkpoint):
             save_torch(checkpoint, checkpoint_path)
             if history_to_run:
                 Run.objects.filter(pk=run.pk).update(history=checkpoint["history"])
             last = checkpoint["history"][-1]
-            ctx.progress((unit + checkpoint["epoch"] / cfg.epochs) / fits,
+            ctx.progress(TRAINING_SHARE * (unit + checkpoint["epoch"] / cfg.epochs) / fits,
                          f"{label}: epoch {checkpoint['epoch']} val acc {last['val_acc']:.3f}", force=True)
 
         return on_step, on_epoch
