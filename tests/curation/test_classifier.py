@@ -125,4 +125,3 @@ def test_training_resumes_from_its_last_epoch_after_the_worker_is_killed(start_w
     assert f"resuming final_last.pt from epoch {epochs_before}" in second.log() or \
         f"resuming final_last.pt from epoch {epochs_before + 1}" in second.log()
     assert Run.objects.count() == 1 and run.status == Run.Status.SUCCEEDED
-

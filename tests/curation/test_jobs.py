@@ -136,8 +136,6 @@ def test_an_attempt_the_reaper_gave_away_can_no_longer_write():
 def test_progress_never_goes_backwards_within_an_attempt():
     """The bar a job command draws reads Job.progress: training that reached 100 % and then reported the
     evaluation at 99 % drew a bar going backwards (issue 35)."""
-    from curation.jobs.runner import JobContext
-
     job = JobFactory(kind="train_classifier", status=Job.Status.RUNNING, attempts=1)
     seen = []
     ctx = JobContext(job_id=job.pk, attempt=1, params={}, state={}, on_progress=lambda f, m: seen.append(f))
