@@ -114,3 +114,29 @@ def test_the_queue_order_line_says_its_counts_are_as_of_the_last_scoring(page, l
     assert "1 of 5 reviewed" in _text(page, "#review-progress")
     line = _text(page, ".queue-order")
     assert "its counts are as of that scoring, not of now" in line and "(0 reviewed, 0 changed when it scored)" in line
+
+
+# 17. The retrain form offers "none" as its doubtful rule; no page asks for a favicon that is not there
+
+
+def test_the_retrain_form_offers_no_doubtful_rule_and_no_page_misses_a_favicon(live_server, transactional_db,
+                                                                                browser, demo):
+    from tests.factories import CuratorFactory
+
+    cache.clear()
+    CuratorFactory(username="carla")
+    context = browser.new_context()
+    context.route("**/media/**", lambda route: route.fulfill(body=_png(), content_type="image/png"))
+    page = context.new_page()
+    missing = []
+    page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
+    log_in(page, live_server, "carla", "/jobs/")
+    page.goto(f"{live_server.url}/jobs/?start=retrain")
+    options = page.eval_on_selector_all("select[name=retrain-doubtful] option", "os => os.map(o => o.value)")
+    assert options == ["ssim", "classifier", "either", "none"]
+    page.goto(f"{live_server.url}/review/?dataset=demo")
+    icon = page.get_attribute("link[rel=icon]", "href")  # named, so Chromium does not ask for /favicon.ico
+    assert page.request.get(f"{live_server.url}{icon}").status == 200
+    assert page.request.get(f"{live_server.url}/favicon.ico").status == 200  # for a browser that asks anyway
+    context.close()
+    assert missing == [], missing
