@@ -47,7 +47,7 @@ _TRAIN_DEFAULTS = TrainConfig()
 DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
             "patience": _TRAIN_DEFAULTS.early_stopping_patience,
             "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim", "relabel_precision": None,
-            "init": None}
+            "init": None, "base_run": None}
 
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
@@ -69,6 +69,7 @@ def with_latest_run_settings(params):
             if key in latest.config:
                 params.setdefault(key, latest.config[key])
         params.setdefault("dataset", latest.dataset.name)
+        params.setdefault("base_run", latest.pk)  # the run this one derives from: its report compares with it
     return params
 
 
@@ -104,6 +105,13 @@ def validate_train_params(params):
         clean["relabel_precision"] = check_precision_target(clean["relabel_precision"])
     except RelabelTargetError as exc:
         raise JobParamsError(str(exc)) from None
+    if clean["base_run"] is not None:
+        base = str(clean["base_run"])
+        if not (base.isascii() and base.isdigit()) or not Run.objects.filter(
+                pk=int(base), dataset__name=clean["dataset"], status=Run.Status.SUCCEEDED).exists():
+            raise JobParamsError(f"base_run {clean['base_run']!r} is not a finished run of dataset "
+                                 f"'{clean['dataset']}'")
+        clean["base_run"] = int(base)
     if clean["robust"] not in ROBUST_METHODS:
         raise JobParamsError(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {clean['robust']!r}")
     if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
