@@ -140,3 +140,18 @@ def test_the_retrain_form_offers_no_doubtful_rule_and_no_page_misses_a_favicon(l
     assert page.request.get(f"{live_server.url}/favicon.ico").status == 200  # for a browser that asks anyway
     context.close()
     assert missing == [], missing
+
+
+# 11. Grid tiles show the classifier's suggestion, with a legend and hover text for every figure
+
+
+def test_grid_tiles_show_the_suggestion_with_a_legend_and_hover_text(page, live_server, demo):
+    Image.objects.filter(dataset=demo, label=1).update(classifier_suggested_label=2, classifier_flagged=True)
+    page.goto(f"{live_server.url}/review/grid/?dataset=demo&label=happy")
+    tile = page.locator("li .tile-facts").first
+    assert "→ sad" in tile.inner_text()
+    assert page.get_attribute("li .tile-suggestion >> nth=0", "title") == "the classifier suggests sad"
+    assert "suspicion" in page.get_attribute("li .tile-suspicion >> nth=0", "title")
+    titles = tile.locator("span").evaluate_all("els => els.map(e => e.title)")
+    assert len(titles) == 4 and all(titles), titles  # label, suspicion, suggestion, clf: each explained
+    assert "the classifier's suggestion" in _text(page, "#tile-legend")
