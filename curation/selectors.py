@@ -102,10 +102,11 @@ def images_filter(qs, *, split=None, label=None, original_label=None, status=Non
 
 
 def images_list(*, dataset=None, **filters):
-    """Images filtered by any of the given values (labels as codes, dataset by name), by id."""
+    """Images filtered by any of the given values (labels as codes, dataset by name), by id. Raises
+    DatasetNotFound for a dataset that does not exist (an empty list would read as an empty dataset)."""
     qs = Image.objects.select_related("dataset", "reviewed_by")
     if dataset:
-        qs = qs.filter(dataset__name=dataset)
+        qs = qs.filter(dataset=dataset_get(name=dataset))
     return images_filter(qs, **filters).order_by("id")
 
 
@@ -150,9 +151,10 @@ def dataset_reviewer_names(*, dataset):
 
 
 def runs_list(*, dataset=None):
+    """Runs, newest first; raises DatasetNotFound for a dataset that does not exist."""
     qs = Run.objects.select_related("dataset", "created_by")
     if dataset:
-        qs = qs.filter(dataset__name=dataset)
+        qs = qs.filter(dataset=dataset_get(name=dataset))
     return qs.order_by("-id")
 
 

@@ -71,3 +71,11 @@ def test_the_checks_catch_a_broken_link_and_route(tmp_path):
     (tmp_path / "usage.md").write_text("")
     assert [t for t, p in _relative_file_links(doc) if not p.exists()] == ["img/missing.png"]
     assert sorted(p for p in _site_paths(doc) if not _resolvable(p)) == ["/api/nothing/<id>/", "/no-such-page/"]
+
+
+def test_the_readme_lists_every_export_column_in_order():
+    from curation.export import COLUMNS
+
+    text = re.sub(r"`,?\s*then cleanlab Datalab's\s*`", ",", (ROOT / "README.md").read_text())
+    listed = re.search(r"export\.csv`, columns\s*`([^`]+)`", text).group(1)
+    assert listed.split(",") == list(COLUMNS)

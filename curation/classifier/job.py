@@ -47,11 +47,14 @@ _TRAIN_DEFAULTS = TrainConfig()
 DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
             "patience": _TRAIN_DEFAULTS.early_stopping_patience,
             "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim", "relabel_precision": None,
-            "init": None}
+            "init": None, "base_run": None}
 
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
 RETRAIN_INHERITS = ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor", "robust")
+# The share of the progress bar that training takes: evaluating on the test split after it is the rest (0.99 to
+# 1.0), so the bar never shows 100 % before the run is done.
+TRAINING_SHARE = 0.98
 
 
 def with_latest_run_settings(params):
@@ -66,6 +69,7 @@ def with_latest_run_settings(params):
             if key in latest.config:
                 params.setdefault(key, latest.config[key])
         params.setdefault("dataset", latest.dataset.name)
+        params.setdefault("base_run", latest.pk)  # the run this one derives from: its report compares with it
     return params
 
 
@@ -101,6 +105,13 @@ def validate_train_params(params):
         clean["relabel_precision"] = check_precision_target(clean["relabel_precision"])
     except RelabelTargetError as exc:
         raise JobParamsError(str(exc)) from None
+    if clean["base_run"] is not None:
+        base = str(clean["base_run"])
+        if not (base.isascii() and base.isdigit()) or not Run.objects.filter(
+                pk=int(base), dataset__name=clean["dataset"], status=Run.Status.SUCCEEDED).exists():
+            raise JobParamsError(f"base_run {clean['base_run']!r} is not a finished run of dataset "
+                                 f"'{clean['dataset']}'")
+        clean["base_run"] = int(base)
     if clean["robust"] not in ROBUST_METHODS:
         raise JobParamsError(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {clean['robust']!r}")
     if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
@@ -340,14 +351,14 @@ def _train(ctx, run, cfg):
     def hooks(unit, label, checkpoint_path, history_to_run=False):
         def on_step(epoch, step, steps):
             done = unit + ((epoch - 1) + step / steps) / cfg.epochs
-            ctx.progress(done / fits, f"{label}: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
+            ctx.progress(TRAINING_SHARE * done / fits, f"{label}: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
 
         def on_epoch(checkpoint):
             save_torch(checkpoint, checkpoint_path)
             if history_to_run:
                 Run.objects.filter(pk=run.pk).update(history=checkpoint["history"])
             last = checkpoint["history"][-1]
-            ctx.progress((unit + checkpoint["epoch"] / cfg.epochs) / fits,
+            ctx.progress(TRAINING_SHARE * (unit + checkpoint["epoch"] / cfg.epochs) / fits,
                          f"{label}: epoch {checkpoint['epoch']} val acc {last['val_acc']:.3f}", force=True)
 
         return on_step, on_epoch

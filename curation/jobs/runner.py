@@ -53,6 +53,7 @@ class JobContext:
         self.cancel_event = threading.Event()
         self.lost_event = threading.Event()
         self._last_progress = 0.0
+        self._highest = 0.0  # progress never goes backwards within an attempt (a bar from 100 % to 99 % misleads)
         # Called with (fraction, message) on every progress call: a parent job that runs this one in its own
         # process passes it on as its own progress.
         self.on_progress = on_progress
@@ -68,11 +69,12 @@ class JobContext:
             raise JobCancelled(f"job {self.job_id} was cancelled")
 
     def progress(self, fraction, message="", *, force=False):
-        """Record progress (0-1) and a message; written at most about once a second unless forced."""
+        """Record progress (0-1) and a message; written at most about once a second unless forced. A fraction below
+        one recorded before in this attempt is raised to it: progress never goes backwards."""
         now = time.monotonic()
+        fraction = self._highest = max(min(max(float(fraction), 0.0), 1.0), self._highest)
         if force or now - self._last_progress >= self.PROGRESS_EVERY_SECONDS:
             self._last_progress = now
-            fraction = min(max(float(fraction), 0.0), 1.0)
             if not self._mine().update(progress=fraction, message=message[:500], heartbeat_at=timezone.now()):
                 self.lost_event.set()
         if self.on_progress is not None:

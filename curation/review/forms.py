@@ -4,9 +4,10 @@ from django import forms
 from curation.models import Dataset, Image, Run
 from curation.review.services import ACTIONS, SKIP
 from curation.selectors import STATUS_ANY, name_has_control_characters
-from training.labels import CLASSES, NUM_CLASSES
+from training.labels import CLASSES, CODE, NUM_CLASSES, UnknownLabel, parse_label
 
 _FLAGGED = {"yes": True, "no": False}
+_NUMBER = {"invalid": "enter a number from 0 to 1, such as 0.5"}
 # Longest time a card may count as having been looked at (a card left open over lunch is not a slow decision).
 MAX_SECONDS_SPENT = 3600
 # The grid's last page number: beyond it an offset would overflow the database's integers (and no dataset has
@@ -37,16 +38,44 @@ class DatasetChoiceField(forms.ModelChoiceField):
 
     def to_python(self, value):
         if value not in self.empty_values and name_has_control_characters(value):
-            raise forms.ValidationError(self.error_messages["invalid_choice"], code="invalid_choice")
-        return super().to_python(value)
+            raise forms.ValidationError("no dataset has that name", code="invalid_choice")
+        try:
+            return super().to_python(value)
+        except forms.ValidationError:
+            names = list(self.queryset.values_list("name", flat=True)[:11])
+            known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            raise forms.ValidationError(f"no dataset named {str(value)[:80]!r}"
+                                        + (f" (datasets: {known})" if names else " (there is no dataset yet)"),
+                                        code="invalid_choice") from None
+
+
+class LabelFilterField(forms.TypedChoiceField):
+    """A class by name ("happy"; the spellings parse_label accepts), or by its code 0-7 for links made before the
+    filter took names; cleaned to the code."""
+
+    def __init__(self, *, empty_label="any label", **kwargs):
+        choices = [(name, name) for name in CLASSES]
+        super().__init__(choices=[("", empty_label), *choices] if empty_label else choices, coerce=CODE.get,
+                         empty_value=None, **kwargs)
+
+    def to_python(self, value):
+        value = super().to_python(value).strip()
+        if value in self.empty_values:
+            return value
+        if value.isascii() and value.isdigit() and len(value) <= 2 and int(value) < NUM_CLASSES:
+            return CLASSES[int(value)]
+        try:
+            return CLASSES[parse_label(value)]
+        except UnknownLabel:
+            raise forms.ValidationError(f"unknown label {value[:40]!r}: use a name ({', '.join(CLASSES)}) or its "
+                                        f"number 0-{NUM_CLASSES - 1}", code="invalid_choice") from None
 
 
 class ReviewFilterForm(forms.Form):
     dataset = DatasetChoiceField(queryset=Dataset.objects.order_by("name"), to_field_name="name", required=False,
                                      empty_label=None)
     split = forms.ChoiceField(choices=[("", "any split"), *Image.Split.choices], required=False)
-    label = forms.TypedChoiceField(choices=[("", "any label"), *enumerate(CLASSES)], coerce=int, empty_value=None,
-                                   required=False)
+    label = LabelFilterField(required=False)
     status = forms.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any status")], required=False)
     signal = forms.ChoiceField(choices=[("", "any signal"), ("ssim", "SSIM-flagged"),
                                         ("classifier", "classifier-flagged"), ("both", "both flags"),
@@ -56,15 +85,14 @@ class ReviewFilterForm(forms.Form):
                                         ("datalab_duplicate", "near-duplicate (Datalab)")], required=False)
     flagged = forms.ChoiceField(choices=[("", "flagged or not"), ("yes", "flagged"), ("no", "not flagged")],
                                 required=False)
-    min_suspicion = forms.FloatField(required=False, label="suspicion from",
+    min_suspicion = forms.FloatField(required=False, label="suspicion from", error_messages=_NUMBER,
                                      widget=forms.NumberInput(attrs={"step": "0.05", "size": 4}))
-    max_suspicion = forms.FloatField(required=False, label="to",
+    max_suspicion = forms.FloatField(required=False, label="to", error_messages=_NUMBER,
                                      widget=forms.NumberInput(attrs={"step": "0.05", "size": 4}))
     # A classifier run's confusion-matrix cell (the runs page links here): its test images whose label when the
     # run trained was `label` and that it predicted as `predicted`.
     run = forms.ModelChoiceField(queryset=Run.objects.all(), required=False, widget=forms.HiddenInput)
-    predicted = forms.TypedChoiceField(choices=list(enumerate(CLASSES)), coerce=int, empty_value=None,
-                                       required=False, widget=forms.HiddenInput)
+    predicted = LabelFilterField(empty_label=None, required=False, widget=forms.HiddenInput)
     # Review a dataset that has not been scored yet anyway, in import order (the page asks first).
     unscored = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
@@ -99,8 +127,10 @@ class ReviewFilterForm(forms.Form):
         }
 
     def query(self):
-        """The filter as a query string, to carry it through decisions and links."""
-        return {name: value for name, value in self.data.items() if name in self.fields and value not in ("", None)}
+        """The filter as a query string, to carry it through decisions and links: the valid fields only, so that a
+        mistyped value does not travel on while the rest of the filter does."""
+        return {name: value for name, value in self.data.items()
+                if name in self.fields and value not in ("", None) and name not in self.errors}
 
 
 # How a message names a decision other than a relabel.

@@ -73,10 +73,12 @@ def _report(request, result, action, label):
 
 def _grid(request, filter_form, page):
     valid = filter_form.is_valid()
-    query = filter_form.query() if valid else {}
+    # An invalid value is shown beside its field (the page offers no card until it is fixed, rather than claim that
+    # the queue is empty); the rest of the filter is kept, in the form and in the links.
+    query = filter_form.query()
     if request.method == "POST" and not request.htmx:
         return redirect(f"{reverse('review_grid')}?{urlencode({**query, 'page': page})}")
-    dataset = (filter_form.cleaned_data.get("dataset") if valid else None) or Dataset.objects.order_by("name").first()
+    dataset = filter_form.cleaned_data.get("dataset") or Dataset.objects.order_by("name").first()
     images, has_next = [], False
     if valid and dataset is not None:
         query["dataset"] = dataset.name
@@ -89,7 +91,8 @@ def _grid(request, filter_form, page):
         held = images_claim_shown(user=request.user, image_ids=[image.pk for image in images])
         images = [image for image in images if image.pk in held]  # one another reviewer took a moment ago: not shown
     context = {
-        "filter_form": filter_form, "dataset": dataset, "images": images, "page": page, "has_next": has_next,
+        "filter_form": filter_form, "filter_invalid": not valid,
+        "dataset": dataset, "images": images, "page": page, "has_next": has_next,
         "query": query, "query_string": urlencode(query), "class_keys": CLASS_KEYS, "media_url": settings.MEDIA_URL,
         "shown_at": f"{time.time():.3f}", "may_override": user_is_curator(request.user),
     }

@@ -176,6 +176,7 @@ def _lease_for_decision(*, user, image_id, action, override_lease, now):
 def image_decide(*, user, image_id, action, version=None, label=None, seconds_spent=None, override_lease=False):
     """Record `user`'s decision on an image: confirm, relabel (to `label`, a code), exclude, or skip.
 
+    A relabel to the label the image already has is a confirm (Decision.action says so).
     confirm, relabel and exclude go through image_label_change: they need the `version` the user saw (a stale one
     raises VersionConflict and changes nothing) and release the image's lease. They are refused (LeaseHeld, nothing
     recorded) while someone else holds a live lease on the image, unless a curator sets `override_lease`; an image
@@ -196,9 +197,14 @@ def image_decide(*, user, image_id, action, version=None, label=None, seconds_sp
         raise ValueError(f"action must be one of {', '.join(ACTIONS)}, not {action!r}")
     if version is None:
         raise ValueError(f"{action} needs the version of the image it was made on")
-    needed = Image.objects.filter(pk=image_id).values_list("dataset__reviews_required", flat=True).first()
-    if needed is None:
+    found = Image.objects.filter(pk=image_id).values_list("dataset__reviews_required", "label").first()
+    if found is None:
         raise Image.DoesNotExist(f"image {image_id} does not exist")
+    needed, current = found
+    if action == "relabel" and label is not None and str(label).isdigit() and int(label) == current:
+        # The key of the label the image has: that agrees with it, and is recorded (and reported) as a confirm. A
+        # label changed since the user looked is caught by the version check, as for any decision.
+        action, label = "confirm", None
     with transaction.atomic():
         _lease_for_decision(user=user, image_id=image_id, action=action, override_lease=override_lease,
                             now=timezone.now())

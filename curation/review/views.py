@@ -68,7 +68,8 @@ def review_decide(request):
         except Image.DoesNotExist:
             messages.error(request, f"Image {image_id} no longer exists; nothing was recorded.")
         else:
-            done = f"relabelled to {label_name(label)}" if action == "relabel" else DECISION_WORDS[action]
+            done = (f"relabelled to {label_name(label)}" if result.action == "relabel"
+                    else DECISION_WORDS[result.action])  # a relabel to its own label is a confirm
             messages.success(request, f"Image {image_id} {done}{_vote_outcome(result)}.")
             if result.change is not None and rescore_maybe_enqueue(image_id=image_id):
                 messages.info(request, "Rescoring the queue with the labels reviewed so far (review rounds); the "
@@ -138,10 +139,12 @@ def _next_card(request, filter_form):
     """Claim the next image under the filter and render it: the card partial for htmx, the page (GET) or a
     redirect to it (POST without htmx) otherwise."""
     valid = filter_form.is_valid()
-    query = filter_form.query() if valid else {}
+    # An invalid value is shown beside its field (the page offers no card until it is fixed, rather than claim that
+    # the queue is empty); the rest of the filter is kept, in the form and in the links.
+    query = filter_form.query()
     if request.method == "POST" and not request.htmx:
         return redirect(f"{reverse('review')}?{urlencode(query)}")
-    dataset = (filter_form.cleaned_data.get("dataset") if valid else None) or Dataset.objects.order_by("name").first()
+    dataset = filter_form.cleaned_data.get("dataset") or Dataset.objects.order_by("name").first()
     image = progress = card = None
     not_scored = held_back = False
     if valid and dataset is not None:
@@ -157,7 +160,8 @@ def _next_card(request, filter_form):
         card = review_card(image=image, run=filters["run"]) if image else None
         progress = review_progress(user=request.user, dataset=dataset, filters=filters)
     context = {
-        "filter_form": filter_form, "dataset": dataset, "image": image, "card": card, "progress": progress,
+        "filter_form": filter_form, "filter_invalid": not valid,
+        "dataset": dataset, "image": image, "card": card, "progress": progress,
         "not_scored": not_scored, "held_back": held_back,
         "history": card["history"] if card else [], "run_cell": _run_cell(filter_form) if valid else "",
         "query_string": urlencode(query),

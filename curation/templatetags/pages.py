@@ -6,6 +6,7 @@ from django.urls import reverse
 
 from curation.roles import text_paths_hidden
 from curation.web.selectors import job_duration
+from training.labels import label_name
 
 register = template.Library()
 
@@ -72,8 +73,8 @@ def fmt(value):
 @register.simple_tag
 def review_url(dataset, run, true_code, predicted_code):
     """The review queue filtered to the test images of `run` with true label X that it predicted as Y."""
-    query = urlencode({"dataset": dataset, "split": "test", "label": true_code, "run": run,
-                       "predicted": predicted_code, "status": "any"})
+    query = urlencode({"dataset": dataset, "split": "test", "label": label_name(true_code), "run": run,
+                       "predicted": label_name(predicted_code), "status": "any"})
     return f"{reverse('review')}?{query}"
 
 

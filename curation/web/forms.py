@@ -102,7 +102,8 @@ class RetrainForm(StartForm):
     reduced = forms.BooleanField(required=False, initial=True, help_text="drop excluded and unconfirmed flagged "
                                                                           "images, apply relabels")
     doubtful = forms.ChoiceField(
-        choices=[("ssim", "flagged by the SSIM rule"), ("classifier", "flagged by cleanlab"), ("either", "either flag")],
+        choices=[("ssim", "flagged by the SSIM rule"), ("classifier", "flagged by cleanlab"), ("either", "either flag"),
+                 ("none", "none (drop only excluded images)")],
         required=False, initial="ssim", help_text="reduced: which unreviewed images count as doubtful and are dropped")
     augmented = forms.BooleanField(required=False, help_text="add generated images")
     epochs = forms.IntegerField(required=False, help_text="empty: as the latest run")

@@ -221,6 +221,8 @@ def runs_compare(*, run_ids):
         col["macro_f1_verdict"] = verdicts["macro_f1"]
         for row, verdict in zip(per_class, verdicts["precision"]):
             row["cells"][col["index"]]["precision_verdict"] = verdict
+    for col in columns[1:]:
+        _holm_per_class(per_class, col["index"])
     hashes = {r.test_split_hash for r in runs}
     return {
         "runs": runs,
@@ -325,10 +327,33 @@ def _untested(base, run, base_predictions, predictions):
 def _coloured(delta, p, n, title, what):
     if n == 0:
         return {"css": "delta-noise", "title": f"not tested: the runs share no {what}"}
+    tested = {"p": p, "redraw": (delta, n, title, what)}
     if p >= ALPHA:
-        return {"css": "delta-noise", "title": f"{title} (≥ {ALPHA}): not distinguishable from noise"}
+        return tested | {"css": "delta-noise", "title": f"{title} (≥ {ALPHA}): not distinguishable from noise"}
     css = "" if abs(delta) < 5e-4 else ("up" if delta > 0 else "down")
-    return {"css": css, "title": f"{title} (< {ALPHA})"}
+    return tested | {"css": css, "title": f"{title} (< {ALPHA})"}
+
+
+def holm_adjusted(ps):
+    """Holm's step-down adjustment of p-values tested together: each family-wise p, in the order given."""
+    order = sorted(range(len(ps)), key=lambda i: ps[i])
+    adjusted, running = [0.0] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(ps) - rank) * ps[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def _holm_per_class(per_class, index):
+    """Redraw a run's per-class recall and precision verdicts with Holm-adjusted p-values: testing 16 deltas at
+    p < 0.05 each turns about one red or green by chance alone."""
+    verdicts = [(row["cells"][index], key) for row in per_class for key in ("recall_verdict", "precision_verdict")
+                if (row["cells"][index].get(key) or {}).get("p") is not None]
+    adjusted = holm_adjusted([cell[key]["p"] for cell, key in verdicts])
+    for (cell, key), p in zip(verdicts, adjusted):
+        delta, n, title, what = cell[key]["redraw"]
+        cell[key] = _coloured(delta, p, n, f"{title}; Holm-adjusted over this run's {len(verdicts)} per-class "
+                                           f"tests: p={_p(p)}", what)
 
 
 def _p(p):
@@ -473,7 +498,7 @@ def queue_order(*, dataset):
     """How the latest finished scoring of `dataset` ordered its review queue, in words for the dataset page (the
     `fusion` part of the score_ambiguity job's result: curation/scoring/fusion.py), or None before any."""
     job = (Job.objects.filter(kind="score_ambiguity", status=Job.Status.SUCCEEDED, result__dataset=dataset.name)
-           .order_by("-id").only("id", "result").first())
+           .order_by("-id").only("id", "result", "finished_at").first())
     fusion = (job.result or {}).get("fusion") if job else None
     if not fusion:
         return None
@@ -481,7 +506,8 @@ def queue_order(*, dataset):
     used, reviewed, auroc = fusion.get("used"), fusion.get("reviewed", 0), fusion.get("auroc") or {}
     if used == "default" and not auroc:
         why = (f"it learns from reviews once {REVIEWED_MIN} images are reviewed, {MIN_PER_OUTCOME} of them changed "
-               f"and {MIN_PER_OUTCOME} confirmed ({reviewed} reviewed, {fusion.get('changed', 0)} changed)")
+               f"and {MIN_PER_OUTCOME} confirmed ({reviewed} reviewed, {fusion.get('changed', 0)} changed when it "
+               "scored)")
     elif used == "default" and fusion.get("below_median", SPREAD_MIN) < SPREAD_MIN:
         why = (f"{fusion['below_median']} of the {reviewed} reviewed images lie below the median suspicion; it "
                f"learns from reviews once {SPREAD_MIN} do, since decisions from the top of the queue alone cannot "
@@ -491,9 +517,10 @@ def queue_order(*, dataset):
     else:
         name = "a logistic model over the signals" if used == "logistic" else f"the {used} signal alone"
         score = auroc.get("logistic (5-fold CV)" if used == "logistic" else used, 0)
-        return {"job": job.pk, "text": f"learnt from {reviewed} reviews: {name}, which ranked them best "
-                                       f"(AUROC {score:.2f})"}
-    return {"job": job.pk, "text": f"{default}: {why}"}
+        return {"job": job.pk, "finished_at": job.finished_at,
+                "text": f"learnt from the {reviewed} reviews made by then: {name}, which ranked them best "
+                        f"(AUROC {score:.2f})"}
+    return {"job": job.pk, "finished_at": job.finished_at, "text": f"{default}: {why}"}
 
 
 # Landis and Koch's words for a kappa, the usual reading of one.

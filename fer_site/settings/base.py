@@ -96,7 +96,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "curation.web.error_pages.SiteErrorPagesMiddleware",
 ]
+# The site's 404 and 500 pages also where DEBUG is on (curation/web/error_pages.py); false: Django's technical pages.
+SITE_ERROR_PAGES = env_bool("FER_SITE_ERROR_PAGES", True)
 
 ROOT_URLCONF = "fer_site.urls"
 WSGI_APPLICATION = "fer_site.wsgi.application"
@@ -350,11 +353,23 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+
+
+def broker_hostname_noise(record):
+    """False for kombu's "No hostname was supplied" warning: the embedded filesystem broker has no host, and kombu
+    says so each time a command queues a job on it (issue 35). Every other record passes."""
+    return not (CELERY_BROKER_URL.startswith("filesystem://")
+                and record.getMessage().startswith("No hostname was supplied"))
+
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {"broker_hostname_noise": {"()": "django.utils.log.CallbackFilter",
+                                          "callback": broker_hostname_noise}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("FER_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {"django.db.backends": {"level": "WARNING"},
+                "kombu.connection": {"filters": ["broker_hostname_noise"]}},
 }

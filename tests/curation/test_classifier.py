@@ -125,3 +125,16 @@ def test_training_resumes_from_its_last_epoch_after_the_worker_is_killed(start_w
     assert f"resuming final_last.pt from epoch {epochs_before}" in second.log() or \
         f"resuming final_last.pt from epoch {epochs_before + 1}" in second.log()
     assert Run.objects.count() == 1 and run.status == Run.Status.SUCCEEDED
+
+
+@pytest.mark.django_db
+def test_a_retrain_reports_its_paired_test_against_the_run_it_derives_from(tmp_path, user):
+    name = square_dataset(tmp_path)
+    call_command("train_classifier", "--dataset", name, *TINY, "--inline", stdout=io.StringIO(), stderr=io.StringIO())
+    first = Run.objects.get()
+    out = io.StringIO()
+    call_command("retrain", "--dataset", name, "--reduced", "--doubtful", "none", "--inline", stdout=out,
+                 stderr=io.StringIO())
+    text = out.getvalue()
+    assert f"vs run {first.pk} (the run it derives from): accuracy" in text, text
+    assert "paired test on 36 test images: accuracy" in text and "(95 % CI " in text and "McNemar exact p=" in text

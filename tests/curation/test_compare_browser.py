@@ -120,3 +120,25 @@ def test_macro_f1_and_precision_deltas_are_tested_by_randomisation(page, runs):
     precisions = page.eval_on_selector_all(
         "tr[data-class=neutral] td:nth-child(odd) .delta", "els => els.map(e => [[...e.classList], e.title])")
     assert precisions and all("randomisation" in t or "kept no" in t for _, t in precisions)
+
+
+def test_per_class_deltas_are_holm_corrected_and_the_page_says_so(live_server, browser, transactional_db):
+    """A recall gain on one class with McNemar's p = 0.031 alone is one of 16 per-class tests: after Holm's
+    correction it is noise, grey (issue 35)."""
+    ds = DatasetFactory(name="faces")
+    index = np.arange(N)
+    base = _run(ds, index < 100)
+    one_class = _run(ds, (index < 100) | np.isin(index, [104, 112, 120, 128, 136, 144]))  # 6 more neutral faces
+    cache.clear()
+    UserFactory(username="rita")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = log_in(context.new_page(), live_server, "rita", f"/runs/compare/?ids={base.pk},{one_class.pk}")
+    text, classes, colour, title = page.eval_on_selector(
+        "tr[data-class=neutral] td:nth-child(2n+2) .delta",
+        "e => [e.textContent, [...e.classList], getComputedStyle(e).color, e.title]")
+    context_note = page.inner_text("#per-class-correction")
+    context.close()
+    assert text == "+0.240" and "p=0.031" in title  # the test alone: below 0.05
+    assert "delta-noise" in classes and colour not in (GREEN, RED)
+    assert "Holm-adjusted over this run's 16 per-class tests: p=0.496" in title
+    assert "Holm's correction" in context_note

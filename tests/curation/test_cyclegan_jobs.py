@@ -1,6 +1,8 @@
 """CycleGAN jobs through the product: training on the right images, resume after a killed worker, and generated
 images that only ever come from train-split sources."""
 import io
+import re
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -32,6 +34,12 @@ def test_train_then_generate_from_train_sources_only(tmp_path, settings, user):
     assert len(gan.losses) == 2 and all((settings.MEDIA_ROOT / e["samples"]).exists() for e in gan.losses)
     assert "ssim_to_source" in gan.losses[-1]["quality"]["AB"]
     assert "happy <-> sad" in out.getvalue()
+    # It says whether each generator passed its quality check, and where the sample grids are, whole (issue 35).
+    for name_ in ("happy->sad", "sad->happy"):
+        assert re.search(rf"  {name_} generator (passed|FAILED|was not measured by) its quality check at epoch 2 ",
+                         out.getvalue()), out.getvalue()
+    grids = re.search(r"sample grids: (\S+)/", out.getvalue()).group(1)
+    assert Path(grids).is_absolute() and Path(grids).is_dir(), grids
 
     call_command("generate_images", "--dataset", name, "--pair", "sad", "happy", "--n", "1000", "--inline",
                  stdout=io.StringIO(), stderr=io.StringIO())

@@ -130,3 +130,17 @@ def test_an_attempt_the_reaper_gave_away_can_no_longer_write():
     with pytest.raises(JobLost):
         stale_ctx.save_state({"done": 999})
     assert Job.objects.get(pk=job.pk).state == {}
+
+
+@pytest.mark.django_db
+def test_progress_never_goes_backwards_within_an_attempt():
+    """The bar a job command draws reads Job.progress: training that reached 100 % and then reported the
+    evaluation at 99 % drew a bar going backwards (issue 35)."""
+    job = JobFactory(kind="train_classifier", status=Job.Status.RUNNING, attempts=1)
+    seen = []
+    ctx = JobContext(job_id=job.pk, attempt=1, params={}, state={}, on_progress=lambda f, m: seen.append(f))
+    for fraction in (0.5, 1.0, 0.99, 0.2):
+        ctx.progress(fraction, "step", force=True)
+        job.refresh_from_db()
+        assert job.progress == max(seen) == seen[-1]
+    assert seen == [0.5, 1.0, 1.0, 1.0]

@@ -186,7 +186,7 @@ def test_the_comparison_shows_deltas_snapshot_differences_and_confusion_links(as
     assert 'data-diff="images_dropped">1 images dropped' in page
     assert 'data-diff="relabelled">1 relabelled: happy→sad 1' in page
     assert 'data-diff="generated_added">2 generated images added' in page
-    link = (f'/review/?dataset=faces&amp;split=test&amp;label=0&amp;run={cleaned.pk}&amp;predicted=1'
+    link = (f'/review/?dataset=faces&amp;split=test&amp;label=neutral&amp;run={cleaned.pk}&amp;predicted=happy'
             f'&amp;status=any')
     assert f'href="{link}"' in page
     assert "<svg" in page and "<polyline" in page and 'src="/media/runs/x/examples.png"' in page

@@ -96,5 +96,5 @@ def test_a_curator_compares_two_runs_and_opens_a_confusion_cell_in_the_review_qu
     page.wait_for_url("**/review/**")
     url = urlsplit(page.url)
     assert url.path == "/review/"
-    assert parse_qs(url.query) == {"dataset": ["faces"], "split": ["test"], "label": ["3"], "run": [str(new.pk)],
-                                   "predicted": ["4"], "status": ["any"]}
+    assert parse_qs(url.query) == {"dataset": ["faces"], "split": ["test"], "label": ["surprise"],
+                                   "run": [str(new.pk)], "predicted": ["fear"], "status": ["any"]}

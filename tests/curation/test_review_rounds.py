@@ -156,7 +156,7 @@ def test_after_a_round_of_relabels_the_rescored_queue_still_puts_the_wrong_label
     assert report["below_median"] == 40 and report["used"] != "default", report
     assert _auroc(is_wrong, [i.suspicion for i in rest]) > 0.85, report  # 0.93 by its logistic fit; default 0.96
     page = client.get(reverse("dataset", args=[ds.name])).content.decode()
-    assert "learnt from 140 reviews: " in page and "below the median" not in page
+    assert "learnt from the 140 reviews made by then: " in page and "below the median" not in page
 
 
 def _wrong_in_top(k, suspicion, is_wrong):

@@ -7,6 +7,7 @@ from rest_framework.views import APIView
 from curation.api.pagination import NewestFirstCursor
 from curation.api.permissions import IsCurator
 from curation.api.serializers import JobOutput
+from curation.classifier.job import with_latest_run_settings
 from curation.jobs.registry import JOB_KINDS
 from curation.jobs.selectors import job_get, jobs_list
 from curation.jobs.services import job_cancel, job_enqueue
@@ -18,8 +19,13 @@ class JobListInput(serializers.Serializer):
     kind = serializers.CharField(required=False)
 
 
+RETRAIN = "retrain"
+
+
 class JobCreateInput(serializers.Serializer):
-    kind = serializers.CharField(help_text=f"One of: {', '.join(sorted(JOB_KINDS))}.")
+    kind = serializers.CharField(help_text=f"One of: {', '.join(sorted(JOB_KINDS))}; or `retrain`: a "
+                                           "train_classifier job with the settings of the dataset's latest finished "
+                                           "run wherever params leave them out (as `manage.py retrain`).")
     params = serializers.DictField(required=False, default=dict,
                                    help_text="The kind's parameters, as its management command takes them "
                                              "(e.g. import_dataset: path, format, name).")
@@ -47,9 +53,11 @@ class JobsApi(APIView):
     def post(self, request):
         data = JobCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
+        kind, params = data.validated_data["kind"], data.validated_data["params"]
+        if kind == RETRAIN:  # the command's and the jobs page's retrain: a train_classifier job, derived from a run
+            kind, params = "train_classifier", with_latest_run_settings({"folds": 0, **params})
         try:
-            job = job_enqueue(kind=data.validated_data["kind"], params=data.validated_data["params"],
-                              user=request.user)
+            job = job_enqueue(kind=kind, params=params, user=request.user)
         except (ValueError, TypeError) as exc:  # JobParamsError, or a validator that met a value of a wrong type
             raise exceptions.ValidationError({"params": [str(exc)]}, code="invalid_params") from None
         return Response(JobOutput(job, context={"request": request}).data, status=status.HTTP_201_CREATED)

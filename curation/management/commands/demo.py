@@ -4,7 +4,6 @@ The terminal shows one progress bar per pipeline stage (the bar the job commands
 and, once the review queue is ready, the address and the logins last, after anything the servers printed: their
 output goes to log files under FER_DATA_DIR/demo/logs, and the demo prints a log's tail if its process dies.
 """
-import logging
 import os
 import signal
 import subprocess
@@ -179,8 +178,6 @@ class Command(BaseCommand):
                                  "minutes, without the demo's figures")
 
     def handle(self, *args, **options):
-        # Kombu warns on every message sent to the embedded filesystem broker that it has no hostname: noise here.
-        logging.getLogger("kombu.connection").setLevel(logging.ERROR)
         call_command("migrate", "--noinput", verbosity=0)
         for username, password, group, is_staff in DEMO_USERS:
             user, created = get_user_model().objects.get_or_create(username=username, defaults={"is_staff": is_staff})

@@ -1,9 +1,13 @@
+import math
+
 from curation.classifier.job import training_preview, validate_train_params
+from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.classifier.selection import DOUBTFUL
 from curation.management.jobcommand import JobCommand
 from curation.models import Run
 from training.config import ROBUST_METHODS
 from training.labels import CLASSES
+from training.significance import paired_test
 
 
 class Command(JobCommand):
@@ -67,15 +71,39 @@ def print_run(out, run):
     out(f"run {run.pk} ({kind}, {arch}) on {run.dataset.name}: best epoch {run.best_epoch}, "
         f"trained on {run.selection['train']} images (snapshot {run.snapshot_hash[:12]})")
     out(f"  test accuracy {m['accuracy']:.4f}   macro F1 {m['macro_f1']:.4f}   on {run.selection['test']} test images")
-    previous = (Run.objects.filter(dataset=run.dataset, status=Run.Status.SUCCEEDED, pk__lt=run.pk)
-                .exclude(test_metrics=None).first())
+    base_id = (run.job.params or {}).get("base_run") if run.job_id else None
+    previous = Run.objects.filter(pk=base_id).exclude(test_metrics=None).first() if base_id else None
+    how = "the run it derives from"
+    if previous is None:
+        previous = (Run.objects.filter(dataset=run.dataset, status=Run.Status.SUCCEEDED, pk__lt=run.pk)
+                    .exclude(test_metrics=None).first())
+        how = "the latest finished run before it"
     if previous:
         same = "same test split" if previous.test_split_hash == run.test_split_hash else "DIFFERENT test split"
-        out(f"  vs run {previous.pk}: accuracy {m['accuracy'] - previous.test_metrics['accuracy']:+.4f}, "
+        out(f"  vs run {previous.pk} ({how}): accuracy {m['accuracy'] - previous.test_metrics['accuracy']:+.4f}, "
             f"macro F1 {m['macro_f1'] - previous.test_metrics['macro_f1']:+.4f} ({same})")
+        out(f"    {paired_words(previous, run)}")
     out("  per class      precision recall")
     for name, p, r in zip(CLASSES, m["precision"], m["recall"]):
         out(f"  {name:<12} {p:9.3f} {r:6.3f}")
     if run.folds:
         out(f"  out-of-fold probabilities ({run.folds} folds): {run.oof_file}")
     out(f"  plots: {', '.join(run.plots.values())}")
+
+
+def paired_words(base, run):
+    """The accuracy delta's paired test on the test images both runs predicted, in words: McNemar's exact p-value
+    and a 95 % interval of the paired difference (Wald, from the discordant pairs)."""
+    read = [read_probabilities(run_predictions_path(r)) for r in (base, run)]
+    if None in read:
+        return "no paired test: a run kept no per-image test predictions"
+    (ids0, labels0, probs0), (ids1, labels1, probs1) = read
+    test = paired_test((ids0, labels0, probs0.argmax(1)), (ids1, labels1, probs1.argmax(1)))
+    if test.n == 0:
+        return "no paired test: the runs share no test images"
+    delta = (test.c - test.b) / test.n
+    half = 1.96 * math.sqrt(max(test.b + test.c - (test.c - test.b) ** 2 / test.n, 0.0)) / test.n
+    verdict = "a real difference" if test.significant else "within the noise"
+    return (f"paired test on {test.n} test images: accuracy {delta:+.4f} (95 % CI {delta - half:+.4f} to "
+            f"{delta + half:+.4f}), McNemar exact p={test.p:.3g} (b={test.b} only run {base.pk} right, c={test.c} "
+            f"only run {run.pk} right): {verdict}")

@@ -1,4 +1,10 @@
+from pathlib import Path
+
+from django.conf import settings
+
+from curation.gans.snapshots import DIRECTIONS, direction_name, snapshot_quality
 from curation.management.jobcommand import JobCommand
+from curation.scoring.fusion import generator_works
 from curation.models import GanModel
 from training.labels import CLASSES
 
@@ -40,4 +46,12 @@ class Command(JobCommand):
                         if "target_rate" in d else "")
                 line += f" | {src}->{dst}: SSIM {d['ssim_to_source']:.3f}{rate}"
             self.stdout.write(line)
-        self.stdout.write(f"  sample grids: {gan.losses[-1]['samples'].rsplit('/', 1)[0]}/")
+        epoch, quality = snapshot_quality(gan)
+        for direction in DIRECTIONS:
+            works = generator_works(quality.get(direction))
+            verdict = {True: "passed", False: "FAILED", None: "was not measured by"}[works]
+            self.stdout.write(f"  {direction_name(gan, direction)} generator {verdict} its quality check at epoch "
+                              f"{epoch} (the snapshot scoring and generation use)"
+                              + (": generate_images skips it unless --include-failing" if works is False else ""))
+        grids = Path(settings.MEDIA_ROOT) / gan.losses[-1]["samples"].rsplit("/", 1)[0]
+        self.stdout.write(f"  sample grids: {grids.resolve()}/")

@@ -142,3 +142,27 @@ def test_run_detail_has_history_test_metrics_and_confusion(reviewer_api):
     assert body["test_metrics"]["confusion"] == confusion
     assert body["classes"][:3] == ["neutral", "happy", "sad"]
     assert body["plots"] == {"confusion": "/media/runs/1/confusion.png"}
+
+
+@pytest.mark.parametrize("url", ["/api/images/?dataset=nope", "/api/runs/?dataset=nope"])
+def test_a_list_filtered_by_an_unknown_dataset_is_a_404_naming_it(reviewer_api, url):
+    ImageFactory(dataset=DatasetFactory(name="demo"))
+    response = reviewer_api.get(url)
+    assert response.status_code == 404, response.content  # not 200 with nothing, which reads as an empty dataset
+    assert response.json() == {"detail": "dataset 'nope' does not exist", "code": "not_found"}
+    assert reviewer_api.get(url.replace("nope", "demo")).status_code == 200
+
+
+def test_retrain_is_a_job_kind_deriving_from_the_latest_run(curator_api):
+    ds = DatasetFactory(name="faces")
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        for k in range(n):
+            ImageFactory(dataset=ds, split=split, original_label=1 + k % 2, label=1 + k % 2)
+    run = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, config={"arch": "small_cnn", "epochs": 3})
+    response = curator_api.post("/api/jobs/", {"kind": "retrain", "params": {"dataset": "faces", "reduced": True,
+                                                                           "doubtful": "either"}}, format="json")
+    assert response.status_code == 201, response.content
+    job = Job.objects.get()
+    assert job.kind == "train_classifier"
+    assert (job.params["arch"], job.params["epochs"], job.params["base_run"]) == ("small_cnn", 3, run.pk)
+    assert job.params["reduced"] is True and job.params["doubtful"] == "either"
