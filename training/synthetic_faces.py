@@ -352,7 +352,9 @@ def expressions(seed, true, k):
 
 def read_expression(aus):
     """The class an annotator names for action units `aus` (..., len(AUS)), as they perceive them."""
-    projection = aus @ _PROTOTYPES.T
+    # einsum without optimize runs numpy's own loops, never BLAS, whose summation order (and so the last bit, and
+    # the argmax at a tie) can depend on the machine and its threads: the same seed must give the same labels.
+    projection = np.einsum("...k,ck->...c", aus, _PROTOTYPES)
     t = np.clip(projection / _NORMS, 0.0, 1.0)
     explained = 2 * t * projection - t ** 2 * _NORMS
     explained[..., 0] = _NEUTRAL_SCORE
