@@ -13,7 +13,7 @@ from django.core.management.base import CommandError
 from curation.cleaning_bench.measure import RUN_NAMES
 from curation.cleaning_bench.report import SECTIONS
 from curation.cleaning_bench.reviewers import read_truth
-from curation.models import Dataset, Image, Job, LabelChange, Run
+from curation.models import Dataset, Image, Job, LabelChange, ReviewSkip, Run
 from tests.conftest import REPO
 from training.labels import CLASSES, CODE
 
@@ -169,6 +169,7 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     (["--relabel-precision", "1.2"], "relabel-precision must be in (0, 1]"),
     (["--robust", "mixup"], "robust must be one of none, eac, gce, bootstrap, not 'mixup'"),
     (["--arch", "seed_cnn", "--robust", "eac"], "robust eac needs class activation maps"),
+    (["--noise-model", "crowd"], "noise-model must be one of uniform, annotators or both, not 'crowd'"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, problem):
     with pytest.raises(CommandError, match=problem.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -219,3 +220,127 @@ def test_with_a_worker_up_every_job_runs_on_it(start_worker, tmp_path):
     assert not [j.pk for j in jobs if j.worker.startswith("inline:")], "a job ran in the command's process"
     report = json.loads((out / "report.json").read_text())
     assert report["inline"] is False and report["runs"]["same_test_split"] and report["review_audit"]["ok"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Noise models side by side, and --faces: an existing folder in make_synthetic_faces' layout.
+
+SMALL = ["--n", "240", "--size", "24", "--epochs", "1", "--folds", "2", "--gan-epochs", "1", "--gan-epochs-decay", "0",
+         "--generate-failing", "--threshold", "1.0", "--robust", "none"]
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_both_noise_models_run_on_the_same_faces_and_are_reported_side_by_side(tmp_path, inline_jobs,
+                                                                                 one_torch_thread):
+    out = tmp_path / "bench"
+    stdout = io.StringIO()
+    call_command("bench_cleaning", *SMALL, "--noise-model", "both", "--out", str(out), "--name", "nm", "--inline",
+                 stdout=stdout, stderr=io.StringIO())
+    reports = {m: json.loads((out / m / "report.json").read_text()) for m in ("uniform", "annotators")}
+    assert {m: r["plan"]["noise_model"] for m, r in reports.items()} == {"uniform": "uniform",
+                                                                         "annotators": "annotators"}
+    # The same faces (pixels, true labels, splits), the same number of wrong train + val labels, other wrong labels.
+    images = {m: {i.path: (i.content_hash, i.split, i.original_label) for i in
+                  Image.objects.filter(dataset__name=f"nm-{m}")} for m in reports}
+    assert {p: v[:2] for p, v in images["uniform"].items()} == {p: v[:2] for p, v in images["annotators"].items()}
+    truth = {m: read_truth(out / m / "faces" / "truth.csv") for m in reports}
+    assert {p: t.label for p, t in truth["uniform"].items()} == {p: t.label for p, t in truth["annotators"].items()}
+    assert reports["uniform"]["dataset"]["noisy_train_val"] == reports["annotators"]["dataset"]["noisy_train_val"]
+    assert {p for p, t in truth["uniform"].items() if t.noisy} != {p for p, t in truth["annotators"].items() if t.noisy}
+    annotators = reports["annotators"]["dataset"]["annotators"]
+    assert reports["uniform"]["dataset"]["annotators"] is None and annotators["annotators"] == 3
+    assert 0 < annotators["two_annotator_agreement"] < 1
+    assert "noise model annotators (3 simulated annotators a face" in (out / "annotators" / "report.md").read_text()
+    # Side by side: every signal's AUROC, AP and top-budget precision, the queue's precision and every arm's
+    # accuracy, each the figure of its own model's report.
+    c = json.loads((out / "comparison.json").read_text())
+    assert c["models"] == ["uniform", "annotators"]
+    for m, r in reports.items():
+        for signal, per in r["detection"]["signals"].items():
+            assert c["detection"][signal][m] == {"auroc": per["all"]["auroc"], "ap": per["all"]["ap"],
+                                                 "precision_at_budget": r["detection"]["precision_at_budget"][signal]}
+        assert c["queue"][m]["budget_precision"] == r["review"]["budget_precision"]
+        assert {name: row[m]["accuracy"] for name, row in c["runs"].items()} == {
+            name: row["accuracy"] for name, row in r["runs"]["runs"].items()}
+        assert {d for d, per in c["gan_signals"].items() if m in per} >= {
+            d["direction"] for d in r["gan_signals"]["directions"]}
+    md = (out / "comparison.md").read_text()
+    assert "| signal | AUROC uniform | annotators | AP uniform |" in md and "| reviewed + augmented |" in md
+    assert "side by side" in stdout.getvalue()
+
+
+def _faces(tmp_path, n=30):
+    from training.synthetic_faces import make_synthetic_faces
+
+    make_synthetic_faces(tmp_path / "faces", n=n, size=16, seed=1)
+    return tmp_path / "faces"
+
+
+def _rewrite(path, keep):
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join(line for k, line in enumerate(lines) if keep(k, line)))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("breakage, problem", [
+    (lambda f: (f / "labels.csv").unlink(), r"faces/labels.csv: no such file"),
+    (lambda f: (f / "truth.csv").unlink(), r"faces/truth.csv: no such file"),
+    (lambda f: (f / "images" / "00004.png").unlink(), r"faces/labels.csv line 6: images/00004.png is not an image in"),
+    (lambda f: (f / "truth.csv").write_text((f / "truth.csv").read_text().replace("images/00002.png", "images/x.png")),
+     r"faces/truth.csv line 4: images/x.png is not in labels.csv"),
+    (lambda f: (f / "labels.csv").write_text((f / "labels.csv").read_text().replace("path,label", "file,label")),
+     r"faces/labels.csv: the header needs the columns path, label; missing path"),
+    (lambda f: _rewrite(f / "truth.csv", lambda k, line: k == 0), r"faces/truth.csv lists no image"),
+])
+def test_a_faces_folder_that_does_not_fit_is_refused_naming_the_file_and_row(tmp_path, breakage, problem):
+    faces = _faces(tmp_path)
+    breakage(faces)
+    with pytest.raises(CommandError, match=problem):
+        call_command("bench_cleaning", "--faces", str(faces), "--out", str(tmp_path / "bench"), "--inline")
+    assert not (tmp_path / "bench").exists() and not Dataset.objects.exists() and not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_faces_take_their_labels_from_the_folder_not_a_noise_model(tmp_path):
+    faces = _faces(tmp_path)
+    with pytest.raises(CommandError, match="--noise-model annotators does not apply with --faces"):
+        call_command("bench_cleaning", "--faces", str(faces), "--noise-model", "annotators",
+                     "--out", str(tmp_path / "bench"), "--inline")
+    assert not (tmp_path / "bench").exists() and not Job.objects.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_a_faces_folder_with_a_partial_truth_leaves_the_rest_out_and_says_how_many(tmp_path, inline_jobs,
+                                                                                    one_torch_thread):
+    from training.synthetic_faces import make_synthetic_faces
+
+    faces = tmp_path / "mine"
+    make_synthetic_faces(faces, n=240, size=24, seed=5, noise=0.2, difficulty=0.3, noise_model="annotators")
+    # A verified subset: truth for every image but the first 60 rows (train, val and test among them).
+    _rewrite(faces / "truth.csv", lambda k, line: k == 0 or k > 60)
+    dropped = {line.split(",")[0] for line in (faces / "labels.csv").read_text().splitlines()[1:61]}
+    before = {p.name: p.read_bytes() for p in faces.iterdir() if p.is_file()}
+    out = tmp_path / "bench"
+    args = [a for a in SMALL if a not in ("--n", "240")]
+    call_command("bench_cleaning", *args, "--faces", str(faces), "--out", str(out), "--name", "mine", "--inline",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    report = json.loads((out / "report.json").read_text())
+    dataset = Dataset.objects.get(name="mine")
+    assert Image.objects.filter(dataset=dataset).count() == 240 == report["dataset"]["n"]
+    assert report["plan"]["faces"] == str(faces.resolve()) and not (out / "faces").exists()
+    assert {p.name: p.read_bytes() for p in faces.iterdir() if p.is_file()} == before  # the folder is only read
+    t = report["dataset"]["truth"]
+    assert (t["with_truth"], t["without_truth"]) == (180, 60)
+    train_known = Image.objects.filter(dataset=dataset, split="train").exclude(path__in=dropped)
+    assert report["detection"]["train_images"] == train_known.count()
+    assert all(per["all"]["n"] <= train_known.count() for per in report["detection"]["signals"].values())
+    # The simulated reviewers decided only images with truth, skipping the others; the oracle left those alone.
+    assert not {d["path"] for d in report["review_decisions"]} & dropped
+    skipped = t["skipped_for_want_of_truth"]["review"]
+    assert skipped > 0 and ReviewSkip.objects.filter(image__dataset=dataset, user__username__startswith="mine-reviewer-"
+                                                     ).count() == skipped
+    assert report["oracle"]["left_as_given"] == Image.objects.filter(dataset=dataset, split="train",
+                                                                     path__in=dropped).count()
+    assert "60 have no truth" in (out / "report.md").read_text()

@@ -4,12 +4,19 @@ numpy + Pillow only (no Django, no torch). `make_synthetic_faces(out, n=...)` wr
     OUT/images/00000.png ...   RGB, size x size
     OUT/labels.csv             path,label,split             the labels a dataset owner would have: noisy
     OUT/truth.csv              path,true_label,intensity,noisy,duplicate_group,outlier   only benchmarks and tests read it
+                               (+ ambiguity,agreement,annotator_labels under the annotator noise model)
     OUT/preview.png            (preview=True) 8 rows, one per true emotion, of 12 faces, strongest first
 
 A face is an identity, an expression and a capture (training/face_drawing.py draws it). The expression is a vector
 of action units: an emotion's prototype (PROTOTYPES) times an intensity in [0, 1], sometimes blended with a second
 emotion, on top of the person's resting face. Confusable emotions share most action units (surprise/fear,
-disgust/anger, happy/contempt; sad/neutral at low intensity), and label noise goes mostly to that partner.
+disgust/anger, happy/contempt; sad/neutral at low intensity).
+
+Two noise models choose the wrong labels; either way `noise` is exactly the share of wrong labels in train + val.
+`uniform` (the first, and the default): the wrong faces are a uniform draw, independent of the face, and the wrong
+label is mostly the confusable partner. `annotators`: simulated annotators look at each face's action units and
+name the emotion they read there (annotator_plan below), so wrong labels fall on weak, blended and resting-face
+expressions and name the class the face resembles.
 
 Known trouble beyond wrong labels (both off by default): `duplicates` (a share of n) are near-duplicates, the face
 of another image re-rendered with small capture changes (a slight shift, scale, brightness, sensor noise, sometimes
@@ -46,6 +53,7 @@ from training.face_drawing import (
 from training.labels import CLASSES, CODE
 
 SPLITS = ("train", "val", "test")
+NOISE_MODELS = ("uniform", "annotators")
 PREVIEW_COLUMNS = 12
 PREVIEW_LABEL_WIDTH = 64  # px left of each preview row for the emotion's name
 PNG_COMPRESS_LEVEL = 1  # zlib level, fixed so that the bytes are; 1 is the fastest and barely larger on noisy faces
@@ -274,11 +282,7 @@ def non_face(seed, index, size):
 # The dataset: plan (labels, splits, noise), faces, files.
 
 
-def plan(n, *, seed, noise, test_fraction=0.15, val_fraction=0.10, class_prior=None):
-    """Return (true, split, given) code arrays of length n: classes in proportion to class_prior (uniform by
-    default), splits stratified by true class, and exactly round(noise * n_trainval) wrong given labels in
-    train + val, PARTNER_SHARE of them the confusable partner and the rest uniform over the other six classes."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed))
+def _true_and_split(rng, n, test_fraction, val_fraction, class_prior):
     prior = np.full(len(CLASSES), 1.0 / len(CLASSES)) if class_prior is None else np.asarray(class_prior, float)
     counts = np.floor(prior / prior.sum() * n).astype(int)
     counts[np.argsort(-(prior / prior.sum() * n - counts), kind="stable")[: n - counts.sum()]] += 1
@@ -289,6 +293,16 @@ def plan(n, *, seed, noise, test_fraction=0.15, val_fraction=0.10, class_prior=N
         n_test, n_val = round(test_fraction * len(members)), round(val_fraction * len(members))
         split[members[:n_test]] = 2
         split[members[n_test : n_test + n_val]] = 1
+    return true, split
+
+
+def plan(n, *, seed, noise, test_fraction=0.15, val_fraction=0.10, class_prior=None):
+    """Return (true, split, given) code arrays of length n: classes in proportion to class_prior (uniform by
+    default), splits stratified by true class, and exactly round(noise * n_trainval) wrong given labels in
+    train + val, PARTNER_SHARE of them the confusable partner and the rest uniform over the other six classes
+    (the uniform noise model)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed))
+    true, split = _true_and_split(rng, n, test_fraction, val_fraction, class_prior)
     trainval = np.flatnonzero(split < 2)
     wrong = np.sort(rng.choice(trainval, size=round(noise * len(trainval)), replace=False))
     given = true.copy()
@@ -297,6 +311,105 @@ def plan(n, *, seed, noise, test_fraction=0.15, val_fraction=0.10, class_prior=N
         others = [c for c in range(len(CLASSES)) if c not in (true[i], partner)]
         given[i] = partner if rng.random() < PARTNER_SHARE else others[rng.integers(len(others))]
     return true, split, given
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The annotator noise model.
+#
+# An annotator perceives a face's action units with some error and names the emotion whose prototype best explains
+# what they saw: for each emotion c the best intensity t in [0, 1] of its prototype p_c, scored by how much of the
+# squared action-unit vector it explains (2 t <a, p_c> - t^2 |p_c|^2); "neutral" explains nothing but wins unless an
+# emotion explains more than a fixed amount (that of a prototype at NEUTRAL_BELOW intensity). Perception errors are
+# Gaussian, PERCEPTION_WEIGHT times larger on the subtle units a resting face also moves (brows, lids, lip corners)
+# than on the salient ones (an open mouth, a raised upper lip): so a neutral face that looks a little sad, cross,
+# amused or contemptuous is read so, and weak expressions are read as neutral. The perception noise's scale sigma
+# is set (by bisection) so that the share of train + val faces whose annotators' plurality is wrong equals
+# `noise` in expectation; exactly round(noise * n_trainval) faces then get a wrong plurality, drawn with weight
+# their own chance of one, and each face's votes are drawn from its simulated annotators given that outcome.
+
+NEUTRAL_BELOW = 0.3  # an emotion at less than this intensity of its prototype reads as neutral to an error-free eye
+SUBTLE_UNITS = ("brow_raise", "brow_lower", "inner_brow_raise", "eye_open", "lip_corner", "lip_corner_one_side")
+PERCEPTION_WEIGHT = 2.0  # perception error on a subtle unit against a salient one
+ANNOTATORS = 3  # annotators a face under the annotator model; the given label is their plurality
+ANNOTATOR_DRAWS = 64  # simulated panels a face, from which its chance of a wrong plurality and its votes come
+_PROTOTYPES = np.array([PROTOTYPES[c] for c in CLASSES])
+_NORMS = np.where((_PROTOTYPES ** 2).sum(1) > 0, (_PROTOTYPES ** 2).sum(1), 1.0)
+_NEUTRAL_SCORE = NEUTRAL_BELOW ** 2 * float(_NORMS[1:].mean())
+_PERCEPTION = np.array([PERCEPTION_WEIGHT if name in SUBTLE_UNITS else 1.0 for name in AUS])
+_PERCEPTION = _PERCEPTION / np.sqrt((_PERCEPTION ** 2).mean())  # sigma is the root-mean-square error per unit
+
+
+def expressions(seed, true, k):
+    """(action units (n, len(AUS)), intensities) of each face of the dataset made with `seed`, as face() draws
+    them from the face's own stream (no drawing)."""
+    aus, intensity = np.zeros((len(true), len(AUS))), np.zeros(len(true))
+    for i, code in enumerate(true):
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i,)))
+        sample_identity(rng, k)
+        aus[i], intensity[i] = sample_expression(rng, CLASSES[code], k)
+    return aus, intensity
+
+
+def read_expression(aus):
+    """The class an annotator names for action units `aus` (..., len(AUS)), as they perceive them."""
+    # einsum without optimize runs numpy's own loops, never BLAS, whose summation order (and so the last bit, and
+    # the argmax at a tie) can depend on the machine and its threads: the same seed must give the same labels.
+    projection = np.einsum("...k,ck->...c", aus, _PROTOTYPES)
+    t = np.clip(projection / _NORMS, 0.0, 1.0)
+    explained = 2 * t * projection - t ** 2 * _NORMS
+    explained[..., 0] = _NEUTRAL_SCORE
+    return explained.argmax(-1)
+
+
+def plurality(votes):
+    """The most-named class of each row of votes (..., K); a tie goes to the first vote among the tied."""
+    counts = (votes[..., :, None] == votes[..., None, :]).sum(-1)
+    first = (counts == counts.max(-1, keepdims=True)).argmax(-1)
+    return np.take_along_axis(votes, first[..., None], -1)[..., 0]
+
+
+def _panels(aus, errors, sigma):
+    """(draws, n, K) votes of every simulated panel at perception noise sigma."""
+    return read_expression(aus[None, :, None, :] + sigma * errors * _PERCEPTION)
+
+
+def annotator_plan(true, split, aus, *, seed, noise, annotators=ANNOTATORS, draws=ANNOTATOR_DRAWS):
+    """The annotator model's labels: (given, votes (n, annotators), ambiguity, sigma). ambiguity is a face's chance
+    that one annotator names another class than its true one; the test split's faces get right pluralities."""
+    n = len(true)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, 2)))
+    errors = rng.standard_normal((draws, n, annotators, len(AUS))).astype(np.float32)
+    trainval = split < 2
+    target = round(noise * int(trainval.sum()))
+
+    def wrong_share(sigma):
+        return float((plurality(_panels(aus, errors, sigma)) != true)[:, trainval].mean())
+
+    low, high = 0.0, 4.0
+    for _ in range(24):  # wrong_share grows with sigma (common draws make it smooth enough to bisect)
+        mid = (low + high) / 2
+        low, high = (mid, high) if wrong_share(mid) < noise else (low, mid)
+    sigma = (low + high) / 2
+    panels = _panels(aus, errors, sigma)
+    wrong = plurality(panels) != true  # (draws, n)
+    ambiguity = (panels != true[None, :, None]).mean((0, 2))
+    chance = np.where(trainval, wrong.mean(0), 0.0)
+    weights = chance + 1e-9 * trainval  # every train + val face can be chosen, the likeliest most often
+    chosen = np.zeros(n, bool)
+    chosen[rng.choice(n, size=target, replace=False, p=weights / weights.sum())] = True
+    votes = np.empty((n, annotators), int)
+    for i in range(n):
+        fits = np.flatnonzero(wrong[:, i] == chosen[i])
+        if len(fits):
+            votes[i] = panels[fits[rng.integers(len(fits))], i]
+        else:  # no simulated panel gave the needed outcome: all annotators name the face's likeliest other class
+            if chosen[i]:
+                named = np.bincount(panels[:, i].ravel(), minlength=len(CLASSES))
+                named[true[i]] = -1
+                votes[i] = named.argmax() if named.max() > 0 else CODE[PARTNER[CLASSES[true[i]]]]
+            else:
+                votes[i] = true[i]
+    return plurality(votes), votes, ambiguity, sigma
 
 
 NONFACE = -1  # a source that says "not a face" (_render_chunk)
@@ -366,9 +479,13 @@ def _render_chunk(job):
 
 def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAULT_DIFFICULTY, preview=False,
                          test_fraction=0.15, val_fraction=0.10, class_prior=None, workers=1, chunk=250,
-                         duplicates=0.0, nonfaces=0.0):
+                         duplicates=0.0, nonfaces=0.0, noise_model="uniform", annotators=ANNOTATORS):
     """Write the dataset under `out` (see the module docstring); return a summary dict. Same arguments, same
     bytes, whatever `workers` is. labels.csv is written last, so its presence means the dataset is complete."""
+    if noise_model not in NOISE_MODELS:
+        raise ValueError(f"noise model must be one of {', '.join(NOISE_MODELS)}, not {noise_model!r}")
+    if noise_model == "annotators" and not 1 <= annotators <= 15:
+        raise ValueError(f"annotators must be 1-15 (simulated annotators a face), not {annotators}")
     if n < 1 or not 16 <= size <= 512 or not 0.0 <= noise <= 1.0:
         raise ValueError(f"need n >= 1, 16 <= size <= 512 and 0 <= noise <= 1 (got n={n}, size={size}, noise={noise})")
     if not (0.0 <= duplicates < 1 and 0.0 <= nonfaces < 1 and round(duplicates * n) + round(nonfaces * n) < n):
@@ -380,6 +497,12 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
     (out / "images").mkdir(parents=True, exist_ok=True)
     true, split, given = plan(n, seed=seed, noise=noise, test_fraction=test_fraction, val_fraction=val_fraction,
                               class_prior=class_prior)
+    panel = None
+    if noise_model == "annotators":  # the same faces (true labels, splits, pixels); other given labels
+        aus, _ = expressions(seed, true, k)
+        given, votes, ambiguity, sigma = annotator_plan(true, split, aus, seed=seed, noise=noise,
+                                                        annotators=annotators)
+        panel = {"votes": votes, "ambiguity": ambiguity, "sigma": sigma}
     sources, true, given = plan_trouble(n, true, split, given, seed=seed, duplicates=duplicates, nonfaces=nonfaces)
     names = [f"{i:0{max(5, len(str(n - 1)))}d}.png" for i in range(n)]
     jobs = [(out, seed, size, k, a, names[a : a + chunk], true[a : a + chunk], sources[a : a + chunk])
@@ -395,11 +518,15 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
     with open(out / "truth.csv", "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         # Columns are only ever added at the end (readers go by name): duplicate_group and outlier came later.
-        writer.writerow(["path", "true_label", "intensity", "noisy", "duplicate_group", "outlier"])
+        writer.writerow(["path", "true_label", "intensity", "noisy", "duplicate_group", "outlier"]
+                        + (["ambiguity", "agreement", "annotator_labels"] if panel else []))
         group = {j: j for j in sources if j is not None and j != NONFACE}
         group.update({i: j for i, j in enumerate(sources) if j is not None and j != NONFACE})
         for i, (path, t, g, x) in enumerate(zip(paths, true, given, intensities)):
-            writer.writerow([path, CLASSES[t], f"{x:.3f}", int(t != g), group.get(i, ""), int(sources[i] == NONFACE)])
+            row = [path, CLASSES[t], f"{x:.3f}", int(t != g), group.get(i, ""), int(sources[i] == NONFACE)]
+            if panel:
+                row += _panel_columns(panel, i, sources[i])
+            writer.writerow(row)
     if preview:
         write_preview(out, paths, true, intensities, size)
     with open(out / "labels.csv", "w", newline="") as fh:
@@ -411,7 +538,10 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
     noisy = true != given
     n_trainval = int((split < 2).sum())
     seconds = time.perf_counter() - started
+    extra = {} if panel is None else {"annotators": annotators, **panel_figures(panel, true, split, intensities,
+                                                                                   sources)}
     return {
+        "noise_model": noise_model, **extra,
         "out": str(out), "n": n, "size": size, "seed": seed, "difficulty": difficulty,
         "per_class": {c: int((true == i).sum()) for i, c in enumerate(CLASSES)},
         "per_split": {s: int((split == i).sum()) for i, s in enumerate(SPLITS)},
@@ -428,6 +558,52 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
         "test_leaks": int(sum(j is not None and j != NONFACE and 2 in (split[i], split[j]) and split[i] != split[j]
                               for i, j in enumerate(sources))),
         "nonfaces": sum(j == NONFACE for j in sources),
+    }
+
+
+def _panel_columns(panel, i, source):
+    """truth.csv's ambiguity, agreement and annotator_labels of face i: its own panel's, a near-duplicate's
+    ambiguity that of its original (its label is its original's, not a new annotation), nothing for a non-face."""
+    if source == NONFACE:
+        return ["", "", ""]
+    if source is not None:
+        return [f"{panel['ambiguity'][source]:.3f}", "", ""]
+    votes = panel["votes"][i]
+    given = plurality(votes[None])[0]
+    return [f"{panel['ambiguity'][i]:.3f}", f"{float((votes == given).mean()):.3f}",
+            ";".join(CLASSES[v] for v in votes)]
+
+
+def panel_figures(panel, true, split, intensities, sources):
+    """What the simulated annotators do, over the faces of their own (not near-duplicates or non-faces): the
+    perception noise, one annotator's accuracy against the truth and two annotators' agreement (each face's chance,
+    averaged: comparable with AffectNet's and FER2013's published figures), the panel's agreement with its
+    plurality, one annotator's error rate by intensity band, and where each true class's single-annotator errors go."""
+    own = np.array([s is None for s in sources])
+    votes, ambiguity = panel["votes"][own], panel["ambiguity"][own]
+    t, x = true[own], np.asarray(intensities)[own]
+    same = (votes[:, :, None] == votes[:, None, :]).mean((1, 2)) if votes.shape[1] > 1 else None
+    pairs = votes.shape[1] * (votes.shape[1] - 1)
+    agree_pairs = None if same is None else float(((same * votes.shape[1] ** 2 - votes.shape[1]) / pairs).mean())
+    bands = {}
+    for lo, hi in ((0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01)):
+        m = (x >= lo) & (x < hi) & (t != CODE["neutral"])
+        if m.any():
+            bands[f"{lo:.2f}-{min(hi, 1.0):.2f}"] = {"faces": int(m.sum()), "error": float(ambiguity[m].mean())}
+    confusion = {}
+    for code, name in enumerate(CLASSES):
+        m = t == code
+        if m.any():
+            named = np.bincount(votes[m].ravel(), minlength=len(CLASSES)) / votes[m].size
+            confusion[name] = {CLASSES[c]: round(float(v), 3) for c, v in enumerate(named)}
+    return {
+        "perception_sigma": round(float(panel["sigma"]), 4),
+        "one_annotator_accuracy": float(1 - ambiguity.mean()),
+        "two_annotator_agreement": agree_pairs,
+        "agreement_with_plurality": float((votes == plurality(votes)[:, None]).mean()),
+        "neutral_error": float(ambiguity[t == CODE["neutral"]].mean()) if (t == CODE["neutral"]).any() else None,
+        "error_by_intensity": bands,
+        "votes_by_true_class": confusion,
     }
 
 

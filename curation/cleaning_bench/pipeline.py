@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.test import override_settings
 
 from curation.cleaning_bench import measure, reviewers
+from curation.cleaning_bench.faces import read_faces
 from curation.cleaning_bench.gan_signals import measure_gan_signals
 from curation.cleaning_bench.measure import CEILING, ORACLE_ROBUST, RELABELS, REVIEWED_ROBUST, ROBUST
 from curation.cleaning_bench.report import write_report
@@ -24,6 +25,11 @@ from curation.models import Dataset, GeneratedImage, Image
 from curation.selectors import dataset_get
 from training.labels import CLASSES
 from training.synthetic_faces import make_synthetic_faces
+
+
+# What make_synthetic_faces says about its simulated annotators (the annotator noise model), kept in the report.
+ANNOTATOR_FIGURES = ("annotators", "perception_sigma", "one_annotator_accuracy", "two_annotator_agreement",
+                     "agreement_with_plurality", "neutral_error", "error_by_intensity", "votes_by_true_class")
 
 
 class BenchError(RuntimeError):
@@ -59,12 +65,17 @@ def bench_cleaning(plan, *, out_dir, inline, say):
             job("train_classifier", plan.classifier_params(seed=plan.seed + k, **switches)).result["run"]
             for k in range(first, plan.seeds)])
 
-    faces = out / "faces"
-    shutil.rmtree(faces, ignore_errors=True)
-    summary = stage("synthetic faces", lambda: make_synthetic_faces(
-        faces, n=plan.n, size=plan.size, noise=plan.noise, seed=plan.seed, difficulty=plan.difficulty,
-        test_fraction=plan.test_fraction))
-    truth = reviewers.read_truth(faces / "truth.csv")
+    if plan.faces:  # someone else's folder: read, never written
+        faces = Path(plan.faces).resolve()
+        summary = {"noise_model": None, "source": str(faces)}
+    else:
+        faces = out / "faces"
+        shutil.rmtree(faces, ignore_errors=True)
+        summary = stage("synthetic faces", lambda: make_synthetic_faces(
+            faces, n=plan.n, size=plan.size, noise=plan.noise, seed=plan.seed, difficulty=plan.difficulty,
+            test_fraction=plan.test_fraction, noise_model=plan.noise_model))
+    loaded = read_faces(faces)
+    truth = loaded.truth  # only the images truth.csv lists: the others are left out of every truth-based figure
     # The benchmark wrote these faces itself, wherever --out says: that folder is an import root for this import.
     with override_settings(FER_IMPORT_ROOTS=[*settings.FER_IMPORT_ROOTS, faces]):
         stage("import", lambda: job("import_dataset", {"path": str(faces / "labels.csv"), "format": "csv",
@@ -100,9 +111,10 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     # The review ceiling: the same reviewers, budget and error draws on a perfect queue (wrong labels first), its
     # retrain, then its decisions taken back, so that the product's queue is reviewed from the same labels.
     ceiling_users = reviewers.bench_users(f"{plan.name}-ceiling", plan.reviewers)
+    passed_over = {"review ceiling": [], "review": []}  # images passed over for want of truth
     ceiling = stage("review ceiling: perfect queue", lambda: reviewers.simulate_review(
         dataset=dataset, truth=truth, budget=budget, error_rate=plan.reviewer_error, seed=plan.seed,
-        users=ceiling_users, queue=reviewers.perfect_queue(dataset, truth)))
+        users=ceiling_users, queue=reviewers.perfect_queue(dataset, truth), skipped=passed_over["review ceiling"]))
     runs[CEILING] = train("retrain: review ceiling", reduced=True, doubtful=plan.doubtful)
     ceiling_undo = stage("review ceiling: undo", lambda: reviewers.undo_decisions(ceiling))
     if not ceiling_undo["ok"]:
@@ -121,7 +133,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
                                                                             "threshold": plan.threshold}))
         got = stage("simulated review", lambda: reviewers.simulate_review(
             dataset=dataset, truth=truth, budget=part, error_rate=plan.reviewer_error, seed=plan.seed, users=users,
-            offset=len(decisions)))
+            offset=len(decisions), skipped=passed_over["review"]))
         decisions += got
         rounds.append({"round": r + 1, "refit_run": refit, **measure.review_summary(got, detection["noisy"])})
     audit = reviewers.audit_decisions(decisions, users, dataset)
@@ -162,8 +174,12 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     timings["total"] = time.monotonic() - started
     report = {
         "plan": plan.to_dict(),
-        "dataset": {"name": plan.name, "n": plan.n, **splits, "noisy_train_val": summary.get("noisy"),
-                    "faces": str(faces), "classes": list(CLASSES)},
+        "dataset": {"name": plan.name, "n": len(loaded.labels), **splits, "noisy_train_val": sum(
+                        t.noisy for p, t in truth.items() if loaded.labels[p][1] != "test"),
+                    "faces": str(faces), "classes": list(CLASSES), "noise_model": summary.get("noise_model"),
+                    "annotators": {k: summary[k] for k in ANNOTATOR_FIGURES if k in summary} or None,
+                    "truth": {**loaded.summary(), "skipped_for_want_of_truth": {
+                        k: len(v) for k, v in passed_over.items()}}},
         "timings": timings,
         "detection": detection,
         "review": review,

@@ -4,6 +4,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from curation.classifier.selection import DOUBTFUL
 from training.config import EAC_ARCHS, ROBUST_METHODS
+from training.synthetic_faces import NOISE_MODELS
 
 # The confusable pairs of training/synthetic_faces.py (PARTNER): four CycleGANs give every class a generator that
 # starts at it, and each generator maps a class to the one its wrong labels most often name.
@@ -74,6 +75,12 @@ class BenchPlan:
     # Optional arm: reviewed + robust + calibrated relabels at this precision target (curation/classifier/
     # relabels.py); None trains no such arm.
     relabel_precision: float = None
+    # How the synthetic faces' wrong labels are chosen (training/synthetic_faces.py): uniform, or annotators who
+    # read each face's expression. The command's "both" runs one plan of each on the same faces.
+    noise_model: str = "uniform"
+    # An existing folder in make_synthetic_faces' layout (labels.csv, truth.csv, the images) to run on instead of
+    # making faces: n, noise, difficulty and noise_model then describe nothing (labels.csv has the labels).
+    faces: str = None
 
     def to_dict(self):
         return asdict(self)
@@ -127,6 +134,8 @@ class BenchPlan:
             problems.append(f"relabel-precision must be in (0, 1], not {self.relabel_precision}")
         if not 1 <= self.rounds <= 10:
             problems.append(f"rounds must be 1-10 (parts of the review budget), not {self.rounds}")
+        if self.noise_model not in NOISE_MODELS:
+            problems.append(f"noise-model must be one of {', '.join(NOISE_MODELS)} (or both), not {self.noise_model!r}")
         if self.threads < 0:
             problems.append(f"threads must be >= 0 (0: torch's default), not {self.threads}")
         if problems:

@@ -170,15 +170,39 @@ def _rounds_lines(rounds):
                     f"(precision {_f(x['budget_precision'])})" for x in rounds) + "."]
 
 
+def _data_sentence(r):
+    """What the benchmark ran on: faces it made (noise model, rate) or a --faces folder (and its truth's cover)."""
+    p, d, ds = r["plan"], r["detection"], r["dataset"]
+    t = ds.get("truth") or {}
+    if p.get("faces"):
+        split_missing = ", ".join(f"{k} {v}" for k, v in (t.get("without_truth_by_split") or {}).items() if v)
+        skipped = t.get("skipped_for_want_of_truth") or {}
+        return (f"{ds['n']} faces from {p['faces']} at {p['size']} px (CycleGANs at {p['gan_size']} px). truth.csv "
+                f"covers {t.get('with_truth')} of them; {t.get('without_truth')} have no truth "
+                f"({split_missing or 'none'}) and are left out of every truth-based figure (the simulated reviewers "
+                f"skipped {skipped.get('review', 0)} such cards, the review ceiling {skipped.get('review ceiling', 0)}; "
+                f"the oracle leaves their labels as given). {d['noisy']} of the {d['train_images']} train images with "
+                f"truth have a wrong label; {t.get('wrong_in_test', 0)} test images have one (accuracies are against "
+                f"the test split's given labels).")
+    model = ds.get("noise_model") or "uniform"
+    text = (f"{ds['n']} synthetic faces at {p['size']} px (CycleGANs at {p['gan_size']} px; difficulty "
+            f"{p['difficulty']}, seed {p['seed']}), {p['noise']:.0%} wrong labels in train + val ({d['noisy']} of "
+            f"the {d['train_images']} train images), none in the {ds['test']} test images; noise model {model}")
+    a = ds.get("annotators")
+    if a:
+        pair = a.get("two_annotator_agreement")
+        text += (f" ({a['annotators']} simulated annotators a face, the label their plurality: one annotator is "
+                 f"right on {a['one_annotator_accuracy']:.0%} of the faces"
+                 + ("" if pair is None else f", two agree on {pair:.0%}") + ")")
+    return text + "."
+
+
 def markdown(r):
     p, d, rv, runs = r["plan"], r["detection"], r["review"], r["runs"]
     lines = [
         f"# Cleaning benchmark: {p['name']}",
         "",
-        f"{r['dataset']['n']} synthetic faces at {p['size']} px (CycleGANs at {p['gan_size']} px; difficulty "
-        f"{p['difficulty']}, seed {p['seed']}), "
-        f"{p['noise']:.0%} wrong labels in train + val ({d['noisy']} of the {d['train_images']} train images), "
-        f"none in the {r['dataset']['test']} test images. Classifier {p['arch']} ({p['epochs']} epochs, "
+        _data_sentence(r) + f" Classifier {p['arch']} ({p['epochs']} epochs, "
         f"{p['folds']} out-of-fold models; {p.get('seeds', 1)} seed(s) a run, mean +- standard deviation), "
         f"CycleGANs ({p['gan_profile']} profile, "
         f"{p['gan_epochs']}+{p['gan_epochs_decay']} epochs) for {', '.join('-'.join(x) for x in p['pairs'])}. "

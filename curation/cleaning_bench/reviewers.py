@@ -10,6 +10,10 @@ The review ceiling is the same reviewers on a perfect queue: the wrong labels fi
 decision of the budget lands on a wrong label while any is left. What its retrain recovers is the most a review of
 that budget and error rate can buy on these faces; its decisions are then taken back (audited undos), so the
 product's own queue is reviewed from the same start.
+
+Where the truth covers only some images (bench_cleaning --faces with a partial truth.csv), a simulated reviewer
+skips an image it has no truth for (a ReviewSkip through image_decide: no label changes, no budget spent), the
+perfect queue puts those images last, and the oracle leaves their labels as given.
 """
 import csv
 from dataclasses import dataclass
@@ -46,11 +50,12 @@ def perfect_queue(dataset, truth):
     """The train split's image ids with the wrong labels first, each part in the queue's order (most suspicious
     first, ties by id): the queue a review ceiling takes."""
     rows = Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).values_list("pk", "path", "suspicion")
-    order = sorted(rows, key=lambda r: (not truth[r[1]].noisy, r[2] is None, -(r[2] or 0.0), r[0]))
+    order = sorted(rows, key=lambda r: (r[1] not in truth, not (r[1] in truth and truth[r[1]].noisy), r[2] is None,
+                                        -(r[2] or 0.0), r[0]))
     return [pk for pk, _, _ in order]
 
 
-def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=None, offset=0):
+def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=None, offset=0, skipped=None):
     """Up to `budget` decisions on the train split, the users taking turns; returns one dict a decision.
 
     queue None: the product's review queue (image_claim_next, what a reviewer is shown). queue a list of image
@@ -71,6 +76,11 @@ def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=No
             image = None if pk is None else Image.objects.get(pk=pk)
         if image is None:
             break
+        if image.path not in truth:  # nothing to decide it by: passed over, as a reviewer skips a card
+            image_decide(user=user, image_id=image.pk, action="skip", version=image.version)
+            if skipped is not None:
+                skipped.append(image.pk)
+            continue
         true = truth[image.path]
         wrong = bool(rng.random() < error_rate)
         right_label = image.label == true.label
@@ -122,8 +132,11 @@ def oracle_relabel(*, dataset, truth, user):
     clean labels of the whole train split: wrong or excluded images are relabelled, and flagged images nobody
     reviewed are confirmed (a reduced run would drop them). Val and test are untouched, as for every run.
     Returns counts."""
-    relabelled = confirmed = 0
+    relabelled = confirmed = unknown = 0
     for image in Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).order_by("id"):
+        if image.path not in truth:  # a partial truth: its label stays as given
+            unknown += 1
+            continue
         true = truth[image.path].label
         if image.label != true or image.status == Image.Status.EXCLUDED:
             image_label_change(image_id=image.pk, action="relabel", label=true, expected_version=image.version,
@@ -133,4 +146,4 @@ def oracle_relabel(*, dataset, truth, user):
             image_label_change(image_id=image.pk, action="confirm", expected_version=image.version, user=user,
                                note="bench_cleaning oracle: true label")
             confirmed += 1
-    return {"relabelled": relabelled, "confirmed": confirmed}
+    return {"relabelled": relabelled, "confirmed": confirmed, "left_as_given": unknown}

@@ -1,11 +1,16 @@
 """`manage.py bench_cleaning`: what cleaning buys, measured against known truth on one test split."""
 import time
-from dataclasses import fields
+from dataclasses import fields, replace
+from pathlib import Path
 
 from django.core.management.base import CommandError
 
+from curation.cleaning_bench.compare import write_comparison
+from curation.cleaning_bench.faces import read_faces
 from curation.cleaning_bench.pipeline import BenchError, bench_cleaning
 from curation.cleaning_bench.plan import PROFILES, BenchPlan, PlanError
+from curation.models import Dataset
+from training.synthetic_faces import NOISE_MODELS
 from curation.cleaning_bench.stages import NoWorker, StageFailed, check_workers
 from curation.classifier.selection import DOUBTFUL
 from curation.management.migrated import DatabaseCommand
@@ -27,6 +32,14 @@ class Command(DatabaseCommand):
         parser.add_argument("--name", help="dataset name to import as (default: bench-<UTC time>); must be new")
         parser.add_argument("--n", type=int, help="synthetic faces (profile default)")
         parser.add_argument("--noise", type=float, default=0.2, help="share of wrong train+val labels (0.2)")
+        parser.add_argument("--noise-model",
+                            help=f"how the synthetic faces' wrong labels are chosen: {', '.join(NOISE_MODELS)}, or both "
+                                 "(the whole benchmark under each, on the same faces: DIR/<model>/report.md and "
+                                 "DIR/comparison.md side by side); uniform by default")
+        parser.add_argument("--faces",
+                            help="run on an existing folder in make_synthetic_faces' layout instead of making faces: "
+                                 "FACES/labels.csv the labels to import, FACES/truth.csv the truth (it may cover part "
+                                 "of the images; the others are left out of the truth-based figures)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--difficulty", type=float,
                             help="make_synthetic_faces --difficulty (profile default: cpu 0.3, full 0.6)")
@@ -68,10 +81,25 @@ class Command(DatabaseCommand):
 
     def handle(self, *args, **o):
         name = o["name"] or time.strftime("bench-%Y%m%d-%H%M%S", time.gmtime())
+        model = o["noise_model"]
         try:
-            # Options named as the plan's fields; those left out take the profile's value.
-            plan = BenchPlan.from_options(name=name, profile=o["profile"],
-                                          **{k: o.get(k) for k in PLAN_OPTIONS if o.get(k) is not None})
+            if model is not None and model not in (*NOISE_MODELS, "both"):
+                raise PlanError(f"noise-model must be one of {', '.join(NOISE_MODELS)} or both, not {model!r}")
+            if o["faces"] and model is not None:
+                raise PlanError(f"--noise-model {model} does not apply with --faces: the labels are those of "
+                                f"{o['faces']}/labels.csv")
+            models = list(NOISE_MODELS) if model == "both" else [model or "uniform"]
+            options = {k: o.get(k) for k in PLAN_OPTIONS if o.get(k) is not None and k != "noise_model"}
+            if o["faces"]:
+                faces = read_faces(o["faces"])  # refused here, naming the file and its row, before anything is made
+                options.update(faces=str(Path(o["faces"]).resolve()), n=len(faces.labels))
+            # Options named as the plan's fields; those left out take the profile's value. One plan a noise model.
+            plan = BenchPlan.from_options(name=name, profile=o["profile"], noise_model=models[0], **options)
+            plans = {m: replace(plan, name=f"{name}-{m}" if len(models) > 1 else name, noise_model=m).validate()
+                     for m in models}
+            taken = [p.name for p in plans.values() if Dataset.objects.filter(name=p.name).exists()]
+            if taken:
+                raise PlanError(f"dataset {taken[0]!r} exists already; give the benchmark a new --name")
             if not o["inline"]:
                 check_workers()
         except PlanError as exc:
@@ -80,12 +108,22 @@ class Command(DatabaseCommand):
             raise CommandError(str(exc), returncode=NO_WORKER_EXIT) from None
         say = self.stderr.write
         where = "in this process" if o["inline"] else "on workers"
-        say(f"bench_cleaning: dataset {plan.name}, {plan.n} faces at {plan.size} px, jobs {where}")
-        try:
-            report = bench_cleaning(plan, out_dir=o["out"], inline=o["inline"], say=say)
-        except (BenchError, StageFailed) as exc:
-            raise CommandError(str(exc)) from None
-        self.summary(report, o["out"])
+        reports = {}
+        for m, p in plans.items():
+            out_dir = Path(o["out"]) / m if len(plans) > 1 else Path(o["out"])
+            source = f"faces from {p.faces}" if p.faces else f"{p.n} faces at {p.size} px, noise model {m}"
+            say(f"bench_cleaning: dataset {p.name}, {source}, jobs {where}")
+            try:
+                report = bench_cleaning(p, out_dir=out_dir, inline=o["inline"], say=say)
+            except (BenchError, StageFailed) as exc:
+                raise CommandError(str(exc)) from None
+            if len(plans) > 1:
+                self.stdout.write(f"== noise model {m}")
+            self.summary(report, out_dir)
+            reports[m] = {**report, "report_dir": str(out_dir)}
+        if len(plans) > 1:
+            write_comparison(reports, o["out"])
+            self.stdout.write(f"side by side: {o['out']}/comparison.md, {o['out']}/comparison.json")
 
     def summary(self, r, out_dir):
         out = self.stdout.write

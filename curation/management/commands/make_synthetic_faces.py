@@ -1,7 +1,7 @@
 """Write a procedural facial-expression dataset with known label noise (see training/synthetic_faces.py)."""
 from django.core.management.base import BaseCommand, CommandError
 
-from training.synthetic_faces import DEFAULT_DIFFICULTY, make_synthetic_faces
+from training.synthetic_faces import ANNOTATORS, DEFAULT_DIFFICULTY, NOISE_MODELS, make_synthetic_faces
 
 
 class Command(BaseCommand):
@@ -14,6 +14,12 @@ class Command(BaseCommand):
         parser.add_argument("--n", type=int, required=True, help="number of faces")
         parser.add_argument("--size", type=int, default=64, help="image side in pixels")
         parser.add_argument("--noise", type=float, default=0.2, help="share of wrong labels in train + val")
+        parser.add_argument("--noise-model", default="uniform",
+                            help=f"how the wrong labels are chosen: {' or '.join(NOISE_MODELS)} (uniform: at random, "
+                                 "mostly the confusable class; annotators: simulated annotators who read each face's "
+                                 "expression and err on the faces that are hard to read)")
+        parser.add_argument("--annotators", type=int, default=ANNOTATORS,
+                            help="annotators a face under --noise-model annotators; the label is their plurality")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY,
                             help="0-1: intensity, blends, identity and capture variation")
@@ -30,7 +36,8 @@ class Command(BaseCommand):
             summary = make_synthetic_faces(
                 options["out"], n=options["n"], size=options["size"], noise=options["noise"], seed=options["seed"],
                 difficulty=options["difficulty"], preview=options["preview"], workers=options["workers"],
-                duplicates=options["duplicates"], nonfaces=options["nonfaces"],
+                duplicates=options["duplicates"], nonfaces=options["nonfaces"], noise_model=options["noise_model"],
+                annotators=options["annotators"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -41,6 +48,13 @@ class Command(BaseCommand):
         out("  per split:  " + ", ".join(f"{s} {k}" for s, k in summary["per_split"].items()))
         out(f"  wrong labels: {summary['noisy']} ({summary['noise_rate']:.1%} of train + val; "
             f"{summary['noisy_to_partner']:.0%} to the confusable class); the test split has none")
+        if summary["noise_model"] == "annotators":
+            pair = summary["two_annotator_agreement"]
+            out(f"  annotators: {summary['annotators']} a face (perception noise {summary['perception_sigma']:.3f}); "
+                f"one annotator right on {summary['one_annotator_accuracy']:.0%} of the faces"
+                + ("" if pair is None else f", two annotators agree on {pair:.0%}")
+                + f", neutral misread {summary['neutral_error']:.0%} of the time; by intensity: "
+                + ", ".join(f"{band} {v['error']:.0%}" for band, v in summary["error_by_intensity"].items()))
         out(f"  mean intensity (non-neutral): {summary['mean_intensity']:.2f}   difficulty {summary['difficulty']}")
         if summary["duplicates"] or summary["nonfaces"]:
             out(f"  near-duplicates: {summary['duplicates']} copies in {summary['duplicate_groups']} groups "
