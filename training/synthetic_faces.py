@@ -3,8 +3,9 @@
 numpy + Pillow only (no Django, no torch). `make_synthetic_faces(out, n=...)` writes
     OUT/images/00000.png ...   RGB, size x size
     OUT/labels.csv             path,label,split             the labels a dataset owner would have: noisy
-    OUT/truth.csv              path,true_label,intensity,noisy,duplicate_group,outlier   only benchmarks and tests read it
-                               (+ ambiguity,agreement,annotator_labels under the annotator noise model)
+    OUT/truth.csv              path,true_label,intensity,noisy,duplicate_group,outlier,duplicate_kind   only
+                               benchmarks and tests read it (+ ambiguity,agreement,annotator_labels under the
+                               annotator noise model)
     OUT/preview.png            (preview=True) 8 rows, one per true emotion, of 12 faces, strongest first
 
 A face is an identity, an expression and a capture (training/face_drawing.py draws it). The expression is a vector
@@ -18,10 +19,11 @@ label is mostly the confusable partner. `annotators`: simulated annotators look 
 name the emotion they read there (annotator_plan below), so wrong labels fall on weak, blended and resting-face
 expressions and name the class the face resembles.
 
-Known trouble beyond wrong labels (both off by default): `duplicates` (a share of n) are near-duplicates, the face
-of another image re-rendered with small capture changes (a slight shift, scale, brightness, sensor noise, sometimes
-a JPEG round trip), landing in any split, so some share their original's split and some do not (train/test leaks
-among them); truth.csv's duplicate_group is the original's index on the original and on each copy, empty elsewhere.
+Known trouble beyond wrong labels (both off by default): `duplicates` (a share of n) are near-duplicates of
+another face, made the ways real pipelines make copies (DUPLICATE_KINDS: re-captured with small capture changes,
+re-encoded as JPEG, blurred, mirrored, or re-cropped with other margins), landing in any split, so some share their
+original's split and some do not (train/test leaks among them); truth.csv's duplicate_group is the original's index
+on the original and on each copy, empty elsewhere, and duplicate_kind says how each copy was made.
 `nonfaces` (a share of n) are not faces at all (noise textures, scenery-like blobs, blank frames): outlier 1. A
 non-face has no true emotion: its true_label is the label it was given, and it is never counted as noisy.
 
@@ -30,6 +32,7 @@ draws everything else from SeedSequence(seed, spawn_key=(i,)), its own stream, s
 processes that render the faces cannot change a byte.
 """
 import csv
+import io
 import struct
 import time
 import zlib
@@ -38,7 +41,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from training.face_drawing import (
     AU,
@@ -237,15 +240,47 @@ def recapture(rng, capture):
     )
 
 
-def near_duplicate(seed, source, index, label, size, k):
-    """Face `source` of the dataset made with `seed` (whose true label is `label`), captured again with face
-    `index`'s own stream choosing the changes: ((size, size, 3) uint8, intensity)."""
+# How a copy was made, the way real pipelines make them (truth.csv's duplicate_kind):
+# - recapture: the scene captured again (slight shift, zoom, tilt, exposure, fresh noise, sometimes JPEG);
+# - jpeg: the original's pixels re-encoded as JPEG at quality 25-70;
+# - blur: the original's pixels blurred (Gaussian, radius 0.6-1.4 px at 64 px, scaled with the size);
+# - mirror: the original's pixels flipped left to right (an augmentation pipeline that saved its flips);
+# - crop: the original cropped by 2-8 % of the side on each side, each side drawn on its own, and resized back (a
+#   face detector cropping the same photo with other margins).
+DUPLICATE_KINDS = ("recapture", "jpeg", "blur", "mirror", "crop")
+
+
+def duplicate_kind(seed, index, kinds=DUPLICATE_KINDS):
+    """Which of `kinds` copy `index` is: drawn from a stream of its own, so the rest of its pixels do not depend on
+    which kinds were asked for."""
+    return kinds[int(np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index, 2))).integers(len(kinds)))]
+
+
+def near_duplicate(seed, source, index, label, size, k, kind="recapture"):
+    """Face `source` of the dataset made with `seed` (whose true label is `label`), copied as `kind`
+    (DUPLICATE_KINDS), with face `index`'s own stream choosing the changes: ((size, size, 3) uint8, intensity)."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(source,)))
     identity = sample_identity(rng, k)
     aus, intensity = sample_expression(rng, label, k)
     capture = sample_capture(rng, k)
     own = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
-    return render(identity, aus, recapture(own, capture), size), intensity
+    if kind == "recapture":
+        return render(identity, aus, recapture(own, capture), size), intensity
+    original = Image.fromarray(render(identity, aus, capture, size))
+    if kind == "jpeg":
+        buffer = io.BytesIO()
+        original.save(buffer, "JPEG", quality=int(own.integers(25, 71)))
+        copy = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+    elif kind == "blur":
+        copy = original.filter(ImageFilter.GaussianBlur(own.uniform(0.6, 1.4) * size / 64))
+    elif kind == "mirror":
+        copy = original.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    elif kind == "crop":
+        left, top, right, bottom = own.uniform(0.02, 0.08, 4) * size
+        copy = original.crop((left, top, size - right, size - bottom)).resize((size, size), Image.BICUBIC)
+    else:
+        raise ValueError(f"unknown duplicate kind {kind!r} (known: {', '.join(DUPLICATE_KINDS)})")
+    return np.asarray(copy, dtype=np.uint8), intensity
 
 
 NON_FACES = ("noise", "scenery", "blank")
@@ -464,6 +499,7 @@ def _render_chunk(job):
     """Render and write faces start, start + 1, ...; top-level so that worker processes can run it."""
     out, seed, size, k, start, names, true, *more = job
     sources = more[0] if more else [None] * len(names)
+    kinds = more[1] if len(more) > 1 else DUPLICATE_KINDS
     intensities = []
     for index, (name, code, source) in enumerate(zip(names, true, sources), start=start):
         if source is None:
@@ -471,7 +507,8 @@ def _render_chunk(job):
         elif source == NONFACE:
             pixels, intensity = non_face(seed, index, size)
         else:
-            pixels, intensity = near_duplicate(seed, source, index, CLASSES[code], size, k)
+            pixels, intensity = near_duplicate(seed, source, index, CLASSES[code], size, k,
+                                               duplicate_kind(seed, index, kinds))
         (out / "images" / name).write_bytes(png_bytes(pixels))
         intensities.append(intensity)
     return intensities
@@ -479,13 +516,19 @@ def _render_chunk(job):
 
 def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAULT_DIFFICULTY, preview=False,
                          test_fraction=0.15, val_fraction=0.10, class_prior=None, workers=1, chunk=250,
-                         duplicates=0.0, nonfaces=0.0, noise_model="uniform", annotators=ANNOTATORS):
+                         duplicates=0.0, nonfaces=0.0, noise_model="uniform", annotators=ANNOTATORS,
+                         duplicate_kinds=DUPLICATE_KINDS):
     """Write the dataset under `out` (see the module docstring); return a summary dict. Same arguments, same
     bytes, whatever `workers` is. labels.csv is written last, so its presence means the dataset is complete."""
     if noise_model not in NOISE_MODELS:
         raise ValueError(f"noise model must be one of {', '.join(NOISE_MODELS)}, not {noise_model!r}")
     if noise_model == "annotators" and not 1 <= annotators <= 15:
         raise ValueError(f"annotators must be 1-15 (simulated annotators a face), not {annotators}")
+    duplicate_kinds = tuple(duplicate_kinds)
+    unknown = [kind for kind in duplicate_kinds if kind not in DUPLICATE_KINDS]
+    if unknown or not duplicate_kinds:
+        raise ValueError(f"unknown duplicate kind {unknown[0]!r} (known: {', '.join(DUPLICATE_KINDS)})" if unknown
+                         else f"give at least one duplicate kind ({', '.join(DUPLICATE_KINDS)})")
     if n < 1 or not 16 <= size <= 512 or not 0.0 <= noise <= 1.0:
         raise ValueError(f"need n >= 1, 16 <= size <= 512 and 0 <= noise <= 1 (got n={n}, size={size}, noise={noise})")
     if not (0.0 <= duplicates < 1 and 0.0 <= nonfaces < 1 and round(duplicates * n) + round(nonfaces * n) < n):
@@ -505,8 +548,8 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
         panel = {"votes": votes, "ambiguity": ambiguity, "sigma": sigma}
     sources, true, given = plan_trouble(n, true, split, given, seed=seed, duplicates=duplicates, nonfaces=nonfaces)
     names = [f"{i:0{max(5, len(str(n - 1)))}d}.png" for i in range(n)]
-    jobs = [(out, seed, size, k, a, names[a : a + chunk], true[a : a + chunk], sources[a : a + chunk])
-            for a in range(0, n, chunk)]
+    jobs = [(out, seed, size, k, a, names[a : a + chunk], true[a : a + chunk], sources[a : a + chunk],
+             duplicate_kinds) for a in range(0, n, chunk)]
     if workers > 1:
         # spawn, not fork: the caller may be a threaded process (a Celery worker, a heartbeat thread).
         with get_context("spawn").Pool(workers) as pool:
@@ -517,13 +560,16 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
     paths = [f"images/{name}" for name in names]
     with open(out / "truth.csv", "w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        # Columns are only ever added at the end (readers go by name): duplicate_group and outlier came later.
-        writer.writerow(["path", "true_label", "intensity", "noisy", "duplicate_group", "outlier"]
+        # Columns are only ever added at the end (readers go by name): duplicate_group, outlier and duplicate_kind
+        # came later, and the annotator model's columns follow.
+        writer.writerow(["path", "true_label", "intensity", "noisy", "duplicate_group", "outlier", "duplicate_kind"]
                         + (["ambiguity", "agreement", "annotator_labels"] if panel else []))
         group = {j: j for j in sources if j is not None and j != NONFACE}
         group.update({i: j for i, j in enumerate(sources) if j is not None and j != NONFACE})
         for i, (path, t, g, x) in enumerate(zip(paths, true, given, intensities)):
-            row = [path, CLASSES[t], f"{x:.3f}", int(t != g), group.get(i, ""), int(sources[i] == NONFACE)]
+            copy = sources[i] is not None and sources[i] != NONFACE
+            row = [path, CLASSES[t], f"{x:.3f}", int(t != g), group.get(i, ""), int(sources[i] == NONFACE),
+                   duplicate_kind(seed, i, duplicate_kinds) if copy else ""]
             if panel:
                 row += _panel_columns(panel, i, sources[i])
             writer.writerow(row)
@@ -552,6 +598,8 @@ def make_synthetic_faces(out, *, n, size=64, noise=0.2, seed=0, difficulty=DEFAU
         "mean_intensity": float(np.mean([x for x, t in zip(intensities, true) if CLASSES[t] != "neutral"] or [0.0])),
         "seconds": round(seconds, 3), "faces_per_second": round(n / seconds, 1),
         "duplicates": sum(j is not None and j != NONFACE for j in sources),
+        "duplicate_kinds": {kind: sum(j is not None and j != NONFACE and duplicate_kind(seed, i, duplicate_kinds) == kind
+                                      for i, j in enumerate(sources)) for kind in duplicate_kinds},
         "duplicate_groups": len({j for j in sources if j is not None and j != NONFACE}),
         "cross_split_duplicates": int(sum(j is not None and j != NONFACE and split[i] != split[j]
                                           for i, j in enumerate(sources))),

@@ -3,7 +3,6 @@ groups as DuplicateMember rows, replacing the dataset's previous ones in one tra
 groups within and across splits and the train/test and val/test leaks (leaks.py)."""
 from pathlib import Path
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from PIL import Image as PILImage
@@ -58,33 +57,34 @@ def find_duplicates_job(ctx):
     p = ctx.params
     dataset = _dataset(p["dataset"])
     rows = list(Image.objects.filter(dataset=dataset).order_by("id").values_list("id", "file"))
-    ids, hashes, thumbs, unreadable = [], [], [], []
+    ids, described, unreadable = [], [], []
     media = Path(settings.MEDIA_ROOT)
     for index, (pk, file) in enumerate(rows):
         try:
             with PILImage.open(media / file) as image:
-                value, thumb = detect.image_features(image)
+                described.append(detect.image_and_variant_features(image))
         except (OSError, UnidentifiedImageError):
             unreadable.append(pk)
             continue
         ids.append(pk)
-        hashes.append(value)
-        thumbs.append(thumb)
         ctx.progress(0.8 * (index + 1) / len(rows), f"hashed {index + 1:,} of {len(rows):,} images")
-    features = detect.Features(np.array(hashes, dtype=np.uint64),
-                               np.array(thumbs, dtype=np.float32).reshape(len(ids), -1))
+    features = detect.features_from(described)
     limits = {"phash": p["max_hash_distance"], "colour": p["max_colour_distance"]}
     pairs = detect.near_pairs(features, limits,
                               progress=lambda f: ctx.progress(0.8 + 0.15 * f, "comparing hashes"))
-    nearest = {}
-    for i, j, distance in pairs:
+    nearest = {}  # image -> (hash distance, how) of its nearest fellow member
+    for i, j, distance, how in pairs:
         for x in (i, j):
-            nearest[x] = min(nearest.get(x, distance), distance)
+            if x not in nearest or distance < nearest[x][0]:
+                nearest[x] = (distance, how)
+    signals = "+".join(detect.SIGNALS)
     members = []
     for group in detect.groups_of(len(ids), pairs):
         name = ids[group[0]]
         members += [DuplicateMember(dataset=dataset, image_id=ids[x], group=name, job_id=ctx.job_id,
-                                    distance=nearest[x], linked_by="+".join(detect.SIGNALS)) for x in group]
+                                    distance=nearest[x][0],
+                                    linked_by=f"{signals} of {nearest[x][1]}" if nearest[x][1] else signals)
+                    for x in group]
     ctx.progress(0.95, "storing groups", force=True)
     with transaction.atomic():
         DuplicateMember.objects.filter(dataset=dataset).delete()

@@ -5,12 +5,14 @@ import csv
 import io
 import re
 
+import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
+from PIL import Image as PILImage
 
 from curation.classifier.selection import select_training_data
 from curation.duplicates.detect import pair_scores
@@ -178,6 +180,35 @@ def test_bad_input_is_refused_by_name_and_nothing_is_stored(faces, as_reviewer):
         _find("faces", "--max-hash-distance", "65")
     assert not Job.objects.filter(kind="find_duplicates").exists() and not DuplicateMember.objects.exists()
     assert as_reviewer.get("/api/datasets/nope/leaks/").status_code == 404
+
+
+def test_mirrored_and_recropped_copies_are_linked_to_their_originals_and_other_people_are_not(tmp_path):
+    """20 different people framed alike (the hard negatives), one mirrored copy of face 0, one copy of face 1
+    cropped by 7 % of the side on each side, one of face 2 cropped unevenly (3 % left, 8 % right), all in other
+    splits: exactly three groups, each linked by the variant that explains it."""
+    k, seed = knobs(0.6), 7
+    labels = [CLASSES[i % 8] for i in range(20)]
+    rows = [(f"f{i:02d}.png", face(seed, i, labels[i], SIZE, k)[0], labels[i], "train") for i in range(20)]
+    mirror = face(seed, 0, labels[0], SIZE, k)[0][:, ::-1]
+
+    def cropped(i, left, top, right, bottom):
+        original = PILImage.fromarray(face(seed, i, labels[i], SIZE, k)[0])
+        box = (left * SIZE, top * SIZE, SIZE - right * SIZE, SIZE - bottom * SIZE)
+        return np.asarray(original.crop(box).resize((SIZE, SIZE), PILImage.BICUBIC))
+
+    rows += [("m0.png", mirror, labels[0], "test"), ("c1.png", cropped(1, .07, .07, .07, .07), labels[1], "val"),
+             ("c2.png", cropped(2, .03, .06, .08, .05), labels[2], "test")]
+    ds = _import(_write(tmp_path / "copies", rows), "copies")
+    _find("copies")
+    groups = {}
+    for group, path, linked_by in DuplicateMember.objects.filter(dataset=ds).values_list(
+            "group", "image__path", "linked_by"):
+        groups.setdefault(group, {})[path] = linked_by
+    assert sorted(sorted(g) for g in groups.values()) == [
+        ["images/c1.png", "images/f01.png"], ["images/c2.png", "images/f02.png"], ["images/f00.png", "images/m0.png"]]
+    linked = {path: how for g in groups.values() for path, how in g.items()}
+    assert linked["images/m0.png"] == "phash+colour of mirror", linked
+    assert linked["images/c1.png"] == linked["images/c2.png"] == "phash+colour of 90% crop", linked
 
 
 def test_the_benchmark_prints_recall_precision_and_outlier_auroc(capsys):

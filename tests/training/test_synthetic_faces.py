@@ -10,6 +10,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from PIL import Image as PILImage
 
 from curation.models import Image, Job
@@ -17,6 +18,7 @@ from tests.conftest import REPO
 from training.labels import CLASSES, CODE
 from training.synthetic_faces import (
     ANNOTATORS,
+    DUPLICATE_KINDS,
     PARTNER,
     PREVIEW_COLUMNS,
     PREVIEW_LABEL_WIDTH,
@@ -62,7 +64,7 @@ def test_same_seed_gives_the_same_bytes_with_any_number_of_processes_and_another
 def test_files_columns_and_labels(dataset):
     out, summary, labels, truth = dataset
     assert (out / "labels.csv").read_text().splitlines()[0] == "path,label,split"
-    assert (out / "truth.csv").read_text().splitlines()[0] == "path,true_label,intensity,noisy,duplicate_group,outlier"
+    assert (out / "truth.csv").read_text().splitlines()[0] == "path,true_label,intensity,noisy,duplicate_group,outlier,duplicate_kind"
     assert {(t["duplicate_group"], t["outlier"]) for t in truth.values()} == {("", "0")}  # off by default
     assert labels.keys() == truth.keys() and len(labels) == N
     for path, row in labels.items():
@@ -168,7 +170,8 @@ def test_near_duplicates_and_non_faces_are_in_truth_and_leave_the_other_faces_al
     summary = make_synthetic_faces(out, n=200, size=32, seed=5, noise=0.2, duplicates=0.15, nonfaces=0.05)
     truth = {r["path"]: r for r in _read(out / "truth.csv")}
     labels = {r["path"]: r for r in _read(out / "labels.csv")}
-    assert list(truth.values())[0].keys() == {"path", "true_label", "intensity", "noisy", "duplicate_group", "outlier"}
+    assert list(truth.values())[0].keys() == {"path", "true_label", "intensity", "noisy", "duplicate_group", "outlier",
+                                              "duplicate_kind"}
     pixels = {p: np.asarray(PILImage.open(out / p), dtype=float) for p in truth}
     groups = {}
     for path, t in truth.items():
@@ -176,16 +179,29 @@ def test_near_duplicates_and_non_faces_are_in_truth_and_leave_the_other_faces_al
             groups.setdefault(t["duplicate_group"], []).append(path)
     copies = sum(len(g) - 1 for g in groups.values())
     assert copies == summary["duplicates"] == 30 and len(groups) == summary["duplicate_groups"]
-    # The group is named by its original's index; the copies are the original re-captured: the same true label,
-    # other bytes, pixels much closer to it than to any other face.
+    # The group is named by its original's index; each copy says how it was made, carries the same true label and
+    # other bytes. A mirror is the original flipped; a crop is its middle; the other copies' pixels are much closer
+    # to the original's than to any other face's.
+    kinds = {}
     for name, paths in groups.items():
         original = f"images/{int(name):05d}.png"
         assert original in paths and len({truth[p]["true_label"] for p in paths}) == 1
+        assert truth[original]["duplicate_kind"] == ""
         others = [p for p in truth if p not in paths and truth[p]["outlier"] == "0"]
         for copy in set(paths) - {original}:
+            kind = truth[copy]["duplicate_kind"]
+            kinds[kind] = kinds.get(kind, 0) + 1
             assert (out / copy).read_bytes() != (out / original).read_bytes()
-            near = np.abs(pixels[copy] - pixels[original]).mean()
-            assert near < min(np.abs(pixels[copy] - pixels[p]).mean() for p in others), (copy, original)
+            if kind == "mirror":
+                np.testing.assert_array_equal(pixels[copy], pixels[original][:, ::-1])
+                continue
+            reference = pixels[original]
+            if kind == "crop":  # against the original's middle, stretched back: closer than any other face's
+                middle = PILImage.open(out / original).crop((2, 2, 30, 30)).resize((32, 32), PILImage.BICUBIC)
+                reference = np.asarray(middle, dtype=float)
+            near = np.abs(pixels[copy] - reference).mean()
+            assert near < min(np.abs(pixels[copy] - pixels[p]).mean() for p in others), (copy, original, kind)
+    assert kinds == {k: v for k, v in summary["duplicate_kinds"].items() if v} and set(kinds) == set(DUPLICATE_KINDS)
     # Some copies share their original's split and some do not, train/test among them.
     split_sets = [{labels[p]["split"] for p in paths} for paths in groups.values()]
     assert any(len(s) == 1 for s in split_sets) and any({"train", "test"} <= s for s in split_sets)
@@ -208,6 +224,9 @@ def test_trouble_shares_are_checked(tmp_path):
         make_synthetic_faces(tmp_path, n=10, size=32, duplicates=0.6, nonfaces=0.4)
     with pytest.raises(ValueError, match="duplicates=-0.1"):
         make_synthetic_faces(tmp_path, n=10, size=32, duplicates=-0.1)
+    with pytest.raises(ValueError, match="unknown duplicate kind 'rotate' .known: recapture, jpeg, blur, mirror, crop"):
+        make_synthetic_faces(tmp_path / "rotate", n=10, size=32, duplicates=0.2, duplicate_kinds=["mirror", "rotate"])
+    assert not (tmp_path / "rotate").exists()  # refused before anything is written
 
 
 def test_command_takes_duplicates_and_nonfaces(tmp_path):
@@ -216,6 +235,13 @@ def test_command_takes_duplicates_and_nonfaces(tmp_path):
                  "--nonfaces", "0.1", stdout=out)
     truth = _read(tmp_path / "ds" / "truth.csv")
     assert sum(t["outlier"] == "1" for t in truth) == 4 and "near-duplicates: 8 copies" in out.getvalue()
+    call_command("make_synthetic_faces", str(tmp_path / "mirrors"), "--n", "40", "--size", "32", "--duplicates", "0.2",
+                 "--duplicate-kinds", "mirror", stdout=out)
+    assert {t["duplicate_kind"] for t in _read(tmp_path / "mirrors" / "truth.csv")} == {"", "mirror"}
+    assert "copies made by: mirror 8" in out.getvalue()
+    with pytest.raises(CommandError, match="unknown duplicate kind 'flip'"):
+        call_command("make_synthetic_faces", str(tmp_path / "bad"), "--n", "40", "--duplicates", "0.2",
+                     "--duplicate-kinds", "mirror,flip", stdout=io.StringIO())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -229,7 +255,12 @@ UNIFORM_BEFORE = {"labels.csv": "fe33d2ccc2c9a6346dac697ac4c8ef48e46606fc89f14e1
 
 
 def _digest(root):
-    found = {name: hashlib.sha256((root / name).read_bytes()).hexdigest() for name in ("labels.csv", "truth.csv")}
+    # truth.csv without the duplicate_kind column, which came after these hashes were made.
+    truth = [row.split(",") for row in (root / "truth.csv").read_text().splitlines()]
+    kind = truth[0].index("duplicate_kind")
+    before = "".join(",".join(cells[:kind] + cells[kind + 1:]) + "\n" for cells in truth)
+    found = {"labels.csv": hashlib.sha256((root / "labels.csv").read_bytes()).hexdigest(),
+             "truth.csv": hashlib.sha256(before.encode()).hexdigest()}
     pixels = hashlib.sha256()
     for path in sorted((root / "images").iterdir()):
         pixels.update(path.name.encode())
@@ -238,7 +269,8 @@ def _digest(root):
 
 
 def test_the_uniform_model_makes_what_the_generator_made_before_there_were_two(tmp_path):
-    same = dict(n=60, size=24, seed=11, noise=0.3, duplicates=0.1, nonfaces=0.05)
+    # Copies made the one way there was then (re-captured); the other kinds came later.
+    same = dict(n=60, size=24, seed=11, noise=0.3, duplicates=0.1, nonfaces=0.05, duplicate_kinds=["recapture"])
     make_synthetic_faces(tmp_path / "default", **same)
     make_synthetic_faces(tmp_path / "named", noise_model="uniform", **same)
     assert _digest(tmp_path / "default") == _digest(tmp_path / "named") == UNIFORM_BEFORE
@@ -279,7 +311,7 @@ def test_both_models_label_the_same_faces(both_models):
 def test_annotators_err_on_faces_that_are_hard_to_read_toward_what_they_resemble(both_models):
     out, summary, labels, truth = both_models["annotators"]
     assert list(truth.values())[0].keys() == {"path", "true_label", "intensity", "noisy", "duplicate_group", "outlier",
-                                              "ambiguity", "agreement", "annotator_labels"}
+                                              "duplicate_kind", "ambiguity", "agreement", "annotator_labels"}
     trainval = [p for p in labels if labels[p]["split"] != "test"]
     wrong = [p for p in trainval if truth[p]["noisy"] == "1"]
     right = [p for p in trainval if truth[p]["noisy"] == "0"]

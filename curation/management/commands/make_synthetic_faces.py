@@ -1,12 +1,18 @@
 """Write a procedural facial-expression dataset with known label noise (see training/synthetic_faces.py)."""
 from django.core.management.base import BaseCommand, CommandError
 
-from training.synthetic_faces import ANNOTATORS, DEFAULT_DIFFICULTY, NOISE_MODELS, make_synthetic_faces
+from training.synthetic_faces import (
+    ANNOTATORS,
+    DEFAULT_DIFFICULTY,
+    DUPLICATE_KINDS,
+    NOISE_MODELS,
+    make_synthetic_faces,
+)
 
 
 class Command(BaseCommand):
     help = ("Write OUT/images/*.png, OUT/labels.csv (path,label,split; noisy) and OUT/truth.csv "
-            "(path,true_label,intensity,noisy,duplicate_group,outlier): synthetic faces whose wrong labels, "
+            "(path,true_label,intensity,noisy,duplicate_group,outlier,duplicate_kind): synthetic faces whose wrong labels, "
             "near-duplicates and non-faces are known.")
 
     def add_arguments(self, parser):
@@ -28,6 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--duplicates", type=float, default=0.0,
                             help="share of images that are near-duplicates of another face (any split; truth.csv "
                                  "duplicate_group says which)")
+        parser.add_argument("--duplicate-kinds", default=",".join(DUPLICATE_KINDS),
+                            help="comma-separated ways the copies are made, each copy one of them at random "
+                                 f"(default: all of {', '.join(DUPLICATE_KINDS)}; truth.csv duplicate_kind)")
         parser.add_argument("--nonfaces", type=float, default=0.0,
                             help="share of images that are not faces (noise, scenery, blank frames; truth.csv outlier 1)")
 
@@ -38,6 +47,7 @@ class Command(BaseCommand):
                 difficulty=options["difficulty"], preview=options["preview"], workers=options["workers"],
                 duplicates=options["duplicates"], nonfaces=options["nonfaces"], noise_model=options["noise_model"],
                 annotators=options["annotators"],
+                duplicate_kinds=[kind.strip() for kind in options["duplicate_kinds"].split(",") if kind.strip()],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -60,6 +70,8 @@ class Command(BaseCommand):
             out(f"  near-duplicates: {summary['duplicates']} copies in {summary['duplicate_groups']} groups "
                 f"({summary['cross_split_duplicates']} in another split than their original, {summary['test_leaks']} "
                 f"across the test split); non-faces: {summary['nonfaces']}")
+            if summary["duplicates"]:
+                out("  copies made by: " + ", ".join(f"{kind} {count}" for kind, count in summary["duplicate_kinds"].items()))
         out(f"  labels: {summary['out']}/labels.csv   truth: {summary['out']}/truth.csv")
         if options["preview"]:
             out(f"  preview: {summary['out']}/preview.png")
