@@ -231,7 +231,7 @@ def dataset_audit_share(request, name):
     return _dataset_setting(
         request, name, form_class=AuditShareForm, context_key="audit_form", field="audit_share",
         setter=lambda pk, v: dataset_audit_share_set(dataset_id=pk, audit_share=v), anchor="audit",
-        said=lambda ds, v: f"{ds.name}: {v:.0%} of the cards served are random audit draws from now on." if v
+        said=lambda ds, v: f"{ds.name}: {100 * v:g} % of the cards served are random audit draws from now on." if v
         else f"{ds.name}: the random audit is off.")
 
 
