@@ -151,3 +151,17 @@ def test_a_curator_sets_the_audit_share_by_form_api_and_command(as_curator, cura
     call_command("review_settings", "tuned", "--audit-share", "0.5")
     ds.refresh_from_db()
     assert ds.audit_share == 0.5
+
+
+def test_with_two_reviewers_per_image_audit_cards_are_voted_on_and_the_applied_decision_is_an_audit_one(db):
+    ds = _audited_dataset("voted", share=0.5)
+    ds.reviews_required = 2
+    ds.save()
+    alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
+    for _ in range(20):
+        for user in (alice, bob):
+            image = image_claim_next(user=user, dataset=ds)
+            image_decide(user=user, image_id=image.pk, action="confirm", version=image.version)
+    applied = {c.image_id: c.audit for c in LabelChange.objects.filter(image__dataset=ds)}
+    assert applied and any(applied.values())
+    assert applied == dict(Image.objects.filter(pk__in=applied).values_list("pk", "audit"))
