@@ -26,6 +26,7 @@ import numpy as np
 from django.db.models import Count, Max, Q
 
 from curation.models import AUDIT_SHARE_DEFAULT, AUDIT_SHARE_MAX, Dataset, Image
+from curation.review.crowdlab import dataset_crowdlab
 from training.labels import CLASSES
 
 # Fewer decisions than this give no interval: "not enough audit decisions yet". At 20 a Wilson interval around a
@@ -153,8 +154,6 @@ def _crowdlab_weights(dataset, rows):
     dataset needs several reviews."""
     if dataset.reviews_required < 2:
         return {}
-    from curation.review.crowdlab import dataset_crowdlab
-
     rounds = dataset_crowdlab(dataset).rounds
     latest = {}
     for (image_id, version), judged in rounds.items():
