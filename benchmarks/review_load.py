@@ -6,6 +6,9 @@ and keep-alive connection, looping claim-next (POST /api/review/next/) then deci
 /api/images/<id>/decision/) until the request budget or the time limit is spent. Prints p50/p95/p99 latency per
 request type and requests per second. In the same run, the database-only floor: the same services
 (image_claim_next, image_decide) called in-process by R threads with their own connections, no HTTP, no server.
+Each is measured twice in the same run, the random audit off (audit share 0) and then on (--audit-share), and in
+the second the claims that served an audit card (curation/review/audit.py) are reported apart from the others: an
+audit card must cost no more than an ordinary one.
 The dataset, its audit rows, the users and their tokens are deleted at the end.
 
     python -m benchmarks.review_load --images 300000 --reviewers 20 --requests 6000
@@ -108,6 +111,8 @@ def main(argv=None):
     # queue behind idle connections (2 x 4 gave 127 requests/s and a 480 ms p95 where 4 x 5 gave 193 and 216).
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=5, help="threads per gunicorn worker")
+    parser.add_argument("--audit-share", type=float, default=0.05,
+                        help="the random audit's share in the phases with the audit on (0-0.5)")
     parser.add_argument("--think-ms", type=float, default=0.0,
                         help="mean pause of each reviewer between a decision and its next claim (uniform over "
                              "0.5-1.5 x); 0: a closed loop, every reviewer as fast as the server answers")
@@ -121,7 +126,10 @@ def main(argv=None):
             raise SystemExit(f"--{name} must be at least 1 (got {opts[name]})")
     tag = uuid.uuid4().hex[:8]
     User = get_user_model()
-    dataset = Dataset.objects.create(name=f"bench-review-{tag}", format=Dataset.Format.CSV, source="bench_review")
+    if not 0 < opts["audit_share"] <= 0.5:
+        raise SystemExit(f"--audit-share must be above 0 and at most 0.5 (got {opts['audit_share']})")
+    dataset = Dataset.objects.create(name=f"bench-review-{tag}", format=Dataset.Format.CSV, source="bench_review",
+                                     audit_share=0.0)
     users = []
     server = None
     try:
@@ -138,11 +146,16 @@ def main(argv=None):
               f"(gthread) on 127.0.0.1:{port}; {os.cpu_count()} CPUs; client think time "
               f"{opts['think_ms']:.0f} ms")
         _http_phase(port, tokens, dataset, opts, warmup=True)
-        http_result = _http_phase(port, tokens, dataset, opts)
+        results = {}
+        # Audit off then on, each over HTTP and then in-process (the server keeps running: it reads the share
+        # with the dataset on every claim).
+        for audit in (0.0, opts["audit_share"]):
+            Dataset.objects.filter(pk=dataset.pk).update(audit_share=audit)
+            results[("HTTP", audit)] = _http_phase(port, tokens, dataset, opts)
+            results[("floor: services in-process", audit)] = _floor_phase(users, dataset, opts)
         _stop(server)
         server = None
-        floor = _floor_phase(users, dataset, opts)
-        _report(http_result, floor, opts)
+        _report(results, dataset, opts)
     finally:
         if server is not None:
             _stop(server)
@@ -156,7 +169,8 @@ def _seed(dataset, n):
     now = timezone.now()
     cols = ("dataset_id", "path", "file", "content_hash", "width", "height", "split", "original_label", "label",
             "status", "version", "suspicion", "ambiguity", "flagged", "classifier_flagged", "disputed",
-            "created_at", "updated_at", "datalab_label_issue", "datalab_outlier", "datalab_near_duplicates")
+            "created_at", "updated_at", "datalab_label_issue", "datalab_outlier", "datalab_near_duplicates",
+            "audit_key", "audit")
     with transaction.atomic(), connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {Image._meta.db_table} ({', '.join(cols)}) FROM STDIN") as copy:
             for i in range(n):
@@ -167,6 +181,7 @@ def _seed(dataset, n):
                     96, 96, "train" if rng.random() < 0.75 else "val", label, label, "unreviewed", 1,
                     rng.random() if scored else None, rng.random() if scored else None,
                     scored and rng.random() < 0.1, scored and rng.random() < 0.1, False, now, now, False, False, "[]",
+                    rng.random(), False,
                 ))
         cursor.execute(f"ANALYZE {Image._meta.db_table}")
 
@@ -207,6 +222,7 @@ def _http_phase(port, tokens, dataset, opts, warmup=False):
     (connections, worker imports, caches) and is not reported."""
     take = _Budget(len(tokens) * 4 if warmup else opts["requests"]).take
     lat = {"claim": [], "decision": []}
+    claimed = []  # (seconds, image id) of each claim that served a card
     errors = []
     deadline = time.monotonic() + opts["seconds"]
     start = threading.Barrier(len(tokens))
@@ -234,6 +250,7 @@ def _http_phase(port, tokens, dataset, opts, warmup=False):
                 lat["claim"].append(seconds)
                 if image is None:
                     break
+                claimed.append((seconds, image["id"]))
                 action = rng.choice(DECISIONS)
                 body = {"action": action, "version": image["version"], "seconds_spent": 1.0}
                 if action == "relabel":
@@ -248,14 +265,16 @@ def _http_phase(port, tokens, dataset, opts, warmup=False):
         finally:
             conn.close()
 
-    return {"lat": lat, "wall": _run_reviewers(reviewer, tokens, errors, "reviewer(s)")}
+    return {"lat": lat, "claimed": claimed, "wall": _run_reviewers(reviewer, tokens, errors, "reviewer(s)")}
 
 
 def _floor_phase(users, dataset, opts):
     """The same services in-process: no HTTP, no serialisation, no server; each thread its own connection."""
     take = _Budget(opts["requests"]).take
     lat = {"claim": [], "decision": []}
+    claimed = []
     errors = []
+    current = Dataset.objects.get(pk=dataset.pk)  # with this phase's audit share
     deadline = time.monotonic() + opts["seconds"]
     start = threading.Barrier(len(users))
 
@@ -266,10 +285,11 @@ def _floor_phase(users, dataset, opts):
             _think(rng, opts, first=True)
             while time.monotonic() < deadline and take(2):
                 t = time.perf_counter()
-                image = image_claim_next(user=user, dataset=dataset)
+                image = image_claim_next(user=user, dataset=current)
                 lat["claim"].append(time.perf_counter() - t)
                 if image is None:
                     break
+                claimed.append((lat["claim"][-1], image.pk))
                 action = rng.choice(DECISIONS)
                 t = time.perf_counter()
                 try:
@@ -285,22 +305,29 @@ def _floor_phase(users, dataset, opts):
         finally:
             connections.close_all()
 
-    return {"lat": lat, "wall": _run_reviewers(reviewer, users, errors, "floor thread(s)")}
+    return {"lat": lat, "claimed": claimed, "wall": _run_reviewers(reviewer, users, errors, "floor thread(s)")}
 
 
-def _report(http_result, floor, opts):
-    print(f"{'phase':34s} {'requests':>8s} {'p50 ms':>7s} {'p95 ms':>7s} {'p99 ms':>7s} {'req/s':>7s}")
-    for name, result in (("HTTP", http_result), ("floor: services in-process", floor)):
+def _report(results, dataset, opts):
+    audited = set(Image.objects.filter(dataset=dataset, audit=True).values_list("pk", flat=True))
+    print(f"{'phase':50s} {'requests':>8s} {'p50 ms':>7s} {'p95 ms':>7s} {'p99 ms':>7s} {'req/s':>7s}")
+    for (name, audit), result in results.items():
+        label = f"{name}, audit {'off' if not audit else f'{audit:g}'}"
         total = sum(len(v) for v in result["lat"].values())
         for kind, values in result["lat"].items():
             p50, p95, p99 = _percentiles(values)
-            print(f"{name + ' ' + kind:34s} {len(values):8d} {p50:>7s} {p95:>7s} {p99:>7s}")
+            print(f"{label + ' ' + kind:50s} {len(values):8d} {p50:>7s} {p95:>7s} {p99:>7s}")
+        if audit:
+            for card, pick in (("ordinary cards", False), ("audit cards", True)):
+                values = [seconds for seconds, pk in result["claimed"] if (pk in audited) == pick]
+                p50, p95, p99 = _percentiles(values)
+                print(f"{label + ' claim, ' + card:50s} {len(values):8d} {p50:>7s} {p95:>7s} {p99:>7s}")
         p50, p95, p99 = _percentiles([x for v in result["lat"].values() for x in v])
-        print(f"{name + ' all':34s} {total:8d} {p50:>7s} {p95:>7s} {p99:>7s} "
-              f"{total / result['wall']:7.0f}")
-    mean = statistics.mean(http_result["lat"]["claim"] + http_result["lat"]["decision"])
+        print(f"{label + ' all':50s} {total:8d} {p50:>7s} {p95:>7s} {p99:>7s} {total / result['wall']:7.0f}")
+    http = [x for (name, _), r in results.items() if name == "HTTP" for v in r["lat"].values() for x in v]
     print(f"{opts['reviewers']} reviewers, {opts['think_ms']:.0f} ms mean think time; "
-          f"HTTP mean {mean * 1000:.1f} ms; the clients run on the same machine as the server.")
+          f"HTTP mean {statistics.mean(http) * 1000:.1f} ms; the clients run on the same machine as the server; "
+          f"phases in the order listed, on one dataset ({len(audited)} audit cards served in all).")
 
 
 def _clean(dataset, users):

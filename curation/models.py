@@ -1,4 +1,6 @@
 """Data model. Labels and job state change only through services (curation/services.py, curation/jobs/)."""
+import random
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
@@ -10,6 +12,15 @@ from training.labels import CLASSES
 
 LABEL_CHOICES = [(code, name) for code, name in enumerate(CLASSES)]
 MAX_REVIEWS_REQUIRED = 9
+# The random audit slice of the review queue (curation/review/audit.py): the share of served cards that are random
+# draws, by default, and the most a curator may set (half the queue's cards; beyond it the queue stops being one).
+AUDIT_SHARE_DEFAULT = 0.05
+AUDIT_SHARE_MAX = 0.5
+
+
+def audit_key_draw():
+    """An image's place in its dataset's random audit order: uniform on [0, 1), independent of everything else."""
+    return random.random()
 
 dataset_name_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$",
@@ -45,6 +56,10 @@ class Dataset(models.Model):
     # (curation/review/crowdlab.py) is below this; otherwise the consensus label applies. None: unanimity.
     consensus_threshold = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    # The random audit slice (curation/review/audit.py): this share of the cards the queue serves are images drawn
+    # at random, stratified by given label, whose decisions give the dataset page its estimates. 0: off.
+    audit_share = models.FloatField(
+        default=AUDIT_SHARE_DEFAULT, validators=[MinValueValidator(0.0), MaxValueValidator(AUDIT_SHARE_MAX)])
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -109,6 +124,12 @@ class Image(models.Model):
     claim_expires_at = models.DateTimeField(null=True, blank=True)
     # K reviewers disagreed (Dataset.reviews_required > 1): out of the queue until a curator resolves it.
     disputed = models.BooleanField(default=False)
+    # The random audit (curation/review/audit.py): the image's place in the audit order (uniform, drawn once), and
+    # whether the queue has served it as an audit card. The audit sample of a given label is every image of that
+    # label up to the highest audit_key served so far, so images decided from the queue before the audit reached
+    # them count too: the sample stays a simple random one.
+    audit_key = models.FloatField(default=audit_key_draw)
+    audit = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -124,6 +145,10 @@ class Image(models.Model):
             # unscored images are queried apart because neither SQLite nor a plain index orders NULLs last.
             models.Index(fields=["dataset", "status", "-suspicion", "id"], name="image_review_queue"),
             models.Index(fields=["dataset"], condition=Q(disputed=True), name="image_disputed"),
+            # The audit's next draw of a given label (lowest audit_key still unreviewed), and its drawn images.
+            models.Index(fields=["dataset", "status", "original_label", "audit_key"], name="image_audit_order"),
+            models.Index(fields=["dataset", "original_label", "audit_key"], condition=Q(audit=True),
+                         name="image_audit_drawn"),
         ]
 
     def __str__(self):
@@ -149,6 +174,8 @@ class LabelChange(models.Model):
     note = models.TextField(blank=True)
     # Time the reviewer spent on the decision, as the client measured it (None: not measured).
     seconds_spent = models.FloatField(null=True, blank=True)
+    # An audit decision: made on an image the queue served as a random audit card (Image.audit).
+    audit = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

@@ -125,4 +125,5 @@ def image_label_change(*, image_id, action, expected_version, user=None, label=N
         return LabelChange.objects.create(
             image_id=image_id, old_label=image.label, new_label=new_label, old_status=image.status,
             new_status=new_status, action=action, user=user, note=note, seconds_spent=seconds_spent,
+            audit=image.audit,  # an audit decision: the queue served this image as a random audit card
         )

@@ -162,8 +162,9 @@ def test_review_load(tmp_path, transactional_db):
     if connection.vendor != "postgresql":  # it measures PostgreSQL only, and says so
         assert done.returncode == 1 and "needs PostgreSQL (this database is sqlite)" in done.stderr, done.stderr
         return
-    assert_figures(done, rf"^HTTP all +\d+ +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$",
-                   rf"^floor: services in-process all +\d+ +{NUMBER}")
+    assert_figures(done, rf"^HTTP, audit off all +\d+ +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$",
+                   rf"^HTTP, audit 0.05 claim, audit cards +\d+ +{NUMBER}",
+                   rf"^floor: services in-process, audit 0.05 claim, ordinary cards +\d+ +{NUMBER}")
     assert not Dataset.objects.exists() and not Image.objects.exists() and not get_user_model().objects.exists()
 
 

@@ -37,7 +37,7 @@ class LabelChangeOutput(serializers.ModelSerializer):
     class Meta:
         model = LabelChange
         fields = ["id", "action", "old_label", "new_label", "old_status", "new_status", "user", "note",
-                  "seconds_spent", "created_at"]
+                  "seconds_spent", "audit", "created_at"]
         read_only_fields = fields
 
 

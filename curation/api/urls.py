@@ -7,7 +7,7 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
-from curation.api.views import auth, datasets, images, jobs, review, runs
+from curation.api.views import audit, auth, datasets, images, jobs, review, runs
 from curation.api.views.calibration import DatasetCalibrationApi
 from curation.api.views.errors import not_found
 from curation.api.views.leaks import DatasetExcludeLeakedTestApi, DatasetLeaksApi
@@ -16,6 +16,9 @@ urlpatterns = [
     path("datasets/", datasets.DatasetListApi.as_view(), name="api-datasets"),
     path("datasets/<str:name>/", datasets.DatasetDetailApi.as_view(), name="api-dataset"),
     path("datasets/<str:name>/export.csv", datasets.DatasetExportApi.as_view(), name="api-dataset-export"),
+    path("datasets/<str:name>/export-summary.json", audit.DatasetExportSummaryApi.as_view(),
+         name="api-dataset-export-summary"),
+    path("datasets/<str:name>/audit/", audit.DatasetAuditApi.as_view(), name="api-dataset-audit"),
     path("datasets/<str:name>/calibration/", DatasetCalibrationApi.as_view(), name="api-dataset-calibration"),
     path("datasets/<str:name>/leaks/", DatasetLeaksApi.as_view(), name="api-dataset-leaks"),
     path("datasets/<str:name>/leaks/exclude-test/", DatasetExcludeLeakedTestApi.as_view(),

@@ -20,9 +20,11 @@ def lease_expiry(now):
     return now + timedelta(seconds=settings.REVIEW_LEASE_SECONDS)
 
 
-def lease_take(images, *, user, now):
-    """Give `user` the lease on whichever of `images` (a queryset) nobody holds. Returns whether one was taken."""
-    return bool(claimable(images, now=now).update(claimed_by=user, claim_expires_at=lease_expiry(now)))
+def lease_take(images, *, user, now, audit=False):
+    """Give `user` the lease on whichever of `images` (a queryset) nobody holds. Returns whether one was taken.
+    `audit`: the queue serves it as an audit card (curation/review/audit.py), marked in the same UPDATE."""
+    extra = {"audit": True} if audit else {}
+    return bool(claimable(images, now=now).update(claimed_by=user, claim_expires_at=lease_expiry(now), **extra))
 
 
 def lease_take_or_renew(images, *, user, now):

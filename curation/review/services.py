@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from curation.models import Image, LabelChange, ReviewSkip, ReviewVote
+from curation.review.audit import audit_labels_lagging, audit_turn
 from curation.review.leases import (
     lease_commit_async,
     lease_expiry,
@@ -65,21 +66,24 @@ class NothingToUndo(Exception):
     """The user has no decision left to undo."""
 
 
-def _take(*, pk, status, user, now):
+def _take(*, pk, status, user, now, audit=False):
     """Conditional claim: succeeds only if the image is still in `status` (any, for "any"), not disputed, and nobody
-    holds a live lease on it."""
+    holds a live lease on it. `audit`: the image is served as an audit card, and is marked so in the same UPDATE."""
     qs = Image.objects.filter(pk=pk, disputed=False)
     if status != STATUS_ANY:
         qs = qs.filter(status=status)
-    return lease_take(qs, user=user, now=now)
+    return lease_take(qs, user=user, now=now, audit=audit)
 
 
 def image_claim_next(*, user, dataset, filters=None):
     """Claim the next image of `dataset` for `user` to review and return it, or None when nothing is left.
 
-    Order: most suspicious first (unscored images last), then by id. A user holds one lease at a time: if their
-    live lease is on an image that still matches, that image comes back with its lease renewed; otherwise their
-    other leases are released first. Leases last settings.REVIEW_LEASE_SECONDS; an expired one is free to take.
+    Order: most suspicious first (unscored images last), then by id; except that in the default queue (no filters),
+    with the dataset's audit share as probability, the new card is a random audit draw instead, from the given label
+    the audit has reached least far (curation/review/audit.py), marked Image.audit. A user holds one lease at a
+    time: if their live lease is on an image that still matches, that image comes back with its lease renewed;
+    otherwise their other leases are released first. Leases last settings.REVIEW_LEASE_SECONDS; an expired one is
+    free to take.
 
     Locks rows: on PostgreSQL the candidate is picked with SELECT ... FOR UPDATE SKIP LOCKED, so concurrent
     reviewers pass over each other's candidates instead of waiting on them. Every claim is also a conditional
@@ -93,17 +97,27 @@ def image_claim_next(*, user, dataset, filters=None):
     queue = review_queue(user=user, dataset=dataset, filters=filters)
     with transaction.atomic():
         lease_commit_async()
-        pk = _claim(queue, status=status, user=user, now=now)
+        audit = dataset if audit_turn(dataset=dataset, filters=filters) else None
+        pk = _claim(queue, status=status, user=user, now=now, audit=audit)
     return _claimed(pk) if pk is not None else None
 
 
-def _claim(queue, *, status, user, now):
+def _claim(queue, *, status, user, now, audit=None):
+    """`audit`: the dataset, when this claim's new card is to be an audit card."""
     held = queue.filter(claimed_by=user, claim_expires_at__gte=now).order_by("id").values_list("pk", flat=True).first()
     if held is not None and lease_renew(image_id=held, user=user, now=now):
         leases_release(user=user, except_pks=[held])
         return held
     leases_release(user=user)
     free = claimable(queue, now=now)
+    if audit is not None:
+        # The random audit card: the lowest audit key still unreviewed in the label the audit lags most on; a label
+        # with nothing left passes to the next. Nothing left anywhere: an ordinary card.
+        for code in audit_labels_lagging(dataset=audit):
+            pk = _claim_first(free.filter(original_label=code).order_by("audit_key", "id"), status=status,
+                              user=user, now=now, audit=True)
+            if pk is not None:
+                return pk
     # Two queries rather than one ORDER BY ... NULLS LAST, so that both follow the image_review_queue index.
     for ordered in (free.filter(suspicion__isnull=False).order_by("-suspicion", "id"),
                     free.filter(suspicion__isnull=True).order_by("id")):
@@ -113,7 +127,7 @@ def _claim(queue, *, status, user, now):
     return None
 
 
-def _claim_first(ordered, *, status, user, now):
+def _claim_first(ordered, *, status, user, now, audit=False):
     """Inside the caller's transaction: the row locks taken here are held until it commits."""
     skip_locked = connection.features.has_select_for_update_skip_locked
     tried = []  # rows this transaction locked but could not take: its own locks do not make FOR UPDATE skip them
@@ -123,7 +137,7 @@ def _claim_first(ordered, *, status, user, now):
             pk = candidates.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True).first()
             if pk is None:  # every candidate is gone or being claimed by someone else right now
                 return None
-            if _take(pk=pk, status=status, user=user, now=now):
+            if _take(pk=pk, status=status, user=user, now=now, audit=audit):
                 return pk
             tried.append(pk)
             continue
@@ -131,7 +145,7 @@ def _claim_first(ordered, *, status, user, now):
         if not candidates:
             return None
         for pk in candidates:
-            if _take(pk=pk, status=status, user=user, now=now):
+            if _take(pk=pk, status=status, user=user, now=now, audit=audit):
                 return pk
     return None
 

@@ -10,7 +10,8 @@ from curation.classifier.job import with_latest_run_settings
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
 from curation.classifier.rescore import rescore_every_check
 from curation.importers.roots import importable_entries
-from curation.models import MAX_REVIEWS_REQUIRED, Dataset
+from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset
+from curation.review.audit import audit_share_check
 from curation.review.crowdlab import consensus_threshold_check
 from curation.review.dataset_settings import (
     GUIDELINE_MAX_CHARS,
@@ -231,6 +232,25 @@ class ConsensusThresholdForm(forms.Form):
     def clean_consensus_threshold(self):
         try:
             return consensus_threshold_check(self.cleaned_data["consensus_threshold"])
+        except ValueError as exc:
+            raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
+
+
+class AuditShareForm(forms.Form):
+    """The random audit slice's share on the dataset page; judged by the service the review_settings command and
+    the API also use (curation.review.audit)."""
+
+    audit_share = forms.CharField(
+        label="Audit share", max_length=20,
+        error_messages={"required": f"Audit share: enter a number 0-{AUDIT_SHARE_MAX:g} (0 turns the audit off)."},
+        widget=forms.NumberInput(attrs={"min": 0, "max": AUDIT_SHARE_MAX, "step": 0.01}),
+        help_text=f"0-{AUDIT_SHARE_MAX:g}: this share of the cards reviewers are served are images drawn at random "
+                  "(stratified by given label) instead of the most suspicious ones; the card does not say which. "
+                  "Their decisions give the estimates below. 0 turns the audit off.")
+
+    def clean_audit_share(self):
+        try:
+            return audit_share_check(self.cleaned_data["audit_share"])
         except ValueError as exc:
             raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
 

@@ -603,3 +603,42 @@ def report_tables(report, title=""):
         else:
             tables.extend(report_tables(value, name))
     return tables
+
+
+def _share_words(entry, minimum):
+    """One estimate in the dataset page's words: the share with its interval and what it rests on, or why none."""
+    n = entry["n"]
+    if not entry["enough"]:
+        return f"not enough audit decisions yet ({n} of the {minimum} needed)"
+    def pct(x):
+        return f"{100 * x:.1f} %"
+
+    return (f"{pct(entry['estimate'])} (95 % interval {pct(entry['low'])} to {pct(entry['high'])}), from {n} audit "
+            f"decision{'s' if n != 1 else ''}")
+
+
+def audit_summary(estimates):
+    """The audit's estimates (curation.review.audit.dataset_audit_estimates) for the dataset page: the figures as
+    sentences, each with the number of audit decisions it rests on, or "not enough audit decisions yet"."""
+    minimum = estimates["min_decisions"]
+    remaining = estimates["remaining"]
+    remaining_words = _share_words(remaining, minimum)
+    if remaining["enough"]:
+        remaining_words += f", after the {remaining['corrected']} labels the review has changed or excluded so far"
+    signals = []
+    for s in estimates["signals"]:
+        if s.get("auroc") is not None:
+            words = (f"AUROC {s['auroc']:.2f} (95 % interval {s['low']:.2f} to {s['high']:.2f}), from {s['n']} audit "
+                     f"decisions")
+        elif s.get("why"):
+            words = f"not measurable yet: {s['why']} ({s['n']} audit decisions)"
+        else:
+            words = f"not enough audit decisions yet ({s['n']} of the {minimum} needed)"
+        signals.append({"signal": s["signal"], "words": words})
+    return {
+        "share": estimates["audit_share"], "decisions": estimates["decisions"], "cards": estimates["audit_cards"],
+        "overall": _share_words(estimates["overall"], minimum), "pending": estimates["overall"].get("pending", 0),
+        "per_label": [{"label": e["label"], "words": _share_words(e, minimum)} for e in estimates["per_label"]],
+        "confusion": estimates["confusion"], "signals": signals, "remaining": remaining_words,
+        "assumptions": estimates["assumptions"], "crowdlab_weighted": estimates["crowdlab_weighted"],
+    }

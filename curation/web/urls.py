@@ -12,6 +12,7 @@ urlpatterns = [
     path("datasets/<str:name>/rescore-every/", views.dataset_rescore_every, name="dataset_rescore_every"),
     path("datasets/<str:name>/consensus-threshold/", views.dataset_consensus_threshold,
          name="dataset_consensus_threshold"),
+    path("datasets/<str:name>/audit-share/", views.dataset_audit_share, name="dataset_audit_share"),
     path("datasets/<str:name>/guidelines/", views.dataset_guidelines, name="dataset_guidelines"),
     path("datasets/<str:name>/runs/", views.runs_page, name="dataset_runs"),
     path("datasets/<str:name>/generators/", views.generators_page, name="dataset_generators"),

@@ -23,6 +23,7 @@ from curation.jobs.selectors import JobNotFound, workers_alive
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import GanModel, Job
 from curation.review.agreement import dataset_agreement
+from curation.review.audit import dataset_audit_estimates, dataset_audit_share_set
 from curation.review.crowdlab import dataset_consensus_threshold_set, dataset_crowdlab
 from curation.review.dataset_settings import (
     GuidelinesConflict,
@@ -36,6 +37,7 @@ from curation.truth import known_truth
 from curation.web import selectors
 from curation.web.forms import (
     START_FORMS,
+    AuditShareForm,
     ConsensusThresholdForm,
     GanEpochForm,
     GuidelinesForm,
@@ -149,7 +151,7 @@ def dataset_page(request, name):
 
 
 def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=None, rescore_form=None,
-                     consensus_form=None):
+                     consensus_form=None, audit_form=None):
     try:
         precision = float(request.GET.get("precision") or 0.9)
     except ValueError:
@@ -183,6 +185,8 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
         "consensus_form": consensus_form or ConsensusThresholdForm(initial={
             "consensus_threshold": "" if dataset.consensus_threshold is None else dataset.consensus_threshold}),
         "crowdlab": dataset_crowdlab(dataset) if dataset.reviews_required > 1 else None,
+        "audit_form": audit_form or AuditShareForm(initial={"audit_share": dataset.audit_share}),
+        "audit": selectors.audit_summary(dataset_audit_estimates(dataset)),
     }
 
 
@@ -219,6 +223,16 @@ def dataset_consensus_threshold(request, name):
         said=lambda ds, v: f"{ds.name}: differing votes apply CROWDLAB's consensus when its quality is at least "
                            f"{v:.2f}." if v is not None
         else f"{ds.name}: consensus threshold off; only unanimous votes apply.")
+
+
+@curator_required
+@require_POST
+def dataset_audit_share(request, name):
+    return _dataset_setting(
+        request, name, form_class=AuditShareForm, context_key="audit_form", field="audit_share",
+        setter=lambda pk, v: dataset_audit_share_set(dataset_id=pk, audit_share=v), anchor="audit",
+        said=lambda ds, v: f"{ds.name}: {100 * v:g} % of the cards served are random audit draws from now on." if v
+        else f"{ds.name}: the random audit is off.")
 
 
 @curator_required

@@ -9,7 +9,7 @@ from tests.curation.conftest import CONFIRMED, RELABELLED, reviewed_image
 from tests.factories import JobFactory, RunFactory
 
 SECTIONS = ("Overview", "Labels &amp; review progress", "Agreement between reviewers", "Threshold calibration",
-            "Runs", "Guidelines &amp; review settings", "Jobs")
+            "Runs", "Random audit", "Guidelines &amp; review settings", "Jobs")
 
 
 def _page(client, name):
@@ -26,7 +26,7 @@ def test_the_page_has_its_labelled_sections_in_order(as_reviewer, faces):
     page = _page(as_reviewer, "faces")
     headings = re.findall(r"<h2>(.*?)</h2>", page)
     assert headings == list(SECTIONS)
-    for section in ("overview", "labels", "agreement", "calibration", "runs", "settings", "jobs"):
+    for section in ("overview", "labels", "agreement", "calibration", "runs", "audit", "settings", "jobs"):
         assert f'<section id="{section}">' in page
 
 

@@ -4,6 +4,7 @@ from django.core.management.base import CommandError
 from curation.classifier.rescore import dataset_rescore_every_set
 from curation.management.migrated import DatabaseCommand
 from curation.models import MAX_REVIEWS_REQUIRED
+from curation.review.audit import audit_share_check, dataset_audit_share_set
 from curation.review.crowdlab import dataset_consensus_threshold_set
 from curation.review.dataset_settings import dataset_reviews_required_set
 from curation.selectors import DatasetNotFound, dataset_get
@@ -22,8 +23,12 @@ class Command(DatabaseCommand):
         parser.add_argument("--consensus-threshold", metavar="Q",
                             help="with several reviewers: differing votes apply CROWDLAB's consensus when its "
                                  "quality is at least Q (0-1); off: only unanimous votes apply")
+        parser.add_argument("--audit-share", metavar="S",
+                            help="the random audit: this share (0-0.5) of the cards served are random draws, "
+                                 "stratified by given label; 0 turns it off")
 
-    def handle(self, *args, dataset, reviews_required, rescore_every=None, consensus_threshold=None, **options):
+    def handle(self, *args, dataset, reviews_required, rescore_every=None, consensus_threshold=None,
+               audit_share=None, **options):
         try:
             ds = dataset_get(name=dataset)
         except DatasetNotFound as exc:
@@ -34,7 +39,14 @@ class Command(DatabaseCommand):
                     ("--rescore-every", rescore_every,
                      lambda v: dataset_rescore_every_set(dataset_id=ds.pk, rescore_every=v)),
                     ("--consensus-threshold", consensus_threshold,
-                     lambda v: dataset_consensus_threshold_set(dataset_id=ds.pk, consensus_threshold=v)))
+                     lambda v: dataset_consensus_threshold_set(dataset_id=ds.pk, consensus_threshold=v)),
+                    ("--audit-share", audit_share,
+                     lambda v: dataset_audit_share_set(dataset_id=ds.pk, audit_share=v)))
+        if audit_share is not None:  # judged before the others are stored: a bad share changes nothing
+            try:
+                audit_share_check(audit_share)
+            except ValueError as exc:
+                raise CommandError(f"--audit-share: {exc}") from None
         for option, value, setter in settings:
             if value is None:
                 continue
@@ -48,4 +60,6 @@ class Command(DatabaseCommand):
                                             else "review rounds off")
                           + ("; differing votes apply CROWDLAB's consensus at quality >= "
                              f"{ds.consensus_threshold:g}" if ds.consensus_threshold is not None
-                             else "; consensus threshold off (unanimity)"))
+                             else "; consensus threshold off (unanimity)")
+                          + (f"; random audit {ds.audit_share:g} of the cards served" if ds.audit_share
+                             else "; random audit off"))
