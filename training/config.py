@@ -43,6 +43,10 @@ class TrainConfig(DictConfig):
     class_balance: str = "weights"  # "weights": balanced class weights in the loss; "none"
     augment: bool = True  # flip, small affine, colour jitter, on tensors, training batches only
     early_stopping_patience: int = 5  # epochs without a better validation figure before stopping; 0 disables
+    # Epochs before this one are never kept and never stop the run: a validation split whose labels are as noisy as
+    # the train split's can favour an early, under-trained epoch (curation/classifier/job.py sets it by the size of
+    # the train split when no reviewed validation images exist). 0: every epoch is a candidate.
+    min_epochs: int = 0
     # The validation figure that picks the kept (best) epoch and drives early stopping: "val_acc" or "val_loss".
     # Accuracy by default: the val split carries the dataset's label noise, and the loss on its wrong labels grows
     # as a model grows confident in the true class, so by loss a run trained on cleaned labels is stopped early
@@ -73,6 +77,10 @@ class TrainConfig(DictConfig):
             problems.append(f"seed_cnn's valid convolutions need at least 60 px, not {self.size} (use resnet18)")
         if self.epochs < 1:
             problems.append(f"epochs must be >= 1, not {self.epochs}")
+        if not 0 <= self.min_epochs <= max(self.epochs, 0):
+            problems.append(f"min_epochs must be 0-{self.epochs} (the epochs), not {self.min_epochs}")
+        if self.early_stopping_patience < 0:
+            problems.append(f"patience must be >= 0, not {self.early_stopping_patience}")
         if self.batch_size < 2:
             problems.append(f"batch_size must be >= 2, not {self.batch_size}")
         if self.optimizer not in ("adamw", "sgd"):

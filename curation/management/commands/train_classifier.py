@@ -1,3 +1,4 @@
+from curation.classifier.collapse import collapse_warning
 from curation.classifier.job import training_preview, validate_train_params
 from curation.classifier.selection import DOUBTFUL
 from curation.management.jobcommand import JobCommand
@@ -26,6 +27,12 @@ class Command(JobCommand):
         parser.add_argument("--lr", type=float)
         parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
         parser.add_argument("--seed", type=int)
+        parser.add_argument("--patience", type=int,
+                            help="epochs without a better validation figure before stopping (0: never stop early); "
+                                 "default: 5 on reviewed val images, more on a noisy val split of a small dataset")
+        parser.add_argument("--min-epochs", type=int,
+                            help="no epoch before this one is kept or stops the run; default: 0 on reviewed val "
+                                 "images, else set by the train split's size (at most half the epochs)")
         parser.add_argument("--reduced", action="store_true", help="drop excluded and unconfirmed flagged images, apply relabels")
         parser.add_argument("--augmented", action="store_true", help="add generated images from train-split sources")
         parser.add_argument("--doubtful", choices=list(DOUBTFUL),
@@ -42,7 +49,7 @@ class Command(JobCommand):
 
     def job_params(self, options):
         keys = ("dataset", "arch", "size", "epochs", "batch_size", "lr", "folds", "seed", "doubtful", "monitor",
-                "robust", "relabel_precision", "init")
+                "robust", "relabel_precision", "init", "patience", "min_epochs")
         params = {k: options[k] for k in keys if options.get(k) is not None}
         params.update(reduced=options["reduced"], augmented=options["augmented"])
         return params
@@ -79,3 +86,16 @@ def print_run(out, run):
     if run.folds:
         out(f"  out-of-fold probabilities ({run.folds} folds): {run.oof_file}")
     out(f"  plots: {', '.join(run.plots.values())}")
+    validation = run.selection.get("validation")
+    if validation:
+        out(f"  validation: {validation_words(validation)}")
+    collapse = collapse_warning(run)
+    if collapse:
+        out(f"  WARNING: {collapse['text']}")
+
+
+def validation_words(validation):
+    """What a run's selection["validation"] says, in one line."""
+    on = "reviewed val images" if validation["on"] == "reviewed" else "the noisy val split"
+    return (f"early stopping and the kept epoch on {on} ({validation['images']} images), min epochs "
+            f"{validation['min_epochs']}, patience {validation['patience']}")
