@@ -23,6 +23,24 @@ ROBUST_METHODS = ("none", "eac", "gce", "bootstrap")
 EAC_ARCHS = ("small_cnn", "resnet18")  # archs whose last conv map feeds global pooling and one linear layer
 
 
+# Early stopping on a val split whose labels are as noisy as the train split's: no epoch before min_epochs is kept
+# or stops the run, and patience grows as the train split shrinks. Both in optimizer steps, so they scale with the
+# train split's size (curation/classifier/job.py uses them when a run has too few reviewed val images).
+NOISY_MIN_STEPS = 400
+NOISY_PATIENCE_STEPS = 200
+
+
+def noisy_val_schedule(n_train, batch_size, epochs, patience=5):
+    """(min_epochs, patience) for early stopping on a noisy val split: min_epochs = ceil(NOISY_MIN_STEPS / steps
+    an epoch), at most half the epochs; patience = ceil(NOISY_PATIENCE_STEPS / steps an epoch), at least `patience`,
+    at most the epochs."""
+    import math
+
+    steps = max(1, math.ceil(n_train / batch_size))
+    return (min(epochs // 2, math.ceil(NOISY_MIN_STEPS / steps)),
+            min(epochs, max(patience, math.ceil(NOISY_PATIENCE_STEPS / steps))))
+
+
 # The classifier architectures training.models builds. Named here, not imported from there, so that validating a
 # config (the web process does, when a job is started) never imports torch.
 ARCH_NAMES = ("seed_cnn", "small_cnn", "resnet18")

@@ -38,6 +38,7 @@ from curation.selectors import DatasetNotFound, dataset_get
 from training.config import (  # dataclasses only: no torch in web processes
     ROBUST_METHODS,
     TrainConfig,
+    noisy_val_schedule,
 )
 from training.labels import CLASSES, CODE
 
@@ -56,12 +57,8 @@ DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
 # Validation that review makes trustworthy: with at least this many reviewed (confirmed or relabelled) val images,
 # early stopping and the kept epoch are chosen on them alone, on their reviewed labels.
 REVIEWED_VAL_MIN = 20
-# Otherwise on the whole val split, whose labels are as noisy as the train split's: no epoch before min_epochs is
-# kept or stops the run, and patience grows as the train split shrinks. Both in optimizer steps, so they scale
-# with the train split's size: min_epochs = ceil(NOISY_MIN_STEPS / steps per epoch), at most half the epochs;
-# patience = ceil(NOISY_PATIENCE_STEPS / steps per epoch), at least TrainConfig's 5, at most the epochs.
-NOISY_MIN_STEPS = 400
-NOISY_PATIENCE_STEPS = 200
+# Otherwise on the whole val split, whose labels are as noisy as the train split's, with a minimum of epochs and a
+# patience that scale with the train split's size (training.config.noisy_val_schedule).
 
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
@@ -270,7 +267,7 @@ def _config(p):
 def choose_validation(sel, cfg, p):
     """(cfg with the run's min_epochs and patience, what the run records in selection["validation"]): early
     stopping on the reviewed val images when there are REVIEWED_VAL_MIN of them, else on the noisy val split with a
-    minimum number of epochs and a patience that scale with the train split (NOISY_*_STEPS). A patience or minimum
+    minimum number of epochs and a patience that scale with the train split (noisy_val_schedule). A patience or minimum
     the params give is kept as given."""
     reviewed = sum(i.trusted for i in sel.val)
     steps = max(1, math.ceil(len(sel.train) / cfg.batch_size))  # optimizer steps per epoch
@@ -283,9 +280,8 @@ def choose_validation(sel, cfg, p):
                 "why": f"{reviewed} reviewed val images, fewer than {REVIEWED_VAL_MIN}: the whole val split on its "
                        f"unreviewed labels, with a minimum of epochs and a patience set by the train split's "
                        f"{len(sel.train):,} images ({steps} steps an epoch)"}
-        min_epochs = min(cfg.epochs // 2, math.ceil(NOISY_MIN_STEPS / steps))
-        patience = min(cfg.epochs, max(_TRAIN_DEFAULTS.early_stopping_patience,
-                                       math.ceil(NOISY_PATIENCE_STEPS / steps)))
+        min_epochs, patience = noisy_val_schedule(len(sel.train), cfg.batch_size, cfg.epochs,
+                                                  _TRAIN_DEFAULTS.early_stopping_patience)
     if p.get("min_epochs") is not None:
         min_epochs = p["min_epochs"]
     if p.get("patience") is not None:

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from curation.classifier.collapse import collapse_warning
 from curation.classifier.predictions import read_probabilities, run_predictions_path
+from curation.classifier.seeds import group_summary
 from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
@@ -234,6 +235,8 @@ def runs_compare(*, run_ids):
         "same_test_split": len(hashes) == 1 and "" not in hashes,
         "test_split_hashes": sorted(h[:12] or "none" for h in hashes),
         "curves": _curves(runs),
+        # Run groups (--seeds K) among the compared runs: mean, spread and worst run over all of each group's runs.
+        "groups": [g for g in (group_summary(name) for name in dict.fromkeys(r.group for r in runs if r.group)) if g],
         # Near-duplicates of test images in train or val make every test figure here too high (find_duplicates).
         "leaks": dataset_leaks(base.dataset),
     }

@@ -5,8 +5,9 @@ import io
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
-from curation.models import Image, Run
+from curation.models import Image, Job, Run
 from curation.services import image_label_change
 from tests.curation.conftest import square_dataset
 
@@ -79,3 +80,36 @@ def test_without_reviewed_val_images_the_noisy_split_waits_a_minimum_of_epochs_s
     assert run.best_epoch >= 3 and len(run.history) == 6
     assert "validation: early stopping and the kept epoch on the noisy val split (36 images), min epochs 3" in \
         out.getvalue()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("k", ["0", "21"])
+def test_seeds_out_of_range_are_refused_naming_the_value_and_nothing_is_queued(tmp_path, k):
+    name = square_dataset(tmp_path, n=40)
+    jobs_before = Job.objects.count()
+    for command in ("train_classifier", "retrain"):
+        with pytest.raises(CommandError, match=f"seeds must be 1-20, not {k}"):
+            call_command(command, "--dataset", name, "--seeds", k, "--inline", stdout=io.StringIO(),
+                         stderr=io.StringIO())
+    assert Job.objects.count() == jobs_before and not Run.objects.exists()
+
+
+@pytest.mark.django_db
+def test_retrain_with_seeds_trains_a_run_group_whose_mean_and_spread_the_comparison_reports(tmp_path, as_curator):
+    name = square_dataset(tmp_path)
+    call_command("train_classifier", "--dataset", name, *TINY, "--epochs", "2", "--seed", "7", "--inline",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    base = Run.objects.get()
+    # The retrain form offers seeds on this small train split.
+    assert 'name="retrain-seeds"' in as_curator.get(f"/jobs/?start=retrain&dataset={name}").content.decode()
+    out = io.StringIO()
+    call_command("retrain", "--dataset", name, "--seeds", "2", "--inline", stdout=out, stderr=io.StringIO())
+    runs = list(Run.objects.exclude(pk=base.pk).order_by("id"))
+    assert [r.config["seed"] for r in runs] == [7, 8] and runs[0].group and runs[0].group == runs[1].group
+    assert all(r.derived_from_id == base.pk for r in runs)
+    acc = [r.test_metrics["accuracy"] for r in runs]
+    mean = sum(acc) / 2
+    assert f"seeds: group {runs[0].group}: 2 runs (seeds 7, 8), test accuracy mean {mean:.4f}" in out.getvalue()
+    page = as_curator.get(f"/runs/compare/?ids={base.pk},{runs[0].pk},{runs[1].pk}").content.decode()
+    assert f'<tr data-group="{runs[0].group}">' in page
+    assert f'<td class="group-mean">{mean * 100:.1f} %</td>' in page

@@ -1,8 +1,14 @@
+from django.core.management.base import CommandError
+
 from curation.classifier.collapse import collapse_warning
 from curation.classifier.job import training_preview, validate_train_params
+from curation.classifier.seeds import check_seeds, group_summary, group_words
 from curation.classifier.selection import DOUBTFUL
+from curation.jobs.errors import JobParamsError
+from curation.jobs.runner import job_run, worker_label
+from curation.jobs.services import seed_jobs_enqueue
 from curation.management.jobcommand import JobCommand
-from curation.models import Run
+from curation.models import Job, Run
 from training.config import ROBUST_METHODS
 from training.labels import CLASSES
 
@@ -27,6 +33,9 @@ class Command(JobCommand):
         parser.add_argument("--lr", type=float)
         parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
         parser.add_argument("--seed", type=int)
+        parser.add_argument("--seeds", type=int, metavar="K",
+                            help="train K runs (seed, seed+1, ...) as one run group and report their mean, spread "
+                                 "and worst run (1-20); worth it below about 5,000 train images")
         parser.add_argument("--patience", type=int,
                             help="epochs without a better validation figure before stopping (0: never stop early); "
                                  "default: 5 on reviewed val images, more on a noisy val split of a small dataset")
@@ -58,6 +67,36 @@ class Command(JobCommand):
         """What the run will train on, rule by rule, before it is queued."""
         for line in training_preview(validate_train_params(params)):
             self.stderr.write(line)
+
+    def handle(self, *args, **options):
+        if options.get("seeds") is None:
+            return super().handle(*args, **options)
+        try:
+            check_seeds(options["seeds"])
+            params = self.job_params(options)
+            self.preview(params)
+            jobs = seed_jobs_enqueue(params, options["seeds"], send=not options["inline"])
+        except JobParamsError as exc:
+            raise CommandError(str(exc)) from None
+        if options["no_wait"]:
+            self.stdout.write(" ".join(str(job.pk) for job in jobs))
+            return
+        failed = []
+        for job in jobs:
+            if options["inline"]:
+                self.stderr.write(f"job {job.pk} ({job.kind}, seed {job.params['seed']}) running in this process")
+                job_run(job_id=job.pk, worker=worker_label("inline:"))
+                job.refresh_from_db()
+            else:
+                job = self.wait(job)
+            self.report(job)
+            if job.status != Job.Status.SUCCEEDED:
+                failed.append(f"job {job.pk} {job.status}")
+        summary = group_summary(jobs[0].params["group"]) if jobs[0].params["group"] else None
+        if summary:
+            self.stdout.write(f"seeds: {group_words(summary)}")
+        if failed:
+            raise CommandError(f"{len(failed)} of {len(jobs)} seed runs did not succeed: {', '.join(failed)}")
 
     def report(self, job):
         if not job.result:
