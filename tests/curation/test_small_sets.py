@@ -10,6 +10,7 @@ from django.core.management.base import CommandError
 from curation.models import Image, Job, Run
 from curation.services import image_label_change
 from tests.curation.conftest import square_dataset
+from tests.factories import RunFactory
 
 TINY = ["--arch", "small_cnn", "--batch-size", "32"]
 
@@ -113,3 +114,18 @@ def test_retrain_with_seeds_trains_a_run_group_whose_mean_and_spread_the_compari
     page = as_curator.get(f"/runs/compare/?ids={base.pk},{runs[0].pk},{runs[1].pk}").content.decode()
     assert f'<tr data-group="{runs[0].group}">' in page
     assert f'<td class="group-mean">{mean * 100:.1f} %</td>' in page
+
+
+@pytest.mark.django_db
+def test_the_comparison_warns_of_a_retrain_far_below_the_run_it_derives_from(as_reviewer, faces):
+    history = [{"epoch": e, "train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.6, "val_acc": 0.5} for e in (1, 2, 3, 4)]
+    metrics = {"accuracy": 0.45, "macro_f1": 0.4}
+    base = RunFactory(dataset=faces, status=Run.Status.SUCCEEDED, history=history, best_epoch=4,
+                      config={"epochs": 4, "seed": 0}, test_metrics=metrics)
+    retrain = RunFactory(dataset=faces, status=Run.Status.SUCCEEDED, history=history, best_epoch=4,
+                         config={"epochs": 4, "seed": 0}, test_metrics={**metrics, "accuracy": 0.24},
+                         derived_from=base)
+    page = as_reviewer.get(f"/runs/compare/?ids={base.pk},{retrain.pk}").content.decode()
+    assert f'class="notice notice-error collapse" data-run="{retrain.pk}"' in page
+    assert f"test accuracy 24.0% is 21.0 points below run {base.pk}" in page
+    assert f'data-run="{base.pk}"><strong>' not in page
