@@ -269,6 +269,11 @@ class Run(models.Model):
     oof_file = models.CharField(max_length=300, blank=True)
     plots = models.JSONField(default=dict)
     error = models.TextField(blank=True)
+    # The run a retrain took its settings from (the dataset's latest finished run then): the collapse warning
+    # (curation/classifier/collapse.py) compares with it. None for a first training.
+    derived_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The runs one `--seeds K` command (or form) started together: the comparison reports their mean and spread.
+    group = models.CharField(max_length=32, blank=True, db_index=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -91,6 +91,13 @@ def test_robust_regime(tmp_path):
         assert 0.0 <= row["test_accuracy"] <= 1.0
 
 
+def test_small_set(tmp_path):
+    done = bench("small_set", "--n", 160, "--seeds", 2, "--epochs", 1, "--threads", 1, tmp_path=tmp_path)
+    assert_figures(done, r"^made 160 faces", r"^\| old \| reviewed \| 1 \| ", r"^\| new \| baseline \| 0 \| ",
+                   rf"^\| new \| reviewed \| {NUMBER} \| {NUMBER} \| {NUMBER} \| \d/2 \| [-+\d.]+, [-+\d.]+ \|",
+                   r"^old: reviewed mean - baseline mean", r"^new: reviewed mean - baseline mean")
+
+
 def test_malloc_threshold(tmp_path):
     done = bench("malloc_threshold", "--images", 32, "--size", 32, "--epochs", 1, "--repeat", 1, "--thresholds",
                  131072, tmp_path=tmp_path)

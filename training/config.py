@@ -23,6 +23,24 @@ ROBUST_METHODS = ("none", "eac", "gce", "bootstrap")
 EAC_ARCHS = ("small_cnn", "resnet18")  # archs whose last conv map feeds global pooling and one linear layer
 
 
+# Early stopping on a val split whose labels are as noisy as the train split's: no epoch before min_epochs is kept
+# or stops the run, and patience grows as the train split shrinks. Both in optimizer steps, so they scale with the
+# train split's size (curation/classifier/job.py uses them when a run has too few reviewed val images).
+NOISY_MIN_STEPS = 400
+NOISY_PATIENCE_STEPS = 200
+
+
+def noisy_val_schedule(n_train, batch_size, epochs, patience=5):
+    """(min_epochs, patience) for early stopping on a noisy val split: min_epochs = ceil(NOISY_MIN_STEPS / steps
+    an epoch), at most half the epochs; patience = ceil(NOISY_PATIENCE_STEPS / steps an epoch), at least `patience`,
+    at most the epochs."""
+    import math
+
+    steps = max(1, math.ceil(n_train / batch_size))
+    return (min(epochs // 2, math.ceil(NOISY_MIN_STEPS / steps)),
+            min(epochs, max(patience, math.ceil(NOISY_PATIENCE_STEPS / steps))))
+
+
 # The classifier architectures training.models builds. Named here, not imported from there, so that validating a
 # config (the web process does, when a job is started) never imports torch.
 ARCH_NAMES = ("seed_cnn", "small_cnn", "resnet18")
@@ -43,6 +61,10 @@ class TrainConfig(DictConfig):
     class_balance: str = "weights"  # "weights": balanced class weights in the loss; "none"
     augment: bool = True  # flip, small affine, colour jitter, on tensors, training batches only
     early_stopping_patience: int = 5  # epochs without a better validation figure before stopping; 0 disables
+    # Epochs before this one are never kept and never stop the run: a validation split whose labels are as noisy as
+    # the train split's can favour an early, under-trained epoch (curation/classifier/job.py sets it by the size of
+    # the train split when no reviewed validation images exist). 0: every epoch is a candidate.
+    min_epochs: int = 0
     # The validation figure that picks the kept (best) epoch and drives early stopping: "val_acc" or "val_loss".
     # Accuracy by default: the val split carries the dataset's label noise, and the loss on its wrong labels grows
     # as a model grows confident in the true class, so by loss a run trained on cleaned labels is stopped early
@@ -73,6 +95,10 @@ class TrainConfig(DictConfig):
             problems.append(f"seed_cnn's valid convolutions need at least 60 px, not {self.size} (use resnet18)")
         if self.epochs < 1:
             problems.append(f"epochs must be >= 1, not {self.epochs}")
+        if not 0 <= self.min_epochs <= max(self.epochs, 0):
+            problems.append(f"min_epochs must be 0-{self.epochs} (the epochs), not {self.min_epochs}")
+        if self.early_stopping_patience < 0:
+            problems.append(f"patience must be >= 0, not {self.early_stopping_patience}")
         if self.batch_size < 2:
             problems.append(f"batch_size must be >= 2, not {self.batch_size}")
         if self.optimizer not in ("adamw", "sgd"):

@@ -414,7 +414,7 @@ def improved(val, best, monitor):
 def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume=None, on_epoch=None, on_step=None,
         train_index=None, mode=None, share=None, trusted=None, init=None):
     """Train a model; returns FitResult with the best weights (highest validation accuracy, or lowest validation
-    loss: cfg.monitor).
+    loss: cfg.monitor), among the epochs from cfg.min_epochs on (early stopping waits for it too).
 
     x_*: uint8 arrays (N, S, S, 3), memory-mapped or not; y_*: int arrays. `train_index`: train on those rows of
     x_train / y_train only (an out-of-fold fit), without copying them out. The images go to the device whole or
@@ -468,7 +468,8 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs + 1):
-        if cfg.early_stopping_patience and epoch - best["epoch"] > cfg.early_stopping_patience and best["epoch"]:
+        if cfg.early_stopping_patience and epoch - best["epoch"] > cfg.early_stopping_patience and best["epoch"] \
+                and epoch > cfg.min_epochs:
             stopped_early = True
             break
         step_hook = (lambda step, steps, e=epoch: on_step(e, step, steps)) if on_step is not None else None
@@ -477,7 +478,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
         val = evaluate(model, xv, yv, cfg=cfg, device=device)
         metrics.update(epoch=epoch, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"])
         history.append(metrics)
-        if len(yv) == 0 or improved(val, best, cfg.monitor):
+        if epoch >= cfg.min_epochs and (len(yv) == 0 or improved(val, best, cfg.monitor)):
             best = {"val_loss": val["loss"], "val_acc": val["acc"], "epoch": epoch,
                     "model": {k: v.detach().clone().cpu() for k, v in model.state_dict().items()}}
         if on_epoch is not None:

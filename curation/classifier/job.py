@@ -4,6 +4,8 @@ and a re-run continues from the last one; finished folds are not trained again."
 import csv
 import io
 import logging
+import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
+from curation.classifier.collapse import collapse_warning
 from curation.classifier.features import OOF_FEATURES_FILE
 from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
 from curation.classifier.relabels import (
@@ -35,6 +38,7 @@ from curation.selectors import DatasetNotFound, dataset_get
 from training.config import (  # dataclasses only: no torch in web processes
     ROBUST_METHODS,
     TrainConfig,
+    noisy_val_schedule,
 )
 from training.labels import CLASSES, CODE
 
@@ -44,10 +48,17 @@ log = logging.getLogger(__name__)
 # cannot drift apart. "patience" is TrainConfig's early_stopping_patience; the rest choose the data, not the training.
 TRAIN_KEYS = ("arch", "size", "epochs", "batch_size", "seed", "lr", "monitor", "robust")
 _TRAIN_DEFAULTS = TrainConfig()
+# "patience" and "min_epochs" None: chosen by the run from its validation split and train size (choose_validation).
 DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
-            "patience": _TRAIN_DEFAULTS.early_stopping_patience,
+            "patience": None, "min_epochs": None,
             "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim", "relabel_precision": None,
-            "init": None, "base_run": None}
+            "init": None, "derived_from": None, "group": ""}
+
+# Validation that review makes trustworthy: with at least this many reviewed (confirmed or relabelled) val images,
+# early stopping and the kept epoch are chosen on them alone, on their reviewed labels.
+REVIEWED_VAL_MIN = 20
+# Otherwise on the whole val split, whose labels are as noisy as the train split's, with a minimum of epochs and a
+# patience that scale with the train split's size (training.config.noisy_val_schedule).
 
 
 # What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
@@ -59,7 +70,8 @@ TRAINING_SHARE = 0.98
 
 def with_latest_run_settings(params):
     """params with the settings of the latest finished run (of params["dataset"]; of any dataset when none is
-    named, whose dataset it then takes too) wherever params leaves them out."""
+    named, whose dataset it then takes too) wherever params leaves them out; the new run derives from it (its
+    collapse warning compares with it)."""
     runs = Run.objects.filter(status=Run.Status.SUCCEEDED)
     if params.get("dataset"):
         runs = runs.filter(dataset__name=params["dataset"])
@@ -69,7 +81,7 @@ def with_latest_run_settings(params):
             if key in latest.config:
                 params.setdefault(key, latest.config[key])
         params.setdefault("dataset", latest.dataset.name)
-        params.setdefault("base_run", latest.pk)  # the run this one derives from: its report compares with it
+        params.setdefault("derived_from", latest.pk)  # the run this one derives from: its report compares with it
     return params
 
 
@@ -92,11 +104,20 @@ def validate_train_params(params):
     if unknown:
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
     clean["dataset"] = resolve_dataset(clean.get("dataset")).name
-    for key in ("size", "epochs", "batch_size", "folds", "seed", "patience"):
+    for key in ("size", "epochs", "batch_size", "folds", "seed", "patience", "min_epochs", "derived_from"):
+        if clean[key] is None and key in ("patience", "min_epochs", "derived_from"):
+            continue
         try:
             clean[key] = int(clean[key])
         except (TypeError, ValueError):
             raise JobParamsError(f"{key} must be an integer, not {clean[key]!r}") from None
+    if clean["patience"] is not None and clean["patience"] < 0:
+        raise JobParamsError(f"patience must be 0 (no early stopping) or more epochs, not {clean['patience']}")
+    if clean["min_epochs"] is not None and not 0 <= clean["min_epochs"] <= clean["epochs"]:
+        raise JobParamsError(f"min_epochs must be 0-{clean['epochs']} (the epochs), not {clean['min_epochs']}")
+    clean["group"] = str(clean["group"] or "")
+    if len(clean["group"]) > 32 or not all(c.isalnum() or c in "-_" for c in clean["group"]):
+        raise JobParamsError(f"group must be up to 32 letters, digits, '-' or '_', not {clean['group'][:40]!r}")
     clean["reduced"], clean["augmented"] = bool(clean["reduced"]), bool(clean["augmented"])
     if clean["doubtful"] not in DOUBTFUL:
         raise JobParamsError(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {clean['doubtful']!r}")
@@ -105,13 +126,10 @@ def validate_train_params(params):
         clean["relabel_precision"] = check_precision_target(clean["relabel_precision"])
     except RelabelTargetError as exc:
         raise JobParamsError(str(exc)) from None
-    if clean["base_run"] is not None:
-        base = str(clean["base_run"])
-        if not (base.isascii() and base.isdigit()) or not Run.objects.filter(
-                pk=int(base), dataset__name=clean["dataset"], status=Run.Status.SUCCEEDED).exists():
-            raise JobParamsError(f"base_run {clean['base_run']!r} is not a finished run of dataset "
-                                 f"'{clean['dataset']}'")
-        clean["base_run"] = int(base)
+    if clean["derived_from"] is not None and not Run.objects.filter(
+            pk=clean["derived_from"], dataset__name=clean["dataset"], status=Run.Status.SUCCEEDED).exists():
+        raise JobParamsError(f"derived_from {clean['derived_from']!r} is not a finished run of dataset "
+                             f"'{clean['dataset']}'")
     if clean["robust"] not in ROBUST_METHODS:
         raise JobParamsError(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {clean['robust']!r}")
     if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
@@ -245,8 +263,46 @@ def training_preview(p):
 
 
 def _config(p):
+    patience = _TRAIN_DEFAULTS.early_stopping_patience if p.get("patience") is None else p["patience"]
     return TrainConfig(**{key: p[key] for key in TRAIN_KEYS if key != "lr"}, lr=float(p["lr"]),
-                       early_stopping_patience=p["patience"], num_classes=len(CLASSES))
+                       early_stopping_patience=patience, min_epochs=p.get("min_epochs") or 0,
+                       num_classes=len(CLASSES))
+
+
+def choose_validation(sel, cfg, p):
+    """(cfg with the run's min_epochs and patience, what the run records in selection["validation"]): early
+    stopping on the reviewed val images when there are REVIEWED_VAL_MIN of them, else on the noisy val split with a
+    minimum number of epochs and a patience that scale with the train split (noisy_val_schedule). A patience or minimum
+    the params give is kept as given."""
+    reviewed = sum(i.trusted for i in sel.val)
+    steps = max(1, math.ceil(len(sel.train) / cfg.batch_size))  # optimizer steps per epoch
+    if reviewed >= REVIEWED_VAL_MIN:
+        info = {"on": "reviewed", "images": reviewed,
+                "why": f"{reviewed} val images a reviewer confirmed or relabelled, on their reviewed labels"}
+        min_epochs, patience = 0, _TRAIN_DEFAULTS.early_stopping_patience
+    else:
+        info = {"on": "noisy", "images": len(sel.val),
+                "why": f"{reviewed} reviewed val images, fewer than {REVIEWED_VAL_MIN}: the whole val split on its "
+                       f"unreviewed labels, with a minimum of epochs and a patience set by the train split's "
+                       f"{len(sel.train):,} images ({steps} steps an epoch)"}
+        min_epochs, patience = noisy_val_schedule(len(sel.train), cfg.batch_size, cfg.epochs,
+                                                  _TRAIN_DEFAULTS.early_stopping_patience)
+    if p.get("min_epochs") is not None:
+        min_epochs = p["min_epochs"]
+    if p.get("patience") is not None:
+        patience = p["patience"]
+    info.update(min_epochs=min_epochs, patience=patience)
+    return replace(cfg, min_epochs=min_epochs, early_stopping_patience=patience), info
+
+
+def validation_arrays(sel, run, size):
+    """(images, labels) the run validates on: its reviewed val images on their reviewed labels, or the whole val
+    split on its original labels (runs from before the choice was recorded too)."""
+    if (run.selection.get("validation") or {}).get("on") == "reviewed":
+        items = [i for i in sel.val if i.trusted]
+        x, _ = load_arrays(items, size)
+        return x, np.array([i.target for i in items], dtype=np.int64)
+    return load_arrays(sel.val, size)
 
 
 def _run_dir(run):
@@ -285,11 +341,15 @@ def _start_run(ctx, dataset, p, cfg):
     sel, rule = _selection(dataset, p)
     if rule:
         sel.counts["relabel_rule"] = {k: rule[k] for k in ("target", "threshold", "images", "reason")}
+    cfg, sel.counts["validation"] = choose_validation(sel, cfg, p)
+    targets = np.bincount([i.target for i in sel.train], minlength=cfg.num_classes)
+    sel.counts["majority_share"] = float(targets.max() / max(1, targets.sum()))  # chance, for the collapse check
     with transaction.atomic():
         run = Run.objects.create(
             dataset=dataset, job_id=ctx.job_id, arch=cfg.arch, config=cfg.to_dict(), reduced=p["reduced"],
             augmented=p["augmented"], folds=p["folds"], snapshot_hash=sel.snapshot_hash(),
             selection=sel.counts, test_split_hash=sel.test_split_hash(),
+            derived_from_id=p.get("derived_from"), group=p.get("group") or "",
         )
         snapshot = _run_dir(run) / "snapshot.csv"
         snapshot.parent.mkdir(parents=True, exist_ok=True)
@@ -339,7 +399,7 @@ def _train(ctx, run, cfg):
     trusted = np.array([i.trusted for i in sel.train], dtype=bool)  # a reviewer decided them (selection.py)
     trusted = trusted if trusted.any() else None
     init = _load_init(ctx.params.get("init"))  # a pretrained start for every fit of the run, or None
-    x_val, y_val = load_arrays(sel.val, cfg.size)
+    x_val, y_val = validation_arrays(sel, run, cfg.size)
     x_test, y_test = load_arrays(sel.test, cfg.size)
     # The tensor cache on the device whole, or streamed to it batch by batch: said in the job's message and result.
     placement = choose_placement(x_train.nbytes + x_val.nbytes, device)
@@ -425,9 +485,14 @@ def _train(ctx, run, cfg):
         status=Run.Status.SUCCEEDED, history=result.history, best_epoch=result.best_epoch, test_metrics=metrics,
         checkpoint=media_rel(run_dir / "model.pt"), finished_at=timezone.now(),
     )
+    run.refresh_from_db()
+    collapse = collapse_warning(run)
+    if collapse:
+        log.warning("run %s: %s", run.pk, collapse["text"])
     return {"run": run.pk, "dataset": run.dataset.name, "arch": cfg.arch, "test_accuracy": metrics["accuracy"],
             "macro_f1": metrics["macro_f1"], "best_epoch": result.best_epoch, "selection": run.selection,
-            "oof": bool(run.folds), "cache": placement.to_dict()}
+            "oof": bool(run.folds), "cache": placement.to_dict(),
+            **({"collapse": collapse["text"]} if collapse else {})}
 
 
 def _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg):

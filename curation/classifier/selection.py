@@ -16,6 +16,8 @@ Every train image a reviewer confirmed or relabelled is trusted: a noise-robust 
 The val and test splits are the same for every run of a dataset: all their images with their original labels.
 No filter, relabel or generated image touches them, so runs are compared on identical sets. The one change: a test
 image a curator excluded (a leak, curation/duplicates/leaks.py) leaves the test split, which then gets a new hash.
+A val image a reviewer confirmed or relabelled is marked trusted, with its reviewed label as its target: when
+enough exist, early stopping and the kept epoch are chosen on them alone (curation/classifier/job.py).
 """
 import csv
 import hashlib
@@ -79,7 +81,8 @@ TRUSTED = (Image.Status.CONFIRMED, Image.Status.RELABELLED)
 
 def _item(row, label, target=None):
     return Item("image", row["id"], row["file"], row["content_hash"], label, row["path"],
-                trusted=row["split"] == Image.Split.TRAIN and row["status"] in TRUSTED, target=target)
+                trusted=row["split"] in (Image.Split.TRAIN, Image.Split.VAL) and row["status"] in TRUSTED,
+                target=target)
 
 
 def _calibrated_target(row, relabel_above):
@@ -98,9 +101,12 @@ def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="s
     sel = Selection()
     dropped_excluded = dropped_flagged = relabelled = 0
     for row in Image.objects.filter(dataset=dataset).order_by("id").values(*fields).iterator():
+        if row["split"] == Image.Split.VAL:  # a reviewed val image validates on its reviewed label
+            sel.val.append(_item(row, row["original_label"], row["label"] if row["status"] in TRUSTED else None))
+            continue
         if row["split"] != Image.Split.TRAIN:
-            if not (row["split"] == Image.Split.TEST and row["status"] == Image.Status.EXCLUDED):
-                getattr(sel, row["split"]).append(_item(row, row["original_label"]))
+            if row["status"] != Image.Status.EXCLUDED:
+                sel.test.append(_item(row, row["original_label"]))
             continue
         suggestion = _calibrated_target(row, relabel_above)
         if not reduced:
@@ -130,6 +136,7 @@ def select_training_data(*, dataset, reduced=False, augmented=False, doubtful="s
         "dropped_excluded": dropped_excluded, "dropped_flagged_unconfirmed": dropped_flagged,
         "relabelled": relabelled, "generated": generated, **({"doubtful": doubtful} if reduced else {}),
         "trusted": sum(i.trusted for i in sel.train),
+        "val_reviewed": sum(i.trusted for i in sel.val),
         # A calibrated relabel is the one way an item's target differs from its label.
         **({"relabelled_calibrated": sum(i.target != i.label for i in sel.train), "relabel_above": relabel_above}
            if relabel_above is not None else {}),

@@ -1,6 +1,7 @@
 """Writes to the Job table: enqueue, cancel, and the reaper; and to the rows a job trains (its classifier run or
 CycleGAN), which end with the job when it fails or is cancelled, in the same transaction."""
 import logging
+import uuid
 from datetime import timedelta
 
 from celery import current_app
@@ -9,6 +10,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from curation.classifier.seeds import check_seeds
 from curation.jobs.errors import JobParamsError
 from curation.jobs.registry import get_kind
 from curation.jobs.selectors import JOB_OUTPUTS
@@ -167,3 +169,15 @@ def worker_beat(*, name, queues, pid, started_at):
 
 def worker_gone(*, name):
     WorkerHeartbeat.objects.filter(name=name).delete()
+
+
+def seed_jobs_enqueue(params, seeds, *, user=None, send=True):
+    """`train_classifier --seeds K` and the retrain form's seeds: K train_classifier jobs of the same params with
+    seeds seed, seed + 1, ... (one run group, Run.group, when K > 1), all or none: a refused parameter or K queues
+    nothing (JobParamsError naming it)."""
+    k = check_seeds(seeds)
+    base = int(params.get("seed") or 0)
+    group = uuid.uuid4().hex[:12] if k > 1 else ""
+    with transaction.atomic():
+        return [job_enqueue(kind="train_classifier", params={**params, "seed": base + i, "group": group},
+                            user=user, send=send) for i in range(k)]

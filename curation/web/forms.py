@@ -9,8 +9,9 @@ from django import forms
 from curation.classifier.job import with_latest_run_settings
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
 from curation.classifier.rescore import rescore_every_check
+from curation.classifier.seeds import SMALL_TRAIN
 from curation.importers.roots import importable_entries
-from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset
+from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset, Image
 from curation.review.audit import audit_share_check
 from curation.review.crowdlab import consensus_threshold_check
 from curation.review.dataset_settings import (
@@ -114,6 +115,20 @@ class RetrainForm(StartForm):
         required=False, label="Relabel precision",
         help_text="e.g. 0.9: unreviewed images in the lowest suspicion band where reviewers chose the classifier's "
                   "suggestion at least this often train on that suggestion (stored labels do not change); empty: none")
+
+    seeds = forms.IntegerField(
+        required=False, min_value=1, max_value=20, label="Seeds",
+        help_text="train this many runs (seed, seed+1, ...) as one run group: their mean and spread tell a real gain "
+                  "from the luck of one seed on a small train split; empty: one run")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Offered when the dataset the form opens on has a train split under SMALL_TRAIN images.
+        if not self.is_bound:
+            chosen = self.fields["dataset"].initial
+            train = Image.objects.filter(dataset__name=chosen, split=Image.Split.TRAIN).count() if chosen else 0
+            if train >= SMALL_TRAIN:
+                del self.fields["seeds"]
 
     def clean_relabel_precision(self):
         try:

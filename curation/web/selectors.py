@@ -10,7 +10,9 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from curation.classifier.collapse import collapse_warning
 from curation.classifier.predictions import read_probabilities, run_predictions_path
+from curation.classifier.seeds import group_summary
 from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
@@ -64,13 +66,15 @@ def job_for_row(*, job_id):
 
 
 def dataset_runs(*, dataset):
-    """The dataset's runs, newest first, each with `previous_id`: the run before it (None for the first), and
-    `accuracy` and `macro_f1` from its test metrics (None while it trains, or where a run recorded only some)."""
-    runs = list(Run.objects.filter(dataset=dataset).select_related("created_by").order_by("-id"))
+    """The dataset's runs, newest first, each with `previous_id`: the run before it (None for the first),
+    `accuracy` and `macro_f1` from its test metrics (None while it trains, or where a run recorded only some), and
+    `collapse`: the warning of a run that looks like a collapse (curation/classifier/collapse.py), else None."""
+    runs = list(Run.objects.filter(dataset=dataset).select_related("created_by", "derived_from").order_by("-id"))
     for run, older in zip(runs, [*runs[1:], None]):
         run.previous_id = older.pk if older else None
         metrics = run.test_metrics or {}
         run.accuracy, run.macro_f1 = metrics.get("accuracy"), metrics.get("macro_f1")
+        run.collapse = collapse_warning(run)
     return runs
 
 
@@ -169,7 +173,8 @@ def runs_compare(*, run_ids):
     carries a `verdict` (how to draw it) from a paired test on the two runs' per-image test predictions: McNemar's
     exact test for accuracy and recall (delta_verdict), a randomisation test for macro F1 and precision
     (randomised_verdicts). Raises CompareError when an id names no run."""
-    found = {r.pk: r for r in Run.objects.filter(pk__in=run_ids).select_related("dataset", "created_by")}
+    found = {r.pk: r for r in Run.objects.filter(pk__in=run_ids).select_related("dataset", "created_by",
+                                                                                  "derived_from")}
     missing = [i for i in run_ids if i not in found]
     if missing:
         raise CompareError(f"no run with id {', '.join(map(str, missing))}")
@@ -194,6 +199,7 @@ def runs_compare(*, run_ids):
         col["confusion"] = _confusion_rows(run, m)
         col["examples"] = run.plots.get("examples") if run.plots else None
         col["split_note"] = split_notes.get(run.pk)
+        col["collapse"] = collapse_warning(run)
         columns.append(col)
     per_class = []
     for code, name in enumerate(CLASSES):
@@ -231,6 +237,8 @@ def runs_compare(*, run_ids):
         "same_test_split": len(hashes) == 1 and "" not in hashes,
         "test_split_hashes": sorted(h[:12] or "none" for h in hashes),
         "curves": _curves(runs),
+        # Run groups (--seeds K) among the compared runs: mean, spread and worst run over all of each group's runs.
+        "groups": [g for g in (group_summary(name) for name in dict.fromkeys(r.group for r in runs if r.group)) if g],
         # Near-duplicates of test images in train or val make every test figure here too high (find_duplicates).
         "leaks": dataset_leaks(base.dataset),
     }

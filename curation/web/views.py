@@ -20,7 +20,7 @@ from curation.classifier.rescore import dataset_rescore_every_set
 from curation.forms import form_error_text
 from curation.jobs.errors import JobParamsError
 from curation.jobs.selectors import JobNotFound, workers_alive
-from curation.jobs.services import job_cancel, job_enqueue
+from curation.jobs.services import job_cancel, job_enqueue, seed_jobs_enqueue
 from curation.models import GanModel, Job
 from curation.review.agreement import dataset_agreement
 from curation.review.audit import dataset_audit_estimates, dataset_audit_share_set
@@ -98,12 +98,21 @@ def job_start(request, key):
         raise Http404(f"no start form {key!r}")
     form = form_class(request.POST, prefix=key)
     if form.is_valid():
+        seeds = form.cleaned_data.get("seeds")
         try:
-            job = job_enqueue(kind=form.kind, params=form.params(), user=request.user)
+            if seeds:  # the retrain form's run group: K jobs, all or none
+                jobs = seed_jobs_enqueue(form.params(), seeds, user=request.user)
+                job = jobs[0]
+            else:
+                job = job_enqueue(kind=form.kind, params=form.params(), user=request.user)
         except JobParamsError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Job {job.pk} ({job.kind}) queued.")
+            if seeds:
+                messages.success(request, f"Jobs {', '.join(str(j.pk) for j in jobs)} ({job.kind}, {seeds} seeds) "
+                                          f"queued.")
+            else:
+                messages.success(request, f"Job {job.pk} ({job.kind}) queued.")
             return redirect(f"{reverse('jobs')}#job-{job.pk}")
     return render(request, "curation/pages/jobs.html", _jobs_context(request, bound=form), status=400)
 

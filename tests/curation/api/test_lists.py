@@ -164,5 +164,5 @@ def test_retrain_is_a_job_kind_deriving_from_the_latest_run(curator_api):
     assert response.status_code == 201, response.content
     job = Job.objects.get()
     assert job.kind == "train_classifier"
-    assert (job.params["arch"], job.params["epochs"], job.params["base_run"]) == ("small_cnn", 3, run.pk)
+    assert (job.params["arch"], job.params["epochs"], job.params["derived_from"]) == ("small_cnn", 3, run.pk)
     assert job.params["reduced"] is True and job.params["doubtful"] == "either"
