@@ -45,6 +45,10 @@ class Dataset(models.Model):
     # (curation/review/crowdlab.py) is below this; otherwise the consensus label applies. None: unanimity.
     consensus_threshold = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    # The model whose probabilities and embeddings feed the queue's classifier and Datalab signals: a curator's pick
+    # of an imported model (Run.Source.IMPORTED, curation/importers/predictions.py). None: the latest product run
+    # with out-of-fold probabilities (curation.selectors.dataset_queue_run).
+    queue_run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -221,7 +225,12 @@ class Run(models.Model):
 
     Status = TrainingStatus
 
+    class Source(models.TextChoices):
+        TRAINED = "trained"  # the product trained it (train_classifier)
+        IMPORTED = "imported"  # a user's own model's predictions, imported from a file (import_predictions)
+
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="runs")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.TRAINED)
     job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     arch = models.CharField(max_length=20)

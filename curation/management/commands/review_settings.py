@@ -5,7 +5,7 @@ from curation.classifier.rescore import dataset_rescore_every_set
 from curation.management.migrated import DatabaseCommand
 from curation.models import MAX_REVIEWS_REQUIRED
 from curation.review.crowdlab import dataset_consensus_threshold_set
-from curation.review.dataset_settings import dataset_reviews_required_set
+from curation.review.dataset_settings import dataset_queue_run_set, dataset_reviews_required_set
 from curation.selectors import DatasetNotFound, dataset_get
 
 
@@ -22,8 +22,13 @@ class Command(DatabaseCommand):
         parser.add_argument("--consensus-threshold", metavar="Q",
                             help="with several reviewers: differing votes apply CROWDLAB's consensus when its "
                                  "quality is at least Q (0-1); off: only unanimous votes apply")
+        parser.add_argument("--queue-model", metavar="RUN",
+                            help="the model that feeds the queue from the next scoring: an imported model's run id "
+                                 "(import_predictions), or latest: the latest product run with out-of-fold "
+                                 "probabilities (the default)")
 
-    def handle(self, *args, dataset, reviews_required, rescore_every=None, consensus_threshold=None, **options):
+    def handle(self, *args, dataset, reviews_required, rescore_every=None, consensus_threshold=None, queue_model=None,
+               **options):
         try:
             ds = dataset_get(name=dataset)
         except DatasetNotFound as exc:
@@ -34,7 +39,9 @@ class Command(DatabaseCommand):
                     ("--rescore-every", rescore_every,
                      lambda v: dataset_rescore_every_set(dataset_id=ds.pk, rescore_every=v)),
                     ("--consensus-threshold", consensus_threshold,
-                     lambda v: dataset_consensus_threshold_set(dataset_id=ds.pk, consensus_threshold=v)))
+                     lambda v: dataset_consensus_threshold_set(dataset_id=ds.pk, consensus_threshold=v)),
+                    ("--queue-model", queue_model,
+                     lambda v: dataset_queue_run_set(dataset_id=ds.pk, queue_run=v)))
         for option, value, setter in settings:
             if value is None:
                 continue
@@ -48,4 +55,6 @@ class Command(DatabaseCommand):
                                             else "review rounds off")
                           + ("; differing votes apply CROWDLAB's consensus at quality >= "
                              f"{ds.consensus_threshold:g}" if ds.consensus_threshold is not None
-                             else "; consensus threshold off (unanimity)"))
+                             else "; consensus threshold off (unanimity)")
+                          + (f"; the queue is fed by imported model run {ds.queue_run_id}" if ds.queue_run_id
+                             else "; the queue is fed by the latest product run"))

@@ -67,7 +67,8 @@ def print_run(out, run):
     out(f"run {run.pk} ({kind}, {arch}) on {run.dataset.name}: best epoch {run.best_epoch}, "
         f"trained on {run.selection['train']} images (snapshot {run.snapshot_hash[:12]})")
     out(f"  test accuracy {m['accuracy']:.4f}   macro F1 {m['macro_f1']:.4f}   on {run.selection['test']} test images")
-    previous = (Run.objects.filter(dataset=run.dataset, status=Run.Status.SUCCEEDED, pk__lt=run.pk)
+    previous = (Run.objects.filter(dataset=run.dataset, status=Run.Status.SUCCEEDED, source=Run.Source.TRAINED,
+                                   pk__lt=run.pk)
                 .exclude(test_metrics=None).first())
     if previous:
         same = "same test split" if previous.test_split_hash == run.test_split_hash else "DIFFERENT test split"
