@@ -200,3 +200,67 @@ def test_parquet_predictions_and_embeddings_keyed_by_path(faces, tmp_path, setti
     stored = np.load((Path(settings.MEDIA_ROOT) / run.oof_file).with_name("oof_features.npy"))
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     np.testing.assert_allclose(stored.astype(np.float32), unit, atol=2e-3)  # row i: path a{i}, as oof.npz
+
+
+@pytest.mark.django_db
+def test_the_dataset_page_imports_predictions_warns_about_in_sample_ones_and_picks_the_queue_model(
+        faces, tmp_path, as_curator, settings):
+    page = as_curator.get(f"/datasets/{faces.name}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Import your own model&#x27;s predictions" in html or "Import your own model's predictions" in html
+    assert "make label-issue scores optimistic" in html  # said beside the out-of-sample question
+    path = _csv(tmp_path, zip(_all_paths()[:12], _probs(12)))
+    posted = as_curator.post("/jobs/start/predictions/", {
+        "predictions-dataset": faces.name, "predictions-path": str(path), "predictions-sample": "in",
+        "predictions-feed_queue": "on"})
+    assert posted.status_code == 302
+    job = Job.objects.get(kind="import_predictions")
+    assert job.params["out_of_sample"] is False and job.params["feed_queue"] is True
+    from curation.jobs.runner import job_run
+
+    job_run(job_id=job.pk)
+    run = Run.objects.get()
+    html = as_curator.get(f"/datasets/{faces.name}/").content.decode()
+    assert f"Imported model {run.pk}: preds.csv" in html and 'id="in-sample-warning"' in html
+    # Back to the product's runs, then to the imported model again, by the page's form.
+    assert as_curator.post(f"/datasets/{faces.name}/queue-model/", {"queue_run": ""}).status_code == 302
+    assert Dataset.objects.get(pk=faces.pk).queue_run is None
+    html = as_curator.get(f"/datasets/{faces.name}/").content.decode()
+    assert 'id="in-sample-warning"' not in html and "No model yet" in html
+    assert as_curator.post(f"/datasets/{faces.name}/queue-model/", {"queue_run": str(run.pk)}).status_code == 302
+    assert dataset_queue_run(dataset_id=faces.pk) == run
+    assert as_curator.get(f"/datasets/{faces.name}/runs/").status_code == 200  # an imported run among the runs
+
+
+@pytest.mark.django_db
+def test_the_form_refuses_without_saying_in_or_out_of_sample(faces, tmp_path, as_curator):
+    path = _csv(tmp_path, zip(_all_paths()[:12], _probs(12)))
+    posted = as_curator.post("/jobs/start/predictions/", {
+        "predictions-dataset": faces.name, "predictions-path": str(path), "predictions-sample": ""})
+    assert posted.status_code == 400 and not Job.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_jobs_api_takes_an_import_predictions_job(faces, tmp_path, curator_api):
+    path = _csv(tmp_path, zip(_all_paths()[:12], _probs(12)))
+    params = {"dataset": faces.name, "path": str(path), "out_of_sample": True}
+    created = curator_api.post("/api/jobs/", {"kind": "import_predictions", "params": params}, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["params"]["out_of_sample"] is True
+    refused = curator_api.post("/api/jobs/", {"kind": "import_predictions", "params": {
+        "dataset": faces.name, "path": str(path)}}, format="json")
+    assert refused.status_code == 400 and "out-of-sample" in refused.content.decode()
+    assert Job.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_only_an_imported_model_of_the_dataset_can_be_picked(faces, tmp_path):
+    from tests.factories import RunFactory
+
+    product = RunFactory(dataset=faces, status=Run.Status.SUCCEEDED, oof_file="runs/x/oof.npz")
+    for value, says in ((product.pk, "is a product run"), (999999, "is not a run of this dataset"),
+                        ("abc", "not 'abc'")):
+        with pytest.raises(CommandError, match=says):
+            call_command("review_settings", faces.name, "--queue-model", str(value), stdout=io.StringIO())
+    assert Dataset.objects.get(pk=faces.pk).queue_run is None
