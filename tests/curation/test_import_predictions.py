@@ -264,3 +264,48 @@ def test_only_an_imported_model_of_the_dataset_can_be_picked(faces, tmp_path):
         with pytest.raises(CommandError, match=says):
             call_command("review_settings", faces.name, "--queue-model", str(value), stdout=io.StringIO())
     assert Dataset.objects.get(pk=faces.pk).queue_run is None
+
+
+def _signals(dataset):
+    rows = Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).order_by("id").values_list(
+        "label_quality", "classifier_flagged", "classifier_suggested_label", "suspicion", "datalab_label_quality",
+        "datalab_outlier_score")
+    return np.array([[np.nan if v is None else float(v) for v in row] for row in rows])
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_product_run_exported_to_a_file_and_imported_scores_the_queue_as_the_run_did(tmp_path, settings):
+    """The imported model goes through the same scoring path as a product run: a run's out-of-fold probabilities
+    and embeddings, written out as a user's files and imported, give every image the same signals."""
+    from tests.curation.conftest import square_dataset
+
+    (tmp_path / "sq").mkdir()
+    name = square_dataset(tmp_path / "sq", n=240, name="sq")
+    call_command("train_classifier", "--dataset", name, "--arch", "small_cnn", "--epochs", "2", "--batch-size", "32",
+                 "--folds", "2", "--inline", stdout=io.StringIO(), stderr=io.StringIO())
+    run = Run.objects.get()
+    call_command("score_ambiguity", "--dataset", name, "--inline", stdout=io.StringIO(), stderr=io.StringIO())
+    dataset = Dataset.objects.get(name=name)
+    by_product = _signals(dataset)
+    assert np.isfinite(by_product[:, 4]).all()  # Datalab scored every train image from the run's embeddings
+
+    media = Path(settings.MEDIA_ROOT)
+    with np.load(media / run.oof_file) as oof:
+        ids, probs = oof["ids"], oof["probs"]
+    paths = dict(Image.objects.filter(id__in=ids.tolist()).values_list("id", "path"))
+    _csv(tmp_path, [(paths[i], row) for i, row in zip(ids.tolist(), probs)], header="path," + ",".join(EMOTIONS),
+         name="exported.csv")
+    np.save(tmp_path / "exported.npy", np.load((media / run.oof_file).with_name("oof_features.npy")))
+    call_command("import_predictions", str(tmp_path / "exported.csv"), "--dataset", name, "--embeddings",
+                 str(tmp_path / "exported.npy"), "--out-of-sample", "--feed-queue", "--inline",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    imported = Run.objects.get(source=Run.Source.IMPORTED)
+    Image.objects.filter(dataset=dataset).update(label_quality=None, suspicion=None, datalab_label_quality=None)
+    out = io.StringIO()
+    call_command("score_ambiguity", "--dataset", name, "--inline", stdout=out, stderr=io.StringIO())
+    assert Job.objects.filter(kind="score_ambiguity").latest("id").result["classifier_run"] == imported.pk
+    by_import = _signals(dataset)
+    np.testing.assert_allclose(by_import[:, :4], by_product[:, :4], atol=1e-6)  # cleanlab, its flag, the suspicion
+    # Datalab's neighbours from the imported embeddings (stored as unit rows in float16): the same up to rounding.
+    np.testing.assert_allclose(by_import[:, 4:], by_product[:, 4:], atol=0.02)
