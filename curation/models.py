@@ -60,6 +60,10 @@ class Dataset(models.Model):
     # at random, stratified by given label, whose decisions give the dataset page its estimates. 0: off.
     audit_share = models.FloatField(
         default=AUDIT_SHARE_DEFAULT, validators=[MinValueValidator(0.0), MaxValueValidator(AUDIT_SHARE_MAX)])
+    # The model whose probabilities and embeddings feed the queue's classifier and Datalab signals: a curator's pick
+    # of an imported model (Run.Source.IMPORTED, curation/importers/predictions.py). None: the latest product run
+    # with out-of-fold probabilities (curation.selectors.dataset_queue_run).
+    queue_run = models.ForeignKey("Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -248,7 +252,12 @@ class Run(models.Model):
 
     Status = TrainingStatus
 
+    class Source(models.TextChoices):
+        TRAINED = "trained"  # the product trained it (train_classifier)
+        IMPORTED = "imported"  # a user's own model's predictions, imported from a file (import_predictions)
+
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="runs")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.TRAINED)
     job = models.ForeignKey("Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     arch = models.CharField(max_length=20)

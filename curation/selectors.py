@@ -2,7 +2,7 @@
 import unicodedata
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Case, Count, IntegerField, Prefetch, Q, Subquery, Value, When
 
 from curation.classifier.predictions import run_image_ids_predicted
 from curation.models import Dataset, Image, LabelChange, Run
@@ -164,3 +164,15 @@ def run_get(*, run_id):
         return Run.objects.select_related("dataset", "created_by").get(pk=run_id)
     except Run.DoesNotExist:
         raise Run.DoesNotExist(f"run {run_id} does not exist") from None
+
+
+def dataset_queue_run(*, dataset_id):
+    """The run whose probabilities (and embeddings) feed the dataset's queue: the imported model a curator picked
+    (Dataset.queue_run) while it is finished and has probabilities, else the latest finished product run with
+    out-of-fold probabilities; None when there is neither. Scoring, the review card and CROWDLAB all read the model
+    through this, so they never disagree about which one it is. One query."""
+    pinned = Subquery(Dataset.objects.filter(pk=dataset_id).values("queue_run_id")[:1])
+    return (Run.objects.filter(dataset_id=dataset_id, status=Run.Status.SUCCEEDED).exclude(oof_file="")
+            .filter(Q(pk=pinned) | Q(source=Run.Source.TRAINED))
+            .annotate(pinned=Case(When(pk=pinned, then=Value(1)), default=Value(0), output_field=IntegerField()))
+            .order_by("-pinned", "-id").first())

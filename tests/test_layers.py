@@ -24,8 +24,8 @@ LAYERS = [
     ("gan", ["gan"]),
     ("settings", ["fer_site"]),  # the settings and the Celery app; the URLs are at the top
     ("core", ["curation"]),
-    ("job handlers", ["curation.importers.job", "curation.classifier.job", "curation.gans.job",
-                      "curation.gans.generate", "curation.scoring.job", "curation.scoring.chunks",
+    ("job handlers", ["curation.importers.job", "curation.importers.predictions_job", "curation.classifier.job",
+                      "curation.gans.job", "curation.gans.generate", "curation.scoring.job", "curation.scoring.chunks",
                       "curation.classifier.rescore"]),
     ("jobs", ["curation.jobs.registry", "curation.jobs.services", "curation.jobs.selectors", "curation.jobs.runner",
               "curation.jobs.worker", "curation.tasks", "curation.jobs.rounds"]),

@@ -83,7 +83,7 @@ class RunSummaryOutput(serializers.ModelSerializer):
         model = Run
         fields = ["id", "dataset", "job", "status", "arch", "reduced", "augmented", "folds", "best_epoch",
                   "test_accuracy", "test_macro_f1", "test_split_hash", "snapshot_hash", "created_by", "created_at",
-                  "finished_at"]
+                  "finished_at", "source"]
         read_only_fields = fields
 
     def get_test_accuracy(self, run) -> float | None:

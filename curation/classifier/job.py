@@ -71,8 +71,9 @@ TRAINING_SHARE = 0.98
 def with_latest_run_settings(params):
     """params with the settings of the latest finished run (of params["dataset"]; of any dataset when none is
     named, whose dataset it then takes too) wherever params leaves them out; the new run derives from it (its
-    collapse warning compares with it)."""
-    runs = Run.objects.filter(status=Run.Status.SUCCEEDED)
+    collapse warning and report compare with it). Imported predictions are no run of the product's classifier: they
+    have no settings to inherit."""
+    runs = Run.objects.filter(status=Run.Status.SUCCEEDED, source=Run.Source.TRAINED)
     if params.get("dataset"):
         runs = runs.filter(dataset__name=params["dataset"])
     latest = runs.select_related("dataset").first()

@@ -12,6 +12,7 @@ from curation.duplicates.job import find_duplicates_job, validate_duplicates_par
 from curation.gans.generate import generate_images_job, validate_generate_params
 from curation.gans.job import train_cyclegan_job, validate_cyclegan_params
 from curation.importers.job import import_dataset_job, validate_import_params
+from curation.importers.predictions_job import import_predictions_job, validate_import_predictions_params
 from curation.jobs.errors import JobParamsError
 from curation.scoring.chunks import score_chunk_job, validate_chunk_params
 from curation.scoring.job import score_ambiguity_job, validate_score_params
@@ -42,6 +43,9 @@ JOB_KINDS = {
     # Review rounds: refit the out-of-fold models on the reviewed labels, then rescore (both as its children).
     "rescore": JobKind(handler=rescore_job, validate=validate_rescore_params, queue="gpu"),
     "find_duplicates": JobKind(handler=find_duplicates_job, validate=validate_duplicates_params, queue="cpu"),
+    # A user's own model's predictions (and embeddings) from a file, stored as a run the queue may be fed by.
+    "import_predictions": JobKind(handler=import_predictions_job, validate=validate_import_predictions_params,
+                                  queue="cpu"),
 }
 
 

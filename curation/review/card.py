@@ -11,6 +11,7 @@ from django.db.models import F
 from curation.classifier.features import NEIGHBOURS, nearest_neighbours
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.models import GeneratedImage, Image, LabelChange, Run, TransformScore
+from curation.selectors import dataset_queue_run
 from training.labels import CLASSES
 
 TOP_PROBABILITIES = 3
@@ -66,9 +67,9 @@ def card_neighbours(*, run, image, k=NEIGHBOURS):
 
 
 def _oof_run(dataset_id):
-    """The dataset's latest finished run with out-of-fold probabilities, or None. One query."""
-    return (Run.objects.filter(dataset_id=dataset_id, status=Run.Status.SUCCEEDED).exclude(oof_file="")
-            .order_by("-id").first())
+    """The model that feeds the dataset's queue (its latest finished run with out-of-fold probabilities, or the
+    imported predictions a curator picked), or None. One query."""
+    return dataset_queue_run(dataset_id=dataset_id)
 
 
 def _suggestion(image, probabilities):
@@ -156,8 +157,8 @@ def review_card_transformations(image):
 def _probabilities(image, run, oof_run):
     if run is None:
         if image.split == Image.Split.TEST:
-            run = (Run.objects.filter(dataset_id=image.dataset_id, status=Run.Status.SUCCEEDED)
-                   .order_by("-id").first())
+            run = (Run.objects.filter(dataset_id=image.dataset_id, status=Run.Status.SUCCEEDED,
+                                      source=Run.Source.TRAINED).order_by("-id").first())
         elif oof_run is not None:
             return _top(oof_run, Path(settings.MEDIA_ROOT) / oof_run.oof_file, image.pk, "out-of-fold")
     if run is None:

@@ -30,6 +30,7 @@ from django.db.models import Count, Max
 
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.models import Dataset, ReviewVote, Run
+from curation.selectors import dataset_queue_run
 from training.labels import CLASSES
 
 
@@ -77,10 +78,10 @@ def dataset_consensus_threshold_set(*, dataset_id, consensus_threshold):
 
 
 def _runs(dataset_id):
-    """(latest finished run with out-of-fold probabilities, latest finished run) of the dataset. Two queries."""
-    done = Run.objects.filter(dataset_id=dataset_id, status=Run.Status.SUCCEEDED)
-    return (done.exclude(oof_file="").order_by("-id").only("id", "oof_file").first(),
-            done.order_by("-id").only("id").first())
+    """(the model feeding the queue: latest finished run with out-of-fold probabilities or the imported predictions
+    a curator picked, latest finished product run) of the dataset. Two queries."""
+    done = Run.objects.filter(dataset_id=dataset_id, status=Run.Status.SUCCEEDED, source=Run.Source.TRAINED)
+    return dataset_queue_run(dataset_id=dataset_id), done.order_by("-id").only("id").first()
 
 
 def _lookup(read, image_ids):

@@ -3,7 +3,7 @@ curators' guidelines per class (Dataset.guidelines). The dataset page's forms an
 these, so both accept and refuse the same values with the same words."""
 from django.db import transaction
 
-from curation.models import MAX_REVIEWS_REQUIRED, Dataset
+from curation.models import MAX_REVIEWS_REQUIRED, Dataset, Run
 from training.labels import CLASSES
 
 # Longest guideline text for one class: a few sentences a reviewer reads beside the image, not a manual.
@@ -83,3 +83,34 @@ def dataset_guidelines_set(*, dataset_id, guidelines, seen):
         if changed:
             Dataset.objects.filter(pk=dataset_id).update(guidelines=stored)
     return stored
+
+
+def queue_run_check(*, dataset_id, value):
+    """The run a curator picked to feed the dataset's queue: a finished imported model of this dataset with
+    probabilities (its id, or "run:ID"), or None for the default (empty, "latest", "default": the latest product run
+    with out-of-fold probabilities). ValueError naming a bad pick."""
+    raw = "" if value is None else str(getattr(value, "pk", value)).strip()
+    if raw.lower() in ("", "latest", "default", "none"):
+        return None
+    pk = raw[4:] if raw.lower().startswith("run:") else raw
+    if not pk.isdigit():
+        raise ValueError(f"the model feeding the queue is an imported model's run id (or latest), not {raw!r}")
+    run = Run.objects.filter(pk=int(pk), dataset_id=dataset_id).first()
+    if run is None:
+        raise ValueError(f"run {pk} is not a run of this dataset")
+    if run.source != Run.Source.IMPORTED:
+        raise ValueError(f"run {pk} is a product run: the queue follows the latest product run unless you pick an "
+                         f"imported model (leave it at latest)")
+    if run.status != Run.Status.SUCCEEDED or not run.oof_file:
+        raise ValueError(f"run {pk} is {run.status} and has no probabilities to score with")
+    return run.pk
+
+
+def dataset_queue_run_set(*, dataset_id, queue_run):
+    """Pick the model that feeds the dataset's queue (an imported model's run id) or go back to the default (None,
+    "latest": the latest product run with out-of-fold probabilities). The queue follows at the next scoring. Returns
+    the run id set or None. Raises ValueError (named) or Dataset.DoesNotExist."""
+    value = queue_run_check(dataset_id=dataset_id, value=queue_run)
+    if not Dataset.objects.filter(pk=dataset_id).update(queue_run_id=value):
+        raise Dataset.DoesNotExist(f"dataset {dataset_id} does not exist")
+    return value

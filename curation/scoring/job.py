@@ -26,6 +26,7 @@ from curation.jobs.errors import JobParamsError
 from curation.models import GanModel, Image, Run, TransformScore
 from curation.scoring import fusion
 from curation.scoring.chunks import chunks_plan, chunks_run
+from curation.selectors import dataset_queue_run
 from training.labels import CLASSES, UnknownLabel, parse_label
 
 # cleanlab's label-quality score. The normalised margin (the given label's probability minus the strongest other
@@ -61,9 +62,10 @@ def validate_score_params(params):
         except (UnknownLabel, TypeError, ValueError) as exc:
             raise JobParamsError(f"class_thresholds: {name}={value!r}: {exc}") from None
     if not GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED).exists() and \
-            not Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(oof_file="").exists():
+            dataset_queue_run(dataset_id=dataset.pk) is None:
         raise JobParamsError(f"nothing to score {dataset.name} with: train a CycleGAN pair (train_cyclegan) or a "
-                             f"classifier with --folds first")
+                             f"classifier with --folds first, or import your own model's predictions "
+                             f"(import_predictions)")
     chunk_images = params.get("chunk_images")
     chunk_images = settings.SCORE_CHUNK_IMAGES if chunk_images is None else chunk_images
     if isinstance(chunk_images, bool) or not isinstance(chunk_images, int) or chunk_images < 1:
@@ -144,8 +146,9 @@ def _classifier_signals(dataset):
     """{"run": the run read, "by_image": {image id: (label quality, issue, suggested label)} against the current
     labels, "datalab": {image id: {Image field: value}}, and for the images a reviewer relabelled, against the label
     they were imported with: "as_imported" {image id: (label quality, issue)} and "datalab_as_imported" {image id:
-    Datalab's label quality}} from the latest run with out-of-fold probabilities."""
-    run = Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(oof_file="").first()
+    Datalab's label quality}} from the model that feeds the queue (dataset_queue_run: the latest run with out-of-fold
+    probabilities, or the imported predictions a curator picked; both keep the same oof.npz and embeddings files)."""
+    run = dataset_queue_run(dataset_id=dataset.pk)
     if run is None:
         return {"run": None, "by_image": {}, "datalab": {}, "as_imported": {}, "datalab_as_imported": {}}
     from cleanlab.filter import find_label_issues

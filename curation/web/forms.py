@@ -187,8 +187,44 @@ class DuplicatesForm(StartForm):
                                            help_text="1 - cosine of the colour thumbnails (default 0.03)")
 
 
+IN_SAMPLE_WARNING = ("In-sample predictions (from a model that trained on these images' labels) make label-issue "
+                     "scores optimistic: the model has learnt the wrong labels too, so it finds fewer of them than "
+                     "there are. Use out-of-fold or held-out predictions where you can.")
+
+
+class ImportPredictionsForm(StartForm):
+    """import_predictions: your own model's probabilities (and embeddings) as a model the queue can be fed by."""
+
+    key, kind, title = "predictions", "import_predictions", "Import your model's predictions"
+    dataset = DatasetField()
+    path = forms.CharField(max_length=1000, label="predictions file",
+                           help_text="CSV or Parquet on the server, below the import roots: path and 8 class columns "
+                                     "(named by class, or in AffectNet's order); probabilities or logits")
+    embeddings = forms.CharField(max_length=1000, required=False, label="embeddings file",
+                                 help_text="optional: .npy (one row per predictions row, in order) or Parquet keyed "
+                                           "by path; Datalab's neighbours are found with them")
+    sample = forms.ChoiceField(
+        label="the predictions are", choices=[
+            ("", "say which: out-of-sample or in-sample"),
+            ("out", "out-of-sample: the model never trained on these images' labels (cross-validated, or other data)"),
+            ("in", "in-sample: the model trained on these images' labels")],
+        help_text=IN_SAMPLE_WARNING)
+    feed_queue = forms.BooleanField(required=False, initial=True, label="feed the queue with it",
+                                    help_text="from the next scoring; you can switch back on the dataset page")
+    name = forms.CharField(max_length=100, required=False, help_text="empty: the file's name")
+
+    def params(self):
+        data = self.cleaned_data
+        params = {"dataset": data["dataset"], "path": data["path"], "out_of_sample": data["sample"] == "out",
+                  "feed_queue": data["feed_queue"]}
+        for key in ("embeddings", "name"):
+            if data.get(key):
+                params[key] = data[key]
+        return params
+
+
 START_FORMS = {f.key: f for f in (TrainForm, RetrainForm, CycleGanForm, GenerateForm, ScoreForm, DuplicatesForm,
-                                  ImportForm)}
+                                  ImportForm, ImportPredictionsForm)}
 
 
 class GanEpochForm(forms.Form):
@@ -310,3 +346,17 @@ class GuidelinesForm(forms.Form):
             raise forms.ValidationError(f"{str(exc)[:1].upper()}{str(exc)[1:]}.") from None
         data["submitted"] = guidelines
         return data
+
+
+class QueueModelForm(forms.Form):
+    """Which model feeds the dataset's queue: the latest product run (empty) or one of its imported models; judged
+    by the service the review_settings command also uses (curation.review.dataset_settings)."""
+
+    queue_run = forms.ChoiceField(label="Model feeding the queue", required=False)
+
+    def __init__(self, *args, imported=(), **kwargs):
+        """`imported`: the dataset's finished imported runs, newest first."""
+        super().__init__(*args, **kwargs)
+        self.fields["queue_run"].choices = [("", "the latest product run (out-of-fold)")] + [
+            (str(r.pk), f"imported model {r.pk}: {r.config.get('name') or r.config.get('file')} "
+                        f"({'out-of-sample' if r.config.get('out_of_sample') else 'IN-SAMPLE'})") for r in imported]

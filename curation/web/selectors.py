@@ -17,6 +17,7 @@ from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
 from curation.scoring.fusion import MIN_PER_OUTCOME, REVIEWED_MIN, SPREAD_MIN
+from curation.selectors import dataset_queue_run
 from training.labels import CLASSES
 from training.significance import ALPHA, paired_test, randomisation_test, wilson_interval
 
@@ -478,7 +479,8 @@ def dataset_overview(*, dataset):
 # What the dataset page calls each job kind (the jobs page's start forms say the same).
 JOB_KIND_WORDS = {"import_dataset": "Import", "train_classifier": "Classifier training",
                   "train_cyclegan": "CycleGAN training", "generate_images": "Image generation",
-                  "score_ambiguity": "Scoring", "score_chunk": "Scoring part"}
+                  "score_ambiguity": "Scoring", "score_chunk": "Scoring part",
+                  "import_predictions": "Predictions import"}
 RECENT_RUNS = 5
 RECENT_JOBS = 8
 
@@ -489,6 +491,18 @@ def dataset_recent_runs(*, dataset, limit=RECENT_RUNS):
     for run in runs:
         run.accuracy = (run.test_metrics or {}).get("accuracy")
     return runs
+
+
+def dataset_queue_model(*, dataset):
+    """What feeds the dataset's queue, for its page: {"run": the run (or None: nothing yet), "imported": whether it
+    is an imported model (a curator picked it), "in_sample": whether its predictions were declared in-sample,
+    "choices": the dataset's finished imported runs, newest first}. Two queries."""
+    run = dataset_queue_run(dataset_id=dataset.pk)
+    imported = run is not None and run.source == Run.Source.IMPORTED
+    return {"run": run, "imported": imported,
+            "in_sample": imported and not run.config.get("out_of_sample"),
+            "choices": list(Run.objects.filter(dataset=dataset, source=Run.Source.IMPORTED,
+                                               status=Run.Status.SUCCEEDED).exclude(oof_file="").order_by("-id"))}
 
 
 def dataset_recent_jobs(*, dataset, limit=RECENT_JOBS):

@@ -28,6 +28,7 @@ from curation.review.crowdlab import dataset_consensus_threshold_set, dataset_cr
 from curation.review.dataset_settings import (
     GuidelinesConflict,
     dataset_guidelines_set,
+    dataset_queue_run_set,
     dataset_reviews_required_set,
 )
 from curation.roles import user_is_curator
@@ -41,6 +42,8 @@ from curation.web.forms import (
     ConsensusThresholdForm,
     GanEpochForm,
     GuidelinesForm,
+    ImportPredictionsForm,
+    QueueModelForm,
     RescoreEveryForm,
     ReviewSettingsForm,
     dataset_names,
@@ -160,7 +163,7 @@ def dataset_page(request, name):
 
 
 def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=None, rescore_form=None,
-                     consensus_form=None, audit_form=None):
+                     consensus_form=None, audit_form=None, queue_model_form=None):
     try:
         precision = float(request.GET.get("precision") or 0.9)
     except ValueError:
@@ -173,6 +176,7 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
     curator = user_is_curator(request.user)
     guidelines = dataset.guidelines or {}
     bands = relabel_calibration(dataset)
+    queue_model = selectors.dataset_queue_model(dataset=dataset)
     return {
         "dataset": dataset, "overview": selectors.dataset_overview(dataset=dataset), "precision": precision,
         "agreement": selectors.agreement_summary(agreement),
@@ -196,6 +200,11 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
         "crowdlab": dataset_crowdlab(dataset) if dataset.reviews_required > 1 else None,
         "audit_form": audit_form or AuditShareForm(initial={"audit_share": dataset.audit_share}),
         "audit": selectors.audit_summary(dataset_audit_estimates(dataset)),
+        "queue_model": queue_model,
+        "queue_model_form": queue_model_form or QueueModelForm(
+            imported=queue_model["choices"], initial={"queue_run": str(dataset.queue_run_id or "")}),
+        "predictions_form": ImportPredictionsForm(prefix=ImportPredictionsForm.key, datasets=[dataset.name],
+                                                  dataset=dataset.name) if curator else None,
     }
 
 
@@ -242,6 +251,26 @@ def dataset_audit_share(request, name):
         setter=lambda pk, v: dataset_audit_share_set(dataset_id=pk, audit_share=v), anchor="audit",
         said=lambda ds, v: f"{ds.name}: {100 * v:g} % of the cards served are random audit draws from now on." if v
         else f"{ds.name}: the random audit is off.")
+
+
+@curator_required
+@require_POST
+def dataset_queue_model(request, name):
+    dataset = _dataset_or_404(name)
+    choices = selectors.dataset_queue_model(dataset=dataset)["choices"]
+    form = QueueModelForm(request.POST, imported=choices)
+    if form.is_valid():
+        try:
+            value = dataset_queue_run_set(dataset_id=dataset.pk, queue_run=form.cleaned_data["queue_run"])
+        except ValueError as exc:
+            form.add_error(None, f"{str(exc)[:1].upper()}{str(exc)[1:]}.")
+        else:
+            which = f"imported model {value}" if value else "the latest product run"
+            messages.success(request, f"{dataset.name}: the queue is fed by {which} from the next scoring; score "
+                                      f"again to reorder it now.")
+            return redirect(f"{reverse('dataset', args=[dataset.name])}#queue-model")
+    return render(request, "curation/pages/dataset.html",
+                  _dataset_context(request, dataset, queue_model_form=form), status=400)
 
 
 @curator_required

@@ -9,7 +9,7 @@ from tests.curation.conftest import CONFIRMED, RELABELLED, reviewed_image
 from tests.factories import JobFactory, RunFactory
 
 SECTIONS = ("Overview", "Labels &amp; review progress", "Agreement between reviewers", "Threshold calibration",
-            "Runs", "Random audit", "Guidelines &amp; review settings", "Jobs")
+            "Runs", "Random audit", "Model feeding the queue", "Guidelines &amp; review settings", "Jobs")
 
 
 def _page(client, name):

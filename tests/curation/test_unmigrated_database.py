@@ -23,6 +23,7 @@ def minimal_args(tmp):
         "find_duplicates": ["--inline"],
         "generate_images": ["--pair", "happy", "sad", "--n", "4", "--inline"],
         "import_dataset": [str(tmp / "labels.csv"), "--format", "csv", "--name", "faces", "--inline"],
+        "import_predictions": [str(tmp / "predictions.csv"), "--out-of-sample", "--inline"],
         "jobs": [],
         "register_truth": ["--dataset", "faces", str(tmp / "truth.csv")],
         "retrain": ["--reduced", "--inline"],

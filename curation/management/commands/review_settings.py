@@ -6,7 +6,7 @@ from curation.management.migrated import DatabaseCommand
 from curation.models import MAX_REVIEWS_REQUIRED
 from curation.review.audit import audit_share_check, dataset_audit_share_set
 from curation.review.crowdlab import dataset_consensus_threshold_set
-from curation.review.dataset_settings import dataset_reviews_required_set
+from curation.review.dataset_settings import dataset_queue_run_set, dataset_reviews_required_set
 from curation.selectors import DatasetNotFound, dataset_get
 
 
@@ -26,9 +26,13 @@ class Command(DatabaseCommand):
         parser.add_argument("--audit-share", metavar="S",
                             help="the random audit: this share (0-0.5) of the cards served are random draws, "
                                  "stratified by given label; 0 turns it off")
+        parser.add_argument("--queue-model", metavar="RUN",
+                            help="the model that feeds the queue from the next scoring: an imported model's run id "
+                                 "(import_predictions), or latest: the latest product run with out-of-fold "
+                                 "probabilities (the default)")
 
     def handle(self, *args, dataset, reviews_required, rescore_every=None, consensus_threshold=None,
-               audit_share=None, **options):
+               audit_share=None, queue_model=None, **options):
         try:
             ds = dataset_get(name=dataset)
         except DatasetNotFound as exc:
@@ -41,7 +45,9 @@ class Command(DatabaseCommand):
                     ("--consensus-threshold", consensus_threshold,
                      lambda v: dataset_consensus_threshold_set(dataset_id=ds.pk, consensus_threshold=v)),
                     ("--audit-share", audit_share,
-                     lambda v: dataset_audit_share_set(dataset_id=ds.pk, audit_share=v)))
+                     lambda v: dataset_audit_share_set(dataset_id=ds.pk, audit_share=v)),
+                    ("--queue-model", queue_model,
+                     lambda v: dataset_queue_run_set(dataset_id=ds.pk, queue_run=v)))
         if audit_share is not None:  # judged before the others are stored: a bad share changes nothing
             try:
                 audit_share_check(audit_share)
@@ -62,4 +68,6 @@ class Command(DatabaseCommand):
                              f"{ds.consensus_threshold:g}" if ds.consensus_threshold is not None
                              else "; consensus threshold off (unanimity)")
                           + (f"; random audit {ds.audit_share:g} of the cards served" if ds.audit_share
-                             else "; random audit off"))
+                             else "; random audit off")
+                          + (f"; the queue is fed by imported model run {ds.queue_run_id}" if ds.queue_run_id
+                             else "; the queue is fed by the latest product run"))

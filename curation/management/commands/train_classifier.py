@@ -121,7 +121,8 @@ def print_run(out, run):
                 if run.derived_from_id else None)
     how = "the run it derives from"
     if previous is None:
-        previous = (Run.objects.filter(dataset=run.dataset, status=Run.Status.SUCCEEDED, pk__lt=run.pk)
+        previous = (Run.objects.filter(dataset=run.dataset, status=Run.Status.SUCCEEDED,
+                                            source=Run.Source.TRAINED, pk__lt=run.pk)
                     .exclude(test_metrics=None).first())
         how = "the latest finished run before it"
     if previous:
