@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.templatetags.static import static
+from django.shortcuts import redirect
 from django.urls import include, path
-from django.views.generic.base import RedirectView
 
 from curation import views
 from curation.web.media import serve_media
@@ -11,7 +11,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     # Pages name their icon (base.html); a browser that asks for /favicon.ico anyway gets it, not a 404 in the log.
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    # Resolved per request, not at import: under the manifest storage the hashed name exists only after
+    # collectstatic, and `manage.py check --deploy` imports the URLs before that.
+    path("favicon.ico", lambda request: redirect(static("favicon.svg"), permanent=True)),
     path("login/", views.ThrottledLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("review/", include("curation.review.urls")),
