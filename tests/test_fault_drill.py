@@ -202,9 +202,9 @@ def test_pipeline_survives_a_killed_worker_a_redis_restart_and_concurrent_review
                 image = image_claim_next(user=user, dataset=dataset, filters={"split": Image.Split.TRAIN})
                 true = truth[image.path].label
                 action, label = ("confirm", None) if image.label == true else ("relabel", true)
-                change = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label).change
+                decision = image_decide(user=user, image_id=image.pk, action=action, version=image.version, label=label)
                 with lock:
-                    wins.append((image.pk, user.username, action, change.new_label))
+                    wins.append((image.pk, user.username, decision.action, decision.change.new_label))
         except Exception as exc:  # noqa: BLE001 -- reported by the main thread
             errors.append(exc)
         finally:
@@ -217,13 +217,14 @@ def test_pipeline_survives_a_killed_worker_a_redis_restart_and_concurrent_review
                 label = truth[image.path].label if action == "relabel" else None
                 barrier.wait(timeout=30)  # both have read the same version; now both decide
                 try:
-                    change = image_decide(user=user, image_id=pk, action=action, version=image.version, label=label).change
+                    decision = image_decide(user=user, image_id=pk, action=action, version=image.version, label=label)
                 except VersionConflict:
                     with lock:
                         conflicts.append((pk, user.username))
                 else:
+                    # A relabel to the label the image already has is recorded as a confirm (decision.action).
                     with lock:
-                        wins.append((pk, user.username, action, change.new_label))
+                        wins.append((pk, user.username, decision.action, decision.change.new_label))
         except Exception as exc:  # noqa: BLE001
             errors.append(exc)
         finally:
