@@ -24,6 +24,7 @@ import numpy as np
 from curation.jobs.errors import JobParamsError
 from training.labels import CLASSES, UnknownLabel, parse_label
 
+EXACT_SUM = 1e-6  # a row summing to 1 within this is kept as given; beyond it, renormalised
 SUM_TOLERANCE = 0.01  # a probability row may sum to 1 +- this (CSV rounding); it is then renormalised
 PREDICTION_SUFFIXES = (".csv", ".parquet")
 EMBEDDING_SUFFIXES = (".npy", ".parquet")
@@ -159,7 +160,10 @@ def read_predictions(path, known):
             raise PredictionsRefused(
                 f"{_row_name(n + 1, paths[n])}: the probabilities sum to {sums[n]:.4f}, not 1 within "
                 f"{SUM_TOLERANCE} (a file with any value outside 0-1 is read as logits and softmaxed)")
-        probs = values / sums[:, None]
+        # Rows off by CSV rounding are renormalised; rows that already sum to 1 to float precision are kept as
+        # given, so that a model's own float32 probabilities come back bit for bit (and near-tied ranks stay put).
+        off = np.abs(sums - 1) > EXACT_SUM
+        probs = np.where(off[:, None], values / sums[:, None], values)
     return Predictions(paths=paths, image_ids=np.array(ids, dtype=np.int64), probs=probs, softmaxed=softmaxed,
                        columns=columns, sha256=file_sha256(path))
 
