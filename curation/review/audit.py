@@ -169,13 +169,9 @@ def _crowdlab_weights(dataset, rows):
     return out
 
 
-def dataset_audit_estimates(dataset):
-    """What the audit says about `dataset`: the share of wrong labels overall and per given label (Wilson 95 %
-    intervals), the confusion from given to reviewed label, each signal's AUROC on the audit decisions, and the
-    share still wrong after the review so far; each with the number of audit decisions it rests on, and no interval
-    under MIN_DECISIONS. A JSON-able dict; see the module's docstring for what it assumes."""
-    sizes = dict(Image.objects.filter(dataset=dataset).values("original_label").annotate(n=Count("id"))
-                 .values_list("original_label", "n"))
+def _audit_thresholds(dataset):
+    """{given label code: t_L}, how far the audit's random order has reached in each label it has drawn from (1.0
+    where it has walked through the whole label)."""
     reached = dict(Image.objects.filter(dataset=dataset, audit=True).values("original_label")
                    .annotate(t=Max("audit_key")).values_list("original_label", "t"))
     thresholds = {}
@@ -184,10 +180,41 @@ def dataset_audit_estimates(dataset):
         beyond = Image.objects.filter(dataset=dataset, original_label=code, status=Image.Status.UNREVIEWED,
                                       audit_key__gt=t).exists()
         thresholds[code] = t if beyond else 1.0
+    return thresholds
+
+
+def _in_sample(images, thresholds):
+    """`images` (a queryset) narrowed to the audit's sample: each label's images up to its threshold."""
     where = Q(pk__in=[])
     for code, t in thresholds.items():
         where |= Q(original_label=code, audit_key__lte=t)
-    rows = list(Image.objects.filter(dataset=dataset).filter(where).values(*_FIELDS))
+    return images.filter(where)
+
+
+def audit_sample_decided(*, dataset, split=None):
+    """{image id: True when its given label was wrong (relabelled or excluded), False when confirmed} for the
+    decided images of the audit's random sample of `dataset` (of `split` when given): unbiased decisions, whatever
+    the queue served first, for the fusion's choice of signals (curation/scoring/fusion.py). Votes CROWDLAB judged
+    count by their consensus, as in the estimates."""
+    images = Image.objects.filter(dataset=dataset)
+    if split is not None:
+        images = images.filter(split=split)
+    rows = [r for r in _in_sample(images, _audit_thresholds(dataset)).values("id", "status")
+            if r["status"] != Image.Status.UNREVIEWED]
+    weights = _crowdlab_weights(dataset, rows)
+    return {r["id"]: (weights[r["id"]] >= 0.5 if r["id"] in weights else r["status"] != Image.Status.CONFIRMED)
+            for r in rows}
+
+
+def dataset_audit_estimates(dataset):
+    """What the audit says about `dataset`: the share of wrong labels overall and per given label (Wilson 95 %
+    intervals), the confusion from given to reviewed label, each signal's AUROC on the audit decisions, and the
+    share still wrong after the review so far; each with the number of audit decisions it rests on, and no interval
+    under MIN_DECISIONS. A JSON-able dict; see the module's docstring for what it assumes."""
+    sizes = dict(Image.objects.filter(dataset=dataset).values("original_label").annotate(n=Count("id"))
+                 .values_list("original_label", "n"))
+    thresholds = _audit_thresholds(dataset)
+    rows = list(_in_sample(Image.objects.filter(dataset=dataset), thresholds).values(*_FIELDS))
     decided = [r for r in rows if r["status"] != Image.Status.UNREVIEWED]
     weights = _crowdlab_weights(dataset, decided)
 
@@ -247,5 +274,5 @@ def dataset_audit_estimates(dataset):
     }
 
 
-__all__ = ["AUDIT_SHARE_DEFAULT", "AUDIT_SHARE_MAX", "MIN_DECISIONS", "audit_share_check", "audit_turn",
-           "audit_labels_lagging", "dataset_audit_share_set", "dataset_audit_estimates", "wilson", "auroc_interval"]
+__all__ = ["AUDIT_SHARE_DEFAULT", "AUDIT_SHARE_MAX", "MIN_DECISIONS", "audit_sample_decided", "audit_share_check",
+           "audit_turn", "audit_labels_lagging", "dataset_audit_share_set", "dataset_audit_estimates", "wilson", "auroc_interval"]

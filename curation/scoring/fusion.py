@@ -13,6 +13,15 @@ the signals is fitted to "the reviewer changed the label or excluded the image";
 its cross-validated AUROC on those decisions is at least that of the best single signal, so fusion never makes
 the ranking worse than its best input on held-out data.
 
+Where a random audit sample exists (curation/review/audit.py), its decisions choose instead, once they hold
+AUDIT_MIN_PER_OUTCOME wrong labels and as many confirmed ones (choose_from_audit). They are a random sample of the
+dataset, so they measure each signal on the whole queue, not on its top: no spread rule is needed, and decisions
+from the queue are not used for the choice at all. The choice is the signal (or the default, or a logistic fit
+over the signals, cross-validated on the audit) that ranks the audit's wrong labels best. Picking the best measured
+one costs at most the audit's own uncertainty against the truly best: at 20 wrong labels among 100 decisions the
+95 % half-width of an AUROC near 0.7 is about 0.14 (Hanley & McNeil), at 40 among 200 about 0.10; below 20 wrong
+labels it passes 0.2, where a choice would mostly follow noise, so the default (or the rule below) stands.
+
 Only if the decisions reach below the top of the queue (SPREAD_MIN of them below the median default suspicion):
 reviewers who work the queue from the top decide the images the default ranked highest, and among those the
 default's own signal varies least, so every other signal looks better there than it is. A fit or a choice made on
@@ -21,6 +30,8 @@ held 3 of the 9 wrong labels left, against 8 by the default).
 """
 import numpy as np
 
+from curation.review.audit import auroc_interval
+
 GAN_WEIGHT = 0.1
 # A generator direction "works" when its outputs are called the target class at least this much more often
 # (absolute share) than the untouched sources were.
@@ -28,6 +39,9 @@ WORKS_MARGIN = 0.05
 REVIEWED_MIN = 40
 MIN_PER_OUTCOME = 8
 SPREAD_MIN = 20
+# The audit's decisions choose the signals from this many wrong labels, and this many confirmed ones, on.
+AUDIT_MIN_PER_OUTCOME = 20
+LOGISTIC = "logistic (5-fold CV)"
 
 
 def _rank(values):
@@ -107,7 +121,7 @@ def choose_from_reviews(X, y, candidates, seed=0, spread=None):
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
     held_out = cross_val_predict(model, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed),
                                  method="predict_proba")[:, 1]
-    report["auroc"]["logistic (5-fold CV)"] = float(roc_auc_score(y, held_out))
+    report["auroc"][LOGISTIC] = float(roc_auc_score(y, held_out))
     best_name = max(candidates, key=lambda k: report["auroc"][k])
     if spread is not None:
         report["below_median"] = int(spread)
@@ -116,9 +130,50 @@ def choose_from_reviews(X, y, candidates, seed=0, spread=None):
                                               "decisions from the top of the queue only cannot say how to rank "
                                               "the rest")
             return "default", None, report
-    if report["auroc"]["logistic (5-fold CV)"] >= report["auroc"][best_name]:
+    if report["auroc"][LOGISTIC] >= report["auroc"][best_name]:
         model.fit(X, y)
         report["used"] = "logistic"
         return "logistic", model, report
     report["used"] = best_name
     return best_name, None, report
+
+
+def audit_enough(wrong):
+    """Whether the audit's decisions (`wrong`: 1 for a wrong label, 0 for a confirmed one) may choose the signals."""
+    wrong = np.asarray(wrong, int)
+    return min(int(wrong.sum()), len(wrong) - int(wrong.sum())) >= AUDIT_MIN_PER_OUTCOME
+
+
+def choose_from_audit(X, wrong, candidates, seed=0):
+    """Pick how to score suspicion from the audit's random sample. Returns (choice, fitted model or None, report)
+    as choose_from_reviews does; report["source"] is "audit" and report["interval"] holds each AUROC's 95 %
+    interval (Hanley & McNeil, as the audit's estimates give them).
+
+    X: the logistic fit's inputs on the audited images; wrong: their outcomes; candidates: {name: scores on them,
+    higher = more suspicious}, "default" among them. The candidate with the highest AUROC is used, the default on a
+    tie; the logistic fit only where its cross-validated AUROC is above every candidate's."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    wrong = np.asarray(wrong, int)
+    report = {"source": "audit", "reviewed": int(len(wrong)), "changed": int(wrong.sum())}
+    if not audit_enough(wrong):
+        report.update(used="default", why=f"needs {AUDIT_MIN_PER_OUTCOME} wrong labels and {AUDIT_MIN_PER_OUTCOME} "
+                                          "confirmed ones among the audit's decisions")
+        return "default", None, report
+    measured = {k: auroc_interval(np.nan_to_num(np.asarray(v, float), nan=-1e9), wrong) for k, v in candidates.items()}
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    held_out = cross_val_predict(model, X, wrong, cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+                                 method="predict_proba")[:, 1]
+    measured[LOGISTIC] = auroc_interval(held_out, wrong)
+    report["auroc"] = {k: m["auroc"] for k, m in measured.items()}
+    report["interval"] = {k: [m["low"], m["high"]] for k, m in measured.items()}
+    best = max(candidates, key=lambda k: (report["auroc"][k], k == "default"))
+    if report["auroc"][LOGISTIC] > report["auroc"][best]:
+        model.fit(X, wrong)
+        report["used"] = "logistic"
+        return "logistic", model, report
+    report["used"] = best
+    return best, None, report

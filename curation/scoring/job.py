@@ -24,6 +24,7 @@ from curation.gans.snapshots import (
 )
 from curation.jobs.errors import JobParamsError
 from curation.models import GanModel, Image, Run, TransformScore
+from curation.review.audit import audit_sample_decided
 from curation.scoring import fusion
 from curation.scoring.chunks import chunks_plan, chunks_run
 from curation.selectors import dataset_queue_run
@@ -322,18 +323,26 @@ def _generators_work(gans):
 
 
 def _fit_on_reviews(dataset, gans, images, works, best, classifier, datalab_quality, with_datalab):
-    """fusion.choose_from_reviews on the train images reviewers decided, outcome "the label was changed or the
-    image excluded", each with its signals against the label it was imported with: the label the queue judged and
-    the reviewer saw. Read against the label a reviewer gave it, a relabelled image looks clean while its outcome
-    says "changed", and a fit on that learns the signals backwards: at full size it ranked the unreviewed images'
-    wrong labels at AUROC 0.21 (docs/results.md, "Review in rounds"). Unreviewed images keep their current
-    signals (`best`: _best_gan of current_scores; `datalab_quality`: {image id: Datalab's label quality}), which
-    the default's ranks are taken among."""
+    """How to order the queue from decisions: fusion.choose_from_audit on the decided train images of the random
+    audit's sample once they hold enough of each outcome, else fusion.choose_from_reviews on every train image
+    reviewers decided; the outcome is "the label was changed or the image excluded". Each image's signals are read
+    against the label it was imported with: the label the queue judged and the reviewer saw. Read against the
+    label a reviewer gave it, a relabelled image looks clean while its outcome says "changed", and a fit on that
+    learns the signals backwards: at full size it ranked the unreviewed images' wrong labels at AUROC 0.21
+    (docs/results.md, "Review in rounds"). Unreviewed images keep their current signals (`best`: _best_gan of
+    current_scores; `datalab_quality`: {image id: Datalab's label quality}), which the default's ranks are taken
+    among. The report carries the audit's counts either way (audit_decisions, audit_wrong)."""
     decided = np.array([img.status != Image.Status.UNREVIEWED for img in images], bool)
     index = np.flatnonzero(decided)
     y = np.array([images[k].status in (Image.Status.RELABELLED, Image.Status.EXCLUDED) for k in index], int)
-    if len(y) < fusion.REVIEWED_MIN:  # too few to fit: choose_from_reviews says so before reading any signal
-        return fusion.choose_from_reviews(np.empty((len(y), 0)), y, {})
+    audit = audit_sample_decided(dataset=dataset, split=Image.Split.TRAIN)
+    audit_index = np.array([k for k in index if images[k].id in audit], int)
+    audit_y = np.array([audit[images[k].id] for k in audit_index], int)
+    counts = {"audit_decisions": int(len(audit_y)), "audit_wrong": int(audit_y.sum())}
+    from_audit = fusion.audit_enough(audit_y)
+    if not from_audit and len(y) < fusion.REVIEWED_MIN:  # too few to fit: choose_from_reviews says so first
+        choice, model, report = fusion.choose_from_reviews(np.empty((len(y), 0)), y, {})
+        return choice, model, {**report, **counts}
     reviewed = {images[k].id for k in index}
     best_seen = {i: b for i, b in best.items() if i not in reviewed}
     best_seen.update(_best_gan(scores_as_reviewers_saw(dataset, gans), works))
@@ -341,8 +350,19 @@ def _fit_on_reviews(dataset, gans, images, works, best, classifier, datalab_qual
     lq, gz, raw, issue, trusted, dl = _signals(images, best_seen, by_cl,
                                                {**datalab_quality, **classifier["datalab_as_imported"]})
     default = fusion.default_suspicion(lq, gz, trusted)
-    X = fusion.features(lq[index], gz[index], raw[index], issue[index], dl[index] if with_datalab else None)
-    candidates = {"default": default[index], "classifier": -lq[index], "gan": gz[index], "ssim": raw[index]}
-    if with_datalab:
-        candidates["datalab"] = -dl[index]
-    return fusion.choose_from_reviews(X, y, candidates, spread=fusion.below_median(default, decided))
+
+    def inputs(at):
+        X = fusion.features(lq[at], gz[at], raw[at], issue[at], dl[at] if with_datalab else None)
+        candidates = {"default": default[at], "classifier": -lq[at], "gan": gz[at], "ssim": raw[at]}
+        if with_datalab:
+            candidates["datalab"] = -dl[at]
+        return X, candidates
+
+    if from_audit:
+        X, candidates = inputs(audit_index)
+        choice, model, report = fusion.choose_from_audit(X, audit_y, candidates)
+    else:
+        X, candidates = inputs(index)
+        choice, model, report = fusion.choose_from_reviews(X, y, candidates,
+                                                           spread=fusion.below_median(default, decided))
+    return choice, model, {**report, **counts}

@@ -16,7 +16,7 @@ from curation.classifier.seeds import group_summary
 from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
-from curation.scoring.fusion import MIN_PER_OUTCOME, REVIEWED_MIN, SPREAD_MIN
+from curation.scoring.fusion import AUDIT_MIN_PER_OUTCOME, LOGISTIC, MIN_PER_OUTCOME, REVIEWED_MIN, SPREAD_MIN
 from curation.selectors import dataset_queue_run
 from training.labels import CLASSES
 from training.significance import ALPHA, paired_test, randomisation_test, wilson_interval
@@ -526,6 +526,23 @@ def queue_order(*, dataset):
         return None
     default = "the default suspicion (the classifier's label quality first, the GAN's score breaking ties)"
     used, reviewed, auroc = fusion.get("used"), fusion.get("reviewed", 0), fusion.get("auroc") or {}
+    at = {"job": job.pk, "finished_at": job.finished_at}
+    if fusion.get("source") == "audit":
+        interval = fusion.get("interval") or {}
+        key = LOGISTIC if used == "logistic" else used
+        name = ("a logistic model over the signals" if used == "logistic" else
+                "the default suspicion" if used == "default" else f"the {used} signal alone")
+        low, high = interval.get(key, [0, 0])
+        others = ", ".join(f"{k} {v:.2f}" for k, v in sorted(auroc.items(), key=lambda kv: -kv[1]) if k != key)
+        return {**at, "text": f"chosen on the random audit's {reviewed} decisions ({fusion.get('changed', 0)} wrong "
+                              f"labels), which measure every signal on the whole queue: {name}, which ranked them "
+                              f"best (AUROC {auroc.get(key, 0):.2f}, 95 % interval {low:.2f}-{high:.2f}; {others})"}
+    # Until the audit can choose: what it holds, where an audit has begun.
+    audit = ""
+    if fusion.get("audit_decisions"):
+        wrong = fusion.get("audit_wrong", 0)
+        audit = (f"; the random audit chooses instead once its sample holds {AUDIT_MIN_PER_OUTCOME} wrong labels and "
+                 f"{AUDIT_MIN_PER_OUTCOME} confirmed ones ({wrong} and {fusion['audit_decisions'] - wrong} now)")
     if used == "default" and not auroc:
         why = (f"it learns from reviews once {REVIEWED_MIN} images are reviewed, {MIN_PER_OUTCOME} of them changed "
                f"and {MIN_PER_OUTCOME} confirmed ({reviewed} reviewed, {fusion.get('changed', 0)} changed when it "
@@ -538,11 +555,10 @@ def queue_order(*, dataset):
         why = f"it ranked the {reviewed} reviewed images best (AUROC {auroc.get('default', 0):.2f})"
     else:
         name = "a logistic model over the signals" if used == "logistic" else f"the {used} signal alone"
-        score = auroc.get("logistic (5-fold CV)" if used == "logistic" else used, 0)
-        return {"job": job.pk, "finished_at": job.finished_at,
-                "text": f"learnt from the {reviewed} reviews made by then: {name}, which ranked them best "
-                        f"(AUROC {score:.2f})"}
-    return {"job": job.pk, "finished_at": job.finished_at, "text": f"{default}: {why}"}
+        score = auroc.get(LOGISTIC if used == "logistic" else used, 0)
+        return {**at, "text": f"learnt from the {reviewed} reviews made by then: {name}, which ranked them best "
+                              f"(AUROC {score:.2f}){audit}"}
+    return {**at, "text": f"{default}: {why}{audit}"}
 
 
 # Landis and Koch's words for a kappa, the usual reading of one.
