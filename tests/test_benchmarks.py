@@ -175,6 +175,18 @@ def test_review_load(tmp_path, transactional_db):
     assert not Dataset.objects.exists() and not Image.objects.exists() and not get_user_model().objects.exists()
 
 
+def test_audit_estimates(tmp_path, transactional_db):
+    out = tmp_path / "rows.json"
+    done = bench("audit_estimates", "--seeds", 1, "--n", 300, "--budget", 80, "--audit-share", 0.5, "--out", out,
+                 tmp_path=tmp_path, database=True)
+    assert_figures(done, r"^seed 0: true 0\.\d+, audit .* covers (True|False)",
+                   r"^annotators noise 0.2, 300 faces, audit share 0.5, 80 decisions a seed: the interval covered")
+    (row,) = json.loads(out.read_text())
+    assert 0 < row["audit_cards"] <= 80 and row["sample"] <= 80 and 0 < row["true_rate"] < 0.3
+    assert row["covers"] == (row["estimate"] is not None and row["low"] <= row["true_rate"] <= row["high"])
+    assert not Dataset.objects.exists() and not get_user_model().objects.exists()
+
+
 def test_score_chunks(tmp_path, transactional_db, one_torch_thread):
     name, quiet = "faces", {"stdout": io.StringIO(), "stderr": io.StringIO()}
     make_synthetic_faces(tmp_path / "faces", n=160, size=32, noise=0.0, seed=0)
