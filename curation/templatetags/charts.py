@@ -163,7 +163,7 @@ def heat_map(matrix, title, row_axis="given", column_axis="reviewed"):
     columns = matrix["columns"]
     rows = matrix["rows"]
     cell, left, top = 34, 74, 70
-    width, height = left + cell * len(columns) + 4, top + cell * len(rows) + 4
+    width, height = left + cell * len(columns) + 44, top + cell * len(rows) + 4  # room for the last rotated name
     out = [f'<svg class="chart heat-map" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
            f'width="{width}" height="{height}" aria-hidden="true" font-family="sans-serif" font-size="10">',
            f'<title>{escape(title)}</title>',
