@@ -49,8 +49,9 @@ ISSUES = (
 
 
 def grid_url(dataset, filters):
-    """The review grid's address for `filters` (images_filter's keys, labels as codes) on `dataset`."""
-    query = {"dataset": dataset.name}
+    """The review grid's address for `filters` (images_filter's keys, labels as codes) on `dataset`; the status
+    always said (the grid's own default is unreviewed)."""
+    query = {"dataset": dataset.name, "status": Image.Status.UNREVIEWED.value}
     for key, value in filters.items():
         if value is None:
             continue
@@ -65,6 +66,7 @@ def _count(dataset, filters):
 
 
 def _figure(dataset, n, filters):
+    filters = {"status": Image.Status.UNREVIEWED.value, **filters}
     return {"n": n, "url": grid_url(dataset, filters), "filters": _named(filters)}
 
 
@@ -123,7 +125,7 @@ def _suggested_confusion(dataset):
     for g, given in enumerate(CLASSES):
         cells = []
         for s, suggested in enumerate(CLASSES):
-            filters = {"signal": "classifier", "label": g, "suggested": s}
+            filters = {"signal": "classifier", "label": g, "suggested": s, "status": Image.Status.UNREVIEWED.value}
             cell = {"column": suggested, "code": s, "n": counts.get((g, s), 0), "filters": filters}
             cells.append(cell)
             if s != g and cell["n"]:

@@ -498,12 +498,12 @@ def review_confusion(decided):
         for c, column in enumerate(columns):
             if column == "excluded":
                 n = sum(k for (o, _, st), k in decided.items() if o == g and st == Image.Status.EXCLUDED)
-                filters = {"original_label": g, "status": Image.Status.EXCLUDED}
+                filters = {"original_label": g, "status": Image.Status.EXCLUDED.value}
                 code = None
             else:
                 status = Image.Status.CONFIRMED if c == g else Image.Status.RELABELLED
                 n = decided.get((g, c, status), 0)
-                filters = {"original_label": g, "label": c, "status": status}
+                filters = {"original_label": g, "label": c, "status": status.value}
                 code = c
             cell = {"column": column, "code": code, "n": n, "filters": filters}
             cells.append(cell)
@@ -513,7 +513,7 @@ def review_confusion(decided):
     for (o, label, st), n in sorted(decided.items()):
         if st == Image.Status.CONFIRMED and label != o or st == Image.Status.RELABELLED and label == o:
             other.append({"given": CLASSES[o], "label": CLASSES[label], "status": st, "n": n,
-                          "filters": {"original_label": o, "label": label, "status": st}})
+                          "filters": {"original_label": o, "label": label, "status": str(st)}})
     pairs.sort(key=lambda p: -p["n"])
     return {"rows": rows, "columns": columns, "decided": sum(decided.values()), "other": other, "pairs": pairs}
 

@@ -250,3 +250,20 @@ def test_a_failed_write_keeps_the_old_file_whole(hd, tmp_path, monkeypatch):
 
 def test_the_report_is_json(hd):
     json.dumps(dataset_health_report(dataset=hd))
+
+
+def test_each_figures_filter_gives_as_many_images_through_the_image_api(hd, reviewer_api):
+    """The `filters` the API reports beside each count are the image list's: the same count comes back."""
+    report = reviewer_api.get(reverse("api-dataset-health", args=["hd"])).json()
+    checked = 0
+    figures = [f for i in report["issues"] for f in (i["all"], i["unreviewed"])]
+    figures += [f for c in report["classes"] for f in (c["before"], c["after"])]
+    figures += [report["cleaning"][s] for s in ("unreviewed", "confirmed", "relabelled", "excluded")]
+    figures += [c for key in ("reviewed_confusion", "suggested_confusion") for row in report[key]["rows"]
+                for c in row["cells"] if c["n"]]
+    for figure in figures:
+        answer = reviewer_api.get(reverse("api-images"), {"dataset": "hd", "page_size": 1000, **figure["filters"]})
+        assert answer.status_code == 200, (figure, answer.content)
+        assert len(answer.json()["results"]) == figure["n"], figure
+        checked += 1
+    assert checked == 12 + 16 + 4 + 4 + 2

@@ -12,7 +12,8 @@ from curation.web.health_report import dataset_health_report
 class FigureOutput(serializers.Serializer):
     n = serializers.IntegerField(help_text="How many images.")
     url = serializers.CharField(help_text="The review grid filtered to exactly these images (a path on this site).")
-    filters = serializers.DictField(help_text="The grid's filter (labels by name); status any unless it says.")
+    filters = serializers.DictField(help_text="The grid's filter (labels by name), the same as the API's image "
+                                              "list takes: GET /api/images/?dataset=NAME&<filters>.")
 
 
 class WrongLabelsOutput(serializers.Serializer):
