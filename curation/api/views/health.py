@@ -17,9 +17,9 @@ class FigureOutput(serializers.Serializer):
 
 
 class WrongLabelsOutput(serializers.Serializer):
-    source = serializers.ChoiceField(choices=["audit", "cleanlab"], allow_null=True,
-                                     help_text="audit: the random audit's estimate (enough decisions); cleanlab: "
-                                               "the share of scored train images cleanlab flags; null: neither yet.")
+    source = serializers.CharField(allow_null=True,
+                                   help_text="audit: the random audit's estimate (enough decisions); cleanlab: "
+                                             "the share of scored train images cleanlab flags; null: neither yet.")
     estimate = serializers.FloatField(allow_null=True)
     low = serializers.FloatField(allow_null=True, help_text="95 % Wilson interval (audit only).")
     high = serializers.FloatField(allow_null=True)
