@@ -1,11 +1,12 @@
 """The screenshot tour from a running demo (`make demo`, once it has printed "The demo is ready."): the review card,
-the grid, the dataset page (with its known-truth panel), its health report and the jobs page, as the demo's curator sees them, in the
-system Chromium:
+the grid, the dataset page (with its known-truth panel), its health report and the jobs page, as the demo's curator
+sees them, in the system Chromium:
 
     .venv/bin/python scripts/demo_tour.py --url http://127.0.0.1:8000 --out docs/img
 
 It only reads pages (a card it shows is claimed under a lease, which runs out by itself) and writes
-review_queue.png, review_grid.png, dataset_page.png, health_report.png and jobs_page.png into --out, each only once it rendered.
+review_queue.png, review_grid.png, dataset_page.png, health_report.png and jobs_page.png into --out, each only once
+it rendered.
 """
 import argparse
 import shutil

@@ -1,6 +1,6 @@
 """The Content-Security-Policy in a real browser: every main page (log-in, home, dataset with its charts, health
-report, calibration, runs, generators, disputes, jobs with a running job's bar, the review queue with a decision by keyboard, the grid, the run
-comparison's heat map, and the API docs' Swagger UI and Redoc) carries the header and works under it with no violation reported, neither in the
+report, calibration, runs, generators, disputes, jobs with a running job's bar, the review queue with a decision by
+keyboard, the grid, the run comparison's heat map, and the API docs' Swagger UI and Redoc) carries the header and works under it with no violation reported, neither in the
 console nor as a securitypolicyviolation event."""
 import io
 
