@@ -76,7 +76,7 @@ class ReviewFilterForm(forms.Form):
                                      empty_label=None)
     split = forms.ChoiceField(choices=[("", "any split"), *Image.Split.choices], required=False)
     label = LabelFilterField(required=False)
-    original_label = LabelFilterField(required=False, label="given label", empty_label="any given label")
+    original_label = LabelFilterField(required=False, label="Given label", empty_label="any given label")
     status = forms.ChoiceField(choices=[*Image.Status.choices, (STATUS_KEPT, "any but excluded"),
                                         (STATUS_ANY, "any status")], required=False)
     signal = forms.ChoiceField(choices=[("", "any signal"), ("ssim", "SSIM-flagged"),
@@ -98,7 +98,7 @@ class ReviewFilterForm(forms.Form):
     run = forms.ModelChoiceField(queryset=Run.objects.all(), required=False, widget=forms.HiddenInput)
     predicted = LabelFilterField(empty_label=None, required=False, widget=forms.HiddenInput)
     # The classifier's suggested label at the latest scoring (the health report's heat map links here).
-    suggested = LabelFilterField(required=False, label="suggested", empty_label="any suggestion")
+    suggested = LabelFilterField(required=False, label="Suggested", empty_label="any suggestion")
     # Review a dataset that has not been scored yet anyway, in import order (the page asks first).
     unscored = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
