@@ -2,10 +2,10 @@
 import unicodedata
 
 from django.contrib.auth import get_user_model
-from django.db.models import Case, Count, IntegerField, Prefetch, Q, Subquery, Value, When
+from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Prefetch, Q, Subquery, Value, When
 
 from curation.classifier.predictions import run_image_ids_predicted
-from curation.models import Dataset, Image, LabelChange, Run
+from curation.models import Dataset, DuplicateMember, Image, LabelChange, Run
 from training.labels import CLASSES
 
 
@@ -57,6 +57,24 @@ def dataset_counts(*, dataset):
 
 
 STATUS_ANY = "any"
+# Every status but excluded: the images the dataset keeps ("after cleaning" on the dataset page and health report).
+STATUS_KEPT = "kept"
+
+
+def status_q(status):
+    """The Q of a status filter: one status, "kept" (any but excluded), or None for "any" (and for no value)."""
+    if not status or status == STATUS_ANY:
+        return None
+    if status == STATUS_KEPT:
+        return ~Q(status=Image.Status.EXCLUDED)
+    return Q(status=status)
+
+
+# A test image (not excluded) in a find_duplicates group with a train or val image that is not excluded: a leak
+# (curation/duplicates/leaks.py counts the same images as leaked_test_images).
+_LEAK_COPY = (DuplicateMember.objects.filter(dataset=OuterRef("dataset"), group=OuterRef("duplicate_member__group"),
+                                             image__split__in=(Image.Split.TRAIN, Image.Split.VAL))
+              .exclude(image__status=Image.Status.EXCLUDED))
 # signal filter: which scoring flag an image must carry (ssim: the SSIM rule, classifier: cleanlab's label issue).
 SIGNALS = {
     "ssim": Q(flagged=True),
@@ -68,13 +86,17 @@ SIGNALS = {
     "datalab_label": Q(datalab_label_issue=True),
     "datalab_outlier": Q(datalab_outlier=True),
     "datalab_duplicate": ~Q(datalab_near_duplicates=[]),
+    # find_duplicates (perceptual hash and colour): an image in a near-duplicate group; a test image that leaks.
+    "duplicate": Q(duplicate_member__isnull=False),
+    "test_leak": Q(split=Image.Split.TEST) & ~Q(status=Image.Status.EXCLUDED) & Q(Exists(_LEAK_COPY)),
 }
 
 
 def images_filter(qs, *, split=None, label=None, original_label=None, status=None, flagged=None, min_suspicion=None,
-                  max_suspicion=None, signal=None, run=None, predicted=None):
+                  max_suspicion=None, signal=None, run=None, predicted=None, suggested=None):
     """Narrow an Image queryset by any of the given values (labels as codes); None or empty means any, and so does
-    status "any". signal: one of SIGNALS. min/max_suspicion: inclusive bounds (unscored images fall outside).
+    status "any" ("kept": any but excluded). signal: one of SIGNALS. min/max_suspicion: inclusive bounds (unscored
+    images fall outside). suggested: the classifier's suggested label at the latest scoring.
 
     run (a Run): only that run's test images (curation.classifier.predictions), and then `label` is the label the
     image had when the run trained and `predicted` what the run predicted, as on a confusion matrix's cell."""
@@ -86,8 +108,10 @@ def images_filter(qs, *, split=None, label=None, original_label=None, status=Non
         qs = qs.filter(label=label)
     if original_label is not None:
         qs = qs.filter(original_label=original_label)
-    if status and status != STATUS_ANY:
-        qs = qs.filter(status=status)
+    if status_q(status) is not None:
+        qs = qs.filter(status_q(status))
+    if suggested is not None:
+        qs = qs.filter(classifier_suggested_label=suggested)
     if flagged is not None:
         qs = qs.filter(flagged=flagged)
     if signal:

@@ -10,6 +10,7 @@ from drf_spectacular.views import (
 from curation.api.views import audit, auth, datasets, images, jobs, review, runs
 from curation.api.views.calibration import DatasetCalibrationApi
 from curation.api.views.errors import not_found
+from curation.api.views.health import DatasetHealthApi
 from curation.api.views.leaks import DatasetExcludeLeakedTestApi, DatasetLeaksApi
 
 urlpatterns = [
@@ -20,6 +21,7 @@ urlpatterns = [
          name="api-dataset-export-summary"),
     path("datasets/<str:name>/audit/", audit.DatasetAuditApi.as_view(), name="api-dataset-audit"),
     path("datasets/<str:name>/calibration/", DatasetCalibrationApi.as_view(), name="api-dataset-calibration"),
+    path("datasets/<str:name>/health/", DatasetHealthApi.as_view(), name="api-dataset-health"),
     path("datasets/<str:name>/leaks/", DatasetLeaksApi.as_view(), name="api-dataset-leaks"),
     path("datasets/<str:name>/leaks/exclude-test/", DatasetExcludeLeakedTestApi.as_view(),
          name="api-dataset-leaks-exclude-test"),

@@ -3,7 +3,7 @@ from django import forms
 
 from curation.models import Dataset, Image, Run
 from curation.review.services import ACTIONS, SKIP
-from curation.selectors import STATUS_ANY, name_has_control_characters
+from curation.selectors import STATUS_ANY, STATUS_KEPT, name_has_control_characters
 from training.labels import CLASSES, CODE, NUM_CLASSES, UnknownLabel, parse_label
 
 _FLAGGED = {"yes": True, "no": False}
@@ -76,13 +76,17 @@ class ReviewFilterForm(forms.Form):
                                      empty_label=None)
     split = forms.ChoiceField(choices=[("", "any split"), *Image.Split.choices], required=False)
     label = LabelFilterField(required=False)
-    status = forms.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any status")], required=False)
+    original_label = LabelFilterField(required=False, label="Given label", empty_label="any given label")
+    status = forms.ChoiceField(choices=[*Image.Status.choices, (STATUS_KEPT, "any but excluded"),
+                                        (STATUS_ANY, "any status")], required=False)
     signal = forms.ChoiceField(choices=[("", "any signal"), ("ssim", "SSIM-flagged"),
                                         ("classifier", "classifier-flagged"), ("both", "both flags"),
                                         ("either", "either flag"),
                                         ("datalab_label", "neighbours disagree (Datalab)"),
                                         ("datalab_outlier", "outlier (Datalab)"),
-                                        ("datalab_duplicate", "near-duplicate (Datalab)")], required=False)
+                                        ("datalab_duplicate", "near-duplicate (Datalab)"),
+                                        ("duplicate", "near-duplicate (find_duplicates)"),
+                                        ("test_leak", "test image leaking (find_duplicates)")], required=False)
     flagged = forms.ChoiceField(choices=[("", "flagged or not"), ("yes", "flagged"), ("no", "not flagged")],
                                 required=False)
     min_suspicion = forms.FloatField(required=False, label="suspicion from", error_messages=_NUMBER,
@@ -93,6 +97,8 @@ class ReviewFilterForm(forms.Form):
     # run trained was `label` and that it predicted as `predicted`.
     run = forms.ModelChoiceField(queryset=Run.objects.all(), required=False, widget=forms.HiddenInput)
     predicted = LabelFilterField(empty_label=None, required=False, widget=forms.HiddenInput)
+    # The classifier's suggested label at the latest scoring (the health report's heat map links here).
+    suggested = LabelFilterField(required=False, label="Suggested", empty_label="any suggestion")
     # Review a dataset that has not been scored yet anyway, in import order (the page asks first).
     unscored = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
@@ -116,6 +122,8 @@ class ReviewFilterForm(forms.Form):
         data = self.cleaned_data
         return {
             "label": data.get("label"),
+            "original_label": data.get("original_label"),
+            "suggested": data.get("suggested"),
             "split": data.get("split") or None,
             "status": data.get("status") or Image.Status.UNREVIEWED,
             "flagged": _FLAGGED.get(data.get("flagged") or ""),

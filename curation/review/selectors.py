@@ -5,7 +5,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from curation.models import Image, LabelChange, ReviewSkip, ReviewVote
-from curation.selectors import STATUS_ANY, images_filter
+from curation.selectors import images_filter, status_q
 
 # How far back undo looks through a reviewer's own changes.
 UNDO_LOOKBACK = 500
@@ -29,8 +29,8 @@ def review_queue(*, user, dataset, filters=None):
     status = filters.get("status") or Image.Status.UNREVIEWED
     # Disputed images wait for a curator, also after the dataset went back to one review per image.
     qs = Image.objects.filter(dataset=dataset, disputed=False)
-    if status != STATUS_ANY:
-        qs = qs.filter(status=status)
+    if status_q(status) is not None:
+        qs = qs.filter(status_q(status))
     qs = _filtered(qs, filters)
     qs = qs.filter(~Exists(ReviewSkip.objects.filter(user=user, image=OuterRef("pk"))))
     if status != Image.Status.UNREVIEWED:
@@ -42,7 +42,8 @@ def review_queue(*, user, dataset, filters=None):
     return qs
 
 
-FILTER_KEYS = ("label", "split", "flagged", "signal", "min_suspicion", "max_suspicion", "run", "predicted")
+FILTER_KEYS = ("label", "original_label", "split", "flagged", "signal", "min_suspicion", "max_suspicion", "run",
+               "predicted", "suggested")
 
 
 def _filtered(qs, filters):

@@ -24,7 +24,7 @@ from curation.review.leases import (
 from curation.review.selectors import claimable, review_last_decision, review_queue
 from curation.review.votes import APPLIED, image_vote, vote_latest_open, vote_withdraw
 from curation.roles import user_is_curator
-from curation.selectors import STATUS_ANY
+from curation.selectors import status_q
 from curation.services import VersionConflict, image_label_change
 
 SKIP = "skip"
@@ -70,8 +70,8 @@ def _take(*, pk, status, user, now, audit=False):
     """Conditional claim: succeeds only if the image is still in `status` (any, for "any"), not disputed, and nobody
     holds a live lease on it. `audit`: the image is served as an audit card, and is marked so in the same UPDATE."""
     qs = Image.objects.filter(pk=pk, disputed=False)
-    if status != STATUS_ANY:
-        qs = qs.filter(status=status)
+    if status_q(status) is not None:
+        qs = qs.filter(status_q(status))
     return lease_take(qs, user=user, now=now, audit=audit)
 
 

@@ -106,3 +106,86 @@ def heat_style(value, total):
     r, g, b = (round(255 + (c - 255) * share) for c in (35, 88, 160))
     text = "#fff" if share > 0.45 else "#1d1d1f"
     return f"background:rgb({r},{g},{b});color:{text}"
+
+
+def _n(value):
+    """A count, or a report figure's count ({"n": ...})."""
+    return value["n"] if isinstance(value, dict) else (value or 0)
+
+
+# Before and after cleaning: a light and a dark blue, told apart by lightness in grey too.
+BEFORE, AFTER = "#9cc3e4", "#23589f"
+
+
+@register.simple_tag
+def class_bars(classes, title="Images per class, before and after cleaning", width=560):
+    """An SVG bar chart of images per class before (as imported) and after cleaning (current labels, excluded left
+    out): two bars per class. `classes`: [{"name", "before", "after"}], counts or report figures. Drawn with
+    presentation attributes only (no style sheet, nothing the content security policy blocks); hidden from screen
+    readers, which read the table beside it."""
+    rows = [(c["name"], _n(c["before"]), _n(c["after"])) for c in classes]
+    top = max([b for _, b, _ in rows] + [a for _, _, a in rows] + [1])
+    left, right, head, bar, gap = 70, 50, 24, 9, 8
+    plot = width - left - right
+    height = head + len(rows) * (2 * bar + gap) + 6
+    out = [f'<svg class="chart class-bars" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+           f'width="{width}" height="{height}" aria-hidden="true" font-family="sans-serif" font-size="11">',
+           f'<title>{escape(title)}</title>',
+           f'<rect x="{left}" y="4" width="10" height="10" fill="{BEFORE}"/>'
+           f'<text x="{left + 14}" y="13" fill="#1d1d1f">before (as imported)</text>'
+           f'<rect x="{left + 150}" y="4" width="10" height="10" fill="{AFTER}"/>'
+           f'<text x="{left + 164}" y="13" fill="#1d1d1f">after (excluded left out)</text>']
+    for i, (name, before, after) in enumerate(rows):
+        y = head + i * (2 * bar + gap)
+        out.append(f'<text x="{left - 6}" y="{y + bar + 4}" text-anchor="end" fill="#1d1d1f">{escape(name)}</text>')
+        for j, (value, color) in enumerate(((before, BEFORE), (after, AFTER))):
+            w = plot * value / top
+            yy = y + j * bar
+            out.append(f'<rect x="{left}" y="{yy}" width="{w:.1f}" height="{bar - 1}" fill="{color}" '
+                       f'data-class="{escape(name)}" data-value="{value}"><title>{escape(name)} '
+                       f'{"before" if j == 0 else "after"}: {value}</title></rect>'
+                       f'<text x="{left + w + 3:.1f}" y="{yy + bar - 1}" fill="#1d1d1f" font-size="9">{value}</text>')
+    out.append("</svg>")
+    return mark_safe("".join(out))
+
+
+def _heat_fill(share):
+    share = min(max(share, 0.0), 1.0)
+    r, g, b = (round(255 + (c - 255) * share) for c in (35, 88, 160))
+    return f"rgb({r},{g},{b})", ("#fff" if share > 0.45 else "#1d1d1f")
+
+
+@register.simple_tag
+def heat_map(matrix, title, row_axis="given", column_axis="reviewed"):
+    """An SVG heat map of a confusion matrix: rows {"name", "cells": [{"column", "n", "url"?}], "total"}, each
+    cell's shade its share of the row. A cell with a `url` links to its images. Hidden from screen readers, which
+    read the table beside it (its links are the same, and out of the tab order here)."""
+    columns = matrix["columns"]
+    rows = matrix["rows"]
+    cell, left, top = 34, 74, 70
+    width, height = left + cell * len(columns) + 44, top + cell * len(rows) + 4  # room for the last rotated name
+    out = [f'<svg class="chart heat-map" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+           f'width="{width}" height="{height}" aria-hidden="true" font-family="sans-serif" font-size="10">',
+           f'<title>{escape(title)}</title>',
+           f'<text x="2" y="12" fill="#1d1d1f" font-size="11">rows: {escape(row_axis)}; columns: '
+           f'{escape(column_axis)}</text>']
+    for j, name in enumerate(columns):
+        x = left + j * cell + cell / 2
+        out.append(f'<text transform="translate({x:.1f},{top - 4}) rotate(-50)" fill="#1d1d1f">{escape(name)}</text>')
+    for i, row in enumerate(rows):
+        y = top + i * cell
+        out.append(f'<text x="{left - 4}" y="{y + cell / 2 + 4:.1f}" text-anchor="end" fill="#1d1d1f">'
+                   f'{escape(row["name"])}</text>')
+        for j, c in enumerate(row["cells"]):
+            x = left + j * cell
+            fill, ink = _heat_fill(c["n"] / row["total"] if row["total"] else 0.0)
+            tip = f'{row_axis} {row["name"]}, {column_axis} {c["column"]}: {c["n"]}'
+            body = (f'<rect x="{x}" y="{y}" width="{cell - 1}" height="{cell - 1}" fill="{fill}" stroke="#ddd"/>'
+                    f'<text x="{x + cell / 2:.1f}" y="{y + cell / 2 + 4:.1f}" text-anchor="middle" fill="{ink}">'
+                    f'{c["n"] if c["n"] else ""}</text><title>{escape(tip)}</title>')
+            if c.get("url") and c["n"]:
+                out.append(f'<a href="{escape(c["url"])}" tabindex="-1" class="heat-cell">{body}</a>')
+            else:
+                out.append(f"<g>{body}</g>")
+    out.append("</svg>")
+    return mark_safe("".join(out))

@@ -430,7 +430,8 @@ def gan_scoring_epoch(gan):
 
 def dataset_overview(*, dataset):
     """Counts per class before cleaning (original labels, every image) and after (current labels, excluded
-    images left out), flag rates per class on the train split (scores cover train), and review progress.
+    images left out), flag rates per class on the train split (scores cover train), review progress, and
+    `confusion`: the decided images by given label against what the review made of them (review_confusion).
     Two grouped queries."""
     per_class = {code: {"code": code, "name": name, "before": 0, "after": 0, "train": 0, "flagged": 0,
                         "classifier_flagged": 0} for code, name in enumerate(CLASSES)}
@@ -439,8 +440,11 @@ def dataset_overview(*, dataset):
             .annotate(n=Count("id")).order_by())
     status = Counter()
     split = Counter()
+    decided = Counter()
     reviewed_flagged = flagged_total = 0
     for original, label, st, sp, flagged, cl_flagged, n in rows:
+        if st != Image.Status.UNREVIEWED:
+            decided[original, label, st] += n
         per_class[original]["before"] += n
         if st != Image.Status.EXCLUDED:
             per_class[label]["after"] += n
@@ -473,7 +477,45 @@ def dataset_overview(*, dataset):
         "reviewers": [(r["reviewed_by__username"], r["n"]) for r in reviewers],
         "n_runs": Run.objects.filter(dataset=dataset).count(),
         "n_gans": GanModel.objects.filter(dataset=dataset).count(),
+        "confusion": review_confusion(decided),
     }
+
+
+def review_confusion(decided):
+    """The decided images as a matrix, given label (rows) against the review's verdict (columns: the eight classes,
+    then "excluded"), from `decided`: {(original label, label, status): count} of the images not unreviewed.
+
+    Each cell is exactly one filter of the review grid, so a link can show the images it counts: on the diagonal
+    the images confirmed with their given label, off it the images relabelled from the row's class to the column's,
+    and the excluded ones. Images a second pass left elsewhere (confirmed after an earlier relabel, or relabelled
+    back to their given label) are counted in `other` with their own filter. Returns {"rows": [{"code", "name",
+    "cells": [{"column", "code" (None for excluded), "n", "filters"}], "total"}], "columns", "decided", "other":
+    [{"given", "label", "status", "n", "filters"}], "pairs": off-diagonal cells, largest first}."""
+    columns = [*CLASSES, "excluded"]
+    rows, other, pairs = [], [], []
+    for g, given in enumerate(CLASSES):
+        cells = []
+        for c, column in enumerate(columns):
+            if column == "excluded":
+                n = sum(k for (o, _, st), k in decided.items() if o == g and st == Image.Status.EXCLUDED)
+                filters = {"original_label": g, "status": Image.Status.EXCLUDED.value}
+                code = None
+            else:
+                status = Image.Status.CONFIRMED if c == g else Image.Status.RELABELLED
+                n = decided.get((g, c, status), 0)
+                filters = {"original_label": g, "label": c, "status": status.value}
+                code = c
+            cell = {"column": column, "code": code, "n": n, "filters": filters}
+            cells.append(cell)
+            if code != g and n:
+                pairs.append({"given": given, "reviewed": column, **cell})
+        rows.append({"code": g, "name": given, "cells": cells, "total": sum(cell["n"] for cell in cells)})
+    for (o, label, st), n in sorted(decided.items()):
+        if st == Image.Status.CONFIRMED and label != o or st == Image.Status.RELABELLED and label == o:
+            other.append({"given": CLASSES[o], "label": CLASSES[label], "status": st, "n": n,
+                          "filters": {"original_label": o, "label": label, "status": str(st)}})
+    pairs.sort(key=lambda p: -p["n"])
+    return {"rows": rows, "columns": columns, "decided": sum(decided.values()), "other": other, "pairs": pairs}
 
 
 # What the dataset page calls each job kind (the jobs page's start forms say the same).

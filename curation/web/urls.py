@@ -15,6 +15,7 @@ urlpatterns = [
     path("datasets/<str:name>/audit-share/", views.dataset_audit_share, name="dataset_audit_share"),
     path("datasets/<str:name>/guidelines/", views.dataset_guidelines, name="dataset_guidelines"),
     path("datasets/<str:name>/queue-model/", views.dataset_queue_model, name="dataset_queue_model"),
+    path("datasets/<str:name>/health/", views.dataset_health, name="dataset_health"),
     path("datasets/<str:name>/runs/", views.runs_page, name="dataset_runs"),
     path("datasets/<str:name>/generators/", views.generators_page, name="dataset_generators"),
     path("runs/compare/", views.runs_compare, name="runs_compare"),

@@ -36,6 +36,7 @@ from curation.scoring.calibration import threshold_calibration
 from curation.selectors import DatasetNotFound, dataset_get
 from curation.truth import known_truth
 from curation.web import selectors
+from curation.web.health_report import dataset_health_report, linked_matrix
 from curation.web.forms import (
     START_FORMS,
     AuditShareForm,
@@ -162,6 +163,14 @@ def dataset_page(request, name):
     return render(request, "curation/pages/dataset.html", _dataset_context(request, dataset))
 
 
+@login_required
+@require_GET
+def dataset_health(request, name):
+    dataset = _dataset_or_404(name)
+    return render(request, "curation/pages/health.html",
+                  {"dataset": dataset, "r": dataset_health_report(dataset=dataset)})
+
+
 def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=None, rescore_form=None,
                      consensus_form=None, audit_form=None, queue_model_form=None):
     try:
@@ -177,8 +186,11 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
     guidelines = dataset.guidelines or {}
     bands = relabel_calibration(dataset)
     queue_model = selectors.dataset_queue_model(dataset=dataset)
+    overview = selectors.dataset_overview(dataset=dataset)
     return {
-        "dataset": dataset, "overview": selectors.dataset_overview(dataset=dataset), "precision": precision,
+        "dataset": dataset, "overview": overview, "precision": precision,
+        # The decided images, given against reviewed label, each cell linked to its images in the grid.
+        "review_confusion": linked_matrix(dataset, overview["confusion"]),
         "agreement": selectors.agreement_summary(agreement),
         "calibration": selectors.calibration_summary(calibration),
         "runs": selectors.dataset_recent_runs(dataset=dataset),

@@ -1,6 +1,6 @@
-"""The Content-Security-Policy in a real browser: every main page (log-in, home, dataset, calibration, runs,
-generators, disputes, jobs with a running job's bar, the review queue with a decision by keyboard, the grid, the run
-comparison's heat map, and the API docs' Swagger UI and Redoc) carries the header and works under it with no violation reported, neither in the
+"""The Content-Security-Policy in a real browser: every main page (log-in, home, dataset with its charts, health
+report, calibration, runs, generators, disputes, jobs with a running job's bar, the review queue with a decision by
+keyboard, the grid, the run comparison's heat map, and the API docs' Swagger UI and Redoc) carries the header and works under it with no violation reported, neither in the
 console nor as a securitypolicyviolation event."""
 import io
 
@@ -99,6 +99,7 @@ def test_the_main_pages_work_under_the_policy_with_no_violation(curator_page, li
     for s in (0.8, 0.7, 0.6):
         ImageFactory(dataset=ds, suspicion=s, label=1, original_label=1)
     ImageFactory(dataset=ds, split="test")
+    ImageFactory(dataset=ds, label=2, original_label=1, status=Image.Status.RELABELLED)  # a heat map to draw
     base = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, test_metrics=_metrics(0.5), test_split_hash="a" * 64)
     cleaned = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, test_metrics=_metrics(0.6), reduced=True,
                          test_split_hash="a" * 64)
@@ -110,7 +111,8 @@ def test_the_main_pages_work_under_the_policy_with_no_violation(curator_page, li
 
     pages = [
         ("/", "main h1"),
-        ("/datasets/faces/", "main h1"),
+        ("/datasets/faces/", "svg.heat-map"),
+        ("/datasets/faces/health/", "svg.class-bars"),
         ("/datasets/faces/calibration/", "main h1"),
         ("/datasets/faces/runs/", "main h1"),
         ("/datasets/faces/generators/", "main h1"),

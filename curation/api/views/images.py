@@ -10,7 +10,7 @@ from curation.jobs.rounds import rescore_maybe_enqueue
 from curation.models import Image, Run
 from curation.review.card import review_card_transformations
 from curation.review.services import ACTIONS, image_decide
-from curation.selectors import SIGNALS, STATUS_ANY, image_detail, image_get, images_list
+from curation.selectors import SIGNALS, STATUS_ANY, STATUS_KEPT, image_detail, image_get, images_list
 
 
 class ImageFilterFields(serializers.Serializer):
@@ -23,12 +23,15 @@ class ImageFilterFields(serializers.Serializer):
     signal = serializers.ChoiceField(choices=list(SIGNALS), required=False,
                                      help_text="ssim: flagged by the SSIM rule; classifier: cleanlab label issue; "
                                                "both; either; datalab_label: the embedding's neighbours carry "
-                                               "another label; datalab_outlier; datalab_duplicate.")
+                                               "another label; datalab_outlier; datalab_duplicate; duplicate: in a "
+                                               "find_duplicates group; test_leak: a test image (not excluded) "
+                                               "whose group has a train or val image that is not.")
     min_suspicion = FiniteFloatField(required=False)
     max_suspicion = FiniteFloatField(required=False)
     run = serializers.PrimaryKeyRelatedField(queryset=Run.objects.all(), required=False,
                                              help_text="A classifier run: only its test images (see predicted).")
     predicted = LabelField(required=False, help_text="With run: what the run predicted.")
+    suggested = LabelField(required=False, help_text="The classifier's suggested label at the latest scoring.")
 
     def validate(self, data):
         low, high = data.get("min_suspicion"), data.get("max_suspicion")
@@ -42,7 +45,8 @@ class ImageFilterFields(serializers.Serializer):
 class ImageListInput(ImageFilterFields):
     dataset = DatasetNameField(required=False, help_text="Dataset name.")
     original_label = LabelField(required=False)
-    status = serializers.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any")], required=False)
+    status = serializers.ChoiceField(choices=[*Image.Status.choices, (STATUS_KEPT, "any but excluded"),
+                                              (STATUS_ANY, "any")], required=False)
 
 
 class ImageListApi(APIView):

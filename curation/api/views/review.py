@@ -8,14 +8,15 @@ from curation.api.serializers import ClaimedImageOutput, ImageOutput
 from curation.api.views.images import ImageFilterFields
 from curation.models import Image
 from curation.review.services import image_claim_next, review_undo
-from curation.selectors import STATUS_ANY, dataset_get, image_get
+from curation.selectors import STATUS_ANY, STATUS_KEPT, dataset_get, image_get
 
 
 class ReviewNextInput(ImageFilterFields):
     dataset = DatasetNameField(help_text="Dataset name.")
-    status = serializers.ChoiceField(choices=[*Image.Status.choices, (STATUS_ANY, "any")], required=False,
-                                     help_text="Default unreviewed; another status (or any) is a second pass over "
-                                               "decided images (never your own decisions).")
+    status = serializers.ChoiceField(choices=[*Image.Status.choices, (STATUS_KEPT, "any but excluded"),
+                                              (STATUS_ANY, "any")], required=False,
+                                     help_text="Default unreviewed; another status (kept: any but excluded; or any) "
+                                               "is a second pass over decided images (never your own decisions).")
 
 
 class ReviewNextOutput(serializers.Serializer):
