@@ -137,11 +137,15 @@ def one_seed(seed, args, work):
     _run("score_ambiguity", {"dataset": name})
     fusion = Job.objects.filter(kind="score_ambiguity").latest("id").result["fusion"]
     # What the rescore's order is worth on the images still to review, beside the first scoring's signals there.
-    left_rows = dict(Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN, status=Image.Status.UNREVIEWED)
-                     .values_list("path", "suspicion"))
+    left_rows = {p: (s, d, q) for p, s, d, q in Image.objects.filter(
+        dataset=dataset, split=Image.Split.TRAIN, status=Image.Status.UNREVIEWED).values_list(
+        "path", "suspicion", "datalab_label_quality", "label_quality")}
     still = np.array([r[0] in left_rows for r in rows])
     on_rest = {k: auroc(v, wrong[still]) for k, v in {
-        "order after the rescore": [f(left_rows[r[0]]) for r in rows if r[0] in left_rows],
+        "order after the rescore": [f(left_rows[r[0]][0]) for r in rows if r[0] in left_rows],
+        # The rescore's own signals: Datalab's neighbours now carry the labels reviewers corrected.
+        "classifier after": [-f(left_rows[r[0]][2]) for r in rows if r[0] in left_rows],
+        "datalab after": [-f(left_rows[r[0]][1]) for r in rows if r[0] in left_rows],
         "default": [f(r[1]) for r, s in zip(rows, still) if s],
         "classifier": [-f(r[2]) for r, s in zip(rows, still) if s],
         "datalab": [-f(r[3]) for r, s in zip(rows, still) if s]}.items()}
