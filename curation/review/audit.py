@@ -169,6 +169,14 @@ def _crowdlab_weights(dataset, rows):
     return out
 
 
+def _wrong(row, weights):
+    """How wrong a decided sample image's given label is: CROWDLAB's probability where it judged the votes
+    (`weights`, _crowdlab_weights), else 0 for a confirmed label and 1 for a relabelled or excluded image."""
+    if row["id"] in weights:
+        return weights[row["id"]]
+    return 0.0 if row["status"] == Image.Status.CONFIRMED else 1.0
+
+
 def _audit_thresholds(dataset):
     """{given label code: t_L}, how far the audit's random order has reached in each label it has drawn from (1.0
     where it has walked through the whole label)."""
@@ -202,8 +210,7 @@ def audit_sample_decided(*, dataset, split=None):
     rows = [r for r in _in_sample(images, _audit_thresholds(dataset)).values("id", "status")
             if r["status"] != Image.Status.UNREVIEWED]
     weights = _crowdlab_weights(dataset, rows)
-    return {r["id"]: (weights[r["id"]] >= 0.5 if r["id"] in weights else r["status"] != Image.Status.CONFIRMED)
-            for r in rows}
+    return {r["id"]: _wrong(r, weights) >= 0.5 for r in rows}
 
 
 def dataset_audit_estimates(dataset):
@@ -219,9 +226,7 @@ def dataset_audit_estimates(dataset):
     weights = _crowdlab_weights(dataset, decided)
 
     def wrong_of(r):
-        if r["id"] in weights:
-            return weights[r["id"]]
-        return 0.0 if r["status"] == Image.Status.CONFIRMED else 1.0
+        return _wrong(r, weights)
 
     # Overall: the common threshold, over every label that has images (none until each was drawn once).
     common = min((thresholds.get(code, 0.0) for code in sizes), default=0.0)

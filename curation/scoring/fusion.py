@@ -96,6 +96,19 @@ def below_median(default, reviewed):
     return int((np.asarray(reviewed, bool) & known & (default < np.median(default[known]))).sum())
 
 
+def _logistic_held_out(X, y, seed):
+    """The logistic fit over the signals (unfitted) and its 5-fold cross-validated probabilities on X."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    held_out = cross_val_predict(model, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+                                 method="predict_proba")[:, 1]
+    return model, held_out
+
+
 def choose_from_reviews(X, y, candidates, seed=0, spread=None):
     """Pick how to score suspicion from reviewed images. Returns (choice, fitted model or None, report).
 
@@ -105,11 +118,7 @@ def choose_from_reviews(X, y, candidates, seed=0, spread=None):
     spread: how many reviewed images lie below the median default suspicion (below_median; None: not checked);
     under SPREAD_MIN the default is kept, as the module says why.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     y = np.asarray(y, int)
     report = {"reviewed": int(len(y)), "changed": int(y.sum())}
@@ -118,9 +127,7 @@ def choose_from_reviews(X, y, candidates, seed=0, spread=None):
         return "default", None, report
     report["auroc"] = {k: float(roc_auc_score(y, np.nan_to_num(np.asarray(v, float), nan=-1e9)))
                        for k, v in candidates.items()}
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    held_out = cross_val_predict(model, X, y, cv=StratifiedKFold(5, shuffle=True, random_state=seed),
-                                 method="predict_proba")[:, 1]
+    model, held_out = _logistic_held_out(X, y, seed)
     report["auroc"][LOGISTIC] = float(roc_auc_score(y, held_out))
     best_name = max(candidates, key=lambda k: report["auroc"][k])
     if spread is not None:
@@ -152,11 +159,6 @@ def choose_from_audit(X, wrong, candidates, seed=0):
     X: the logistic fit's inputs on the audited images; wrong: their outcomes; candidates: {name: scores on them,
     higher = more suspicious}, "default" among them. The candidate with the highest AUROC is used, the default on a
     tie; the logistic fit only where its cross-validated AUROC is above every candidate's."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     wrong = np.asarray(wrong, int)
     report = {"source": "audit", "reviewed": int(len(wrong)), "changed": int(wrong.sum())}
     if not audit_enough(wrong):
@@ -164,9 +166,7 @@ def choose_from_audit(X, wrong, candidates, seed=0):
                                           "confirmed ones among the audit's decisions")
         return "default", None, report
     measured = {k: auroc_interval(np.nan_to_num(np.asarray(v, float), nan=-1e9), wrong) for k, v in candidates.items()}
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-    held_out = cross_val_predict(model, X, wrong, cv=StratifiedKFold(5, shuffle=True, random_state=seed),
-                                 method="predict_proba")[:, 1]
+    model, held_out = _logistic_held_out(X, wrong, seed)
     measured[LOGISTIC] = auroc_interval(held_out, wrong)
     report["auroc"] = {k: m["auroc"] for k, m in measured.items()}
     report["interval"] = {k: [m["low"], m["high"]] for k, m in measured.items()}
