@@ -22,6 +22,7 @@ def minimal_args(tmp):
         "drf_create_token": ["someone"],
         "find_duplicates": ["--inline"],
         "generate_images": ["--pair", "happy", "sad", "--n", "4", "--inline"],
+        "health_report": ["--out", str(tmp / "health.html")],
         "import_dataset": [str(tmp / "labels.csv"), "--format", "csv", "--name", "faces", "--inline"],
         "import_predictions": [str(tmp / "predictions.csv"), "--out-of-sample", "--inline"],
         "jobs": [],
@@ -72,3 +73,4 @@ def test_every_database_command_on_an_unmigrated_database_names_migrate(tmp_path
              if not (said.startswith("CommandError:") and "run `python manage.py migrate` first" in said)}
     assert not wrong, wrong
     assert not (tmp_path / "backup").exists() and not (tmp_path / "bench").exists()
+    assert not (tmp_path / "health.html").exists()
