@@ -170,6 +170,7 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     (["--robust", "mixup"], "robust must be one of none, eac, gce, bootstrap, not 'mixup'"),
     (["--arch", "seed_cnn", "--robust", "eac"], "robust eac needs class activation maps"),
     (["--noise-model", "crowd"], "noise-model must be one of uniform, annotators or both, not 'crowd'"),
+    (["--audit-share", "0.7"], "audit-share must be 0-0.5"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, problem):
     with pytest.raises(CommandError, match=problem.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
@@ -235,8 +236,8 @@ def test_both_noise_models_run_on_the_same_faces_and_are_reported_side_by_side(t
                                                                                  one_torch_thread):
     out = tmp_path / "bench"
     stdout = io.StringIO()
-    call_command("bench_cleaning", *SMALL, "--noise-model", "both", "--out", str(out), "--name", "nm", "--inline",
-                 stdout=stdout, stderr=io.StringIO())
+    call_command("bench_cleaning", *SMALL, "--noise-model", "both", "--audit-share", "0.5", "--out", str(out),
+                 "--name", "nm", "--inline", stdout=stdout, stderr=io.StringIO())
     reports = {m: json.loads((out / m / "report.json").read_text()) for m in ("uniform", "annotators")}
     assert {m: r["plan"]["noise_model"] for m, r in reports.items()} == {"uniform": "uniform",
                                                                          "annotators": "annotators"}
@@ -265,6 +266,26 @@ def test_both_noise_models_run_on_the_same_faces_and_are_reported_side_by_side(t
             name: row["accuracy"] for name, row in r["runs"]["runs"].items()}
         assert {d for d, per in c["gan_signals"].items() if m in per} >= {
             d["direction"] for d in r["gan_signals"]["directions"]}
+    # The random audit took about half of the same budget's cards (drawn from any split; the queue's own cards are
+    # the train split's), and its estimates are set beside the truth of each model's faces.
+    for m, r in reports.items():
+        decisions, audit = r["review_decisions"], r["audit"]
+        dataset = Dataset.objects.get(name=f"nm-{m}")
+        drawn = [d for d in decisions if d["audit"]]
+        assert 0 < len(drawn) < len(decisions) == r["review"]["decisions"]
+        assert r["review"]["audit_cards"] == len(drawn) == audit["audit_cards"]
+        assert {d["image"] for d in drawn} == set(Image.objects.filter(dataset=dataset, audit=True)
+                                                  .values_list("pk", flat=True))
+        queue = [d for d in decisions if not d["audit"]]
+        assert {d["split"] for d in queue} == {"train"}
+        assert r["review"]["queue_precision"] == pytest.approx(sum(d["noisy"] for d in queue) / len(queue))
+        assert audit["share_wrong"]["true"] == pytest.approx(
+            sum(t.noisy for t in truth[m].values()) / len(truth[m]))
+        assert audit["sample"] <= len(drawn) < audit["min_decisions"]  # too few for an interval, and it says so
+        assert audit["share_wrong"]["estimate"] is None and not audit["share_wrong"]["covered"]
+        text = (out / m / "report.md").read_text()
+        assert "### The random audit against the truth (audit share 0.5)" in text
+        assert f"not enough audit decisions yet ({audit['sample']} of 20)" in text
     md = (out / "comparison.md").read_text()
     assert "| signal | AUROC uniform | annotators | AP uniform |" in md and "| reviewed + augmented |" in md
     assert "side by side" in stdout.getvalue()

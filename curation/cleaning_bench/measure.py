@@ -2,7 +2,8 @@
 import numpy as np
 
 from curation.gans.snapshots import DIRECTIONS, direction_name, snapshot_quality
-from curation.models import GanModel, Image, Run
+from curation.models import GanModel, Image, Job, Run
+from curation.review.audit import dataset_audit_estimates
 from curation.scoring.evaluate import SIGNALS, evaluate_signals
 from curation.scoring.fusion import generator_works
 from training.labels import CLASSES
@@ -68,6 +69,7 @@ def review_summary(decisions, truth_noisy_total):
     labels it fixed and how many it broke."""
     n = len(decisions)
     noisy = sum(d["noisy"] for d in decisions)
+    queue = [d for d in decisions if not d.get("audit")]  # the cards the suspicion chose (all, with no audit)
     fixed = sum(d["noisy"] and d["label_after"] == d["true_label"] for d in decisions)
     broken = sum(not d["noisy"] and d["label_after"] != d["true_label"] for d in decisions)
     missed = sum(d["noisy"] and d["label_after"] != d["true_label"] for d in decisions)
@@ -75,6 +77,8 @@ def review_summary(decisions, truth_noisy_total):
             "share_of_noisy_reviewed": noisy / truth_noisy_total if truth_noisy_total else None,
             "labels_fixed": fixed, "labels_broken": broken, "wrong_labels_confirmed": missed,
             "reviewer_errors": sum(d["reviewer_wrong"] for d in decisions),
+            "audit_cards": n - len(queue),
+            "queue_precision": sum(d["noisy"] for d in queue) / len(queue) if queue else None,
             "actions": {a: sum(d["action"] == a for d in decisions) for a in ("confirm", "relabel", "exclude")}}
 
 
@@ -176,3 +180,58 @@ def _reviewed_robust_goal(rows):
             "robust_alone_gap_recovered_accuracy": alone.get("gap_recovered_accuracy") if alone else None,
             "margin_over_robust_alone": margin, "seed_spread": spread, "beats_robust_alone_by_more_than_spread": beats,
             "met": None if recovered is None else recovered >= 0.8 and beats is not False}
+
+
+# The audit's signal names (curation.review.audit.SIGNALS) and the same signals' names under the truth
+# (curation.scoring.evaluate.SIGNALS).
+AUDIT_TO_TRUTH = {
+    "suspicion (the queue's order)": FUSED,
+    "cleanlab margin (1 - label quality)": CLEANLAB,
+    "datalab neighbours (1 - label score)": "datalab label (1 - neighbours' label score)",
+    "datalab outlier (1 - outlier score)": "datalab outlier (1 - outlier score)",
+    "gan (normalised SSIM)": "gan (normalised, all directions)",
+    "ssim (raw, the published rule)": "ssim (raw, published rule)",
+}
+
+
+def audit_against_truth(dataset, truth):
+    """The random audit's estimates after the review (curation.review.audit.dataset_audit_estimates: the share of
+    wrong labels, the share left wrong, each signal's AUROC on the audit's decisions) beside what they estimate,
+    measured against the truth now; and which order the fusion last chose, from what, beside the best signal under
+    the truth. Images without truth are left out of the true figures."""
+    estimates = dataset_audit_estimates(dataset)
+    rows = [(p, s, label) for p, s, label in Image.objects.filter(dataset=dataset).values_list("path", "status", "label")
+            if p in truth]
+    true_rate = float(np.mean([truth[p].noisy for p, _, _ in rows])) if rows else None
+    # Still wrong: an image not excluded whose label is not its true class (an unreviewed one keeps its given label).
+    true_left = (float(np.mean([s != Image.Status.EXCLUDED and label != truth[p].label for p, s, label in rows]))
+                 if rows else None)
+    under_truth = {name: (m.get("all") or {}).get("auroc")
+                   for name, m in evaluate_signals(dataset, {p: t.noisy for p, t in truth.items()}).items()}
+
+    def against(estimate, true):
+        return {"estimate": estimate.get("estimate"), "low": estimate.get("low"), "high": estimate.get("high"),
+                "true": true, "covered": bool(estimate["enough"]) and true is not None
+                and estimate["low"] <= true <= estimate["high"]}
+
+    signals = [{"signal": e["signal"], "audit_n": e["n"], "audit_auroc": e.get("auroc"), "audit_low": e.get("low"),
+                "audit_high": e.get("high"), "auroc_under_truth": under_truth.get(AUDIT_TO_TRUTH.get(e["signal"]))}
+               for e in estimates["signals"]]
+    measured = [s for s in signals if s["audit_auroc"] is not None]
+    with_truth = [s for s in signals if s["auroc_under_truth"] is not None]
+    last_scoring = (Job.objects.filter(kind="score_ambiguity", status=Job.Status.SUCCEEDED,
+                                       params__dataset=dataset.name).order_by("-id")
+                    .values_list("result", flat=True).first() or {})
+    fusion = last_scoring.get("fusion") or {}
+    return {
+        "audit_share": estimates["audit_share"], "audit_cards": estimates["audit_cards"],
+        "sample": estimates["overall"]["n"], "enough": estimates["overall"]["enough"],
+        "min_decisions": estimates["min_decisions"],
+        "share_wrong": against(estimates["overall"], true_rate),
+        "share_left": against(estimates["remaining"], true_left),
+        "signals": signals,
+        "best_by_audit": max(measured, key=lambda s: s["audit_auroc"])["signal"] if measured else None,
+        "best_under_truth": max(with_truth, key=lambda s: s["auroc_under_truth"])["signal"] if with_truth else None,
+        "fusion": {"source": fusion.get("source", "queue decisions" if fusion.get("auroc") else "default"),
+                   "used": fusion.get("used")},
+    }

@@ -22,6 +22,7 @@ from curation.cleaning_bench.measure import CEILING, ORACLE_ROBUST, RELABELS, RE
 from curation.cleaning_bench.report import write_report
 from curation.cleaning_bench.stages import run_stage
 from curation.models import Dataset, GeneratedImage, Image
+from curation.review.audit import audit_draws_seed, dataset_audit_share_set
 from curation.selectors import dataset_get
 from training.labels import CLASSES
 from training.synthetic_faces import make_synthetic_faces
@@ -81,6 +82,9 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         stage("import", lambda: job("import_dataset", {"path": str(faces / "labels.csv"), "format": "csv",
                                                        "name": plan.name}))
     dataset = dataset_get(name=plan.name)
+    dataset_audit_share_set(dataset_id=dataset.pk, audit_share=plan.audit_share)
+    dataset.refresh_from_db()
+    audit_draws_seed(plan.seed)  # which cards are audit cards: the same for the same seed
     splits = {s: Image.objects.filter(dataset=dataset, split=s).count() for s in ("train", "val", "test")}
     runs = {}
     # The first seed's baseline also trains the out-of-fold models cleanlab reads; the other seeds need none.
@@ -137,6 +141,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         decisions += got
         rounds.append({"round": r + 1, "refit_run": refit, **measure.review_summary(got, detection["noisy"])})
     audit = reviewers.audit_decisions(decisions, users, dataset)
+    audit_vs_truth = measure.audit_against_truth(dataset, truth) if plan.audit_share else None
     review = measure.review_summary(decisions, detection["noisy"])
     runs["reviewed"] = train("retrain: reviewed", reduced=True, doubtful=plan.doubtful)
     if robust:  # the same images and labels as the reviewed run, trained with the robust method
@@ -184,6 +189,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "detection": detection,
         "review": review,
         "review_audit": audit,
+        "audit": audit_vs_truth,
         "review_ceiling": {**measure.review_summary(ceiling, detection["noisy"]), "undo": ceiling_undo},
         "review_decisions": decisions,
         "review_rounds": rounds,

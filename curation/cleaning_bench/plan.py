@@ -3,6 +3,7 @@ anything is written."""
 from dataclasses import asdict, dataclass, field, fields
 
 from curation.classifier.selection import DOUBTFUL
+from curation.review.audit import audit_share_check
 from training.config import EAC_ARCHS, ROBUST_METHODS
 from training.synthetic_faces import NOISE_MODELS
 
@@ -81,6 +82,10 @@ class BenchPlan:
     # An existing folder in make_synthetic_faces' layout (labels.csv, truth.csv, the images) to run on instead of
     # making faces: n, noise, difficulty and noise_model then describe nothing (labels.csv has the labels).
     faces: str = None
+    # The random audit (curation/review/audit.py) within the same budget: this share of the cards the simulated
+    # reviewers are served are random audit draws, and the report sets the audit's estimates beside the truth. 0 (the
+    # default, so that figures stay comparable with earlier runs): the reviewers take the train split's queue alone.
+    audit_share: float = 0.0
 
     def to_dict(self):
         return asdict(self)
@@ -136,6 +141,10 @@ class BenchPlan:
             problems.append(f"rounds must be 1-10 (parts of the review budget), not {self.rounds}")
         if self.noise_model not in NOISE_MODELS:
             problems.append(f"noise-model must be one of {', '.join(NOISE_MODELS)} (or both), not {self.noise_model!r}")
+        try:
+            self.audit_share = audit_share_check(self.audit_share)
+        except ValueError as exc:
+            problems.append(str(exc).replace("audit share", "audit-share", 1))
         if self.threads < 0:
             problems.append(f"threads must be >= 0 (0: torch's default), not {self.threads}")
         if problems:

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 from curation.cleaning_bench.gan_signals import markdown_table  # noqa: E402
 from training.labels import CLASSES  # noqa: E402
 
-SECTIONS = ("plan", "dataset", "machine", "timings", "detection", "review", "review_audit", "review_decisions",
+SECTIONS = ("plan", "dataset", "machine", "timings", "detection", "review", "review_audit", "audit", "review_decisions",
             "review_ceiling", "runs", "gan_quality", "gan_signals", "goals", "plots")
 
 
@@ -22,6 +22,33 @@ def _save(fig, path):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _audit_lines(a, rv):
+    """The random audit's estimates beside the truth (plan.audit_share > 0), as markdown lines."""
+    if not a:
+        return []
+
+    def est(e):
+        if e["estimate"] is None:
+            return f"not enough audit decisions yet ({a['sample']} of {a['min_decisions']}); true {_f(e['true'])}"
+        return (f"{_f(e['estimate'])} (95 % interval {_f(e['low'])}-{_f(e['high'])}) against a true {_f(e['true'])}: "
+                f"{'covered' if e['covered'] else 'NOT covered'}")
+
+    lines = ["", f"### The random audit against the truth (audit share {a['audit_share']:g})", "",
+             f"{rv.get('audit_cards', 0)} of the {rv['decisions']} decisions were audit cards (the queue's own cards: "
+             f"precision {_f(rv.get('queue_precision'))}); the audit's sample holds {a['sample']} decided images.",
+             "", f"- share of wrong labels: {est(a['share_wrong'])}",
+             f"- share still wrong after the review: {est(a['share_left'])}",
+             f"- fusion: " + (f"{a['fusion']['used']} (chosen from {a['fusion']['source']})" if a["fusion"]["used"]
+                              else "the default order (too few decisions to choose)") + "; best signal "
+             f"on the audit: {a['best_by_audit'] or 'none measured yet'}; under the truth: {a['best_under_truth']}"]
+    measured = [s for s in a["signals"] if s["audit_auroc"] is not None]
+    if measured:
+        lines += ["", "| signal | AUROC on the audit (95 % interval, n) | AUROC under the truth |", "|---|---|---|"]
+        lines += [f"| {s['signal']} | {_f(s['audit_auroc'])} ({_f(s['audit_low'])}-{_f(s['audit_high'])}, "
+                  f"{s['audit_n']}) | {_f(s['auroc_under_truth'])} |" for s in measured]
+    return lines
 
 
 def _short(signal):
@@ -276,6 +303,7 @@ def markdown(r):
               f"LabelChange rows for {r['review_audit']['decisions']} decisions "
               f"({'all match' if r['review_audit']['ok'] else 'MISMATCH'}).",
               *_rounds_lines(r.get("review_rounds") or []),
+              *_audit_lines(r.get("audit"), rv),
               "", f"The review ceiling, the same reviewers on a perfect queue (wrong labels first): "
               f"{ceiling['noisy_reviewed']} of its {ceiling['decisions']} decisions on wrong labels; fixed "
               f"{ceiling['labels_fixed']}, broken {ceiling['labels_broken']}. Taken back after its retrain: "

@@ -70,7 +70,10 @@ def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=No
     while len(decisions) < budget:
         user = users[(offset + len(decisions)) % len(users)]
         if ids is None:
-            image = image_claim_next(user=user, dataset=dataset, filters={"split": Image.Split.TRAIN})
+            # The train split's queue; with the dataset's audit on, the default queue (the audit serves only there),
+            # whose ordinary cards are the train split's too: only train images are scored.
+            image = image_claim_next(user=user, dataset=dataset,
+                                     filters={} if dataset.audit_share else {"split": Image.Split.TRAIN})
         else:
             pk = next(ids, None)
             image = None if pk is None else Image.objects.get(pk=pk)
@@ -95,7 +98,7 @@ def simulate_review(*, dataset, truth, budget, error_rate, seed, users, queue=No
             "rank": offset + len(decisions) + 1, "image": image.pk, "path": image.path, "user": user.username,
             "suspicion": image.suspicion, "label_before": CLASSES[image.label], "true_label": CLASSES[true.label],
             "noisy": true.noisy, "action": action, "label_after": CLASSES[change.new_label],
-            "reviewer_wrong": wrong, "change": change.pk,
+            "reviewer_wrong": wrong, "change": change.pk, "audit": image.audit, "split": image.split,
         })
     return decisions
 

@@ -45,6 +45,12 @@ ASSUMPTIONS = ("Reviewers' decisions are treated as right: a confirmed label as 
 _rng = random.Random()
 
 
+def audit_draws_seed(seed):
+    """Make which claims become audit cards repeatable from here on (a benchmark's seed); the product never calls it:
+    its draws are fresh each process."""
+    _rng.seed(seed)
+
+
 def audit_share_check(value):
     """The audit share as a float in [0, AUDIT_SHARE_MAX]; ValueError naming the bad value."""
     if isinstance(value, bool):
@@ -280,4 +286,4 @@ def dataset_audit_estimates(dataset):
 
 
 __all__ = ["AUDIT_SHARE_DEFAULT", "AUDIT_SHARE_MAX", "MIN_DECISIONS", "audit_sample_decided", "audit_share_check",
-           "audit_turn", "audit_labels_lagging", "dataset_audit_share_set", "dataset_audit_estimates", "wilson", "auroc_interval"]
+           "audit_turn", "audit_draws_seed", "audit_labels_lagging", "dataset_audit_share_set", "dataset_audit_estimates", "wilson", "auroc_interval"]

@@ -73,6 +73,10 @@ class Command(DatabaseCommand):
                                  "robust): eac (the default), gce, bootstrap, or none to train no robust arm")
         parser.add_argument("--relabel-precision", type=float,
                             help="also train reviewed + robust + calibrated relabels at this precision target (0-1]")
+        parser.add_argument("--audit-share", type=float, metavar="S",
+                            help="share of the cards served that are random audit draws, within the same budget "
+                                 "(0-0.5, the product's default is 0.05; 0, the default here: no audit); the report "
+                                 "sets the audit's estimates beside the truth")
         parser.add_argument("--rounds", type=int,
                             help="spend the review budget in this many rounds, refitting the out-of-fold models on "
                                  "the reviewed labels and rescoring the queue between them (1, the default: one pass)")
