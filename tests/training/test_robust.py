@@ -7,9 +7,9 @@ import torch.nn.functional as F
 
 from tests.images import squares
 from training.config import TrainConfig
-from training.engine import fit, predict_proba, to_device_u8
+from training.engine import as_input, fit, predict_proba, to_device_u8
 from training.models import SmallCNN, build_model
-from training.robust import bootstrap_loss, eac_forward, gce_loss, random_erase
+from training.robust import batch_loss, bootstrap_loss, eac_forward, gce_loss, random_erase
 
 CPU = torch.device("cpu")
 
@@ -67,15 +67,30 @@ def test_gce_pulls_less_on_a_confidently_wrong_label_than_cross_entropy():
     assert abs(gce_loss(logits, target, q=1e-4).item() - F.cross_entropy(logits, target).item()) < 1e-2
 
 
-def test_gce_fits_the_flipped_labels_far_less_than_cross_entropy(noisy_squares, trained):
-    x_train, _, flipped, x_test, y_test = noisy_squares
-    on_wrong = {}
-    for method in ("none", "gce"):
-        probs = _probs(trained(method), x_train)
-        on_wrong[method] = probs[flipped, 1].mean()  # the probability given to the wrong label they were trained on
-        assert (_probs(trained(method), x_test).argmax(1) == y_test).mean() > 0.9  # both learned the task
-    # Measured: cross-entropy 0.11, GCE 0.02.
-    assert on_wrong["gce"] < 0.4 * on_wrong["none"], on_wrong
+def test_a_gce_run_pulls_on_each_flipped_label_p_y_to_the_q_times_as_hard_as_cross_entropy(noisy_squares, trained):
+    # The loss the training loop takes for a batch (robust.batch_loss, as engine.fit calls it), on the flipped images
+    # and their wrong labels, under a model that has learnt the task: GCE's pull on each sample's logits is
+    # cross-entropy's times p_y^q, so on a label the model doubts (p_y about 0.1) it is about a fifth. This is a
+    # per-batch identity and holds on any processor. What it leads to after training is not asserted: on these 240
+    # squares GCE's test accuracy after 6-14 epochs was 1.0 on AVX2/AVX-512 kernels and 0.74-0.88 on
+    # ATEN_CPU_CAPABILITY=default (issue 37), so whether it learns the task in time depends on the kernel path.
+    x_train, y_train, flipped, *_ = noisy_squares
+    model = trained("none").eval()
+    x = as_input(to_device_u8(x_train[flipped], "cpu"), channels_last=False)
+    target = torch.as_tensor(y_train[flipped], dtype=torch.long)
+
+    def pull(method):
+        cfg = noisy_config(method)
+        logits, loss = batch_loss(model, x, target, cfg=cfg, weight=None, generator=torch.Generator().manual_seed(0))
+        (grad,) = torch.autograd.grad(loss, logits)
+        return logits.detach(), grad
+
+    logits, ce_grad = pull("none")
+    _, gce_grad = pull("gce")
+    p_y = torch.softmax(logits, 1).gather(1, target[:, None])
+    assert p_y.mean() < 0.3  # the model has learnt the task: it doubts the flipped labels
+    torch.testing.assert_close(gce_grad, ce_grad * p_y ** noisy_config("gce").gce_q, rtol=1e-4, atol=1e-7)
+    assert gce_grad.norm() < 0.4 * ce_grad.norm()
 
 
 def test_bootstrap_moves_part_of_the_pull_from_a_doubted_label_to_the_models_own_prediction():
