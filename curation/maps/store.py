@@ -9,7 +9,7 @@ The browser gets the map as one binary answer (map_payload), little-endian, 12 b
 
     header  16 bytes: b"FMAP", uint32 version (1), uint32 n (points), uint32 reserved (0)
     ids     uint32[n]  image ids, ascending
-    x, y    uint16[n] each: the coordinates scaled onto 0..65535 over the map's bounds
+    x, y    uint16[n] each: the coordinates on one scale, the wider axis spanning 0..65535 (quantise)
     label   uint8[n]   the current label's code (0-7)
     suggested uint8[n] the classifier's suggested label at the latest scoring (255: none)
     suspicion uint8[n] round(suspicion * 254) (255: not scored)
@@ -103,13 +103,14 @@ def map_is_current(meta, fingerprint):
 
 
 def quantise(xy):
-    """(x uint16, y uint16, bounds [x0, y0, x1, y1]): each axis scaled onto 0..65535 (a flat axis sits at 0)."""
+    """(x uint16, y uint16): the coordinates on one scale for both axes (the map's wider axis spans 0..65535, the
+    other less, from 0), so distances keep their proportions; a map of one place sits at 0."""
     if len(xy) == 0:
-        return np.zeros(0, np.uint16), np.zeros(0, np.uint16), [0.0, 0.0, 1.0, 1.0]
+        return np.zeros(0, np.uint16), np.zeros(0, np.uint16)
     low, high = xy.min(0).astype(np.float64), xy.max(0).astype(np.float64)
-    span = np.where(high > low, high - low, 1.0)
+    span = float((high - low).max()) or 1.0
     q = np.rint((xy - low) / span * 65535).astype(np.uint16)
-    return q[:, 0], q[:, 1], [float(low[0]), float(low[1]), float(high[0]), float(high[1])]
+    return q[:, 0], q[:, 1]
 
 
 def _image_columns(dataset):
@@ -142,7 +143,7 @@ def map_payload(dataset, stored):
     ids, rows = ids[keep], at_clipped[keep]
     if len(ids) and ids[-1] > MAX_ID:
         raise MapUnavailable(f"image id {int(ids[-1])} is too large for the map's 32-bit ids")
-    x, y, _ = quantise(xy[keep])
+    x, y = quantise(xy[keep])
     n = len(ids)
     header = MAGIC + np.array([VERSION, n, 0], "<u4").tobytes()
     return b"".join([header, ids.astype("<u4").tobytes(), x.astype("<u2").tobytes(), y.astype("<u2").tobytes(),

@@ -43,7 +43,7 @@ def dataset_map(request, name):
         "statuses": store.STATUSES,
     }
     return render(request, "curation/pages/map.html", {
-        "dataset": dataset, "meta": meta, "points": len(stored[0]) if stored is not None else 0,
+        "dataset": dataset, "meta": meta, "made_at": meta["made_at"][:16].replace("T", " ") if meta else "", "points": len(stored[0]) if stored is not None else 0,
         "current": store.map_is_current(meta, fingerprint), "run": run, "has_embeddings": fingerprint is not None,
         "pending": pending, "curator": user_is_curator(request.user), "umap_available": umap_available(),
         "config": config,

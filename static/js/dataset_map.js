@@ -45,11 +45,15 @@
     const take = (Type) => { const a = new Type(buffer, at, n); at += n * Type.BYTES_PER_ELEMENT; return a; };
     const ids = take(Uint32Array), x = take(Uint16Array), y = take(Uint16Array);
     const label = take(Uint8Array), suggested = take(Uint8Array), suspicion = take(Uint8Array), st = take(Uint8Array);
+    // One scale for both axes (distances keep their proportions), the map centred in the canvas.
+    let xMax = 0, yMax = 0;
+    for (let i = 0; i < n; i++) { if (x[i] > xMax) xMax = x[i]; if (y[i] > yMax) yMax = y[i]; }
+    const w = CSS_W - 2 * PAD, h = CSS_H - 2 * PAD, s = Math.min(w / Math.max(xMax, 1), h / Math.max(yMax, 1));
+    const ox = PAD + (w - xMax * s) / 2, oy = PAD + (h - yMax * s) / 2;
     const bx = new Float32Array(n), by = new Float32Array(n);
-    const w = CSS_W - 2 * PAD, h = CSS_H - 2 * PAD;
     for (let i = 0; i < n; i++) {
-      bx[i] = PAD + (x[i] / 65535) * w;
-      by[i] = PAD + (1 - y[i] / 65535) * h; // y grows upwards on the map
+      bx[i] = ox + x[i] * s;
+      by[i] = oy + (yMax - y[i]) * s; // y grows upwards on the map
     }
     return {n, ids, bx, by, label, suggested, suspicion, status: st};
   }

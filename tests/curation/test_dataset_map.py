@@ -119,10 +119,10 @@ def test_the_data_endpoint_answers_the_compact_map_with_current_labels(mapped, r
         assert got["suspicion"][k] == (255 if suspicion is None else round(suspicion * 254))
         assert store.STATUSES[got["status"][k]] == status
     assert got["label"][0] == 5 and store.STATUSES[got["status"][0]] == "relabelled" and got["suspicion"][0] == 127
-    # The coordinates, scaled onto 0..65535 per axis, keep the stored map's shape.
-    scaled = (xy - xy.min(0)) / (xy.max(0) - xy.min(0)) * 65535
+    # The coordinates, on one scale for both axes (the wider spanning 0..65535), keep the stored map's shape.
+    scaled = (xy - xy.min(0)) / (xy.max(0) - xy.min(0)).max() * 65535
     np.testing.assert_allclose(np.stack([got["x"], got["y"]], 1), scaled, atol=0.51)
-    assert got["x"].min() == 0 and got["x"].max() == 65535
+    assert got["x"].min() == got["y"].min() == 0 and max(got["x"].max(), got["y"].max()) == 65535
 
 
 def test_the_data_endpoint_is_for_signed_in_users_and_names_what_is_missing(mapped, anon_api, reviewer_api, tmp_path):

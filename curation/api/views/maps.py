@@ -18,7 +18,7 @@ from curation.selectors import dataset_get
 
 class DatasetMapApi(APIView):
     """The dataset's map as application/octet-stream, 12 bytes a train image: a 16-byte header (b"FMAP", uint32
-    version 1, uint32 n, uint32 0), then uint32 ids, uint16 x, uint16 y (scaled onto 0..65535), uint8 label,
+    version 1, uint32 n, uint32 0), then uint32 ids, uint16 x, uint16 y (one scale for both axes, the wider spanning 0..65535), uint8 label,
     uint8 suggested (255: none), uint8 suspicion (round(s * 254); 255: not scored), uint8 status (index into
     unreviewed, confirmed, relabelled, excluded), each an array of n, little-endian. Headers: X-Map-Method,
     X-Map-Run (the run whose embeddings it projects), X-Map-Current (false: the embeddings changed since; run
