@@ -5,6 +5,7 @@ from django.db import transaction
 from curation.models import Image, ImageSelection
 
 MAX_SELECTION = 200_000
+MAX_ID = 2 ** 63 - 1
 
 
 class SelectionRefused(ValueError):
@@ -18,9 +19,9 @@ def image_selection_create(*, dataset, image_ids, user=None, source=""):
         raise SelectionRefused("select at least one image (ids: a non-empty list)")
     if len(image_ids) > MAX_SELECTION:
         raise SelectionRefused(f"{len(image_ids):,} images selected; at most {MAX_SELECTION:,} at a time")
-    bad = next((v for v in image_ids if isinstance(v, bool) or not isinstance(v, int) or v < 1), None)
+    bad = next((v for v in image_ids if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_ID), None)
     if bad is not None:
-        raise SelectionRefused(f"image ids are whole numbers from 1, not {bad!r}")
+        raise SelectionRefused(f"image ids are whole numbers from 1 to {MAX_ID}, not {bad!r}")
     wanted = sorted(set(image_ids))
     found = set(Image.objects.filter(dataset=dataset, pk__in=wanted).values_list("pk", flat=True))
     if len(found) != len(wanted):

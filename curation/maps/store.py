@@ -114,21 +114,21 @@ def quantise(xy):
 
 
 def _image_columns(dataset):
-    """(ids, label, suggested, suspicion, status) arrays of the dataset's train images, by id: one query, read
-    through the database cursor (no model objects: 100,000 rows in a few hundred milliseconds)."""
+    """(ids, label, suggested, suspicion, status) arrays of the dataset's train images, by id: one query whose
+    columns are all numbers (NULL as -1, the status as its index), read through the database cursor into one float64
+    array (ids are exact there up to 2**53): no model objects, no per-row Python."""
     table = Image._meta.db_table
+    status_case = " ".join(f"WHEN %s THEN {i}" for i in range(len(STATUSES)))
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT id, label, classifier_suggested_label, suspicion, status FROM {table} "
-                       f"WHERE dataset_id = %s AND split = %s ORDER BY id", [dataset.pk, Image.Split.TRAIN])
-        rows = cursor.fetchall()
-    n = len(rows)
-    ids = np.fromiter((r[0] for r in rows), np.int64, n)
-    label = np.fromiter((r[1] for r in rows), np.uint8, n)
-    suggested = np.fromiter((NONE if r[2] is None else r[2] for r in rows), np.uint8, n)
-    suspicion = np.fromiter((NONE if r[3] is None else round(min(max(r[3], 0.0), 1.0) * 254) for r in rows),
-                            np.uint8, n)
-    code = {s: i for i, s in enumerate(STATUSES)}
-    status = np.fromiter((code[r[4]] for r in rows), np.uint8, n)
+        cursor.execute(f"SELECT id, label, COALESCE(classifier_suggested_label, -1), COALESCE(suspicion, -1.0), "
+                       f"CASE status {status_case} ELSE 0 END FROM {table} WHERE dataset_id = %s AND split = %s "
+                       f"ORDER BY id", [*STATUSES, dataset.pk, Image.Split.TRAIN])
+        rows = np.array(cursor.fetchall(), dtype=np.float64).reshape(-1, 5)
+    ids = rows[:, 0].astype(np.int64)
+    label = rows[:, 1].astype(np.uint8)
+    suggested = np.where(rows[:, 2] < 0, NONE, rows[:, 2]).astype(np.uint8)
+    suspicion = np.where(rows[:, 3] < 0, NONE, np.rint(np.clip(rows[:, 3], 0.0, 1.0) * 254)).astype(np.uint8)
+    status = rows[:, 4].astype(np.uint8)
     return ids, label, suggested, suspicion, status
 
 
