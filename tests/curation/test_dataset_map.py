@@ -168,3 +168,23 @@ def test_a_selection_is_stored_whole_or_refused_naming_the_bad_id(mapped, review
     # A selection of one dataset is not a filter of another.
     wrong = client.get(f"/review/grid/?dataset=other&selection={selection.pk}")
     assert f"selection {selection.pk} is of dataset {mapped.name}, not other" in wrong.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_page_says_what_the_map_is_made_of_and_when_it_is_stale(tmp_path, client, reviewer, curator):
+    ds = clustered_dataset(tmp_path, n=40)
+    assert client.get(f"/datasets/{ds.name}/map/").status_code == 302  # log in first
+    client.force_login(curator)
+    page = client.get(f"/datasets/{ds.name}/map/").content.decode()
+    assert 'id="map-none"' in page and "?start=map&amp;dataset=mapped" in page and "<canvas" not in page
+    assert f'href="/datasets/{ds.name}/map/" id="map-link"' in client.get(f"/datasets/{ds.name}/").content.decode()
+    _map(ds)
+    page = client.get(f"/datasets/{ds.name}/map/").content.decode()
+    assert "40 train images, placed by <strong>PCA</strong>" in page and 'data-current="true"' in page
+    assert '<script src="/static/js/dataset_map.js' in page and 'id="map-config" type="application/json"' in page
+    assert "map-stale" not in page
+    import_embeddings(tmp_path, ds, cluster_embeddings(cluster_labels(40), seed=9), cluster_labels(40), tag="b")
+    client.force_login(reviewer)
+    page = client.get(f"/datasets/{ds.name}/map/").content.decode()
+    assert 'id="map-stale"' in page and "The embeddings changed since this map was made" in page
+    assert "Map it again" not in page and "A curator can map it again" in page
