@@ -165,6 +165,13 @@ def test_a_selection_is_stored_whole_or_refused_naming_the_bad_id(mapped, review
     assert shown == sorted(ids)
     listed = reviewer_api.get(f"/api/images/?dataset={mapped.name}&status=any&selection={selection.pk}").json()
     assert sorted(r["id"] for r in listed["results"]) == sorted(ids)
+    # A decision in that grid comes back to the same selection.
+    first = Image.objects.get(pk=min(ids))
+    decided = client.post("/review/grid/decide/", {"dataset": mapped.name, "status": "any",
+                                                   "selection": selection.pk, "decision": "confirm",
+                                                   "pick": f"{first.pk}:{first.version}"})
+    assert decided.status_code == 302 and f"selection={selection.pk}" in decided["Location"]
+    assert Image.objects.get(pk=first.pk).status == Image.Status.CONFIRMED
     # A selection of one dataset is not a filter of another.
     wrong = client.get(f"/review/grid/?dataset=other&selection={selection.pk}")
     assert f"selection {selection.pk} is of dataset {mapped.name}, not other" in wrong.content.decode()
