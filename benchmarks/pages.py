@@ -8,17 +8,25 @@ two runs and their snapshot files, a user, jobs), deleted at the end.
   reading both CSV files with csv.reader.
 - jobs page: --parents finished jobs, each with --chunks chunk jobs whose params are those chunked scoring writes
   (Job.parent, params {"gan", "direction", "epoch", "ids": [first, last]}); baseline: the same page query with no counts.
+- dataset map: --map-points train images with a stored map (the file map_dataset writes: their ids and 2-D
+  coordinates); GET /api/datasets/<name>/map/ (the compact binary: the coordinates with each image's current label,
+  suggestion, suspicion and status from the database, 12 bytes a point) against the baseline of reading the
+  coordinates bare (np.load of the map file), and the PCA projection the job makes of that many 512-dimensional
+  float16 embeddings.
 Each figure is the best of --repeat.
 
-    python -m benchmarks.pages --rows 287000 --parents 200 --chunks 50
+    python -m benchmarks.pages --rows 287000 --parents 200 --chunks 50 --map-points 100000
 """
 import argparse
 import csv
+import json
 import random
 import shutil
 import time
 import uuid
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks._django import setup
 
@@ -30,7 +38,9 @@ from django.contrib.auth.models import Group  # noqa: E402
 from django.core.cache import cache  # noqa: E402
 from django.test import Client  # noqa: E402
 
-from curation.models import Dataset, Job, Run  # noqa: E402
+from curation.maps import store  # noqa: E402
+from curation.maps.project import pca_2d  # noqa: E402
+from curation.models import Dataset, Image, Job, Run  # noqa: E402
 from curation.roles import CURATORS_GROUP  # noqa: E402
 from curation.web.selectors import (  # noqa: E402
     JOBS_PER_PAGE,
@@ -66,11 +76,12 @@ def main(argv=None):
     parser.add_argument("--rows", type=int, default=287_000, help="train rows per snapshot (AffectNet: ~287k)")
     parser.add_argument("--parents", type=int, default=200)
     parser.add_argument("--chunks", type=int, default=50, help="chunk jobs per parent")
+    parser.add_argument("--map-points", type=int, default=100_000, help="train images on the dataset map")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    for name in ("rows", "parents", "chunks", "repeat"):
+    for name in ("rows", "parents", "chunks", "map_points", "repeat"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"--{name} must be at least 1 (got {getattr(args, name)})")
+            raise SystemExit(f"--{name.replace('_', '-')} must be at least 1 (got {getattr(args, name)})")
     tag = f"bench-pages-{uuid.uuid4().hex[:8]}"
     user = get_user_model().objects.create_user(tag, password=uuid.uuid4().hex)
     user.groups.add(Group.objects.get_or_create(name=CURATORS_GROUP)[0])
@@ -81,8 +92,10 @@ def main(argv=None):
     try:
         _compare(dataset, client, args.rows, args.repeat, folders)
         _jobs(client, tag, args.parents, args.chunks, args.repeat, job_ids)
+        _map(dataset, client, args.map_points, args.repeat)
     finally:
         Job.objects.filter(pk__in=job_ids).delete()
+        store.map_path(dataset).unlink(missing_ok=True)
         dataset.delete()
         user.delete()
         for folder in folders:
@@ -179,6 +192,46 @@ def _jobs(client, tag, parents, chunks, repeat, made_ids):
     print(f"  child counts of that page alone        {counts_only * 1000:7.1f} ms")
     print(f"  jobs_page (count, page, child counts)  {counted * 1000:7.1f} ms")
     print(f"  GET /jobs/ (whole page, curator forms) {full * 1000:7.1f} ms")
+
+
+def _map(dataset, client, n, repeat):
+    rng = np.random.default_rng(0)
+    Image.objects.bulk_create([
+        Image(dataset=dataset, path=f"map/{i:07d}.png", file=f"datasets/{dataset.name}/map/{i:07d}.png",
+              content_hash=f"{i:064x}", width=64, height=64, split=Image.Split.TRAIN, original_label=i % 8,
+              label=i % 8, suspicion=float(rng.random()) if i % 3 else None,
+              classifier_suggested_label=(i + 1) % 8 if i % 7 == 0 else None) for i in range(n)], batch_size=5000)
+    ids = np.array(Image.objects.filter(dataset=dataset).order_by("id").values_list("id", flat=True))
+    embeddings = rng.normal(size=(n, 512)).astype(np.float16)
+    t0 = time.perf_counter()
+    xy = pca_2d(embeddings)
+    pca = time.perf_counter() - t0
+    store.map_write(dataset, ids, xy, {"job": None, "method": "pca", "seconds": round(pca, 2), "made_at": "",
+                                       "dimensions": 512, "embeddings": {"run": None, "size": 0, "mtime_ns": 0}})
+    path = store.map_path(dataset)
+
+    def bare():
+        with np.load(path) as data:
+            data["ids"], data["xy"]
+
+    def endpoint():
+        response = client.get(f"/api/datasets/{dataset.name}/map/")
+        assert response.status_code == 200, response.status_code
+        return response.content
+
+    body = endpoint()
+    as_json = len(json.dumps([[int(i), round(float(a), 4), round(float(b), 4), k % 8, None, 0.5, "unreviewed"]
+                              for k, (i, (a, b)) in enumerate(zip(ids, xy))], separators=(",", ":")))
+    base = _best(bare, repeat)
+    payload = _best(lambda: store.map_payload(dataset, store.map_read(dataset)), repeat)
+    full = _best(endpoint, repeat)
+    print(f"dataset map, {n:,} train images, best of {repeat}:")
+    print(f"  baseline: np.load of the map file (ids, xy) {base * 1000:7.1f} ms")
+    print(f"  map_payload (file + database, encoded)     {payload * 1000:7.1f} ms  ({payload / base:.1f}x)")
+    print(f"  GET /api/datasets/<name>/map/              {full * 1000:7.1f} ms  ({full / base:.1f}x), "
+          f"{len(body) / 1e6:.2f} MB ({len(body) / n:.0f} bytes a point; the same as JSON rows: "
+          f"{as_json / 1e6:.2f} MB)")
+    print(f"  the job's PCA of {n:,} x 512 float16 embeddings  {pca:7.2f} s (once)")
 
 
 if __name__ == "__main__":

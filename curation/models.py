@@ -445,6 +445,21 @@ class DuplicateMember(models.Model):
         indexes = [models.Index(fields=["dataset", "group"], name="duplicate_group")]
 
 
+
+class ImageSelection(models.Model):
+    """A set of a dataset's images a user picked (the dataset map's lasso or box), stored so that the grid can show
+    exactly them by its id (?selection=ID) however many there are: an address stays short where a list of thousands
+    of ids would not. Never changed once made; a new selection is a new row."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="selections")
+    images = models.ManyToManyField(Image, related_name="selections")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    # What picked them, in words ("box on the map of run 12", "lasso ..."), shown above the grid.
+    source = models.CharField(max_length=200, blank=True)
+
+
 # A new password revokes the user's API tokens (curation/tokens.py), in every process that loads the models: the
 # web, the workers and management commands such as changepassword.
 post_save.connect(revoke_on_password_change, sender=settings.AUTH_USER_MODEL,

@@ -93,10 +93,12 @@ SIGNALS = {
 
 
 def images_filter(qs, *, split=None, label=None, original_label=None, status=None, flagged=None, min_suspicion=None,
-                  max_suspicion=None, signal=None, run=None, predicted=None, suggested=None):
+                  max_suspicion=None, signal=None, run=None, predicted=None, suggested=None, selection=None,
+                  image=None):
     """Narrow an Image queryset by any of the given values (labels as codes); None or empty means any, and so does
     status "any" ("kept": any but excluded). signal: one of SIGNALS. min/max_suspicion: inclusive bounds (unscored
-    images fall outside). suggested: the classifier's suggested label at the latest scoring.
+    images fall outside). suggested: the classifier's suggested label at the latest scoring. selection (an
+    ImageSelection): only its images (the dataset map's lasso). image: only the image of that id (a map's point).
 
     run (a Run): only that run's test images (curation.classifier.predictions), and then `label` is the label the
     image had when the run trained and `predicted` what the run predicted, as on a confusion matrix's cell."""
@@ -122,6 +124,10 @@ def images_filter(qs, *, split=None, label=None, original_label=None, status=Non
         qs = qs.filter(suspicion__gte=min_suspicion)
     if max_suspicion is not None:
         qs = qs.filter(suspicion__lte=max_suspicion)
+    if selection is not None:
+        qs = qs.filter(selections=selection)
+    if image is not None:
+        qs = qs.filter(pk=image)
     return qs
 
 

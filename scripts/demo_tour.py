@@ -1,11 +1,11 @@
 """The screenshot tour from a running demo (`make demo`, once it has printed "The demo is ready."): the review card,
-the grid, the dataset page (with its known-truth panel), its health report and the jobs page, as the demo's curator
+the grid, the dataset page (with its known-truth panel), its health report, its map and the jobs page, as the demo's curator
 sees them, in the system Chromium:
 
     .venv/bin/python scripts/demo_tour.py --url http://127.0.0.1:8000 --out docs/img
 
 It only reads pages (a card it shows is claimed under a lease, which runs out by itself) and writes
-review_queue.png, review_grid.png, dataset_page.png, health_report.png and jobs_page.png into --out, each only once
+review_queue.png, review_grid.png, dataset_page.png, health_report.png, map.png and jobs_page.png into --out, each only once
 it rendered.
 """
 import argparse
@@ -55,6 +55,11 @@ def tour(url, out, *, user, password, dataset):
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(out / "health_report.png"), full_page=True)
 
+            page.goto(f"{url}/datasets/{dataset}/map/")  # the demo's last stage computed it
+            page.wait_for_selector("#map[data-points]")
+            page.wait_for_load_state("networkidle")
+            page.screenshot(path=str(out / "map.png"), full_page=True)
+
             page.goto(f"{url}/jobs/")
             page.wait_for_load_state("networkidle")
             page.screenshot(path=str(out / "jobs_page.png"), full_page=False)
@@ -75,7 +80,7 @@ def main(argv=None):
         tour(args.url.rstrip("/"), work, user=args.user, password=args.password, dataset=args.dataset)
         shots = sorted(work.glob("*.png"))
         small = [f"{p.name} ({p.stat().st_size} bytes)" for p in shots if p.stat().st_size < MIN_BYTES]
-        if small or len(shots) != 5:
+        if small or len(shots) != 6:
             sys.exit(f"not replacing anything: pages did not render: {', '.join(small) or len(shots)}")
         args.out.mkdir(parents=True, exist_ok=True)
         for shot in shots:

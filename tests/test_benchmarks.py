@@ -157,9 +157,12 @@ def test_export(tmp_path, transactional_db):
 
 
 def test_pages(tmp_path, transactional_db):
-    done = bench("pages", "--rows", 100, "--parents", 2, "--chunks", 2, "--repeat", 1, tmp_path=tmp_path,
-                 database=True)
-    assert_figures(done, rf"^  GET /runs/compare/ \(whole page\) +{NUMBER} s", rf"^  GET /jobs/ .* +{NUMBER} ms")
+    done = bench("pages", "--rows", 100, "--parents", 2, "--chunks", 2, "--map-points", 50, "--repeat", 1,
+                 tmp_path=tmp_path, database=True)
+    assert_figures(done, rf"^  GET /runs/compare/ \(whole page\) +{NUMBER} s", rf"^  GET /jobs/ .* +{NUMBER} ms",
+                   rf"^  baseline: np.load of the map file \(ids, xy\) +{NUMBER} ms",
+                   rf"^  GET /api/datasets/<name>/map/ +{NUMBER} ms +\({NUMBER}x\), {NUMBER} MB \(12 bytes a point")
+    assert not Image.objects.exists()
     assert not Dataset.objects.exists() and not Run.objects.exists() and not Job.objects.exists()
 
 

@@ -135,11 +135,12 @@ def test_demo_serves_the_site_with_a_worker_and_stops_on_ctrl_c(tmp_path):
             except sqlite3.OperationalError:  # the worker is writing; ask again
                 return []
 
-        # The whole demo pipeline: import, classifier with out-of-fold probabilities, a CycleGAN pair, scores.
-        wait_for(lambda: len(stages()) == 4 and {s for _, s in stages()} == {"succeeded"} or
+        # The whole demo pipeline: import, classifier with out-of-fold probabilities, a CycleGAN pair, scores, map.
+        wait_for(lambda: len(stages()) == 5 and {s for _, s in stages()} == {"succeeded"} or
                  any(s in ("failed", "cancelled") for _, s in stages()), timeout=1200, interval=2, what="the demo pipeline")
         assert stages() == [("import_dataset", "succeeded"), ("train_classifier", "succeeded"),
-                            ("train_cyclegan", "succeeded"), ("score_ambiguity", "succeeded")]
+                            ("train_cyclegan", "succeeded"), ("score_ambiguity", "succeeded"),
+                            ("map_dataset", "succeeded")]
         print(f"demo pipeline ready after {time.monotonic() - started:.0f} s")
         unranked = sqlite3.connect(db, timeout=30).execute(
             "SELECT count(*) FROM curation_image WHERE split = 'train' AND suspicion IS NULL").fetchone()[0]
@@ -152,7 +153,7 @@ def test_demo_serves_the_site_with_a_worker_and_stops_on_ctrl_c(tmp_path):
         wait_for(lambda: "curator login: curator / curator" in (tmp_path / "demo.log").read_text(), timeout=30,
                  what="the ready banner")
         text = (tmp_path / "demo.log").read_text()
-        assert "[4/4] score the queue" in text and "100.0% succeeded" in text
+        assert "[4/5] score the queue" in text and "[5/5] map the dataset" in text and "100.0% succeeded" in text
         banner = text[text.index("The demo is ready."):]
         assert "reviewer login: reviewer / reviewer" in banner and f"http://127.0.0.1:{port}/" in banner
         assert "known truth: " in banner  # its truth.csv is registered: tests/curation/test_truth.py

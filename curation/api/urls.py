@@ -12,6 +12,7 @@ from curation.api.views.calibration import DatasetCalibrationApi
 from curation.api.views.errors import not_found
 from curation.api.views.health import DatasetHealthApi
 from curation.api.views.leaks import DatasetExcludeLeakedTestApi, DatasetLeaksApi
+from curation.api.views.maps import DatasetMapApi, DatasetMapSelectionApi
 
 urlpatterns = [
     path("datasets/", datasets.DatasetListApi.as_view(), name="api-datasets"),
@@ -25,6 +26,8 @@ urlpatterns = [
     path("datasets/<str:name>/leaks/", DatasetLeaksApi.as_view(), name="api-dataset-leaks"),
     path("datasets/<str:name>/leaks/exclude-test/", DatasetExcludeLeakedTestApi.as_view(),
          name="api-dataset-leaks-exclude-test"),
+    path("datasets/<str:name>/map/", DatasetMapApi.as_view(), name="api-dataset-map"),
+    path("datasets/<str:name>/map/selection/", DatasetMapSelectionApi.as_view(), name="api-dataset-map-selection"),
     path("images/", images.ImageListApi.as_view(), name="api-images"),
     path("images/<int:image_id>/", images.ImageDetailApi.as_view(), name="api-image"),
     path("images/<int:image_id>/decision/", images.ImageDecisionApi.as_view(), name="api-image-decision"),

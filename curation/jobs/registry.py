@@ -14,6 +14,7 @@ from curation.gans.job import train_cyclegan_job, validate_cyclegan_params
 from curation.importers.job import import_dataset_job, validate_import_params
 from curation.importers.predictions_job import import_predictions_job, validate_import_predictions_params
 from curation.jobs.errors import JobParamsError
+from curation.maps.job import map_dataset_job, validate_map_params
 from curation.scoring.chunks import score_chunk_job, validate_chunk_params
 from curation.scoring.job import score_ambiguity_job, validate_score_params
 
@@ -46,6 +47,8 @@ JOB_KINDS = {
     # A user's own model's predictions (and embeddings) from a file, stored as a run the queue may be fed by.
     "import_predictions": JobKind(handler=import_predictions_job, validate=validate_import_predictions_params,
                                   queue="cpu"),
+    # The dataset map: a 2-D projection of the queue model's embeddings (curation/maps/), reused until they change.
+    "map_dataset": JobKind(handler=map_dataset_job, validate=validate_map_params, queue="cpu"),
 }
 
 

@@ -1,7 +1,7 @@
 """The browser queue's inputs: the filter (GET) and a decision (POST)."""
 from django import forms
 
-from curation.models import Dataset, Image, Run
+from curation.models import Dataset, Image, ImageSelection, Run
 from curation.review.services import ACTIONS, SKIP
 from curation.selectors import STATUS_ANY, STATUS_KEPT, name_has_control_characters
 from training.labels import CLASSES, CODE, NUM_CLASSES, UnknownLabel, parse_label
@@ -101,6 +101,12 @@ class ReviewFilterForm(forms.Form):
     suggested = LabelFilterField(required=False, label="Suggested", empty_label="any suggestion")
     # Review a dataset that has not been scored yet anyway, in import order (the page asks first).
     unscored = forms.BooleanField(required=False, widget=forms.HiddenInput)
+    # The images a user lassoed on the dataset map (stored: curation/maps/selections.py), or the one image of a
+    # point they clicked there (its card).
+    selection = forms.ModelChoiceField(queryset=ImageSelection.objects.all(), required=False, widget=forms.HiddenInput,
+                                       error_messages={"invalid_choice": "no such selection (it may have been made "
+                                                                         "on another site)"})
+    image = forms.IntegerField(required=False, min_value=1, max_value=MAX_ID, widget=forms.HiddenInput)
 
     def clean(self):
         data = super().clean()
@@ -115,6 +121,13 @@ class ReviewFilterForm(forms.Form):
                 self.add_error("run", f"run {run.pk} belongs to dataset {run.dataset.name}, not {dataset.name}")
         elif data.get("predicted") is not None:
             self.add_error("predicted", "predicted needs a run")
+        selection, dataset = data.get("selection"), data.get("dataset")
+        if selection is not None:
+            if dataset is None:
+                data["dataset"] = selection.dataset
+            elif dataset.pk != selection.dataset_id:
+                self.add_error("selection", f"selection {selection.pk} is of dataset {selection.dataset.name}, not "
+                                            f"{dataset.name}")
         return data
 
     def queue_filters(self):
@@ -132,6 +145,8 @@ class ReviewFilterForm(forms.Form):
             "max_suspicion": data.get("max_suspicion"),
             "run": data.get("run"),
             "predicted": data.get("predicted"),
+            "selection": data.get("selection"),
+            "image": data.get("image"),
         }
 
     def query(self):

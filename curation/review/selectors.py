@@ -43,7 +43,7 @@ def review_queue(*, user, dataset, filters=None):
 
 
 FILTER_KEYS = ("label", "original_label", "split", "flagged", "signal", "min_suspicion", "max_suspicion", "run",
-               "predicted", "suggested")
+               "predicted", "suggested", "selection", "image")
 
 
 def _filtered(qs, filters):

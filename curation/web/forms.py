@@ -223,8 +223,17 @@ class ImportPredictionsForm(StartForm):
         return params
 
 
+class MapForm(StartForm):
+    key, kind, title = "map", "map_dataset", "Map the dataset (its embeddings in 2-D)"
+    dataset = DatasetField()
+    method = forms.ChoiceField(choices=[("auto", "auto: UMAP where umap-learn is installed, else PCA"),
+                                        ("umap", "UMAP"), ("pca", "PCA")], initial="auto")
+    force = forms.BooleanField(required=False, label="recompute",
+                               help_text="even if the embeddings are unchanged (else the stored map is reused)")
+
+
 START_FORMS = {f.key: f for f in (TrainForm, RetrainForm, CycleGanForm, GenerateForm, ScoreForm, DuplicatesForm,
-                                  ImportForm, ImportPredictionsForm)}
+                                  ImportForm, ImportPredictionsForm, MapForm)}
 
 
 class GanEpochForm(forms.Form):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from curation.web import views
+from curation.web import map_views, views
 
 urlpatterns = [
     path("jobs/", views.jobs, name="jobs"),
@@ -16,6 +16,8 @@ urlpatterns = [
     path("datasets/<str:name>/guidelines/", views.dataset_guidelines, name="dataset_guidelines"),
     path("datasets/<str:name>/queue-model/", views.dataset_queue_model, name="dataset_queue_model"),
     path("datasets/<str:name>/health/", views.dataset_health, name="dataset_health"),
+    path("datasets/<str:name>/map/", map_views.dataset_map, name="dataset_map"),
+    path("datasets/<str:name>/map/image/<int:image_id>/", map_views.dataset_map_image, name="dataset_map_image"),
     path("datasets/<str:name>/runs/", views.runs_page, name="dataset_runs"),
     path("datasets/<str:name>/generators/", views.generators_page, name="dataset_generators"),
     path("runs/compare/", views.runs_compare, name="runs_compare"),

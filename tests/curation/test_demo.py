@@ -80,7 +80,8 @@ def test_progress_on_a_terminal_rewrites_one_line_per_stage(db):
 
 def test_advance_starts_nothing_while_a_stage_runs_and_stops_on_a_failure(db, tmp_path):
     stages = demo.demo_stages(tmp_path / "labels.csv")
-    assert [kind for kind, _ in stages] == ["import_dataset", "train_classifier", "train_cyclegan", "score_ambiguity"]
+    assert [kind for kind, _ in stages] == ["import_dataset", "train_classifier", "train_cyclegan", "score_ambiguity",
+                                            "map_dataset"]
     said = Lines()
     JobFactory(kind="import_dataset", status=Job.Status.SUCCEEDED)
     running = job()

@@ -7,7 +7,7 @@ from curation.api.fields import MAX_INT32, DatasetNameField, FiniteFloatField, L
 from curation.api.pagination import ByIdCursor
 from curation.api.serializers import ImageOutput, LabelChangeOutput
 from curation.jobs.rounds import rescore_maybe_enqueue
-from curation.models import Image, Run
+from curation.models import Image, ImageSelection, Run
 from curation.review.card import review_card_transformations
 from curation.review.services import ACTIONS, image_decide
 from curation.selectors import SIGNALS, STATUS_ANY, STATUS_KEPT, image_detail, image_get, images_list
@@ -32,6 +32,9 @@ class ImageFilterFields(serializers.Serializer):
                                              help_text="A classifier run: only its test images (see predicted).")
     predicted = LabelField(required=False, help_text="With run: what the run predicted.")
     suggested = LabelField(required=False, help_text="The classifier's suggested label at the latest scoring.")
+    selection = serializers.PrimaryKeyRelatedField(queryset=ImageSelection.objects.all(), required=False,
+                                                   help_text="A stored selection (the dataset map's lasso): only its "
+                                                             "images.")
 
     def validate(self, data):
         low, high = data.get("min_suspicion"), data.get("max_suspicion")

@@ -41,7 +41,8 @@ QUICK = {"faces": dict(DEMO_FACES, n=1000), "classifier": dict(DEMO_CLASSIFIER, 
          "cyclegan": dict(DEMO_CYCLEGAN, epochs=1, epochs_decay=1)}
 
 STAGE_TITLES = {"import_dataset": "import the faces", "train_classifier": "train the classifier",
-                "train_cyclegan": "train a CycleGAN", "score_ambiguity": "score the queue"}
+                "train_cyclegan": "train a CycleGAN", "score_ambiguity": "score the queue",
+                "map_dataset": "map the dataset"}
 BAR_STEP = 0.05  # without a terminal, a stage's bar is printed again only every 5 % (and when its status changes)
 
 
@@ -61,6 +62,8 @@ def demo_stages(manifest, quick=False):
         ("train_classifier", {"dataset": DEMO_DATASET, **classifier}),
         ("train_cyclegan", {"dataset": DEMO_DATASET, "pair": list(DEMO_PAIR), **cyclegan}),
         ("score_ambiguity", {"dataset": DEMO_DATASET}),
+        # The dataset map of the classifier's out-of-fold embeddings: PCA, seconds (UMAP would add a minute here).
+        ("map_dataset", {"dataset": DEMO_DATASET, "method": "pca"}),
     ]
 
 
