@@ -16,12 +16,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from benchmarks.robust_regime import load_faces
 from training.config import EAC_ARCHS, TrainConfig
 from training.engine import fit, pick_device, predict_proba
 from training.significance import paired_test, wilson_interval
-from training.ssl import pretrain
+from training.ssl import SSLResult, backbone_file, pretrain
 from training.ssl_config import SSLConfig
 from training.synthetic_faces import make_synthetic_faces
 
@@ -46,10 +47,15 @@ def main(argv=None):
     parser.add_argument("--robust", nargs="+", default=["none", "gce", "bootstrap", "eac"])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--faces", type=Path, help="an existing make_synthetic_faces folder (else one is made)")
+    parser.add_argument("--backbone", type=Path, help="a pretrained backbone file (with --seeds, one seed): read it "
+                                                      "if it exists, else pretrain and save it there, so more robust "
+                                                      "methods can be measured later from the same start")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     if args.arch not in EAC_ARCHS and "eac" in args.robust:
         parser.error(f"--robust eac needs {' or '.join(EAC_ARCHS)}")
+    if args.backbone and len(args.seeds) > 1:
+        parser.error("--backbone holds one seed's pretraining: give one --seeds")
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,11 +84,21 @@ def main(argv=None):
         t0 = time.monotonic()
         ssl_cfg = SSLConfig(arch=args.arch, size=args.size, epochs=args.ssl_epochs, batch_size=args.ssl_batch_size,
                             lr=args.ssl_lr, temperature=args.temperature, seed=seed, num_threads=args.threads)
-        ssl = pretrain(ssl_cfg, unlabelled, device=device)
+        if args.backbone and args.backbone.exists():
+            saved = torch.load(args.backbone, weights_only=True)
+            if saved["config"] != ssl_cfg.to_dict() or saved["images"] != len(unlabelled):
+                raise SystemExit(f"{args.backbone} was pretrained with other settings or images: {saved['config']}")
+            ssl = SSLResult(backbone=saved["model"], history=saved["history"], images=saved["images"])
+            where = f"read from {args.backbone}"
+        else:
+            ssl = pretrain(ssl_cfg, unlabelled, device=device)
+            if args.backbone:
+                torch.save(backbone_file(ssl, ssl_cfg), args.backbone)
+            where = f"{time.monotonic() - t0:.0f} s"
         report["pretraining"][seed] = {"seconds": time.monotonic() - t0,
                                        "loss": [round(h["loss"], 4) for h in ssl.history]}
-        print(f"seed {seed}: SimCLR {time.monotonic() - t0:.0f} s, loss {ssl.history[0]['loss']:.3f} -> "
-              f"{ssl.history[-1]['loss']:.3f}", flush=True)
+        print(f"seed {seed}: SimCLR {where}, loss {ssl.history[0]['loss']:.3f} -> {ssl.history[-1]['loss']:.3f}",
+              flush=True)
         for method in args.robust:
             cfg = TrainConfig(arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                               lr=args.lr, seed=seed, robust=method, num_threads=args.threads,
