@@ -91,6 +91,34 @@ def test_robust_regime(tmp_path):
         assert 0.0 <= row["test_accuracy"] <= 1.0
 
 
+def test_ssl_start(tmp_path):
+    done = bench("ssl_start", "--n", 240, "--size", 32, "--ssl-epochs", 1, "--ssl-batch-size", 32, "--epochs", 1,
+                 "--robust", "none", "gce", "--threads", 1, "--json", tmp_path / "ssl.json", tmp_path=tmp_path)
+    assert_figures(done, rf"^seed 0: SimCLR {NUMBER} s, loss {NUMBER} -> {NUMBER}",
+                   rf"^\| 0 \| none \| {NUMBER}% \| {NUMBER}% \| [-+]{NUMBER} \| \d+ \| \d+ \| {NUMBER}",
+                   rf"^\| 0 \| gce \| {NUMBER}% \| {NUMBER}%")
+    report = json.loads((tmp_path / "ssl.json").read_text())
+    assert [row["robust"] for row in report["pairs"]] == ["none", "gce"]
+    for row in report["pairs"]:
+        assert row["gain"] == pytest.approx(row["ssl"]["accuracy"] - row["scratch"]["accuracy"])
+        # The SSL start took every classifier tensor but the class layer's; scratch took none.
+        assert row["ssl"]["init"]["loaded"] == row["ssl"]["init"]["of"] - 2 and "init" not in row["scratch"]
+    assert report["data"]["unlabelled"] == report["data"]["train"] + report["data"]["val"]
+    # A saved backbone is read back instead of pretraining again, and gives the same start.
+    again = bench("ssl_start", "--n", 240, "--size", 32, "--ssl-epochs", 1, "--ssl-batch-size", 32, "--epochs", 1,
+                  "--robust", "none", "--threads", 1, "--backbone", tmp_path / "b.pt", "--faces", tmp_path / "f",
+                  "--json", tmp_path / "a.json", tmp_path=tmp_path)
+    reread = bench("ssl_start", "--n", 240, "--size", 32, "--ssl-epochs", 1, "--ssl-batch-size", 32, "--epochs", 1,
+                   "--robust", "none", "--threads", 1, "--backbone", tmp_path / "b.pt", "--faces", tmp_path / "f",
+                   "--json", tmp_path / "b.json", tmp_path=tmp_path)
+    assert_figures(reread, rf"^seed 0: SimCLR read from {tmp_path / 'b.pt'}")
+    first, second = (json.loads((tmp_path / f).read_text())["pairs"][0] for f in ("a.json", "b.json"))
+    assert_figures(again, r"^seed 0: SimCLR \d+ s")
+    for start in ("scratch", "ssl"):
+        assert (first[start]["accuracy"], first[start]["best_epoch"]) == \
+            (second[start]["accuracy"], second[start]["best_epoch"])
+
+
 def test_small_set(tmp_path):
     done = bench("small_set", "--n", 160, "--seeds", 2, "--epochs", 1, "--threads", 1, tmp_path=tmp_path)
     assert_figures(done, r"^made 160 faces", r"^\| old \| reviewed \| 1 \| ", r"^\| new \| baseline \| 0 \| ",

@@ -30,6 +30,7 @@ from curation.classifier.selection import (
     Selection,
     select_training_data,
 )
+from curation.classifier.ssl_init import check_ssl_fits, ssl_job_weights
 from curation.importers.roots import ImportPathRefused, import_path_resolve
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.media import media_rel, save_torch
@@ -123,6 +124,8 @@ def validate_train_params(params):
     if clean["doubtful"] not in DOUBTFUL:
         raise JobParamsError(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {clean['doubtful']!r}")
     clean["init"] = resolve_init(clean["init"])
+    if clean["init"] and clean["init"].startswith("ssl:"):
+        check_ssl_fits(ssl_job_weights(int(clean["init"][4:]))[0], clean["arch"], clean["size"])
     try:
         clean["relabel_precision"] = check_precision_target(clean["relabel_precision"])
     except RelabelTargetError as exc:
@@ -148,8 +151,8 @@ def validate_train_params(params):
 
 
 def resolve_init(value):
-    """A pretrained start as the job keeps it: None, "run:ID" (an earlier run's saved model) or the real path of a
-    weights file below the import roots (FER_IMPORT_ROOTS: the worker reads the server's disk, so the same rule as
+    """A pretrained start as the job keeps it: None, "run:ID" (an earlier run's saved model), "ssl:ID" (the backbone
+    a pretrain_ssl job that succeeded saved: curation/classifier/ssl_init.py) or the real path of a weights file below the import roots (FER_IMPORT_ROOTS: the worker reads the server's disk, so the same rule as
     imports). JobParamsError names a bad one. The file is read by the job, never by a web process (no torch)."""
     if value in (None, ""):
         return None
@@ -161,6 +164,10 @@ def resolve_init(value):
         if run is None:
             raise JobParamsError(f"init {raw!r}: no finished run {pk} with a saved model (run:ID names one)")
         return f"run:{run.pk}"
+    if raw.startswith("ssl:"):
+        if not raw[4:].isdigit():
+            raise JobParamsError(f"init {raw!r}: ssl:ID names a pretrain_ssl job by its number")
+        return f"ssl:{ssl_job_weights(int(raw[4:]))[0].pk}"
     try:
         path = import_path_resolve(raw)
     except ImportPathRefused:
@@ -174,6 +181,8 @@ def resolve_init(value):
 def _init_weights_file(value):
     if value.startswith("run:"):
         return Path(settings.MEDIA_ROOT) / Run.objects.get(pk=int(value[4:])).checkpoint
+    if value.startswith("ssl:"):
+        return ssl_job_weights(int(value[4:]))[1]
     return Path(value)
 
 

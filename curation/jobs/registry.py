@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from curation.classifier.job import train_classifier_job, validate_train_params
+from curation.classifier.pretrain import pretrain_ssl_job, validate_pretrain_params
 from curation.classifier.rescore import rescore_job, validate_rescore_params
 from curation.duplicates.job import find_duplicates_job, validate_duplicates_params
 from curation.gans.generate import generate_images_job, validate_generate_params
@@ -34,6 +35,8 @@ JOB_KINDS = {
     "import_dataset": JobKind(handler=import_dataset_job, validate=validate_import_params, queue="cpu"),
     "train_classifier": JobKind(handler=train_classifier_job, validate=validate_train_params, queue="gpu",
                                 also_part_of=("rescore",)),
+    # Self-supervised pretraining of the classifier's backbone on the dataset's own images (--init ssl:ID).
+    "pretrain_ssl": JobKind(handler=pretrain_ssl_job, validate=validate_pretrain_params, queue="gpu"),
     "train_cyclegan": JobKind(handler=train_cyclegan_job, validate=validate_cyclegan_params, queue="gpu"),
     "generate_images": JobKind(handler=generate_images_job, validate=validate_generate_params, queue="gpu"),
     "score_ambiguity": JobKind(handler=score_ambiguity_job, validate=validate_score_params, queue="gpu",

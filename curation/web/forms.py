@@ -90,8 +90,9 @@ class TrainForm(StartForm):
     folds = forms.IntegerField(required=False, initial=0, help_text="0, or 2-10 for out-of-fold predictions")
     robust = forms.ChoiceField(choices=ROBUST_CHOICES, required=False, initial="none", help_text=ROBUST_HELP)
     init = forms.CharField(required=False, max_length=1000, label="start from",
-                           help_text="pretrained weights: a file below the import roots, or run:ID for an earlier "
-                                     "run's model; empty: a random start")
+                           help_text="pretrained weights: a file below the import roots, run:ID for an earlier "
+                                     "run's model, or ssl:ID for a self-supervised pretraining's backbone; empty: a "
+                                     "random start")
 
 
 
@@ -115,6 +116,10 @@ class RetrainForm(StartForm):
         required=False, label="Relabel precision",
         help_text="e.g. 0.9: unreviewed images in the lowest suspicion band where reviewers chose the classifier's "
                   "suggestion at least this often train on that suggestion (stored labels do not change); empty: none")
+
+    init = forms.CharField(required=False, max_length=1000, label="start from",
+                           help_text="pretrained weights: a file below the import roots, run:ID, or ssl:ID for a "
+                                     "self-supervised pretraining's backbone; empty: a random start")
 
     seeds = forms.IntegerField(
         required=False, min_value=1, max_value=20, label="Seeds",
@@ -140,7 +145,7 @@ class RetrainForm(StartForm):
         data = self.cleaned_data
         params = {"dataset": data["dataset"], "reduced": data["reduced"], "augmented": data["augmented"],
                   "doubtful": data.get("doubtful") or "ssim", "folds": 0}
-        for key in ("epochs", "robust", "relabel_precision"):
+        for key in ("epochs", "robust", "relabel_precision", "init"):
             if data.get(key) not in (None, ""):
                 params[key] = data[key]
         return with_latest_run_settings(params)
@@ -232,8 +237,27 @@ class MapForm(StartForm):
                                help_text="even if the embeddings are unchanged (else the stored map is reused)")
 
 
-START_FORMS = {f.key: f for f in (TrainForm, RetrainForm, CycleGanForm, GenerateForm, ScoreForm, DuplicatesForm,
-                                  ImportForm, ImportPredictionsForm, MapForm)}
+
+class PretrainForm(StartForm):
+    """pretrain_ssl: SimCLR on the dataset's images (the test split left out), no labels read; a train or retrain
+    started with "start from" ssl:ID takes the backbone."""
+
+    key, kind, title = "pretrain", "pretrain_ssl", "Pretrain without labels (self-supervised)"
+    dataset = DatasetField()
+    arch = forms.ChoiceField(choices=[(a, a) for a in ARCHS],
+                             help_text="the classifier whose backbone is pretrained; the run that starts from it "
+                                       "trains the same one")
+    size = forms.IntegerField(required=False, initial=64)
+    epochs = forms.IntegerField(required=False, initial=20)
+    batch_size = forms.IntegerField(required=False, label="batch size", initial=128,
+                                    help_text="images a step, each seen twice; the dataset needs at least this many "
+                                              "images outside its test split")
+    seed = forms.IntegerField(required=False, initial=0)
+
+
+
+START_FORMS = {f.key: f for f in (TrainForm, RetrainForm, PretrainForm, CycleGanForm, GenerateForm, ScoreForm,
+                                  DuplicatesForm, ImportForm, ImportPredictionsForm, MapForm)}
 
 
 class GanEpochForm(forms.Form):

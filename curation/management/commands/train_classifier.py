@@ -53,8 +53,9 @@ class Command(JobCommand):
                                  "(default, the published experiment's), by cleanlab, or by either")
         parser.add_argument("--init", metavar="PATH",
                             help="start from pretrained weights: a torch.save'd state dict below the import roots "
-                                 "(e.g. torchvision's resnet18 weights), or run:ID for an earlier run's model; "
-                                 "every tensor whose name and shape fit is taken, nothing is downloaded")
+                                 "(e.g. torchvision's resnet18 weights), run:ID for an earlier run's model, or "
+                                 "ssl:ID for the backbone a pretrain_ssl job saved; every tensor whose name and "
+                                 "shape fit is taken, nothing is downloaded")
         parser.add_argument("--relabel-precision", type=float, metavar="P",
                             help="train unreviewed images on the classifier's suggested label in the lowest "
                                  "suspicion band where reviewers chose that suggestion at least this often (0-1]; "

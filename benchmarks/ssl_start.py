@@ -1,0 +1,134 @@
+"""What self-supervised pretraining on the dataset's own images buys (`pretrain_ssl`, then `train_classifier --init
+ssl:ID`): synthetic faces with uniform label noise; SimCLR (training/ssl.py) on every train and val image, labels
+unread, the test split never seen; then, for each robust method, the classifier trained twice with the same seed,
+epochs and learning rate, from scratch and from the pretrained backbone, both scored on the noise-free test split
+with McNemar's exact paired test (training/significance.py). Prints a row as each pair finishes (a run cut short
+still reports what it measured) and JSON with --json; asserts nothing.
+
+Trains with training.engine.fit and training.ssl.pretrain as the jobs do, one torch process, no Django:
+
+    python -m benchmarks.ssl_start --n 3000 --ssl-epochs 12 --epochs 10 --robust none gce bootstrap eac
+"""
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.robust_regime import load_faces
+from training.config import EAC_ARCHS, TrainConfig
+from training.engine import fit, pick_device, predict_proba
+from training.significance import paired_test, wilson_interval
+from training.ssl import SSLResult, backbone_file, pretrain
+from training.ssl_config import SSLConfig
+from training.synthetic_faces import make_synthetic_faces
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=3000, help="faces, all splits")
+    parser.add_argument("--noise", type=float, default=0.25, help="wrong train and val labels (uniform)")
+    parser.add_argument("--difficulty", type=float, default=0.3)
+    parser.add_argument("--faces-seed", type=int, default=0)
+    parser.add_argument("--arch", default="small_cnn")
+    parser.add_argument("--size", type=int, default=48)
+    parser.add_argument("--ssl-epochs", type=int, default=12)
+    parser.add_argument("--ssl-batch-size", type=int, default=128)
+    parser.add_argument("--ssl-lr", type=float, default=SSLConfig.lr)
+    parser.add_argument("--temperature", type=float, default=SSLConfig.temperature)
+    parser.add_argument("--epochs", type=int, default=10, help="classifier epochs, both starts (all run; the best "
+                                                               "val accuracy is kept)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one pretraining and one pair per seed")
+    parser.add_argument("--robust", nargs="+", default=["none", "gce", "bootstrap", "eac"])
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--faces", type=Path, help="an existing make_synthetic_faces folder (else one is made)")
+    parser.add_argument("--backbone", type=Path, help="a pretrained backbone file (with --seeds, one seed): read it "
+                                                      "if it exists, else pretrain and save it there, so more robust "
+                                                      "methods can be measured later from the same start")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if args.arch not in EAC_ARCHS and "eac" in args.robust:
+        parser.error(f"--robust eac needs {' or '.join(EAC_ARCHS)}")
+    if args.backbone and len(args.seeds) > 1:
+        parser.error("--backbone holds one seed's pretraining: give one --seeds")
+
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.faces or Path(tmp) / "faces"
+        if not (folder / "labels.csv").exists():
+            make_synthetic_faces(folder, n=args.n, size=args.size, noise=args.noise, seed=args.faces_seed,
+                                 difficulty=args.difficulty)
+        faces = load_faces(folder, args.size)
+    x_tr, given_tr, true_tr = faces["train"]
+    x_val, given_val, _ = faces["val"]
+    x_te, _, true_te = faces["test"]
+    unlabelled = np.concatenate([x_tr, x_val])  # every image but the test split's
+    test_ids = np.arange(len(true_te))
+    device = pick_device()
+    print(f"{len(x_tr)} train ({(given_tr != true_tr).mean():.1%} wrong labels), {len(x_val)} val (noisy), "
+          f"{len(x_te)} noise-free test faces, {args.size} px, {args.arch}; SimCLR on {len(unlabelled)} images "
+          f"(train + val), {args.ssl_epochs} epochs, batch {args.ssl_batch_size}; classifier {args.epochs} epochs, "
+          f"batch {args.batch_size}, lr {args.lr}; device {device}", flush=True)
+    print("| seed | robust | scratch | SSL start | gain | b (only scratch right) | c (only SSL right) | McNemar p "
+          "| s scratch / SSL |", flush=True)
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
+    report = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+              "data": {"train": len(x_tr), "val": len(x_val), "test": len(x_te), "unlabelled": len(unlabelled)},
+              "pretraining": {}, "pairs": []}
+    for seed in args.seeds:
+        t0 = time.monotonic()
+        ssl_cfg = SSLConfig(arch=args.arch, size=args.size, epochs=args.ssl_epochs, batch_size=args.ssl_batch_size,
+                            lr=args.ssl_lr, temperature=args.temperature, seed=seed, num_threads=args.threads)
+        if args.backbone and args.backbone.exists():
+            saved = torch.load(args.backbone, weights_only=True)
+            if saved["config"] != ssl_cfg.to_dict() or saved["images"] != len(unlabelled):
+                raise SystemExit(f"{args.backbone} was pretrained with other settings or images: {saved['config']}")
+            ssl = SSLResult(backbone=saved["model"], history=saved["history"], images=saved["images"])
+            where = f"read from {args.backbone}"
+        else:
+            ssl = pretrain(ssl_cfg, unlabelled, device=device)
+            if args.backbone:
+                torch.save(backbone_file(ssl, ssl_cfg), args.backbone)
+            where = f"{time.monotonic() - t0:.0f} s"
+        report["pretraining"][seed] = {"seconds": time.monotonic() - t0,
+                                       "loss": [round(h["loss"], 4) for h in ssl.history]}
+        print(f"seed {seed}: SimCLR {where}, loss {ssl.history[0]['loss']:.3f} -> {ssl.history[-1]['loss']:.3f}",
+              flush=True)
+        for method in args.robust:
+            cfg = TrainConfig(arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
+                              lr=args.lr, seed=seed, robust=method, num_threads=args.threads,
+                              early_stopping_patience=0)
+            row = {"seed": seed, "robust": method}
+            preds = {}
+            for start, init in (("scratch", None), ("ssl", ssl.backbone)):
+                t0 = time.monotonic()
+                result = fit(cfg, x_tr, given_tr, x_val, given_val, device=device, init=init)
+                preds[start] = predict_proba(result.model, x_te, batch_size=256, device=device,
+                                             mode="stream").argmax(1)
+                right = int((preds[start] == true_te).sum())
+                row[start] = {"accuracy": right / len(true_te), "interval": wilson_interval(right, len(true_te)),
+                              "best_epoch": result.best_epoch, "seconds": time.monotonic() - t0,
+                              **({"init": {"loaded": result.init["loaded"], "of": result.init["of"]}}
+                                 if result.init else {})}
+            test = paired_test((test_ids, true_te, preds["scratch"]), (test_ids, true_te, preds["ssl"]))
+            row.update(gain=row["ssl"]["accuracy"] - row["scratch"]["accuracy"], b=test.b, c=test.c, p=test.p)
+            report["pairs"].append(row)
+            print(f"| {seed} | {method} | {row['scratch']['accuracy']:.1%} | {row['ssl']['accuracy']:.1%} | "
+                  f"{row['gain'] * 100:+.1f} | {test.b} | {test.c} | {test.p:.2g} | "
+                  f"{row['scratch']['seconds']:.0f} / {row['ssl']['seconds']:.0f} |", flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(report, indent=2))
+    report["total_seconds"] = time.monotonic() - started
+    print(f"total {report['total_seconds']:.0f} s", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""The `pretrain_ssl` job: self-supervised pretraining (SimCLR, training/ssl.py) of the classifier's backbone on
+every image of a dataset but its test split's, labels unread. The result is a weights file that `train_classifier
+--init ssl:JOB_ID` (or `--init PATH`) takes.
+
+The weights are written to a temporary file and renamed into place as the job's last step, and `ssl:ID` names
+only a pretraining whose job succeeded: a cancelled, failed or unfinished pretraining gives `--init` nothing. A
+cancelled job also removes its folder (the per-epoch resume checkpoint, which is no state dict `--init` could
+load anyway); a job the reaper re-queues keeps it and resumes from its last epoch.
+"""
+import logging
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from curation.classifier.arrays import load_arrays
+from curation.classifier.job import _load, resolve_dataset
+from curation.classifier.selection import Item
+from curation.jobs.errors import JobCancelled, JobParamsError
+from curation.media import media_rel, save_torch
+from curation.models import Image
+from training.ssl_config import SSLConfig  # a dataclass only: no torch in web processes
+
+log = logging.getLogger(__name__)
+
+# The job's parameters that are SSLConfig fields of the same name; their defaults are SSLConfig's.
+SSL_KEYS = ("arch", "size", "epochs", "batch_size", "lr", "temperature", "seed")
+_SSL_DEFAULTS = SSLConfig()
+DEFAULTS = {key: getattr(_SSL_DEFAULTS, key) for key in SSL_KEYS}
+WEIGHTS_NAME = "backbone.pt"
+RESUME_NAME = "resume.pt"  # {"network": ..., "optimizer": ...}: no state dict at its top level, so --init refuses it
+
+
+def pretrain_dir(job_id):
+    return Path(settings.MEDIA_ROOT) / "ssl" / f"job{job_id}"
+
+
+def pretrain_images(dataset_name):
+    """The images a pretraining reads: every image of the dataset outside its test split, by id."""
+    return Image.objects.filter(dataset__name=dataset_name).exclude(split=Image.Split.TEST).order_by("id")
+
+
+def _config(p):
+    return SSLConfig(**{key: p[key] for key in SSL_KEYS})
+
+
+def validate_pretrain_params(params):
+    """The job's parameters, checked as the command, the API and the form all send them; JobParamsError names a bad
+    one, or a dataset with fewer images (outside its test split) than one batch, before anything is queued."""
+    clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
+    unknown = set(clean) - set(DEFAULTS) - {"dataset"}
+    if unknown:
+        raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+    clean["dataset"] = resolve_dataset(clean.get("dataset")).name
+    for key in ("size", "epochs", "batch_size", "seed"):
+        try:
+            clean[key] = int(clean[key])
+        except (TypeError, ValueError):
+            raise JobParamsError(f"{key} must be an integer, not {clean[key]!r}") from None
+    for key in ("lr", "temperature"):
+        try:
+            clean[key] = float(clean[key])
+        except (TypeError, ValueError):
+            raise JobParamsError(f"{key} must be a number, not {clean[key]!r}") from None
+    try:
+        _config(clean).validate()
+    except ValueError as exc:
+        raise JobParamsError(str(exc)) from None
+    n = pretrain_images(clean["dataset"]).count()
+    if n < clean["batch_size"]:
+        raise JobParamsError(
+            f"dataset {clean['dataset']!r} has {n} images outside its test split, fewer than one batch of "
+            f"{clean['batch_size']}: contrastive pretraining compares each image with the rest of a full batch; "
+            f"give a batch size of at most {n}" + (" (2 or more)" if n >= 2 else "") + " or import more images")
+    return clean
+
+
+def pretrain_ssl_job(ctx):
+    from training.engine import pick_device
+    from training.ssl import backbone_file, pretrain
+
+    p = ctx.params
+    cfg = _config(p)
+    items = [Item("image", pk, file, digest, label, path) for pk, file, digest, label, path in
+             pretrain_images(p["dataset"]).values_list("id", "file", "content_hash", "original_label", "path")]
+    folder = pretrain_dir(ctx.job_id)
+    resume_path, weights = folder / RESUME_NAME, folder / WEIGHTS_NAME
+    ctx.progress(0.0, f"decoding {len(items):,} images at {cfg.size} px (the test split left out)", force=True)
+    x, _ = load_arrays(items, cfg.size)
+
+    def on_step(epoch, step, steps):
+        ctx.progress(0.99 * ((epoch - 1) + step / steps) / cfg.epochs,
+                     f"SimCLR: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
+
+    def on_epoch(checkpoint):
+        save_torch(checkpoint, resume_path)
+        ctx.progress(0.99 * checkpoint["epoch"] / cfg.epochs,
+                     f"SimCLR: epoch {checkpoint['epoch']} loss {checkpoint['history'][-1]['loss']:.3f}", force=True)
+
+    try:
+        result = pretrain(cfg, x, device=pick_device(), resume=_load(resume_path), on_epoch=on_epoch,
+                          on_step=on_step)
+        ctx.check()  # a cancel that came with the last batch stops here, before the weights exist
+        save_torch(backbone_file(result, cfg), weights)  # a temporary file renamed into place: whole or absent
+    except JobCancelled:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    resume_path.unlink(missing_ok=True)
+    history = result.history
+    return {"dataset": p["dataset"], "weights": media_rel(weights), "arch": cfg.arch, "size": cfg.size,
+            "images": result.images, "epochs": len(history), "loss_first": history[0]["loss"],
+            "loss_last": history[-1]["loss"], "history": history, "init": f"ssl:{ctx.job_id}"}

@@ -1,0 +1,50 @@
+"""Self-supervised pretraining's configuration (training/ssl.py): a dataclass stored with the job, validated
+without torch so that a web process can check a job's parameters."""
+from dataclasses import dataclass
+
+from training.config import ARCH_NAMES, DictConfig, TrainConfig
+
+_TRAIN = TrainConfig()
+
+
+@dataclass
+class SSLConfig(DictConfig):
+    arch: str = _TRAIN.arch  # the classifier whose backbone is pretrained (training.models); --init needs the same
+    size: int = _TRAIN.size
+    epochs: int = 20
+    batch_size: int = _TRAIN.batch_size  # images a step; each gives two views, so 2 x batch_size pass the network
+    lr: float = 2e-3  # AdamW, cosine decay to 0 over the run
+    weight_decay: float = 1e-4
+    temperature: float = 0.2  # NT-Xent's temperature
+    projection_dim: int = 64  # the projection head's output, dropped after pretraining
+    seed: int = 0
+    channels_last: bool = True
+    num_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+
+    KIND = "pretraining option"
+
+    def validate(self):
+        problems = []
+        if self.arch not in ARCH_NAMES:
+            problems.append(f"arch must be one of {', '.join(ARCH_NAMES)}, not {self.arch!r}")
+        if not 16 <= self.size <= 256:
+            problems.append(f"size must be 16-256 px, not {self.size}")
+        elif self.arch == "seed_cnn" and self.size < 60:
+            problems.append(f"seed_cnn's valid convolutions need at least 60 px, not {self.size} (use small_cnn or "
+                            f"resnet18)")
+        if self.epochs < 1:
+            problems.append(f"epochs must be >= 1, not {self.epochs}")
+        if self.batch_size < 2:
+            problems.append(f"batch_size must be >= 2 (a contrastive batch needs other images), not "
+                            f"{self.batch_size}")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0, not {self.lr}")
+        if self.weight_decay < 0:
+            problems.append(f"weight_decay must be >= 0, not {self.weight_decay}")
+        if self.temperature <= 0:
+            problems.append(f"temperature must be > 0, not {self.temperature}")
+        if self.projection_dim < 1:
+            problems.append(f"projection_dim must be >= 1, not {self.projection_dim}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
