@@ -2,7 +2,7 @@
 
 Two networks, A and B, trained side by side:
 
-1. Warm-up (cfg.dividemix_warmup epochs): both are trained with plain cross-entropy on every label (the engine's own
+1. Warm-up (cfg.dividemix_warmup epochs, at most all but the last: a run always divides): both are trained with plain cross-entropy on every label (the engine's own
    train_one_epoch), while they are still in the early-learning phase and fit the easy, mostly right labels first.
 2. Then, every epoch, each network's per-image cross-entropy on the train split (no augmentation) is fitted with a
    two-component Gaussian mixture (gmm_clean_probability); an image's clean probability is the posterior of the
@@ -215,6 +215,7 @@ def fit_dividemix(cfg, model, xt, yt, xv, yv, *, device, generator, trusted=None
     from training.engine import FitResult, _make_optimizer, evaluate, improved, train_one_epoch
 
     steps = max(1, math.ceil((len(xt) - 1) / cfg.batch_size))
+    warmup = min(cfg.dividemix_warmup, cfg.epochs - 1)
     torch.manual_seed(cfg.seed + 1)  # network B: another random start (the same pretrained weights, if any)
     model_b = build_model(cfg.arch, cfg.num_classes, cfg.size).to(device)
     if init is not None:
@@ -249,11 +250,11 @@ def fit_dividemix(cfg, model, xt, yt, xv, yv, *, device, generator, trusted=None
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.early_stopping_patience and epoch - best["epoch"] > cfg.early_stopping_patience and best["epoch"] \
-                and epoch > max(cfg.min_epochs, cfg.dividemix_warmup):
+                and epoch > max(cfg.min_epochs, warmup):
             stopped_early = True
             break
         metrics = {"epoch": epoch}
-        if epoch <= cfg.dividemix_warmup:
+        if epoch <= warmup:
             for k, (net, (opt, sched)) in enumerate(zip(nets, opts)):
                 hook = (lambda step, n, e=epoch, k=k: on_step(e, k * n + step, 2 * n)) if on_step else None
                 m = train_one_epoch(net, opt, sched, xt, yt, cfg=warm_cfg, device=device, generator=generator,
@@ -272,7 +273,7 @@ def fit_dividemix(cfg, model, xt, yt, xv, yv, *, device, generator, trusted=None
             for k, (net, (opt, sched)) in enumerate(zip(nets, opts)):
                 hook = (lambda step, n, e=epoch, k=k: on_step(e, k * n + step, 2 * n)) if on_step else None
                 m = train_divided_epoch(net, nets[1 - k], opt, sched, xt, yt, clean[1 - k], cfg=cfg, device=device,
-                                        generator=generator, steps=steps, progress=epoch - 1 - cfg.dividemix_warmup,
+                                        generator=generator, steps=steps, progress=epoch - 1 - warmup,
                                         on_step=hook)
                 suffix = "_b" if k else ""
                 metrics.update({f"train_loss{suffix}": m["loss_x"], f"labelled{suffix}": m["labelled"]})
