@@ -149,7 +149,7 @@ def measure(faces, method, epochs, extra, seed, threads):
     wrong = given_tr != true_tr
     last = result.history[-1]
     kept = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
-    knobs = ",".join(f"{k}={v:g}" for k, v in extra.items())
+    knobs = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
     return {"run": f"{method}{'@' + knobs if knobs else ''}:{epochs}", "epochs": epochs,
             "best_epoch": result.best_epoch, "seconds": round(seconds, 1),
             "train_acc_given": float((pred_tr == given_tr).mean()),
