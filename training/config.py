@@ -71,9 +71,10 @@ class TrainConfig(DictConfig):
     # and kept under-trained (by loss the benchmark's clean-label oracle kept epoch 5 of 16: 44 % instead of 78 %).
     monitor: str = "val_acc"
     # Noise-robust training (training/robust.py): "none" (cross-entropy), "eac" (erasing attention consistency;
-    # small_cnn and resnet18), "gce" (generalized cross-entropy) or "bootstrap" (hard bootstrapping); label_smoothing
-    # applies to neither of the last two; "elr" (early-learning regularization) or "dividemix" (two networks,
-    # co-divided semi-supervised training: training/dividemix.py; it takes no class weights or label smoothing).
+    # small_cnn and resnet18), "gce" (generalized cross-entropy), "bootstrap" (hard bootstrapping; label_smoothing
+    # applies to neither gce nor bootstrap), "elr" (early-learning regularization) or "dividemix" (two networks,
+    # co-divided semi-supervised training: training/dividemix.py; no class weights or label smoothing after its
+    # warm-up).
     robust: str = "none"
     eac_lambda: float = 5.0  # weight of EAC's attention-consistency term (the paper's 5)
     gce_q: float = 0.7  # GCE's q in (0, 1]: 0 would be cross-entropy, 1 the mean absolute error (the paper's 0.7)
