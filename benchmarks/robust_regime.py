@@ -8,21 +8,30 @@ still in its early-learning phase. This script says which phase a configuration 
 - fit to wrong labels: the share of wrong-labelled train images the model predicts as their *wrong* given label
   (memorisation); beside it the share it predicts as their true label;
 - train accuracy on the given labels, and on the right-labelled train images;
-- test accuracy (the test split is noise-free).
+- test accuracy (the test split is noise-free);
+- the run's peak RssAnon (sampled every 20 ms while it trains) and its growth over the RssAnon at its start, and
+  their ratio to the first plain (ce) run of the same process;
+- for DivideMix, per epoch after the warm-up, how well its division separates wrong from right labels: the AUROC of
+  each network's clean probabilities against the truth, the share of the labelled set whose label is right, and
+  the share of right labels (and of wrong ones) that land in it.
 
 Reads a folder of make_synthetic_faces (labels.csv and truth.csv: the benchmark writes one under --out/faces) and
 trains with training.engine.fit, as the train_classifier job does, one torch process, no Django:
 
     python -m benchmarks.robust_regime --faces OUT/faces --runs ce:16 eac:16 ce:48 eac:48 oracle:48
+    python -m benchmarks.robust_regime --faces OUT/faces --runs ce:24 elr:24 dividemix:24 \
+        dividemix@warmup=12,lambda_u=5:24 oracle:24
 """
 import argparse
 import csv
 import json
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks._memory import rss_anon
 from training.config import TrainConfig
 from training.engine import fit, pick_device, predict_proba
 from training.labels import CODE
@@ -51,46 +60,115 @@ def load_faces(folder, size):
     return out
 
 
+# What a bare number after "@" sets, per method.
+MAIN_KNOB = {"eac": "eac_lambda", "elr": "elr_lambda", "gce": "gce_q", "bootstrap": "bootstrap_beta",
+             "dividemix": "dividemix_lambda_u"}
+
+
 def parse_run(spec):
-    """"eac:48" -> ("eac", 48); "eac@1:48" sets EAC's lambda to 1; "oracle:48" trains on the true labels."""
-    name, epochs = spec.split(":")
-    method, _, weight = name.partition("@")
-    return method, int(epochs), float(weight) if weight else None
+    """"eac:48" -> ("eac", 48, {}); "eac@1:48" sets EAC's lambda to 1 (the method's MAIN_KNOB); "dividemix@warmup=12,
+    lambda_u=5:24" sets dividemix_warmup and dividemix_lambda_u; "oracle:48" trains on the true labels."""
+    name, epochs = spec.rsplit(":", 1)
+    method, _, knobs = name.partition("@")
+    extra = {}
+    for part in filter(None, knobs.split(",")):
+        key, eq, value = part.partition("=")
+        key = f"{method}_{key}" if eq else MAIN_KNOB[method]
+        extra[key] = value if key.endswith("split") else float(value if eq else part)
+        if key.endswith("warmup"):  # an epoch count
+            extra[key] = int(extra[key])
+    return method, int(epochs), extra
 
 
-def measure(faces, method, epochs, weight, seed, threads):
+class PeakRss:
+    """The largest RssAnon sampled every `every` s while the block runs, and the RssAnon when it began."""
+
+    def __init__(self, every=0.02):
+        self.every, self.start, self.peak = every, 0, 0
+
+    def __enter__(self):
+        self.start = self.peak = rss_anon()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, rss_anon())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_anon())
+
+
+def auroc(score, positive):
+    """Area under the ROC curve of `score` for `positive` (ties counted half), by ranks."""
+    from scipy.stats import rankdata
+
+    positive = np.asarray(positive, bool)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    if not n_pos or not n_neg:
+        return float("nan")
+    ranks = rankdata(score)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def measure(faces, method, epochs, extra, seed, threads):
     x_tr, given_tr, true_tr = faces["train"]
     x_val, given_val, true_val = faces["val"]
     x_te, _, true_te = faces["test"]
     oracle = method == "oracle"
     robust = "none" if oracle else ("none" if method == "ce" else method)
-    extra = {"eac_lambda": weight} if weight is not None and robust == "eac" else {}
     cfg = TrainConfig(**CPU_PROFILE, epochs=epochs, robust=robust, seed=seed, num_threads=threads, **extra)
     y_tr, y_val = (true_tr, true_val) if oracle else (given_tr, given_val)
     device = pick_device()
+    right = given_tr == true_tr
+    divisions = []
+
+    def on_divide(epoch, clean_a, clean_b):
+        row = {"epoch": epoch}
+        for net, clean in (("a", clean_a), ("b", clean_b)):
+            labelled = clean > cfg.dividemix_threshold
+            row.update({f"auroc_{net}": auroc(clean, right),
+                        f"labelled_{net}": float(labelled.mean()),
+                        f"labelled_right_{net}": float(right[labelled].mean()) if labelled.any() else float("nan"),
+                        f"right_labelled_{net}": float(labelled[right].mean()),
+                        f"wrong_labelled_{net}": float(labelled[~right].mean())})
+        divisions.append(row)
+
+    from training.dividemix import observe_divisions
+
     t0 = time.monotonic()
-    result = fit(cfg, x_tr, y_tr, x_val, y_val, device=device)
+    with PeakRss() as memory, observe_divisions(on_divide):
+        result = fit(cfg, x_tr, y_tr, x_val, y_val, device=device)
     seconds = time.monotonic() - t0
     pred_tr = predict_proba(result.model, x_tr, batch_size=256, device=device, mode="stream").argmax(1)
     pred_te = predict_proba(result.model, x_te, batch_size=256, device=device, mode="stream").argmax(1)
     wrong = given_tr != true_tr
     last = result.history[-1]
     kept = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
-    return {"run": f"{method}{'' if weight is None else '@' + str(weight)}:{epochs}", "epochs": epochs,
+    knobs = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
+    return {"run": f"{method}{'@' + knobs if knobs else ''}:{epochs}", "epochs": epochs,
             "best_epoch": result.best_epoch, "seconds": round(seconds, 1),
             "train_acc_given": float((pred_tr == given_tr).mean()),
             "train_acc_right_labels": float((pred_tr[~wrong] == given_tr[~wrong]).mean()),
             "fit_to_wrong_labels": float((pred_tr[wrong] == given_tr[wrong]).mean()),
             "wrong_labels_predicted_true": float((pred_tr[wrong] == true_tr[wrong]).mean()),
             "last_epoch_train_acc": last.get("train_acc"), "val_acc_given": kept["val_acc"],
-            "test_accuracy": float((pred_te == true_te).mean())}
+            "test_accuracy": float((pred_te == true_te).mean()),
+            "peak_rss_anon_mib": memory.peak / 2**20, "rss_anon_growth_mib": (memory.peak - memory.start) / 2**20,
+            "divisions": divisions}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", required=True, help="a make_synthetic_faces folder (labels.csv, truth.csv)")
     parser.add_argument("--runs", nargs="+", default=["ce:16", "eac:16", "ce:48", "eac:48", "oracle:48"],
-                        help="METHOD[@EAC_LAMBDA]:EPOCHS, METHOD one of ce, eac, gce, bootstrap, oracle")
+                        help="METHOD[@VALUE|@KNOB=VALUE,...]:EPOCHS, METHOD one of ce, eac, gce, bootstrap, elr, "
+                             "dividemix, oracle; VALUE sets the method's main knob (MAIN_KNOB), KNOB=VALUE its "
+                             "training option METHOD_KNOB")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: one a core)")
     parser.add_argument("--out", help="also write the rows to this JSON file")
@@ -101,17 +179,29 @@ def main(argv=None):
           f"{len(faces['test'][0])} test images")
     rows = []
     print("| run | best epoch | train acc (given) | right labels fitted | wrong labels fitted (memorised) | wrong "
-          "labels predicted true | val acc (given, kept epoch) | test accuracy | s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "labels predicted true | val acc (given, kept epoch) | test accuracy | s | peak RssAnon MiB (growth) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    plain = None
     for spec in args.runs:
-        method, epochs, weight = parse_run(spec)
-        row = measure(faces, method, epochs, weight, args.seed, args.threads)
+        method, epochs, extra = parse_run(spec)
+        row = measure(faces, method, epochs, extra, args.seed, args.threads)
         rows.append(row)
+        if method == "ce" and plain is None:
+            plain = row
+        ratio = "" if plain is None else (f"; x{row['peak_rss_anon_mib'] / plain['peak_rss_anon_mib']:.2f} "
+                                          f"(growth x{row['rss_anon_growth_mib'] / max(plain['rss_anon_growth_mib'], 1e-9):.2f})"
+                                          f" of {plain['run']}")
         print(f"| {row['run']} | {row['best_epoch']} | {row['train_acc_given']:.3f} | "
               f"{row['train_acc_right_labels']:.3f} | {row['fit_to_wrong_labels']:.3f} | "
               f"{row['wrong_labels_predicted_true']:.3f} | {row['val_acc_given']:.3f} | "
-              f"{row['test_accuracy']:.3f} | {row['seconds']} |",
+              f"{row['test_accuracy']:.3f} | {row['seconds']} | {row['peak_rss_anon_mib']:.0f} "
+              f"({row['rss_anon_growth_mib']:.0f}){ratio} |",
               flush=True)
+        for d in row["divisions"]:
+            print(f"    {row['run']} epoch {d['epoch']}: division AUROC A {d['auroc_a']:.3f} B {d['auroc_b']:.3f}; "
+                  f"labelled {d['labelled_a']:.1%} / {d['labelled_b']:.1%}, of them right "
+                  f"{d['labelled_right_a']:.1%} / {d['labelled_right_b']:.1%}; right labels kept "
+                  f"{d['right_labelled_a']:.1%}, wrong labels kept {d['wrong_labelled_a']:.1%} (A)", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

@@ -19,7 +19,7 @@ class DictConfig:
 
 
 # Noise-robust training methods (training/robust.py), named here so that validating a config imports no torch.
-ROBUST_METHODS = ("none", "eac", "gce", "bootstrap")
+ROBUST_METHODS = ("none", "eac", "gce", "bootstrap", "elr", "dividemix")
 EAC_ARCHS = ("small_cnn", "resnet18")  # archs whose last conv map feeds global pooling and one linear layer
 
 
@@ -71,12 +71,22 @@ class TrainConfig(DictConfig):
     # and kept under-trained (by loss the benchmark's clean-label oracle kept epoch 5 of 16: 44 % instead of 78 %).
     monitor: str = "val_acc"
     # Noise-robust training (training/robust.py): "none" (cross-entropy), "eac" (erasing attention consistency;
-    # small_cnn and resnet18), "gce" (generalized cross-entropy) or "bootstrap" (hard bootstrapping); label_smoothing
-    # applies to neither of the last two.
+    # small_cnn and resnet18), "gce" (generalized cross-entropy), "bootstrap" (hard bootstrapping; label_smoothing
+    # applies to neither gce nor bootstrap), "elr" (early-learning regularization) or "dividemix" (two networks,
+    # co-divided semi-supervised training: training/dividemix.py; no class weights or label smoothing after its
+    # warm-up).
     robust: str = "none"
     eac_lambda: float = 5.0  # weight of EAC's attention-consistency term (the paper's 5)
     gce_q: float = 0.7  # GCE's q in (0, 1]: 0 would be cross-entropy, 1 the mean absolute error (the paper's 0.7)
     bootstrap_beta: float = 0.8  # hard bootstrapping's weight on the given label in (0, 1] (the paper's 0.8)
+    elr_beta: float = 0.7  # ELR's running-target momentum in [0, 1) (the paper's 0.7)
+    elr_lambda: float = 3.0  # weight of ELR's regulariser (the paper's 3 on CIFAR-10)
+    dividemix_warmup: int = 10  # DivideMix: epochs of plain cross-entropy before the first division
+    dividemix_lambda_u: float = 25.0  # weight of the unlabelled (consistency) term (the paper's 25 at 50 % noise)
+    dividemix_threshold: float = 0.5  # clean probability above which an image is labelled (the paper's 0.5)
+    # "co": each network trains on its peer's division (the paper's); "mean": both on the division of the mean of
+    # the two networks' per-image losses.
+    dividemix_split: str = "co"
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms; slower on GPU
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
@@ -124,6 +134,18 @@ class TrainConfig(DictConfig):
             problems.append(f"gce_q must be in (0, 1], not {self.gce_q}")
         if not 0 < self.bootstrap_beta <= 1:
             problems.append(f"bootstrap_beta must be in (0, 1], not {self.bootstrap_beta}")
+        if not 0 <= self.elr_beta < 1:
+            problems.append(f"elr_beta must be in [0, 1), not {self.elr_beta}")
+        if self.elr_lambda < 0:
+            problems.append(f"elr_lambda must be >= 0, not {self.elr_lambda}")
+        if self.dividemix_warmup < 0:
+            problems.append(f"dividemix_warmup must be >= 0, not {self.dividemix_warmup}")
+        if self.dividemix_lambda_u < 0:
+            problems.append(f"dividemix_lambda_u must be >= 0, not {self.dividemix_lambda_u}")
+        if not 0 < self.dividemix_threshold < 1:
+            problems.append(f"dividemix_threshold must be in (0, 1), not {self.dividemix_threshold}")
+        if self.dividemix_split not in ("co", "mean"):
+            problems.append(f"dividemix_split must be co or mean, not {self.dividemix_split!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return self

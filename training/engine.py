@@ -17,7 +17,7 @@ from training.config import TrainConfig
 from training.init import init_weights
 from training.malloc import fix_mmap_threshold
 from training.models import build_model
-from training.robust import batch_loss, loss_config
+from training.robust import batch_loss, loss_config, make_state
 
 # Every process that trains or scores imports this module: keep its heap from growing with the batches it reads.
 fix_mmap_threshold()
@@ -283,10 +283,10 @@ def class_weights(labels, num_classes):
 
 
 def train_one_epoch(model, optimizer, scheduler, x_u8, y, *, cfg, device, generator, loss_weight, on_step=None,
-                    trusted=None):
+                    trusted=None, state=None):
     """One pass over (x_u8, y) in a seeded random order. on_step(step, steps), if given, runs after every batch
     (progress, cancellation); it must not synchronise with the device. trusted: a bool tensor like y (reviewed
-    labels, which the robust losses never down-weight) or None."""
+    labels, which the robust losses never down-weight) or None; state: robust.make_state's object or None."""
     model.train()
     source = _as_source(x_u8, device)
     n = len(source)
@@ -306,7 +306,7 @@ def train_one_epoch(model, optimizer, scheduler, x_u8, y, *, cfg, device, genera
         target = y[idx]
         with _autocast(device, cfg.amp):
             logits, loss = batch_loss(model, x, target, cfg=cfg, weight=loss_weight, generator=generator,
-                                      trusted=None if trusted is None else trusted[idx])
+                                      trusted=None if trusted is None else trusted[idx], index=idx, state=state)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -451,6 +451,13 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
     optimizer, scheduler = _make_optimizer(model, cfg, steps)
     weight = class_weights(y_train, cfg.num_classes).to(device) if cfg.class_balance == "weights" else None
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    if train_cfg.robust == "dividemix":  # two networks and their own loop (training/dividemix.py)
+        from training.dividemix import fit_dividemix
+
+        return fit_dividemix(train_cfg, model, xt, yt, xv, yv, device=device, generator=generator, trusted=trusted,
+                             init=init if resume is None else None, resume=resume, on_epoch=on_epoch,
+                             on_step=on_step, placement=placement, init_report=init_report)
+    state = make_state(train_cfg, len(xt), device)  # ELR's per-image targets
 
     history, best, start_epoch = [], {"val_loss": math.inf, "epoch": 0, "model": None}, 1
     if resume is not None:
@@ -464,6 +471,8 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
         if device.type == "cuda" and resume.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
         history, best = list(resume["history"]), dict(resume["best"])
+        if state is not None and resume.get("robust_state") is not None:
+            state.targets.copy_(resume["robust_state"])
         start_epoch = resume["epoch"] + 1
 
     stopped_early = False
@@ -474,7 +483,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
             break
         step_hook = (lambda step, steps, e=epoch: on_step(e, step, steps)) if on_step is not None else None
         metrics = train_one_epoch(model, optimizer, scheduler, xt, yt, cfg=train_cfg, device=device,
-                                  generator=generator, loss_weight=weight, on_step=step_hook, trusted=trusted)
+                                  generator=generator, loss_weight=weight, on_step=step_hook, trusted=trusted, state=state)
         val = evaluate(model, xv, yv, cfg=cfg, device=device)
         metrics.update(epoch=epoch, val_loss=val["loss"], val_acc=val["acc"], lr=optimizer.param_groups[0]["lr"])
         history.append(metrics)
@@ -488,7 +497,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "epoch": epoch, "history": history, "best": best,
-                "config": cfg.to_dict(),
+                "config": cfg.to_dict(), "robust_state": None if state is None else state.targets,
             })
     if best["model"] is not None:
         model.load_state_dict(best["model"])

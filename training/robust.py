@@ -12,11 +12,17 @@
   mean squared difference between the class activation maps (CAMs) of the image and the flipped-back CAMs of the
   flipped image. A model that memorises a wrong label leans on details that do not survive the flip and the
   erasing; the consistency term keeps its attention on the whole face, and no image is dropped.
+- "elr": early-learning regularization (Liu et al., NeurIPS 2020). Each train image keeps a running target
+  t <- elr_beta t + (1 - elr_beta) p (p its softmax, detached; the engine passes each batch's rows of the train
+  split), and the loss is cross-entropy plus elr_lambda log(1 - <t, p>): while the network is still learning the
+  easy, mostly right labels, t is what it predicted then, and the term pulls p towards t, against a later pull to
+  a wrong label. Its gradient on the logits is elr_lambda p_k (<t, p> - t_k) / (1 - <t, p>).
+- "dividemix": two networks, co-divided semi-supervised training (training/dividemix.py, not a per-batch loss).
 
 Trusted labels: images a reviewer confirmed or relabelled come with `trusted` True. GCE and bootstrapping never
 down-weight or re-target them: their per-sample loss is plain cross-entropy on the given label, and a run whose
 every label is trusted takes plain cross-entropy's own code path (loss_config), so it trains to a plain run's
-weights exactly. EAC drops and
+weights exactly. ELR's regulariser is zero on a trusted image. EAC drops and
 re-targets nothing in the first place (its consistency term regularises attention, not the label), so it treats
 trusted images as every other.
 
@@ -33,7 +39,7 @@ from training.models import features_and_logits
 
 
 # The methods that change how a sample's label pulls; a trusted label bypasses them.
-PER_LABEL_METHODS = ("gce", "bootstrap")
+PER_LABEL_METHODS = ("gce", "bootstrap", "elr", "dividemix")
 
 
 def loss_config(cfg, trusted):
@@ -85,6 +91,42 @@ def bootstrap_loss(logits, target, *, beta=0.8, weight=None, trusted=None, label
     return weighted_mean(per_sample, target, weight)
 
 
+class ELRMemory:
+    """ELR's running targets, one row of class probabilities per train image (zeros until its first batch)."""
+
+    def __init__(self, n, num_classes, *, beta, device=None):
+        self.beta = beta
+        self.targets = torch.zeros(n, num_classes, device=device)
+
+    def update(self, index, probs):
+        """t[index] <- beta t[index] + (1 - beta) p / sum(p), p clamped away from 0 and 1 as the authors do."""
+        p = probs.detach().float().clamp(1e-4, 1 - 1e-4)
+        p = p / p.sum(1, keepdim=True)
+        self.targets[index] = self.beta * self.targets[index] + (1 - self.beta) * p
+        return self.targets[index]
+
+
+def elr_loss(logits, target, memory_targets, *, lam=3.0, weight=None, trusted=None, label_smoothing=0.0):
+    """Cross-entropy plus lam log(1 - <t, p>) per sample (memory_targets: t, the batch's rows of ELRMemory after
+    this batch's update), averaged (class-weighted if weight is given); the trusted samples take cross-entropy
+    alone."""
+    p = torch.softmax(logits.float(), 1).clamp(1e-4, 1 - 1e-4)
+    regulariser = torch.log(1 - (memory_targets * p).sum(1))
+    ce = F.cross_entropy(logits.float(), target, weight=weight, reduction="none", label_smoothing=label_smoothing)
+    if weight is not None:
+        ce = ce / weight[target].clamp_min(1e-12)
+    if trusted is not None:
+        regulariser = torch.where(trusted, torch.zeros_like(regulariser), regulariser)
+    return weighted_mean(ce + lam * regulariser, target, weight)
+
+
+def make_state(cfg, n_train, device):
+    """What a method keeps across batches for a run of n_train images (ELR's ELRMemory), else None."""
+    if cfg.robust == "elr":
+        return ELRMemory(n_train, cfg.num_classes, beta=cfg.elr_beta, device=device)
+    return None
+
+
 def random_erase(x, generator, *, p=0.5, scale=(0.02, 0.25), ratio=(0.3, 3.3), value=0.5):
     """torchvision's RandomErasing, batched: with probability p a rectangle of `scale` of the image's area and
     aspect ratio in `ratio` (log-uniform) is filled with `value` (0.5: the mid-grey of inputs in [0, 1], as 0 is
@@ -131,9 +173,10 @@ def eac_forward(model, x):
     return logits[:b], attention_consistency(cams[:b], cams[b:])
 
 
-def batch_loss(model, x, target, *, cfg, weight, generator, trusted=None):
+def batch_loss(model, x, target, *, cfg, weight, generator, trusted=None, index=None, state=None):
     """(logits for the batch's accuracy, loss to minimise) under cfg.robust. x is the (augmented) batch; trusted,
-    a bool tensor like target or None, marks the samples whose labels a reviewer decided."""
+    a bool tensor like target or None, marks the samples whose labels a reviewer decided; index: the batch's rows
+    of the train split, and state: make_state's object (ELR reads and updates its rows)."""
     if cfg.robust == "eac":
         x = random_erase(x, generator)
         logits, consistency = eac_forward(model, x)
@@ -142,6 +185,12 @@ def batch_loss(model, x, target, *, cfg, weight, generator, trusted=None):
     logits = model(x)
     if cfg.robust == "gce":
         return logits, gce_loss(logits, target, q=cfg.gce_q, weight=weight, trusted=trusted,
+                                label_smoothing=cfg.label_smoothing)
+    if cfg.robust == "elr":
+        if state is None or index is None:
+            raise ValueError("robust elr needs the batch's train rows (index) and its memory (make_state)")
+        memory_targets = state.update(index, torch.softmax(logits.detach().float(), 1))
+        return logits, elr_loss(logits, target, memory_targets, lam=cfg.elr_lambda, weight=weight, trusted=trusted,
                                 label_smoothing=cfg.label_smoothing)
     if cfg.robust == "bootstrap":
         return logits, bootstrap_loss(logits, target, beta=cfg.bootstrap_beta, weight=weight, trusted=trusted,

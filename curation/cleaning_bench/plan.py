@@ -134,7 +134,7 @@ class BenchPlan:
             problems.append(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {self.robust!r}")
         elif self.robust == "eac" and self.arch not in EAC_ARCHS:
             problems.append(f"robust eac needs class activation maps: arch must be one of {', '.join(EAC_ARCHS)}, "
-                            f"not {self.arch!r} (or give --robust gce, bootstrap or none)")
+                            f"not {self.arch!r} (or give --robust gce, bootstrap, elr, dividemix or none)")
         if self.relabel_precision is not None and not 0 < self.relabel_precision <= 1:
             problems.append(f"relabel-precision must be in (0, 1], not {self.relabel_precision}")
         if not 1 <= self.rounds <= 10:

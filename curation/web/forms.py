@@ -28,9 +28,12 @@ GAN_PROFILES = ("cpu", "full")
 FORMATS = ("imagefolder", "csv", "affectnet", "fer2013")
 CLASS_CHOICES = [(name, name) for name in CLASSES]
 ROBUST_NAMES = {"none": "cross-entropy", "eac": "erasing attention consistency (small_cnn, resnet18)",
-                "gce": "generalized cross-entropy", "bootstrap": "hard bootstrapping"}
+                "gce": "generalized cross-entropy", "bootstrap": "hard bootstrapping",
+                "elr": "early-learning regularization",
+                "dividemix": "DivideMix: two networks, co-divided semi-supervised training (slower)"}
 ROBUST_CHOICES = [(m, f"{m}: {ROBUST_NAMES[m]}") for m in ROBUST_METHODS]
-ROBUST_HELP = "noise-robust training: learns less from wrong labels without dropping any image"
+ROBUST_HELP = ("noise-robust training: learns less from wrong labels; a reviewed label is always trained on as "
+               "given")
 
 
 def dataset_names():

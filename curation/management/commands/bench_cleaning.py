@@ -70,7 +70,8 @@ class Command(DatabaseCommand):
                             help="torch threads of an --inline run (0, the default: one a core; 1 on a shared machine)")
         parser.add_argument("--robust",
                             help="noise-robust method of the robust arms (robust alone, reviewed + robust, oracle + "
-                                 "robust): eac (the default), gce, bootstrap, or none to train no robust arm")
+                                 "robust): eac (the default), gce, bootstrap, elr, dividemix, or none to train no robust "
+                                 "arm")
         parser.add_argument("--relabel-precision", type=float,
                             help="also train reviewed + robust + calibrated relabels at this precision target (0-1]")
         parser.add_argument("--audit-share", type=float, metavar="S",

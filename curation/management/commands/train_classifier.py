@@ -32,7 +32,8 @@ class Command(JobCommand):
         parser.add_argument("--robust", choices=list(ROBUST_METHODS),
                             help="noise-robust training: none (cross-entropy, the default), eac (erasing attention "
                                  "consistency; small_cnn or resnet18), gce (generalized cross-entropy), bootstrap "
-                                 "(hard bootstrapping)")
+                                 "(hard bootstrapping), elr (early-learning regularization), dividemix (two "
+                                 "networks, co-divided semi-supervised training; several times slower)")
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
