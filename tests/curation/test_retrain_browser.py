@@ -86,7 +86,7 @@ def test_augmented_without_generated_images_offers_generate_then_retrain(curator
     from tests.curation.conftest import square_gan_dataset
 
     page = curator_page
-    name = square_gan_dataset(tmp_path, n=160)  # a happy/sad CycleGAN (unchecked: no classifier when it trained)
+    name = square_gan_dataset(tmp_path)  # a happy/sad CycleGAN (unchecked: no classifier when it trained)
     call_command("train_classifier", "--dataset", name, "--arch", "small_cnn", "--epochs", "1", "--size", "32",
                  "--batch-size", "32", "--inline", stdout=io.StringIO(), stderr=io.StringIO())
     start_worker()
