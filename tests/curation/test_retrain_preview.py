@@ -172,3 +172,40 @@ def test_a_loss_is_read_back_to_the_biggest_training_set_change():
     assert cause["change"] == "doubtful" and cause["text"].startswith(
         "700 unreviewed images dropped as doubtful by the classifier's flags (cleanlab), without")
     assert cause["without"]["doubtful"] == "none"
+
+
+@pytest.mark.django_db
+def test_the_commands_report_names_the_likely_cause_of_a_significant_loss():
+    import numpy as np
+
+    from curation.classifier.predictions import run_predictions_path
+    from curation.management.commands.train_classifier import print_run
+    from training.metrics import classification_report
+
+    ids = np.arange(1000, 1200)
+    labels = ids % 8
+
+    def run(right, **fields):
+        predicted = np.where(right, labels, (labels + 1) % 8)
+        r = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, test_metrics=classification_report(labels, predicted, 8),
+                       plots={}, **fields)
+        path = run_predictions_path(r)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probs = np.full((len(ids), 8), 0.01, dtype=np.float32)
+        probs[np.arange(len(ids)), predicted] = 0.93
+        np.savez(path, ids=ids, labels=labels, probs=probs)
+        return r
+
+    ds = DatasetFactory(name="faces")
+    index = np.arange(len(ids))
+    base = run(index < 150, selection={"train": 3000})
+    worse = run((index >= 40) & (index < 150), derived_from=base, reduced=True,
+                selection={"train": 2300, "dropped_flagged_unconfirmed": 700, "relabelled": 9, "doubtful": "either"})
+    lines = []
+    print_run(lines.append, worse)
+    assert ("    most likely cause of the loss: 700 unreviewed images dropped as doubtful by either flag, without a "
+            "reviewer's look") in lines
+    same = run(index < 150, derived_from=base, selection={"train": 3000, "generated": 50})
+    lines = []
+    print_run(lines.append, same)  # no loss: no cause
+    assert not any("most likely cause" in line for line in lines)
