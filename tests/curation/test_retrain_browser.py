@@ -73,6 +73,12 @@ def test_the_retrain_form_previews_its_effect_and_starts_on_a_rule_that_flags_im
     page.select_option("select[name=retrain-doubtful]", "classifier")
     page.wait_for_selector("#retrain-preview [data-problem=doubtful_flags_none]", state="detached")
     assert "23 train images" in _preview(page)
+
+    # Opened from the closed list of forms, the form loads its preview when it opens.
+    page.goto(f"{live_server.url}/jobs/?dataset=flags")
+    assert page.locator("#retrain-preview li").count() == 0
+    page.click("#start-retrain summary")
+    page.wait_for_selector("#retrain-preview li[data-preview=dropped]:has-text('6 unreviewed images')")
     assert page.csp == []
 
 

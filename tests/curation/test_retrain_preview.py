@@ -198,14 +198,15 @@ def test_the_commands_report_names_the_likely_cause_of_a_significant_loss():
 
     ds = DatasetFactory(name="faces")
     index = np.arange(len(ids))
-    base = run(index < 150, selection={"train": 3000})
+    base = run(index < 150, selection={"train": 3000, "test": 200})
     worse = run((index >= 40) & (index < 150), derived_from=base, reduced=True,
-                selection={"train": 2300, "dropped_flagged_unconfirmed": 700, "relabelled": 9, "doubtful": "either"})
+                selection={"train": 2300, "test": 200, "dropped_flagged_unconfirmed": 700, "relabelled": 9,
+                           "doubtful": "either"})
     lines = []
     print_run(lines.append, worse)
     assert ("    most likely cause of the loss: 700 unreviewed images dropped as doubtful by either flag, without a "
             "reviewer's look") in lines
-    same = run(index < 150, derived_from=base, selection={"train": 3000, "generated": 50})
+    same = run(index < 150, derived_from=base, selection={"train": 3000, "test": 200, "generated": 50})
     lines = []
     print_run(lines.append, same)  # no loss: no cause
     assert not any("most likely cause" in line for line in lines)
