@@ -32,7 +32,8 @@ def _generator_words(dataset):
     span = f"{rates[0]:.0%}" if rates[0] == rates[-1] else f"{rates[0]:.0%}-{rates[-1]:.0%}"
     how = ("passed their quality check" if checks == {"passed"} else
            "include ones that failed their quality check" if "failed" in checks else "were partly unchecked")
-    return f"generators {how} with {span} target rates (the share of their images the classifier calls the target class)"
+    return (f"generators {how} with {span} target rates (the share of their images the classifier calls the target "
+            f"class)")
 
 
 def loss_cause(base, run):

@@ -21,7 +21,7 @@ from django.db.models import Count, Q
 from curation.classifier.relabels import describe_rule, relabel_rule
 from curation.classifier.selection import DOUBTFUL, select_training_data
 from curation.gans.snapshots import DIRECTIONS, direction_name, snapshot_quality
-from curation.models import GanModel, GeneratedImage, Image
+from curation.models import GanModel, Image
 from curation.scoring.fusion import generator_works
 from training.labels import CLASSES
 

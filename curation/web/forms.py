@@ -13,7 +13,7 @@ from curation.classifier.relabels import RelabelTargetError, check_precision_tar
 from curation.classifier.rescore import rescore_every_check
 from curation.classifier.seeds import SMALL_TRAIN
 from curation.importers.roots import importable_entries
-from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset, Image
+from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset
 from curation.review.audit import audit_share_check
 from curation.review.crowdlab import consensus_threshold_check
 from curation.review.dataset_settings import (

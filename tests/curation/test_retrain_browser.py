@@ -148,7 +148,8 @@ def test_a_significant_loss_names_its_likely_cause_and_links_the_retrain_without
     source = ImageFactory(dataset=ds)
     quality = {"AB": {"target_rate": 0.52, "source_target_rate": 0.2},
                "BA": {"target_rate": 0.79, "source_target_rate": 0.1}}
-    gan = GanModelFactory(dataset=ds, status=GanModel.Status.SUCCEEDED, epoch=1, losses=[{"epoch": 1, "quality": quality}])
+    gan = GanModelFactory(dataset=ds, status=GanModel.Status.SUCCEEDED, epoch=1,
+                          losses=[{"epoch": 1, "quality": quality}])
     GeneratedImageFactory(gan=gan, source_image=source)
     index = np.arange(N)
     base = _run(ds, index < 150, selection={"train": 3000, "generated": 0, "relabelled": 0})

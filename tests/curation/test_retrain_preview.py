@@ -187,8 +187,8 @@ def test_the_commands_report_names_the_likely_cause_of_a_significant_loss():
 
     def run(right, **fields):
         predicted = np.where(right, labels, (labels + 1) % 8)
-        r = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, test_metrics=classification_report(labels, predicted, 8),
-                       plots={}, **fields)
+        r = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, plots={},
+                       test_metrics=classification_report(labels, predicted, 8), **fields)
         path = run_predictions_path(r)
         path.parent.mkdir(parents=True, exist_ok=True)
         probs = np.full((len(ids), 8), 0.01, dtype=np.float32)
