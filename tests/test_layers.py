@@ -27,7 +27,7 @@ LAYERS = [
     ("job handlers", ["curation.importers.job", "curation.importers.predictions_job", "curation.classifier.job",
                       "curation.gans.job", "curation.gans.generate", "curation.scoring.job", "curation.scoring.chunks",
                       "curation.classifier.rescore", "curation.maps.job",
-                      "curation.classifier.pretrain"]),
+                      "curation.classifier.pretrain", "curation.classifier.augment_chain"]),
     ("jobs", ["curation.jobs.registry", "curation.jobs.services", "curation.jobs.selectors", "curation.jobs.runner",
               "curation.jobs.worker", "curation.tasks", "curation.jobs.rounds"]),
     ("interfaces", ["curation.web", "curation.api", "curation.management", "curation.templatetags", "curation.views",

@@ -18,17 +18,16 @@ from curation.classifier.arrays import load_arrays
 from curation.classifier.collapse import collapse_warning
 from curation.classifier.features import OOF_FEATURES_FILE
 from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
+from curation.classifier.preview import command_words, retrain_preview, selection_for
 from curation.classifier.relabels import (
     RelabelTargetError,
     check_precision_target,
     describe_rule,
-    relabel_rule,
 )
 from curation.classifier.selection import (
     DOUBTFUL,
     Item,
     Selection,
-    select_training_data,
 )
 from curation.classifier.ssl_init import check_ssl_fits, ssl_job_weights
 from curation.importers.roots import ImportPathRefused, import_path_resolve
@@ -245,30 +244,29 @@ def check_dataset_can_train(p):
 
 
 def _selection(dataset, p):
-    """(the run's selection, its calibrated-relabel rule or None) for validated params p, as the data are now."""
-    rule = relabel_rule(dataset, p["relabel_precision"]) if p.get("relabel_precision") else None
-    sel = select_training_data(dataset=dataset, reduced=p["reduced"], augmented=p["augmented"],
-                               doubtful=p.get("doubtful", "ssim"), relabel_above=rule and rule["threshold"])
-    return sel, rule
+    """(the run's selection, its calibrated-relabel rule or None) for validated params p, as the data are now: the
+    preview's own function (curation/classifier/preview.py), so what a preview counts is what the run selects."""
+    return selection_for(dataset, p)
 
 
 def training_preview(p):
     """Lines saying what each rule of a run (validated params p) does to its train split, counted now, before
-    anything is queued: the command prints them, and the run records the same counts in its selection."""
-    dataset = dataset_get(name=p["dataset"])
-    sel, rule = _selection(dataset, p)
-    c = sel.counts
-    lines = [f"{dataset.name}: trains on {c['train']:,} images (val {c['val']:,}, test {c['test']:,})",
+    anything is queued: the command prints them, and the run records the same counts in its selection
+    (curation/classifier/preview.py counts them; the retrain form shows the same preview in the page's words)."""
+    preview = retrain_preview(dataset_get(name=p["dataset"]), p)
+    c, rule = preview["counts"], preview["relabel_rule"]
+    lines = [f"{preview['dataset']}: trains on {c['train']:,} images (val {c['val']:,}, test {c['test']:,})",
              f"  trusted: {c['trusted']:,} images a reviewer confirmed or relabelled (a robust method never "
              f"down-weights them)"]
     if p["reduced"]:
         lines.append(f"  reduced: drops {c['dropped_excluded']:,} excluded and {c['dropped_flagged_unconfirmed']:,} "
-                     f"unreviewed images flagged by {p.get('doubtful', 'ssim')}; {c['relabelled']:,} reviewers' "
+                     f"unreviewed images flagged by {preview['doubtful']}; {c['relabelled']:,} reviewers' "
                      f"relabels")
     if rule:
         lines.append(f"  {describe_rule(rule)}")
     if p["augmented"]:
         lines.append(f"  augmented: adds {c['generated']:,} generated images")
+    lines.extend(command_words(problem) for problem in preview["problems"])
     return lines
 
 

@@ -6,6 +6,7 @@ function, so that web processes, which import this registry, never import torch.
 from dataclasses import dataclass
 from typing import Callable
 
+from curation.classifier.augment_chain import generate_retrain_job, validate_generate_retrain_params
 from curation.classifier.job import train_classifier_job, validate_train_params
 from curation.classifier.pretrain import pretrain_ssl_job, validate_pretrain_params
 from curation.classifier.rescore import rescore_job, validate_rescore_params
@@ -34,11 +35,12 @@ class JobKind:
 JOB_KINDS = {
     "import_dataset": JobKind(handler=import_dataset_job, validate=validate_import_params, queue="cpu"),
     "train_classifier": JobKind(handler=train_classifier_job, validate=validate_train_params, queue="gpu",
-                                also_part_of=("rescore",)),
+                                also_part_of=("rescore", "generate_retrain")),
     # Self-supervised pretraining of the classifier's backbone on the dataset's own images (--init ssl:ID).
     "pretrain_ssl": JobKind(handler=pretrain_ssl_job, validate=validate_pretrain_params, queue="gpu"),
     "train_cyclegan": JobKind(handler=train_cyclegan_job, validate=validate_cyclegan_params, queue="gpu"),
-    "generate_images": JobKind(handler=generate_images_job, validate=validate_generate_params, queue="gpu"),
+    "generate_images": JobKind(handler=generate_images_job, validate=validate_generate_params, queue="gpu",
+                               also_part_of=("generate_retrain",)),
     "score_ambiguity": JobKind(handler=score_ambiguity_job, validate=validate_score_params, queue="gpu",
                                also_part_of=("rescore",)),
     # A part of a score_ambiguity job (Job.parent), enqueued by it through its JobContext; not started by hand.
@@ -46,6 +48,9 @@ JOB_KINDS = {
                            part_of="score_ambiguity"),
     # Review rounds: refit the out-of-fold models on the reviewed labels, then rescore (both as its children).
     "rescore": JobKind(handler=rescore_job, validate=validate_rescore_params, queue="gpu"),
+    # The retrain form's augmented retrain of a dataset with no generated images: generate, then retrain (children).
+    "generate_retrain": JobKind(handler=generate_retrain_job, validate=validate_generate_retrain_params,
+                                queue="gpu"),
     "find_duplicates": JobKind(handler=find_duplicates_job, validate=validate_duplicates_params, queue="cpu"),
     # A user's own model's predictions (and embeddings) from a file, stored as a run the queue may be fed by.
     "import_predictions": JobKind(handler=import_predictions_job, validate=validate_import_predictions_params,

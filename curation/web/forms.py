@@ -5,13 +5,15 @@ class guidelines, judged by the services the review_settings command uses too.""
 import json
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 
 from curation.classifier.job import with_latest_run_settings
+from curation.classifier.preview import default_doubtful, doubtful_counts, retrain_preview
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
 from curation.classifier.rescore import rescore_every_check
 from curation.classifier.seeds import SMALL_TRAIN
 from curation.importers.roots import importable_entries
-from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset, Image
+from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset
 from curation.review.audit import audit_share_check
 from curation.review.crowdlab import consensus_threshold_check
 from curation.review.dataset_settings import (
@@ -101,16 +103,20 @@ class TrainForm(StartForm):
 
 class RetrainForm(StartForm):
     """train_classifier with the reduced/augmented switches and, like `manage.py retrain`, the settings of the
-    dataset's latest finished run unless given."""
+    dataset's latest finished run unless given. `preview()` says what it does to the train split before anything
+    starts (curation/classifier/preview.py, the command's preview in the page's words)."""
 
     key, kind, title = "retrain", "train_classifier", "Retrain on cleaned labels"
     dataset = DatasetField()
     reduced = forms.BooleanField(required=False, initial=True, help_text="drop excluded and unconfirmed flagged "
                                                                           "images, apply relabels")
     doubtful = forms.ChoiceField(
-        choices=[("ssim", "flagged by the SSIM rule"), ("classifier", "flagged by cleanlab"), ("either", "either flag"),
+        choices=[("ssim", "flagged by the SSIM rule (the published rule)"),
+                 ("classifier", "flagged by the classifier (cleanlab)"), ("either", "either flag"),
                  ("none", "none (drop only excluded images)")],
-        required=False, initial="ssim", help_text="reduced: which unreviewed images count as doubtful and are dropped")
+        required=False, initial="ssim",
+        help_text="reduced: which unreviewed images count as doubtful and are dropped; the form starts on a rule that "
+                  "flags images of this dataset")
     augmented = forms.BooleanField(required=False, help_text="add generated images")
     epochs = forms.IntegerField(required=False, help_text="empty: as the latest run")
     robust = forms.ChoiceField(choices=[("", "as the latest run"), *ROBUST_CHOICES], required=False,
@@ -131,18 +137,58 @@ class RetrainForm(StartForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.doubtful_why = ""  # why the form starts on a rule other than the published one
         # Offered when the dataset the form opens on has a train split under SMALL_TRAIN images.
         if not self.is_bound:
-            chosen = self.fields["dataset"].initial
-            train = Image.objects.filter(dataset__name=chosen, split=Image.Split.TRAIN).count() if chosen else 0
-            if train >= SMALL_TRAIN:
+            chosen = self.initial.get("dataset") or self.fields["dataset"].initial
+            counts = doubtful_counts(chosen, with_train=True) if chosen else {"train": 0}
+            if counts["train"] >= SMALL_TRAIN:
                 del self.fields["seeds"]
+            if counts["train"] and "doubtful" not in self.initial:
+                rule = default_doubtful(None, counts)
+                self.fields["doubtful"].initial = rule
+                if rule != "ssim":
+                    self.doubtful_why = (f"Starts on the classifier's flags: the SSIM rule flags no unreviewed image "
+                                         f"of {chosen}, so it would drop nothing; the classifier flags "
+                                         f"{counts['classifier']:,}. The SSIM rule stays available by name.")
 
     def clean_relabel_precision(self):
         try:
             return check_precision_target(self.cleaned_data.get("relabel_precision"))
         except RelabelTargetError as exc:
             raise forms.ValidationError(str(exc)) from None
+
+    def clean(self):
+        data = super().clean()
+        name = data.get("dataset")
+        dataset = Dataset.objects.filter(name=name).first() if name else None
+        if dataset is not None and not data.get("doubtful"):  # left out (a script's POST): the form's own default
+            data["doubtful"] = default_doubtful(dataset)
+        return data
+
+    def preview(self):
+        """What the form's choices do to the train split now (curation.classifier.preview.retrain_preview), each
+        problem with its `text` in the page's words; None when the form's data are not valid."""
+        if self.is_bound:
+            self.is_valid()
+            if any(field != NON_FIELD_ERRORS for field in self.errors):
+                return None
+            data = self.cleaned_data
+        else:
+            data = {name: self.initial.get(name, field.initial) for name, field in self.fields.items()}
+        dataset = Dataset.objects.filter(name=data.get("dataset") or "").first()
+        if dataset is None:
+            return None
+        preview = retrain_preview(dataset, {
+            "reduced": bool(data.get("reduced")), "augmented": bool(data.get("augmented")),
+            "doubtful": data.get("doubtful") or default_doubtful(dataset),
+            "relabel_precision": data.get("relabel_precision") or None})
+        for problem in preview["problems"]:
+            problem["text"] = problem_web_words(problem, dataset.name)
+        preview["chain"] = any(p["code"] == "no_generated" and p["generates"] for p in preview["problems"])
+        preview["chain_n"] = GENERATE_PER_DIRECTION
+        preview["blocked"] = any(p["code"] == "no_generated" for p in preview["problems"])
+        return preview
 
     def params(self):
         data = self.cleaned_data
@@ -152,6 +198,40 @@ class RetrainForm(StartForm):
             if data.get(key) not in (None, ""):
                 params[key] = data[key]
         return with_latest_run_settings(params)
+
+    def chain_params(self):
+        """The generate_retrain job's parameters: generate with the dataset's generators, then this retrain."""
+        return {"dataset": self.cleaned_data["dataset"], "n": GENERATE_PER_DIRECTION,
+                "train": {**self.params(), "augmented": True}}
+
+
+# Images per generator direction that "Generate, then retrain" asks for.
+GENERATE_PER_DIRECTION = 100
+RULE_WORDS = {"ssim": "The SSIM rule", "classifier": "The classifier's flags", "either": "Either flag"}
+
+
+def problem_web_words(problem, dataset):
+    """A retrain preview's problem (curation.classifier.preview) in the page's words: no command-line flags."""
+    if problem["code"] == "doubtful_flags_none":
+        others = "; ".join(f"{RULE_WORDS[r].lower()} would drop {n:,}" for r, n in problem["others"].items())
+        offer = (f" Choose another doubtful rule: {others}." if others else
+                 " No rule flags any unreviewed image yet: score the dataset first, or review it.")
+        return (f"{RULE_WORDS[problem['rule']]} flags no unreviewed image of {dataset}, so Reduced drops only the "
+                f"images reviewers excluded.{offer}")
+    if problem["code"] == "no_generated":
+        if not problem["generators"]:
+            return (f"Augmented adds images made by a CycleGAN, and {dataset} has no trained CycleGAN pair yet: "
+                    f"train one with “Train a CycleGAN pair” above, or untick Augmented.")
+        pairs = ", ".join(" ↔ ".join(g["pair"]) for g in problem["generators"])
+        if not problem["generates"]:
+            return (f"Augmented adds generated images, and {dataset} has none: its generators ({pairs}) failed "
+                    f"their quality check (the classifier does not call their outputs the target class), so their "
+                    f"images would add wrong labels. Untick Augmented, or generate anyway with “Generate images” "
+                    f"above (include failing generators).")
+        return (f"Augmented adds generated images, and {dataset} has none yet. “Generate, then retrain” generates up "
+                f"to {GENERATE_PER_DIRECTION} images per direction with its CycleGAN pairs ({pairs}) and starts this "
+                f"retrain when they are made; or untick Augmented.")
+    raise ValueError(problem["code"])
 
 
 class PairForm(StartForm):

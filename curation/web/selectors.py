@@ -11,6 +11,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.classifier.collapse import collapse_warning
+from curation.classifier.loss_cause import loss_cause
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.classifier.seeds import group_summary
 from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
@@ -201,6 +202,9 @@ def runs_compare(*, run_ids):
         col["examples"] = run.plots.get("examples") if run.plots else None
         col["split_note"] = split_notes.get(run.pk)
         col["collapse"] = collapse_warning(run)
+        # A significant loss names the training-set change that most likely caused it (curation/classifier/loss_cause).
+        col["loss_cause"] = (loss_cause(base, run) if (col.get("accuracy_verdict") or {}).get("css") == "down"
+                             else None)
         columns.append(col)
     per_class = []
     for code, name in enumerate(CLASSES):

@@ -4,6 +4,7 @@ from curation.web import map_views, views
 
 urlpatterns = [
     path("jobs/", views.jobs, name="jobs"),
+    path("jobs/retrain-preview/", views.retrain_preview, name="retrain_preview"),
     path("jobs/start/<slug:key>/", views.job_start, name="job_start"),
     path("jobs/<int:job_id>/row/", views.job_row, name="job_row"),
     path("jobs/<int:job_id>/cancel/", views.job_cancel_view, name="job_cancel"),

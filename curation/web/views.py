@@ -46,6 +46,7 @@ from curation.web.forms import (
     ImportPredictionsForm,
     QueueModelForm,
     RescoreEveryForm,
+    RetrainForm,
     ReviewSettingsForm,
     dataset_names,
     dataset_newest,
@@ -74,18 +75,36 @@ def _dataset_or_404(name):
 # Jobs
 
 
+def _retrain_initial(request):
+    """The retrain form's starting choices from the page's address (`?start=retrain&reduced=1&augmented=0&doubtful=
+    classifier`: the run comparison's "retrain without it" link); only the keys given."""
+    initial = {}
+    for key in ("reduced", "augmented"):
+        if key in request.GET:
+            initial[key] = request.GET[key] in ("1", "on", "true")
+    if request.GET.get("doubtful") in ("ssim", "classifier", "either", "none"):
+        initial["doubtful"] = request.GET["doubtful"]
+    return initial
+
+
 def _jobs_context(request, bound=None):
     curator = user_is_curator(request.user)
     forms = []
+    open_form = bound.key if bound is not None else request.GET.get("start", "")
     if curator:
         names = dataset_names()
         chosen = request.GET.get("dataset") or dataset_newest()  # the dataset the page was opened for
         for key, form_class in START_FORMS.items():
-            forms.append(bound if bound is not None and bound.key == key
-                         else form_class(prefix=key, datasets=names, dataset=chosen))
+            if bound is not None and bound.key == key:
+                forms.append(bound)
+                continue
+            extra = {"initial": _retrain_initial(request)} if key == RetrainForm.key else {}
+            forms.append(form_class(prefix=key, datasets=names, dataset=chosen, **extra))
+    # The retrain form's preview is counted here only when that form is open; a closed one loads it when opened.
+    retrain = next((f for f in forms if f.key == RetrainForm.key), None)
+    preview = retrain.preview() if retrain is not None and open_form == RetrainForm.key else None
     return {"page": selectors.jobs_page(page=request.GET.get("page") or 1), "curator": curator, "forms": forms,
-            "workers": workers_alive(),
-            "open_form": bound.key if bound is not None else request.GET.get("start", "")}
+            "workers": workers_alive(), "open_form": open_form, "retrain_preview": preview}
 
 
 @login_required
@@ -95,16 +114,36 @@ def jobs(request):
 
 
 @curator_required
+@require_GET
+def retrain_preview(request):
+    """The retrain form's preview for its current choices (`retrain-*` fields, as the form sends them): the fragment
+    htmx swaps in when a choice changes."""
+    form = RetrainForm(request.GET, prefix=RetrainForm.key)
+    return render(request, "curation/pages/_retrain_preview.html", {"form": form, "retrain_preview": form.preview()})
+
+
+@curator_required
 @require_POST
 def job_start(request, key):
     form_class = START_FORMS.get(key)
     if form_class is None:
         raise Http404(f"no start form {key!r}")
     form = form_class(request.POST, prefix=key)
+    action = request.POST.get("action", "start")
+    if key == RetrainForm.key and action == "preview":  # the preview without script: nothing is queued
+        return render(request, "curation/pages/jobs.html", _jobs_context(request, bound=form),
+                      status=200 if form.is_valid() else 400)
     if form.is_valid():
         seeds = form.cleaned_data.get("seeds")
+        chain = key == RetrainForm.key and action == "generate_retrain"
         try:
-            if seeds:  # the retrain form's run group: K jobs, all or none
+            if chain:  # generate with the dataset's generators, then this retrain (curation/classifier/augment_chain)
+                if seeds:
+                    raise JobParamsError("“Generate, then retrain” starts one run: leave Seeds empty")
+                job = job_enqueue(kind="generate_retrain", params=form.chain_params(), user=request.user)
+            elif key == RetrainForm.key and _blocked(form):
+                raise JobParamsError(_blocked(form))
+            elif seeds:  # the retrain form's run group: K jobs, all or none
                 jobs = seed_jobs_enqueue(form.params(), seeds, user=request.user)
                 job = jobs[0]
             else:
@@ -112,13 +151,23 @@ def job_start(request, key):
         except JobParamsError as exc:
             form.add_error(None, str(exc))
         else:
-            if seeds:
+            if chain:
+                messages.success(request, f"Job {job.pk} queued: it generates images, then retrains (the retrain "
+                                          f"starts only when the generation succeeds).")
+            elif seeds:
                 messages.success(request, f"Jobs {', '.join(str(j.pk) for j in jobs)} ({job.kind}, {seeds} seeds) "
                                           f"queued.")
             else:
                 messages.success(request, f"Job {job.pk} ({job.kind}) queued.")
             return redirect(f"{reverse('jobs')}#job-{job.pk}")
     return render(request, "curation/pages/jobs.html", _jobs_context(request, bound=form), status=400)
+
+
+def _blocked(form):
+    """The page's words for why the retrain cannot start as chosen (augmented without generated images), or ""."""
+    preview = form.preview()
+    problem = next((p for p in (preview or {}).get("problems", []) if p["code"] == "no_generated"), None)
+    return problem["text"] if problem else ""
 
 
 def _row(request, job_id):

@@ -59,7 +59,7 @@ def test_a_curator_starts_a_training_job_from_the_form(as_curator, curator, face
      "folds must be 0 (none) or 2-10, not 1"),
     ("train", {"train-dataset": "faces", "train-arch": "small_cnn", "train-epochs": "two"}, "Enter a whole number."),
     ("retrain", {"retrain-dataset": "faces", "retrain-augmented": "on"},
-     "--augmented: dataset &#x27;faces&#x27; has no generated images yet; run generate_images first"),
+     "Augmented adds images made by a CycleGAN, and faces has no trained CycleGAN pair yet: train one with"),
     ("generate", {"generate-dataset": "faces", "generate-source": "happy", "generate-target": "sad",
                   "generate-n": "5"}, "no trained CycleGAN for happy and sad in faces"),
     ("score", {"score-dataset": "faces", "score-threshold": "1.5"}, "threshold must be in (0, 1], not 1.5"),

@@ -3,6 +3,7 @@ import math
 from django.core.management.base import CommandError
 
 from curation.classifier.collapse import collapse_warning
+from curation.classifier.loss_cause import loss_cause
 from curation.classifier.job import training_preview, validate_train_params
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.classifier.seeds import check_seeds, group_summary, group_words
@@ -132,6 +133,9 @@ def print_run(out, run):
         out(f"  vs run {previous.pk} ({how}): accuracy {m['accuracy'] - previous.test_metrics['accuracy']:+.4f}, "
             f"macro F1 {m['macro_f1'] - previous.test_metrics['macro_f1']:+.4f} ({same})")
         out(f"    {paired_words(previous, run)}")
+        cause = loss_cause(previous, run) if _significant_loss(previous, run) else None
+        if cause:
+            out(f"    most likely cause of the loss: {cause['text']}")
     out("  per class      precision recall")
     for name, p, r in zip(CLASSES, m["precision"], m["recall"]):
         out(f"  {name:<12} {p:9.3f} {r:6.3f}")
@@ -151,6 +155,16 @@ def validation_words(validation):
     on = "reviewed val images" if validation["on"] == "reviewed" else "the noisy val split"
     return (f"early stopping and the kept epoch on {on} ({validation['images']} images), min epochs "
             f"{validation['min_epochs']}, patience {validation['patience']}")
+
+
+def _significant_loss(base, run):
+    """Whether run's test accuracy is below base's by McNemar's exact test (p < 0.05) on their shared test images."""
+    read = [read_probabilities(run_predictions_path(r)) for r in (base, run)]
+    if None in read:
+        return False
+    (ids0, labels0, probs0), (ids1, labels1, probs1) = read
+    test = paired_test((ids0, labels0, probs0.argmax(1)), (ids1, labels1, probs1.argmax(1)))
+    return test.n > 0 and test.significant and test.b > test.c
 
 
 def paired_words(base, run):
