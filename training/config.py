@@ -46,6 +46,19 @@ def noisy_val_schedule(n_train, batch_size, epochs, patience=5):
 ARCH_NAMES = ("seed_cnn", "small_cnn", "resnet18")
 
 
+def arch_size_problems(arch, size):
+    """What is wrong with a network and image size pair (a list of sentences; empty when they fit): one rule for
+    training and for self-supervised pretraining."""
+    problems = []
+    if arch not in ARCH_NAMES:
+        problems.append(f"arch must be one of {', '.join(ARCH_NAMES)}, not {arch!r}")
+    if not 16 <= size <= 256:
+        problems.append(f"size must be 16-256 px, not {size}")
+    elif arch == "seed_cnn" and size < 60:
+        problems.append(f"seed_cnn's valid convolutions need at least 60 px, not {size} (use small_cnn or resnet18)")
+    return problems
+
+
 @dataclass
 class TrainConfig(DictConfig):
     arch: str = "seed_cnn"  # one of ARCH_NAMES, built by training.models.ARCHITECTURES
@@ -97,12 +110,7 @@ class TrainConfig(DictConfig):
 
     def validate(self):
         problems = []
-        if self.arch not in ARCH_NAMES:
-            problems.append(f"arch must be one of {', '.join(ARCH_NAMES)}, not {self.arch!r}")
-        if not 16 <= self.size <= 256:
-            problems.append(f"size must be 16-256 px, not {self.size}")
-        elif self.arch == "seed_cnn" and self.size < 60:
-            problems.append(f"seed_cnn's valid convolutions need at least 60 px, not {self.size} (use resnet18)")
+        problems += arch_size_problems(self.arch, self.size)
         if self.epochs < 1:
             problems.append(f"epochs must be >= 1, not {self.epochs}")
         if not 0 <= self.min_epochs <= max(self.epochs, 0):

@@ -2,7 +2,7 @@
 without torch so that a web process can check a job's parameters."""
 from dataclasses import dataclass
 
-from training.config import ARCH_NAMES, DictConfig, TrainConfig
+from training.config import DictConfig, TrainConfig, arch_size_problems
 
 _TRAIN = TrainConfig()
 
@@ -25,13 +25,7 @@ class SSLConfig(DictConfig):
 
     def validate(self):
         problems = []
-        if self.arch not in ARCH_NAMES:
-            problems.append(f"arch must be one of {', '.join(ARCH_NAMES)}, not {self.arch!r}")
-        if not 16 <= self.size <= 256:
-            problems.append(f"size must be 16-256 px, not {self.size}")
-        elif self.arch == "seed_cnn" and self.size < 60:
-            problems.append(f"seed_cnn's valid convolutions need at least 60 px, not {self.size} (use small_cnn or "
-                            f"resnet18)")
+        problems += arch_size_problems(self.arch, self.size)
         if self.epochs < 1:
             problems.append(f"epochs must be >= 1, not {self.epochs}")
         if self.batch_size < 2:
