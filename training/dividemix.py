@@ -105,12 +105,10 @@ def beta_draw(generator, alpha=MIX_ALPHA, device=None):
     return float(g[0] / g.sum())
 
 
-def per_image_loss(model, source, y, *, cfg, device):
+def per_image_loss(model, source, y, *, cfg, device, loop):
     """(cross-entropy of each train image's given label as numpy, accuracy on the given labels), from one pass
     without augmentation in eval mode."""
-    from training.engine import predict_logits
-
-    logits = predict_logits(model, source, batch_size=cfg.batch_size * 2, device=device, amp=cfg.amp,
+    logits = loop.predict_logits(model, source, batch_size=cfg.batch_size * 2, device=device, amp=cfg.amp,
                             channels_last=cfg.channels_last)
     accuracy = float((logits.argmax(1) == y).float().mean()) if len(y) else float("nan")
     return F.cross_entropy(logits, y, reduction="none").cpu().numpy(), accuracy
@@ -138,12 +136,11 @@ def _mean_softmax(models, views):
 
 
 def train_divided_epoch(net, peer, optimizer, scheduler, source, y, clean, *, cfg, device, generator, steps,
-                        progress, on_step=None):
+                        progress, loop, on_step=None):
     """One epoch of `net` on the division `clean` (clean probabilities, from `peer`'s losses): `steps` batches of
     cfg.batch_size labelled images and as many unlabelled ones. progress: epochs since the warm-up ended (the ramp
     of the unlabelled weight). Returns the epoch's mean labelled loss and its labelled / unlabelled sizes."""
-    from training.engine import as_input
-
+    as_input = loop.as_input
     net.train()
     peer.eval()
     threshold = cfg.dividemix_threshold
@@ -207,12 +204,14 @@ def train_divided_epoch(net, peer, optimizer, scheduler, source, y, clean, *, cf
 
 
 def fit_dividemix(cfg, model, xt, yt, xv, yv, *, device, generator, trusted=None, init=None, resume=None,
-                  on_epoch=None, on_step=None, placement=None, init_report=None):
+                  on_epoch=None, on_step=None, placement=None, init_report=None, loop):
     """engine.fit's loop for robust "dividemix" (fit has built network A as `model` and placed the images): returns
-    engine.FitResult with the kept network. Checkpoints hold both networks, so a re-run resumes from them."""
+    engine.FitResult with the kept network. Checkpoints hold both networks, so a re-run resumes from them. `loop`:
+    the training engine (training.engine), passed in so that this module never imports the engine that calls it."""
     import dataclasses
 
-    from training.engine import FitResult, _make_optimizer, evaluate, improved, train_one_epoch
+    FitResult, _make_optimizer, evaluate = loop.FitResult, loop._make_optimizer, loop.evaluate
+    improved, train_one_epoch = loop.improved, loop.train_one_epoch
 
     steps = max(1, math.ceil((len(xt) - 1) / cfg.batch_size))
     warmup = min(cfg.dividemix_warmup, cfg.epochs - 1)
@@ -227,9 +226,7 @@ def fit_dividemix(cfg, model, xt, yt, xv, yv, *, device, generator, trusted=None
     warm_cfg = dataclasses.replace(cfg, robust="none")
     weight = None
     if cfg.class_balance == "weights":
-        from training.engine import class_weights
-
-        weight = class_weights(yt.cpu().numpy(), cfg.num_classes).to(device)
+        weight = loop.class_weights(yt.cpu().numpy(), cfg.num_classes).to(device)
     trusted_np = None if trusted is None else trusted.cpu().numpy()
 
     history, best, start_epoch = [], {"val_loss": math.inf, "epoch": 0, "model": None}, 1
@@ -263,7 +260,7 @@ def fit_dividemix(cfg, model, xt, yt, xv, yv, *, device, generator, trusted=None
                                 f"train_acc{'_b' if k else ''}": m["train_acc"]})
             metrics["phase"] = "warm-up"
         else:
-            losses, accuracies = zip(*(per_image_loss(net, xt, yt, cfg=cfg, device=device) for net in nets))
+            losses, accuracies = zip(*(per_image_loss(net, xt, yt, cfg=cfg, device=device, loop=loop) for net in nets))
             if cfg.dividemix_split == "mean":
                 losses = [(losses[0] + losses[1]) / 2] * 2
             clean = [divide(loss, trusted_np) for loss in losses]
@@ -274,7 +271,7 @@ def fit_dividemix(cfg, model, xt, yt, xv, yv, *, device, generator, trusted=None
                 hook = (lambda step, n, e=epoch, k=k: on_step(e, k * n + step, 2 * n)) if on_step else None
                 m = train_divided_epoch(net, nets[1 - k], opt, sched, xt, yt, clean[1 - k], cfg=cfg, device=device,
                                         generator=generator, steps=steps, progress=epoch - 1 - warmup,
-                                        on_step=hook)
+                                        loop=loop, on_step=hook)
                 suffix = "_b" if k else ""
                 metrics.update({f"train_loss{suffix}": m["loss_x"], f"labelled{suffix}": m["labelled"]})
             metrics["phase"] = "divided"

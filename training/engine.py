@@ -4,6 +4,7 @@ mapped) and is either moved to the device once, or streamed to it batch by batch
 import copy
 import math
 import os
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -456,7 +457,8 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
 
         return fit_dividemix(train_cfg, model, xt, yt, xv, yv, device=device, generator=generator, trusted=trusted,
                              init=init if resume is None else None, resume=resume, on_epoch=on_epoch,
-                             on_step=on_step, placement=placement, init_report=init_report)
+                             on_step=on_step, placement=placement, init_report=init_report,
+                             loop=sys.modules[__name__])
     state = make_state(train_cfg, len(xt), device)  # ELR's per-image targets
 
     history, best, start_epoch = [], {"val_loss": math.inf, "epoch": 0, "model": None}, 1

@@ -26,6 +26,8 @@ def minimal_args(tmp):
         "import_dataset": [str(tmp / "labels.csv"), "--format", "csv", "--name", "faces", "--inline"],
         "import_predictions": [str(tmp / "predictions.csv"), "--out-of-sample", "--inline"],
         "jobs": [],
+        "map_dataset": ["--method", "pca"],
+        "pretrain_ssl": ["--inline"],
         "register_truth": ["--dataset", "faces", str(tmp / "truth.csv")],
         "retrain": ["--reduced", "--inline"],
         "review_settings": ["faces", "--reviews-required", "2"],

@@ -9,6 +9,7 @@ import torch
 
 from tests.images import squares
 from training.config import TrainConfig
+from training import engine
 from training.dividemix import (divide, gmm_clean_probability, labelled_target, observe_divisions, per_image_loss,
                                 train_divided_epoch)
 from training.engine import fit, place_images, train_one_epoch
@@ -42,7 +43,7 @@ def warmed(noisy_squares):
                 device=CPU).model for s in (0, 1)]
     source, _ = place_images(x_train, CPU, mode="device")
     y = torch.as_tensor(y_train)
-    loss, _ = per_image_loss(nets[1], source, y, cfg=config(), device=CPU)
+    loss, _ = per_image_loss(nets[1], source, y, cfg=config(), device=CPU, loop=engine)
     return nets, source, loss
 
 
@@ -85,7 +86,7 @@ def _divided_step(warmed, y, clean, trusted_rows=()):
     generator = torch.Generator().manual_seed(0)
     torch.manual_seed(0)  # dropout
     train_divided_epoch(net, peer, optimizer, None, source, torch.as_tensor(y), clean, cfg=cfg, device=CPU,
-                        generator=generator, steps=2, progress=4)
+                        loop=engine, generator=generator, steps=2, progress=4)
     return _weights(net)
 
 
