@@ -7,6 +7,7 @@ import numpy as np
 from django.utils import timezone
 
 from curation.classifier.features import oof_features_path, read_oof_features
+from curation.importers.predictions import file_sha256
 from curation.jobs.errors import JobParamsError
 from curation.maps import project, store
 from curation.models import Dataset
@@ -74,7 +75,7 @@ def map_dataset_job(ctx):
     if read is None:
         raise JobParamsError(no_embeddings_words(dataset))
     ids, order, features = read
-    sha256 = store.file_sha256(oof_features_path(run))
+    sha256 = file_sha256(oof_features_path(run))
     method = project.method_for(p["method"])
     ctx.progress(0.1, f"projecting {len(ids):,} embeddings ({method})", force=True)
     started = time.monotonic()

@@ -17,7 +17,6 @@ The browser gets the map as one binary answer (map_payload), little-endian, 12 b
 
 Labels, suggestions, suspicion and status are read from the database at each request (reviews change them); the
 coordinates come from the file. Images deleted since the map was made are left out."""
-import hashlib
 import json
 import os
 import tempfile
@@ -55,14 +54,6 @@ def embeddings_fingerprint(run):
     if stat is None:
         return None
     return {"run": run.pk, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def map_read(dataset):
