@@ -33,8 +33,8 @@ from curation.classifier.ssl_init import check_ssl_fits, ssl_job_weights
 from curation.importers.roots import ImportPathRefused, import_path_resolve
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.media import media_rel, save_torch
-from curation.models import Dataset, GeneratedImage, Image, Run
-from curation.selectors import DatasetNotFound, dataset_get
+from curation.models import GeneratedImage, Image, Run
+from curation.selectors import dataset_get, dataset_resolve
 from training.config import (  # dataclasses only: no torch in web processes
     ROBUST_METHODS,
     TrainConfig,
@@ -86,25 +86,12 @@ def with_latest_run_settings(params):
     return params
 
 
-def resolve_dataset(name):
-    if name:
-        try:
-            return dataset_get(name=name)
-        except DatasetNotFound as exc:
-            known = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none yet"
-            raise JobParamsError(f"{exc} (datasets: {known})") from None
-    names = list(Dataset.objects.values_list("name", flat=True)[:2])
-    if len(names) != 1:
-        raise JobParamsError("give --dataset NAME" + (" (there are several datasets)" if names else " (no dataset yet)"))
-    return dataset_get(name=names[0])
-
-
 def validate_train_params(params):
     clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     unknown = set(clean) - set(DEFAULTS) - {"dataset"}
     if unknown:
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    clean["dataset"] = resolve_dataset(clean.get("dataset")).name
+    clean["dataset"] = dataset_resolve(name=clean.get("dataset")).name
     for key in ("size", "epochs", "batch_size", "folds", "seed", "patience", "min_epochs", "derived_from"):
         if clean[key] is None and key in ("patience", "min_epochs", "derived_from"):
             continue
