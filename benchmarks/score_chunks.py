@@ -16,7 +16,6 @@ from benchmarks._django import setup
 
 setup()
 
-from curation.classifier.job import resolve_dataset  # noqa: E402
 from curation.jobs.errors import JobParamsError  # noqa: E402
 from curation.jobs.runner import job_run, worker_label  # noqa: E402
 from curation.jobs.selectors import workers_alive  # noqa: E402
@@ -24,6 +23,7 @@ from curation.jobs.services import job_enqueue  # noqa: E402
 from curation.models import Job, TransformScore  # noqa: E402
 from curation.scoring.calibration import current_thresholds  # noqa: E402
 from curation.scoring.job import latest_gans  # noqa: E402
+from curation.selectors import dataset_resolve  # noqa: E402
 
 
 def main(argv=None):
@@ -36,7 +36,7 @@ def main(argv=None):
     if args.repeat < 1:
         raise SystemExit(f"--repeat must be at least 1 (got {args.repeat})")
     try:
-        dataset = resolve_dataset(args.dataset)
+        dataset = dataset_resolve(name=args.dataset)
     except JobParamsError as exc:
         raise SystemExit(str(exc)) from None
     gans = latest_gans(dataset)

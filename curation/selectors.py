@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Case, Count, Exists, IntegerField, OuterRef, Prefetch, Q, Subquery, Value, When
 
 from curation.classifier.predictions import run_image_ids_predicted
+from curation.jobs.errors import JobParamsError
 from curation.models import Dataset, DuplicateMember, Image, LabelChange, Run
 from training.labels import CLASSES
 
@@ -38,6 +39,31 @@ def dataset_get(*, name):
         return Dataset.objects.get(name=name)
     except Dataset.DoesNotExist:
         raise DatasetNotFound(f"dataset {name!r} does not exist") from None
+
+
+class DatasetUnresolved(DatasetNotFound, JobParamsError):
+    """dataset_resolve found no dataset: a DatasetNotFound (the API answers 404) and a JobParamsError (a job's
+    parameters are refused before anything is queued; a command turns it into its error)."""
+
+
+def dataset_resolve(*, name):
+    """The dataset a command, a job's parameters or a benchmark names, or the only one when `name` is empty: the one
+    resolver, with one message. Raises DatasetUnresolved naming the known datasets (the first 20)."""
+    if name:
+        try:
+            return dataset_get(name=name)
+        except DatasetNotFound as exc:
+            raise DatasetUnresolved(f"{exc} (datasets: {_dataset_names() or 'none yet'})") from None
+    names = list(Dataset.objects.values_list("name", flat=True)[:2])
+    if len(names) == 1:
+        return dataset_get(name=names[0])
+    raise DatasetUnresolved("give --dataset NAME" + (f" (datasets: {_dataset_names()})" if names else
+                                                     " (no dataset yet)"))
+
+
+def _dataset_names(limit=20):
+    names = list(Dataset.objects.order_by("name").values_list("name", flat=True)[:limit + 1])
+    return ", ".join(names[:limit]) + (", ..." if len(names) > limit else "")
 
 
 def dataset_counts(*, dataset):

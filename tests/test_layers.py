@@ -5,7 +5,7 @@
   inside a function is only there to keep a heavy numeric library (PyTorch, matplotlib, scikit-learn) out of the
   processes that do not need it (the web server).
 
-docs/architecture.md draws the same layers.
+The layers and which package or module is in which are the layer map in docs/architecture.md, read here.
 """
 import ast
 import subprocess
@@ -16,27 +16,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("training", "gan", "curation", "fer_site", "benchmarks")
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+# Bottom to top. Which package or module is in which layer is the map in docs/architecture.md (read below).
+LAYER_ORDER = ("training", "gan", "settings", "core", "job handlers", "jobs", "interfaces", "site", "benchmarks")
 
-# Bottom to top. A module belongs to the first layer (from the top) one of whose prefixes it starts with; the
-# curation modules no upper layer names are its core (models, services, selectors, leases, the scoring maths).
-LAYERS = [
-    ("training", ["training"]),
-    ("gan", ["gan"]),
-    ("settings", ["fer_site"]),  # the settings and the Celery app; the URLs are at the top
-    ("core", ["curation"]),
-    ("job handlers", ["curation.importers.job", "curation.importers.predictions_job", "curation.classifier.job",
-                      "curation.gans.job", "curation.gans.generate", "curation.scoring.job", "curation.scoring.chunks",
-                      "curation.classifier.rescore", "curation.maps.job",
-                      "curation.classifier.pretrain", "curation.classifier.augment_chain"]),
-    ("jobs", ["curation.jobs.registry", "curation.jobs.services", "curation.jobs.selectors", "curation.jobs.runner",
-              "curation.jobs.worker", "curation.tasks", "curation.jobs.rounds"]),
-    ("interfaces", ["curation.web", "curation.api", "curation.management", "curation.templatetags", "curation.views",
-                    "curation.forms", "curation.review.views", "curation.review.grid_views",
-                    "curation.review.dispute_views", "curation.review.forms", "curation.review.urls",
-                    "curation.scoring.views", "curation.scoring.urls", "curation.bench", "curation.cleaning_bench"]),
-    ("site", ["fer_site.urls", "fer_site.wsgi", "fer_site.asgi"]),
-    ("benchmarks", ["benchmarks"]),
-]
+
+def layer_map(text=None):
+    """[(package or module, layer)] from the table between the layer map's markers in docs/architecture.md."""
+    text = ARCHITECTURE.read_text() if text is None else text
+    begin, end = text.index("<!-- layer map: begin -->"), text.index("<!-- layer map: end -->")
+    rows = []
+    for line in text[begin:end].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0].startswith("`"):
+            rows.append((cells[0].strip("`"), cells[1]))
+    return rows
+
+
+def _layers():
+    """[(layer, [prefixes])] bottom to top, from the map."""
+    rows = layer_map()
+    return [(layer, [name for name, of in rows if of == layer]) for layer in LAYER_ORDER]
+
+
+LAYERS = _layers()
 # Libraries an import inside a function may keep out of the web process.
 HEAVY = ("torch", "torchvision", "matplotlib", "sklearn")
 
@@ -59,13 +62,25 @@ def _matches(name, prefix):
 
 
 def layer_of(name):
-    for index in range(len(LAYERS) - 1, -1, -1):
-        if any(_matches(name, prefix) for prefix in LAYERS[index][1]):
-            return index
-    return None
+    """The index in LAYERS of the layer of the map's longest row that `name` is or is inside, or None."""
+    hits = [(len(prefix), index) for index, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+            if _matches(name, prefix)]
+    return max(hits)[1] if hits else None
 
 
-def test_every_module_belongs_to_a_layer():
+def _packages():
+    return {name for name, path in _modules().items() if path.name == "__init__.py"} | {
+        ".".join(path.parent.relative_to(ROOT).parts) for path in _modules().values()}
+
+
+def test_the_layer_map_names_every_package_and_nothing_that_does_not_exist():
+    rows = layer_map()
+    names = [name for name, _ in rows]
+    assert not [name for name, layer in rows if layer not in LAYER_ORDER], "a layer the test does not know"
+    assert len(names) == len(set(names)), "a package or module listed twice"
+    assert not sorted(_packages() - set(names)), f"packages missing from the map: {sorted(_packages() - set(names))}"
+    gone = [name for name in names if name not in _modules()]
+    assert not gone, f"the map names packages or modules that do not exist: {gone}"
     assert not [name for name in _modules() if layer_of(name) is None]
 
 

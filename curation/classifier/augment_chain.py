@@ -9,11 +9,12 @@ not exist yet) and again, by its own validator, when it is queued after the gene
 """
 from django.db import transaction
 
-from curation.classifier.job import resolve_dataset, validate_train_params
+from curation.classifier.job import validate_train_params
 from curation.classifier.preview import dataset_generators
 from curation.gans.generate import validate_generate_params
 from curation.jobs.errors import JobParamsError
 from curation.models import GeneratedImage, Image
+from curation.selectors import dataset_resolve
 
 DEFAULT_N = 100  # images per generator direction
 
@@ -26,7 +27,7 @@ def validate_generate_retrain_params(params):
     unknown = set(params) - {"dataset", "n", "train"}
     if unknown:
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    dataset = resolve_dataset(params.get("dataset"))
+    dataset = dataset_resolve(name=params.get("dataset"))
     n = params.get("n", DEFAULT_N)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise JobParamsError(f"n must be a whole number of images per generator direction (at least 1), not {n!r}")
@@ -54,7 +55,7 @@ def validate_generate_retrain_params(params):
 def generate_retrain_job(ctx):
     p = ctx.params
     if "generate" not in ctx.state:
-        dataset = resolve_dataset(p["dataset"])
+        dataset = dataset_resolve(name=p["dataset"])
         generators = [g for g in dataset_generators(dataset) if g["generates"]]
         with transaction.atomic():  # the children and the state that names them commit together
             ids = [ctx.child_enqueue(kind="generate_images", params=params).pk

@@ -5,13 +5,13 @@ import csv
 import io
 import logging
 import math
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q
 from django.utils import timezone
 
 from curation.classifier.arrays import load_arrays
@@ -33,8 +33,8 @@ from curation.classifier.ssl_init import check_ssl_fits, ssl_job_weights
 from curation.importers.roots import ImportPathRefused, import_path_resolve
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.media import media_rel, save_torch
-from curation.models import Dataset, GeneratedImage, Image, Run
-from curation.selectors import DatasetNotFound, dataset_get
+from curation.models import GeneratedImage, Image, Run
+from curation.selectors import dataset_get, dataset_resolve
 from training.config import (  # dataclasses only: no torch in web processes
     ROBUST_METHODS,
     TrainConfig,
@@ -86,25 +86,12 @@ def with_latest_run_settings(params):
     return params
 
 
-def resolve_dataset(name):
-    if name:
-        try:
-            return dataset_get(name=name)
-        except DatasetNotFound as exc:
-            known = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none yet"
-            raise JobParamsError(f"{exc} (datasets: {known})") from None
-    names = list(Dataset.objects.values_list("name", flat=True)[:2])
-    if len(names) != 1:
-        raise JobParamsError("give --dataset NAME" + (" (there are several datasets)" if names else " (no dataset yet)"))
-    return dataset_get(name=names[0])
-
-
 def validate_train_params(params):
     clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
     unknown = set(clean) - set(DEFAULTS) - {"dataset"}
     if unknown:
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    clean["dataset"] = resolve_dataset(clean.get("dataset")).name
+    clean["dataset"] = dataset_resolve(name=clean.get("dataset")).name
     for key in ("size", "epochs", "batch_size", "folds", "seed", "patience", "min_epochs", "derived_from"):
         if clean[key] is None and key in ("patience", "min_epochs", "derived_from"):
             continue
@@ -204,38 +191,26 @@ def _load_init(value):
 def check_dataset_can_train(p):
     """Refuse, before anything is queued, a run the dataset cannot support: no train images (left, after
     --reduced), no test images to score the run on, or folds that the train split cannot fill (stratified folds
-    need as many images as folds, in at least one class). Counts as select_training_data selects, in the database."""
+    need as many images as folds, in at least one class: of the training targets the folds are split on).
+
+    The answer is the run's own selection (`selection_for`, which the job selects with): no second count of the
+    rule, so the calibrated relabels --reduced keeps, and the generated images --augmented adds, count here too."""
     name = p["dataset"]
-    images = Image.objects.filter(dataset__name=name)
-    if not images.filter(split=Image.Split.TEST).exists():
+    sel, _ = selection_for(dataset_get(name=name), p)
+    if not sel.test:
         raise JobParamsError(f"dataset {name!r} has no test-split images: a run is scored on the test split, so "
                              f"import some images with split 'test' first")
-    train = images.filter(split=Image.Split.TRAIN)
-    if not train.exists():
+    if not sel.train:
+        excluded, unconfirmed = sel.counts["dropped_excluded"], sel.counts["dropped_flagged_unconfirmed"]
+        if p["reduced"] and excluded + unconfirmed:
+            raise JobParamsError(f"dataset {name!r} has no train images left after --reduced drops its {excluded} "
+                                 f"excluded and {unconfirmed} unconfirmed doubtful images")
         raise JobParamsError(f"dataset {name!r} has no train-split images")
-    label = "original_label"
-    if p["reduced"]:
-        label = "label"
-        excluded = train.filter(status=Image.Status.EXCLUDED).count()
-        doubtful = Q(pk__in=[])
-        for flag in DOUBTFUL[p["doubtful"]]:
-            doubtful |= Q(**{flag: True})
-        unconfirmed = train.filter(doubtful, status=Image.Status.UNREVIEWED).count()
-        train = train.exclude(status=Image.Status.EXCLUDED).exclude(doubtful, status=Image.Status.UNREVIEWED)
-    per_class = dict(train.values_list(label).annotate(n=Count("id")).order_by())
-    if p["augmented"]:
-        generated = (GeneratedImage.objects.filter(gan__dataset__name=name, source_image__split=Image.Split.TRAIN)
-                     .exclude(source_image__status=Image.Status.EXCLUDED))
-        for target, n in generated.values_list("target_label").annotate(n=Count("id")).order_by():
-            per_class[target] = per_class.get(target, 0) + n
-    total = sum(per_class.values())
-    if not total:
-        raise JobParamsError(f"dataset {name!r} has no train images left after --reduced drops its {excluded} "
-                             f"excluded and {unconfirmed} unconfirmed doubtful images")
     folds = p["folds"]
-    if folds and total < folds:
-        raise JobParamsError(f"dataset {name!r} has {total} train images, fewer than the {folds} folds")
+    if folds and len(sel.train) < folds:
+        raise JobParamsError(f"dataset {name!r} has {len(sel.train)} train images, fewer than the {folds} folds")
     if folds:
+        per_class = Counter(item.target for item in sel.train)
         biggest = max(per_class, key=lambda c: (per_class[c], -c))
         if per_class[biggest] < folds:
             raise JobParamsError(

@@ -14,11 +14,12 @@ from pathlib import Path
 from django.conf import settings
 
 from curation.classifier.arrays import load_arrays
-from curation.classifier.job import _load, resolve_dataset
+from curation.classifier.job import _load
 from curation.classifier.selection import Item
 from curation.jobs.errors import JobCancelled, JobParamsError
 from curation.media import media_rel, save_torch
 from curation.models import Image
+from curation.selectors import dataset_resolve
 from training.ssl_config import SSLConfig  # a dataclass only: no torch in web processes
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def validate_pretrain_params(params):
     unknown = set(clean) - set(DEFAULTS) - {"dataset"}
     if unknown:
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    clean["dataset"] = resolve_dataset(clean.get("dataset")).name
+    clean["dataset"] = dataset_resolve(name=clean.get("dataset")).name
     for key in ("size", "epochs", "batch_size", "seed"):
         try:
             clean[key] = int(clean[key])

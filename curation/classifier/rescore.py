@@ -15,7 +15,7 @@ from django.db import transaction
 from curation.classifier.job import validate_train_params, with_latest_run_settings
 from curation.jobs.errors import JobParamsError
 from curation.models import Dataset
-from curation.selectors import DatasetNotFound, dataset_get
+from curation.selectors import dataset_resolve
 
 DEFAULT_FOLDS = 3
 MAX_RESCORE_EVERY = 100_000
@@ -52,10 +52,7 @@ def validate_rescore_params(params):
     unknown = set(params) - {"dataset", "folds"}
     if unknown:
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    try:
-        dataset = dataset_get(name=params.get("dataset") or "")
-    except DatasetNotFound as exc:
-        raise JobParamsError(str(exc)) from None
+    dataset = dataset_resolve(name=params.get("dataset"))
     folds = params.get("folds", DEFAULT_FOLDS)
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 10:
         raise JobParamsError(f"folds must be a whole number 2-10 (out-of-fold models), not {folds!r}")

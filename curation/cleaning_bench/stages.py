@@ -1,9 +1,7 @@
 """Run one product job for the benchmark: on a worker (enqueue, then watch its row), or in this process (--inline:
 the same Job row, claimed and run by curation.jobs.runner.job_run, as `manage.py <command> --inline` does)."""
-import time
-
 from curation.jobs.errors import JobParamsError
-from curation.jobs.runner import job_run, worker_label
+from curation.jobs.follow import job_failure, job_follow, job_run_here
 from curation.jobs.selectors import workers_alive
 from curation.jobs.services import job_enqueue
 from curation.models import Job
@@ -32,26 +30,22 @@ def run_stage(kind, params, *, inline, say, poll=0.5, report_every=15.0):
     except JobParamsError as exc:
         raise StageFailed(f"{kind} cannot start: {exc}") from None
     if inline:
-        job_run(job_id=job.pk, worker=worker_label("inline:"))
-        job.refresh_from_db()
+        job = job_run_here(job)
     else:
-        job = _watch(job, say, poll, report_every)
-    if job.status != Job.Status.SUCCEEDED:
-        detail = job.error.split("\n\n")[0] if job.error else job.message
-        raise StageFailed(f"{kind} job {job.pk} {job.status}: {detail}")
-    return job
+        last = None
 
-
-def _watch(job, say, poll, report_every):
-    last = 0.0
-    while True:
-        job.refresh_from_db()
-        if job.is_finished:
-            return job
-        if time.monotonic() - last >= report_every:
-            last = time.monotonic()
+        def on_poll(job, waited):
+            nonlocal last
+            if last is not None and waited - last < report_every:
+                return
+            last = waited
             attempt = f" (attempt {job.attempts})" if job.attempts > 1 else ""
             say(f"  job {job.pk} {job.kind}: {job.progress:.0%} {job.status}{attempt} {job.message}")
             if job.status == Job.Status.QUEUED and not workers_alive(queue=job.queue):
                 say(f"  job {job.pk} waits for a worker on queue '{job.queue}'")
-        time.sleep(poll)
+
+        job = job_follow(job, on_poll=on_poll, poll=poll)
+    failure = job_failure(job)
+    if failure:
+        raise StageFailed(f"{kind} {failure}")
+    return job

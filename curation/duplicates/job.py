@@ -11,22 +11,8 @@ from PIL import UnidentifiedImageError
 from curation.duplicates import detect
 from curation.duplicates.leaks import dataset_leaks
 from curation.jobs.errors import JobParamsError
-from curation.models import Dataset, DuplicateMember, Image
-from curation.selectors import DatasetNotFound, dataset_get
-
-
-def _dataset(name):
-    if not name:
-        names = list(Dataset.objects.values_list("name", flat=True)[:2])
-        if len(names) != 1:
-            raise JobParamsError("give --dataset NAME" + (" (there are several datasets)" if names else
-                                                          " (no dataset yet)"))
-        name = names[0]
-    try:
-        return dataset_get(name=name)
-    except DatasetNotFound as exc:
-        known = ", ".join(Dataset.objects.values_list("name", flat=True)) or "none yet"
-        raise JobParamsError(f"{exc} (datasets: {known})") from None
+from curation.models import DuplicateMember, Image
+from curation.selectors import dataset_resolve
 
 
 def _number(params, key, default, low, high, kind):
@@ -43,7 +29,7 @@ def _number(params, key, default, low, high, kind):
 
 
 def validate_duplicates_params(params):
-    dataset = _dataset(params.get("dataset"))
+    dataset = dataset_resolve(name=params.get("dataset"))
     if not Image.objects.filter(dataset=dataset).exists():
         raise JobParamsError(f"dataset {dataset.name!r} has no images to look for duplicates in")
     return {
@@ -55,7 +41,7 @@ def validate_duplicates_params(params):
 
 def find_duplicates_job(ctx):
     p = ctx.params
-    dataset = _dataset(p["dataset"])
+    dataset = dataset_resolve(name=p["dataset"])
     rows = list(Image.objects.filter(dataset=dataset).order_by("id").values_list("id", "file"))
     ids, described, unreadable = [], [], []
     media = Path(settings.MEDIA_ROOT)

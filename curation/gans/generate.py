@@ -15,7 +15,6 @@ import numpy as np
 from django.conf import settings
 from django.db import transaction
 
-from curation.classifier.job import resolve_dataset
 from curation.gans.data import domain_arrays
 from curation.gans.job import parse_pair
 from curation.gans.snapshots import (
@@ -29,6 +28,7 @@ from curation.jobs.errors import JobParamsError
 from curation.media import save_png
 from curation.models import GanModel, GeneratedImage
 from curation.scoring.fusion import generator_works
+from curation.selectors import dataset_resolve
 from training.labels import CLASSES
 
 BATCH = 64
@@ -44,7 +44,7 @@ def find_gan(dataset, a, b):
 
 
 def validate_generate_params(params):
-    dataset = resolve_dataset(params.get("dataset"))
+    dataset = dataset_resolve(name=params.get("dataset"))
     a, b = parse_pair(params.get("pair"))
     gan, _ = find_gan(dataset, a, b)
     if gan is None:

@@ -13,11 +13,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from curation.classifier.job import resolve_dataset
 from curation.gans.data import domain_arrays, domain_items, latest_classifier
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.media import media_rel, save_png, save_torch
 from curation.models import GanModel
+from curation.selectors import dataset_resolve
 from gan.config import PROFILES, make_config
 from gan.quality import quality
 from training.labels import CLASSES, UnknownLabel, parse_label
@@ -41,7 +41,7 @@ def parse_pair(pair):
 
 
 def validate_cyclegan_params(params):
-    dataset = resolve_dataset(params.get("dataset"))
+    dataset = dataset_resolve(name=params.get("dataset"))
     clean = {"dataset": dataset.name}
     a, b = parse_pair(params.get("pair"))
     clean["pair"] = [CLASSES[a], CLASSES[b]]
@@ -75,7 +75,7 @@ def snapshot_epochs(total):
 
 def train_cyclegan_job(ctx):
     p = ctx.params
-    dataset = resolve_dataset(p["dataset"])
+    dataset = dataset_resolve(name=p["dataset"])
     a, b = (parse_label(x) for x in p["pair"])
     cfg = make_config(p["profile"], **{k: p.get(k) for k in ("epochs", "epochs_decay", "size", "batch_size", "seed")})
     if ctx.state.get("gan_id"):

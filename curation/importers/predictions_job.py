@@ -16,7 +16,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from curation.classifier.features import OOF_FEATURES_FILE
-from curation.classifier.job import resolve_dataset
 from curation.classifier.predictions import PREDICTIONS_FILE
 from curation.importers.predictions import (
     EMBEDDING_SUFFIXES,
@@ -30,6 +29,7 @@ from curation.importers.roots import import_path_resolve
 from curation.jobs.errors import JobParamsError
 from curation.media import media_rel
 from curation.models import Dataset, Image, Job, Run
+from curation.selectors import dataset_resolve
 from training.labels import CLASSES
 
 IN_SAMPLE_WARNING = ("in-sample predictions: the model saw these labels when it trained, so it agrees with the "
@@ -62,7 +62,7 @@ def validate_import_predictions_params(params):
     unknown = set(params) - {"dataset", "path", "embeddings", "out_of_sample", "feed_queue", "name"}
     if unknown:
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    dataset = resolve_dataset(params.get("dataset"))
+    dataset = dataset_resolve(name=params.get("dataset"))
     out_of_sample = _flag(params, "out_of_sample")
     if out_of_sample is None:
         raise JobParamsError("say whether the predictions are out-of-sample (out_of_sample true: the model never "
@@ -81,7 +81,7 @@ def import_predictions_job(ctx):
     if ctx.state.get("run_id") and Run.objects.filter(pk=ctx.state["run_id"]).exists():
         return ctx.state["result"]  # a re-run after the commit below: the import is done
     p = ctx.params
-    dataset = resolve_dataset(p["dataset"])
+    dataset = dataset_resolve(name=p["dataset"])
     ctx.progress(0.0, "reading the predictions", force=True)
     images = {path: (pk, split, label) for pk, path, split, label in
               Image.objects.filter(dataset=dataset).values_list("id", "path", "split", "label")}

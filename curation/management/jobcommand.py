@@ -3,12 +3,11 @@
 --no-wait prints the job id and returns; --inline runs the same job in this process (same Job row, same code).
 """
 import sys
-import time
 
 from django.core.management.base import CommandError
 
 from curation.jobs.errors import JobParamsError
-from curation.jobs.runner import job_run, worker_label
+from curation.jobs.follow import job_failure, job_follow, job_run_here
 from curation.jobs.selectors import workers_alive
 from curation.jobs.services import job_enqueue
 from curation.management.migrated import DatabaseCommand
@@ -52,45 +51,43 @@ class JobCommand(DatabaseCommand):
             return
         if options["inline"]:
             self.stderr.write(f"job {job.pk} ({job.kind}) running in this process")
-            job_run(job_id=job.pk, worker=worker_label("inline:"))
-            job.refresh_from_db()
+            job = job_run_here(job)
         else:
             job = self.wait(job)
         self.report(job)
         if isinstance(job.result, dict) and job.result.get("warning"):
             self.stdout.write(f"warning: {job.result['warning']}")
-        if job.status != Job.Status.SUCCEEDED:
-            detail = job.error.split("\n\n")[0] if job.error else job.message
-            raise CommandError(f"job {job.pk} {job.status}: {detail}")
+        failure = job_failure(job)
+        if failure:
+            raise CommandError(failure)
 
     def wait(self, job):
         self.stderr.write(f"job {job.pk} ({job.kind}) queued on '{job.queue}'")
-        started = time.monotonic()
-        last_line = None
         tty = sys.stderr.isatty()
+        last_line = None
+
+        def on_poll(job, waited):
+            nonlocal last_line
+            if job.status == Job.Status.QUEUED and not workers_alive(queue=job.queue):
+                if waited > self.worker_grace_seconds:
+                    self.stderr.write("")
+                    raise CommandError(
+                        f"no worker is consuming queue '{job.queue}' (none reported in within "
+                        f"{self.worker_grace_seconds:.0f} s). Job {job.pk} stays queued and runs when one starts: "
+                        f"start a worker with `make worker` (or `.venv/bin/celery -A fer_site worker -Q cpu,gpu`), "
+                        f"or run the job here with --inline.",
+                        returncode=NO_WORKER_EXIT,
+                    )
+            line = self.bar(job)
+            if line != last_line:
+                if tty:
+                    self.stderr.write("\r" + line.ljust(100), ending="")
+                else:
+                    self.stderr.write(line)
+                last_line = line
+
         try:
-            while True:
-                job.refresh_from_db()
-                if job.is_finished:
-                    break
-                if job.status == Job.Status.QUEUED and not workers_alive(queue=job.queue):
-                    if time.monotonic() - started > self.worker_grace_seconds:
-                        self.stderr.write("")
-                        raise CommandError(
-                            f"no worker is consuming queue '{job.queue}' (none reported in within "
-                            f"{self.worker_grace_seconds:.0f} s). Job {job.pk} stays queued and runs when one starts: "
-                            f"start a worker with `make worker` (or `.venv/bin/celery -A fer_site worker -Q cpu,gpu`), "
-                            f"or run the job here with --inline.",
-                            returncode=NO_WORKER_EXIT,
-                        )
-                line = self.bar(job)
-                if line != last_line:
-                    if tty:
-                        self.stderr.write("\r" + line.ljust(100), ending="")
-                    else:
-                        self.stderr.write(line)
-                    last_line = line
-                time.sleep(0.5)
+            job = job_follow(job, on_poll=on_poll)
         except KeyboardInterrupt:
             self.stderr.write("")
             raise CommandError(

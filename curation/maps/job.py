@@ -10,20 +10,7 @@ from curation.classifier.features import oof_features_path, read_oof_features
 from curation.importers.predictions import file_sha256
 from curation.jobs.errors import JobParamsError
 from curation.maps import project, store
-from curation.models import Dataset
-from curation.selectors import DatasetNotFound, dataset_get, dataset_queue_run
-
-
-def _dataset(name):
-    if not name:
-        names = list(Dataset.objects.values_list("name", flat=True)[:2])
-        if len(names) != 1:
-            raise JobParamsError("give the dataset" + (" (there are several)" if names else " (there is none yet)"))
-        name = names[0]
-    try:
-        return dataset_get(name=name)
-    except DatasetNotFound as exc:
-        raise JobParamsError(str(exc)) from None
+from curation.selectors import dataset_queue_run, dataset_resolve
 
 
 def validate_map_params(params):
@@ -31,7 +18,7 @@ def validate_map_params(params):
     if unknown:
         raise JobParamsError(f"unknown parameter(s) {', '.join(sorted(unknown))}; map_dataset takes dataset, method, "
                              f"force, seed")
-    dataset = _dataset(params.get("dataset"))
+    dataset = dataset_resolve(name=params.get("dataset"))
     method = params.get("method") or "auto"
     try:
         project.method_for(method)
@@ -60,7 +47,7 @@ def no_embeddings_words(dataset):
 
 def map_dataset_job(ctx):
     p = ctx.params
-    dataset = _dataset(p["dataset"])
+    dataset = dataset_resolve(name=p["dataset"])
     run, fingerprint = embeddings_source(dataset)
     if fingerprint is None:
         raise JobParamsError(no_embeddings_words(dataset))

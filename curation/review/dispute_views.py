@@ -14,9 +14,10 @@ from curation.forms import form_error_text
 from curation.models import Dataset, Image
 from curation.review.agreement import dataset_agreement
 from curation.review.crowdlab import dataset_crowdlab
+from curation.review.decisions import dispute_decide
 from curation.review.forms import DECISION_WORDS, DecisionForm
-from curation.review.views import CLASS_KEYS
-from curation.review.votes import NotDisputed, dispute_resolve, disputes_list
+from curation.review.views import CLASS_KEYS, RESCORE_QUEUED
+from curation.review.votes import NotDisputed, disputes_list
 from curation.roles import user_is_curator
 from curation.services import VersionConflict
 from training.labels import label_name
@@ -58,8 +59,8 @@ def review_dispute_resolve(request):
         action, label = decision.cleaned_data["decision"]
         image_id = decision.cleaned_data["image_id"]
         try:
-            dispute_resolve(user=request.user, image_id=image_id, action=action, label=label,
-                            version=decision.cleaned_data["version"])
+            _, rescore = dispute_decide(user=request.user, image_id=image_id, action=action, label=label,
+                                        version=decision.cleaned_data["version"])
         except VersionConflict as exc:
             messages.error(request, f"Not resolved: {exc.message_for(request.user)}.")
         except (NotDisputed, ValueError) as exc:
@@ -69,4 +70,6 @@ def review_dispute_resolve(request):
         else:
             done = f"labelled {label_name(label)}" if action == "relabel" else DECISION_WORDS[action]
             messages.success(request, f"Dispute on image {image_id} resolved: {done}.")
+            if rescore is not None:
+                messages.info(request, RESCORE_QUEUED)
     return redirect(f"{reverse('review_disputes')}?{urlencode({'dataset': dataset})}")

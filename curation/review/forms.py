@@ -3,7 +3,7 @@ from django import forms
 
 from curation.models import Dataset, Image, ImageSelection, Run
 from curation.review.services import ACTIONS, SKIP
-from curation.selectors import STATUS_ANY, STATUS_KEPT, name_has_control_characters
+from curation.selectors import STATUS_ANY, STATUS_KEPT, DatasetNotFound, dataset_resolve
 from training.labels import CLASSES, CODE, NUM_CLASSES, UnknownLabel, parse_label
 
 _FLAGGED = {"yes": True, "no": False}
@@ -33,20 +33,16 @@ def _ascii_number(value, maximum):
 
 
 class DatasetChoiceField(forms.ModelChoiceField):
-    """A dataset by name; a name with control characters is an invalid choice before any query is made
-    (PostgreSQL refuses NUL in text, and no dataset name has a control character)."""
+    """A dataset by name, resolved by dataset_resolve: an unknown name (or one with control characters, refused
+    before any query is made) is an invalid choice in the resolver's words, naming the known datasets."""
 
     def to_python(self, value):
-        if value not in self.empty_values and name_has_control_characters(value):
-            raise forms.ValidationError("no dataset has that name", code="invalid_choice")
+        if value in self.empty_values:
+            return None
         try:
-            return super().to_python(value)
-        except forms.ValidationError:
-            names = list(self.queryset.values_list("name", flat=True)[:11])
-            known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-            raise forms.ValidationError(f"no dataset named {str(value)[:80]!r}"
-                                        + (f" (datasets: {known})" if names else " (there is no dataset yet)"),
-                                        code="invalid_choice") from None
+            return dataset_resolve(name=str(value))
+        except DatasetNotFound as exc:
+            raise forms.ValidationError(str(exc), code="invalid_choice") from None
 
 
 class LabelFilterField(forms.TypedChoiceField):

@@ -19,8 +19,9 @@ from curation.forms import form_error_text
 from curation.models import Dataset, Image
 from curation.review.forms import DECISION_WORDS, GridDecisionForm, ReviewFilterForm, page_number
 from curation.review.selectors import review_grid_page
-from curation.review.services import images_claim_shown, images_decide_bulk
-from curation.review.views import CLASS_KEYS
+from curation.review.decisions import decisions_make_bulk
+from curation.review.services import images_claim_shown
+from curation.review.views import CLASS_KEYS, RESCORE_QUEUED
 from curation.roles import user_is_curator
 from training.labels import label_name
 
@@ -42,13 +43,15 @@ def review_grid_decide(request):
     else:
         action, label = form.cleaned_data["decision"]
         try:
-            result = images_decide_bulk(user=request.user, items=form.cleaned_data["items"], action=action,
-                                        label=label, seconds_spent=form.seconds_per_image(time.time()),
-                                        override_lease=form.cleaned_data["override_lease"])
+            result, rescore = decisions_make_bulk(
+                user=request.user, items=form.cleaned_data["items"], action=action, label=label,
+                seconds_spent=form.seconds_per_image(time.time()), override_lease=form.cleaned_data["override_lease"])
         except (ValueError, PermissionDenied) as exc:
             messages.error(request, f"Nothing recorded: {exc}.")
         else:
             _report(request, result, action, label)
+            if rescore is not None:
+                messages.info(request, RESCORE_QUEUED)
     return _grid(request, ReviewFilterForm(request.POST), _page(request.POST))
 
 

@@ -15,9 +15,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from curation.forms import form_error_text
-from curation.jobs.rounds import rescore_maybe_enqueue
 from curation.models import Dataset, Image
 from curation.review.card import review_card
+from curation.review.decisions import decision_make
 from curation.review.forms import DECISION_WORDS, DecisionForm, ReviewFilterForm
 from curation.review.glossary import figures
 from curation.review.selectors import dataset_awaits_scoring, review_progress
@@ -26,7 +26,6 @@ from curation.review.services import (
     LeaseHeld,
     NothingToUndo,
     image_claim_next,
-    image_decide,
     image_lease_extend,
     review_undo,
 )
@@ -38,6 +37,9 @@ PAGE, CARD = "curation/review.html", "curation/review_card.html"
 # Keys 1-8 relabel to the class of that position in the canonical order.
 CLASS_KEYS = [(str(code + 1), code, name) for code, name in enumerate(CLASSES)]
 FIGURES = figures()
+# Said where a decision, on any page, queued the rescore of review rounds (curation/review/decisions.py).
+RESCORE_QUEUED = ("Rescoring the queue with the labels reviewed so far (review rounds); the order changes when it "
+                  "is done.")
 
 
 @login_required
@@ -56,9 +58,9 @@ def review_decide(request):
         action, label = decision.cleaned_data["decision"]
         image_id = decision.cleaned_data["image_id"]
         try:
-            result = image_decide(user=request.user, image_id=image_id, action=action,
-                                  version=decision.cleaned_data["version"],
-                                  label=label, seconds_spent=decision.seconds_spent(time.time()))
+            result, rescore = decision_make(user=request.user, image_id=image_id, action=action,
+                                            version=decision.cleaned_data["version"],
+                                            label=label, seconds_spent=decision.seconds_spent(time.time()))
         except (LeaseHeld, VoteRefused) as exc:
             messages.error(request, f"Conflict: {exc}.")
         except VersionConflict as exc:
@@ -71,9 +73,8 @@ def review_decide(request):
             done = (f"relabelled to {label_name(label)}" if result.action == "relabel"
                     else DECISION_WORDS[result.action])  # a relabel to its own label is a confirm
             messages.success(request, f"Image {image_id} {done}{_vote_outcome(result)}.")
-            if result.change is not None and rescore_maybe_enqueue(image_id=image_id):
-                messages.info(request, "Rescoring the queue with the labels reviewed so far (review rounds); the "
-                                       "order changes when it is done.")
+            if rescore is not None:
+                messages.info(request, RESCORE_QUEUED)
     return _next_card(request, ReviewFilterForm(request.POST))
 
 

@@ -13,7 +13,6 @@ from django.db import transaction
 from django.db.models import Q
 
 from curation.classifier.features import read_oof_features
-from curation.classifier.job import resolve_dataset
 from curation.db import update_rows
 from curation.gans.snapshots import (
     DIRECTIONS,
@@ -27,7 +26,7 @@ from curation.models import GanModel, Image, Run, TransformScore
 from curation.review.audit import audit_sample_decided
 from curation.scoring import fusion
 from curation.scoring.chunks import chunks_plan, chunks_run
-from curation.selectors import dataset_queue_run
+from curation.selectors import dataset_queue_run, dataset_resolve
 from training.labels import CLASSES, UnknownLabel, parse_label
 
 # cleanlab's label-quality score. The normalised margin (the given label's probability minus the strongest other
@@ -45,7 +44,7 @@ DATALAB_NONE = {"datalab_label_quality": None, "datalab_label_issue": False, "da
 
 
 def validate_score_params(params):
-    dataset = resolve_dataset(params.get("dataset"))
+    dataset = dataset_resolve(name=params.get("dataset"))
     if not Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).exclude(
             status=Image.Status.EXCLUDED).exists():
         raise JobParamsError(f"dataset {dataset.name!r} has no train-split images to score (scoring covers the "
@@ -88,7 +87,7 @@ def latest_gans(dataset):
 
 def score_ambiguity_job(ctx):
     p = ctx.params
-    dataset = resolve_dataset(p["dataset"])
+    dataset = dataset_resolve(name=p["dataset"])
     gans = latest_gans(dataset)
     # The SSIMs, in chunk jobs that any GPU worker takes and this job takes too (curation/scoring/chunks.py).
     chunks = chunks_plan(ctx, dataset, gans, chunk_images=p.get("chunk_images") or settings.SCORE_CHUNK_IMAGES)

@@ -95,4 +95,4 @@ def test_a_tampered_label_that_was_decided_again_still_shows_in_the_trail(decide
 
 def test_an_unknown_dataset_is_refused_by_name(decided):
     _out, error = verify("--dataset", "nope")
-    assert "no dataset named 'nope' (datasets: faces)" in str(error)
+    assert "dataset 'nope' does not exist (datasets: faces)" in str(error)

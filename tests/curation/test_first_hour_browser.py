@@ -43,7 +43,7 @@ def _text(page, selector):
 @pytest.mark.parametrize("path", ["/review/", "/review/grid/"])
 def test_an_invalid_filter_value_is_named_beside_its_field_and_never_empties_the_queue(page, live_server, demo, path):
     page.goto(f"{live_server.url}{path}?dataset=dmeo&split=train")
-    assert "no dataset named 'dmeo' (datasets: demo)" in _text(page, "label.invalid")
+    assert "dataset 'dmeo' does not exist (datasets: demo)" in _text(page, "label.invalid")
     body = _text(page, "main")
     assert "Nothing left" not in body and "No images shown: the filter has an invalid value" in body
     assert page.input_value("select[name=split]") == "train"  # the rest of the filter is kept

@@ -189,3 +189,36 @@ def test_the_api_refuses_a_bad_rescore_by_name_and_queues_nothing(curator_api, f
     response = curator_api.post("/api/jobs/", {"kind": "rescore", "params": {"dataset": "nope"}}, format="json")
     assert response.status_code == 400 and "nope" in str(response.json())
     assert not Job.objects.exists()
+
+
+def _rounds_dataset(name, rescore_every):
+    """A dataset a rescore can refit (two classes of four train images, a test image), rounds on."""
+    ds = DatasetFactory(name=name, rescore_every=rescore_every)
+    train = [ImageFactory(dataset=ds, label=1 + k % 2, original_label=1 + k % 2, path=f"{name}/{k}.png")
+             for k in range(8)]
+    ImageFactory(dataset=ds, split="test")
+    return ds, train
+
+
+def test_decisions_from_the_grid_and_a_dispute_resolution_queue_the_rescore_too(client, user, curator):
+    """The grid's bulk decisions count toward "rescore after every N decisions" and trigger it themselves, as the
+    review page's do; so does a curator's resolution of a dispute."""
+    ds, train = _rounds_dataset("grid", 3)
+    client.force_login(user)
+    client.post(reverse("review_grid_decide"), {"pick": [f"{i.pk}:1" for i in train[:2]], "decision": "confirm",
+                                                "dataset": "grid", "shown_at": "0"})
+    assert not Job.objects.filter(kind="rescore").exists()
+    response = client.post(reverse("review_grid_decide"), {"pick": [f"{train[2].pk}:1"], "decision": "exclude",
+                                                           "dataset": "grid", "shown_at": "0"}, follow=True)
+    (job,) = Job.objects.filter(kind="rescore")
+    assert job.status == Job.Status.QUEUED and job.params == {"dataset": "grid", "folds": 3}
+    assert "Rescoring the queue with the labels reviewed so far" in response.content.decode()
+
+    ds, train = _rounds_dataset("double", 1)
+    Dataset.objects.filter(pk=ds.pk).update(reviews_required=2)
+    Image.objects.filter(pk=train[0].pk).update(disputed=True)
+    client.force_login(curator)
+    client.post(reverse("review_dispute_resolve"), {"image_id": train[0].pk, "version": 1, "decision": "exclude",
+                                                    "dataset": "double"})
+    assert Image.objects.get(pk=train[0].pk).status == Image.Status.EXCLUDED
+    assert Job.objects.filter(kind="rescore", params__dataset="double", status=Job.Status.QUEUED).count() == 1

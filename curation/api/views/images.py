@@ -6,10 +6,10 @@ from rest_framework.views import APIView
 from curation.api.fields import MAX_INT32, DatasetNameField, FiniteFloatField, LabelField
 from curation.api.pagination import ByIdCursor
 from curation.api.serializers import ImageOutput, LabelChangeOutput
-from curation.jobs.rounds import rescore_maybe_enqueue
 from curation.models import Image, ImageSelection, Run
 from curation.review.card import review_card_transformations
-from curation.review.services import ACTIONS, image_decide
+from curation.review.decisions import decision_make
+from curation.review.services import ACTIONS
 from curation.selectors import SIGNALS, STATUS_ANY, STATUS_KEPT, image_detail, image_get, images_list
 
 
@@ -145,9 +145,7 @@ class ImageDecisionApi(APIView):
     def post(self, request, image_id):
         data = ImageDecisionInput(data=request.data)
         data.is_valid(raise_exception=True)
-        result = image_decide(user=request.user, image_id=image_id, **data.validated_data)
-        if result.change is not None:
-            rescore_maybe_enqueue(image_id=image_id)  # review rounds, where the dataset has them turned on
+        result, _ = decision_make(user=request.user, image_id=image_id, **data.validated_data)
         image = image_get(image_id=image_id)
         return Response(ImageDecisionOutput({
             "action": result.action, "image": image, "outcome": result.outcome,

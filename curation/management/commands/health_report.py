@@ -9,9 +9,9 @@ from django.contrib.staticfiles import finders
 from django.core.management.base import CommandError
 from django.template.loader import render_to_string
 
-from curation.classifier.job import resolve_dataset
 from curation.jobs.errors import JobParamsError
 from curation.management.migrated import DatabaseCommand
+from curation.selectors import dataset_resolve
 from curation.web.health_report import dataset_health_report
 
 STYLE_SHEETS = ("css/site.css", "css/pages.css")
@@ -68,7 +68,7 @@ class Command(DatabaseCommand):
 
     def handle(self, *args, **options):
         try:
-            dataset = resolve_dataset(options["dataset"])
+            dataset = dataset_resolve(name=options["dataset"])
         except JobParamsError as exc:
             raise CommandError(str(exc)) from None
         out = Path(options["out"]).expanduser()

@@ -2,7 +2,7 @@
 from django.core.management.base import CommandError
 
 from curation.management.migrated import DatabaseCommand
-from curation.selectors import DatasetNotFound, dataset_get
+from curation.selectors import DatasetNotFound, dataset_resolve
 from curation.truth import TruthError, truth_register
 
 
@@ -18,7 +18,7 @@ class Command(DatabaseCommand):
 
     def handle(self, *args, dataset, path, **options):
         try:
-            ds = dataset_get(name=dataset)
+            ds = dataset_resolve(name=dataset)
             result = truth_register(dataset=ds, source=path)
         except (DatasetNotFound, TruthError) as exc:
             raise CommandError(str(exc)) from None

@@ -7,7 +7,7 @@ from curation.models import MAX_REVIEWS_REQUIRED
 from curation.review.audit import audit_share_check, dataset_audit_share_set
 from curation.review.crowdlab import dataset_consensus_threshold_set
 from curation.review.dataset_settings import dataset_queue_run_set, dataset_reviews_required_set
-from curation.selectors import DatasetNotFound, dataset_get
+from curation.selectors import DatasetNotFound, dataset_resolve
 
 
 class Command(DatabaseCommand):
@@ -34,7 +34,7 @@ class Command(DatabaseCommand):
     def handle(self, *args, dataset, reviews_required, rescore_every=None, consensus_threshold=None,
                audit_share=None, queue_model=None, **options):
         try:
-            ds = dataset_get(name=dataset)
+            ds = dataset_resolve(name=dataset)
         except DatasetNotFound as exc:
             raise CommandError(str(exc)) from None
         # The services the dataset page's forms call: the same values refused with the same words.

@@ -1,9 +1,9 @@
 from django.core.management.base import CommandError
 
-from curation.classifier.job import resolve_dataset
 from curation.jobs.errors import JobParamsError
 from curation.management.migrated import DatabaseCommand
 from curation.scoring.evaluate import evaluate_signals, read_truth
+from curation.selectors import dataset_resolve
 from training.labels import CLASSES
 
 
@@ -16,7 +16,7 @@ class Command(DatabaseCommand):
 
     def handle(self, *args, **options):
         try:
-            dataset = resolve_dataset(options["dataset"])
+            dataset = dataset_resolve(name=options["dataset"])
         except JobParamsError as exc:
             raise CommandError(str(exc)) from None
         report = evaluate_signals(dataset, read_truth(options["truth"]))

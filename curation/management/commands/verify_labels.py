@@ -2,17 +2,7 @@ from django.core.management.base import CommandError
 
 from curation.audit import labels_verify, read_snapshot
 from curation.management.migrated import DatabaseCommand
-from curation.models import Dataset
-from curation.selectors import DatasetNotFound, dataset_get
-
-
-def dataset_named(name):
-    """The Dataset called `name`, or CommandError naming the known ones."""
-    try:
-        return dataset_get(name=name)
-    except DatasetNotFound:
-        known = ", ".join(Dataset.objects.order_by("name").values_list("name", flat=True)[:20]) or "none"
-        raise CommandError(f"no dataset named {name!r} (datasets: {known})") from None
+from curation.selectors import DatasetUnresolved, dataset_resolve
 
 
 def report_write(stdout, report):
@@ -33,7 +23,10 @@ class Command(DatabaseCommand):
         parser.add_argument("--dataset", help="Only this dataset (default: all).")
 
     def handle(self, *args, **options):
-        dataset = dataset_named(options["dataset"]) if options["dataset"] else None
+        try:
+            dataset = dataset_resolve(name=options["dataset"]) if options["dataset"] else None
+        except DatasetUnresolved as exc:
+            raise CommandError(str(exc)) from None
         # One snapshot, so that every batch reads the same state while reviewers keep working.
         with read_snapshot():
             report = labels_verify(dataset=dataset)
