@@ -93,36 +93,53 @@ def read_truth(path):
         return {row["path"]: row["true_label"] for row in csv.DictReader(f)}
 
 
-def retrain_and_compare(page, api, url, out, *, dataset):
-    """Start the retrain form with its defaults, wait for its run, and read the comparison with run 1. Returns the
-    comparison's figures."""
+def wait_job(api, job):
+    """The job once finished; exits unless it succeeded."""
+    started = time.monotonic()
+    while job["status"] in ("queued", "running"):
+        if time.monotonic() - started > RETRAIN_WAIT_S:
+            sys.exit(f"job {job['id']} did not finish in {RETRAIN_WAIT_S} s")
+        time.sleep(10)
+        job = api.call("GET", f"/api/jobs/{job['id']}/")
+    if job["status"] != "succeeded":
+        sys.exit(f"job {job['id']} {job['status']}: {job['message']}")
+    return job
+
+
+def newest_run(api, dataset):
+    return max(r["id"] for r in api.call("GET", f"/api/runs/?dataset={dataset}")["results"])
+
+
+def retrain_and_compare(page, api, url, out, *, dataset, also_doubtful=None):
+    """Start the retrain form with its defaults, wait for its run, and read the comparison with run 1; with
+    `also_doubtful`, then a retrain through the jobs API that differs only in its doubtful rule, compared too. Returns
+    [{"job", "run", "doubtful", "accuracy", "test", "p"}] and run 1's accuracy."""
     before = {j["id"] for j in api.call("GET", "/api/jobs/?kind=train_classifier")["results"]}
     page.goto(f"{url}/jobs/?start=retrain&dataset={dataset}")
     page.wait_for_selector("#retrain-preview li[data-preview=train]")
     page.click("#start-retrain button[name=action][value=start]")
     page.wait_for_selector(".notice-success")
     (job,) = [j for j in api.call("GET", "/api/jobs/?kind=train_classifier")["results"] if j["id"] not in before]
-    started = time.monotonic()
-    while job["status"] in ("queued", "running"):
-        if time.monotonic() - started > RETRAIN_WAIT_S:
-            sys.exit(f"the retrain (job {job['id']}) did not finish in {RETRAIN_WAIT_S} s")
-        time.sleep(10)
-        job = api.call("GET", f"/api/jobs/{job['id']}/")
-    if job["status"] != "succeeded":
-        sys.exit(f"the retrain (job {job['id']}) {job['status']}: {job['message']}")
-    run = max(r["id"] for r in api.call("GET", f"/api/runs/?dataset={dataset}")["results"])
-    page.goto(f"{url}/runs/compare/?ids=1&ids={run}")
+    jobs = [wait_job(api, job)]
+    runs = [newest_run(api, dataset)]
+    if also_doubtful:
+        params = {**jobs[0]["params"], "doubtful": also_doubtful}  # derived from the same run as the form's
+        jobs.append(wait_job(api, api.call("POST", "/api/jobs/", {"kind": "retrain", "params": params})))
+        runs.append(newest_run(api, dataset))
+    page.goto(f"{url}/runs/compare/?" + "&".join(f"ids={r}" for r in (1, *runs)))
     page.wait_for_selector("#summary")
     page.wait_for_load_state("networkidle")
     page.screenshot(path=str(out / "run_compare.png"), full_page=True)
-    accuracy = page.locator("tr[data-metric=accuracy] td")
-    delta = page.locator(f"tr[data-metric=accuracy] td[data-run='{run}'] .delta")
-    return {"job": job["id"], "run": run, "baseline": accuracy.nth(0).inner_text().strip(),
-            "retrain": accuracy.nth(1).inner_text().strip(), "test": delta.get_attribute("title"),
-            "p": delta.get_attribute("data-p")}
+    rows = []
+    for job, run in zip(jobs, runs):
+        delta = page.locator(f"tr[data-metric=accuracy] td[data-run='{run}'] .delta")
+        rows.append({"job": job["id"], "run": run, "doubtful": job["params"].get("doubtful"),
+                     "accuracy": page.inner_text(f"tr[data-metric=accuracy] td[data-run='{run}']").strip(),
+                     "test": delta.get_attribute("title"), "p": delta.get_attribute("data-p")})
+    return {"baseline": page.inner_text("tr[data-metric=accuracy] td[data-run='1']").strip(), "runs": rows}
 
 
-def tour(url, out, *, user, password, dataset, retrain=None):
+def tour(url, out, *, user, password, dataset, retrain=None, also_doubtful=None):
     """The screenshots (see the module's docstring); with `retrain` (the curator's Api), the retrain and its
     comparison, whose figures it returns."""
     from playwright.sync_api import sync_playwright
@@ -172,7 +189,7 @@ def tour(url, out, *, user, password, dataset, retrain=None):
             page.wait_for_load_state("networkidle")
             page.locator("#start-retrain").screenshot(path=str(out / "retrain_form.png"))
             if retrain is not None:
-                return retrain_and_compare(page, retrain, url, out, dataset=dataset)
+                return retrain_and_compare(page, retrain, url, out, dataset=dataset, also_doubtful=also_doubtful)
         finally:
             browser.close()
     return None
@@ -191,6 +208,9 @@ def main(argv=None):
     parser.add_argument("--decide", type=int, default=300, help="decisions from the top of the queue first (0: none)")
     parser.add_argument("--error-rate", type=float, default=0.05, help="share of the decisions made wrong on purpose")
     parser.add_argument("--no-retrain", action="store_true", help="screenshots only: no retrain, no comparison")
+    parser.add_argument("--also-doubtful", choices=["ssim", "classifier", "either", "none"],
+                        help="after the form's retrain, one more through the jobs API with only this doubtful rule "
+                             "changed, compared with run 1 in the same comparison (what the default rule costs)")
     args = parser.parse_args(argv)
     url = args.url.rstrip("/")
     if args.decide:
@@ -201,7 +221,8 @@ def main(argv=None):
     curator = None if args.no_retrain else Api(url, args.user, args.password)
     work = Path(tempfile.mkdtemp(prefix="fer-tour-"))
     try:
-        result = tour(url, work, user=args.user, password=args.password, dataset=args.dataset, retrain=curator)
+        result = tour(url, work, user=args.user, password=args.password, dataset=args.dataset, retrain=curator,
+                      also_doubtful=args.also_doubtful)
         shots = sorted(work.glob("*.png"))
         small = [f"{p.name} ({p.stat().st_size} bytes)" for p in shots if p.stat().st_size < MIN_BYTES]
         missing = SHOTS - {p.name for p in shots}
@@ -212,8 +233,10 @@ def main(argv=None):
             shutil.copyfile(shot, args.out / shot.name)
             print(f"wrote {args.out / shot.name} ({shot.stat().st_size // 1024} KiB)")
         if result:
-            print(f"retrain: job {result['job']}, run {result['run']}; test accuracy run 1 {result['baseline']}; "
-                  f"run {result['run']} {result['retrain']}; paired test: {result['test']} (p = {result['p']})")
+            print(f"test accuracy of run 1 (the baseline): {result['baseline']}")
+            for r in result["runs"]:
+                print(f"retrain job {r['job']} (doubtful rule {r['doubtful']}): run {r['run']} {r['accuracy']}; "
+                      f"paired test: {r['test']}")
             rows = curator.call("GET", f"/api/datasets/{args.dataset}/export.csv").decode().count("\n") - 1
             print(f"export: {rows} rows of cleaned labels (GET /api/datasets/{args.dataset}/export.csv)")
     finally:
