@@ -4,7 +4,7 @@ take it, in the system Chromium and through the REST API:
     .venv/bin/python scripts/demo_tour.py --url http://127.0.0.1:8000 --out docs/img
 
 1. A reviewer's morning (`--decide N`, default 300; 0 skips it): N decisions from the top of the review queue through
-   the product's own review path (POST /api/review/next/, then /api/images/ID/decision/), each made by the demo's
+   the product's own review path (POST /api/review/next/, then /api/images/<id>/decision/), each made by the demo's
    truth.csv (confirm a right label, relabel a wrong one to its true label), a share `--error-rate` of them (default
    0.05) made wrong on purpose, as a tired reviewer would.
 2. Screenshots of the review card, the grid, the dataset page (with its known-truth panel), its health report, its
