@@ -16,13 +16,13 @@ from benchmarks._django import setup
 
 setup()
 
+from curation.gans.snapshots import pair_generators  # noqa: E402
 from curation.jobs.errors import JobParamsError  # noqa: E402
 from curation.jobs.runner import job_run, worker_label  # noqa: E402
 from curation.jobs.selectors import workers_alive  # noqa: E402
 from curation.jobs.services import job_enqueue  # noqa: E402
 from curation.models import Job, TransformScore  # noqa: E402
 from curation.scoring.calibration import current_thresholds  # noqa: E402
-from curation.scoring.job import latest_gans  # noqa: E402
 from curation.selectors import dataset_resolve  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main(argv=None):
         dataset = dataset_resolve(name=args.dataset)
     except JobParamsError as exc:
         raise SystemExit(str(exc)) from None
-    gans = latest_gans(dataset)
+    gans = pair_generators(dataset)
     if not gans:
         raise SystemExit(f"{dataset.name} has no finished CycleGAN to score with")
     if workers_alive(queue="gpu"):

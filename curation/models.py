@@ -319,6 +319,9 @@ class GanModel(models.Model):
     checkpoint = models.CharField(max_length=300, blank=True, help_text="Full training state of the last epoch.")
     # Which snapshot's generators scoring uses; None: the last epoch's. A curator may pick another.
     chosen_epoch = models.PositiveIntegerField(null=True, blank=True)
+    # When a curator chose this CycleGAN for its pair: scoring, the review card and generation use the pair's
+    # CycleGAN chosen last, else its newest finished one (curation.gans.snapshots.pair_generators).
+    chosen_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -20,8 +20,8 @@ from django.db.models import Count, Q
 
 from curation.classifier.relabels import describe_rule, relabel_rule
 from curation.classifier.selection import DOUBTFUL, select_training_data
-from curation.gans.snapshots import DIRECTIONS, direction_name, snapshot_quality
-from curation.models import GanModel, Image
+from curation.gans.snapshots import DIRECTIONS, direction_name, pair_generators, snapshot_quality
+from curation.models import Dataset, Image
 from curation.scoring.fusion import generator_works
 from training.labels import CLASSES
 
@@ -64,16 +64,33 @@ def default_doubtful(dataset, counts=None):
     return "classifier"
 
 
+def with_default_doubtful(params):
+    """params with the retrain form's doubtful rule (default_doubtful of params' dataset) where they name none: the
+    jobs API's `retrain` starts as the form does. An unknown or missing dataset is left for the validator to name."""
+    if params.get("doubtful") in (None, "") and params.get("dataset"):
+        dataset = Dataset.objects.filter(name=params["dataset"]).first()
+        if dataset is not None:
+            params["doubtful"] = default_doubtful(dataset)
+    return params
+
+
+def api_preview(dataset, params):
+    """retrain_preview for a retrain's validated job params, as the jobs API's dry run returns it: each problem with
+    its `text` (the command's words: its flags are the API's parameter names)."""
+    preview = retrain_preview(dataset, {key: params[key] for key in
+                                        ("reduced", "augmented", "doubtful", "relabel_precision")
+                                        if params.get(key) is not None})
+    for problem in preview["problems"]:
+        problem["text"] = command_words(problem).strip().removeprefix("note: ")
+    return preview
+
+
 def dataset_generators(dataset):
-    """The dataset's finished CycleGANs (the latest of each pair), each {"gan", "pair": [a, b], "directions":
-    [{"name", "check": passed|failed|unchecked, "target_rate", "source_target_rate"}], "generates": whether any
-    direction would generate without include_failing}."""
-    out, seen = [], set()
-    for gan in GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED).order_by("-id"):
-        key = frozenset((gan.source_label, gan.target_label))
-        if key in seen:
-            continue
-        seen.add(key)
+    """The dataset's CycleGANs that generation uses (one per pair: pair_generators), each {"gan", "pair": [a, b],
+    "directions": [{"name", "check": passed|failed|unchecked, "target_rate", "source_target_rate"}], "generates":
+    whether any direction would generate without include_failing}."""
+    out = []
+    for gan in pair_generators(dataset):
         _, quality = snapshot_quality(gan)
         directions = []
         for direction in DIRECTIONS:

@@ -25,9 +25,16 @@ from django.conf import settings
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.selection import Item
-from curation.gans.snapshots import DIRECTIONS, direction_labels, direction_name, generator_snapshot, load_generator
+from curation.gans.snapshots import (
+    DIRECTIONS,
+    direction_labels,
+    direction_name,
+    generator_snapshot,
+    load_generator,
+    pair_generators,
+)
 from curation.models import Image, Run, TransformScore
-from curation.scoring.job import LABEL_QUALITY, latest_gans
+from curation.scoring.job import LABEL_QUALITY
 
 SCORES = ("target gain", "source drop", "embedding shift", "ssim contrast (stored)")
 REFERENCE = "cleanlab margin"
@@ -102,7 +109,7 @@ def measure_gan_signals(dataset, noisy_by_path, *, say=lambda _m: None):
     from training.engine import load_model, pick_device, predict_proba_and_features
 
     run = _baseline_run(dataset)
-    gans = latest_gans(dataset)
+    gans = pair_generators(dataset)
     if run is None or not gans:
         return {"run": None, "why": "needs a run with out-of-fold probabilities and a finished CycleGAN"}
 

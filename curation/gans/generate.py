@@ -22,6 +22,7 @@ from curation.gans.snapshots import (
     direction_labels,
     direction_name,
     load_generator,
+    pair_generator,
     snapshot_quality,
 )
 from curation.jobs.errors import JobParamsError
@@ -35,9 +36,9 @@ BATCH = 64
 
 
 def find_gan(dataset, a, b):
-    """The latest finished CycleGAN of the pair, in either orientation; returns (gan, direction for a -> b)."""
-    gan = (GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED)
-           .filter(source_label__in=(a, b), target_label__in=(a, b)).order_by("-id").first())
+    """The CycleGAN the pair uses (the one a curator chose, else the newest finished one), in either orientation;
+    returns (gan, direction for a -> b)."""
+    gan = pair_generator(dataset, a, b)
     if gan is None:
         return None, None
     return gan, "AB" if gan.source_label == a else "BA"

@@ -1,4 +1,5 @@
-"""A trained CycleGAN's generators: its two directions, the snapshot epoch that scoring and generation use (a
+"""A trained CycleGAN's generators: which CycleGAN of a pair scoring, the review card and generation use (the one a
+curator chose last for the pair, else the newest finished one), its two directions, the snapshot epoch they use (a
 curator's chosen epoch, else the last one), the quality measured there, and the generator networks loaded from it.
 
 Scoring (curation.scoring) and generation (curation.gans.generate) both read generators through here.
@@ -6,11 +7,35 @@ Scoring (curation.scoring) and generation (curation.gans.generate) both read gen
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import F
 
+from curation.models import GanModel
 from training.labels import CLASSES
 
 DIRECTIONS = ("AB", "BA")
 REVERSE = {"AB": "BA", "BA": "AB"}
+
+
+def pair_generators(dataset, *, pair=None):
+    """The CycleGAN each label pair uses, one per pair: the finished one a curator chose last for that pair
+    (`chosen_at`), else the pair's newest finished one. `pair`: (a, b) label codes, either order, for that pair only.
+    Scoring, the review card, generation and the retrain preview all read the pair's generators through here."""
+    gans = GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED)
+    if pair is not None:
+        gans = gans.filter(source_label__in=pair, target_label__in=pair)
+    seen, out = set(), []
+    for gan in gans.order_by(F("chosen_at").desc(nulls_last=True), "-id"):
+        key = frozenset((gan.source_label, gan.target_label))
+        if key not in seen:
+            seen.add(key)
+            out.append(gan)
+    return out
+
+
+def pair_generator(dataset, a, b):
+    """The CycleGAN the pair (a, b) uses (pair_generators), or None."""
+    gans = pair_generators(dataset, pair=(a, b))
+    return gans[0] if gans else None
 
 
 def direction_labels(gan, direction):

@@ -44,6 +44,18 @@ def _send(job_id, queue):
         log.exception("could not send job %s to queue %s; the reaper will retry", job_id, queue)
 
 
+def job_validate(*, kind, params, parent=None):
+    """The parameters a job of `kind` would be created with (its validator's), creating nothing: what job_enqueue
+    checks first, and the API's dry run. Raises JobParamsError naming the bad parameter."""
+    job_kind = get_kind(kind)
+    if job_kind.part_of is not None and (parent is None or parent.kind != job_kind.part_of):
+        raise JobParamsError(f"{kind} jobs are parts of a {job_kind.part_of} job, which enqueues them; "
+                             f"they are not started on their own")
+    if job_kind.part_of is None and parent is not None and parent.kind not in job_kind.also_part_of:
+        raise JobParamsError(f"{kind} jobs are not parts of a {parent.kind} job")
+    return job_kind.validate(dict(params or {}))
+
+
 def job_enqueue(*, kind, params, user=None, send=True, parent=None):
     """Validate params for `kind`, create a queued Job, and send it to its queue once the transaction commits.
 
@@ -52,12 +64,7 @@ def job_enqueue(*, kind, params, user=None, send=True, parent=None):
     bad parameter.
     """
     job_kind = get_kind(kind)
-    if job_kind.part_of is not None and (parent is None or parent.kind != job_kind.part_of):
-        raise JobParamsError(f"{kind} jobs are parts of a {job_kind.part_of} job, which enqueues them; "
-                             f"they are not started on their own")
-    if job_kind.part_of is None and parent is not None and parent.kind not in job_kind.also_part_of:
-        raise JobParamsError(f"{kind} jobs are not parts of a {parent.kind} job")
-    clean = job_kind.validate(dict(params or {}))
+    clean = job_validate(kind=kind, params=params, parent=parent)
     with transaction.atomic():
         job = Job.objects.create(
             kind=kind,

@@ -10,6 +10,7 @@ from django.db.models import F
 
 from curation.classifier.features import NEIGHBOURS, nearest_neighbours
 from curation.classifier.predictions import read_probabilities, run_predictions_path
+from curation.gans.snapshots import generator_snapshot, pair_generators
 from curation.models import GeneratedImage, Image, LabelChange, Run, TransformScore
 from curation.selectors import dataset_queue_run
 from training.labels import CLASSES
@@ -132,13 +133,17 @@ def _ranked(path, mtime_ns, size):
 
 
 def review_card_transformations(image):
-    """The transformation rows of review_card (also the API's image detail). Two queries at most."""
+    """The transformation rows of review_card (also the API's image detail): first those of the generators scoring
+    uses now (each pair's CycleGAN at its scoring epoch: curation.gans.snapshots.pair_generators), then any an
+    earlier scoring left, each row's `in_use` saying which. Three queries at most."""
     scores = list(TransformScore.objects.filter(image_id=image.pk).select_related("gan")
                   .order_by(F("z").desc(nulls_last=True), "-ssim"))
-    files = {}
+    files, in_use = {}, set()
     if scores:
         generated = GeneratedImage.objects.filter(source_image_id=image.pk).values_list("gan_id", "target_label", "file")
         files = {(gan_id, target): path for gan_id, target, path in generated}
+        in_use = {(gan.pk, generator_snapshot(gan)[1]) for gan in pair_generators(image.dataset_id)}
+        scores.sort(key=lambda score: (score.gan_id, score.epoch) not in in_use)  # stable: z order within each
     rows = []
     for score in scores:
         path = files.get((score.gan_id, score.target_label))
@@ -147,7 +152,7 @@ def review_card_transformations(image):
         rows.append({
             "gan_id": score.gan_id, "generator": "G_A" if forward else "G_B",
             "source": CLASSES[source], "target": CLASSES[score.target_label], "target_label": score.target_label,
-            "epoch": score.epoch,
+            "epoch": score.epoch, "in_use": (score.gan_id, score.epoch) in in_use,
             "ssim": score.ssim, "ssim_into": score.ssim_into, "z": score.z,
             "file_url": settings.MEDIA_URL + path if path else None,
         })

@@ -19,6 +19,7 @@ from curation.gans.snapshots import (
     direction_labels,
     direction_name,
     generator_snapshot,
+    pair_generators,
     snapshot_quality,
 )
 from curation.jobs.errors import JobParamsError
@@ -74,21 +75,10 @@ def validate_score_params(params):
             "chunk_images": chunk_images}
 
 
-def latest_gans(dataset):
-    """The newest finished CycleGAN of each pair."""
-    seen, out = set(), []
-    for gan in GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED).order_by("-id"):
-        pair = frozenset((gan.source_label, gan.target_label))
-        if pair not in seen:
-            seen.add(pair)
-            out.append(gan)
-    return out
-
-
 def score_ambiguity_job(ctx):
     p = ctx.params
     dataset = dataset_resolve(name=p["dataset"])
-    gans = latest_gans(dataset)
+    gans = pair_generators(dataset)  # per pair, the CycleGAN a curator chose, else the newest
     # The SSIMs, in chunk jobs that any GPU worker takes and this job takes too (curation/scoring/chunks.py).
     chunks = chunks_plan(ctx, dataset, gans, chunk_images=p.get("chunk_images") or settings.SCORE_CHUNK_IMAGES)
     computed = chunks_run(ctx, chunks, share=0.8)

@@ -15,6 +15,7 @@ from curation.classifier.loss_cause import loss_cause
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.classifier.seeds import group_summary
 from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
+from curation.gans.snapshots import pair_generators
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
 from curation.scoring.fusion import AUDIT_MIN_PER_OUTCOME, LOGISTIC, MIN_PER_OUTCOME, REVIEWED_MIN, SPREAD_MIN
@@ -399,9 +400,13 @@ GAN_LOSS_KEYS = ("G_A", "G_B", "D_A", "D_B", "cycle", "idt")
 
 def dataset_gans(*, dataset):
     """The dataset's CycleGANs, newest first, each with its loss series, snapshot epochs (those whose generators
-    were saved), quality rows and the epoch scoring uses."""
+    were saved), quality rows, the epoch scoring uses, and `used_by_pair`: the CycleGAN its pair uses (scoring, the
+    review card and generation: curation.gans.snapshots.pair_generators), None while none of the pair finished.
+    `pairs`: one row per pair, what it uses and why."""
+    used = {frozenset((g.source_label, g.target_label)): g for g in pair_generators(dataset)}
     out = []
     for gan in GanModel.objects.filter(dataset=dataset).select_related("job", "classifier_run").order_by("-id"):
+        in_use = used.get(frozenset((gan.source_label, gan.target_label)))
         losses = gan.losses or []
         snapshots = [e["epoch"] for e in losses if e.get("generators")]
         quality = []
@@ -420,8 +425,24 @@ def dataset_gans(*, dataset):
             "snapshots": snapshots,
             "quality": quality,
             "scoring_epoch": gan_scoring_epoch(gan),
+            "used": in_use is not None and in_use.pk == gan.pk,
+            "used_by_pair": in_use and {"pk": in_use.pk, "epoch": gan_scoring_epoch(in_use),
+                                        "chosen": in_use.chosen_at is not None},
         })
     return out
+
+
+def pair_choices(gans):
+    """One row per label pair of dataset_gans' output, in its order: {"pair", "gan", "epoch", "chosen", "runs"}:
+    the CycleGAN and epoch the pair uses, whether a curator chose it, and how many CycleGANs the pair has."""
+    rows = {}
+    for g in gans:
+        row = rows.setdefault(g["pair"], {"pair": g["pair"], "gan": None, "runs": 0})
+        row["runs"] += 1
+        if g["used"]:
+            row.update(gan=g["gan"].pk, epoch=g["scoring_epoch"], chosen=g["gan"].chosen_at is not None,
+                       epoch_chosen=bool(g["gan"].chosen_epoch))
+    return list(rows.values())
 
 
 def gan_scoring_epoch(gan):

@@ -408,7 +408,8 @@ def _generators_context(request, dataset, form_errors=None):
         epoch = int(shown) if shown and shown.isdigit() and int(shown) in g["samples"] else None
         g["shown_epoch"] = epoch or (max(g["samples"]) if g["samples"] else None)
         g["error"] = (form_errors or {}).get(g["gan"].pk)
-    return {"dataset": dataset, "gans": gans, "curator": user_is_curator(request.user)}
+    return {"dataset": dataset, "gans": gans, "pairs": selectors.pair_choices(gans),
+            "curator": user_is_curator(request.user)}
 
 
 @curator_required
@@ -431,6 +432,9 @@ def gan_epoch(request, gan_id):
         return render(request, "curation/pages/generators.html",
                       _generators_context(request, gan.dataset, {gan.pk: error}), status=400)
     epoch = form.cleaned_data["epoch"]
+    pair = f"{CLASSES[gan.source_label]} ↔ {CLASSES[gan.target_label]}"
     messages.success(request, f"CycleGAN {gan.pk}: scoring now uses "
-                              + (f"the generators of epoch {epoch}." if epoch else "the last epoch's generators."))
+                              + (f"the generators of epoch {epoch}" if epoch else "the last epoch's generators")
+                              + f" of this CycleGAN for {pair}, as do the review card and generation, from the "
+                                f"next scoring on.")
     return redirect(f"{reverse('dataset_generators', args=[gan.dataset.name])}#gan-{gan.pk}")

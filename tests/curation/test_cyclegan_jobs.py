@@ -106,3 +106,25 @@ def test_training_resumes_after_the_worker_is_killed(start_worker, tmp_path, set
     assert job.status == Job.Status.SUCCEEDED and job.attempts == 2
     assert [e["epoch"] for e in gan.losses] == [1, 2, 3, 4, 5, 6]
     assert "resuming CycleGAN" in second.log()
+
+
+@pytest.mark.django_db
+def test_the_command_says_when_a_curator_chose_another_cyclegan_of_the_pair(settings):
+    from django.utils import timezone
+
+    from curation.management.commands.train_cyclegan import Command
+    from tests.factories import DatasetFactory, GanModelFactory, JobFactory
+
+    ds = DatasetFactory(name="faces")
+    losses = [{"epoch": 1, "cycle": 1.0, "samples": "gans/x/samples/epoch0001.png"}]
+    chosen = GanModelFactory(dataset=ds, status=GanModel.Status.SUCCEEDED, epoch=1, losses=losses,
+                             chosen_at=timezone.now())
+    new = GanModelFactory(dataset=ds, status=GanModel.Status.SUCCEEDED, epoch=1, losses=losses)
+    out = io.StringIO()
+    command = Command(stdout=out)
+    command.report(JobFactory(kind="train_cyclegan", result={"gan": new.pk}))
+    assert (f"note: scoring, the review card and generation use CycleGAN {chosen.pk} for happy <-> sad, chosen by a "
+            f"curator") in out.getvalue()
+    out.truncate(0)
+    command.report(JobFactory(kind="train_cyclegan", result={"gan": chosen.pk}))
+    assert "note:" not in out.getvalue()

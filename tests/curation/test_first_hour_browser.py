@@ -155,3 +155,69 @@ def test_grid_tiles_show_the_suggestion_with_a_legend_and_hover_text(page, live_
     titles = tile.locator("span").evaluate_all("els => els.map(e => e.title)")
     assert len(titles) == 4 and all(titles), titles  # label, suspicion, suggestion, clf: each explained
     assert "the classifier's suggestion" in _text(page, "#tile-legend")
+
+
+# 9. Two CycleGANs of one pair: the generators page says which one (and which epoch) scoring uses, a curator chooses
+# the run explicitly, and scoring, generation and the review card all follow that choice
+
+
+def _gan_run(dataset, media):
+    from curation.models import GanModel
+    from tests.factories import GanModelFactory
+
+    gan = GanModelFactory(dataset=dataset, source_label=1, target_label=2, epoch=4, status=GanModel.Status.SUCCEEDED)
+    losses = []
+    for epoch in (1, 2, 3, 4):
+        entry = {"epoch": epoch, "G_A": 1 / epoch, "samples": f"gans/{gan.pk}/samples/epoch{epoch:04d}.png"}
+        if epoch in (2, 4):
+            entry["generators"] = f"gans/{gan.pk}/generators/epoch{epoch:04d}.pt"
+            (media / entry["generators"]).parent.mkdir(parents=True, exist_ok=True)
+            (media / entry["generators"]).write_bytes(b"x")
+        losses.append(entry)
+    GanModel.objects.filter(pk=gan.pk).update(losses=losses, checkpoint=f"gans/{gan.pk}/last.pt")
+    gan.refresh_from_db()
+    return gan
+
+
+def test_with_two_cyclegans_of_a_pair_a_curator_chooses_the_run_scoring_the_card_and_generation_use(
+        live_server, transactional_db, browser, demo, settings):
+    from pathlib import Path
+
+    from curation.gans.generate import find_gan
+    from curation.gans.snapshots import generator_snapshot, pair_generators
+    from tests.factories import CuratorFactory, TransformScoreFactory
+
+    media = Path(settings.MEDIA_ROOT)
+    first, second = _gan_run(demo, media), _gan_run(demo, media)
+    happy = Image.objects.filter(dataset=demo, label=1).order_by("-suspicion").first()
+    TransformScoreFactory(image=happy, gan=first, epoch=2, ssim=0.7, z=0.5)
+    TransformScoreFactory(image=happy, gan=second, epoch=4, ssim=0.8, z=1.5)  # the newer run scores higher
+    cache.clear()
+    CuratorFactory(username="carla")
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.route("**/media/**", lambda route: route.fulfill(body=_png(), content_type="image/png"))
+    page = log_in(context.new_page(), live_server, "carla", f"/datasets/demo/generators/")
+
+    row = _text(page, "#pair-generators tbody tr")
+    assert f"CycleGAN {second.pk} epoch 4 (the last) the newest finished of the pair's 2 CycleGANs" in row, row
+    assert f"use CycleGAN {second.pk} (epoch 4) for happy ↔ sad" in _text(page, f"#gan-{first.pk} .scoring-epoch")
+
+    page.select_option(f"#gan-{first.pk} form.pick-epoch select[name=epoch]", "2")
+    page.click(f"#gan-{first.pk} form.pick-epoch button[type=submit]")
+    page.wait_for_selector(".notice-success")
+    row = _text(page, "#pair-generators tbody tr")
+    assert f"CycleGAN {first.pk} epoch 2 chosen by a curator of the pair's 2 CycleGANs" in row, row
+    assert f"this CycleGAN ({first.pk}) for happy ↔ sad (chosen by a curator)" in _text(page, f"#gan-{first.pk}")
+    assert f"use CycleGAN {first.pk} (epoch 2)" in _text(page, f"#gan-{second.pk} .scoring-epoch")
+
+    # What the page says is what the product does: scoring and generation take the chosen run and epoch ...
+    assert [g.pk for g in pair_generators(demo)] == [first.pk]
+    assert generator_snapshot(pair_generators(demo)[0])[1] == 2
+    assert find_gan(demo, 2, 1)[0].pk == first.pk
+    # ... and the review card shows the chosen run's transformation first, the other marked as not used now.
+    page.goto(f"{live_server.url}/review/?dataset=demo")
+    wait_card(page, happy.pk)
+    rows = [re.sub(r"\s+", " ", t) for t in page.locator("table.transformations tr td:first-child").all_inner_texts()]
+    assert rows[0].startswith(f"CycleGAN #{first.pk} G_A happy→sad (epoch 2)") and "not used" not in rows[0], rows
+    assert rows[1].startswith(f"CycleGAN #{second.pk}") and rows[1].endswith("not used now"), rows
+    context.close()

@@ -254,7 +254,8 @@ def test_the_generators_page_shows_losses_samples_quality_and_the_scoring_epoch(
     page = text(as_reviewer.get("/datasets/faces/generators/"))
     assert "happy ↔ sad" in page and "<polyline" in page
     assert 'src="/media/gans/1/samples/epoch0004.png"' in page
-    assert "Scoring uses the generators of <strong>epoch 4</strong> (the last)" in page
+    assert (f"use <strong>this CycleGAN ({gan.pk})</strong> for happy ↔ sad (the newest finished), with the generators "
+            f"of <strong>epoch 4</strong> (the last)") in page
     assert "70.0 %" in page and "0.81" in page
     assert 'class="pick-epoch"' not in page  # reviewers do not get the form
     page = text(as_reviewer.get(f"/datasets/faces/generators/?epoch{gan.pk}=2"))
@@ -268,7 +269,8 @@ def test_a_curator_picks_a_saved_snapshot_epoch_for_scoring(as_curator, gan):
     assert gan.chosen_epoch == 2
     page = text(as_curator.get("/datasets/faces/generators/"))
     assert "scoring now uses the generators of epoch 2" in page
-    assert "Scoring uses the generators of <strong>epoch 2</strong> (chosen)" in page
+    assert (f"use <strong>this CycleGAN ({gan.pk})</strong> for happy ↔ sad (chosen by a curator), with the generators "
+            f"of <strong>epoch 2</strong> (chosen)") in page
 
 
 @pytest.mark.parametrize("epoch, message", [

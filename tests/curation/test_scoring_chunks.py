@@ -10,12 +10,12 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from curation.gans.snapshots import pair_generators
 from curation.jobs.errors import JobParamsError
 from curation.jobs.runner import JobContext, job_claim, job_run
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import Dataset, GanModel, Image, Job, TransformScore
 from curation.scoring.chunks import chunks_plan
-from curation.scoring.job import latest_gans
 from tests.conftest import wait_for
 from tests.curation.conftest import square_gan_dataset
 from tests.factories import JobFactory
@@ -153,7 +153,7 @@ def test_a_rerun_parent_reuses_its_chunks(tmp_path, inline_jobs, one_torch_threa
     claimed = job_claim(job_id=job.pk, worker="w:1")
     ctx = JobContext(job_id=job.pk, attempt=claimed.attempts, params=claimed.params, state=claimed.state)
     dataset = Dataset.objects.get(name=name)
-    planned = chunks_plan(ctx, dataset, latest_gans(dataset), chunk_images=10)
+    planned = chunks_plan(ctx, dataset, pair_generators(dataset), chunk_images=10)
     assert len(planned) >= 4 and Job.objects.get(pk=job.pk).state["chunks"] == planned
     assert job_run(job_id=planned[0]["id"], worker="w:1") == Job.Status.SUCCEEDED
     # The worker died here; the reaper hands the parent to a second attempt.

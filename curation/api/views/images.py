@@ -83,13 +83,16 @@ class TransformationOutput(serializers.Serializer):
                                                           "source class.")
     file_url = serializers.CharField(allow_null=True, help_text="The generated image, where the generate job made "
                                                                 "one for this CycleGAN and image; else null.")
+    in_use = serializers.BooleanField(help_text="Whether this CycleGAN at this epoch is what its pair's scoring uses "
+                                                "now (a curator's choice on the generators page, else the newest); "
+                                                "rows an earlier scoring left come after these.")
 
 
 class ImageDetailOutput(ImageOutput):
     scores = serializers.SerializerMethodField()
     transformations = serializers.SerializerMethodField(
-        help_text="Each CycleGAN generator that scored the image (highest z first), with its SSIM and z and the "
-                  "generated image where one exists. Filled by ambiguity scoring; empty until then.")
+        help_text="Each CycleGAN generator that scored the image (those scoring uses now first, each group highest z "
+                  "first), with its SSIM and z and the generated image where one exists. Filled by ambiguity scoring; empty until then.")
     history = LabelChangeOutput(source="label_changes", many=True, help_text="Label changes, oldest first.")
 
     class Meta(ImageOutput.Meta):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from curation.gans.snapshots import DIRECTIONS, direction_name, snapshot_quality
+from curation.gans.snapshots import DIRECTIONS, direction_name, pair_generator, snapshot_quality
 from curation.management.jobcommand import JobCommand
 from curation.scoring.fusion import generator_works
 from curation.models import GanModel
@@ -53,5 +53,9 @@ class Command(JobCommand):
             self.stdout.write(f"  {direction_name(gan, direction)} generator {verdict} its quality check at epoch "
                               f"{epoch} (the snapshot scoring and generation use)"
                               + (": generate_images skips it unless --include-failing" if works is False else ""))
+        in_use = pair_generator(gan.dataset_id, gan.source_label, gan.target_label)
+        if in_use is not None and in_use.pk != gan.pk:  # a curator chose another run of this pair
+            self.stdout.write(f"  note: scoring, the review card and generation use CycleGAN {in_use.pk} for {a} <-> "
+                              f"{b}, chosen by a curator; choose this one on the dataset's generators page")
         grids = Path(settings.MEDIA_ROOT) / gan.losses[-1]["samples"].rsplit("/", 1)[0]
         self.stdout.write(f"  sample grids: {grids.resolve()}/")

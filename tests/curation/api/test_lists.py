@@ -166,3 +166,59 @@ def test_retrain_is_a_job_kind_deriving_from_the_latest_run(curator_api):
     assert job.kind == "train_classifier"
     assert (job.params["arch"], job.params["epochs"], job.params["derived_from"]) == ("small_cnn", 3, run.pk)
     assert job.params["reduced"] is True and job.params["doubtful"] == "either"
+
+
+def _flagged_faces():
+    """A dataset whose SSIM rule flags nothing and whose classifier flags two unreviewed train images."""
+    ds = DatasetFactory(name="faces")
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        for k in range(n):
+            ImageFactory(dataset=ds, split=split, original_label=1 + k % 2, label=1 + k % 2,
+                         classifier_flagged=split == "train" and k < 2)
+    return ds, RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, config={"arch": "small_cnn", "epochs": 3})
+
+
+def test_retrain_takes_the_forms_doubtful_rule_where_params_name_none(curator_api):
+    ds, _ = _flagged_faces()
+    body = {"kind": "retrain", "params": {"dataset": "faces", "reduced": True}}
+    response = curator_api.post("/api/jobs/", body, format="json")
+    assert response.status_code == 201, response.content
+    assert Job.objects.get().params["doubtful"] == "classifier"  # the SSIM rule flags none here: as the form starts
+    Job.objects.all().delete()
+    ds.images.filter(split="train", classifier_flagged=False).update(flagged=True)  # the SSIM rule flags: the published rule
+    response = curator_api.post("/api/jobs/", body, format="json")
+    assert response.status_code == 201, response.content
+    assert Job.objects.get().params["doubtful"] == "ssim"
+
+
+def test_a_retrain_dry_run_previews_what_it_would_train_on_and_queues_nothing(curator_api):
+    from curation.web.forms import RetrainForm
+
+    _flagged_faces()
+    response = curator_api.post("/api/jobs/", {"kind": "retrain", "dry_run": True,
+                                               "params": {"dataset": "faces", "reduced": True}}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert not Job.objects.exists()
+    assert body["kind"] == "train_classifier" and body["params"]["doubtful"] == "classifier"
+    preview = body["preview"]
+    assert preview["counts"]["dropped_flagged_unconfirmed"] == 2 and preview["counts"]["train"] == 4
+    assert preview["problems"] == [] and preview["doubtful_counts"]["classifier"] == 2
+    # The same figures the retrain form shows for the same choices.
+    form = RetrainForm({"retrain-dataset": "faces", "retrain-reduced": "on"}, prefix="retrain")
+    assert preview["counts"] == form.preview()["counts"]
+    # A rule that flags nothing here: the preview says so and names what the others would drop.
+    ssim = curator_api.post("/api/jobs/", {"kind": "retrain", "dry_run": True, "params": {
+        "dataset": "faces", "reduced": True, "doubtful": "ssim"}}, format="json").json()["preview"]
+    (problem,) = ssim["problems"]
+    assert problem["code"] == "doubtful_flags_none" and "--doubtful classifier would drop 2" in problem["text"]
+    # A retrain that would be refused is refused the same way by its dry run (400, the validator's words).
+    for dry_run in (True, False):
+        bad = curator_api.post("/api/jobs/", {"kind": "retrain", "dry_run": dry_run, "params": {
+            "dataset": "faces", "augmented": True}}, format="json")
+        assert bad.status_code == 400 and "has no generated images yet" in bad.json()["detail"]
+    # A dry run of another kind checks its parameters and previews nothing.
+    plain = curator_api.post("/api/jobs/", {"kind": "train_classifier", "dry_run": True,
+                                            "params": {"dataset": "faces", "epochs": 2}}, format="json").json()
+    assert plain["preview"] is None and plain["params"]["epochs"] == 2
+    assert not Job.objects.exists()
