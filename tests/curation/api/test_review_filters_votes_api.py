@@ -70,7 +70,7 @@ def test_image_detail_lists_the_transformations_behind_the_score(reviewer_api):
 
     ds = DatasetFactory(name="t")
     image = ImageFactory(dataset=ds, label=1, original_label=1)
-    gan = GanModelFactory(dataset=ds, source_label=1, target_label=2)
+    gan = GanModelFactory(dataset=ds, source_label=1, target_label=2, status="succeeded", epoch=5)
     TransformScoreFactory(image=image, gan=gan, direction="AB", target_label=2, epoch=5, ssim=0.9,
                           ssim_into=0.7, z=1.5)
     TransformScoreFactory(image=image, gan=gan, direction="BA", target_label=1, epoch=5, ssim=0.4, z=None)
@@ -78,7 +78,11 @@ def test_image_detail_lists_the_transformations_behind_the_score(reviewer_api):
     body = reviewer_api.get(f"/api/images/{image.pk}/").json()
     assert body["transformations"] == [
         {"gan_id": gan.pk, "generator": "G_A", "target_label": "sad", "epoch": 5, "ssim": 0.9, "ssim_into": 0.7,
-         "z": 1.5, "file_url": "/media/gans/g.png"},
+         "z": 1.5, "file_url": "/media/gans/g.png", "in_use": True},
         {"gan_id": gan.pk, "generator": "G_B", "target_label": "happy", "epoch": 5, "ssim": 0.4, "ssim_into": None,
-         "z": None, "file_url": None},
+         "z": None, "file_url": None, "in_use": True},
     ]
+    # A newer finished CycleGAN of the pair takes over scoring: these rows are an earlier scoring's now.
+    GanModelFactory(dataset=ds, source_label=1, target_label=2, status="succeeded", epoch=5)
+    body = reviewer_api.get(f"/api/images/{image.pk}/").json()
+    assert [row["in_use"] for row in body["transformations"]] == [False, False]
