@@ -4,12 +4,13 @@ import io
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from curation.models import Job, Run
+from curation.models import Image, Job, Run
 from tests.curation.conftest import square_dataset
 
 TINY = ["--arch", "small_cnn", "--size", "32", "--epochs", "2", "--batch-size", "32"]
@@ -27,7 +28,7 @@ def test_the_commands_queue_the_method_and_refuse_an_unknown_one(faces):
     assert Job.objects.get().params["robust"] == "eac"
     for command in ("train_classifier", "retrain"):
         refused = (r"--robust: invalid choice: 'nope' \(choose from '?none'?, '?eac'?, '?gce'?, '?bootstrap'?, '?elr'?, "
-                   r"'?dividemix'?\)")
+                   r"'?dividemix'?, '?glc'?\)")
         with pytest.raises(CommandError, match=refused):
             call_command(command, "--dataset", "faces", "--robust", "nope", "--no-wait", **_quiet())
     # EAC needs class activation maps, which seed_cnn's dense head has not.
@@ -42,7 +43,7 @@ def test_the_api_refuses_an_unknown_method_by_name_and_queues_a_known_one(curato
         "dataset": "faces", "arch": "small_cnn", "robust": "nope"}}, format="json")
     assert response.status_code == 400
     assert response.json()["errors"]["params"] == [
-        "robust must be one of none, eac, gce, bootstrap, elr, dividemix, not 'nope'"]
+        "robust must be one of none, eac, gce, bootstrap, elr, dividemix, glc, not 'nope'"]
     assert Job.objects.count() == 0
     response = curator_api.post("/api/jobs/", {"kind": "train_classifier", "params": {
         "dataset": "faces", "arch": "small_cnn", "robust": "gce"}}, format="json")
@@ -113,3 +114,52 @@ def test_a_dividemix_run_trains_end_to_end_with_its_two_networks(tmp_path, setti
     assert 0 < run.history[1]["labelled"] <= 120
     checkpoint = torch.load(Path(settings.MEDIA_ROOT) / run.checkpoint, weights_only=True)
     assert "model_b" not in checkpoint and checkpoint["config"]["robust"] == "dividemix"
+
+
+def test_glc_is_refused_with_nothing_to_estimate_from_by_the_command_the_api_and_the_form(as_curator, curator_api,
+                                                                                            faces):
+    # No reviewed train image: nothing says how labels go wrong. Reviewed images but no run with out-of-fold
+    # probabilities: no model trained on the noisy labels to estimate it with. Each refused by name, nothing queued.
+    no_reviews = "robust glc estimates how labels go wrong from reviewed labels, and dataset 'faces' has no train " \
+                 "image a reviewer confirmed or relabelled"
+    no_folds = "robust glc reads the out-of-fold probabilities of a run trained on the noisy labels, and dataset " \
+               "'faces' has none: run train_classifier --folds 5 first"
+    for problem in (no_reviews, no_folds):
+        for command in ("train_classifier", "retrain"):
+            with pytest.raises(CommandError, match=re.escape(problem)):
+                call_command(command, "--dataset", "faces", "--arch", "small_cnn", "--robust", "glc", "--no-wait",
+                             **_quiet())
+        response = curator_api.post("/api/jobs/", {"kind": "train_classifier", "params": {
+            "dataset": "faces", "arch": "small_cnn", "robust": "glc"}}, format="json")
+        assert response.status_code == 400 and problem in response.json()["errors"]["params"][0]
+        response = as_curator.post("/jobs/start/retrain/", {"retrain-dataset": "faces", "retrain-robust": "glc"})
+        assert response.status_code == 400 and problem.replace("'", "&#x27;") in _page_text(response)
+        faces.images.filter(split="train").update(status="confirmed")
+    assert Job.objects.count() == 0
+
+
+def test_a_glc_run_estimates_its_matrix_from_the_reviewed_images_out_of_fold_probabilities(tmp_path, settings):
+    # A run with folds (the model trained on the noisy labels), then 24 reviewed train images: a glc run records the
+    # matrix it trained through, estimated from those 24 images' out-of-fold probabilities, and succeeds.
+    name = square_dataset(tmp_path, n=120)
+    call_command("train_classifier", "--dataset", name, *TINY, "--epochs", "1", "--folds", "2", "--inline", **_quiet())
+    folds_run = Run.objects.get()
+    reviewed = Image.objects.filter(dataset__name=name, split="train").order_by("id")[:24]
+    Image.objects.filter(pk__in=[i.pk for i in reviewed]).update(status="confirmed")
+    preview = io.StringIO()
+    call_command("train_classifier", "--dataset", name, *TINY, "--epochs", "1", "--robust", "glc", "--inline",
+                 stdout=io.StringIO(), stderr=preview)
+    assert (f"glc: corrects the loss by how labels go wrong, estimated from 24 reviewed train images (every reviewed "
+            f"image: the audit has too few) and run {folds_run.pk}'s out-of-fold probabilities") in preview.getvalue()
+    run = Run.objects.latest("pk")
+    assert run.status == Run.Status.SUCCEEDED and run.config["robust"] == "glc"
+    glc = run.selection["glc"]
+    assert glc["from"] == "reviewed" and glc["run"] == folds_run.pk and glc["images"] == 24
+    matrix = np.array(glc["matrix"])
+    assert matrix.shape == (8, 8) and np.allclose(matrix.sum(1), 1)
+    # Row k of a class with enough reviewed images is their out-of-fold probabilities' mean.
+    with np.load(Path(settings.MEDIA_ROOT) / folds_run.oof_file) as oof:
+        probs = dict(zip(oof["ids"].tolist(), oof["probs"]))
+    label = int(np.argmax(glc["per_class"]))
+    mean = np.mean([probs[i.pk] for i in reviewed if i.label == label], 0)
+    np.testing.assert_allclose(matrix[label], mean / mean.sum(), atol=1e-5)

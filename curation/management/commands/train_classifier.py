@@ -34,7 +34,9 @@ class Command(JobCommand):
                             help="noise-robust training: none (cross-entropy, the default), eac (erasing attention "
                                  "consistency; small_cnn or resnet18), gce (generalized cross-entropy), bootstrap "
                                  "(hard bootstrapping), elr (early-learning regularization), dividemix (two "
-                                 "networks, co-divided semi-supervised training; several times slower)")
+                                 "networks, co-divided semi-supervised training; several times slower), glc (Gold "
+                                 "Loss Correction: corrects the loss by how reviewed labels say labels go wrong; needs "
+                                 "reviewed train images and a run with --folds)")
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
