@@ -182,8 +182,8 @@ def glc_trusted(dataset):
     if not reviewed:
         raise JobParamsError(f"robust glc: none of dataset {dataset.name!r}'s reviewed train images has out-of-fold "
                              f"probabilities in run {source.pk}: train_classifier --folds 5 on the current images first")
-    audited = {pk: label for pk, label in reviewed.items()
-               if pk in audit_sample_decided(dataset=dataset, split=Image.Split.TRAIN)}
+    sample = audit_sample_decided(dataset=dataset, split=Image.Split.TRAIN)
+    audited = {pk: label for pk, label in reviewed.items() if pk in sample}
     if len(audited) >= GLC_AUDIT_MIN:
         return source, audited, "audit"
     return source, reviewed, "reviewed"
