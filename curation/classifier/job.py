@@ -181,7 +181,8 @@ def glc_trusted(dataset):
     reviewed = {pk: label for pk, label in reviewed.items() if pk in covered}
     if not reviewed:
         raise JobParamsError(f"robust glc: none of dataset {dataset.name!r}'s reviewed train images has out-of-fold "
-                             f"probabilities in run {source.pk}: train_classifier --folds 5 on the current images first")
+                             f"probabilities in run {source.pk}: train_classifier --folds 5 on the current images "
+                             f"first")
     sample = audit_sample_decided(dataset=dataset, split=Image.Split.TRAIN)
     audited = {pk: label for pk, label in reviewed.items() if pk in sample}
     if len(audited) >= GLC_AUDIT_MIN:
@@ -323,9 +324,9 @@ def training_preview(p):
         lines.append(f"  augmented: adds {c['generated']:,} generated images")
     if p["robust"] == "glc":
         source, labels, origin = glc_trusted(dataset_get(name=p["dataset"]))
+        which = "the random audit" if origin == "audit" else "every reviewed image: the audit has too few"
         lines.append(f"  glc: corrects the loss by how labels go wrong, estimated from {len(labels):,} reviewed train "
-                     f"images ({'the random audit' if origin == 'audit' else 'every reviewed image: the audit has too few'}"
-                     f") and run {source.pk}'s out-of-fold probabilities")
+                     f"images ({which}) and run {source.pk}'s out-of-fold probabilities")
     lines.extend(command_words(problem) for problem in preview["problems"])
     return lines
 
@@ -506,7 +507,8 @@ def _train(ctx, run, cfg):
             ckpt = run_dir / f"fold{k}_last.pt"
             on_step, on_epoch = hooks(k, f"fold {k + 1}/{run.folds}", ckpt)
             result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx, trusted=trusted, init=init,
-                         corruption=corruption, mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch, on_step=on_step)
+                         corruption=corruption, mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch,
+                         on_step=on_step)
             # The held-out images' probabilities and penultimate-layer embeddings, from the model that did not
             # see them (curation/classifier/features.py).
             probs, features = predict_proba_and_features(result.model, x_train, index=held_idx,

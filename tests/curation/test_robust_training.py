@@ -146,9 +146,9 @@ def test_a_glc_run_estimates_its_matrix_from_the_reviewed_images_out_of_fold_pro
     folds_run = Run.objects.get()
     reviewed = Image.objects.filter(dataset__name=name, split="train").order_by("id")[:24]
     Image.objects.filter(pk__in=[i.pk for i in reviewed]).update(status="confirmed")
-    preview = io.StringIO()
+    preview, report = io.StringIO(), io.StringIO()
     call_command("train_classifier", "--dataset", name, *TINY, "--epochs", "1", "--robust", "glc", "--inline",
-                 stdout=io.StringIO(), stderr=preview)
+                 stdout=report, stderr=preview)
     assert (f"glc: corrects the loss by how labels go wrong, estimated from 24 reviewed train images (every reviewed "
             f"image: the audit has too few) and run {folds_run.pk}'s out-of-fold probabilities") in preview.getvalue()
     run = Run.objects.latest("pk")
@@ -163,3 +163,5 @@ def test_a_glc_run_estimates_its_matrix_from_the_reviewed_images_out_of_fold_pro
     label = int(np.argmax(glc["per_class"]))
     mean = np.mean([probs[i.pk] for i in reviewed if i.label == label], 0)
     np.testing.assert_allclose(matrix[label], mean / mean.sum(), atol=1e-5)
+    assert f"  glc: corruption matrix from 24 reviewed train images (every reviewed image) and run {folds_run.pk}'s " \
+           f"out-of-fold probabilities; mean diagonal {np.trace(matrix) / 8:.3f}" in report.getvalue()

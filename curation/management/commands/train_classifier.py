@@ -147,6 +147,14 @@ def print_run(out, run):
     validation = run.selection.get("validation")
     if validation:
         out(f"  validation: {validation_words(validation)}")
+    glc = run.selection.get("glc")
+    if glc:
+        pooled = ", ".join(CLASSES[k] for k in glc["fallback"]) or "none"
+        diagonal = sum(row[k] for k, row in enumerate(glc["matrix"])) / len(glc["matrix"])
+        out(f"  glc: corruption matrix from {glc['images']} reviewed train images "
+            f"({'the random audit' if glc['from'] == 'audit' else 'every reviewed image'}) and run {glc['run']}'s "
+            f"out-of-fold probabilities; mean diagonal {diagonal:.3f}; "
+            f"pooled rows (fewer than {glc['min_per_class']} images): {pooled}")
     collapse = collapse_warning(run)
     if collapse:
         out(f"  WARNING: {collapse['text']}")
