@@ -76,9 +76,12 @@ MAIN_KNOB = {"eac": "eac_lambda", "elr": "elr_lambda", "gce": "gce_q", "bootstra
 
 def parse_run(spec):
     """"eac:48" -> ("eac", 48, {}); "eac@1:48" sets EAC's lambda to 1 (the method's MAIN_KNOB); "dividemix@warmup=12,
-    lambda_u=5:24" sets dividemix_warmup and dividemix_lambda_u; "oracle:48" trains on the true labels."""
+    lambda_u=5:24" sets dividemix_warmup and dividemix_lambda_u; "oracle:48" trains on the true labels; "glc@truth:10"
+    trains GLC through the data's own corruption matrix instead of its estimate (what a perfect estimate would buy)."""
     name, epochs = spec.rsplit(":", 1)
     method, _, knobs = name.partition("@")
+    if method == "glc" and knobs == "truth":
+        return method, int(epochs), {"glc_matrix": "truth"}
     extra = {}
     for part in filter(None, knobs.split(",")):
         key, eq, value = part.partition("=")
@@ -155,6 +158,8 @@ def measure(faces, method, epochs, extra, seed, threads, trusted_share=0.0):
     x_te, _, true_te = faces["test"]
     oracle = method == "oracle"
     robust = "none" if oracle else ("none" if method == "ce" else method)
+    knobs = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
+    glc_truth = extra.pop("glc_matrix", None) == "truth"
     cfg = TrainConfig(**CPU_PROFILE, epochs=epochs, robust=robust, seed=seed, num_threads=threads, **extra)
     y_tr, y_val = (true_tr, true_val) if oracle else (given_tr, given_val)
     trusted = None
@@ -184,10 +189,13 @@ def measure(faces, method, epochs, extra, seed, threads, trusted_share=0.0):
     corruption, glc = None, {}
     with PeakRss() as memory, observe_divisions(on_divide):
         if method == "glc":
-            corruption, glc = glc_corruption(cfg, x_tr, y_tr, x_val, y_val, trusted, true_tr, device)
             untrusted = ~trusted
-            glc["mae_vs_truth"] = float(np.abs(corruption - true_corruption(
-                given_tr[untrusted], true_tr[untrusted], cfg.num_classes)).mean())
+            truth = true_corruption(given_tr[untrusted], true_tr[untrusted], cfg.num_classes)
+            if glc_truth:
+                corruption, glc = truth, {"images": 0, "per_class": [], "fallback": [], "from": "truth"}
+            else:
+                corruption, glc = glc_corruption(cfg, x_tr, y_tr, x_val, y_val, trusted, true_tr, device)
+            glc["mae_vs_truth"] = float(np.abs(corruption - truth).mean())
             glc["matrix"] = corruption.round(4).tolist()
         result = fit(cfg, x_tr, y_tr, x_val, y_val, device=device, trusted=trusted, corruption=corruption)
     seconds = time.monotonic() - t0
@@ -196,7 +204,6 @@ def measure(faces, method, epochs, extra, seed, threads, trusted_share=0.0):
     wrong = given_tr != true_tr
     last = result.history[-1]
     kept = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
-    knobs = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
     return {"run": f"{method}{'@' + knobs if knobs else ''}:{epochs}", "epochs": epochs, "glc": glc,
             "trusted": 0 if trusted is None else int(trusted.sum()),
             "best_epoch": result.best_epoch, "seconds": round(seconds, 1),
@@ -252,8 +259,10 @@ def main(argv=None):
               flush=True)
         if row["glc"]:
             g = row["glc"]
-            print(f"    {row['run']}: C from {g['images']} trusted images (per class {g['per_class']}; pooled rows "
-                  f"for classes {g['fallback'] or 'none'}), mean diagonal {np.trace(np.array(g['matrix'])) / 8:.3f}, "
+            source = "the data's own" if g.get("from") == "truth" else (
+                f"from {g['images']} trusted images (per class {g['per_class']}; pooled rows for classes "
+                f"{g['fallback'] or 'none'})")
+            print(f"    {row['run']}: C {source}, mean diagonal {np.trace(np.array(g['matrix'])) / 8:.3f}, "
                   f"mean absolute error against the data's own C {g['mae_vs_truth']:.3f}", flush=True)
         for d in row["divisions"]:
             print(f"    {row['run']} epoch {d['epoch']}: division AUROC A {d['auroc_a']:.3f} B {d['auroc_b']:.3f}; "
