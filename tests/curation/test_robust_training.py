@@ -165,3 +165,37 @@ def test_a_glc_run_estimates_its_matrix_from_the_reviewed_images_out_of_fold_pro
     np.testing.assert_allclose(matrix[label], mean / mean.sum(), atol=1e-5)
     assert f"  glc: corruption matrix from 24 reviewed train images (every reviewed image) and run {folds_run.pk}'s " \
            f"out-of-fold probabilities; mean diagonal {np.trace(matrix) / 8:.3f}" in report.getvalue()
+
+
+def test_glc_estimates_from_the_random_audit_alone_once_it_has_enough_decided_images(_media_root):
+    # 40 decided audit images of "neutral" (a simple random sample: it says neutral keeps its label 80 % of the time)
+    # and 5 the queue served, all truly happy (reviewers relabelled them), beyond the audit's reach (3 unreviewed
+    # images lie beyond them). The audit has
+    # GLC_AUDIT_MIN decided images: C comes from it alone, and happy, with no audited image, takes the pooled row.
+    # One audit decision fewer: from every reviewed image, the queue's five too.
+    from curation.classifier.job import GLC_AUDIT_MIN, glc_estimate, glc_trusted
+    from tests.factories import DatasetFactory, ImageFactory, RunFactory
+
+    ds = DatasetFactory(name="audited")
+    audited = [ImageFactory(dataset=ds, original_label=0, label=0, status=Image.Status.CONFIRMED, audit=True,
+                            audit_key=(i + 0.5) / 100) for i in range(GLC_AUDIT_MIN)]
+    queued = [ImageFactory(dataset=ds, original_label=0, label=1, status=Image.Status.RELABELLED,
+                           audit_key=0.9 + i / 100) for i in range(5)]
+    for i in range(3):  # not reviewed yet, the last in the audit's order: the audit has not reached the queue's five
+        ImageFactory(dataset=ds, original_label=0, label=0, audit_key=0.97 + i / 100)
+    run = RunFactory(dataset=ds, status=Run.Status.SUCCEEDED, folds=3)
+    folder = _media_root / "runs" / str(run.pk)
+    folder.mkdir(parents=True)
+    neutral, happy = [0.8, 0.2] + [0.0] * 6, [0.5, 0.5] + [0.0] * 6
+    np.savez(folder / "oof.npz", ids=np.array([i.pk for i in audited + queued]), labels=np.zeros(45, int),
+             probs=np.array([neutral] * len(audited) + [happy] * len(queued), dtype=np.float32))
+    Run.objects.filter(pk=run.pk).update(oof_file=f"runs/{run.pk}/oof.npz")
+    source, labels, origin = glc_trusted(ds)
+    assert (source.pk, origin, set(labels)) == (run.pk, "audit", {i.pk for i in audited})
+    glc = glc_estimate(ds)
+    np.testing.assert_allclose(glc["matrix"][0], neutral, atol=1e-6)
+    assert glc["fallback"] == [1, 2, 3, 4, 5, 6, 7] and glc["matrix"][1][1] == pytest.approx(0.8)
+    Image.objects.filter(pk=audited[0].pk).update(status=Image.Status.UNREVIEWED)
+    _, labels, origin = glc_trusted(ds)
+    assert origin == "reviewed" and set(labels) == {i.pk for i in audited[1:] + queued}
+    np.testing.assert_allclose(glc_estimate(ds)["matrix"][1], happy, atol=1e-6)
