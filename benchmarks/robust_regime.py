@@ -21,6 +21,14 @@ trains with training.engine.fit, as the train_classifier job does, one torch pro
     python -m benchmarks.robust_regime --faces OUT/faces --runs ce:16 eac:16 ce:48 eac:48 oracle:48
     python -m benchmarks.robust_regime --faces OUT/faces --runs ce:24 elr:24 dividemix:24 \
         dividemix@warmup=12,lambda_u=5:24 oracle:24
+    python -m benchmarks.robust_regime --faces OUT/faces --trusted-share 0.05 --runs ce:10 glc:10 oracle:10
+
+--trusted-share S: a random S of the train images (drawn with the seed, as the product's random audit draws) carry
+their true label and are trusted in every run but the oracle's, as audited images are in the product. GLC estimates
+its corruption matrix from them the paper's way: a plain model trained for the same epochs on the other train
+images and their given labels (the product reads the out-of-fold probabilities it already has instead), its
+softmax on the trusted images averaged per true class (training.robust.estimate_corruption); the run's seconds
+include that fit. Its row also gives the estimate's mean absolute error against the data's own corruption matrix.
 """
 import argparse
 import csv
@@ -34,6 +42,7 @@ import numpy as np
 from benchmarks._memory import rss_anon
 from training.config import TrainConfig
 from training.engine import fit, pick_device, predict_proba
+from training.robust import estimate_corruption
 from training.labels import CODE
 
 # The cleaning benchmark's CPU profile (curation/cleaning_bench/plan.py), as its runs store it.
@@ -62,14 +71,17 @@ def load_faces(folder, size):
 
 # What a bare number after "@" sets, per method.
 MAIN_KNOB = {"eac": "eac_lambda", "elr": "elr_lambda", "gce": "gce_q", "bootstrap": "bootstrap_beta",
-             "dividemix": "dividemix_lambda_u"}
+             "dividemix": "dividemix_lambda_u"}  # glc has no knob
 
 
 def parse_run(spec):
     """"eac:48" -> ("eac", 48, {}); "eac@1:48" sets EAC's lambda to 1 (the method's MAIN_KNOB); "dividemix@warmup=12,
-    lambda_u=5:24" sets dividemix_warmup and dividemix_lambda_u; "oracle:48" trains on the true labels."""
+    lambda_u=5:24" sets dividemix_warmup and dividemix_lambda_u; "oracle:48" trains on the true labels; "glc@truth:10"
+    trains GLC through the data's own corruption matrix instead of its estimate (what a perfect estimate would buy)."""
     name, epochs = spec.rsplit(":", 1)
     method, _, knobs = name.partition("@")
+    if method == "glc" and knobs == "truth":
+        return method, int(epochs), {"glc_matrix": "truth"}
     extra = {}
     for part in filter(None, knobs.split(",")):
         key, eq, value = part.partition("=")
@@ -115,14 +127,47 @@ def auroc(score, positive):
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def measure(faces, method, epochs, extra, seed, threads):
+def trusted_slice(n, share, seed):
+    """A random `share` of n train images (bools), drawn with the seed: what a random audit would decide."""
+    trusted = np.zeros(n, dtype=bool)
+    trusted[np.random.default_rng(seed).choice(n, int(round(share * n)), replace=False)] = True
+    return trusted
+
+
+def true_corruption(given, true, num_classes):
+    """The data's own C[true, given]: the share of each true class's images carrying each given label."""
+    counts = np.zeros((num_classes, num_classes))
+    np.add.at(counts, (true, given), 1)
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1)
+
+
+def glc_corruption(cfg, x_tr, y_tr, x_val, y_val, trusted, true_tr, device):
+    """GLC's corruption matrix the paper's way: a plain model trained on the untrusted images' given labels, its
+    softmax on the trusted images averaged per true class; (matrix, estimate_corruption's report)."""
+    import dataclasses
+
+    plain = dataclasses.replace(cfg, robust="none")
+    model = fit(plain, x_tr, y_tr, x_val, y_val, device=device, train_index=np.flatnonzero(~trusted)).model
+    probs = predict_proba(model, x_tr, index=np.flatnonzero(trusted), batch_size=256, device=device, mode="stream")
+    return estimate_corruption(probs, true_tr[trusted], cfg.num_classes)
+
+
+def measure(faces, method, epochs, extra, seed, threads, trusted_share=0.0):
     x_tr, given_tr, true_tr = faces["train"]
     x_val, given_val, true_val = faces["val"]
     x_te, _, true_te = faces["test"]
     oracle = method == "oracle"
     robust = "none" if oracle else ("none" if method == "ce" else method)
+    knobs = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
+    glc_truth = extra.pop("glc_matrix", None) == "truth"
     cfg = TrainConfig(**CPU_PROFILE, epochs=epochs, robust=robust, seed=seed, num_threads=threads, **extra)
     y_tr, y_val = (true_tr, true_val) if oracle else (given_tr, given_val)
+    trusted = None
+    if trusted_share and not oracle:  # the audited slice: true labels, trusted
+        trusted = trusted_slice(len(y_tr), trusted_share, seed)
+        y_tr = np.where(trusted, true_tr, given_tr)
+    if method == "glc" and trusted is None:
+        raise SystemExit("glc needs trusted images: give --trusted-share (e.g. 0.05)")
     device = pick_device()
     right = given_tr == true_tr
     divisions = []
@@ -141,16 +186,26 @@ def measure(faces, method, epochs, extra, seed, threads):
     from training.dividemix import observe_divisions
 
     t0 = time.monotonic()
+    corruption, glc = None, {}
     with PeakRss() as memory, observe_divisions(on_divide):
-        result = fit(cfg, x_tr, y_tr, x_val, y_val, device=device)
+        if method == "glc":
+            untrusted = ~trusted
+            truth = true_corruption(given_tr[untrusted], true_tr[untrusted], cfg.num_classes)
+            if glc_truth:
+                corruption, glc = truth, {"images": 0, "per_class": [], "fallback": [], "from": "truth"}
+            else:
+                corruption, glc = glc_corruption(cfg, x_tr, y_tr, x_val, y_val, trusted, true_tr, device)
+            glc["mae_vs_truth"] = float(np.abs(corruption - truth).mean())
+            glc["matrix"] = corruption.round(4).tolist()
+        result = fit(cfg, x_tr, y_tr, x_val, y_val, device=device, trusted=trusted, corruption=corruption)
     seconds = time.monotonic() - t0
     pred_tr = predict_proba(result.model, x_tr, batch_size=256, device=device, mode="stream").argmax(1)
     pred_te = predict_proba(result.model, x_te, batch_size=256, device=device, mode="stream").argmax(1)
     wrong = given_tr != true_tr
     last = result.history[-1]
     kept = next((h for h in result.history if h["epoch"] == result.best_epoch), result.history[-1])
-    knobs = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items())
-    return {"run": f"{method}{'@' + knobs if knobs else ''}:{epochs}", "epochs": epochs,
+    return {"run": f"{method}{'@' + knobs if knobs else ''}:{epochs}", "epochs": epochs, "glc": glc,
+            "trusted": 0 if trusted is None else int(trusted.sum()),
             "best_epoch": result.best_epoch, "seconds": round(seconds, 1),
             "train_acc_given": float((pred_tr == given_tr).mean()),
             "train_acc_right_labels": float((pred_tr[~wrong] == given_tr[~wrong]).mean()),
@@ -171,12 +226,17 @@ def main(argv=None):
                              "training option METHOD_KNOB")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: one a core)")
+    parser.add_argument("--trusted-share", type=float, default=0.0,
+                        help="a random share of train images that carry their true label and are trusted in every "
+                             "run but the oracle (an audit's slice; glc needs it)")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
+    if not 0 <= args.trusted_share < 1:
+        parser.error(f"--trusted-share must be in [0, 1), not {args.trusted_share}")
     faces = load_faces(args.faces, CPU_PROFILE["size"])
     wrong = faces["train"][1] != faces["train"][2]
     print(f"{len(wrong)} train images, {int(wrong.sum())} wrong labels ({wrong.mean():.1%}); "
-          f"{len(faces['test'][0])} test images")
+          f"{len(faces['test'][0])} test images; trusted share {args.trusted_share:g}")
     rows = []
     print("| run | best epoch | train acc (given) | right labels fitted | wrong labels fitted (memorised) | wrong "
           "labels predicted true | val acc (given, kept epoch) | test accuracy | s | peak RssAnon MiB (growth) |")
@@ -184,7 +244,7 @@ def main(argv=None):
     plain = None
     for spec in args.runs:
         method, epochs, extra = parse_run(spec)
-        row = measure(faces, method, epochs, extra, args.seed, args.threads)
+        row = measure(faces, method, epochs, extra, args.seed, args.threads, args.trusted_share)
         rows.append(row)
         if method == "ce" and plain is None:
             plain = row
@@ -197,6 +257,13 @@ def main(argv=None):
               f"{row['test_accuracy']:.3f} | {row['seconds']} | {row['peak_rss_anon_mib']:.0f} "
               f"({row['rss_anon_growth_mib']:.0f}){ratio} |",
               flush=True)
+        if row["glc"]:
+            g = row["glc"]
+            source = "the data's own" if g.get("from") == "truth" else (
+                f"from {g['images']} trusted images (per class {g['per_class']}; pooled rows for classes "
+                f"{g['fallback'] or 'none'})")
+            print(f"    {row['run']}: C {source}, mean diagonal {np.trace(np.array(g['matrix'])) / 8:.3f}, "
+                  f"mean absolute error against the data's own C {g['mae_vs_truth']:.3f}", flush=True)
         for d in row["divisions"]:
             print(f"    {row['run']} epoch {d['epoch']}: division AUROC A {d['auroc_a']:.3f} B {d['auroc_b']:.3f}; "
                   f"labelled {d['labelled_a']:.1%} / {d['labelled_b']:.1%}, of them right "

@@ -167,8 +167,9 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     (["--folds", "1"], "folds must be at least 2"),
     (["--rounds", "0"], "rounds must be 1-10"),
     (["--relabel-precision", "1.2"], "relabel-precision must be in (0, 1]"),
-    (["--robust", "mixup"], "robust must be one of none, eac, gce, bootstrap, elr, dividemix, not 'mixup'"),
+    (["--robust", "mixup"], "robust must be one of none, eac, gce, bootstrap, elr, dividemix, glc, not 'mixup'"),
     (["--arch", "seed_cnn", "--robust", "eac"], "robust eac needs class activation maps"),
+    (["--robust", "glc"], "robust glc needs reviewed labels to estimate how labels go wrong"),
     (["--noise-model", "crowd"], "noise-model must be one of uniform, annotators or both, not 'crowd'"),
     (["--audit-share", "0.7"], "audit-share must be 0-0.5"),
 ])

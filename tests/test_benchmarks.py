@@ -80,12 +80,14 @@ def test_pretrain(tmp_path):
 
 def test_robust_regime(tmp_path):
     make_synthetic_faces(tmp_path / "faces", n=120, size=32, noise=0.3, seed=0)
-    done = bench("robust_regime", "--faces", tmp_path / "faces", "--runs", "ce:1", "oracle:1", "--threads", 1,
-                 "--out", tmp_path / "regime.json", tmp_path=tmp_path)
+    done = bench("robust_regime", "--faces", tmp_path / "faces", "--runs", "ce:1", "glc:1", "oracle:1", "--threads", 1,
+                 "--trusted-share", 0.1, "--out", tmp_path / "regime.json", tmp_path=tmp_path)
     assert_figures(done, rf"^{NUMBER} train images, {NUMBER} wrong labels", r"^\| ce:1 \| 1 \|",
-                   r"^\| oracle:1 \| 1 \|")
+                   r"^\| glc:1 \| 1 \|", rf"^    glc:1: C from {NUMBER} trusted images .* mean absolute error against "
+                   rf"the data's own C {NUMBER}", r"^\| oracle:1 \| 1 \|")
     rows = {row["run"]: row for row in json.loads((tmp_path / "regime.json").read_text())}
-    assert set(rows) == {"ce:1", "oracle:1"}
+    assert set(rows) == {"ce:1", "glc:1", "oracle:1"}
+    assert rows["ce:1"]["trusted"] == rows["glc:1"]["trusted"] > 0 and rows["oracle:1"]["trusted"] == 0
     for row in rows.values():  # a wrong-labelled image is predicted as its given label, its true one, or neither
         assert row["fit_to_wrong_labels"] + row["wrong_labels_predicted_true"] <= 1.0
         assert 0.0 <= row["test_accuracy"] <= 1.0

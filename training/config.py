@@ -19,7 +19,7 @@ class DictConfig:
 
 
 # Noise-robust training methods (training/robust.py), named here so that validating a config imports no torch.
-ROBUST_METHODS = ("none", "eac", "gce", "bootstrap", "elr", "dividemix")
+ROBUST_METHODS = ("none", "eac", "gce", "bootstrap", "elr", "dividemix", "glc")
 EAC_ARCHS = ("small_cnn", "resnet18")  # archs whose last conv map feeds global pooling and one linear layer
 
 
@@ -87,7 +87,8 @@ class TrainConfig(DictConfig):
     # small_cnn and resnet18), "gce" (generalized cross-entropy), "bootstrap" (hard bootstrapping; label_smoothing
     # applies to neither gce nor bootstrap), "elr" (early-learning regularization) or "dividemix" (two networks,
     # co-divided semi-supervised training: training/dividemix.py; no class weights or label smoothing after its
-    # warm-up).
+    # warm-up) or "glc" (Gold Loss Correction: forward correction through a corruption matrix estimated from trusted
+    # labels, which engine.fit takes as `corruption`).
     robust: str = "none"
     eac_lambda: float = 5.0  # weight of EAC's attention-consistency term (the paper's 5)
     gce_q: float = 0.7  # GCE's q in (0, 1]: 0 would be cross-entropy, 1 the mean absolute error (the paper's 0.7)

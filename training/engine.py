@@ -18,7 +18,7 @@ from training.config import TrainConfig
 from training.init import init_weights
 from training.malloc import fix_mmap_threshold
 from training.models import build_model
-from training.robust import batch_loss, loss_config, make_state
+from training.robust import ELRMemory, batch_loss, corruption_tensor, loss_config, make_state
 
 # Every process that trains or scores imports this module: keep its heap from growing with the batches it reads.
 fix_mmap_threshold()
@@ -413,7 +413,7 @@ def improved(val, best, monitor):
 
 
 def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume=None, on_epoch=None, on_step=None,
-        train_index=None, mode=None, share=None, trusted=None, init=None):
+        train_index=None, mode=None, share=None, trusted=None, init=None, corruption=None):
     """Train a model; returns FitResult with the best weights (highest validation accuracy, or lowest validation
     loss: cfg.monitor), among the epochs from cfg.min_epochs on (early stopping waits for it too).
 
@@ -422,7 +422,8 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
     stream (choose_placement; `mode` forces one, `share` is the device share): the same weights either way, and
     FitResult.placement says which. `resume`: a checkpoint dict from an earlier on_epoch call. `init`: weights to
     start from (training/init.py: every tensor whose name and shape fit; FitResult.init says how many). `trusted`:
-    bools like y_train, the labels a reviewer decided (the robust losses take them as given).
+    bools like y_train, the labels a reviewer decided (the robust losses take them as given). `corruption`: robust
+    glc's matrix C[true, given] (training.robust.estimate_corruption), required by it and ignored by the others.
     `on_epoch(checkpoint)` is called after every epoch with a dict of tensors and primitives (save it to resume);
     it may raise to stop training (cancellation). `on_step(epoch, step, steps)` runs after every batch.
     """
@@ -441,6 +442,8 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
         trusted = np.asarray(trusted, dtype=bool)
         trusted = torch.as_tensor(trusted if train_index is None else trusted[np.asarray(train_index)], device=device)
     train_cfg = loss_config(cfg, trusted)  # every label trusted: plain cross-entropy, whatever cfg.robust says
+    if train_cfg.robust == "glc":  # refused before any image is placed when C is missing or malformed
+        corruption = corruption_tensor(corruption, cfg.num_classes, device)
     n_train = len(x_train) if train_index is None else len(train_index)
     per_image = int(np.prod(x_train.shape[1:], dtype=np.int64))
     placement = choose_placement((n_train + len(x_val)) * per_image, device, mode=mode, share=share)
@@ -459,7 +462,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
                              init=init if resume is None else None, resume=resume, on_epoch=on_epoch,
                              on_step=on_step, placement=placement, init_report=init_report,
                              loop=sys.modules[__name__])
-    state = make_state(train_cfg, len(xt), device)  # ELR's per-image targets
+    state = make_state(train_cfg, len(xt), device, corruption)  # ELR's per-image targets, GLC's matrix
 
     history, best, start_epoch = [], {"val_loss": math.inf, "epoch": 0, "model": None}, 1
     if resume is not None:
@@ -473,7 +476,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
         if device.type == "cuda" and resume.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(resume["cuda_rng"], device)
         history, best = list(resume["history"]), dict(resume["best"])
-        if state is not None and resume.get("robust_state") is not None:
+        if isinstance(state, ELRMemory) and resume.get("robust_state") is not None:
             state.targets.copy_(resume["robust_state"])
         start_epoch = resume["epoch"] + 1
 
@@ -499,7 +502,7 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                 "epoch": epoch, "history": history, "best": best,
-                "config": cfg.to_dict(), "robust_state": None if state is None else state.targets,
+                "config": cfg.to_dict(), "robust_state": state.targets if isinstance(state, ELRMemory) else None,
             })
     if best["model"] is not None:
         model.load_state_dict(best["model"])

@@ -18,11 +18,17 @@
   easy, mostly right labels, t is what it predicted then, and the term pulls p towards t, against a later pull to
   a wrong label. Its gradient on the logits is elr_lambda p_k (<t, p> - t_k) / (1 - <t, p>).
 - "dividemix": two networks, co-divided semi-supervised training (training/dividemix.py, not a per-batch loss).
+- "glc": Gold Loss Correction (Hendrycks et al., NeurIPS 2018). A corruption matrix C[true, given], the chance that
+  an image of class `true` carries the label `given`, is estimated from trusted images (estimate_corruption: the
+  softmax of a model trained on the noisy labels, averaged over the trusted images of each true class), and an
+  untrusted image's loss is the cross-entropy of its given label under softmax(logits) @ C: the network's
+  probabilities are for the true class, and C turns them into the chance of each given label. A trusted image takes
+  plain cross-entropy on its label. engine.fit takes C as `corruption`; without it the method is refused.
 
 Trusted labels: images a reviewer confirmed or relabelled come with `trusted` True. GCE and bootstrapping never
 down-weight or re-target them: their per-sample loss is plain cross-entropy on the given label, and a run whose
 every label is trusted takes plain cross-entropy's own code path (loss_config), so it trains to a plain run's
-weights exactly. ELR's regulariser is zero on a trusted image. EAC drops and
+weights exactly. ELR's regulariser is zero on a trusted image; GLC corrects only untrusted labels. EAC drops and
 re-targets nothing in the first place (its consistency term regularises attention, not the label), so it treats
 trusted images as every other.
 
@@ -31,6 +37,7 @@ Pure PyTorch: what engine.train_one_epoch calls for one batch.
 import dataclasses
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +46,10 @@ from training.models import features_and_logits
 
 
 # The methods that change how a sample's label pulls; a trusted label bypasses them.
-PER_LABEL_METHODS = ("gce", "bootstrap", "elr", "dividemix")
+PER_LABEL_METHODS = ("gce", "bootstrap", "elr", "dividemix", "glc")
+
+# GLC: a true class with fewer trusted images than this takes the pooled row (estimate_corruption), not its own.
+GLC_MIN_PER_CLASS = 5
 
 
 def loss_config(cfg, trusted):
@@ -120,10 +130,72 @@ def elr_loss(logits, target, memory_targets, *, lam=3.0, weight=None, trusted=No
     return weighted_mean(ce + lam * regulariser, target, weight)
 
 
-def make_state(cfg, n_train, device):
-    """What a method keeps across batches for a run of n_train images (ELR's ELRMemory), else None."""
+def estimate_corruption(probs, labels, num_classes, *, min_per_class=GLC_MIN_PER_CLASS):
+    """GLC's corruption matrix C (num_classes x num_classes, rows summing to 1; C[true, given]) and how it was
+    estimated, from trusted images: probs (n, num_classes), the softmax of a model trained on the noisy labels that
+    did not train on these images (out-of-fold probabilities), and labels (n,), their trusted labels.
+
+    Row k is the mean of probs over the trusted images of class k when there are at least min_per_class of them.
+    A class with fewer takes the pooled row: the mean probability the model gives a trusted image's own class, s
+    (over every trusted image), on the diagonal and (1 - s) spread evenly over the other classes: as much noise as
+    the trusted images show overall, with no guess at where it goes. No trusted image at all: ValueError."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if not len(labels):
+        raise ValueError("robust glc estimates how labels are corrupted from trusted images, and there are none")
+    if probs.shape != (len(labels), num_classes):
+        raise ValueError(f"glc: probabilities of shape {probs.shape} for {len(labels)} trusted images of "
+                         f"{num_classes} classes")
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"glc: trusted labels must be class codes 0-{num_classes - 1}")
+    counts = np.bincount(labels, minlength=num_classes)
+    stay = float(probs[np.arange(len(labels)), labels].mean())
+    pooled = np.full(num_classes, (1 - stay) / max(num_classes - 1, 1))
+    matrix = np.empty((num_classes, num_classes))
+    fallback = []
+    for k in range(num_classes):
+        if counts[k] >= min_per_class:
+            matrix[k] = probs[labels == k].mean(0)
+        else:
+            matrix[k] = pooled
+            matrix[k, k] = stay
+            fallback.append(k)
+    matrix /= matrix.sum(1, keepdims=True)
+    return matrix, {"images": int(len(labels)), "per_class": counts.tolist(), "fallback": fallback,
+                    "pooled_diagonal": stay, "min_per_class": min_per_class}
+
+
+def glc_loss(logits, target, corruption, *, weight=None, trusted=None, label_smoothing=0.0):
+    """Forward-corrected cross-entropy -log (softmax(logits) @ C)[given] per untrusted sample (corruption: C, on the
+    logits' device), plain cross-entropy per trusted sample, averaged (class-weighted by the given label if weight
+    is given)."""
+    noisy = torch.softmax(logits.float(), 1) @ corruption.float()
+    per_sample = -torch.log(noisy.gather(1, target[:, None]).squeeze(1).clamp_min(1e-12))
+    per_sample = _trusted_as_ce(per_sample, logits, target, trusted, label_smoothing, weight)
+    return weighted_mean(per_sample, target, weight)
+
+
+def corruption_tensor(corruption, num_classes, device):
+    """GLC's C as a float tensor on device; ValueError when it is missing or not a (num_classes, num_classes)
+    matrix of probabilities whose rows sum to 1."""
+    if corruption is None:
+        raise ValueError("robust glc needs a corruption matrix estimated from trusted labels "
+                         "(training.robust.estimate_corruption); none was given")
+    c = torch.as_tensor(np.asarray(corruption, dtype=np.float32), device=device)
+    if c.shape != (num_classes, num_classes) or bool((c < 0).any()) or \
+            not torch.allclose(c.sum(1), torch.ones(num_classes, device=device), atol=1e-3):
+        raise ValueError(f"robust glc's corruption matrix must be {num_classes} x {num_classes} with rows of "
+                         f"probabilities summing to 1")
+    return c
+
+
+def make_state(cfg, n_train, device, corruption=None):
+    """What a method keeps across batches for a run of n_train images (ELR's ELRMemory; GLC's corruption matrix as
+    a tensor), else None."""
     if cfg.robust == "elr":
         return ELRMemory(n_train, cfg.num_classes, beta=cfg.elr_beta, device=device)
+    if cfg.robust == "glc":
+        return corruption_tensor(corruption, cfg.num_classes, device)
     return None
 
 
@@ -191,6 +263,11 @@ def batch_loss(model, x, target, *, cfg, weight, generator, trusted=None, index=
             raise ValueError("robust elr needs the batch's train rows (index) and its memory (make_state)")
         memory_targets = state.update(index, torch.softmax(logits.detach().float(), 1))
         return logits, elr_loss(logits, target, memory_targets, lam=cfg.elr_lambda, weight=weight, trusted=trusted,
+                                label_smoothing=cfg.label_smoothing)
+    if cfg.robust == "glc":
+        if state is None:
+            raise ValueError("robust glc needs its corruption matrix (make_state)")
+        return logits, glc_loss(logits, target, state, weight=weight, trusted=trusted,
                                 label_smoothing=cfg.label_smoothing)
     if cfg.robust == "bootstrap":
         return logits, bootstrap_loss(logits, target, beta=cfg.bootstrap_beta, weight=weight, trusted=trusted,

@@ -34,7 +34,8 @@ from curation.importers.roots import ImportPathRefused, import_path_resolve
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.media import media_rel, save_torch
 from curation.models import GeneratedImage, Image, Run
-from curation.selectors import dataset_get, dataset_resolve
+from curation.review.audit import audit_sample_decided
+from curation.selectors import dataset_get, dataset_queue_run, dataset_resolve
 from training.config import (  # dataclasses only: no torch in web processes
     ROBUST_METHODS,
     TrainConfig,
@@ -122,6 +123,8 @@ def validate_train_params(params):
                              f"'{clean['dataset']}'")
     if clean["robust"] not in ROBUST_METHODS:
         raise JobParamsError(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {clean['robust']!r}")
+    if clean["robust"] == "glc":
+        glc_trusted(dataset_get(name=clean["dataset"]))  # refuses a dataset with nothing to estimate from
     if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
         raise JobParamsError(f"folds must be 0 (none) or 2-10, not {clean['folds']}")
     try:
@@ -134,6 +137,59 @@ def validate_train_params(params):
                              f"unless --include-failing)")
     check_dataset_can_train(clean)
     return clean
+
+
+# GLC (training/robust.py) estimates how labels go wrong from the random audit's reviewed train images alone when
+# there are at least this many of them (a simple random sample: an unbiased estimate), else from every reviewed train
+# image (the queue reviews the most suspicious first, so that estimate overstates the noise).
+GLC_AUDIT_MIN = 40
+
+
+def glc_trusted(dataset):
+    """(the run whose out-of-fold probabilities GLC reads, {image id: reviewed label}, "audit" or "reviewed"): the
+    reviewed train images GLC estimates its corruption matrix from, those of the random audit's sample when it has
+    GLC_AUDIT_MIN of them, else all, each with out-of-fold probabilities in the dataset's queue run
+    (curation.selectors.dataset_queue_run: the model trained on the noisy labels that feeds the queue).
+    JobParamsError, naming the problem, when there is nothing to estimate from. numpy only (the web process
+    validates with it)."""
+    reviewed = dict(Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN,
+                                         status__in=(Image.Status.CONFIRMED, Image.Status.RELABELLED))
+                    .values_list("id", "label"))
+    if not reviewed:
+        raise JobParamsError(f"robust glc estimates how labels go wrong from reviewed labels, and dataset "
+                             f"{dataset.name!r} has no train image a reviewer confirmed or relabelled: review some "
+                             f"first (the random audit's sample gives the best estimate)")
+    source = dataset_queue_run(dataset_id=dataset.pk)
+    if source is None:
+        raise JobParamsError(f"robust glc reads the out-of-fold probabilities of a run trained on the noisy labels, "
+                             f"and dataset {dataset.name!r} has none: run train_classifier --folds 5 first")
+    with np.load(Path(settings.MEDIA_ROOT) / source.oof_file) as oof:
+        covered = set(oof["ids"].tolist())
+    reviewed = {pk: label for pk, label in reviewed.items() if pk in covered}
+    if not reviewed:
+        raise JobParamsError(f"robust glc: none of dataset {dataset.name!r}'s reviewed train images has out-of-fold "
+                             f"probabilities in run {source.pk}: train_classifier --folds 5 on the current images "
+                             f"first")
+    sample = audit_sample_decided(dataset=dataset, split=Image.Split.TRAIN)
+    audited = {pk: label for pk, label in reviewed.items() if pk in sample}
+    if len(audited) >= GLC_AUDIT_MIN:
+        return source, audited, "audit"
+    return source, reviewed, "reviewed"
+
+
+def glc_estimate(dataset):
+    """What a glc run records in its selection["glc"]: the corruption matrix C[true, given] (training.robust.
+    estimate_corruption over glc_trusted's images: their out-of-fold probabilities, averaged per reviewed label) and
+    where it came from. Read once when the run starts; a resumed attempt reuses it."""
+    from training.robust import estimate_corruption
+
+    source, labels, origin = glc_trusted(dataset)
+    with np.load(Path(settings.MEDIA_ROOT) / source.oof_file) as oof:
+        row = {pk: i for i, pk in enumerate(oof["ids"].tolist())}
+        ids = sorted(labels)
+        probs = oof["probs"][[row[pk] for pk in ids]]
+    matrix, report = estimate_corruption(probs, np.array([labels[pk] for pk in ids]), len(CLASSES))
+    return {"from": origin, "run": source.pk, **report, "matrix": matrix.round(6).tolist()}
 
 
 def resolve_init(value):
@@ -241,6 +297,11 @@ def training_preview(p):
         lines.append(f"  {describe_rule(rule)}")
     if p["augmented"]:
         lines.append(f"  augmented: adds {c['generated']:,} generated images")
+    if p["robust"] == "glc":
+        source, labels, origin = glc_trusted(dataset_get(name=p["dataset"]))
+        which = "the random audit" if origin == "audit" else "every reviewed image: the audit has too few"
+        lines.append(f"  glc: corrects the loss by how labels go wrong, estimated from {len(labels):,} reviewed train "
+                     f"images ({which}) and run {source.pk}'s out-of-fold probabilities")
     lines.extend(command_words(problem) for problem in preview["problems"])
     return lines
 
@@ -325,6 +386,8 @@ def _start_run(ctx, dataset, p, cfg):
     if rule:
         sel.counts["relabel_rule"] = {k: rule[k] for k in ("target", "threshold", "images", "reason")}
     cfg, sel.counts["validation"] = choose_validation(sel, cfg, p)
+    if cfg.robust == "glc":
+        sel.counts["glc"] = glc_estimate(dataset)
     targets = np.bincount([i.target for i in sel.train], minlength=cfg.num_classes)
     sel.counts["majority_share"] = float(targets.max() / max(1, targets.sum()))  # chance, for the collapse check
     with transaction.atomic():
@@ -381,6 +444,8 @@ def _train(ctx, run, cfg):
     y_train = np.array([i.target for i in sel.train], dtype=np.int64)
     trusted = np.array([i.trusted for i in sel.train], dtype=bool)  # a reviewer decided them (selection.py)
     trusted = trusted if trusted.any() else None
+    # GLC's corruption matrix, estimated when the run started (glc_estimate); the other methods take none.
+    corruption = np.array(run.selection["glc"]["matrix"]) if cfg.robust == "glc" else None
     init = _load_init(ctx.params.get("init"))  # a pretrained start for every fit of the run, or None
     x_val, y_val = validation_arrays(sel, run, cfg.size)
     x_test, y_test = load_arrays(sel.test, cfg.size)
@@ -417,7 +482,8 @@ def _train(ctx, run, cfg):
             ckpt = run_dir / f"fold{k}_last.pt"
             on_step, on_epoch = hooks(k, f"fold {k + 1}/{run.folds}", ckpt)
             result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx, trusted=trusted, init=init,
-                         mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch, on_step=on_step)
+                         corruption=corruption, mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch,
+                         on_step=on_step)
             # The held-out images' probabilities and penultimate-layer embeddings, from the model that did not
             # see them (curation/classifier/features.py).
             probs, features = predict_proba_and_features(result.model, x_train, index=held_idx,
@@ -452,7 +518,7 @@ def _train(ctx, run, cfg):
     last = run_dir / "final_last.pt"
     on_step, on_epoch = hooks(run.folds, "final model", last, history_to_run=True)
     result = fit(cfg, x_train, y_train, x_val, y_val, device=device, resume=_load(last), mode=placement.mode,
-                 trusted=trusted, init=init, on_epoch=on_epoch, on_step=on_step)
+                 trusted=trusted, init=init, corruption=corruption, on_epoch=on_epoch, on_step=on_step)
     if result.init is not None:
         run.selection = {**run.selection, "init": {"from": ctx.params["init"], "loaded": result.init["loaded"],
                                                    "of": result.init["of"], "skipped": result.init["skipped"][:20]}}

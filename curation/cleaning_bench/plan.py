@@ -132,6 +132,9 @@ class BenchPlan:
             problems.append(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {self.doubtful!r}")
         if self.robust not in ROBUST_METHODS:
             problems.append(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {self.robust!r}")
+        elif self.robust == "glc":
+            problems.append("robust glc needs reviewed labels to estimate how labels go wrong, and the robust-alone "
+                            "arm has none: the benchmark does not run it (benchmarks/robust_regime.py measures it)")
         elif self.robust == "eac" and self.arch not in EAC_ARCHS:
             problems.append(f"robust eac needs class activation maps: arch must be one of {', '.join(EAC_ARCHS)}, "
                             f"not {self.arch!r} (or give --robust gce, bootstrap, elr, dividemix or none)")

@@ -32,7 +32,9 @@ CLASS_CHOICES = [(name, name) for name in CLASSES]
 ROBUST_NAMES = {"none": "cross-entropy", "eac": "erasing attention consistency (small_cnn, resnet18)",
                 "gce": "generalized cross-entropy", "bootstrap": "hard bootstrapping",
                 "elr": "early-learning regularization",
-                "dividemix": "DivideMix: two networks, co-divided semi-supervised training (slower)"}
+                "dividemix": "DivideMix: two networks, co-divided semi-supervised training (slower)",
+                "glc": "Gold Loss Correction: corrects for how the reviewed labels say labels go wrong (needs "
+                       "reviewed train images and a run with folds)"}
 ROBUST_CHOICES = [(m, f"{m}: {ROBUST_NAMES[m]}") for m in ROBUST_METHODS]
 ROBUST_HELP = ("noise-robust training: learns less from wrong labels; a reviewed label is always trained on as "
                "given")

@@ -9,7 +9,17 @@ from tests.images import squares
 from training.config import TrainConfig
 from training.engine import as_input, fit, predict_proba, to_device_u8
 from training.models import SmallCNN, build_model
-from training.robust import ELRMemory, batch_loss, bootstrap_loss, eac_forward, elr_loss, gce_loss, random_erase
+from training.robust import (
+    ELRMemory,
+    batch_loss,
+    bootstrap_loss,
+    eac_forward,
+    elr_loss,
+    estimate_corruption,
+    gce_loss,
+    glc_loss,
+    random_erase,
+)
 
 CPU = torch.device("cpu")
 
@@ -217,7 +227,7 @@ def test_random_erasing_covers_the_asked_share_of_the_images_it_erases():
 
 
 def test_unknown_or_unsuitable_robust_methods_are_refused_by_name():
-    with pytest.raises(ValueError, match="robust must be one of none, eac, gce, bootstrap, elr, dividemix, not 'nope'"):
+    with pytest.raises(ValueError, match="robust must be one of none, eac, gce, bootstrap, elr, dividemix, glc, not 'nope'"):
         TrainConfig(robust="nope").validate()
     with pytest.raises(ValueError, match="robust eac needs class activation maps, which seed_cnn has not"):
         TrainConfig(arch="seed_cnn", robust="eac").validate()
@@ -276,3 +286,83 @@ def test_a_run_whose_labels_are_all_trusted_trains_as_plain_cross_entropy(noisy_
     assert torch.equal(weights("gce", trusted=np.ones(len(y_train), bool)), plain)
     assert not torch.equal(weights("gce", trusted=np.arange(len(y_train)) > 0), plain)  # one label untrusted
     assert (weights("gce") - plain).abs().max() > 1e-2
+
+
+def _squares_corruption(y_train, flipped, num_classes=8):
+    """The noisy squares' own C[true, given]: class 0 keeps its label 60 % of the time and gets class 1 40 %."""
+    from tests.images import squares
+
+    _, y_true = squares(440, size=32, seed=1)
+    counts = np.zeros((num_classes, num_classes))
+    np.add.at(counts, (y_true[:240], y_train), 1)
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1) + np.diag(counts.sum(1) == 0)
+
+
+def test_glc_estimates_each_true_classes_row_from_its_trusted_images_and_pools_the_sparse_ones():
+    # Class 0 has six trusted images whose out-of-fold softmax says "label 1" 40 % of the time: its row is their
+    # mean. Class 1 has two (fewer than min_per_class): it takes the pooled row, the mean probability of a trusted
+    # image's own class (0.6 x 6 + 0.9 x 2) / 8 on the diagonal, the rest spread evenly. Class 2 has none: pooled too.
+    probs = np.array([[0.6, 0.4, 0.0]] * 6 + [[0.1, 0.9, 0.0]] * 2)
+    labels = np.array([0] * 6 + [1] * 2)
+    matrix, report = estimate_corruption(probs, labels, 3, min_per_class=5)
+    stay = (0.6 * 6 + 0.9 * 2) / 8
+    np.testing.assert_allclose(matrix, [[0.6, 0.4, 0.0], [(1 - stay) / 2, stay, (1 - stay) / 2],
+                                        [(1 - stay) / 2, (1 - stay) / 2, stay]])
+    assert report["fallback"] == [1, 2] and report["per_class"] == [6, 2, 0] and report["images"] == 8
+    with pytest.raises(ValueError, match="robust glc estimates how labels are corrupted from trusted images, and "
+                                         "there are none"):
+        estimate_corruption(np.zeros((0, 3)), np.zeros(0, int), 3)
+
+
+def test_a_glc_run_pulls_less_on_a_flipped_label_its_corruption_matrix_explains(noisy_squares, trained):
+    # The loss the training loop takes for a batch (robust.batch_loss, as engine.fit calls it) on the flipped images
+    # (true class 0, labelled 1) under a model that has learnt the task: with the squares' own C (class 0 carries
+    # label 1 40 % of the time) the label 1 it predicts class 0 for is half explained by the corruption, so GLC pulls
+    # on it a fraction of cross-entropy's pull; an identity C is cross-entropy; a trusted label takes cross-entropy's
+    # pull whatever C says. A per-batch identity: it holds on any processor.
+    x_train, y_train, flipped, *_ = noisy_squares
+    model = trained("none").eval()
+    x = as_input(to_device_u8(x_train[flipped], "cpu"), channels_last=False)
+    target = torch.as_tensor(y_train[flipped], dtype=torch.long)
+    corruption = torch.as_tensor(_squares_corruption(y_train, flipped), dtype=torch.float32)
+    assert corruption[0, 1] == pytest.approx(0.4, abs=0.02)
+
+    def pull(method, state=None, trusted=None):
+        logits, loss = batch_loss(model, x, target, cfg=noisy_config(method), weight=None, state=state,
+                                  trusted=trusted, generator=torch.Generator().manual_seed(0))
+        return torch.autograd.grad(loss, logits)[0]
+
+    ce, glc = pull("none"), pull("glc", corruption)
+    assert torch.softmax(model(x), 1)[:, 0].mean() > 0.5  # the model says class 0 for them
+    assert glc.norm() < 0.5 * ce.norm()
+    assert (glc[:, 1] > ce[:, 1]).all()  # the wrong label is raised less for every flipped image
+    torch.testing.assert_close(pull("glc", torch.eye(8)), ce)
+    torch.testing.assert_close(pull("glc", corruption, torch.ones(len(target), dtype=torch.bool)), ce)
+    with pytest.raises(ValueError, match="robust glc needs its corruption matrix"):
+        pull("glc")
+    logits = torch.tensor([[3.0, 0.5, 0.0]], requires_grad=True)
+    c = torch.tensor([[0.6, 0.4, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    torch.testing.assert_close(glc_loss(logits, torch.tensor([1]), c),
+                               -torch.log((torch.softmax(logits, 1) @ c)[0, 1]))
+
+
+def test_a_glc_fit_trains_through_its_matrix_and_refuses_to_start_without_one(noisy_squares):
+    # engine.fit hands C to every batch: a run with the squares' C trains to other weights than cross-entropy; with
+    # every label trusted it is plain cross-entropy's own code path. Without C, or with a C that is no corruption
+    # matrix, it is refused before training, naming the problem.
+    x_train, y_train, flipped, *_ = noisy_squares
+    corruption = _squares_corruption(y_train, flipped)
+
+    def weights(method, **kw):
+        config = noisy_config(method)
+        config.epochs = 1
+        model = fit(config, x_train, y_train, x_train[:2], y_train[:2], device="cpu", **kw).model
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    plain = weights("none")
+    assert (weights("glc", corruption=corruption) - plain).abs().max() > 1e-3
+    assert torch.equal(weights("glc", trusted=np.ones(len(y_train), bool)), plain)
+    with pytest.raises(ValueError, match="robust glc needs a corruption matrix estimated from trusted labels"):
+        weights("glc")
+    with pytest.raises(ValueError, match="corruption matrix must be 8 x 8 with rows of probabilities summing to 1"):
+        weights("glc", corruption=np.ones((8, 8)))

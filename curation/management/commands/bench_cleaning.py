@@ -71,7 +71,7 @@ class Command(DatabaseCommand):
         parser.add_argument("--robust",
                             help="noise-robust method of the robust arms (robust alone, reviewed + robust, oracle + "
                                  "robust): eac (the default), gce, bootstrap, elr, dividemix, or none to train no robust "
-                                 "arm")
+                                 "arm (not glc: the robust-alone arm has no reviewed labels to estimate it from)")
         parser.add_argument("--relabel-precision", type=float,
                             help="also train reviewed + robust + calibrated relabels at this precision target (0-1]")
         parser.add_argument("--audit-share", type=float, metavar="S",

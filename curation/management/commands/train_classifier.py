@@ -34,7 +34,9 @@ class Command(JobCommand):
                             help="noise-robust training: none (cross-entropy, the default), eac (erasing attention "
                                  "consistency; small_cnn or resnet18), gce (generalized cross-entropy), bootstrap "
                                  "(hard bootstrapping), elr (early-learning regularization), dividemix (two "
-                                 "networks, co-divided semi-supervised training; several times slower)")
+                                 "networks, co-divided semi-supervised training; several times slower), glc (Gold "
+                                 "Loss Correction: corrects the loss by how reviewed labels say labels go wrong; needs "
+                                 "reviewed train images and a run with --folds)")
         parser.add_argument("--batch-size", type=int)
         parser.add_argument("--lr", type=float)
         parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
@@ -145,6 +147,14 @@ def print_run(out, run):
     validation = run.selection.get("validation")
     if validation:
         out(f"  validation: {validation_words(validation)}")
+    glc = run.selection.get("glc")
+    if glc:
+        pooled = ", ".join(CLASSES[k] for k in glc["fallback"]) or "none"
+        diagonal = sum(row[k] for k, row in enumerate(glc["matrix"])) / len(glc["matrix"])
+        out(f"  glc: corruption matrix from {glc['images']} reviewed train images "
+            f"({'the random audit' if glc['from'] == 'audit' else 'every reviewed image'}) and run {glc['run']}'s "
+            f"out-of-fold probabilities; mean diagonal {diagonal:.3f}; "
+            f"pooled rows (fewer than {glc['min_per_class']} images): {pooled}")
     collapse = collapse_warning(run)
     if collapse:
         out(f"  WARNING: {collapse['text']}")
