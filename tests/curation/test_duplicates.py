@@ -4,6 +4,7 @@ leaked test images (command and API) and what it does to the test split's hash a
 import csv
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,6 +158,39 @@ def test_the_leak_report_reads_a_constant_number_of_queries(leaky):
     with CaptureQueriesContext(connection) as many:
         assert dataset_leaks(leaky)["groups"] > 3
     assert len(many) == len(few)
+
+
+def test_the_api_pages_the_groups_and_the_export_names_each_image_s_group(leaky, reviewer_api):
+    _find("leaky")
+    first = reviewer_api.get("/api/datasets/leaky/duplicates/", {"page_size": 2}).json()
+    second = reviewer_api.get(first["next"]).json()
+    groups = first["results"] + second["results"]
+    assert len(first["results"]) == 2 and len(second["results"]) == 1 and second["next"] is None
+    by_paths = {tuple(m["path"] for m in g["members"]): g for g in groups}
+    leak = by_paths[("images/c100.png", "images/c101.png", "images/f0.png")]
+    assert leak["splits"] == ["test", "train"] and leak["group"] == leak["members"][0]["id"]
+    assert {(m["split"], m["label"], m["status"]) for m in leak["members"]} == {
+        ("train", CLASSES[0], "unreviewed"), ("test", CLASSES[0], "unreviewed")}
+    assert all(m["linked_by"].startswith("phash+colour") for g in groups for m in g["members"])
+    assert reviewer_api.get("/api/datasets/nope/duplicates/").status_code == 404
+    response = reviewer_api.get("/api/datasets/leaky/export.csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert list(rows[0])[-1] == "duplicate_group"
+    group_of = {row["path"]: row["duplicate_group"] for row in rows}
+    assert group_of["images/c100.png"] == group_of["images/c101.png"] == group_of["images/f0.png"] == str(
+        leak["group"])
+    assert group_of["images/f3.png"] == "" and len({g for g in group_of.values() if g}) == 3
+
+
+def test_an_unreadable_image_is_skipped_and_counted_and_the_others_are_still_grouped(leaky, settings):
+    broken = Image.objects.get(dataset=leaky, path="images/c103.png")  # the train copy of face 2
+    (Path(settings.MEDIA_ROOT) / broken.file).write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    _find("leaky")
+    job = Job.objects.filter(kind="find_duplicates").latest("id")
+    assert job.status == Job.Status.SUCCEEDED
+    assert (job.result["unreadable_count"], job.result["unreadable"]) == (1, [broken.pk])
+    assert "1 image file(s) could not be read" in job.result["warning"]
+    assert dataset_leaks(leaky)["groups"] == 2 and not DuplicateMember.objects.filter(image=broken).exists()
 
 
 def test_the_api_action_excludes_for_curators_only(leaky, reviewer_api, curator_api):
