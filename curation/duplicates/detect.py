@@ -198,14 +198,19 @@ class CandidateIndex:
     def __init__(self, thumbs, seed=0):
         from sklearn.neighbors import KDTree
 
-        n = len(thumbs)
-        rows = np.random.default_rng(seed).choice(n, size=min(n, FIT_SAMPLE), replace=False) if n else []
-        sample = np.asarray(thumbs[np.sort(rows)], dtype=np.float64)
-        self.mean = sample.mean(axis=0) if n else np.zeros(thumbs.shape[1])
-        dims = min(PROJECTED, max(len(sample) - 1, 1), thumbs.shape[1])
-        # Orthonormal axes (rows of Vt): the projection is a contraction whatever the sample.
-        self.axes = np.linalg.svd(sample - self.mean, full_matrices=False)[2][:dims] if len(sample) > 1 else \
-            np.eye(thumbs.shape[1])[:dims]
+        n, dim = thumbs.shape
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, FIT_SAMPLE), replace=False))
+        # The axes from the sample's covariance, summed QUERY_BATCH rows at a time (a dim x dim matrix, never the
+        # sample whole): eigh's eigenvectors are orthonormal, so the projection is a contraction whatever the sample.
+        total, products = np.zeros(dim), np.zeros((dim, dim))
+        for start in range(0, len(rows), QUERY_BATCH):
+            x = np.asarray(thumbs[rows[start : start + QUERY_BATCH]], dtype=np.float64)
+            total += x.sum(axis=0)
+            products += x.T @ x
+        self.mean = total / max(len(rows), 1)
+        covariance = products / max(len(rows), 1) - np.outer(self.mean, self.mean)
+        dims = min(PROJECTED, dim)
+        self.axes = np.linalg.eigh(covariance)[1][:, ::-1][:, :dims].T.copy()
         self.tree = KDTree(np.concatenate([self.project(thumbs[s : s + QUERY_BATCH])
                                            for s in range(0, n, QUERY_BATCH)] or [np.zeros((0, dims))]))
 

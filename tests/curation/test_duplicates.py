@@ -115,7 +115,8 @@ def test_a_train_test_leak_is_reported_with_the_test_images_it_affects(leaky, as
     assert "3 test images have a copy in train or val" in html and "images/c100.png (test)" in html
     api = as_reviewer.get("/api/datasets/leaky/leaks/").json()
     assert api["leaked_test_images"] == 3 and api["leaks"][0] == {"splits": "train/test", "groups": 1,
-                                                                   "test_images": 2, "excluded": 0}
+                                                                   "test_images": 2, "excluded": 0,
+                                                                   "copies_excluded": 0}
 
 
 def test_excluding_leaked_test_images_changes_the_test_split_hash_and_marks_earlier_runs(leaky):
@@ -144,6 +145,27 @@ def test_excluding_leaked_test_images_changes_the_test_split_hash_and_marks_earl
     html = render_to_string("curation/pages/_leaks.html", {"leaks": report})
     assert f"Run {old_run.pk}" in html and "scored on an earlier test split" in html
     assert runs_test_split_notes([old_run, new_run]) == {old_run.pk: "scored on an earlier test split"}
+
+
+def test_excluding_the_train_and_val_copies_instead_keeps_the_test_split_and_marks_earlier_runs(leaky):
+    _find("leaky")
+    before = current_test_split_hash(leaky)
+    old_run = RunFactory(dataset=leaky, test_split_hash=before)
+    text = _find("leaky", "--exclude-leaking-copies")
+    assert "excluded 2 train/val copies of test images; the test split stays" in text
+    excluded = set(Image.objects.filter(dataset=leaky, status=Image.Status.EXCLUDED).values_list("path", flat=True))
+    assert excluded == {"images/f0.png", "images/f1.png"}  # the train and val copies; f2's train-only group stays
+    assert current_test_split_hash(leaky) == before
+    report = dataset_leaks(leaky)
+    assert report["leaked_test_images"] == 0
+    assert {row["splits"]: (row["groups"], row["copies_excluded"]) for row in report["leaks"]} == {
+        "train/test": (0, 1), "val/test": (0, 1)}  # the val/test leak ended through an excluded val image: reported
+    new_run = RunFactory(dataset=leaky, test_split_hash=before)
+    assert runs_test_split_notes([old_run, new_run]) == {old_run.pk: "trained with copies of test images, since excluded"}
+    html = render_to_string("curation/pages/_leaks.html", {"leaks": report})
+    assert "1 more group kept its test image and excluded the val copy" in html
+    with pytest.raises(CommandError, match="give one of --exclude-leaked-test and --exclude-leaking-copies"):
+        _find("leaky", "--exclude-leaked-test", "--exclude-leaking-copies")
 
 
 def test_the_leak_report_reads_a_constant_number_of_queries(leaky):
@@ -196,6 +218,7 @@ def test_an_unreadable_image_is_skipped_and_counted_and_the_others_are_still_gro
 def test_the_api_action_excludes_for_curators_only(leaky, reviewer_api, curator_api):
     _find("leaky")
     assert reviewer_api.post("/api/datasets/leaky/leaks/exclude-test/").status_code == 403
+    assert reviewer_api.post("/api/datasets/leaky/leaks/exclude-copies/").status_code == 403
     assert not Image.objects.filter(dataset=leaky, status=Image.Status.EXCLUDED).exists()
     response = curator_api.post("/api/datasets/leaky/leaks/exclude-test/")
     assert response.status_code == 200

@@ -8,7 +8,13 @@ from rest_framework.views import APIView
 
 from curation.api.pagination import ByIdCursor
 from curation.api.permissions import IsCurator
-from curation.duplicates.leaks import dataset_leaks, exclude_leaked_test_images, group_leaders, groups_members
+from curation.duplicates.leaks import (
+    dataset_leaks,
+    exclude_leaked_test_images,
+    exclude_leaking_copies,
+    group_leaders,
+    groups_members,
+)
 from curation.selectors import dataset_get
 
 
@@ -17,6 +23,8 @@ class LeakRowOutput(serializers.Serializer):
     groups = serializers.IntegerField()
     test_images = serializers.IntegerField(help_text="Test images in those groups still in the test split.")
     excluded = serializers.IntegerField(help_text="Test images in those groups already excluded.")
+    copies_excluded = serializers.IntegerField(help_text="Groups whose test image stays and whose train (val) copies "
+                                                         "are all excluded: the leak ended the other way.")
 
 
 class LeaksOutput(serializers.Serializer):
@@ -62,6 +70,26 @@ class DatasetExcludeLeakedTestApi(APIView):
     def post(self, request, name):
         done = exclude_leaked_test_images(dataset=dataset_get(name=name), user=request.user)
         return Response(ExcludeLeakedOutput(done).data)
+
+
+class ExcludeCopiesOutput(serializers.Serializer):
+    excluded = serializers.ListField(child=serializers.IntegerField(), help_text="The train and val copies excluded.")
+    conflicts = serializers.ListField(child=serializers.IntegerField(),
+                                      help_text="Images changed meanwhile, left as they are.")
+    test_split_hash = serializers.CharField(help_text="Unchanged: the test images stay.")
+
+
+class DatasetExcludeLeakingCopiesApi(APIView):
+    """The other way to end the leaks: keep the test images and exclude every train or val image with a test
+    near-duplicate (each with its audit row). The test split stays; runs trained before are noted in the run
+    comparison as trained with copies of test images."""
+
+    permission_classes = [IsAuthenticated, IsCurator]
+
+    @extend_schema(request=None, responses=ExcludeCopiesOutput)
+    def post(self, request, name):
+        done = exclude_leaking_copies(dataset=dataset_get(name=name), user=request.user)
+        return Response(ExcludeCopiesOutput(done).data)
 
 
 class DuplicateMemberOutput(serializers.Serializer):
