@@ -233,6 +233,8 @@ def near_pairs(features, limits=None, *, progress=None):
     limits = {name: default for name, (_, default) in SIGNALS.items()} | (limits or {})
     hashes = features.hashes
     n = len(hashes)
+    if n < 2:
+        return []
     ways = [None] + (list(range(len(VARIANTS))) if features.variant_hashes is not None else [])
     index = CandidateIndex(features.thumbs)
     # 1 - cos <= c  <=>  |a - b|^2 <= 2c for unit vectors (a zero thumbnail is never within c < 1 of anything)
