@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from PIL import Image as PILImage
 
 from curation.classifier.selection import select_training_data
+from curation.duplicates import detect
 from curation.duplicates.detect import pair_scores
 from curation.duplicates.leaks import current_test_split_hash, dataset_leaks, runs_test_split_notes
 from curation.models import Dataset, DuplicateMember, Image, Job, LabelChange
@@ -71,6 +72,22 @@ def test_groups_match_the_generated_duplicates(generated):
     # A second run replaces the groups rather than adding to them.
     _find("dups")
     assert DuplicateMember.objects.filter(dataset=ds).count() == sum(map(len, found.values()))
+
+
+def test_the_candidate_index_finds_every_pair_that_comparing_all_pairs_finds(generated):
+    """The job never compares all pairs; on 240 faces with copies, its pairs are exactly those all pairs give."""
+    out, _, truth = generated
+    features = detect.features_of(PILImage.open(out / row["path"]) for row in truth)
+    n, limits = len(truth), {"phash": detect.MAX_HASH_DISTANCE, "colour": detect.MAX_COLOUR_DISTANCE}
+    everything = set()
+    for v in [None, 0, 1]:
+        left = features if v is None else detect.Features(features.variant_hashes[:, v], features.variant_thumbs[:, v])
+        bits = np.bitwise_count(left.hashes[:, None] ^ features.hashes[None, :])
+        colour = 1 - left.thumbs @ features.thumbs.T
+        close = (bits <= limits["phash"]) & (colour <= limits["colour"]) & ~np.eye(n, dtype=bool)
+        everything |= {(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(close))}
+    found = {(i, j) for i, j, *_ in detect.near_pairs(features, limits)}
+    assert len(everything) >= 30 and found == everything
 
 
 def _write(out, rows):
