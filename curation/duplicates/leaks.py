@@ -49,9 +49,9 @@ def runs_test_split_notes(runs):
         by_dataset.setdefault(run.dataset_id, []).append(run)
     notes = {}
     for dataset_id, members in by_dataset.items():
-        last_copy_excluded = (LabelChange.objects.filter(image__dataset_id=dataset_id, action=LabelChange.Action.EXCLUDE,
-                                                         note__startswith=COPY_NOTE)
-                              .order_by("-created_at").values_list("created_at", flat=True).first())
+        copies_excluded = LabelChange.objects.filter(image__dataset_id=dataset_id, action=LabelChange.Action.EXCLUDE,
+                                                     note__startswith=COPY_NOTE)
+        last_copy_excluded = copies_excluded.order_by("-created_at").values_list("created_at", flat=True).first()
         if last_copy_excluded:
             for run in members:
                 if run.created_at and run.created_at < last_copy_excluded:

@@ -178,7 +178,8 @@ def test_excluding_the_train_and_val_copies_instead_keeps_the_test_split_and_mar
     assert {row["splits"]: (row["groups"], row["copies_excluded"]) for row in report["leaks"]} == {
         "train/test": (0, 1), "val/test": (0, 1)}  # the val/test leak ended through an excluded val image: reported
     new_run = RunFactory(dataset=leaky, test_split_hash=before)
-    assert runs_test_split_notes([old_run, new_run]) == {old_run.pk: "trained with copies of test images, since excluded"}
+    assert runs_test_split_notes([old_run, new_run]) == {
+        old_run.pk: "trained with copies of test images, since excluded"}
     html = render_to_string("curation/pages/_leaks.html", {"leaks": report})
     assert "1 more group kept its test image and excluded the val copy" in html
     with pytest.raises(CommandError, match="give one of --exclude-leaked-test and --exclude-leaking-copies"):
