@@ -16,7 +16,10 @@ CONTRACT_COLUMNS = ("path", "split", "original_label", "label", "status", "ambig
 # separated by spaces; all empty for an image scoring has not judged.
 DATALAB_COLUMNS = ("datalab_label_quality", "datalab_label_issue", "datalab_outlier_score", "datalab_outlier",
                    "datalab_near_duplicate_score", "datalab_near_duplicate_ids")
-COLUMNS = CONTRACT_COLUMNS + DATALAB_COLUMNS
+# find_duplicates' group (the lowest image id in it, curation.duplicates), after Datalab's: empty for an image in
+# none, or where the job has not run.
+DUPLICATE_COLUMNS = ("duplicate_group",)
+COLUMNS = CONTRACT_COLUMNS + DATALAB_COLUMNS + DUPLICATE_COLUMNS
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -36,11 +39,12 @@ def csv_chunks(rows, *, usernames, rows_per_chunk=1000):
     writer.writerow(COLUMNS)
     names = {pk: neutralise(name) for pk, name in usernames.items()}
     batch = []
-    for (path, split, original_label, label, status, ambiguity, suspicion, reviewer_id, reviewed_at, *datalab) in rows:
+    for (path, split, original_label, label, status, ambiguity, suspicion, reviewer_id, reviewed_at, *datalab,
+         duplicate_group) in rows:
         batch.append((
             neutralise(path), split, CLASSES[original_label], CLASSES[label], status, _number(ambiguity),
             _number(suspicion), names.get(reviewer_id, ""), reviewed_at.isoformat() if reviewed_at else "",
-            *_datalab_cells(*datalab),
+            *_datalab_cells(*datalab), "" if duplicate_group is None else str(duplicate_group),
         ))
         if len(batch) >= rows_per_chunk:
             writer.writerows(batch)

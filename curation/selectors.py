@@ -186,8 +186,8 @@ def image_detail(*, image_id):
 
 def dataset_export_rows(*, dataset, status=None, exclude_excluded=False, chunk_size=2000):
     """(path, split, original_label, label, status, ambiguity, suspicion, reviewed_by_id, reviewed_at, then the
-    Datalab fields of curation.export.DATALAB_COLUMNS) per image, streamed from the database in chunks (a
-    server-side cursor on PostgreSQL), never loaded whole."""
+    Datalab fields of curation.export.DATALAB_COLUMNS, then the find_duplicates group or None) per image, streamed
+    from the database in chunks (a server-side cursor on PostgreSQL), never loaded whole."""
     qs = Image.objects.filter(dataset=dataset)
     if status:
         qs = qs.filter(status=status)
@@ -196,7 +196,7 @@ def dataset_export_rows(*, dataset, status=None, exclude_excluded=False, chunk_s
     return qs.order_by("id").values_list(
         "path", "split", "original_label", "label", "status", "ambiguity", "suspicion", "reviewed_by_id",
         "reviewed_at", "datalab_label_quality", "datalab_label_issue", "datalab_outlier_score", "datalab_outlier",
-        "datalab_near_duplicate_score", "datalab_near_duplicates",
+        "datalab_near_duplicate_score", "datalab_near_duplicates", "duplicate_member__group",
     ).iterator(chunk_size=chunk_size)
 
 

@@ -11,7 +11,12 @@ from curation.api.views import audit, auth, datasets, images, jobs, review, runs
 from curation.api.views.calibration import DatasetCalibrationApi
 from curation.api.views.errors import not_found
 from curation.api.views.health import DatasetHealthApi
-from curation.api.views.leaks import DatasetExcludeLeakedTestApi, DatasetLeaksApi
+from curation.api.views.leaks import (
+    DatasetDuplicatesApi,
+    DatasetExcludeLeakedTestApi,
+    DatasetExcludeLeakingCopiesApi,
+    DatasetLeaksApi,
+)
 from curation.api.views.maps import DatasetMapApi, DatasetMapSelectionApi
 
 urlpatterns = [
@@ -23,9 +28,12 @@ urlpatterns = [
     path("datasets/<str:name>/audit/", audit.DatasetAuditApi.as_view(), name="api-dataset-audit"),
     path("datasets/<str:name>/calibration/", DatasetCalibrationApi.as_view(), name="api-dataset-calibration"),
     path("datasets/<str:name>/health/", DatasetHealthApi.as_view(), name="api-dataset-health"),
+    path("datasets/<str:name>/duplicates/", DatasetDuplicatesApi.as_view(), name="api-dataset-duplicates"),
     path("datasets/<str:name>/leaks/", DatasetLeaksApi.as_view(), name="api-dataset-leaks"),
     path("datasets/<str:name>/leaks/exclude-test/", DatasetExcludeLeakedTestApi.as_view(),
          name="api-dataset-leaks-exclude-test"),
+    path("datasets/<str:name>/leaks/exclude-copies/", DatasetExcludeLeakingCopiesApi.as_view(),
+         name="api-dataset-leaks-exclude-copies"),
     path("datasets/<str:name>/map/", DatasetMapApi.as_view(), name="api-dataset-map"),
     path("datasets/<str:name>/map/selection/", DatasetMapSelectionApi.as_view(), name="api-dataset-map-selection"),
     path("images/", images.ImageListApi.as_view(), name="api-images"),

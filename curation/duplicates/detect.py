@@ -1,104 +1,159 @@
 """Which images of a set are near-duplicates: the same picture captured again (shifted, rescaled, re-exposed,
-recompressed), not merely the same kind of picture.
+recompressed, mirrored, cropped again), not merely the same kind of picture.
 
 Two signals must both agree that a pair is a near-duplicate:
-- the perceptual hash (imagehash's pHash: the signs of the low-frequency DCT of a 32 x 32 grey thumbnail, 64
-  bits), within `max_hash_distance` bits: the pair has the same coarse structure. It finds the candidates, one
-  XOR and popcount per pair on one 64-bit word, in blocks.
+- the perceptual hash (pHash as imagehash computes it: the signs against their median of the low-frequency DCT of a
+  32 x 32 grey thumbnail, 64 bits), within `max_hash_distance` bits: the pair has the same coarse structure.
 - the colour thumbnail (8 x 8 RGB, its mean removed, unit length), within `max_colour_distance` (1 - cosine): the
   same colours in the same places, whatever the exposure. Faces share a layout (the hash alone links different
   people framed alike); blank frames share a hash of noise (the thumbnail alone links any two of a colour).
 
 Copies made differently (a mirrored face, a face cropped again with other margins) move both signals far, so
-each image is also described as its VARIANTS: its mirror, and a centre crop of CROP_SCALE of its side resized back. A pair (i, j) is linked when, for the image itself or one of its variants on i's side,
-both signals put it within their limits of image j as it is. A crop of 2-8 % of the side on each side (scale
-0.84-0.96) lands close to the 90 % centre crop; a crop of i is found from i's crop variant, an original from its
-crop's side only when the original is the cropped one, so every ordered pair is compared.
+each image is also described as its VARIANTS: its mirror, and a centre crop of CROP_SCALE of its side. A pair
+(i, j) is linked when, for the image itself or one of its variants on i's side, both signals put it within their
+limits of image j as it is. A crop of 2-8 % of the side on each side (scale 0.84-0.96) lands close to the 90 %
+centre crop; a crop of i is found from i's crop variant, an original from its crop's side only when the original
+is the cropped one, so every ordered pair is compared.
 
-A signal is a function of (features, i, j) giving the distance of each pair (i[k], j[k]), and a pair is linked
-when every signal is within its limit, so a classifier-embedding distance can join as one more signal (SIGNALS:
-add its vectors to Features and its function and limit there). Groups are the connected components of the linked
-pairs.
+No pair is compared unless an index proposes it (near_pairs): the colour limit is a radius (for unit vectors,
+1 - cosine <= c is a Euclidean distance <= sqrt(2c)), and an orthogonal projection never lengthens a distance, so
+a radius search over the thumbnails projected onto their first PROJECTED principal axes (scikit-learn's KD-tree)
+returns every pair within the colour limit and some more; both signals then confirm each candidate exactly. The
+images are described in batches (describe), so a caller streams them.
+
+A signal is a function of (features, i, j) giving the distance of each pair (i[k], j[k]); a pair is linked when
+every signal is within its limit (SIGNALS). Groups are the connected components of the linked pairs.
 """
 from dataclasses import dataclass
 
-import imagehash
 import numpy as np
 from PIL import Image
 
 HASH_BITS = 64
+GREY = 32  # side of the grey thumbnail the pHash is the DCT of
 THUMB = 8
+DIM = THUMB * THUMB * 3
 # Chosen on one generated set (seed 0 of benchmarks/duplicates.py) and measured on others; docs/results.md has the
 # figures. The hash is the loose gate (faces framed alike differ in few bits; a different structure in many), the
 # thumbnail the tight test.
 MAX_HASH_DISTANCE = 22  # of 64 bits
 MAX_COLOUR_DISTANCE = 0.03  # 1 - cosine of the mean-removed 8 x 8 RGB thumbnails
-BLOCK_PAIRS = 4_000_000  # hash distances held at once
 # Measured on 600 faces with 100 mirrored, cropped and mirrored-and-cropped copies: a 90 % crop alone finds 96 of
 # them; two crop scales (0.93 and 0.87) also 96, at twice the cost.
 CROP_SCALE = 0.9
 # What each variant is, in the order Features.variant_hashes holds them; "" is the image itself.
 # The mirror of the crop is left out: on 1,000 faces it linked 5 pairs of different people and 1 true pair.
 VARIANTS = ("mirror", f"{CROP_SCALE:.0%} crop")
+PROJECTED = 12  # principal axes of the thumbnails the candidate index searches in
+FIT_SAMPLE = 20_000  # thumbnails the axes are fitted on
+QUERY_BATCH = 4096  # images whose candidates are looked up at once
 
 
 @dataclass
 class Features:
     hashes: np.ndarray  # (n,) uint64 pHash
-    thumbs: np.ndarray  # (n, THUMB * THUMB * 3) float32, mean removed, unit length (zeros for a flat image)
-    # The same for each of VARIANTS: (n, len(VARIANTS)) and (n, len(VARIANTS), THUMB * THUMB * 3); None when only the
-    # images themselves are compared.
+    thumbs: np.ndarray  # (n, DIM) float32 or float16, mean removed, unit length (zeros for a flat image)
+    # The same for each of VARIANTS: (n, len(VARIANTS)) and (n, len(VARIANTS), DIM); None when only the images
+    # themselves are compared.
     variant_hashes: np.ndarray | None = None
     variant_thumbs: np.ndarray | None = None
 
 
+def _dct_rows():
+    """The first 8 rows of the unnormalised DCT-II on GREY points (scipy.fftpack.dct's, which imagehash uses)."""
+    k = np.arange(8)[:, None]
+    x = np.arange(GREY)[None, :]
+    return 2.0 * np.cos(np.pi * k * (2 * x + 1) / (2 * GREY))
+
+
+_DCT = _dct_rows()
+_MIRROR_SIGNS = np.where(np.arange(8) % 2, -1.0, 1.0)  # a left-right flip negates the odd horizontal frequencies
+_BIT_WEIGHTS = (np.uint64(1) << np.arange(HASH_BITS - 1, -1, -1, dtype=np.uint64))
+
+
+def _phash(low):
+    """64-bit pHashes of (m, 8, 8) low-frequency DCT blocks: bit set where above the block's median, row-major, the
+    first bit the most significant (imagehash's order)."""
+    bits = low.reshape(len(low), -1) > np.median(low.reshape(len(low), -1), axis=1, keepdims=True)
+    return (bits.astype(np.uint64) * _BIT_WEIGHTS).sum(axis=1, dtype=np.uint64)
+
+
+def _unit(thumbs):
+    """Mean-removed, unit-length rows of (m, DIM) float32 (zero rows stay zero)."""
+    thumbs = thumbs - thumbs.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(thumbs, axis=1, keepdims=True)
+    return np.where(norms > 1e-6, thumbs / np.maximum(norms, 1e-6), 0.0).astype(np.float32)
+
+
+def _crop_box(w, h):
+    dx, dy = w * (1 - CROP_SCALE) / 2, h * (1 - CROP_SCALE) / 2
+    return (dx, dy, w - dx, h - dy)
+
+
+def thumbnails(image):
+    """What describe_thumbnails needs of one PIL image (it decodes the image): (grey 32 x 32 of the image, of its
+    crop variant; RGB 8 x 8 of the image, of its crop variant) as arrays."""
+    rgb = image.convert("RGB")
+    grey = rgb.convert("L")
+    box = _crop_box(*rgb.size)
+    return (np.asarray(grey.resize((GREY, GREY), Image.LANCZOS)),
+            np.asarray(grey.resize((GREY, GREY), Image.LANCZOS, box=box)),
+            np.asarray(rgb.resize((THUMB, THUMB), Image.BOX)),
+            np.asarray(rgb.resize((THUMB, THUMB), Image.BOX, box=box)))
+
+
+def describe(images, *, variants=True):
+    """Features of a batch of PIL images."""
+    return describe_thumbnails([thumbnails(image) for image in images], variants=variants)
+
+
+def describe_thumbnails(parts, *, variants=True):
+    """Features of a batch of images' thumbnails(): their DCTs in one matrix product, the mirror's hash and
+    thumbnail from the image's own (a flip negates the odd horizontal frequencies and reverses the thumbnail's
+    columns)."""
+    m = len(parts)
+    if not m:
+        empty = np.zeros((0, DIM), np.float32)
+        return Features(np.zeros(0, np.uint64), empty, np.zeros((0, len(VARIANTS)), np.uint64) if variants else None,
+                        np.zeros((0, len(VARIANTS), DIM), np.float32) if variants else None)
+    grey = np.stack([p[0] for p in parts] + [p[1] for p in parts]).astype(np.float64)
+    low = _DCT @ grey @ _DCT.T  # (2m, 8, 8): batched matrix products (an einsum is 20 times slower)
+    own_low, crop_low = low[:m], low[m:]
+    small = np.stack([p[2] for p in parts]).astype(np.float32)  # (m, 8, 8, 3)
+    hashes = _phash(own_low)
+    thumbs = _unit(small.reshape(m, DIM))
+    if not variants:
+        return Features(hashes, thumbs)
+    mirror_thumbs = _unit(small[:, :, ::-1].reshape(m, DIM))
+    crop_thumbs = _unit(np.stack([p[3] for p in parts]).astype(np.float32).reshape(m, DIM))
+    variant_hashes = np.stack([_phash(own_low * _MIRROR_SIGNS), _phash(crop_low)], axis=1)
+    return Features(hashes, thumbs, variant_hashes, np.stack([mirror_thumbs, crop_thumbs], axis=1))
+
+
 def image_features(image):
     """(pHash as an int, colour thumbnail vector) of a PIL image."""
-    rgb = image.convert("RGB")
-    bits = imagehash.phash(rgb).hash.ravel()
-    value = int("".join("1" if b else "0" for b in bits), 2)
-    thumb = np.asarray(rgb.resize((THUMB, THUMB), Image.BOX), dtype=np.float32).ravel()
-    thumb = thumb - thumb.mean()
-    norm = float(np.linalg.norm(thumb))
-    return value, (thumb / norm if norm > 1e-6 else thumb)
+    f = describe([image], variants=False)
+    return int(f.hashes[0]), f.thumbs[0]
 
 
-def variants_of(image):
-    """The PIL images of VARIANTS, in order: the mirror, the centre crop resized back."""
-    rgb = image.convert("RGB")
-    w, h = rgb.size
-    dx, dy = w * (1 - CROP_SCALE) / 2, h * (1 - CROP_SCALE) / 2
-    return [rgb.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-            rgb.crop((dx, dy, w - dx, h - dy)).resize((w, h), Image.BICUBIC)]
-
-
-def image_and_variant_features(image):
-    """((pHash, thumbnail) of the image, [(pHash, thumbnail) of each of VARIANTS])."""
-    return image_features(image), [image_features(variant) for variant in variants_of(image)]
-
-
-def features_from(rows):
-    """Features of [((pHash, thumbnail), [(pHash, thumbnail) per variant]), ...]."""
-    n = len(rows)
-    hashes = np.array([own[0] for own, _ in rows], dtype=np.uint64)
-    thumbs = np.array([own[1] for own, _ in rows], dtype=np.float32).reshape(n, THUMB * THUMB * 3)
-    variant_hashes = np.array([[v[0] for v in variants] for _, variants in rows], dtype=np.uint64).reshape(
-        n, len(VARIANTS))
-    variant_thumbs = np.array([[v[1] for v in variants] for _, variants in rows], dtype=np.float32).reshape(
-        n, len(VARIANTS), THUMB * THUMB * 3)
-    return Features(hashes, thumbs, variant_hashes, variant_thumbs)
-
-
-def features_of(images, *, variants=True):
-    """Features of an iterable of PIL images (with their VARIANTS unless variants=False)."""
-    if variants:
-        return features_from([image_and_variant_features(image) for image in images])
-    hashes, thumbs = [], []
+def features_of(images, *, variants=True, batch=1024):
+    """Features of an iterable of PIL images (with their VARIANTS unless variants=False), described in batches."""
+    out, chunk = [], []
     for image in images:
-        h, t = image_features(image)
-        hashes.append(h)
-        thumbs.append(t)
-    return Features(np.array(hashes, dtype=np.uint64), np.array(thumbs, dtype=np.float32).reshape(len(hashes), -1))
+        chunk.append(image)
+        if len(chunk) == batch:
+            out.append(describe(chunk, variants=variants))
+            chunk = []
+    out.append(describe(chunk, variants=variants))
+    return concat(out)
+
+
+def concat(parts):
+    """One Features of several, in order."""
+    variants = parts[0].variant_hashes is not None
+    return Features(np.concatenate([p.hashes for p in parts]), np.concatenate([p.thumbs for p in parts]),
+                    np.concatenate([p.variant_hashes for p in parts]) if variants else None,
+                    np.concatenate([p.variant_thumbs for p in parts]) if variants else None)
 
 
 def hash_distance(features, i, j):
@@ -108,10 +163,10 @@ def hash_distance(features, i, j):
 
 def colour_distance(features, i, j):
     """1 - cosine of the colour thumbnails, pair by pair."""
-    return 1.0 - np.einsum("ij,ij->i", features.thumbs[i], features.thumbs[j])
+    return 1.0 - np.einsum("ij,ij->i", features.thumbs[i].astype(np.float32), features.thumbs[j].astype(np.float32))
 
 
-# name: (distance function, default limit). Candidates come from the first (the cheap hash); the rest confirm.
+# name: (distance function, default limit). Every candidate the index proposes is confirmed by each.
 SIGNALS = {"phash": (hash_distance, MAX_HASH_DISTANCE), "colour": (colour_distance, MAX_COLOUR_DISTANCE)}
 
 
@@ -123,9 +178,9 @@ def _as_seen(features, v):
 
 
 def _within(left, right, a, b, limits):
-    """The pairs (a[k], b[k]) that every signal after the hash puts within its limit, left's a against right's b."""
+    """The pairs (a[k], b[k]) that every signal puts within its limit, left's a against right's b."""
     for name, (distance, _) in SIGNALS.items():
-        if name != "phash" and len(a):
+        if len(a):
             # Distances between left's a and right's b: stacked, so that a signal's (features, i, j) addresses both.
             stacked = Features(np.concatenate([left.hashes[a], right.hashes[b]]),
                                np.concatenate([left.thumbs[a], right.thumbs[b]]))
@@ -135,28 +190,64 @@ def _within(left, right, a, b, limits):
     return a, b
 
 
+class CandidateIndex:
+    """The thumbnails projected onto their first PROJECTED principal axes, in a KD-tree: `near(queries, radius)`
+    gives, for each query thumbnail, the images whose thumbnails may lie within `radius` (Euclidean) of it, a
+    superset of those that do (a projection never lengthens a distance)."""
+
+    def __init__(self, thumbs, seed=0):
+        from sklearn.neighbors import KDTree
+
+        n, dim = thumbs.shape
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, FIT_SAMPLE), replace=False))
+        # The axes from the sample's covariance, summed QUERY_BATCH rows at a time (a dim x dim matrix, never the
+        # sample whole): eigh's eigenvectors are orthonormal, so the projection is a contraction whatever the sample.
+        total, products = np.zeros(dim), np.zeros((dim, dim))
+        for start in range(0, len(rows), QUERY_BATCH):
+            x = np.asarray(thumbs[rows[start : start + QUERY_BATCH]], dtype=np.float64)
+            total += x.sum(axis=0)
+            products += x.T @ x
+        self.mean = total / max(len(rows), 1)
+        covariance = products / max(len(rows), 1) - np.outer(self.mean, self.mean)
+        dims = min(PROJECTED, dim)
+        self.axes = np.linalg.eigh(covariance)[1][:, ::-1][:, :dims].T.copy()
+        self.tree = KDTree(np.concatenate([self.project(thumbs[s : s + QUERY_BATCH])
+                                           for s in range(0, n, QUERY_BATCH)] or [np.zeros((0, dims))]))
+
+    def project(self, thumbs):
+        return (np.asarray(thumbs, dtype=np.float64) - self.mean) @ self.axes.T
+
+    def near(self, thumbs, radius):
+        found = self.tree.query_radius(self.project(thumbs), r=radius)
+        counts = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
+        return np.repeat(np.arange(len(found)), counts), (np.concatenate(found) if len(found) else
+                                                           np.zeros(0, np.int64))
+
+
 def near_pairs(features, limits=None, *, progress=None):
     """[(i, j, hash distance, how)] with i < j for every pair that each signal puts within its limit, `how` naming
     the variant of one image that matched the other as it is ("" for the images themselves). Each pair is listed
-    once, with the first way found: the images themselves, then VARIANTS in order. `limits` overrides SIGNALS'
-    defaults by name; `progress(fraction)` is called between blocks."""
+    once, with the first way found: the images themselves, then VARIANTS in order. Candidates come from a
+    CandidateIndex, never all pairs. `limits` overrides SIGNALS' defaults by name; `progress(fraction)` is called
+    between batches (it may raise to stop)."""
     limits = {name: default for name, (_, default) in SIGNALS.items()} | (limits or {})
     hashes = features.hashes
     n = len(hashes)
+    if n < 2:
+        return []
     ways = [None] + (list(range(len(VARIANTS))) if features.variant_hashes is not None else [])
-    rows = max(1, BLOCK_PAIRS // max(n, 1))
+    index = CandidateIndex(features.thumbs)
+    # 1 - cos <= c  <=>  |a - b|^2 <= 2c for unit vectors (a zero thumbnail is never within c < 1 of anything)
+    radius = float(np.sqrt(2 * max(limits["colour"], 0.0))) * (1 + 1e-3) + 1e-6
     found = {}
-    steps, step = len(ways) * ((n + rows - 1) // rows), 0
+    steps, step = len(ways) * ((n + QUERY_BATCH - 1) // QUERY_BATCH), 0
     for v in ways:
         left = _as_seen(features, v)
-        for start in range(0, n, rows):
-            block = left.hashes[start : start + rows]
+        for start in range(0, n, QUERY_BATCH):
+            a, b = index.near(left.thumbs[start : start + QUERY_BATCH], radius)
+            a = a + start
             # The image itself: only the pairs (i, j > i). A variant: every ordered pair, since i's crop may match j
             # where j's crop does not match i.
-            first = start if v is None else 0
-            distances = np.bitwise_count(block[:, None] ^ hashes[None, first:])
-            a, b = np.nonzero(distances <= limits["phash"])
-            a, b = a + start, b + first
             keep = a < b if v is None else a != b
             a, b = _within(left, features, a[keep], b[keep], limits)
             bits = np.bitwise_count(left.hashes[a] ^ hashes[b]).tolist()
@@ -170,21 +261,24 @@ def near_pairs(features, limits=None, *, progress=None):
 
 def groups_of(n, pairs):
     """Connected components of size >= 2 of the pairs over n items: a list of sorted index lists, ordered by their
-    first index."""
-    parent = list(range(n))
+    first index. Only the items in a pair are held (n is their bound)."""
+    parent = {}
 
     def find(x):
+        parent.setdefault(x, x)
         while parent[x] != x:
             parent[x] = parent[parent[x]]
             x = parent[x]
         return x
 
     for i, j, *_ in pairs:
+        if not (0 <= i < n and 0 <= j < n):
+            raise ValueError(f"pair ({i}, {j}) outside the {n} items")
         ri, rj = find(i), find(j)
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
     members = {}
-    for x in range(n):
+    for x in sorted(parent):
         members.setdefault(find(x), []).append(x)
     return sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
 

@@ -1,7 +1,11 @@
-"""The find_duplicates job: hash every image of a dataset, link the near-duplicate pairs (detect.py), and store the
-groups as DuplicateMember rows, replacing the dataset's previous ones in one transaction. Its result counts the
+"""The find_duplicates job: describe every image of a dataset in batches (its memory is the features, about 1.2 KB an
+image, never the images), link the near-duplicate pairs from the candidate index (detect.py), and store the
+groups as DuplicateMember rows, replacing the dataset's previous ones in one transaction (a cancel before it leaves
+the previous groups as they were). Its result counts the
 groups within and across splits and the train/test and val/test leaks (leaks.py)."""
 from pathlib import Path
+
+import numpy as np
 
 from django.conf import settings
 from django.db import transaction
@@ -39,25 +43,61 @@ def validate_duplicates_params(params):
     }
 
 
+BATCH = 512  # images read and described at once
+
+
+class _Store:
+    """The features of n images, filled batch by batch: the thumbnails as float16 (half the memory of float32; the
+    colour distance is computed in float32), so the job holds about 1.2 KB an image, never the images."""
+
+    def __init__(self, n):
+        self.ids = np.zeros(n, np.int64)
+        self.features = detect.Features(np.zeros(n, np.uint64), np.zeros((n, detect.DIM), np.float16),
+                                        np.zeros((n, len(detect.VARIANTS)), np.uint64),
+                                        np.zeros((n, len(detect.VARIANTS), detect.DIM), np.float16))
+        self.filled = 0
+
+    def add(self, ids, parts):
+        f, k, end = detect.describe_thumbnails(parts), self.filled, self.filled + len(parts)
+        self.ids[k:end] = ids
+        self.features.hashes[k:end], self.features.thumbs[k:end] = f.hashes, f.thumbs
+        self.features.variant_hashes[k:end], self.features.variant_thumbs[k:end] = f.variant_hashes, f.variant_thumbs
+        self.filled = end
+
+    def done(self):
+        k, f = self.filled, self.features
+        return self.ids[:k], detect.Features(f.hashes[:k], f.thumbs[:k], f.variant_hashes[:k], f.variant_thumbs[:k])
+
+
 def find_duplicates_job(ctx):
     p = ctx.params
     dataset = dataset_resolve(name=p["dataset"])
-    rows = list(Image.objects.filter(dataset=dataset).order_by("id").values_list("id", "file"))
-    ids, described, unreadable = [], [], []
+    images = Image.objects.filter(dataset=dataset).order_by("id")
+    total = images.count()
+    store, unreadable, unreadable_count, batch_ids, batch_parts = _Store(total), [], 0, [], []
     media = Path(settings.MEDIA_ROOT)
-    for index, (pk, file) in enumerate(rows):
+    # Streamed: the rows from a server-side cursor, the files BATCH at a time; images added meanwhile wait for the
+    # next run.
+    for seen, (pk, file) in enumerate(images[:total].values_list("id", "file").iterator(chunk_size=2000), 1):
         try:
             with PILImage.open(media / file) as image:
-                described.append(detect.image_and_variant_features(image))
-        except (OSError, UnidentifiedImageError):
-            unreadable.append(pk)
-            continue
-        ids.append(pk)
-        ctx.progress(0.8 * (index + 1) / len(rows), f"hashed {index + 1:,} of {len(rows):,} images")
-    features = detect.features_from(described)
+                batch_parts.append(detect.thumbnails(image))
+            batch_ids.append(pk)
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, PILImage.DecompressionBombError):
+            unreadable_count += 1
+            if len(unreadable) < 50:
+                unreadable.append(pk)
+        if len(batch_parts) == BATCH or seen == total:
+            store.add(batch_ids, batch_parts)
+            batch_ids, batch_parts = [], []
+            ctx.progress(0.7 * seen / total, f"hashed {seen:,} of {total:,} images")
+    if batch_parts:
+        store.add(batch_ids, batch_parts)
+    ids, features = store.done()
     limits = {"phash": p["max_hash_distance"], "colour": p["max_colour_distance"]}
     pairs = detect.near_pairs(features, limits,
-                              progress=lambda f: ctx.progress(0.8 + 0.15 * f, "comparing hashes"))
+                              progress=lambda f: ctx.progress(0.7 + 0.25 * f, "comparing candidate pairs"))
+    ids = ids.tolist()
     nearest = {}  # image -> (hash distance, how) of its nearest fellow member
     for i, j, distance, how in pairs:
         for x in (i, j):
@@ -77,7 +117,7 @@ def find_duplicates_job(ctx):
         DuplicateMember.objects.bulk_create(members, batch_size=2000)
     report = dataset_leaks(dataset)
     result = {
-        "dataset": dataset.name, "images": len(rows), "unreadable": unreadable[:50], "unreadable_count": len(unreadable),
+        "dataset": dataset.name, "images": total, "unreadable": unreadable, "unreadable_count": unreadable_count,
         "pairs": len(pairs), "groups": report["groups"], "grouped_images": report["images"],
         "within": {row["split"]: row["groups"] for row in report["within"]},
         "across": {row["splits"]: row["groups"] for row in report["across"]},
@@ -86,6 +126,6 @@ def find_duplicates_job(ctx):
         "leaked_test_images": report["leaked_test_images"], "limits": limits,
     }
     if unreadable:
-        result["warning"] = (f"{len(unreadable)} image file(s) could not be read and were left out, e.g. image "
+        result["warning"] = (f"{unreadable_count} image file(s) could not be read and were left out, e.g. image "
                              f"{unreadable[0]}")
     return result

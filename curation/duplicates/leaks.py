@@ -5,9 +5,12 @@ the other, so its test figures come out too high. Excluded images count for noth
 not trained on, and an excluded test image has left the test split (curation/classifier/selection.py), which
 then gets a new hash; the runs scored on the old one are listed as scored on an earlier test split.
 """
+from django.db.models import F
+
 from curation.classifier.selection import Item, Selection
 from curation.models import DuplicateMember, Image, Job, LabelChange, Run
 from curation.services import VersionConflict, image_label_change
+from training.labels import CLASSES
 
 JOB_KIND = "find_duplicates"
 SPLITS = ("train", "val", "test")
@@ -33,16 +36,28 @@ def runs_on_earlier_test_split(dataset, runs=None, *, current=None):
     return sorted(pk for pk, h in runs if h != current)
 
 
+COPY_NOTE = "train/val copy of a test image"  # how exclude_leaking_copies' audit notes start
+
+
 def runs_test_split_notes(runs):
-    """{run id: "scored on an earlier test split"} for those of `runs` (any datasets; one query per dataset) whose
-    test split is no longer the dataset's: what the run comparison shows beside such a run."""
+    """{run id: note} for those of `runs` (any datasets; two queries per dataset) a leak was acted on since, either
+    way: "scored on an earlier test split" where leaked test images were excluded (the test split is no longer the
+    dataset's), "trained with copies of test images, since excluded" where a run started before train or val copies
+    of test images were excluded (exclude_leaking_copies). What the run comparison shows beside such a run."""
     by_dataset = {}
     for run in runs:
         by_dataset.setdefault(run.dataset_id, []).append(run)
     notes = {}
     for dataset_id, members in by_dataset.items():
+        copies_excluded = LabelChange.objects.filter(image__dataset_id=dataset_id, action=LabelChange.Action.EXCLUDE,
+                                                     note__startswith=COPY_NOTE)
+        last_copy_excluded = copies_excluded.order_by("-created_at").values_list("created_at", flat=True).first()
+        if last_copy_excluded:
+            for run in members:
+                if run.created_at and run.created_at < last_copy_excluded:
+                    notes[run.pk] = "trained with copies of test images, since excluded"
         for pk in runs_on_earlier_test_split(dataset_id, members):  # a Dataset or its id
-            notes[pk] = "scored on an earlier test split"
+            notes[pk] = "scored on an earlier test split" + (f"; {notes[pk]}" if pk in notes else "")
     return notes
 
 
@@ -67,6 +82,27 @@ def _leaked_test(members, pair):
     return [m for m in members if m["split"] == "test"]
 
 
+def group_leaders(dataset):
+    """One DuplicateMember a group, the group's lowest image (its name), ordered by group: what a page of groups
+    is cut from (the API's cursor pages)."""
+    return DuplicateMember.objects.filter(dataset=dataset, image_id=F("group")).order_by("group")
+
+
+def groups_members(dataset, groups):
+    """{group: [{"id", "path", "split", "label", "status", "linked_by", "distance"}]} of the given groups, members by
+    image id, from one query."""
+    out = {g: [] for g in groups}
+    rows = (DuplicateMember.objects.filter(dataset=dataset, group__in=list(out)).order_by("group", "image_id")
+            .values("group", "image_id", "image__path", "image__split", "image__label", "image__status", "linked_by",
+                    "distance"))
+    for row in rows:
+        out[row["group"]].append({
+            "id": row["image_id"], "path": row["image__path"], "split": row["image__split"],
+            "label": CLASSES[row["image__label"]], "status": row["image__status"], "linked_by": row["linked_by"],
+            "distance": row["distance"]})
+    return out
+
+
 def leaked_test_images(dataset):
     """Test images (not excluded) in a group with a train or val image that is not excluded: {image id: [ids of
     the train/val copies]}."""
@@ -79,6 +115,18 @@ def leaked_test_images(dataset):
     return out
 
 
+def leaking_copies(dataset):
+    """Train and val images (not excluded) in a group with a test image that is not excluded: {image id: [ids of the
+    test copies]}, what exclude_leaking_copies excludes."""
+    out = {}
+    for members in _groups(dataset).values():
+        tests = [m["id"] for m in members if m["split"] == "test" and not m["excluded"]]
+        for m in members:
+            if m["split"] != "test" and not m["excluded"] and tests:
+                out[m["id"]] = tests
+    return out
+
+
 def dataset_leaks(dataset):
     """Near-duplicates of a dataset by split, for its page and the run comparison (a constant number of queries):
 
@@ -86,8 +134,10 @@ def dataset_leaks(dataset):
     - groups, images: how many groups and images in them;
     - within: [{"split", "groups"}] groups all of one split; across: [{"splits": "train/test", "groups"}] groups
       spanning two or more splits, by each pair of splits they span;
-    - leaks: [{"splits": "train/test", "groups", "test_images", "excluded"}]: groups with a test image and a train
-      (val) image that is not excluded, the test images in them still in the test split, and those excluded;
+    - leaks: [{"splits": "train/test", "groups", "test_images", "excluded", "copies_excluded"}]: groups with a test
+      image and a train (val) image that is not excluded, the test images in them still in the test split, and
+      those excluded; copies_excluded: groups whose test image stays and whose train (val) copies are all excluded
+      (the leak ended the other way, exclude_leaking_copies, or by a reviewer's exclusion);
     - leaked_test_images: distinct test images still leaking (what --exclude-leaked-test would exclude);
     - examples: the first EXAMPLES leak groups, each {"group", "images": [{"id", "path", "split", "excluded"}]};
     - test_split_hash: today's; runs_on_earlier_split: ids of runs scored on an earlier test split.
@@ -97,7 +147,8 @@ def dataset_leaks(dataset):
     groups = _groups(dataset)
     within = dict.fromkeys(SPLITS, 0)
     across = {}
-    leaks = {pair: {"groups": 0, "test_images": set(), "excluded": set()} for pair in LEAK_PAIRS}
+    leaks = {pair: {"groups": 0, "test_images": set(), "excluded": set(), "copies_excluded": 0}
+             for pair in LEAK_PAIRS}
     examples = []
     for group, members in groups.items():
         splits = sorted({m["split"] for m in members}, key=SPLITS.index)
@@ -110,6 +161,11 @@ def dataset_leaks(dataset):
                     across[key] = across.get(key, 0) + 1
         leaking = False
         for pair in LEAK_PAIRS:
+            # Ended the other way: the test image kept, every copy in the other split excluded.
+            if (any(m["split"] == "test" and not m["excluded"] for m in members)
+                    and any(m["split"] == pair[0] for m in members)
+                    and all(m["excluded"] for m in members if m["split"] == pair[0])):
+                leaks[pair]["copies_excluded"] += 1
             tests = _leaked_test(members, pair)
             if tests:
                 leaks[pair]["groups"] += 1
@@ -127,12 +183,41 @@ def dataset_leaks(dataset):
         "within": [{"split": s, "groups": within[s]} for s in SPLITS],
         "across": [{"splits": k, "groups": v} for k, v in sorted(across.items())],
         "leaks": [{"splits": "/".join(pair), "groups": v["groups"], "test_images": len(v["test_images"]),
-                   "excluded": len(v["excluded"])} for pair, v in leaks.items()],
+                   "excluded": len(v["excluded"]), "copies_excluded": v["copies_excluded"]}
+                  for pair, v in leaks.items()],
         "leaked_test_images": len(set().union(*(v["test_images"] for v in leaks.values()))),
         "examples": examples,
         "test_split_hash": current,
         "runs_on_earlier_split": runs_on_earlier_test_split(dataset, current=current),
     }
+
+
+def _exclude(ids, note_of, user):
+    versions = dict(Image.objects.filter(pk__in=ids).values_list("id", "version"))
+    excluded, conflicts = [], []
+    for image_id in sorted(ids):
+        try:
+            image_label_change(image_id=image_id, action=LabelChange.Action.EXCLUDE, expected_version=versions[image_id],
+                               user=user, note=note_of(image_id))
+            excluded.append(image_id)
+        except VersionConflict:
+            conflicts.append(image_id)
+    return excluded, conflicts
+
+
+def _listed(ids):
+    return ", ".join(map(str, ids[:5])) + (" …" if len(ids) > 5 else "")
+
+
+def exclude_leaking_copies(*, dataset, user=None):
+    """The other way to end a leak: keep the test images and exclude their train and val copies (leaking_copies),
+    each through image_label_change with its audit row (undo brings one back). The test split and its hash stay;
+    runs trained before are noted as trained with copies of test images (runs_test_split_notes). Returns
+    {"excluded", "conflicts", "test_split_hash"}."""
+    copies = leaking_copies(dataset)
+    excluded, conflicts = _exclude(copies, lambda pk: f"{COPY_NOTE}: near-duplicate of test image(s) "
+                                                      f"{_listed(copies[pk])} (find_duplicates)", user)
+    return {"excluded": excluded, "conflicts": conflicts, "test_split_hash": current_test_split_hash(dataset)}
 
 
 def exclude_leaked_test_images(*, dataset, user=None):
@@ -141,15 +226,7 @@ def exclude_leaked_test_images(*, dataset, user=None):
     "conflicts": [ids changed meanwhile, left as they are], "test_split_hash_before", "test_split_hash_after"}."""
     before = current_test_split_hash(dataset)
     leaked = leaked_test_images(dataset)
-    versions = dict(Image.objects.filter(pk__in=leaked).values_list("id", "version"))
-    excluded, conflicts = [], []
-    for image_id in sorted(leaked):
-        copies = ", ".join(map(str, leaked[image_id][:5])) + (" …" if len(leaked[image_id]) > 5 else "")
-        try:
-            image_label_change(image_id=image_id, action=LabelChange.Action.EXCLUDE, expected_version=versions[image_id],
-                               user=user, note=f"test-split leak: near-duplicate of image(s) {copies} (find_duplicates)")
-            excluded.append(image_id)
-        except VersionConflict:
-            conflicts.append(image_id)
+    excluded, conflicts = _exclude(leaked, lambda pk: f"test-split leak: near-duplicate of image(s) "
+                                                      f"{_listed(leaked[pk])} (find_duplicates)", user)
     return {"excluded": excluded, "conflicts": conflicts, "test_split_hash_before": before,
             "test_split_hash_after": current_test_split_hash(dataset)}

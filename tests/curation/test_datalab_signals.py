@@ -237,7 +237,8 @@ def test_the_api_and_the_export_carry_the_datalab_fields_after_the_contract_colu
     response = reviewer_api.get(f"/api/datasets/{ds.name}/export.csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
     assert rows[0] == [*CONTRACT_COLUMNS, "datalab_label_quality", "datalab_label_issue", "datalab_outlier_score",
-                       "datalab_outlier", "datalab_near_duplicate_score", "datalab_near_duplicate_ids"]
+                       "datalab_outlier", "datalab_near_duplicate_score", "datalab_near_duplicate_ids",
+                       "duplicate_group"]
     by_path = {row[0]: dict(zip(rows[0], row)) for row in rows[1:]}
     row = by_path["f/2.png"]
     assert (float(row["datalab_label_quality"]), row["datalab_label_issue"], row["datalab_outlier"],
@@ -248,7 +249,7 @@ def test_the_api_and_the_export_carry_the_datalab_fields_after_the_contract_colu
     response = reviewer_api.get(f"/api/datasets/{ds.name}/export.csv")
     rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
     unscored = next(row for row in rows if row[0] == "f/4.png")
-    assert unscored[len(CONTRACT_COLUMNS):] == [""] * 6
+    assert unscored[len(CONTRACT_COLUMNS):] == [""] * 7
 
 
 def _embedded_run(ds, media, images, features):

@@ -4,6 +4,7 @@ leaked test images (command and API) and what it does to the test split's hash a
 import csv
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from PIL import Image as PILImage
 
 from curation.classifier.selection import select_training_data
+from curation.duplicates import detect
 from curation.duplicates.detect import pair_scores
 from curation.duplicates.leaks import current_test_split_hash, dataset_leaks, runs_test_split_notes
 from curation.models import Dataset, DuplicateMember, Image, Job, LabelChange
@@ -72,6 +74,22 @@ def test_groups_match_the_generated_duplicates(generated):
     assert DuplicateMember.objects.filter(dataset=ds).count() == sum(map(len, found.values()))
 
 
+def test_the_candidate_index_finds_every_pair_that_comparing_all_pairs_finds(generated):
+    """The job never compares all pairs; on 240 faces with copies, its pairs are exactly those all pairs give."""
+    out, _, truth = generated
+    features = detect.features_of(PILImage.open(out / row["path"]) for row in truth)
+    n, limits = len(truth), {"phash": detect.MAX_HASH_DISTANCE, "colour": detect.MAX_COLOUR_DISTANCE}
+    everything = set()
+    for v in [None, 0, 1]:
+        left = features if v is None else detect.Features(features.variant_hashes[:, v], features.variant_thumbs[:, v])
+        bits = np.bitwise_count(left.hashes[:, None] ^ features.hashes[None, :])
+        colour = 1 - left.thumbs @ features.thumbs.T
+        close = (bits <= limits["phash"]) & (colour <= limits["colour"]) & ~np.eye(n, dtype=bool)
+        everything |= {(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(close))}
+    found = {(i, j) for i, j, *_ in detect.near_pairs(features, limits)}
+    assert len(everything) >= 30 and found == everything
+
+
 def _write(out, rows):
     """rows: (name, pixels, label, split); writes the PNGs and labels.csv."""
     (out / "images").mkdir(parents=True)
@@ -114,7 +132,8 @@ def test_a_train_test_leak_is_reported_with_the_test_images_it_affects(leaky, as
     assert "3 test images have a copy in train or val" in html and "images/c100.png (test)" in html
     api = as_reviewer.get("/api/datasets/leaky/leaks/").json()
     assert api["leaked_test_images"] == 3 and api["leaks"][0] == {"splits": "train/test", "groups": 1,
-                                                                   "test_images": 2, "excluded": 0}
+                                                                   "test_images": 2, "excluded": 0,
+                                                                   "copies_excluded": 0}
 
 
 def test_excluding_leaked_test_images_changes_the_test_split_hash_and_marks_earlier_runs(leaky):
@@ -145,6 +164,28 @@ def test_excluding_leaked_test_images_changes_the_test_split_hash_and_marks_earl
     assert runs_test_split_notes([old_run, new_run]) == {old_run.pk: "scored on an earlier test split"}
 
 
+def test_excluding_the_train_and_val_copies_instead_keeps_the_test_split_and_marks_earlier_runs(leaky):
+    _find("leaky")
+    before = current_test_split_hash(leaky)
+    old_run = RunFactory(dataset=leaky, test_split_hash=before)
+    text = _find("leaky", "--exclude-leaking-copies")
+    assert "excluded 2 train/val copies of test images; the test split stays" in text
+    excluded = set(Image.objects.filter(dataset=leaky, status=Image.Status.EXCLUDED).values_list("path", flat=True))
+    assert excluded == {"images/f0.png", "images/f1.png"}  # the train and val copies; f2's train-only group stays
+    assert current_test_split_hash(leaky) == before
+    report = dataset_leaks(leaky)
+    assert report["leaked_test_images"] == 0
+    assert {row["splits"]: (row["groups"], row["copies_excluded"]) for row in report["leaks"]} == {
+        "train/test": (0, 1), "val/test": (0, 1)}  # the val/test leak ended through an excluded val image: reported
+    new_run = RunFactory(dataset=leaky, test_split_hash=before)
+    assert runs_test_split_notes([old_run, new_run]) == {
+        old_run.pk: "trained with copies of test images, since excluded"}
+    html = render_to_string("curation/pages/_leaks.html", {"leaks": report})
+    assert "1 more group kept its test image and excluded the val copy" in html
+    with pytest.raises(CommandError, match="give one of --exclude-leaked-test and --exclude-leaking-copies"):
+        _find("leaky", "--exclude-leaked-test", "--exclude-leaking-copies")
+
+
 def test_the_leak_report_reads_a_constant_number_of_queries(leaky):
     _find("leaky")
     with CaptureQueriesContext(connection) as few:
@@ -159,9 +200,43 @@ def test_the_leak_report_reads_a_constant_number_of_queries(leaky):
     assert len(many) == len(few)
 
 
+def test_the_api_pages_the_groups_and_the_export_names_each_image_s_group(leaky, reviewer_api):
+    _find("leaky")
+    first = reviewer_api.get("/api/datasets/leaky/duplicates/", {"page_size": 2}).json()
+    second = reviewer_api.get(first["next"]).json()
+    groups = first["results"] + second["results"]
+    assert len(first["results"]) == 2 and len(second["results"]) == 1 and second["next"] is None
+    by_paths = {tuple(m["path"] for m in g["members"]): g for g in groups}
+    leak = by_paths[("images/c100.png", "images/c101.png", "images/f0.png")]
+    assert leak["splits"] == ["test", "train"] and leak["group"] == leak["members"][0]["id"]
+    assert {(m["split"], m["label"], m["status"]) for m in leak["members"]} == {
+        ("train", CLASSES[0], "unreviewed"), ("test", CLASSES[0], "unreviewed")}
+    assert all(m["linked_by"].startswith("phash+colour") for g in groups for m in g["members"])
+    assert reviewer_api.get("/api/datasets/nope/duplicates/").status_code == 404
+    response = reviewer_api.get("/api/datasets/leaky/export.csv")
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode(), newline="")))
+    assert list(rows[0])[-1] == "duplicate_group"
+    group_of = {row["path"]: row["duplicate_group"] for row in rows}
+    assert group_of["images/c100.png"] == group_of["images/c101.png"] == group_of["images/f0.png"] == str(
+        leak["group"])
+    assert group_of["images/f3.png"] == "" and len({g for g in group_of.values() if g}) == 3
+
+
+def test_an_unreadable_image_is_skipped_and_counted_and_the_others_are_still_grouped(leaky, settings):
+    broken = Image.objects.get(dataset=leaky, path="images/c103.png")  # the train copy of face 2
+    (Path(settings.MEDIA_ROOT) / broken.file).write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    _find("leaky")
+    job = Job.objects.filter(kind="find_duplicates").latest("id")
+    assert job.status == Job.Status.SUCCEEDED
+    assert (job.result["unreadable_count"], job.result["unreadable"]) == (1, [broken.pk])
+    assert "1 image file(s) could not be read" in job.result["warning"]
+    assert dataset_leaks(leaky)["groups"] == 2 and not DuplicateMember.objects.filter(image=broken).exists()
+
+
 def test_the_api_action_excludes_for_curators_only(leaky, reviewer_api, curator_api):
     _find("leaky")
     assert reviewer_api.post("/api/datasets/leaky/leaks/exclude-test/").status_code == 403
+    assert reviewer_api.post("/api/datasets/leaky/leaks/exclude-copies/").status_code == 403
     assert not Image.objects.filter(dataset=leaky, status=Image.Status.EXCLUDED).exists()
     response = curator_api.post("/api/datasets/leaky/leaks/exclude-test/")
     assert response.status_code == 200

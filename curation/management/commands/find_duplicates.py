@@ -3,7 +3,7 @@ val/test leaks, and optionally exclude the leaked test images."""
 from django.core.management.base import CommandError
 
 from curation.duplicates.detect import MAX_COLOUR_DISTANCE, MAX_HASH_DISTANCE
-from curation.duplicates.leaks import exclude_leaked_test_images
+from curation.duplicates.leaks import exclude_leaked_test_images, exclude_leaking_copies
 from curation.management.jobcommand import JobCommand
 from curation.models import Job
 from curation.selectors import dataset_get
@@ -23,15 +23,22 @@ class Command(JobCommand):
                             help=f"1 - cosine of the 8 x 8 colour thumbnails (default {MAX_COLOUR_DISTANCE})")
         parser.add_argument("--exclude-leaked-test", action="store_true",
                             help="after finding them, exclude the test images that have a train or val copy")
+        parser.add_argument("--exclude-leaking-copies", action="store_true",
+                            help="after finding them, keep the test images and exclude their train and val copies "
+                                 "instead (the test split stays)")
 
     def job_params(self, options):
-        if options["exclude_leaked_test"] and options["no_wait"]:
-            raise CommandError("--exclude-leaked-test needs the job's groups: leave out --no-wait")
+        if options["exclude_leaked_test"] and options["exclude_leaking_copies"]:
+            raise CommandError("give one of --exclude-leaked-test and --exclude-leaking-copies: a leak ends one way")
+        for flag in ("exclude_leaked_test", "exclude_leaking_copies"):
+            if options[flag] and options["no_wait"]:
+                raise CommandError(f"--{flag.replace('_', '-')} needs the job's groups: leave out --no-wait")
         return {"dataset": options["dataset"], "max_hash_distance": options["max_hash_distance"],
                 "max_colour_distance": options["max_colour_distance"]}
 
     def handle(self, *args, **options):
         self._exclude = options["exclude_leaked_test"]
+        self._exclude_copies = options["exclude_leaking_copies"]
         super().handle(*args, **options)
 
     def report(self, job):
@@ -46,9 +53,17 @@ class Command(JobCommand):
         for splits, leak in r["leaks"].items():
             out(f"  {splits} leaks: {leak['groups']} group(s), {leak['test_images']} test image(s) affected"
                 + (f" ({leak['excluded']} more already excluded)" if leak["excluded"] else ""))
+        if self._exclude_copies and job.status == Job.Status.SUCCEEDED:
+            done = exclude_leaking_copies(dataset=dataset_get(name=r["dataset"]))
+            n = len(done["excluded"])
+            out(f"excluded {n} train/val cop{'y' if n == 1 else 'ies'} of test images; the test split stays"
+                + (f"; {len(done['conflicts'])} changed meanwhile and were left as they are" if done["conflicts"]
+                   else ""))
+            return
         if not (self._exclude and job.status == Job.Status.SUCCEEDED):
             if r["leaked_test_images"]:
-                out(f"  exclude the {r['leaked_test_images']} leaked test image(s) with --exclude-leaked-test")
+                out(f"  exclude the {r['leaked_test_images']} leaked test image(s) with --exclude-leaked-test, or "
+                    f"their train/val copies with --exclude-leaking-copies")
             return
         done = exclude_leaked_test_images(dataset=dataset_get(name=r["dataset"]))
         out(f"excluded {len(done['excluded'])} leaked test image(s)"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 # The contract's columns, in this order, then the Datalab signals appended after them (never among them).
 HEADER = ["path", "split", "original_label", "label", "status", "ambiguity", "suspicion", "reviewed_by", "reviewed_at",
           "datalab_label_quality", "datalab_label_issue", "datalab_outlier_score", "datalab_outlier",
-          "datalab_near_duplicate_score", "datalab_near_duplicate_ids"]
+          "datalab_near_duplicate_score", "datalab_near_duplicate_ids", "duplicate_group"]
 
 
 def _export(client, url):
