@@ -123,9 +123,12 @@ def test_ssl_start(tmp_path):
 
 def test_small_set(tmp_path):
     done = bench("small_set", "--n", 160, "--seeds", 2, "--epochs", 1, "--threads", 1, tmp_path=tmp_path)
-    assert_figures(done, r"^made 160 faces", r"^\| old \| reviewed \| 1 \| ", r"^\| new \| baseline \| 0 \| ",
-                   rf"^\| new \| reviewed \| {NUMBER} \| {NUMBER} \| {NUMBER} \| \d/2 \| [-+\d.]+, [-+\d.]+ \|",
-                   r"^old: reviewed mean - baseline mean", r"^new: reviewed mean - baseline mean")
+    assert_figures(done, r"^made 160 faces", r"^\| today \| reviewed \| 1 \| ", r"^\| small \| baseline \| 0 \| ",
+                   r"^  small: .*'by_size': True",
+                   rf"^\| small \| reviewed \| 2 \| {NUMBER} \| {NUMBER} \| {NUMBER} \| [\d, ]+ \| \d/2 \| "
+                   rf"[-+\d.]+, [-+\d.]+ \|",
+                   r"^today, 2 seeds with both arms: reviewed mean - baseline mean",
+                   r"^small, 2 seeds with both arms: reviewed mean - baseline mean")
 
 
 def test_malloc_threshold(tmp_path):

@@ -41,6 +41,20 @@ def noisy_val_schedule(n_train, batch_size, epochs, patience=5):
             min(epochs, max(patience, math.ceil(NOISY_PATIENCE_STEPS / steps))))
 
 
+# Defaults that fit the size (issue 39): a train split under SMALL_TRAIN_SPLIT images takes these values for the
+# TrainConfig fields a run leaves unset (curation/classifier/job.py; the run records which it took). Chosen by
+# measurement at 3,000 faces (docs/results.md "Small datasets", benchmarks/small_set.py): a batch of 32 gives a
+# small split's epoch twice the optimizer steps of a batch of 64 (four times 128's) at the same cost per epoch.
+SMALL_TRAIN_SPLIT = 5000
+SMALL_SPLIT_DEFAULTS = {"batch_size": 32}
+
+
+def size_defaults(n_train):
+    """{TrainConfig field: value} a train split of n_train images takes where a run leaves the field unset:
+    SMALL_SPLIT_DEFAULTS under SMALL_TRAIN_SPLIT images, else nothing (TrainConfig's own defaults)."""
+    return dict(SMALL_SPLIT_DEFAULTS) if n_train < SMALL_TRAIN_SPLIT else {}
+
+
 # The classifier architectures training.models builds. Named here, not imported from there, so that validating a
 # config (the web process does, when a job is started) never imports torch.
 ARCH_NAMES = ("seed_cnn", "small_cnn", "resnet18")

@@ -38,8 +38,11 @@ from curation.review.audit import audit_sample_decided
 from curation.selectors import dataset_get, dataset_queue_run, dataset_resolve
 from training.config import (  # dataclasses only: no torch in web processes
     ROBUST_METHODS,
+    SMALL_SPLIT_DEFAULTS,
+    SMALL_TRAIN_SPLIT,
     TrainConfig,
     noisy_val_schedule,
+    size_defaults,
 )
 from training.labels import CLASSES, CODE
 
@@ -49,8 +52,11 @@ log = logging.getLogger(__name__)
 # cannot drift apart. "patience" is TrainConfig's early_stopping_patience; the rest choose the data, not the training.
 TRAIN_KEYS = ("arch", "size", "epochs", "batch_size", "seed", "lr", "monitor", "robust")
 _TRAIN_DEFAULTS = TrainConfig()
-# "patience" and "min_epochs" None: chosen by the run from its validation split and train size (choose_validation).
-DEFAULTS = {**{key: getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
+# "patience" and "min_epochs" None: chosen by the run from its validation split and train size (choose_validation);
+# the keys of training.config.SMALL_SPLIT_DEFAULTS None: chosen by the run from its train split's size
+# (choose_size_defaults: TrainConfig's default, or the small-split one).
+SIZE_KEYS = tuple(key for key in TRAIN_KEYS if key in SMALL_SPLIT_DEFAULTS)
+DEFAULTS = {**{key: None if key in SIZE_KEYS else getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
             "patience": None, "min_epochs": None,
             "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim", "relabel_precision": None,
             "init": None, "derived_from": None, "group": ""}
@@ -79,8 +85,10 @@ def with_latest_run_settings(params):
         runs = runs.filter(dataset__name=params["dataset"])
     latest = runs.select_related("dataset").first()
     if latest is not None:
+        # A value the latest run took from its train split's size is chosen again for the new run's train split.
+        by_size = ((latest.selection or {}).get("size_defaults") or {}).get("chosen") or {}
         for key in RETRAIN_INHERITS:
-            if key in latest.config:
+            if key in latest.config and key not in by_size:
                 params.setdefault(key, latest.config[key])
         params.setdefault("dataset", latest.dataset.name)
         params.setdefault("derived_from", latest.pk)  # the run this one derives from: its report compares with it
@@ -94,7 +102,7 @@ def validate_train_params(params):
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
     clean["dataset"] = dataset_resolve(name=clean.get("dataset")).name
     for key in ("size", "epochs", "batch_size", "folds", "seed", "patience", "min_epochs", "derived_from"):
-        if clean[key] is None and key in ("patience", "min_epochs", "derived_from"):
+        if clean[key] is None and key in ("patience", "min_epochs", "derived_from", *SIZE_KEYS):
             continue
         try:
             clean[key] = int(clean[key])
@@ -102,7 +110,7 @@ def validate_train_params(params):
             raise JobParamsError(f"{key} must be an integer, not {clean[key]!r}") from None
     if clean["patience"] is not None and clean["patience"] < 0:
         raise JobParamsError(f"patience must be 0 (no early stopping) or more epochs, not {clean['patience']}")
-    if clean["min_epochs"] is not None and not 0 <= clean["min_epochs"] <= clean["epochs"]:
+    if clean["min_epochs"] is not None and clean["epochs"] is not None and not 0 <= clean["min_epochs"] <= clean["epochs"]:
         raise JobParamsError(f"min_epochs must be 0-{clean['epochs']} (the epochs), not {clean['min_epochs']}")
     clean["group"] = str(clean["group"] or "")
     if len(clean["group"]) > 32 or not all(c.isalnum() or c in "-_" for c in clean["group"]):
@@ -307,10 +315,30 @@ def training_preview(p):
 
 
 def _config(p):
+    """The run's TrainConfig from validated params p; a field p leaves unset (SIZE_KEYS) keeps TrainConfig's default
+    until choose_size_defaults sees the train split."""
     patience = _TRAIN_DEFAULTS.early_stopping_patience if p.get("patience") is None else p["patience"]
-    return TrainConfig(**{key: p[key] for key in TRAIN_KEYS if key != "lr"}, lr=float(p["lr"]),
-                       early_stopping_patience=patience, min_epochs=p.get("min_epochs") or 0,
+    given = {key: p[key] for key in TRAIN_KEYS if p.get(key) is not None}
+    if "lr" in given:
+        given["lr"] = float(given["lr"])
+    return TrainConfig(**given, early_stopping_patience=patience, min_epochs=p.get("min_epochs") or 0,
                        num_classes=len(CLASSES))
+
+
+def choose_size_defaults(sel, cfg, p):
+    """(cfg with the defaults that fit the train split's size, what the run records in selection["size_defaults"]):
+    each SIZE_KEYS field the params leave unset takes training.config.size_defaults (a train split under
+    SMALL_TRAIN_SPLIT images) or TrainConfig's default. A value the params give is kept as given."""
+    n = len(sel.train)
+    chosen = {key: value for key, value in size_defaults(n).items() if key in SIZE_KEYS and p.get(key) is None}
+    if n < SMALL_TRAIN_SPLIT:
+        why = (f"train split of {n:,} images, under {SMALL_TRAIN_SPLIT:,}: "
+               + (", ".join(f"{key.replace('_', ' ')} {value}" for key, value in chosen.items()) or "none unset")
+               + (f" (given: {', '.join(k.replace('_', ' ') for k in SIZE_KEYS if p.get(k) is not None)})"
+                  if any(p.get(k) is not None for k in SIZE_KEYS) else ""))
+    else:
+        why = f"train split of {n:,} images, {SMALL_TRAIN_SPLIT:,} or more: the usual defaults"
+    return replace(cfg, **chosen), {"small": n < SMALL_TRAIN_SPLIT, "chosen": chosen, "why": why}
 
 
 def choose_validation(sel, cfg, p):
@@ -385,6 +413,7 @@ def _start_run(ctx, dataset, p, cfg):
     sel, rule = _selection(dataset, p)
     if rule:
         sel.counts["relabel_rule"] = {k: rule[k] for k in ("target", "threshold", "images", "reason")}
+    cfg, sel.counts["size_defaults"] = choose_size_defaults(sel, cfg, p)  # first: the schedule counts its steps
     cfg, sel.counts["validation"] = choose_validation(sel, cfg, p)
     if cfg.robust == "glc":
         sel.counts["glc"] = glc_estimate(dataset)

@@ -93,7 +93,8 @@ class TrainForm(StartForm):
     arch = forms.ChoiceField(choices=[(a, a) for a in ARCHS])
     size = forms.IntegerField(required=False, initial=64)
     epochs = forms.IntegerField(required=False, initial=30)
-    batch_size = forms.IntegerField(required=False, label="batch size", initial=128)
+    batch_size = forms.IntegerField(required=False, label="batch size",
+                                    help_text="empty: 128, or 32 for a train split under 5,000 images")
     folds = forms.IntegerField(required=False, initial=0, help_text="0, or 2-10 for out-of-fold predictions")
     robust = forms.ChoiceField(choices=ROBUST_CHOICES, required=False, initial="none", help_text=ROBUST_HELP)
     init = forms.CharField(required=False, max_length=1000, label="start from",

@@ -34,6 +34,7 @@ def test_a_run_stopped_at_epoch_1_by_a_noisy_val_split_is_flagged_in_the_command
                  "--min-epochs", "0", "--inline", stdout=out, stderr=io.StringIO())
     run = Run.objects.get()
     assert run.best_epoch == 1 and len(run.history) < 8, (run.best_epoch, len(run.history))
+    assert run.selection["size_defaults"]["chosen"] == {}  # --batch-size given: kept as given
     said = out.getvalue()
     assert "WARNING: run" in said and "looks like a collapse: kept epoch 1 of 8, in the first quarter" in said
     assert "early stopping on the noisy validation split" in said and "--seed 1" in said and "--patience" in said
@@ -65,13 +66,20 @@ def test_reviewed_val_images_choose_the_kept_epoch_on_their_reviewed_labels(tmp_
 
 
 @pytest.mark.django_db
-def test_without_reviewed_val_images_the_noisy_split_waits_a_minimum_of_epochs_set_by_the_train_size(tmp_path):
+def test_without_reviewed_val_images_the_noisy_split_waits_a_minimum_of_epochs_set_by_the_train_size(
+        tmp_path, client, user):
     name = square_dataset(tmp_path)
     wrong_val_labels(name)
     out = io.StringIO()
-    call_command("train_classifier", "--dataset", name, *TINY, "--epochs", "6", "--inline", stdout=out,
-                 stderr=io.StringIO())
+    # No --batch-size: a train split under 5,000 images takes the small-split default, 32, and says so.
+    call_command("train_classifier", "--dataset", name, "--arch", "small_cnn", "--epochs", "6", "--inline",
+                 stdout=out, stderr=io.StringIO())
     run = Run.objects.get()
+    assert run.config["batch_size"] == 32 and run.selection["size_defaults"]["chosen"] == {"batch_size": 32}
+    assert "defaults for the size: train split of 168 images, under 5,000: batch size 32" in out.getvalue()
+    client.force_login(user)
+    assert "Defaults for the size: train split of 168 images, under 5,000: batch size 32." in \
+        client.get(f"/datasets/{name}/runs/").content.decode()
     # 168 train images in batches of 32: 6 steps an epoch, so the minimum is capped at half the epochs and the
     # patience at all of them; the kept epoch is not before the minimum even though epoch 1 scored best.
     validation = run.selection["validation"]

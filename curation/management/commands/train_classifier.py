@@ -37,7 +37,8 @@ class Command(JobCommand):
                                  "networks, co-divided semi-supervised training; several times slower), glc (Gold "
                                  "Loss Correction: corrects the loss by how reviewed labels say labels go wrong; needs "
                                  "reviewed train images and a run with --folds)")
-        parser.add_argument("--batch-size", type=int)
+        parser.add_argument("--batch-size", type=int,
+                            help="default 128, or 32 for a train split under 5,000 images (docs/results.md)")
         parser.add_argument("--lr", type=float)
         parser.add_argument("--folds", type=int, help="K out-of-fold models for label-noise signals (0 = none)")
         parser.add_argument("--seed", type=int)
@@ -144,6 +145,9 @@ def print_run(out, run):
     if run.folds:
         out(f"  out-of-fold probabilities ({run.folds} folds): {run.oof_file}")
     out(f"  plots: {', '.join(run.plots.values())}")
+    size_defaults = run.selection.get("size_defaults")
+    if size_defaults:
+        out(f"  defaults for the size: {size_defaults['why']}")
     validation = run.selection.get("validation")
     if validation:
         out(f"  validation: {validation_words(validation)}")
