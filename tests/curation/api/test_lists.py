@@ -183,7 +183,7 @@ def test_retrain_takes_the_forms_doubtful_rule_where_params_name_none(curator_ap
     body = {"kind": "retrain", "params": {"dataset": "faces", "reduced": True}}
     response = curator_api.post("/api/jobs/", body, format="json")
     assert response.status_code == 201, response.content
-    assert Job.objects.get().params["doubtful"] == "classifier"  # the SSIM rule flags none here: as the form starts
+    assert Job.objects.get().params["doubtful"] == "none"  # the SSIM rule flags none here: as the form starts
     Job.objects.all().delete()
     ds.images.filter(split="train", classifier_flagged=False).update(flagged=True)  # the SSIM rule flags: the published rule
     response = curator_api.post("/api/jobs/", body, format="json")
@@ -200,9 +200,9 @@ def test_a_retrain_dry_run_previews_what_it_would_train_on_and_queues_nothing(cu
     assert response.status_code == 200, response.content
     body = response.json()
     assert not Job.objects.exists()
-    assert body["kind"] == "train_classifier" and body["params"]["doubtful"] == "classifier"
+    assert body["kind"] == "train_classifier" and body["params"]["doubtful"] == "none"
     preview = body["preview"]
-    assert preview["counts"]["dropped_flagged_unconfirmed"] == 2 and preview["counts"]["train"] == 4
+    assert preview["counts"]["dropped_flagged_unconfirmed"] == 0 and preview["counts"]["train"] == 6
     assert preview["problems"] == [] and preview["doubtful_counts"]["classifier"] == 2
     # The same figures the retrain form shows for the same choices.
     form = RetrainForm({"retrain-dataset": "faces", "retrain-reduced": "on"}, prefix="retrain")
