@@ -15,7 +15,7 @@ from curation.classifier.loss_cause import loss_cause
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.classifier.seeds import group_summary
 from curation.duplicates.leaks import dataset_leaks, runs_test_split_notes
-from curation.gans.snapshots import pair_generators
+from curation.gans.snapshots import generator_snapshot, pair_generators
 from curation.jobs.selectors import job_get
 from curation.models import GanModel, Image, Job, Run
 from curation.scoring.fusion import AUDIT_MIN_PER_OUTCOME, LOGISTIC, MIN_PER_OUTCOME, REVIEWED_MIN, SPREAD_MIN
@@ -409,12 +409,13 @@ def dataset_gans(*, dataset):
         in_use = used.get(frozenset((gan.source_label, gan.target_label)))
         losses = gan.losses or []
         snapshots = [e["epoch"] for e in losses if e.get("generators")]
+        scoring_epoch = generator_snapshot(gan)[1]  # the chosen snapshot if it was saved, else the last epoch
         quality = []
         for e in losses:
             q = e.get("quality")
             if q:
                 quality.append({"epoch": e["epoch"], "AB": q.get("AB") or {}, "BA": q.get("BA") or {},
-                                "chosen": e["epoch"] == gan_scoring_epoch(gan)})
+                                "chosen": e["epoch"] == scoring_epoch})
         out.append({
             "gan": gan,
             "pair": f"{CLASSES[gan.source_label]} ↔ {CLASSES[gan.target_label]}",
@@ -424,9 +425,9 @@ def dataset_gans(*, dataset):
             "samples": {e["epoch"]: e["samples"] for e in losses if e.get("samples")},
             "snapshots": snapshots,
             "quality": quality,
-            "scoring_epoch": gan_scoring_epoch(gan),
+            "scoring_epoch": scoring_epoch,
             "used": in_use is not None and in_use.pk == gan.pk,
-            "used_by_pair": in_use and {"pk": in_use.pk, "epoch": gan_scoring_epoch(in_use),
+            "used_by_pair": in_use and {"pk": in_use.pk, "epoch": generator_snapshot(in_use)[1],
                                         "chosen": in_use.chosen_at is not None},
         })
     return out
@@ -443,14 +444,6 @@ def pair_choices(gans):
             row.update(gan=g["gan"].pk, epoch=g["scoring_epoch"], chosen=g["gan"].chosen_at is not None,
                        epoch_chosen=bool(g["gan"].chosen_epoch))
     return list(rows.values())
-
-
-def gan_scoring_epoch(gan):
-    """The epoch whose generators scoring loads: the chosen snapshot if it was saved, else the last epoch (as
-    curation.scoring.job does)."""
-    if gan.chosen_epoch and any(e.get("epoch") == gan.chosen_epoch and e.get("generators") for e in gan.losses or []):
-        return gan.chosen_epoch
-    return gan.epoch
 
 
 def dataset_overview(*, dataset):
