@@ -213,15 +213,18 @@ _deferred = threading.local()  # datasets whose label_changed refreshes wait for
 
 @contextmanager
 def _one_refresh(dataset):
-    """Many exclusions in one transaction, the report refreshed once at the end instead of after each."""
+    """Many exclusions, each in its own transaction as one by one, the report refreshed once at the end instead of
+    after each: forgotten first (leaks_stale), so a failure half-way leaves it to be recomputed by the next read.
+    Not one transaction for them all: it would hold the panel row (the truth counts' UPDATE) while waiting for the
+    next image's row, which a reviewer's decision may hold while it waits for the panel row."""
     ids = _deferred.__dict__.setdefault("ids", set())
     ids.add(dataset.pk)
+    leaks_stale(dataset)
     try:
-        with transaction.atomic():
-            yield
-            leaks_refresh(dataset)
+        yield
     finally:
         ids.discard(dataset.pk)
+    leaks_refresh(dataset)
 
 
 def leaks_on_label_changed(sender, *, image, change, **kwargs):
@@ -273,7 +276,7 @@ def dataset_leaks(dataset):
 
 
 def _exclude(dataset, ids, note_of, user):
-    """Exclude `ids` in one transaction (a conflict skips its image only), the stored report refreshed once."""
+    """Exclude `ids` one by one (a conflict skips its image only), the stored report refreshed once at the end."""
     versions = dict(Image.objects.filter(pk__in=ids).values_list("id", "version"))
     excluded, conflicts = [], []
     with _one_refresh(dataset):
