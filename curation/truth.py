@@ -234,10 +234,12 @@ def known_truth(*, dataset, n=QUEUE_TOP):
         return None
     panels = DatasetPanels.objects.filter(dataset=dataset, truth_counted=True).first()
     if panels is None:
-        with transaction.atomic():
-            if not TruthLabel.objects.filter(dataset=dataset).exists():
-                _store_labels(dataset, truth_read(dataset))  # registered before the labels were stored
-            panels = truth_refresh(dataset)
+        with transaction.atomic():  # the row locked first: two first views at once count once
+            panels, _ = DatasetPanels.objects.select_for_update().get_or_create(dataset=dataset)
+            if not panels.truth_counted:
+                if not TruthLabel.objects.filter(dataset=dataset).exists():
+                    _store_labels(dataset, truth_read(dataset))  # registered before the labels were stored
+                panels = truth_refresh(dataset)
     scored = Image.objects.filter(dataset=dataset, suspicion__isnull=False)
     top = scored.order_by("-suspicion", "id").values_list("original_label", "truth_label__true_label")[:n]
     queue_wrong = sum(1 for original, true in top if true is not None and true != original)

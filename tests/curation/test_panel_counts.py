@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from curation.duplicates.leaks import (dataset_leaks, exclude_leaked_test_images, exclude_leaking_copies,
                                        leaks_refresh)
-from curation.models import DatasetPanels, DuplicateMember, Image, LabelChange
+from curation.models import DatasetPanels, DuplicateMember, Image, LabelChange, TruthLabel
 from curation.review.services import image_decide
 from curation.selectors import dataset_get
 from curation.services import image_label_change
@@ -216,3 +216,19 @@ def test_the_dataset_page_reads_the_panels_with_the_same_queries_at_any_size(as_
         assert not [q for q in ctx.captured_queries if "curation_duplicatemember" in q["sql"]]
         counts.append(len(ctx.captured_queries))
     assert counts[0] == counts[1]
+
+
+def test_a_truth_file_registered_before_the_counts_were_stored_is_loaded_on_the_first_read(data_dir, tmp_path):
+    ds = DatasetFactory(name="older")
+    images = [ImageFactory(dataset=ds, path=f"o{k}.png", label=1, original_label=1) for k in range(5)]
+    source = tmp_path / "truth.csv"
+    source.write_text("path,true_label\n" + "".join(f"o{k}.png,{'sad' if k < 2 else 'happy'}\n" for k in range(5)))
+    truth_register(dataset=ds, source=source)
+    image_label_change(image_id=images[0].pk, action="relabel", label=CODE["sad"], expected_version=1)
+    registered = known_truth(dataset=ds)
+    # As a database migrated to 0020 finds it: the file in place, nothing stored.
+    TruthLabel.objects.filter(dataset=ds).delete()
+    DatasetPanels.objects.filter(dataset=ds).delete()
+    loaded = known_truth(dataset=ds)
+    assert loaded == registered and (loaded.wrong_total, loaded.fixed_relabelled) == (2, 1)
+    assert TruthLabel.objects.filter(dataset=ds).count() == 5
