@@ -2,7 +2,8 @@
 
 Each batch's Image rows and the job's saved state (how far it got, what it counted) commit in one transaction,
 so a worker killed mid-import leaves a consistent prefix, and the re-run continues after it without adding a row
-twice. A batch with test images forgets the stored leak report (its test split hash) and the end refreshes it. Files are copied before their rows are written; a copy without a row is rewritten by the re-run.
+twice. Files are copied before their rows are written; a copy without a row is rewritten by the re-run. A batch
+with test images forgets the stored leak report (its test split hash) and the job's end recomputes it.
 """
 import os
 from collections import Counter
