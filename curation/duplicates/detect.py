@@ -311,6 +311,19 @@ def groups_of(n, pairs, *, share=LINKED_SHARE):
     return sorted((sorted(m) for m in members.values() if len(m) > 1), key=lambda m: m[0])
 
 
+def nearest_in_groups(groups, pairs):
+    """{item: (distance, how)} of each grouped item's closest link to a member of its own group: with average
+    linkage an item's closest link may lead to a group it did not join (every member has one inside its own)."""
+    group_of = {x: k for k, group in enumerate(groups) for x in group}
+    nearest = {}
+    for i, j, distance, how in pairs:
+        if i in group_of and group_of[i] == group_of.get(j):
+            for x in (i, j):
+                if x not in nearest or distance < nearest[x][0]:
+                    nearest[x] = (distance, how)
+    return nearest
+
+
 def pair_scores(found, truth):
     """Pairwise precision and recall of found groups against true groups (each an iterable of item keys): the
     pairs in a common found group that share a true group, over all found pairs (precision) and over all true pairs

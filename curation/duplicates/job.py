@@ -98,14 +98,11 @@ def find_duplicates_job(ctx):
     pairs = detect.near_pairs(features, limits,
                               progress=lambda f: ctx.progress(0.7 + 0.25 * f, "comparing candidate pairs"))
     ids = ids.tolist()
-    nearest = {}  # image -> (hash distance, how) of its nearest fellow member
-    for i, j, distance, how in pairs:
-        for x in (i, j):
-            if x not in nearest or distance < nearest[x][0]:
-                nearest[x] = (distance, how)
+    groups = detect.groups_of(len(ids), pairs)
+    nearest = detect.nearest_in_groups(groups, pairs)
     signals = "+".join(detect.SIGNALS)
     members = []
-    for group in detect.groups_of(len(ids), pairs):
+    for group in groups:
         name = ids[group[0]]
         members += [DuplicateMember(dataset=dataset, image_id=ids[x], group=name, job_id=ctx.job_id,
                                     distance=nearest[x][0],

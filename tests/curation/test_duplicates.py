@@ -357,3 +357,14 @@ def test_a_pair_beyond_the_tight_hash_bits_needs_a_tight_colour_match():
     assert (0, 1) not in pairs  # 21 bits, colour 0.01: within both limits, not within the tight colour
     assert (0, 3) in pairs  # 20 bits, colour 0.01: the plain limits
     assert (0, 4) in pairs  # 21 bits, colour 0.002: the tight colour makes up for the loose hash
+
+
+def test_each_member_s_distance_is_its_closest_link_inside_its_own_group():
+    """Image 3's closest link (to 2, at 2 bits) leads into the tight group 0-1-2, which it does not join (one link of
+    three); it joins 4 at 5 bits, and that is the distance stored for it."""
+    tight = [(0, 1, 1.0, ""), (0, 2, 1.0, ""), (1, 2, 1.0, "")]
+    pairs = tight + [(2, 3, 2.0, "mirror"), (3, 4, 5.0, "")]
+    groups = detect.groups_of(5, pairs)
+    assert groups == [[0, 1, 2], [3, 4]]
+    nearest = detect.nearest_in_groups(groups, pairs)
+    assert nearest[3] == (5.0, "") and nearest[4] == (5.0, "") and nearest[2] == (1.0, "")
