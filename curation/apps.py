@@ -16,3 +16,11 @@ class CurationConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_create_cache_table, sender=self, dispatch_uid="curation.create_cache_table")
+        # The stored panel figures follow every label change, in whichever process makes it (web, worker, command).
+        # Imported here: Django loads this module before the models the receivers' modules import.
+        from curation.duplicates.leaks import leaks_on_label_changed
+        from curation.signals import label_changed
+        from curation.truth import truth_on_label_changed
+
+        label_changed.connect(leaks_on_label_changed, dispatch_uid="curation.leaks_on_label_changed")
+        label_changed.connect(truth_on_label_changed, dispatch_uid="curation.truth_on_label_changed")

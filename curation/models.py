@@ -149,6 +149,9 @@ class Image(models.Model):
             # unscored images are queried apart because neither SQLite nor a plain index orders NULLs last.
             models.Index(fields=["dataset", "status", "-suspicion", "id"], name="image_review_queue"),
             models.Index(fields=["dataset"], condition=Q(disputed=True), name="image_disputed"),
+            # The scored order whatever the status (the known-truth panel's queue top), and its count.
+            models.Index(fields=["dataset", "-suspicion", "id"], condition=Q(suspicion__isnull=False),
+                         name="image_scored_order"),
             # The audit's next draw of a given label (lowest audit_key still unreviewed), and its drawn images.
             models.Index(fields=["dataset", "status", "original_label", "audit_key"], name="image_audit_order"),
             models.Index(fields=["dataset", "original_label", "audit_key"], condition=Q(audit=True),
@@ -447,6 +450,45 @@ class DuplicateMember(models.Model):
     class Meta:
         indexes = [models.Index(fields=["dataset", "group"], name="duplicate_group")]
 
+
+
+class DatasetPanels(models.Model):
+    """The dataset page's leak and known-truth panels, stored so that a view reads one row instead of walking every
+    image (curation/duplicates/leaks.py: dataset_leaks, leaks_refresh; curation/truth.py: known_truth,
+    truth_refresh). Every writer of their inputs refreshes them: find_duplicates and import_dataset recompute the
+    leak report, register_truth the truth counts, and each label change (curation.signals.label_changed, sent by
+    image_label_change inside its transaction) moves the truth counts by its own difference and recomputes the leak
+    report only where it excluded or restored a grouped or test image. None (a leak report) or truth_counted False:
+    not computed yet; the reader computes and stores it once."""
+
+    dataset = models.OneToOneField(Dataset, on_delete=models.CASCADE, related_name="panels")
+    # dataset_leaks' figures that read the images (groups, splits, leaks, examples, the test split's hash); the
+    # latest job and the runs on an earlier test split are read at each view (two small queries).
+    leaks = models.JSONField(null=True, blank=True)
+    # The known-truth counts over the images the registered truth file names (TruthLabel); the queue's first N are
+    # read at each view (one bounded query) since they depend on N and on the scoring's order.
+    truth_counted = models.BooleanField(default=False)
+    truth_known = models.IntegerField(default=0)
+    truth_wrong = models.IntegerField(default=0)
+    truth_reviewed = models.IntegerField(default=0)
+    truth_fixed_relabelled = models.IntegerField(default=0)
+    truth_fixed_excluded = models.IntegerField(default=0)
+    truth_kept_wrong = models.IntegerField(default=0)
+    truth_relabelled_wrong = models.IntegerField(default=0)
+    truth_excluded_right = models.IntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class TruthLabel(models.Model):
+    """An image's true label from its dataset's registered truth file (curation/truth.py): what the known-truth
+    panel counts against. Only that panel reads it (tests/curation/test_truth.py)."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="+")
+    image = models.OneToOneField(Image, on_delete=models.CASCADE, related_name="truth_label")
+    true_label = models.PositiveSmallIntegerField(choices=LABEL_CHOICES)
+
+    class Meta:
+        indexes = [models.Index(fields=["dataset"], name="truth_label_dataset")]
 
 
 class ImageSelection(models.Model):

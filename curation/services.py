@@ -1,9 +1,11 @@
-"""Writes about datasets and images. A label changes only here, with its audit row in the same transaction."""
+"""Writes about datasets and images. A label changes only here, with its audit row in the same transaction (and the
+label_changed signal, curation/signals.py, whose receivers refresh the stored panel figures in it too)."""
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from curation.models import Image, LabelChange
+from curation.signals import label_changed
 from training.labels import NUM_CLASSES
 
 
@@ -122,8 +124,11 @@ def image_label_change(*, image_id, action, expected_version, user=None, label=N
             raise VersionConflict(image_id, expected_version,
                                   Image.objects.values_list("version", flat=True).get(pk=image_id),
                                   last_change=image_last_change(image_id))
-        return LabelChange.objects.create(
+        change = LabelChange.objects.create(
             image_id=image_id, old_label=image.label, new_label=new_label, old_status=image.status,
             new_status=new_status, action=action, user=user, note=note, seconds_spent=seconds_spent,
             audit=image.audit,  # an audit decision: the queue served this image as a random audit card
         )
+        # The stored panel figures (curation/models.py DatasetPanels) move in this same transaction.
+        label_changed.send(sender=Image, image=image, change=change)
+        return change

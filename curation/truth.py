@@ -8,6 +8,11 @@ classifier, CycleGAN or training module imports this one.
 
 The file is a CSV with a header naming at least `path` (as the dataset's images know it) and `true_label` (a
 class name); other columns (make_synthetic_faces' truth.csv has intensity and noisy) are ignored.
+
+Registering also stores each image's true label (TruthLabel) and the panel's counts (DatasetPanels.truth_*), which
+every label change then moves by its own difference (truth_on_label_changed, through curation.signals.label_changed,
+in the change's transaction), so the panel reads one row and the queue's first N instead of the file and every
+image. A file registered before the counts were stored is loaded into them on the first read.
 """
 import csv
 import os
@@ -16,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import F
 
-from curation.models import Image
+from curation.models import DatasetPanels, Image, TruthLabel
 from training.labels import CLASSES, UnknownLabel, parse_label
 
 QUEUE_TOP = 50  # the panel's N: the first N images of the review queue
@@ -95,7 +102,8 @@ def truth_register(*, dataset, source):
                          + ". Register the truth file written with the images the dataset was imported from.")
     target = truth_path(dataset)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Written beside the target and renamed over it: a reader sees the old file or the new one, never half.
+    # Written beside the target and renamed over it: a reader sees the old file or the new one, never half. The
+    # stored labels and counts commit only once the file is in place (a failed rename rolls them back).
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{dataset.name}.", suffix=".csv")
     try:
         os.chmod(tmp, 0o644)  # as any other file the product writes (mkstemp makes it private)
@@ -104,12 +112,81 @@ def truth_register(*, dataset, source):
             writer.writerow(REQUIRED_COLUMNS)
             for path in sorted(truth):
                 writer.writerow((path, CLASSES[truth[path]]))
-        os.replace(tmp, target)
+        with transaction.atomic():
+            _store_labels(dataset, truth)
+            truth_refresh(dataset)
+            os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     wrong = sum(1 for path, label in images.items() if truth[path] != label)
     return {"path": target, "images": len(truth), "wrong": wrong}
+
+
+def _store_labels(dataset, truth):
+    """Replace `dataset`'s TruthLabel rows with `truth` ({path: class code}) for the images it names."""
+    TruthLabel.objects.filter(dataset=dataset).delete()
+    ids = Image.objects.filter(dataset=dataset).values_list("path", "id")
+    TruthLabel.objects.bulk_create((TruthLabel(dataset=dataset, image_id=pk, true_label=truth[path])
+                                    for path, pk in ids.iterator(chunk_size=5000) if path in truth), batch_size=5000)
+
+
+# The counts a decided image adds to (DatasetPanels' truth_ columns less known and wrong, which decisions never move).
+DECISION_COUNTS = ("reviewed", "fixed_relabelled", "fixed_excluded", "kept_wrong", "relabelled_wrong",
+                   "excluded_right")
+
+
+def _decision_counts(original, label, status, true):
+    """{count: 0 or 1} of one image with the given imported label, label, status and true label."""
+    counts = dict.fromkeys(DECISION_COUNTS, 0)
+    if status == Image.Status.UNREVIEWED:
+        return counts
+    counts["reviewed"] = 1
+    was_wrong = true != original
+    if status == Image.Status.EXCLUDED:
+        counts["fixed_excluded" if was_wrong else "excluded_right"] = 1
+    elif label == true:
+        counts["fixed_relabelled"] = int(was_wrong)  # confirmed or relabelled back to a right label: nothing else
+    elif status == Image.Status.CONFIRMED:
+        counts["kept_wrong"] = 1
+    else:
+        counts["relabelled_wrong"] = 1
+    return counts
+
+
+def truth_refresh(dataset):
+    """Recompute and store the panel's counts from `dataset`'s TruthLabel rows and images (one query over them), the
+    panel row locked first. Returns the DatasetPanels row."""
+    totals = dict.fromkeys(("known", "wrong", *DECISION_COUNTS), 0)
+    rows = (Image.objects.filter(dataset=dataset, truth_label__isnull=False)
+            .values_list("original_label", "label", "status", "truth_label__true_label"))
+    with transaction.atomic():
+        panels, _ = DatasetPanels.objects.select_for_update().get_or_create(dataset=dataset)
+        for original, label, status, true in rows.iterator(chunk_size=5000):
+            totals["known"] += 1
+            totals["wrong"] += true != original
+            for name, n in _decision_counts(original, label, status, true).items():
+                totals[name] += n
+        for name, n in totals.items():
+            setattr(panels, f"truth_{name}", n)
+        panels.truth_counted = True
+        panels.save()
+    return panels
+
+
+def truth_on_label_changed(sender, *, image, change, **kwargs):
+    """label_changed's receiver (connected in curation/apps.py), inside the change's transaction: moves the stored
+    counts by this change's difference, where the image has a true label and the counts are stored (else nothing:
+    the next read counts them). One query for an image without a true label, two with one."""
+    true = TruthLabel.objects.filter(image_id=image.pk).values_list("true_label", flat=True).first()
+    if true is None:
+        return
+    before = _decision_counts(image.original_label, change.old_label, change.old_status, true)
+    after = _decision_counts(image.original_label, change.new_label, change.new_status, true)
+    moves = {f"truth_{name}": F(f"truth_{name}") + (after[name] - before[name])
+             for name in DECISION_COUNTS if after[name] != before[name]}
+    if moves:
+        DatasetPanels.objects.filter(dataset_id=image.dataset_id, truth_counted=True).update(**moves)
 
 
 def truth_read(dataset):
@@ -148,45 +225,29 @@ class KnownTruth:
 
 
 def known_truth(*, dataset, n=QUEUE_TOP):
-    """The known-truth panel's figures for `dataset`, or None where no truth file is registered.
+    """The known-truth panel's figures for `dataset`, or None where no truth file is registered: the stored counts
+    (truth_refresh; counted and stored here the first time) and the queue's first n, a constant number of queries.
 
     The queue figure follows the review queue's order as scoring left it (most suspicious first, then by id),
     whatever has been decided since, so it says how good the queue is rather than how much of it is left."""
-    truth = truth_read(dataset)
-    if truth is None:
+    if not truth_path(dataset).is_file():
         return None
-    images = Image.objects.filter(dataset=dataset)
-    top = (images.filter(suspicion__isnull=False).order_by("-suspicion", "id")
-           .values_list("path", "original_label")[:n])
-    queue_wrong = sum(1 for path, original in top if path in truth and truth[path] != original)
-    wrong_total = known = 0
-    for path, original in images.values_list("path", "original_label").iterator():
-        if path in truth:
-            known += 1
-            wrong_total += truth[path] != original
-    decided = (images.exclude(status=Image.Status.UNREVIEWED)
-               .values_list("path", "original_label", "label", "status"))
-    reviewed = fixed_relabelled = fixed_excluded = kept_wrong = relabelled_wrong = excluded_right = 0
-    for path, original, label, status in decided.iterator():
-        if path not in truth:
-            continue
-        reviewed += 1
-        true, was_wrong = truth[path], truth[path] != original
-        if status == Image.Status.EXCLUDED:
-            if was_wrong:
-                fixed_excluded += 1
-            else:
-                excluded_right += 1
-        elif label == true:
-            fixed_relabelled += was_wrong  # confirmed or relabelled back to a right label: nothing to count
-        elif status == Image.Status.CONFIRMED:
-            kept_wrong += 1
-        else:
-            relabelled_wrong += 1
+    panels = DatasetPanels.objects.filter(dataset=dataset, truth_counted=True).first()
+    if panels is None:
+        with transaction.atomic():  # the row locked first: two first views at once count once
+            panels, _ = DatasetPanels.objects.select_for_update().get_or_create(dataset=dataset)
+            if not panels.truth_counted:
+                if not TruthLabel.objects.filter(dataset=dataset).exists():
+                    _store_labels(dataset, truth_read(dataset))  # registered before the labels were stored
+                panels = truth_refresh(dataset)
+    scored = Image.objects.filter(dataset=dataset, suspicion__isnull=False)
+    top = scored.order_by("-suspicion", "id").values_list("original_label", "truth_label__true_label")[:n]
+    queue_wrong = sum(1 for original, true in top if true is not None and true != original)
+    c = {name: getattr(panels, f"truth_{name}") for name in ("known", "wrong", *DECISION_COUNTS)}
     return KnownTruth(
-        queue_top=n, queue_scored=images.filter(suspicion__isnull=False).count(), queue_wrong=queue_wrong,
-        wrong_total=wrong_total, base_rate=wrong_total / known if known else 0.0, reviewed=reviewed,
-        fixed=fixed_relabelled + fixed_excluded, fixed_relabelled=fixed_relabelled, fixed_excluded=fixed_excluded,
-        mistakes=kept_wrong + relabelled_wrong + excluded_right, kept_wrong=kept_wrong,
-        relabelled_wrong=relabelled_wrong, excluded_right=excluded_right,
+        queue_top=n, queue_scored=scored.count(), queue_wrong=queue_wrong,
+        wrong_total=c["wrong"], base_rate=c["wrong"] / c["known"] if c["known"] else 0.0, reviewed=c["reviewed"],
+        fixed=c["fixed_relabelled"] + c["fixed_excluded"], fixed_relabelled=c["fixed_relabelled"],
+        fixed_excluded=c["fixed_excluded"], mistakes=c["kept_wrong"] + c["relabelled_wrong"] + c["excluded_right"],
+        kept_wrong=c["kept_wrong"], relabelled_wrong=c["relabelled_wrong"], excluded_right=c["excluded_right"],
     )

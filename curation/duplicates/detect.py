@@ -22,7 +22,14 @@ returns every pair within the colour limit and some more; both signals then conf
 images are described in batches (describe), so a caller streams them.
 
 A signal is a function of (features, i, j) giving the distance of each pair (i[k], j[k]); a pair is linked when
-every signal is within its limit (SIGNALS). Groups are the connected components of the linked pairs.
+every signal is within its limit (SIGNALS), and a pair whose hashes differ in more than TIGHT_ABOVE_BITS bits only
+when its colour is within TIGHT_COLOUR too: a loose hash must be made up for by a tight colour match.
+
+Groups are not the connected components of the links: at 30,000 faces, links that pass both signals by chance
+chain different people into large groups (pairs precision 0.065). They are grown by average linkage (groups_of):
+links are taken closest first, and two groups join only where at least LINKED_SHARE of the pairs between them are
+linked, so one chance link between two groups (or a chain A~B~C~D) joins nothing, while a tight group of copies,
+each linked to the others, joins whole.
 """
 from dataclasses import dataclass
 
@@ -38,6 +45,11 @@ DIM = THUMB * THUMB * 3
 # thumbnail the tight test.
 MAX_HASH_DISTANCE = 22  # of 64 bits
 MAX_COLOUR_DISTANCE = 0.03  # 1 - cosine of the mean-removed 8 x 8 RGB thumbnails
+# Beyond this many bits a pair must match in colour within TIGHT_COLOUR (measured at 2,000-30,000 faces: most wrong
+# links of faces framed alike pass the hash loosely; true copies that differ in many bits still match in colour).
+TIGHT_ABOVE_BITS = 20
+TIGHT_COLOUR = 0.004
+LINKED_SHARE = 0.5  # groups_of: two groups join where at least this share of the pairs between them are linked
 # Measured on 600 faces with 100 mirrored, cropped and mirrored-and-cropped copies: a 90 % crop alone finds 96 of
 # them; two crop scales (0.93 and 0.87) also 96, at twice the cost.
 CROP_SCALE = 0.9
@@ -178,16 +190,23 @@ def _as_seen(features, v):
 
 
 def _within(left, right, a, b, limits):
-    """The pairs (a[k], b[k]) that every signal puts within its limit, left's a against right's b."""
+    """The pairs (a[k], b[k]) that every signal puts within its limit, left's a against right's b, less those whose
+    hashes differ in more than TIGHT_ABOVE_BITS bits and whose colour is not within TIGHT_COLOUR."""
+    if not len(a):
+        return a, b
+    # Distances between left's a and right's b: stacked, so that a signal's (features, i, j) addresses both.
+    stacked = Features(np.concatenate([left.hashes[a], right.hashes[b]]),
+                       np.concatenate([left.thumbs[a], right.thumbs[b]]))
+    k = np.arange(len(a))
+    keep = np.ones(len(a), bool)
     for name, (distance, _) in SIGNALS.items():
-        if len(a):
-            # Distances between left's a and right's b: stacked, so that a signal's (features, i, j) addresses both.
-            stacked = Features(np.concatenate([left.hashes[a], right.hashes[b]]),
-                               np.concatenate([left.thumbs[a], right.thumbs[b]]))
-            k = np.arange(len(a))
-            close = distance(stacked, k, k + len(a)) <= limits[name]
-            a, b = a[close], b[close]
-    return a, b
+        keep[keep] = distance(stacked, k[keep], k[keep] + len(a)) <= limits[name]
+    if keep.any():
+        bits = hash_distance(stacked, k[keep], k[keep] + len(a))
+        loose = np.flatnonzero(keep)[bits > TIGHT_ABOVE_BITS]
+        if len(loose):
+            keep[loose] = colour_distance(stacked, loose, loose + len(a)) <= TIGHT_COLOUR
+    return a[keep], b[keep]
 
 
 class CandidateIndex:
@@ -225,7 +244,8 @@ class CandidateIndex:
 
 
 def near_pairs(features, limits=None, *, progress=None):
-    """[(i, j, hash distance, how)] with i < j for every pair that each signal puts within its limit, `how` naming
+    """[(i, j, hash distance, how)] with i < j for every pair that each signal puts within its limit (and a pair
+    beyond TIGHT_ABOVE_BITS within TIGHT_COLOUR), `how` naming
     the variant of one image that matched the other as it is ("" for the images themselves). Each pair is listed
     once, with the first way found: the images themselves, then VARIANTS in order. Candidates come from a
     CandidateIndex, never all pairs. `limits` overrides SIGNALS' defaults by name; `progress(fraction)` is called
@@ -259,28 +279,49 @@ def near_pairs(features, limits=None, *, progress=None):
     return [(i, j, d, how) for (i, j), (d, how) in sorted(found.items())]
 
 
-def groups_of(n, pairs):
-    """Connected components of size >= 2 of the pairs over n items: a list of sorted index lists, ordered by their
-    first index. Only the items in a pair are held (n is their bound)."""
-    parent = {}
-
-    def find(x):
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for i, j, *_ in pairs:
+def groups_of(n, pairs, *, share=LINKED_SHARE):
+    """Groups of size >= 2 of the linked pairs over n items by average linkage: a list of sorted index lists,
+    ordered by their first index. Pairs (i, j, distance, ...) are taken closest first (then by i, j; a pair without
+    a distance counts as 0), and the groups of i and j join where at least `share` of the pairs between them are
+    linked: a chain of links between images that are not linked to each other stays apart. Only the items in a pair
+    are held (n is their bound). share=0 gives the connected components."""
+    linked = {}
+    for i, j, *rest in pairs:
         if not (0 <= i < n and 0 <= j < n):
             raise ValueError(f"pair ({i}, {j}) outside the {n} items")
-        ri, rj = find(i), find(j)
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    members = {}
-    for x in sorted(parent):
-        members.setdefault(find(x), []).append(x)
-    return sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
+        if i != j:
+            linked.setdefault(i, set()).add(j)
+            linked.setdefault(j, set()).add(i)
+    group = {x: x for x in linked}  # item -> its group's name (the group's first item)
+    members = {x: [x] for x in linked}  # group name -> its items
+    order = sorted(((rest[0] if rest else 0.0), min(i, j), max(i, j)) for i, j, *rest in pairs if i != j)
+    for _, i, j in order:
+        a, b = group[i], group[j]
+        if a == b:
+            continue
+        if len(members[a]) > len(members[b]):
+            a, b = b, a
+        between = sum(1 for x in members[a] for y in linked[x] if group[y] == b)
+        if between < share * len(members[a]) * len(members[b]):
+            continue
+        keep, gone = min(a, b), max(a, b)
+        for x in members[gone]:
+            group[x] = keep
+        members[keep] += members.pop(gone)
+    return sorted((sorted(m) for m in members.values() if len(m) > 1), key=lambda m: m[0])
+
+
+def nearest_in_groups(groups, pairs):
+    """{item: (distance, how)} of each grouped item's closest link to a member of its own group: with average
+    linkage an item's closest link may lead to a group it did not join (every member has one inside its own)."""
+    group_of = {x: k for k, group in enumerate(groups) for x in group}
+    nearest = {}
+    for i, j, distance, how in pairs:
+        if i in group_of and group_of[i] == group_of.get(j):
+            for x in (i, j):
+                if x not in nearest or distance < nearest[x][0]:
+                    nearest[x] = (distance, how)
+    return nearest
 
 
 def pair_scores(found, truth):

@@ -1,7 +1,7 @@
 """The find_duplicates job: describe every image of a dataset in batches (its memory is the features, about 1.2 KB an
 image, never the images), link the near-duplicate pairs from the candidate index (detect.py), and store the
-groups as DuplicateMember rows, replacing the dataset's previous ones in one transaction (a cancel before it leaves
-the previous groups as they were). Its result counts the
+groups as DuplicateMember rows, replacing the dataset's previous ones in one transaction with the stored leak report
+the pages read (leaks_refresh; a cancel before it leaves the previous groups as they were). Its result counts the
 groups within and across splits and the train/test and val/test leaks (leaks.py)."""
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from curation.duplicates import detect
-from curation.duplicates.leaks import dataset_leaks
+from curation.duplicates.leaks import leaks_refresh
 from curation.jobs.errors import JobParamsError
 from curation.models import DuplicateMember, Image
 from curation.selectors import dataset_resolve
@@ -98,14 +98,11 @@ def find_duplicates_job(ctx):
     pairs = detect.near_pairs(features, limits,
                               progress=lambda f: ctx.progress(0.7 + 0.25 * f, "comparing candidate pairs"))
     ids = ids.tolist()
-    nearest = {}  # image -> (hash distance, how) of its nearest fellow member
-    for i, j, distance, how in pairs:
-        for x in (i, j):
-            if x not in nearest or distance < nearest[x][0]:
-                nearest[x] = (distance, how)
+    groups = detect.groups_of(len(ids), pairs)
+    nearest = detect.nearest_in_groups(groups, pairs)
     signals = "+".join(detect.SIGNALS)
     members = []
-    for group in detect.groups_of(len(ids), pairs):
+    for group in groups:
         name = ids[group[0]]
         members += [DuplicateMember(dataset=dataset, image_id=ids[x], group=name, job_id=ctx.job_id,
                                     distance=nearest[x][0],
@@ -115,7 +112,7 @@ def find_duplicates_job(ctx):
     with transaction.atomic():
         DuplicateMember.objects.filter(dataset=dataset).delete()
         DuplicateMember.objects.bulk_create(members, batch_size=2000)
-    report = dataset_leaks(dataset)
+        report = leaks_refresh(dataset)  # the pages' stored report, with the groups it describes
     result = {
         "dataset": dataset.name, "images": total, "unreadable": unreadable, "unreadable_count": unreadable_count,
         "pairs": len(pairs), "groups": report["groups"], "grouped_images": report["images"],

@@ -4,11 +4,19 @@ A leak is a group with a test image and a train or val image: a model trained (o
 the other, so its test figures come out too high. Excluded images count for nothing: an excluded train image is
 not trained on, and an excluded test image has left the test split (curation/classifier/selection.py), which
 then gets a new hash; the runs scored on the old one are listed as scored on an earlier test split.
+
+The report pages show (dataset_leaks) is stored (DatasetPanels.leaks) and read as one row: leaks_refresh recomputes
+it where its inputs change (find_duplicates' groups, an import's new images, and through the label_changed signal
+an exclusion or its undo of a grouped or test image), so a view never walks the groups or the test split.
 """
+import threading
+from contextlib import contextmanager
+
+from django.db import transaction
 from django.db.models import F
 
 from curation.classifier.selection import Item, Selection
-from curation.models import DuplicateMember, Image, Job, LabelChange, Run
+from curation.models import DatasetPanels, DuplicateMember, Image, Job, LabelChange, Run
 from curation.services import VersionConflict, image_label_change
 from training.labels import CLASSES
 
@@ -127,23 +135,8 @@ def leaking_copies(dataset):
     return out
 
 
-def dataset_leaks(dataset):
-    """Near-duplicates of a dataset by split, for its page and the run comparison (a constant number of queries):
-
-    - checked: the latest finished find_duplicates job (id, finished_at, params), or None: never checked;
-    - groups, images: how many groups and images in them;
-    - within: [{"split", "groups"}] groups all of one split; across: [{"splits": "train/test", "groups"}] groups
-      spanning two or more splits, by each pair of splits they span;
-    - leaks: [{"splits": "train/test", "groups", "test_images", "excluded", "copies_excluded"}]: groups with a test
-      image and a train (val) image that is not excluded, the test images in them still in the test split, and
-      those excluded; copies_excluded: groups whose test image stays and whose train (val) copies are all excluded
-      (the leak ended the other way, exclude_leaking_copies, or by a reviewer's exclusion);
-    - leaked_test_images: distinct test images still leaking (what --exclude-leaked-test would exclude);
-    - examples: the first EXAMPLES leak groups, each {"group", "images": [{"id", "path", "split", "excluded"}]};
-    - test_split_hash: today's; runs_on_earlier_split: ids of runs scored on an earlier test split.
-    """
-    job = (Job.objects.filter(kind=JOB_KIND, status=Job.Status.SUCCEEDED, params__dataset=dataset.name)
-           .order_by("-finished_at", "-id").values("id", "finished_at", "params").first())
+def _groups_report(dataset):
+    """The stored report's figures that read the groups (one query over DuplicateMember): see dataset_leaks."""
     groups = _groups(dataset)
     within = dict.fromkeys(SPLITS, 0)
     across = {}
@@ -174,10 +167,7 @@ def dataset_leaks(dataset):
                 leaking = leaking or any(not m["excluded"] for m in tests)
         if leaking and len(examples) < EXAMPLES:
             examples.append({"group": group, "images": members})
-    current = current_test_split_hash(dataset)
     return {
-        "dataset": dataset.name,
-        "checked": job,
         "groups": len(groups),
         "images": sum(len(m) for m in groups.values()),
         "within": [{"split": s, "groups": within[s]} for s in SPLITS],
@@ -187,21 +177,116 @@ def dataset_leaks(dataset):
                   for pair, v in leaks.items()],
         "leaked_test_images": len(set().union(*(v["test_images"] for v in leaks.values()))),
         "examples": examples,
-        "test_split_hash": current,
-        "runs_on_earlier_split": runs_on_earlier_test_split(dataset, current=current),
     }
 
 
-def _exclude(ids, note_of, user):
+def leaks_refresh(dataset, *, groups=True, test_split=True):
+    """Recompute and store `dataset`'s leak report (DatasetPanels.leaks): the groups' figures (groups=True, one
+    query over its DuplicateMember rows) and the test split's hash (test_split=True, one over its test images),
+    keeping the stored part not asked for. Called by every writer of their inputs: the find_duplicates job (in the
+    transaction that stores the groups), the import job (new test images change the hash), the exclusions here,
+    and the label_changed receiver. The panel row is locked first, so two refreshes at once end with the later
+    one's figures, each read after the other committed. Returns the stored report."""
+    with transaction.atomic():
+        panels, _ = DatasetPanels.objects.select_for_update().get_or_create(dataset=dataset)
+        stored = panels.leaks or {}
+        if not {"groups", "test_split_hash"} <= stored.keys():
+            groups = test_split = True  # nothing stored yet: all of it
+        report = dict(stored)
+        if groups:
+            report.update(_groups_report(dataset))
+        if test_split:
+            report["test_split_hash"] = current_test_split_hash(dataset)
+        panels.leaks = report
+        panels.save(update_fields=["leaks", "updated_at"])
+    return report
+
+
+def leaks_stale(dataset):
+    """Forget `dataset`'s stored leak report (the next read recomputes it): one UPDATE, for a writer in the middle
+    of a change (an import's batch) that refreshes at its end; a crash before the end leaves no stale report."""
+    DatasetPanels.objects.filter(dataset=dataset).update(leaks=None)
+
+
+_deferred = threading.local()  # datasets whose label_changed refreshes wait for one refresh at the end
+
+
+@contextmanager
+def _one_refresh(dataset):
+    """Many exclusions, each in its own transaction as one by one, the report refreshed once at the end instead of
+    after each: forgotten first (leaks_stale), so a failure half-way leaves it to be recomputed by the next read.
+    Not one transaction for them all: it would hold the panel row (the truth counts' UPDATE) while waiting for the
+    next image's row, which a reviewer's decision may hold while it waits for the panel row."""
+    ids = _deferred.__dict__.setdefault("ids", set())
+    ids.add(dataset.pk)
+    leaks_stale(dataset)
+    try:
+        yield
+    finally:
+        ids.discard(dataset.pk)
+    leaks_refresh(dataset)
+
+
+def leaks_on_label_changed(sender, *, image, change, **kwargs):
+    """label_changed's receiver (connected in curation/apps.py), inside the change's transaction: an exclusion or
+    its undo of a test image changes the test split's hash, of a grouped image the groups' leak figures; relabels
+    and confirms change neither. Nothing is stored yet (no report): the next read computes it."""
+    excluded = Image.Status.EXCLUDED
+    if (change.old_status == excluded) == (change.new_status == excluded):
+        return
+    if image.dataset_id in getattr(_deferred, "ids", ()):
+        return
+    if not DatasetPanels.objects.filter(dataset_id=image.dataset_id, leaks__isnull=False).exists():
+        return
+    grouped = DuplicateMember.objects.filter(image_id=image.pk).exists()
+    test = image.split == Image.Split.TEST
+    if grouped or test:
+        leaks_refresh(image.dataset, groups=grouped, test_split=test)
+
+
+def dataset_leaks(dataset):
+    """Near-duplicates of a dataset by split, for its page and the run comparison: the stored report (leaks_refresh;
+    computed and stored here the first time) and two small live queries, a constant number whatever the size:
+
+    - checked: the latest finished find_duplicates job (id, finished_at, params), or None: never checked;
+    - groups, images: how many groups and images in them;
+    - within: [{"split", "groups"}] groups all of one split; across: [{"splits": "train/test", "groups"}] groups
+      spanning two or more splits, by each pair of splits they span;
+    - leaks: [{"splits": "train/test", "groups", "test_images", "excluded", "copies_excluded"}]: groups with a test
+      image and a train (val) image that is not excluded, the test images in them still in the test split, and
+      those excluded; copies_excluded: groups whose test image stays and whose train (val) copies are all excluded
+      (the leak ended the other way, exclude_leaking_copies, or by a reviewer's exclusion);
+    - leaked_test_images: distinct test images still leaking (what --exclude-leaked-test would exclude);
+    - examples: the first EXAMPLES leak groups, each {"group", "images": [{"id", "path", "split", "excluded"}]};
+    - test_split_hash: today's; runs_on_earlier_split: ids of runs scored on an earlier test split.
+    """
+    job = (Job.objects.filter(kind=JOB_KIND, status=Job.Status.SUCCEEDED, params__dataset=dataset.name)
+           .order_by("-finished_at", "-id").values("id", "finished_at", "params").first())
+    stored = DatasetPanels.objects.filter(dataset=dataset).values_list("leaks", flat=True).first()
+    if stored is None:
+        stored = leaks_refresh(dataset)
+    keys = ("groups", "images", "within", "across", "leaks", "leaked_test_images", "examples")
+    return {
+        "dataset": dataset.name,
+        "checked": job,
+        **{key: stored[key] for key in keys},
+        "test_split_hash": stored["test_split_hash"],
+        "runs_on_earlier_split": runs_on_earlier_test_split(dataset, current=stored["test_split_hash"]),
+    }
+
+
+def _exclude(dataset, ids, note_of, user):
+    """Exclude `ids` one by one (a conflict skips its image only), the stored report refreshed once at the end."""
     versions = dict(Image.objects.filter(pk__in=ids).values_list("id", "version"))
     excluded, conflicts = [], []
-    for image_id in sorted(ids):
-        try:
-            image_label_change(image_id=image_id, action=LabelChange.Action.EXCLUDE, expected_version=versions[image_id],
-                               user=user, note=note_of(image_id))
-            excluded.append(image_id)
-        except VersionConflict:
-            conflicts.append(image_id)
+    with _one_refresh(dataset):
+        for image_id in sorted(ids):
+            try:
+                image_label_change(image_id=image_id, action=LabelChange.Action.EXCLUDE,
+                                   expected_version=versions[image_id], user=user, note=note_of(image_id))
+                excluded.append(image_id)
+            except VersionConflict:
+                conflicts.append(image_id)
     return excluded, conflicts
 
 
@@ -215,7 +300,7 @@ def exclude_leaking_copies(*, dataset, user=None):
     runs trained before are noted as trained with copies of test images (runs_test_split_notes). Returns
     {"excluded", "conflicts", "test_split_hash"}."""
     copies = leaking_copies(dataset)
-    excluded, conflicts = _exclude(copies, lambda pk: f"{COPY_NOTE}: near-duplicate of test image(s) "
+    excluded, conflicts = _exclude(dataset, copies, lambda pk: f"{COPY_NOTE}: near-duplicate of test image(s) "
                                                       f"{_listed(copies[pk])} (find_duplicates)", user)
     return {"excluded": excluded, "conflicts": conflicts, "test_split_hash": current_test_split_hash(dataset)}
 
@@ -226,7 +311,7 @@ def exclude_leaked_test_images(*, dataset, user=None):
     "conflicts": [ids changed meanwhile, left as they are], "test_split_hash_before", "test_split_hash_after"}."""
     before = current_test_split_hash(dataset)
     leaked = leaked_test_images(dataset)
-    excluded, conflicts = _exclude(leaked, lambda pk: f"test-split leak: near-duplicate of image(s) "
+    excluded, conflicts = _exclude(dataset, leaked, lambda pk: f"test-split leak: near-duplicate of image(s) "
                                                       f"{_listed(leaked[pk])} (find_duplicates)", user)
     return {"excluded": excluded, "conflicts": conflicts, "test_split_hash_before": before,
             "test_split_hash_after": current_test_split_hash(dataset)}

@@ -2,7 +2,8 @@
 
 Each batch's Image rows and the job's saved state (how far it got, what it counted) commit in one transaction,
 so a worker killed mid-import leaves a consistent prefix, and the re-run continues after it without adding a row
-twice. Files are copied before their rows are written; a copy without a row is rewritten by the re-run.
+twice. Files are copied before their rows are written; a copy without a row is rewritten by the re-run. A batch
+with test images forgets the stored leak report (its test split hash) and the job's end recomputes it.
 """
 import os
 from collections import Counter
@@ -14,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
 
+from curation.duplicates.leaks import leaks_refresh, leaks_stale
 from curation.importers.roots import import_path_resolve
 from curation.importers.sources import SCANNERS, Candidate, ImportSourceError, Notice, Skip
 from curation.importers.validate import BadFile, read_image
@@ -197,6 +199,8 @@ def import_dataset_job(ctx):
                 for r in rows:
                     r.dataset = dataset
             Image.objects.bulk_create(rows)
+            if any(r.split == Image.Split.TEST for r in rows):
+                leaks_stale(dataset)  # the stored test split's hash is refreshed at the end (or on the next read)
             ctx.save_state(
                 {
                     "done": done,
@@ -212,6 +216,8 @@ def import_dataset_job(ctx):
     files_found = total + len(problems) + sum(skips.values())
     if dataset.pk is None:
         raise JobParamsError(_nothing_usable(p["name"], files_found, bad_counts, bad, skips))
+    if counts["added_test"]:
+        leaks_refresh(dataset)  # new test images: the dataset page's leak panel has a new test split hash
     splits = dict(dataset.images.order_by().values("split").annotate(n=Count("id")).values_list("split", "n"))
     result = {
         "dataset": dataset.name,

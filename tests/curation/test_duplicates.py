@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 from curation.classifier.selection import select_training_data
 from curation.duplicates import detect
 from curation.duplicates.detect import pair_scores
-from curation.duplicates.leaks import current_test_split_hash, dataset_leaks, runs_test_split_notes
+from curation.duplicates.leaks import current_test_split_hash, dataset_leaks, leaks_refresh, runs_test_split_notes
 from curation.models import Dataset, DuplicateMember, Image, Job, LabelChange
 from curation.selectors import dataset_get
 from tests.factories import RunFactory
@@ -85,6 +85,7 @@ def test_the_candidate_index_finds_every_pair_that_comparing_all_pairs_finds(gen
         bits = np.bitwise_count(left.hashes[:, None] ^ features.hashes[None, :])
         colour = 1 - left.thumbs @ features.thumbs.T
         close = (bits <= limits["phash"]) & (colour <= limits["colour"]) & ~np.eye(n, dtype=bool)
+        close &= (bits <= detect.TIGHT_ABOVE_BITS) | (colour <= detect.TIGHT_COLOUR)  # a loose hash, a tight colour
         everything |= {(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(close))}
     found = {(i, j) for i, j, *_ in detect.near_pairs(features, limits)}
     assert len(everything) >= 30 and found == everything
@@ -190,11 +191,13 @@ def test_the_leak_report_reads_a_constant_number_of_queries(leaky):
     _find("leaky")
     with CaptureQueriesContext(connection) as few:
         assert dataset_leaks(leaky)["groups"] == 3
-    # Twelve more groups of two (stored as the job stores them): the report reads them with the same queries.
+    # Twelve more groups of two (stored as the job stores them, the report refreshed as the job refreshes it): the
+    # report reads them with the same queries.
     singles = list(Image.objects.filter(dataset=leaky).exclude(duplicate_member__isnull=False).order_by("id"))
     for a, b in zip(singles[::2], singles[1::2]):
         for image in (a, b):
             DuplicateMember.objects.create(dataset=leaky, image=image, group=a.pk, distance=0, linked_by="test")
+    leaks_refresh(leaky)
     with CaptureQueriesContext(connection) as many:
         assert dataset_leaks(leaky)["groups"] > 3
     assert len(many) == len(few)
@@ -307,3 +310,61 @@ def test_a_curator_starts_the_job_from_the_jobs_page(leaky, as_curator):
     assert response.status_code == 302
     job = Job.objects.get(kind="find_duplicates")
     assert job.params == {"dataset": "leaky", "max_hash_distance": 22, "max_colour_distance": 0.03}
+
+
+def test_a_chain_of_links_does_not_join_its_ends_while_a_tight_group_stays_whole():
+    """Average linkage: A~B, B~C, C~D (A and D far apart, as different people linked by chance through others) do not
+    make one group, and a longer chain is cut into pieces, while four copies all linked to each other are one."""
+    chain = [(0, 1, 10.0, ""), (1, 2, 11.0, ""), (2, 3, 12.0, "")]
+    groups = detect.groups_of(20, chain)
+    assert [0, 1, 2, 3] not in groups and all(len(g) < 4 for g in groups)
+    assert detect.groups_of(20, chain, share=0) == [[0, 1, 2, 3]]  # connected components: one group
+    long_chain = [(k, k + 1, 5.0, "") for k in range(10, 19)]
+    assert max(len(g) for g in detect.groups_of(20, long_chain)) <= 3
+    tight = [(i, j, 3.0, "") for i in (4, 5, 6, 7) for j in (4, 5, 6, 7) if i < j]
+    groups = detect.groups_of(20, tight + chain + long_chain)
+    assert [4, 5, 6, 7] in groups
+    # One chance link, looser than the copies' own, from a member of the tight group to an outsider joins nothing.
+    assert detect.groups_of(20, tight + [(7, 8, 15.0, "")]) == [[4, 5, 6, 7]]
+    assert detect.groups_of(20, tight + [(7, 8, 15.0, "")], share=0) == [[4, 5, 6, 7, 8]]
+
+
+def test_a_pair_beyond_the_tight_hash_bits_needs_a_tight_colour_match():
+    """Beyond TIGHT_ABOVE_BITS pHash bits, a pair within the colour limit but not within TIGHT_COLOUR is not linked;
+    within TIGHT_COLOUR it is."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=detect.DIM)
+    base = (base - base.mean()) / np.linalg.norm(base - base.mean())
+
+    def unit(v):
+        v = v - v.mean()
+        return v / np.linalg.norm(v)
+
+    def near(distance):
+        """A unit thumbnail at colour distance `distance` (1 - cosine) from base."""
+        other = unit(rng.normal(size=detect.DIM))
+        other = unit(other - (other @ base) * base)
+        c = 1 - distance
+        return unit(c * base + np.sqrt(1 - c * c) * other)
+
+    far_bits = np.uint64((1 << (detect.TIGHT_ABOVE_BITS + 1)) - 1)  # TIGHT_ABOVE_BITS + 1 bits set
+    near_bits = np.uint64((1 << detect.TIGHT_ABOVE_BITS) - 1)
+    thumbs = np.stack([base, near(0.01), base, near(0.01), near(0.002)]).astype(np.float32)
+    hashes = np.array([0, far_bits, 0, near_bits, far_bits], np.uint64)
+    features = detect.Features(hashes, thumbs)
+    pairs = {(i, j) for i, j, *_ in detect.near_pairs(features)}
+    assert detect.colour_distance(features, np.array([0]), np.array([1]))[0] == pytest.approx(0.01, abs=1e-4)
+    assert (0, 1) not in pairs  # 21 bits, colour 0.01: within both limits, not within the tight colour
+    assert (0, 3) in pairs  # 20 bits, colour 0.01: the plain limits
+    assert (0, 4) in pairs  # 21 bits, colour 0.002: the tight colour makes up for the loose hash
+
+
+def test_each_member_s_distance_is_its_closest_link_inside_its_own_group():
+    """Image 3's closest link (to 2, at 2 bits) leads into the tight group 0-1-2, which it does not join (one link of
+    three); it joins 4 at 5 bits, and that is the distance stored for it."""
+    tight = [(0, 1, 1.0, ""), (0, 2, 1.0, ""), (1, 2, 1.0, "")]
+    pairs = tight + [(2, 3, 2.0, "mirror"), (3, 4, 5.0, "")]
+    groups = detect.groups_of(5, pairs)
+    assert groups == [[0, 1, 2], [3, 4]]
+    nearest = detect.nearest_in_groups(groups, pairs)
+    assert nearest[3] == (5.0, "") and nearest[4] == (5.0, "") and nearest[2] == (1.0, "")

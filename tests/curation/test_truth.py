@@ -200,8 +200,9 @@ def test_known_truth_counts_only_the_first_n_scored(dataset, truth_csv, data_dir
 
 # The modules that may import curation.truth: the ones that show it (commands, pages) and the demo. Anything that
 # scores, orders the queue, suggests a label or trains must not: the panel would stop being an honest measurement.
+# curation.apps only connects the panel's label-change receiver (truth_on_label_changed), which counts for the panel.
 MAY_READ_TRUTH = ("curation.truth", "curation.management", "curation.web", "curation.views", "curation.templatetags",
-                  "fer_site.urls")
+                  "fer_site.urls", "curation.apps")
 
 
 def _imports(path):
