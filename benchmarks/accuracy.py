@@ -15,7 +15,8 @@ import numpy as np
 
 from training.cache import decode_images
 from training.config import TrainConfig
-from training.engine import fit, pick_device, predict_proba, to_device_u8
+from training.engine import fit, predict_proba
+from training.placement import pick_device, to_device_u8
 from training.labels import CLASSES, CODE
 from training.metrics import classification_report
 from training.synthetic_faces import make_synthetic_faces

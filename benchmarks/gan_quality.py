@@ -24,13 +24,8 @@ from gan.cyclegan import CycleGAN, make_config, sample_grid
 from gan.quality import quality
 from benchmarks.accuracy import load_synthetic
 from training.config import TrainConfig
-from training.engine import (
-    best_weights_checkpoint,
-    fit,
-    load_model,
-    predict_proba,
-    to_device_u8,
-)
+from training.engine import best_weights_checkpoint, fit, load_model, predict_proba
+from training.placement import to_device_u8
 from training.labels import CLASSES, CODE
 from training.synthetic_faces import DEFAULT_DIFFICULTY, make_synthetic_faces
 

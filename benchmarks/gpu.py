@@ -35,7 +35,8 @@ from gan.networks import ResnetGenerator, init_weights
 from gan.scoring import transform_ssim
 from training.cache import load_cache, save_cache
 from training.config import TrainConfig
-from training.engine import _make_optimizer, fit, pick_device, place_images, predict_proba, train_one_epoch
+from training.engine import _make_optimizer, fit, predict_proba, train_one_epoch
+from training.placement import pick_device, place_images
 from training.labels import CLASSES
 from training.metrics import classification_report
 from training.models import build_model

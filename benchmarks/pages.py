@@ -42,13 +42,8 @@ from curation.maps import store  # noqa: E402
 from curation.maps.project import pca_2d  # noqa: E402
 from curation.models import Dataset, Image, Job, Run  # noqa: E402
 from curation.roles import CURATORS_GROUP  # noqa: E402
-from curation.web.selectors import (  # noqa: E402
-    JOBS_PER_PAGE,
-    job_children_counts,
-    jobs_page,
-    runs_compare,
-    snapshot_diff_cache_key,
-)
+from curation.web.selectors.jobs import JOBS_PER_PAGE, job_children_counts, jobs_page  # noqa: E402
+from curation.web.selectors.runs import runs_compare, snapshot_diff_cache_key  # noqa: E402
 from training.labels import CLASSES  # noqa: E402
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 from benchmarks.accuracy import load_synthetic
 from training.config import TrainConfig
-from training.engine import fit, pick_device, predict_proba, to_device_u8
+from training.engine import fit, predict_proba
+from training.placement import pick_device, to_device_u8
 from training.synthetic_faces import make_synthetic_faces
 
 

@@ -41,7 +41,8 @@ import numpy as np
 
 from benchmarks._memory import rss_anon
 from training.config import TrainConfig
-from training.engine import fit, pick_device, predict_proba
+from training.engine import fit, predict_proba
+from training.placement import pick_device
 from training.robust import estimate_corruption
 from training.labels import CODE
 

@@ -25,7 +25,8 @@ import numpy as np
 from benchmarks.robust_regime import load_faces
 from curation.classifier.collapse import collapse_signs
 from training.config import TrainConfig, noisy_val_schedule, size_defaults
-from training.engine import fit, pick_device, predict_proba
+from training.engine import fit, predict_proba
+from training.placement import pick_device
 from training.synthetic_faces import NOISE_MODELS, make_synthetic_faces
 
 # The setting: small_cnn at 48 px, the cleaning benchmark's CPU profile otherwise.

@@ -20,7 +20,8 @@ import torch
 
 from benchmarks.robust_regime import load_faces
 from training.config import EAC_ARCHS, TrainConfig
-from training.engine import fit, pick_device, predict_proba
+from training.engine import fit, predict_proba
+from training.placement import pick_device
 from training.significance import paired_test, wilson_interval
 from training.ssl import SSLResult, backbone_file, pretrain
 from training.ssl_config import SSLConfig

@@ -12,13 +12,8 @@ import torch
 import torch.nn.functional as F
 
 from training.config import TrainConfig
-from training.engine import (
-    _autocast,
-    _make_optimizer,
-    pick_device,
-    to_device_u8,
-    train_one_epoch,
-)
+from training.engine import _autocast, _make_optimizer, train_one_epoch
+from training.placement import pick_device, to_device_u8
 from training.models import build_model
 
 

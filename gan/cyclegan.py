@@ -141,7 +141,7 @@ class CycleGAN:
         return torch.cat([parts.detach().float(), torch.stack([loss_D_A, loss_D_B]).detach().float()])
 
     def train_epoch(self, A_u8, B_u8, *, on_step=None):
-        """One epoch over (N, 3, S, S) uint8 tensors on the device, or caches placed by training.engine.place_images:
+        """One epoch over (N, 3, S, S) uint8 tensors on the device, or caches placed by training.placement.place_images:
         max(len A, len B) images of each domain in a seeded random order, random horizontal flips. Returns the
         epoch's mean losses as a dict."""
         bs = self.cfg.batch_size
@@ -206,7 +206,7 @@ def translate(net, images_u8, *, batch_size=64, amp=True):
 
 def _batches(images, order, bounds):
     """Rows order[a:b] of images for (a, b) in bounds: a device tensor indexed there, or a placed cache
-    (training.engine.DeviceImages / StreamedImages) that streams them with the next batch's copy overlapped."""
+    (training.placement.DeviceImages / StreamedImages) that streams them with the next batch's copy overlapped."""
     if hasattr(images, "batches"):
         return images.batches(order, bounds)
     return (images[order[a:b]] for a, b in bounds)

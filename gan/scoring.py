@@ -15,7 +15,7 @@ import torch
 
 from gan.cyclegan import to_u8, to_unit
 from gan.ssim import ssim
-from training.engine import iter_batches
+from training.placement import iter_batches
 
 
 @torch.no_grad()
@@ -23,7 +23,7 @@ def transform_ssim(generator, images_u8, *, batch_size=256, grey=True, window="u
     """SSIM between each image and its transformation. images_u8: (N, S, S, 3) uint8 numpy; returns (N,) float.
 
     Images stream to the generator's device once per batch (a memory-mapped cache is read batch by batch, the next
-    batch's copy overlapped with this one's compute: training.engine.iter_batches); the SSIM is computed there on
+    batch's copy overlapped with this one's compute: training.placement.iter_batches); the SSIM is computed there on
     the uint8-rounded output, as a saved PNG of the transformation would be scored, with data_range 255."""
     generator.eval()
     device = next(generator.parameters()).device

@@ -211,6 +211,17 @@ def test_review_load(tmp_path, transactional_db):
     assert not Dataset.objects.exists() and not Image.objects.exists() and not get_user_model().objects.exists()
 
 
+def test_signals_table(tmp_path, transactional_db):
+    done = bench("signals_table", "--images", 60, "--claims", 3, "--repeat", 1, tmp_path=tmp_path, database=True)
+    if connection.vendor != "postgresql":  # it measures PostgreSQL only, and says so
+        assert done.returncode == 1 and "needs PostgreSQL (this database is sqlite)" in done.stderr, done.stderr
+        return
+    assert_figures(done, rf"^claim candidate, none reviewed +on Image +3 +{NUMBER} +{NUMBER}$",
+                   rf"^claim candidate, top 10% reviewed +joined +3 +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$",
+                   rf"^export query, 60 rows +joined +1 +{NUMBER} +{NUMBER} +{NUMBER} +{NUMBER}$")
+    assert not Dataset.objects.exists() and not Image.objects.exists() and not get_user_model().objects.exists()
+
+
 def test_audit_estimates(tmp_path, transactional_db):
     out = tmp_path / "rows.json"
     done = bench("audit_estimates", "--seeds", 1, "--n", 300, "--budget", 80, "--audit-share", 0.5, "--out", out,

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.augment import augment_batch
-from training.engine import as_input, pick_device, place_images, seed_everything
+from training.engine import as_input, seed_everything
+from training.placement import pick_device, place_images
 from training.models import build_model
 from training.ssl_config import SSLConfig
 

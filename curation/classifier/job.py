@@ -454,15 +454,8 @@ def train_classifier_job(ctx):
 
 
 def _train(ctx, run, cfg):
-    from training.engine import (
-        best_weights_checkpoint,
-        choose_placement,
-        fit,
-        last_linear,
-        pick_device,
-        predict_proba,
-        predict_proba_and_features,
-    )
+    from training.engine import best_weights_checkpoint, fit, last_linear, predict_proba, predict_proba_and_features
+    from training.placement import choose_placement, pick_device
 
     sel = selection_from_snapshot((Path(settings.MEDIA_ROOT) / run.snapshot_file).read_text())
     device = pick_device()

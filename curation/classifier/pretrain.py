@@ -77,7 +77,7 @@ def validate_pretrain_params(params):
 
 
 def pretrain_ssl_job(ctx):
-    from training.engine import pick_device
+    from training.placement import pick_device
     from training.ssl import backbone_file, pretrain
 
     p = ctx.params

@@ -74,7 +74,7 @@ def _generate(net, images_u8, device, batch=256):
     import torch
 
     from gan.cyclegan import to_u8, to_unit
-    from training.engine import iter_batches
+    from training.placement import iter_batches
 
     out = np.empty_like(images_u8)
     start = 0
@@ -106,7 +106,8 @@ def measure_gan_signals(dataset, noisy_by_path, *, say=lambda _m: None):
     import torch
     from cleanlab.rank import get_label_quality_scores
 
-    from training.engine import load_model, pick_device, predict_proba_and_features
+    from training.engine import load_model, predict_proba_and_features
+    from training.placement import pick_device
 
     run = _baseline_run(dataset)
     gans = pair_generators(dataset)

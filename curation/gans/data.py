@@ -29,7 +29,8 @@ def latest_classifier(dataset):
         return None, None
     import torch
 
-    from training.engine import load_model, pick_device, predict_proba, to_device_u8
+    from training.engine import load_model, predict_proba
+    from training.placement import pick_device, to_device_u8
 
     device = pick_device()
     checkpoint = torch.load(Path(settings.MEDIA_ROOT) / run.checkpoint, weights_only=True, map_location="cpu")

@@ -68,7 +68,7 @@ def generate_images_job(ctx):
     import torch
 
     from gan.cyclegan import translate
-    from training.engine import pick_device
+    from training.placement import pick_device
 
     p = ctx.params
     gan = GanModel.objects.select_related("dataset").get(pk=p["gan"])

@@ -101,7 +101,7 @@ def _train(ctx, gan, cfg):
     import torch
 
     from gan.cyclegan import CycleGAN, sample_grid
-    from training.engine import choose_placement, pick_device, place_images
+    from training.placement import choose_placement, pick_device, place_images
 
     device = pick_device()
     folder = Path(settings.MEDIA_ROOT) / "gans" / str(gan.pk)

@@ -70,7 +70,7 @@ def score_chunk_job(ctx):
     chunk's checkpoint in one transaction per COMMIT_EVERY images."""
     # Imported here, not at the top: they import torch, and web processes import this module (the job registry).
     from gan.scoring import transform_ssim
-    from training.engine import pick_device
+    from training.placement import pick_device
 
     p = ctx.params
     gan = GanModel.objects.get(pk=p["gan"])

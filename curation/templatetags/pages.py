@@ -5,7 +5,7 @@ from django import template
 from django.urls import reverse
 
 from curation.roles import text_paths_hidden
-from curation.web.selectors import job_duration
+from curation.web.selectors.jobs import job_duration
 from training.labels import label_name
 
 register = template.Library()

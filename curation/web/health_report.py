@@ -8,8 +8,8 @@ Every count is one filter of the review grid (curation.selectors.images_filter, 
 that filter and linked with it, so the link shows the images the figure counts. The grid, like the queue, leaves
 out what the viewer cannot review there: images they skipped, disputed images, images another reviewer holds, and
 in a pass over decided images (any status but unreviewed) those whose decision is the viewer's own. The class
-balance and the cleaning counts are the dataset page's (curation.web.selectors.dataset_overview), the leaks its
-find_duplicates panel's (curation.duplicates.leaks.dataset_leaks), the audit's estimate the random audit's
+balance and the cleaning counts are the dataset page's (curation.web.selectors.dataset.dataset_overview), the
+leaks its find_duplicates panel's (curation.duplicates.leaks.dataset_leaks), the audit's estimate the random audit's
 (curation.review.audit.dataset_audit_estimates)."""
 import copy
 from collections import Counter
@@ -23,7 +23,7 @@ from curation.duplicates.leaks import dataset_leaks
 from curation.models import Image, Job
 from curation.review.audit import dataset_audit_estimates
 from curation.selectors import STATUS_ANY, STATUS_KEPT, images_filter
-from curation.web.selectors import dataset_overview
+from curation.web.selectors.dataset import dataset_overview
 from training.labels import CLASSES
 
 LABEL_KEYS = ("label", "original_label", "suggested", "predicted")

@@ -17,6 +17,7 @@ from django_htmx.http import HttpResponseStopPolling
 
 from curation.classifier.relabels import MIN_REVIEWED, relabel_calibration
 from curation.classifier.rescore import dataset_rescore_every_set
+from curation.duplicates.leaks import dataset_leaks
 from curation.forms import form_error_text
 from curation.jobs.errors import JobParamsError
 from curation.jobs.selectors import JobNotFound, workers_alive
@@ -35,7 +36,10 @@ from curation.roles import user_is_curator
 from curation.scoring.calibration import threshold_calibration
 from curation.selectors import DatasetNotFound, dataset_get
 from curation.truth import known_truth
-from curation.web import selectors
+from curation.web.selectors import dataset as dataset_selectors
+from curation.web.selectors import gans as gan_selectors
+from curation.web.selectors import jobs as job_selectors
+from curation.web.selectors import runs as run_selectors
 from curation.web.health_report import dataset_health_report, linked_matrix
 from curation.web.forms import (
     START_FORMS,
@@ -103,7 +107,7 @@ def _jobs_context(request, bound=None):
     # The retrain form's preview is counted here only when that form is open; a closed one loads it when opened.
     retrain = next((f for f in forms if f.key == RetrainForm.key), None)
     preview = retrain.preview() if retrain is not None and open_form == RetrainForm.key else None
-    return {"page": selectors.jobs_page(page=request.GET.get("page") or 1), "curator": curator, "forms": forms,
+    return {"page": job_selectors.jobs_page(page=request.GET.get("page") or 1), "curator": curator, "forms": forms,
             "workers": workers_alive(), "open_form": open_form, "retrain_preview": preview}
 
 
@@ -172,7 +176,7 @@ def _blocked(form):
 
 def _row(request, job_id):
     try:
-        job = selectors.job_for_row(job_id=job_id)
+        job = job_selectors.job_for_row(job_id=job_id)
     except JobNotFound as exc:
         raise Http404(str(exc)) from None
     html = render_to_string("curation/pages/job_row.html", {"job": job, "curator": user_is_curator(request.user)},
@@ -234,16 +238,16 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
     curator = user_is_curator(request.user)
     guidelines = dataset.guidelines or {}
     bands = relabel_calibration(dataset)
-    queue_model = selectors.dataset_queue_model(dataset=dataset)
-    overview = selectors.dataset_overview(dataset=dataset)
+    queue_model = dataset_selectors.dataset_queue_model(dataset=dataset)
+    overview = dataset_selectors.dataset_overview(dataset=dataset)
     return {
         "dataset": dataset, "overview": overview, "precision": precision,
         # The decided images, given against reviewed label, each cell linked to its images in the grid.
         "review_confusion": linked_matrix(dataset, overview["confusion"]),
-        "agreement": selectors.agreement_summary(agreement),
-        "calibration": selectors.calibration_summary(calibration),
-        "runs": selectors.dataset_recent_runs(dataset=dataset),
-        "jobs": selectors.dataset_recent_jobs(dataset=dataset),
+        "agreement": dataset_selectors.agreement_summary(agreement),
+        "calibration": dataset_selectors.calibration_summary(calibration),
+        "runs": dataset_selectors.dataset_recent_runs(dataset=dataset),
+        "jobs": dataset_selectors.dataset_recent_jobs(dataset=dataset),
         "guidelines": [(name, guidelines[name]) for name in CLASSES if guidelines.get(name)],
         "curator": curator,
         "settings_form": settings_form or ReviewSettingsForm(initial={"reviews_required": dataset.reviews_required}),
@@ -253,14 +257,14 @@ def _dataset_context(request, dataset, *, settings_form=None, guidelines_form=No
         # Shown once the classifier has suggested another label for some scored train image.
         "relabel_calibration": bands if any(b["reviewed"] or b["unreviewed"] for b in bands) else None,
         "relabel_min_reviewed": MIN_REVIEWED,
-        "leaks": selectors.dataset_leaks(dataset),
-        "queue_order": selectors.queue_order(dataset=dataset),
+        "leaks": dataset_leaks(dataset),
+        "queue_order": dataset_selectors.queue_order(dataset=dataset),
         "rescore_form": rescore_form or RescoreEveryForm(initial={"rescore_every": dataset.rescore_every or ""}),
         "consensus_form": consensus_form or ConsensusThresholdForm(initial={
             "consensus_threshold": "" if dataset.consensus_threshold is None else dataset.consensus_threshold}),
         "crowdlab": dataset_crowdlab(dataset) if dataset.reviews_required > 1 else None,
         "audit_form": audit_form or AuditShareForm(initial={"audit_share": dataset.audit_share}),
-        "audit": selectors.audit_summary(dataset_audit_estimates(dataset)),
+        "audit": dataset_selectors.audit_summary(dataset_audit_estimates(dataset)),
         "queue_model": queue_model,
         "queue_model_form": queue_model_form or QueueModelForm(
             imported=queue_model["choices"], initial={"queue_run": str(dataset.queue_run_id or "")}),
@@ -318,7 +322,7 @@ def dataset_audit_share(request, name):
 @require_POST
 def dataset_queue_model(request, name):
     dataset = _dataset_or_404(name)
-    choices = selectors.dataset_queue_model(dataset=dataset)["choices"]
+    choices = dataset_selectors.dataset_queue_model(dataset=dataset)["choices"]
     form = QueueModelForm(request.POST, imported=choices)
     if form.is_valid():
         try:
@@ -377,7 +381,7 @@ def dataset_guidelines(request, name):
 def runs_page(request, name):
     dataset = _dataset_or_404(name)
     return render(request, "curation/pages/runs.html",
-                  {"dataset": dataset, "runs": selectors.dataset_runs(dataset=dataset)})
+                  {"dataset": dataset, "runs": run_selectors.dataset_runs(dataset=dataset)})
 
 
 @login_required
@@ -385,11 +389,11 @@ def runs_page(request, name):
 def runs_compare(request):
     values = request.GET.getlist("ids")
     try:
-        ids = selectors.parse_run_ids(values)
+        ids = run_selectors.parse_run_ids(values)
         if len(values) > 1:  # the runs page's checkboxes: the oldest ticked run is the baseline
             ids.sort()
-        comparison = selectors.runs_compare(run_ids=ids)
-    except selectors.CompareError as exc:
+        comparison = run_selectors.runs_compare(run_ids=ids)
+    except run_selectors.CompareError as exc:
         return render(request, "curation/pages/compare.html", {"error": str(exc)}, status=400)
     return render(request, "curation/pages/compare.html", {"c": comparison, "classes": CLASSES})
 
@@ -402,13 +406,13 @@ def generators_page(request, name):
 
 
 def _generators_context(request, dataset, form_errors=None):
-    gans = selectors.dataset_gans(dataset=dataset)
+    gans = gan_selectors.dataset_gans(dataset=dataset)
     for g in gans:
         shown = request.GET.get(f"epoch{g['gan'].pk}")
         epoch = int(shown) if shown and shown.isdigit() and int(shown) in g["samples"] else None
         g["shown_epoch"] = epoch or (max(g["samples"]) if g["samples"] else None)
         g["error"] = (form_errors or {}).get(g["gan"].pk)
-    return {"dataset": dataset, "gans": gans, "pairs": selectors.pair_choices(gans),
+    return {"dataset": dataset, "gans": gans, "pairs": gan_selectors.pair_choices(gans),
             "curator": user_is_curator(request.user)}
 
 

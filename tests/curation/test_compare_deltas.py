@@ -8,7 +8,7 @@ from django.core.cache import cache
 
 from curation.classifier.predictions import run_predictions_path
 from curation.models import Run
-from curation.web.selectors import _randomisation_cache_key, accuracy_interval, runs_compare
+from curation.web.selectors.runs import _randomisation_cache_key, accuracy_interval, runs_compare
 from tests.factories import RunFactory
 from training.metrics import classification_report
 

@@ -8,7 +8,7 @@ import pytest
 
 from curation.models import GanModel, Image, Job, Run
 from curation.services import image_label_change
-from curation.web.selectors import report_tables
+from curation.web.selectors.dataset import report_tables
 from tests.factories import GanModelFactory, JobFactory, RunFactory
 
 pytestmark = pytest.mark.django_db

@@ -12,7 +12,8 @@ from training.config import TrainConfig
 from training import engine
 from training.dividemix import (divide, gmm_clean_probability, labelled_target, observe_divisions, per_image_loss,
                                 train_divided_epoch)
-from training.engine import fit, place_images, train_one_epoch
+from training.engine import fit, train_one_epoch
+from training.placement import place_images
 
 CPU = torch.device("cpu")
 

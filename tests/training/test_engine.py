@@ -7,13 +7,8 @@ import torch
 
 from tests.images import squares
 from training.config import TrainConfig
-from training.engine import (
-    best_weights_checkpoint,
-    fit,
-    load_model,
-    predict_proba,
-    to_device_u8,
-)
+from training.engine import best_weights_checkpoint, fit, load_model, predict_proba
+from training.placement import to_device_u8
 from training.models import ARCHITECTURES, build_model, count_parameters
 
 

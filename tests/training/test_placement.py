@@ -7,15 +7,8 @@ import torch
 from tests.images import squares
 from training.cache import load_cache, save_cache
 from training.config import TrainConfig
-from training.engine import (
-    DeviceImages,
-    StreamedImages,
-    choose_placement,
-    fit,
-    iter_batches,
-    place_images,
-    predict_proba,
-)
+from training.engine import fit, predict_proba
+from training.placement import DeviceImages, StreamedImages, choose_placement, iter_batches, place_images
 
 CPU = torch.device("cpu")
 

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from tests.images import squares
 from training.config import TrainConfig
-from training.engine import as_input, fit, predict_proba, to_device_u8
+from training.engine import as_input, fit, predict_proba
+from training.placement import to_device_u8
 from training.models import SmallCNN, build_model
 from training.robust import (
     ELRMemory,
