@@ -1,9 +1,12 @@
 """Files under MEDIA_ROOT that jobs write: atomic writes (a reader or a resumed job never sees half a file) and
 paths stored relative to the media root."""
+import logging
 import os
 from pathlib import Path
 
 from django.conf import settings
+
+log = logging.getLogger(__name__)
 
 
 def media_rel(path):
@@ -22,6 +25,17 @@ def save_torch(obj, path):
     path, tmp = _tmp(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def load_resume(path):
+    """The checkpoint a resumed job continues from (save_torch wrote it each epoch), or None when there is none."""
+    import torch
+
+    if not path.exists():
+        return None
+    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    log.info("resuming %s from epoch %s", path.name, checkpoint["epoch"])
+    return checkpoint
 
 
 def save_png(array, path):

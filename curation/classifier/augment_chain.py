@@ -9,7 +9,7 @@ not exist yet) and again, by its own validator, when it is queued after the gene
 """
 from django.db import transaction
 
-from curation.classifier.job import validate_train_params
+from curation.classifier.params import validate_train_params
 from curation.classifier.preview import dataset_generators
 from curation.gans.generate import validate_generate_params
 from curation.jobs.errors import JobParamsError

@@ -14,10 +14,9 @@ from pathlib import Path
 from django.conf import settings
 
 from curation.classifier.arrays import load_arrays
-from curation.classifier.job import _load
 from curation.classifier.selection import Item
 from curation.jobs.errors import JobCancelled, JobParamsError
-from curation.media import media_rel, save_torch
+from curation.media import load_resume, media_rel, save_torch
 from curation.models import Image
 from curation.selectors import dataset_resolve
 from training.ssl_config import SSLConfig  # a dataclass only: no torch in web processes
@@ -99,7 +98,7 @@ def pretrain_ssl_job(ctx):
                      f"SimCLR: epoch {checkpoint['epoch']} loss {checkpoint['history'][-1]['loss']:.3f}", force=True)
 
     try:
-        result = pretrain(cfg, x, device=pick_device(), resume=_load(resume_path), on_epoch=on_epoch,
+        result = pretrain(cfg, x, device=pick_device(), resume=load_resume(resume_path), on_epoch=on_epoch,
                           on_step=on_step)
         ctx.check()  # a cancel that came with the last batch stops here, before the weights exist
         save_torch(backbone_file(result, cfg), weights)  # a temporary file renamed into place: whole or absent

@@ -12,7 +12,7 @@ queues one, unless one is queued or running already (curation/jobs/rounds.py).
 """
 from django.db import transaction
 
-from curation.classifier.job import validate_train_params, with_latest_run_settings
+from curation.classifier.params import validate_train_params, with_latest_run_settings
 from curation.jobs.errors import JobParamsError
 from curation.models import Dataset
 from curation.selectors import dataset_resolve

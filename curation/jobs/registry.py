@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from curation.classifier.augment_chain import validate_generate_retrain_params
-from curation.classifier.job import validate_train_params
+from curation.classifier.params import validate_train_params
 from curation.classifier.pretrain import validate_pretrain_params
 from curation.classifier.rescore import validate_rescore_params
 from curation.duplicates.job import validate_duplicates_params
@@ -39,7 +39,7 @@ class JobKind:
 JOB_KINDS = {
     "import_dataset": JobKind(handler="curation.importers.job.import_dataset_job",
                               validate=validate_import_params, queue="cpu"),
-    "train_classifier": JobKind(handler="curation.classifier.job.train_classifier_job",
+    "train_classifier": JobKind(handler="curation.classifier.handler.train_classifier_job",
                                 validate=validate_train_params, queue="gpu",
                                 also_part_of=("rescore", "generate_retrain")),
     # Self-supervised pretraining of the classifier's backbone on the dataset's own images (--init ssl:ID).

@@ -7,7 +7,7 @@ import json
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 
-from curation.classifier.job import with_latest_run_settings
+from curation.classifier.params import with_latest_run_settings
 from curation.classifier.preview import default_doubtful, doubtful_counts, retrain_preview
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
 from curation.classifier.rescore import rescore_every_check
