@@ -20,8 +20,8 @@ from curation.importers.job import validate_import_params
 from curation.importers.predictions_job import validate_import_predictions_params
 from curation.jobs.errors import JobParamsError
 from curation.maps.job import validate_map_params
-from curation.scoring.chunks import validate_chunk_params
-from curation.scoring.job import validate_score_params
+from curation.scoring.chunk_params import validate_chunk_params
+from curation.scoring.params import validate_score_params
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,10 @@ JOB_KINDS = {
                               validate=validate_cyclegan_params, queue="gpu"),
     "generate_images": JobKind(handler="curation.gans.generate.generate_images_job",
                                validate=validate_generate_params, queue="gpu", also_part_of=("generate_retrain",)),
-    "score_ambiguity": JobKind(handler="curation.scoring.job.score_ambiguity_job",
+    "score_ambiguity": JobKind(handler="curation.scoring.handler.score_ambiguity_job",
                                validate=validate_score_params, queue="gpu", also_part_of=("rescore",)),
     # A part of a score_ambiguity job (Job.parent), enqueued by it through its JobContext; not started by hand.
-    "score_chunk": JobKind(handler="curation.scoring.chunks.score_chunk_job",
+    "score_chunk": JobKind(handler="curation.scoring.chunk_handler.score_chunk_job",
                            validate=validate_chunk_params, queue="gpu", part_of="score_ambiguity"),
     # Review rounds: refit the out-of-fold models on the reviewed labels, then rescore (both as its children).
     "rescore": JobKind(handler="curation.classifier.rescore.rescore_job",
