@@ -2,7 +2,7 @@
 curator chose last for the pair, else the newest finished one), its two directions, the snapshot epoch they use (a
 curator's chosen epoch, else the last one), the quality measured there, and the generator networks loaded from it.
 
-Scoring (curation.scoring) and generation (curation.gans.generate) both read generators through here.
+Scoring (curation.scoring) and generation (curation.gans.generate_handler) both read generators through here.
 """
 from pathlib import Path
 
@@ -60,7 +60,7 @@ def generator_snapshot(gan):
 
 
 def snapshot_quality(gan):
-    """(epoch, {"AB": ..., "BA": ...}) of the quality instrument (curation.gans.job) at the snapshot scoring uses;
+    """(epoch, {"AB": ..., "BA": ...}) of the quality instrument (curation.gans.handler) at the snapshot scoring uses;
     {} where it was not measured there."""
     _, epoch = generator_snapshot(gan)
     entry = next((e for e in gan.losses or [] if e.get("epoch") == epoch), {})

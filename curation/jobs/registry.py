@@ -9,13 +9,13 @@ imports no handler and no torch.
 from dataclasses import dataclass
 from typing import Callable
 
-from curation.classifier.augment_chain import validate_generate_retrain_params
+from curation.classifier.generate_retrain_params import validate_generate_retrain_params
 from curation.classifier.params import validate_train_params
 from curation.classifier.pretrain import validate_pretrain_params
-from curation.classifier.rescore import validate_rescore_params
+from curation.classifier.rescore_params import validate_rescore_params
 from curation.duplicates.job import validate_duplicates_params
-from curation.gans.generate import validate_generate_params
-from curation.gans.job import validate_cyclegan_params
+from curation.gans.generate_params import validate_generate_params
+from curation.gans.params import validate_cyclegan_params
 from curation.importers.job import validate_import_params
 from curation.importers.predictions_job import validate_import_predictions_params
 from curation.jobs.errors import JobParamsError
@@ -45,9 +45,9 @@ JOB_KINDS = {
     # Self-supervised pretraining of the classifier's backbone on the dataset's own images (--init ssl:ID).
     "pretrain_ssl": JobKind(handler="curation.classifier.pretrain.pretrain_ssl_job",
                             validate=validate_pretrain_params, queue="gpu"),
-    "train_cyclegan": JobKind(handler="curation.gans.job.train_cyclegan_job",
+    "train_cyclegan": JobKind(handler="curation.gans.handler.train_cyclegan_job",
                               validate=validate_cyclegan_params, queue="gpu"),
-    "generate_images": JobKind(handler="curation.gans.generate.generate_images_job",
+    "generate_images": JobKind(handler="curation.gans.generate_handler.generate_images_job",
                                validate=validate_generate_params, queue="gpu", also_part_of=("generate_retrain",)),
     "score_ambiguity": JobKind(handler="curation.scoring.handler.score_ambiguity_job",
                                validate=validate_score_params, queue="gpu", also_part_of=("rescore",)),
@@ -55,10 +55,10 @@ JOB_KINDS = {
     "score_chunk": JobKind(handler="curation.scoring.chunk_handler.score_chunk_job",
                            validate=validate_chunk_params, queue="gpu", part_of="score_ambiguity"),
     # Review rounds: refit the out-of-fold models on the reviewed labels, then rescore (both as its children).
-    "rescore": JobKind(handler="curation.classifier.rescore.rescore_job",
+    "rescore": JobKind(handler="curation.classifier.rescore_handler.rescore_job",
                        validate=validate_rescore_params, queue="gpu"),
     # The retrain form's augmented retrain of a dataset with no generated images: generate, then retrain (children).
-    "generate_retrain": JobKind(handler="curation.classifier.augment_chain.generate_retrain_job",
+    "generate_retrain": JobKind(handler="curation.classifier.generate_retrain_handler.generate_retrain_job",
                                 validate=validate_generate_retrain_params, queue="gpu"),
     "find_duplicates": JobKind(handler="curation.duplicates.job.find_duplicates_job",
                                validate=validate_duplicates_params, queue="cpu"),

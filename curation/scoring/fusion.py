@@ -58,7 +58,7 @@ def _rank(values):
 
 
 def generator_works(quality):
-    """One direction's quality instrument ({"target_rate", "source_target_rate"}, curation.gans.job) -> True when
+    """One direction's quality instrument ({"target_rate", "source_target_rate"}, curation.gans.handler) -> True when
     the classifier calls the generated images the target class at least WORKS_MARGIN more often than their
     sources, False when not, None when it was not measured (no classifier when the CycleGAN trained)."""
     if not quality or quality.get("target_rate") is None or quality.get("source_target_rate") is None:

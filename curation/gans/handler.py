@@ -4,67 +4,32 @@ Per epoch it stores the losses and a sample grid; at snapshot epochs also the ge
 instrument: for each direction, the rate at which the dataset's latest classifier calls the generated images the
 target emotion (beside its rate on the sources themselves) and their mean SSIM to the source. The training state
 is checkpointed every epoch; a re-run after a crash resumes from it.
+
+The worker's side: only the job runner imports it (the registry names it). The parameters are
+curation/gans/params.py.
 """
 import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from curation.gans.data import domain_arrays, domain_items, latest_classifier
-from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
+from curation.gans.data import domain_arrays, latest_classifier
+from curation.jobs.errors import JobCancelled, JobLost
 from curation.media import media_rel, save_png, save_torch
 from curation.models import GanModel
 from curation.selectors import dataset_resolve
-from gan.config import PROFILES, make_config
+from gan.config import make_config
+from gan.cyclegan import CycleGAN, sample_grid
 from gan.quality import quality
-from training.labels import CLASSES, UnknownLabel, parse_label
+from training.engine import choose_placement, pick_device, place_images
+from training.labels import CLASSES, parse_label
 
 log = logging.getLogger(__name__)
 QUALITY_SAMPLES = 256
-MIN_DOMAIN = 8
-
-
-def parse_pair(pair):
-    """Two different emotions as canonical codes, or JobParamsError saying what is wrong."""
-    if not pair or len(pair) != 2:
-        raise JobParamsError("pair needs two emotions, e.g. --pair happy sad")
-    try:
-        a, b = (parse_label(p) for p in pair)
-    except UnknownLabel as exc:
-        raise JobParamsError(f"pair: {exc}") from None
-    if a == b:
-        raise JobParamsError("pair needs two different emotions")
-    return a, b
-
-
-def validate_cyclegan_params(params):
-    dataset = dataset_resolve(name=params.get("dataset"))
-    clean = {"dataset": dataset.name}
-    a, b = parse_pair(params.get("pair"))
-    clean["pair"] = [CLASSES[a], CLASSES[b]]
-    profile = params.get("profile") or "cpu"
-    if profile not in PROFILES:
-        raise JobParamsError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
-    clean["profile"] = profile
-    for key in ("epochs", "epochs_decay", "size", "batch_size", "seed"):
-        if params.get(key) is not None:
-            try:
-                clean[key] = int(params[key])
-            except (TypeError, ValueError):
-                raise JobParamsError(f"{key} must be an integer, not {params[key]!r}") from None
-            if clean[key] < (0 if key in ("epochs_decay", "seed") else 1):
-                raise JobParamsError(f"{key} must be positive, not {clean[key]}")
-    cfg = make_config(profile, **{k: clean.get(k) for k in ("epochs", "epochs_decay", "size", "batch_size", "seed")})
-    if not 32 <= cfg.size <= 512 or cfg.size % 4:
-        raise JobParamsError(f"size must be a multiple of 4 in 32-512, not {cfg.size}")
-    for code in (a, b):
-        n = len(domain_items(dataset, code))
-        if n < MIN_DOMAIN:
-            raise JobParamsError(f"only {n} train images labelled {CLASSES[code]} in {dataset.name}; need {MIN_DOMAIN}")
-    return clean
 
 
 def snapshot_epochs(total):
@@ -98,11 +63,6 @@ def train_cyclegan_job(ctx):
 
 
 def _train(ctx, gan, cfg):
-    import torch
-
-    from gan.cyclegan import CycleGAN, sample_grid
-    from training.engine import choose_placement, pick_device, place_images
-
     device = pick_device()
     folder = Path(settings.MEDIA_ROOT) / "gans" / str(gan.pk)
     ctx.progress(0.0, "decoding images", force=True)
