@@ -11,15 +11,15 @@ from typing import Callable
 
 from curation.classifier.generate_retrain_params import validate_generate_retrain_params
 from curation.classifier.params import validate_train_params
-from curation.classifier.pretrain import validate_pretrain_params
+from curation.classifier.pretrain_params import validate_pretrain_params
 from curation.classifier.rescore_params import validate_rescore_params
 from curation.duplicates.job import validate_duplicates_params
 from curation.gans.generate_params import validate_generate_params
 from curation.gans.params import validate_cyclegan_params
 from curation.importers.job import validate_import_params
-from curation.importers.predictions_job import validate_import_predictions_params
+from curation.importers.predictions_params import validate_import_predictions_params
 from curation.jobs.errors import JobParamsError
-from curation.maps.job import validate_map_params
+from curation.maps.params import validate_map_params
 from curation.scoring.chunk_params import validate_chunk_params
 from curation.scoring.params import validate_score_params
 
@@ -43,7 +43,7 @@ JOB_KINDS = {
                                 validate=validate_train_params, queue="gpu",
                                 also_part_of=("rescore", "generate_retrain")),
     # Self-supervised pretraining of the classifier's backbone on the dataset's own images (--init ssl:ID).
-    "pretrain_ssl": JobKind(handler="curation.classifier.pretrain.pretrain_ssl_job",
+    "pretrain_ssl": JobKind(handler="curation.classifier.pretrain_handler.pretrain_ssl_job",
                             validate=validate_pretrain_params, queue="gpu"),
     "train_cyclegan": JobKind(handler="curation.gans.handler.train_cyclegan_job",
                               validate=validate_cyclegan_params, queue="gpu"),
@@ -63,10 +63,10 @@ JOB_KINDS = {
     "find_duplicates": JobKind(handler="curation.duplicates.job.find_duplicates_job",
                                validate=validate_duplicates_params, queue="cpu"),
     # A user's own model's predictions (and embeddings) from a file, stored as a run the queue may be fed by.
-    "import_predictions": JobKind(handler="curation.importers.predictions_job.import_predictions_job",
+    "import_predictions": JobKind(handler="curation.importers.predictions_handler.import_predictions_job",
                                   validate=validate_import_predictions_params, queue="cpu"),
     # The dataset map: a 2-D projection of the queue model's embeddings (curation/maps/), reused until they change.
-    "map_dataset": JobKind(handler="curation.maps.job.map_dataset_job",
+    "map_dataset": JobKind(handler="curation.maps.handler.map_dataset_job",
                            validate=validate_map_params, queue="cpu"),
 }
 
