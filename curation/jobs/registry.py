@@ -13,10 +13,10 @@ from curation.classifier.generate_retrain_params import validate_generate_retrai
 from curation.classifier.params import validate_train_params
 from curation.classifier.pretrain_params import validate_pretrain_params
 from curation.classifier.rescore_params import validate_rescore_params
-from curation.duplicates.job import validate_duplicates_params
+from curation.duplicates.params import validate_duplicates_params
 from curation.gans.generate_params import validate_generate_params
 from curation.gans.params import validate_cyclegan_params
-from curation.importers.job import validate_import_params
+from curation.importers.params import validate_import_params
 from curation.importers.predictions_params import validate_import_predictions_params
 from curation.jobs.errors import JobParamsError
 from curation.maps.params import validate_map_params
@@ -37,7 +37,7 @@ class JobKind:
 
 
 JOB_KINDS = {
-    "import_dataset": JobKind(handler="curation.importers.job.import_dataset_job",
+    "import_dataset": JobKind(handler="curation.importers.handler.import_dataset_job",
                               validate=validate_import_params, queue="cpu"),
     "train_classifier": JobKind(handler="curation.classifier.handler.train_classifier_job",
                                 validate=validate_train_params, queue="gpu",
@@ -60,7 +60,7 @@ JOB_KINDS = {
     # The retrain form's augmented retrain of a dataset with no generated images: generate, then retrain (children).
     "generate_retrain": JobKind(handler="curation.classifier.generate_retrain_handler.generate_retrain_job",
                                 validate=validate_generate_retrain_params, queue="gpu"),
-    "find_duplicates": JobKind(handler="curation.duplicates.job.find_duplicates_job",
+    "find_duplicates": JobKind(handler="curation.duplicates.handler.find_duplicates_job",
                                validate=validate_duplicates_params, queue="cpu"),
     # A user's own model's predictions (and embeddings) from a file, stored as a run the queue may be fed by.
     "import_predictions": JobKind(handler="curation.importers.predictions_handler.import_predictions_job",
