@@ -50,7 +50,12 @@ SCRIPT = textwrap.dedent("""
     TrainConfig(arch="small_cnn", robust="eac").validate()
     print(f"views {len(loaded)}")
     print(",".join(reached))
-    sys.exit(3 if "torch" in sys.modules else 0)
+    # No job kind's handler: neither a module the registry names as one, nor any of ours named as handlers are.
+    named = {job_kind.handler.rpartition(".")[0] for job_kind in JOB_KINDS.values()}
+    handlers = sorted(name for name in sys.modules if name in named or (
+        name.startswith("curation.") and name.rpartition(".")[2].endswith("handler")))
+    print(f"handlers {','.join(handlers) or '-'}")
+    sys.exit(3 if "torch" in sys.modules else 4 if handlers else 0)
 """)
 
 
@@ -60,6 +65,7 @@ def test_loading_every_view_and_validating_job_parameters_imports_no_torch(tmp_p
     done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=settings.BASE_DIR, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode != 3, "loading the views or validating job parameters imported torch"
+    assert done.returncode != 4, f"the web process imported job handlers: {done.stdout.split('handlers ')[1]}"
     assert done.returncode == 0, done.stderr
     assert "train_cyclegan" in done.stdout
     assert int(done.stdout.split("views ")[1].split()[0]) > 50, done.stdout  # the URL patterns were walked
