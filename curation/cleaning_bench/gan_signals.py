@@ -25,12 +25,12 @@ from django.conf import settings
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.selection import Item
+from curation.gans.generators import load_generator
 from curation.gans.snapshots import (
     DIRECTIONS,
     direction_labels,
     direction_name,
     generator_snapshot,
-    load_generator,
     pair_generators,
 )
 from curation.models import Image, Run, TransformScore

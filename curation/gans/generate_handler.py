@@ -20,11 +20,11 @@ from django.conf import settings
 from django.db import transaction
 
 from curation.gans.data import domain_arrays
+from curation.gans.generators import load_generator
 from curation.gans.snapshots import (
     DIRECTIONS,
     direction_labels,
     direction_name,
-    load_generator,
     snapshot_quality,
 )
 from curation.media import save_png

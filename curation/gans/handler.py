@@ -16,16 +16,24 @@ import torch
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from PIL import Image as PILImage
 
-from curation.gans.data import domain_arrays, latest_classifier
+from curation.gans.data import domain_arrays
 from curation.jobs.errors import JobCancelled, JobLost
 from curation.media import media_rel, save_png, save_torch
-from curation.models import GanModel
+from curation.models import GanModel, Run
 from curation.selectors import dataset_resolve
 from gan.config import make_config
 from gan.cyclegan import CycleGAN, sample_grid
 from gan.quality import quality
-from training.engine import choose_placement, pick_device, place_images
+from training.engine import (
+    choose_placement,
+    load_model,
+    pick_device,
+    place_images,
+    predict_proba,
+    to_device_u8,
+)
 from training.labels import CLASSES, parse_label
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,23 @@ def train_cyclegan_job(ctx):
         GanModel.objects.filter(pk=gan.pk).update(status=GanModel.Status.FAILED, error=str(exc),
                                                   finished_at=timezone.now())
         raise
+
+
+def latest_classifier(dataset):
+    """A function uint8 (N, S, S, 3) -> probabilities (N, C) from the dataset's latest finished run, or None."""
+    run = Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(checkpoint="").first()
+    if run is None:
+        return None, None
+    device = pick_device()
+    checkpoint = torch.load(Path(settings.MEDIA_ROOT) / run.checkpoint, weights_only=True, map_location="cpu")
+    model, cfg = load_model(checkpoint, device)
+
+    def classify(images_u8):
+        if images_u8.shape[1] != cfg.size:
+            images_u8 = np.stack([np.asarray(PILImage.fromarray(im).resize((cfg.size, cfg.size))) for im in images_u8])
+        return predict_proba(model, to_device_u8(images_u8, device), batch_size=256, device=device)
+
+    return classify, run
 
 
 def _train(ctx, gan, cfg):

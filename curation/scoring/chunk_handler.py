@@ -20,11 +20,11 @@ from django.db import transaction
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.selection import Item
+from curation.gans.generators import load_generator
 from curation.gans.snapshots import (
     REVERSE,
     direction_labels,
     direction_name,
-    load_generator,
 )
 from curation.models import GanModel, Image, TransformScore
 from gan.scoring import transform_ssim
