@@ -1,9 +1,15 @@
 """Files under MEDIA_ROOT that jobs write: atomic writes (a reader or a resumed job never sees half a file) and
-paths stored relative to the media root."""
+paths stored relative to the media root. Job handlers import it (torch at its top); web processes never do."""
+import logging
 import os
+from io import BytesIO
 from pathlib import Path
 
+import torch
 from django.conf import settings
+from PIL import Image
+
+log = logging.getLogger(__name__)
 
 
 def media_rel(path):
@@ -17,19 +23,22 @@ def _tmp(path):
 
 
 def save_torch(obj, path):
-    import torch
-
     path, tmp = _tmp(path)
     torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
+def load_resume(path):
+    """The checkpoint a resumed job continues from (save_torch wrote it each epoch), or None when there is none."""
+    if not path.exists():
+        return None
+    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    log.info("resuming %s from epoch %s", path.name, checkpoint["epoch"])
+    return checkpoint
+
+
 def save_png(array, path):
     """Write a uint8 (H, W, 3) array as PNG; returns the file's bytes (for hashing)."""
-    from io import BytesIO
-
-    from PIL import Image
-
     buf = BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     path, tmp = _tmp(path)

@@ -49,7 +49,7 @@ class Dataset(models.Model):
     # A curator's guidelines per class, shown to reviewers on the review card: {class name: text}, classes without
     # one left out (curation/review/dataset_settings.py writes them).
     guidelines = models.JSONField(default=dict, blank=True)
-    # Review rounds (curation/classifier/rescore.py): after this many decisions since the last rescore, the next
+    # Review rounds (curation/classifier/rescore_params.py): after this many decisions since the last rescore, the next
     # decision queues one (out-of-fold models refitted on the reviewed labels, then the queue rescored). None: off.
     rescore_every = models.PositiveIntegerField(null=True, blank=True)
     # With several reviewers: an image whose votes differ stays disputed only when CROWDLAB's consensus quality

@@ -25,7 +25,7 @@ EAC_ARCHS = ("small_cnn", "resnet18")  # archs whose last conv map feeds global 
 
 # Early stopping on a val split whose labels are as noisy as the train split's: no epoch before min_epochs is kept
 # or stops the run, and patience grows as the train split shrinks. Both in optimizer steps, so they scale with the
-# train split's size (curation/classifier/job.py uses them when a run has too few reviewed val images).
+# train split's size (curation/classifier/handler.py uses them when a run has too few reviewed val images).
 NOISY_MIN_STEPS = 400
 NOISY_PATIENCE_STEPS = 200
 
@@ -42,7 +42,7 @@ def noisy_val_schedule(n_train, batch_size, epochs, patience=5):
 
 
 # Defaults that fit the size (issue 39): a train split under SMALL_TRAIN_SPLIT images takes these values for the
-# TrainConfig fields a run leaves unset (curation/classifier/job.py; the run records which it took). Chosen by
+# TrainConfig fields a run leaves unset (curation/classifier/handler.py; the run records which it took). Chosen by
 # measurement at 3,000 faces (docs/results.md "Small datasets", benchmarks/small_set.py): a batch of 32 gives a
 # small split's epoch twice the optimizer steps of a batch of 64 (four times 128's) at the same cost per epoch.
 SMALL_TRAIN_SPLIT = 5000
@@ -89,7 +89,7 @@ class TrainConfig(DictConfig):
     augment: bool = True  # flip, small affine, colour jitter, on tensors, training batches only
     early_stopping_patience: int = 5  # epochs without a better validation figure before stopping; 0 disables
     # Epochs before this one are never kept and never stop the run: a validation split whose labels are as noisy as
-    # the train split's can favour an early, under-trained epoch (curation/classifier/job.py sets it by the size of
+    # the train split's can favour an early, under-trained epoch (curation/classifier/handler.py sets it by the size of
     # the train split when no reviewed validation images exist). 0: every epoch is a candidate.
     min_epochs: int = 0
     # The validation figure that picks the kept (best) epoch and drives early stopping: "val_acc" or "val_loss".

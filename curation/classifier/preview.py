@@ -2,7 +2,7 @@
 `manage.py train_classifier` / `retrain` print and the retrain form on the jobs page shows.
 
 The counts are those of `select_training_data` itself, called with the run's own parameters (the job calls it the
-same way, `_selection` in curation/classifier/job.py), so the preview is the run's selection as the data are now.
+same way, `_selection` in curation/classifier/handler.py), so the preview is the run's selection as the data are now.
 Beside the counts, the preview says where a choice would do nothing or cannot run, in `problems` (codes with their
 figures); the command and the page each word them in their own terms (`command_words`, the template
 curation/pages/_retrain_preview.html):

@@ -17,7 +17,7 @@ The val and test splits are the same for every run of a dataset: all their image
 No filter, relabel or generated image touches them, so runs are compared on identical sets. The one change: a test
 image a curator excluded (a leak, curation/duplicates/leaks.py) leaves the test split, which then gets a new hash.
 A val image a reviewer confirmed or relabelled is marked trusted, with its reviewed label as its target: when
-enough exist, early stopping and the kept epoch are chosen on them alone (curation/classifier/job.py).
+enough exist, early stopping and the kept epoch are chosen on them alone (curation/classifier/handler.py).
 """
 import csv
 import hashlib

@@ -1,4 +1,4 @@
-"""`--init ssl:JOB_ID`: a run starts from the backbone a `pretrain_ssl` job saved (curation/classifier/pretrain.py).
+"""`--init ssl:JOB_ID`: a run starts from the backbone a `pretrain_ssl` job saved (classifier/pretrain_handler.py).
 Only a pretraining that succeeded names weights; the checks here run where the job's parameters are validated, so a
 bad start is refused before anything is queued. No torch: web processes validate too."""
 from pathlib import Path

@@ -1,7 +1,7 @@
 """GAN-derived scores beyond SSIM, measured against known truth: what the classifier reads in G(x).
 
 For a train image x labelled A and the generator G = G_{A->B} of each pair holding A, three scores besides the SSIM
-contrast that scoring stores (curation/scoring/job.py), each oriented so that higher = more suspect:
+contrast that scoring stores (curation/scoring/handler.py), each oriented so that higher = more suspect:
 
 - target gain: -(p_B(G(x)) - p_B(x)). A generator that works moves a real A face towards B; a face that already
   shows B (labelled A by mistake) has little left to gain. p_B(x) is the out-of-fold probability cleanlab reads
@@ -25,16 +25,16 @@ from django.conf import settings
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.selection import Item
+from curation.gans.generators import load_generator
 from curation.gans.snapshots import (
     DIRECTIONS,
     direction_labels,
     direction_name,
     generator_snapshot,
-    load_generator,
     pair_generators,
 )
 from curation.models import Image, Run, TransformScore
-from curation.scoring.job import LABEL_QUALITY
+from curation.scoring.fusion import LABEL_QUALITY
 
 SCORES = ("target gain", "source drop", "embedding shift", "ssim contrast (stored)")
 REFERENCE = "cleanlab margin"

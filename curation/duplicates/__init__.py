@@ -1,8 +1,9 @@
 """Near-duplicates and train/test leaks.
 
 detect.py: per-image features (a perceptual hash, a colour thumbnail) and the pairs and groups they link; pure
-numpy/Pillow and scikit-learn's KD-tree (imported inside the index), no Django. job.py: the find_duplicates job,
-which stores the groups (DuplicateMember). leaks.py: what pages, the API and commands read (dataset_leaks, stored
-per dataset and refreshed by leaks_refresh wherever its inputs change; the groups, the current test split's hash,
-runs scored on an earlier one) and the two writes, excluding the leaked test images or their train/val copies. leaks.py never imports scikit-learn.
+numpy/Pillow and scikit-learn's KD-tree (imported inside the index), no Django. params.py and handler.py: the
+find_duplicates job, which stores the groups (DuplicateMember). leaks.py: what pages, the API and commands read
+(dataset_leaks, stored per dataset and refreshed by leaks_refresh wherever its inputs change; the groups, the current
+test split's hash, runs scored on an earlier one) and the two writes, excluding the leaked test images or their
+train/val copies. leaks.py never imports scikit-learn.
 """

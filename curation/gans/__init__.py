@@ -1,1 +1,2 @@
-"""CycleGAN jobs: train a pair (job.py), generate images for augmented retraining (generate.py)."""
+"""CycleGAN jobs: train a pair (train_cyclegan: params.py, handler.py), generate images for augmented retraining
+(generate_images: generate_params.py, generate_handler.py)."""

@@ -1,12 +1,8 @@
-"""Which images a CycleGAN sees, and the classifier that judges its outputs."""
-from pathlib import Path
-
-import numpy as np
-from django.conf import settings
-
+"""Which images a CycleGAN sees (the classifier that judges its outputs is the train_cyclegan handler's:
+curation/gans/handler.py latest_classifier)."""
 from curation.classifier.arrays import load_arrays
 from curation.classifier.selection import Item
-from curation.models import Image, Run
+from curation.models import Image
 
 
 def domain_items(dataset, label):
@@ -20,27 +16,3 @@ def domain_arrays(dataset, label, size):
     items = domain_items(dataset, label)
     images, _ = load_arrays(items, size)
     return items, images
-
-
-def latest_classifier(dataset):
-    """A function uint8 (N, S, S, 3) -> probabilities (N, C) from the dataset's latest finished run, or None."""
-    run = Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(checkpoint="").first()
-    if run is None:
-        return None, None
-    import torch
-
-    from training.engine import load_model, predict_proba
-    from training.placement import pick_device, to_device_u8
-
-    device = pick_device()
-    checkpoint = torch.load(Path(settings.MEDIA_ROOT) / run.checkpoint, weights_only=True, map_location="cpu")
-    model, cfg = load_model(checkpoint, device)
-
-    def classify(images_u8):
-        if images_u8.shape[1] != cfg.size:
-            from PIL import Image as PILImage
-
-            images_u8 = np.stack([np.asarray(PILImage.fromarray(im).resize((cfg.size, cfg.size))) for im in images_u8])
-        return predict_proba(model, to_device_u8(images_u8, device), batch_size=256, device=device)
-
-    return classify, run

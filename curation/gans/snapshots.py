@@ -1,12 +1,10 @@
 """A trained CycleGAN's generators: which CycleGAN of a pair scoring, the review card and generation use (the one a
 curator chose last for the pair, else the newest finished one), its two directions, the snapshot epoch they use (a
-curator's chosen epoch, else the last one), the quality measured there, and the generator networks loaded from it.
+curator's chosen epoch, else the last one), the quality measured there, and the file holding its networks (the
+jobs load them with curation/gans/generators.py; this module imports no torch, for web processes read it).
 
-Scoring (curation.scoring) and generation (curation.gans.generate) both read generators through here.
+Scoring (curation.scoring) and generation (curation.gans.generate_handler) both read generators through here.
 """
-from pathlib import Path
-
-from django.conf import settings
 from django.db.models import F
 
 from curation.models import GanModel
@@ -60,7 +58,7 @@ def generator_snapshot(gan):
 
 
 def snapshot_quality(gan):
-    """(epoch, {"AB": ..., "BA": ...}) of the quality instrument (curation.gans.job) at the snapshot scoring uses;
+    """(epoch, {"AB": ..., "BA": ...}) of the quality instrument (curation.gans.handler) at the snapshot scoring uses;
     {} where it was not measured there."""
     _, epoch = generator_snapshot(gan)
     entry = next((e for e in gan.losses or [] if e.get("epoch") == epoch), {})
@@ -79,29 +77,3 @@ def snapshot_path(gan, epoch):
     if epoch == gan.epoch:
         return gan.checkpoint
     raise FileNotFoundError(f"CycleGAN {gan.pk} has no generators saved at epoch {epoch}")
-
-
-# The last generators loaded in this process: a parent running many chunks of one direction loads them once.
-_loaded = {}
-
-
-def load_generator(gan, direction, epoch, device):
-    """(generator network in eval mode on device, image size) of one direction at one snapshot."""
-    path = Path(settings.MEDIA_ROOT) / snapshot_path(gan, epoch)
-    key = (str(path), path.stat().st_mtime_ns, direction, str(device))  # the file itself, not ids a database reuses
-    if key not in _loaded:
-        # torch is imported here, not at the top: web processes import this module (through the job registry)
-        # and never import torch.
-        import torch
-
-        from gan.cyclegan import GanConfig
-        from gan.networks import ResnetGenerator
-
-        state = torch.load(path, weights_only=True, map_location="cpu")
-        cfg = GanConfig.from_dict(state["config"])
-        net = ResnetGenerator(cfg.ngf, cfg.blocks, upsample=cfg.upsample).to(device)
-        net.load_state_dict(state["G_A" if direction == "AB" else "G_B"])
-        if len(_loaded) >= 2:  # the two generators of one pair: a chunk uses both
-            _loaded.pop(next(iter(_loaded)))
-        _loaded[key] = (net.eval(), cfg.size)
-    return _loaded[key]

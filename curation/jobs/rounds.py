@@ -1,5 +1,5 @@
-"""Review rounds: after a decision, queue a rescore of the dataset when one is due (curation/classifier/rescore.py).
-The review pages and the review API call it once a decision has committed."""
+"""Review rounds: after a decision, queue a rescore of the dataset when one is due (curation/classifier/
+rescore_params.py). The review pages and the review API call it once a decision has committed."""
 import logging
 
 from django.db import transaction

@@ -7,6 +7,9 @@ is written once however many times its message is delivered.
 A handler may split its work into child jobs (Job.parent) through its JobContext: enqueue them, run them to the end
 (taking queued ones in this process, waiting for those other workers run), cancel them. Their handlers know nothing
 of this module, so the registry of handlers never imports the runner back.
+
+This is the one module that imports handlers: the registry names each kind's handler by dotted path, and job_run
+imports it when a job of the kind runs (a handler may import torch at its top; web processes never run a job).
 """
 import logging
 import os
@@ -19,6 +22,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
 from curation.jobs.registry import get_kind
@@ -244,7 +248,8 @@ def job_run(*, job_id, worker=None, on_progress=None):
     beat.start()
     log.info("job %s (%s) attempt %s started", job.pk, job.kind, job.attempts)
     try:
-        result = kind.handler(ctx)
+        # Inside the try: a handler that cannot be imported fails its job, naming why, and the worker goes on.
+        result = import_string(kind.handler)(ctx)
     except JobCancelled:
         _finish(job, status=Job.Status.CANCELLED, message="cancelled")
         status = Job.Status.CANCELLED

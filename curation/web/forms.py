@@ -7,10 +7,10 @@ import json
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 
-from curation.classifier.job import with_latest_run_settings
+from curation.classifier.params import with_latest_run_settings
 from curation.classifier.preview import default_doubtful, doubtful_counts, retrain_preview
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
-from curation.classifier.rescore import rescore_every_check
+from curation.classifier.rescore_params import rescore_every_check
 from curation.classifier.seeds import SMALL_TRAIN
 from curation.importers.roots import importable_entries
 from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from curation.maps import store
-from curation.maps.job import embeddings_source
+from curation.maps.params import embeddings_source
 from curation.maps.project import umap_available
 from curation.models import Image, Job
 from curation.roles import user_is_curator

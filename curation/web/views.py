@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseStopPolling
 
 from curation.classifier.relabels import MIN_REVIEWED, relabel_calibration
-from curation.classifier.rescore import dataset_rescore_every_set
+from curation.classifier.rescore_params import dataset_rescore_every_set
 from curation.duplicates.leaks import dataset_leaks
 from curation.forms import form_error_text
 from curation.jobs.errors import JobParamsError
@@ -141,7 +141,7 @@ def job_start(request, key):
         seeds = form.cleaned_data.get("seeds")
         chain = key == RetrainForm.key and action == "generate_retrain"
         try:
-            if chain:  # generate with the dataset's generators, then this retrain (curation/classifier/augment_chain)
+            if chain:  # generate with the dataset's generators, then this retrain (classifier/generate_retrain_*)
                 if seeds:
                     raise JobParamsError("“Generate, then retrain” starts one run: leave Seeds empty")
                 job = job_enqueue(kind="generate_retrain", params=form.chain_params(), user=request.user)

@@ -127,7 +127,7 @@ def test_scoring_a_dataset_without_train_images_is_refused(as_curator, curator_a
 
 def _failing_gan(ds):
     """A finished happy/sad CycleGAN whose generators both failed the quality check at their snapshot (the
-    classifier calls their outputs the target class no more often than the sources), as curation.gans.job
+    classifier calls their outputs the target class no more often than the sources), as curation.gans.handler
     records it."""
     failing = {"target_rate": 0.10, "source_target_rate": 0.09}
     return GanModelFactory(dataset=ds, source_label=1, target_label=2, status="succeeded", epoch=1,

@@ -183,7 +183,7 @@ def test_with_two_cyclegans_of_a_pair_a_curator_chooses_the_run_scoring_the_card
         live_server, transactional_db, browser, demo, settings):
     from pathlib import Path
 
-    from curation.gans.generate import find_gan
+    from curation.gans.generate_params import find_gan
     from curation.gans.snapshots import generator_snapshot, pair_generators
     from tests.factories import CuratorFactory, TransformScoreFactory
 

@@ -9,8 +9,8 @@ import torch
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from curation.classifier.job import _load_init
-from curation.classifier.pretrain import pretrain_dir
+from curation.classifier.handler import _load_init
+from curation.classifier.pretrain_handler import pretrain_dir
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import Image, Job, Run
 from tests.conftest import wait_for

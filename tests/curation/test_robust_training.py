@@ -173,7 +173,8 @@ def test_glc_estimates_from_the_random_audit_alone_once_it_has_enough_decided_im
     # images lie beyond them). The audit has
     # GLC_AUDIT_MIN decided images: C comes from it alone, and happy, with no audited image, takes the pooled row.
     # One audit decision fewer: from every reviewed image, the queue's five too.
-    from curation.classifier.job import GLC_AUDIT_MIN, glc_estimate, glc_trusted
+    from curation.classifier.handler import glc_estimate
+    from curation.classifier.params import GLC_AUDIT_MIN, glc_trusted
     from tests.factories import DatasetFactory, ImageFactory, RunFactory
 
     ds = DatasetFactory(name="audited")

@@ -15,7 +15,7 @@ from curation.jobs.errors import JobParamsError
 from curation.jobs.runner import JobContext, job_claim, job_run
 from curation.jobs.services import job_cancel, job_enqueue
 from curation.models import Dataset, GanModel, Image, Job, TransformScore
-from curation.scoring.chunks import chunks_plan
+from curation.scoring.handler import chunks_plan
 from tests.conftest import wait_for
 from tests.curation.conftest import square_gan_dataset
 from tests.factories import JobFactory

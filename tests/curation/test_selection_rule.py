@@ -8,7 +8,7 @@ import warnings
 import pytest
 from sklearn.model_selection import StratifiedKFold
 
-from curation.classifier.job import validate_train_params
+from curation.classifier.params import validate_train_params
 from curation.classifier.preview import selection_for
 from curation.classifier.selection import DOUBTFUL
 from curation.jobs.errors import JobParamsError

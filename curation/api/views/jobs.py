@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 from curation.api.pagination import NewestFirstCursor
 from curation.api.permissions import IsCurator
 from curation.api.serializers import JobOutput
-from curation.classifier.job import with_latest_run_settings
+from curation.classifier.params import with_latest_run_settings
 from curation.classifier.preview import api_preview, with_default_doubtful
 from curation.jobs.registry import JOB_KINDS
 from curation.jobs.selectors import job_get, jobs_list

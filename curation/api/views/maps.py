@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from curation.maps import store
 from curation.maps.selections import SelectionRefused, image_selection_create
-from curation.maps.job import embeddings_source
+from curation.maps.params import embeddings_source
 from curation.selectors import dataset_get
 
 

@@ -1,4 +1,4 @@
-from curation.classifier.pretrain import DEFAULTS
+from curation.classifier.pretrain_params import DEFAULTS
 from curation.management.jobcommand import JobCommand
 from training.config import ARCH_NAMES
 

@@ -1,4 +1,4 @@
-from curation.classifier.job import with_latest_run_settings
+from curation.classifier.params import with_latest_run_settings
 from curation.management.commands.train_classifier import Command as TrainCommand
 
 

@@ -1,7 +1,7 @@
 """Show or set a dataset's review settings: how many reviewers decide each image (Dataset.reviews_required)."""
 from django.core.management.base import CommandError
 
-from curation.classifier.rescore import dataset_rescore_every_set
+from curation.classifier.rescore_params import dataset_rescore_every_set
 from curation.management.migrated import DatabaseCommand
 from curation.models import MAX_REVIEWS_REQUIRED
 from curation.review.audit import audit_share_check, dataset_audit_share_set

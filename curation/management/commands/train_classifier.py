@@ -4,7 +4,7 @@ from django.core.management.base import CommandError
 
 from curation.classifier.collapse import collapse_warning
 from curation.classifier.loss_cause import loss_cause
-from curation.classifier.job import training_preview, validate_train_params
+from curation.classifier.params import training_preview, validate_train_params
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.classifier.seeds import check_seeds, group_summary, group_words
 from curation.classifier.selection import DOUBTFUL

@@ -4,67 +4,34 @@ Per epoch it stores the losses and a sample grid; at snapshot epochs also the ge
 instrument: for each direction, the rate at which the dataset's latest classifier calls the generated images the
 target emotion (beside its rate on the sources themselves) and their mean SSIM to the source. The training state
 is checkpointed every epoch; a re-run after a crash resumes from it.
+
+The worker's side: only the job runner imports it (the registry names it). The parameters are
+curation/gans/params.py.
 """
 import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from PIL import Image as PILImage
 
-from curation.gans.data import domain_arrays, domain_items, latest_classifier
-from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
+from curation.gans.data import domain_arrays
+from curation.jobs.errors import JobCancelled, JobLost
 from curation.media import media_rel, save_png, save_torch
-from curation.models import GanModel
+from curation.models import GanModel, Run
 from curation.selectors import dataset_resolve
-from gan.config import PROFILES, make_config
+from gan.config import make_config
+from gan.cyclegan import CycleGAN, sample_grid
 from gan.quality import quality
-from training.labels import CLASSES, UnknownLabel, parse_label
+from training.engine import load_model, predict_proba
+from training.placement import choose_placement, pick_device, place_images, to_device_u8
+from training.labels import CLASSES, parse_label
 
 log = logging.getLogger(__name__)
 QUALITY_SAMPLES = 256
-MIN_DOMAIN = 8
-
-
-def parse_pair(pair):
-    """Two different emotions as canonical codes, or JobParamsError saying what is wrong."""
-    if not pair or len(pair) != 2:
-        raise JobParamsError("pair needs two emotions, e.g. --pair happy sad")
-    try:
-        a, b = (parse_label(p) for p in pair)
-    except UnknownLabel as exc:
-        raise JobParamsError(f"pair: {exc}") from None
-    if a == b:
-        raise JobParamsError("pair needs two different emotions")
-    return a, b
-
-
-def validate_cyclegan_params(params):
-    dataset = dataset_resolve(name=params.get("dataset"))
-    clean = {"dataset": dataset.name}
-    a, b = parse_pair(params.get("pair"))
-    clean["pair"] = [CLASSES[a], CLASSES[b]]
-    profile = params.get("profile") or "cpu"
-    if profile not in PROFILES:
-        raise JobParamsError(f"profile must be one of {', '.join(PROFILES)}, not {profile!r}")
-    clean["profile"] = profile
-    for key in ("epochs", "epochs_decay", "size", "batch_size", "seed"):
-        if params.get(key) is not None:
-            try:
-                clean[key] = int(params[key])
-            except (TypeError, ValueError):
-                raise JobParamsError(f"{key} must be an integer, not {params[key]!r}") from None
-            if clean[key] < (0 if key in ("epochs_decay", "seed") else 1):
-                raise JobParamsError(f"{key} must be positive, not {clean[key]}")
-    cfg = make_config(profile, **{k: clean.get(k) for k in ("epochs", "epochs_decay", "size", "batch_size", "seed")})
-    if not 32 <= cfg.size <= 512 or cfg.size % 4:
-        raise JobParamsError(f"size must be a multiple of 4 in 32-512, not {cfg.size}")
-    for code in (a, b):
-        n = len(domain_items(dataset, code))
-        if n < MIN_DOMAIN:
-            raise JobParamsError(f"only {n} train images labelled {CLASSES[code]} in {dataset.name}; need {MIN_DOMAIN}")
-    return clean
 
 
 def snapshot_epochs(total):
@@ -97,12 +64,24 @@ def train_cyclegan_job(ctx):
         raise
 
 
+def latest_classifier(dataset):
+    """A function uint8 (N, S, S, 3) -> probabilities (N, C) from the dataset's latest finished run, or None."""
+    run = Run.objects.filter(dataset=dataset, status=Run.Status.SUCCEEDED).exclude(checkpoint="").first()
+    if run is None:
+        return None, None
+    device = pick_device()
+    checkpoint = torch.load(Path(settings.MEDIA_ROOT) / run.checkpoint, weights_only=True, map_location="cpu")
+    model, cfg = load_model(checkpoint, device)
+
+    def classify(images_u8):
+        if images_u8.shape[1] != cfg.size:
+            images_u8 = np.stack([np.asarray(PILImage.fromarray(im).resize((cfg.size, cfg.size))) for im in images_u8])
+        return predict_proba(model, to_device_u8(images_u8, device), batch_size=256, device=device)
+
+    return classify, run
+
+
 def _train(ctx, gan, cfg):
-    import torch
-
-    from gan.cyclegan import CycleGAN, sample_grid
-    from training.placement import choose_placement, pick_device, place_images
-
     device = pick_device()
     folder = Path(settings.MEDIA_ROOT) / "gans" / str(gan.pk)
     ctx.progress(0.0, "decoding images", force=True)
@@ -113,7 +92,7 @@ def _train(ctx, gan, cfg):
     if checkpoint.exists():
         model.load_state_dict(torch.load(checkpoint, weights_only=True, map_location="cpu"))
         log.info("resuming CycleGAN %s from epoch %s", gan.pk, model.epoch)
-    # Both domains on the device whole, or streamed to it batch by batch (training.engine.choose_placement).
+    # Both domains on the device whole, or streamed to it batch by batch (training.placement.choose_placement).
     placement = choose_placement(A.nbytes + B.nbytes, device)
     log.info("CycleGAN %s: tensor cache %s", gan.pk, placement)
     ctx.progress(0.0, f"tensor cache: {placement}", force=True)

@@ -3,17 +3,24 @@ signals from the latest out-of-fold probabilities, the SSIM flags, and the fused
 
 Scores cover the train split (the images a reduced retrain may drop); val and test stay as imported. Rows are
 upserted on (image, generator, direction), so a second run computes only what is new and a killed run re-run
-duplicates nothing. The SSIMs are computed in chunk jobs that several GPU workers share (chunks.py).
-"""
+duplicates nothing. The SSIMs are computed in chunk jobs that several GPU workers share (chunk_handler.py; the
+parent's side, chunks_plan and chunks_run, is here).
+
+The worker's side: only the job runner imports it (the registry names it). The parameters are
+curation/scoring/params.py."""
 from pathlib import Path
 
 import numpy as np
+from cleanlab import Datalab
+from cleanlab.filter import find_label_issues
+from cleanlab.rank import get_label_quality_scores
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
 from curation.classifier.features import read_oof_features
 from curation.db import update_rows
+from curation.gans.data import domain_items
 from curation.gans.snapshots import (
     DIRECTIONS,
     direction_labels,
@@ -22,20 +29,14 @@ from curation.gans.snapshots import (
     pair_generators,
     snapshot_quality,
 )
-from curation.jobs.errors import JobParamsError
-from curation.models import GanModel, Image, Run, TransformScore
+from curation.models import Image, TransformScore
 from curation.review.audit import audit_sample_decided
 from curation.scoring import fusion
-from curation.scoring.chunks import chunks_plan, chunks_run
+from curation.scoring.fusion import LABEL_QUALITY
 from curation.selectors import dataset_queue_run, dataset_resolve
-from training.labels import CLASSES, UnknownLabel, parse_label
+from gan.scoring import standardise
+from training.labels import CLASSES
 
-# cleanlab's label-quality score. The normalised margin (the given label's probability minus the strongest other
-# class's) rather than self-confidence (the given label's probability alone): a label that another class beats is
-# more suspect than an equally unsure one that still leads. On the benchmark's faces (out-of-fold models, 16
-# epochs, three seeds of data) it found the wrong labels better every time: AUROC 0.841 / 0.859 / 0.854 against
-# 0.798 / 0.826 / 0.815, and 68-75 % of the top tenth wrong against 65-68 %.
-LABEL_QUALITY = "normalized_margin"
 # Neighbours cleanlab's Datalab reads per image (its default) for the label, outlier and near-duplicate checks.
 DATALAB_K = 10
 DATALAB_FIELDS = ["datalab_label_quality", "datalab_label_issue", "datalab_outlier_score", "datalab_outlier",
@@ -44,42 +45,11 @@ DATALAB_NONE = {"datalab_label_quality": None, "datalab_label_issue": False, "da
                 "datalab_outlier": False, "datalab_near_duplicate_score": None, "datalab_near_duplicates": []}
 
 
-def validate_score_params(params):
-    dataset = dataset_resolve(name=params.get("dataset"))
-    if not Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN).exclude(
-            status=Image.Status.EXCLUDED).exists():
-        raise JobParamsError(f"dataset {dataset.name!r} has no train-split images to score (scoring covers the "
-                             f"train split, less excluded images)")
-    try:
-        threshold = float(params.get("threshold", 0.85))
-    except (TypeError, ValueError):
-        raise JobParamsError(f"threshold must be a number, not {params.get('threshold')!r}") from None
-    if not 0 < threshold <= 1:
-        raise JobParamsError(f"threshold must be in (0, 1], not {threshold}")
-    per_class = {}
-    for name, value in (params.get("class_thresholds") or {}).items():
-        try:
-            per_class[CLASSES[parse_label(name)]] = float(value)
-        except (UnknownLabel, TypeError, ValueError) as exc:
-            raise JobParamsError(f"class_thresholds: {name}={value!r}: {exc}") from None
-    if not GanModel.objects.filter(dataset=dataset, status=GanModel.Status.SUCCEEDED).exists() and \
-            dataset_queue_run(dataset_id=dataset.pk) is None:
-        raise JobParamsError(f"nothing to score {dataset.name} with: train a CycleGAN pair (train_cyclegan) or a "
-                             f"classifier with --folds first, or import your own model's predictions "
-                             f"(import_predictions)")
-    chunk_images = params.get("chunk_images")
-    chunk_images = settings.SCORE_CHUNK_IMAGES if chunk_images is None else chunk_images
-    if isinstance(chunk_images, bool) or not isinstance(chunk_images, int) or chunk_images < 1:
-        raise JobParamsError(f"chunk_images must be a whole number of images, at least 1, not {chunk_images!r}")
-    return {"dataset": dataset.name, "threshold": threshold, "class_thresholds": per_class,
-            "chunk_images": chunk_images}
-
-
 def score_ambiguity_job(ctx):
     p = ctx.params
     dataset = dataset_resolve(name=p["dataset"])
     gans = pair_generators(dataset)  # per pair, the CycleGAN a curator chose, else the newest
-    # The SSIMs, in chunk jobs that any GPU worker takes and this job takes too (curation/scoring/chunks.py).
+    # The SSIMs, in chunk jobs that any GPU worker takes and this job takes too (curation/scoring/chunk_handler.py).
     chunks = chunks_plan(ctx, dataset, gans, chunk_images=p.get("chunk_images") or settings.SCORE_CHUNK_IMAGES)
     computed = chunks_run(ctx, chunks, share=0.8)
     ctx.progress(0.8, "standardising SSIMs per generator", force=True)
@@ -119,8 +89,6 @@ def _scores_leaving(dataset, gans, label_field):
 
 
 def _standardise(dataset, gans):
-    from gan.scoring import standardise
-
     current = current_scores(dataset, gans)
     for gan in gans:
         for direction in DIRECTIONS:
@@ -141,9 +109,6 @@ def _classifier_signals(dataset):
     run = dataset_queue_run(dataset_id=dataset.pk)
     if run is None:
         return {"run": None, "by_image": {}, "datalab": {}, "as_imported": {}, "datalab_as_imported": {}}
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
     data = np.load(Path(settings.MEDIA_ROOT) / run.oof_file)
     ids, probs = data["ids"], data["probs"].astype(np.float64)
     current = {i: (label, imported) for i, label, imported in
@@ -184,8 +149,6 @@ def _datalab_signals(run, ids, labels, imported):
     read = read_oof_features(run)
     if read is None or len(ids) <= DATALAB_K + 1:
         return {}, {}
-    from cleanlab import Datalab
-
     stored_ids, order, features = read
     at = np.minimum(np.searchsorted(stored_ids, ids), len(stored_ids) - 1)
     if not np.array_equal(stored_ids[at], ids):  # every id is a row of oof.npz, so of its embeddings
@@ -355,3 +318,41 @@ def _fit_on_reviews(dataset, gans, images, works, best, classifier, datalab_qual
         choice, model, report = fusion.choose_from_reviews(X, y, candidates,
                                                            spread=fusion.below_median(default, decided))
     return choice, model, {**report, **counts}
+
+
+# --- the parent's side of the chunks (curation/scoring/chunk_handler.py) -----------------------------------------
+
+def chunks_plan(ctx, dataset, gans, *, chunk_images):
+    """The parent's chunks: [{"id": job id, "n": images, "name": "happy->sad"}], planned once per job.
+
+    Every train image labelled A without a score at the current snapshot of a generator leaving A, in id order,
+    cut into chunks of at most chunk_images per direction. The chunk jobs and the parent's state that lists them
+    commit together, so a parent re-run after a crash finds them and plans nothing twice."""
+    if "chunks" in ctx.state:
+        return ctx.state["chunks"]
+    planned = []
+    for gan in gans:
+        _, epoch = generator_snapshot(gan)
+        for direction in DIRECTIONS:
+            source, _ = direction_labels(gan, direction)
+            done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch, ssim_into__isnull=False)
+                       .values_list("image_id", flat=True))
+            todo = [item.id for item in domain_items(dataset, source) if item.id not in done]
+            for start in range(0, len(todo), chunk_images):
+                part = todo[start : start + chunk_images]
+                params = {"gan": gan.pk, "direction": direction, "epoch": epoch, "ids": [part[0], part[-1]]}
+                planned.append((direction_name(gan, direction), len(part), params))
+    with transaction.atomic():
+        chunks = []
+        for name, n, params in planned:
+            job = ctx.child_enqueue(kind="score_chunk", params=params)
+            chunks.append({"id": job.pk, "n": n, "name": name})
+        ctx.save_state({**ctx.state, "chunks": chunks})
+    return chunks
+
+
+def chunks_run(ctx, chunks, *, share=0.8):
+    """Run the parent's chunks to the end (JobContext.children_run). Progress goes from 0 to `share` by images done.
+    Returns the number of SSIMs the chunks computed."""
+    results = ctx.children_run(chunks, share=share, noun="chunk", unit="images")
+    return sum((result or {}).get("computed", 0) for result in results)

@@ -6,6 +6,9 @@ The weights are written to a temporary file and renamed into place as the job's 
 only a pretraining whose job succeeded: a cancelled, failed or unfinished pretraining gives `--init` nothing. A
 cancelled job also removes its folder (the per-epoch resume checkpoint, which is no state dict `--init` could
 load anyway); a job the reaper re-queues keeps it and resumes from its last epoch.
+
+The worker's side: only the job runner imports it (the registry names it). The parameters are
+curation/classifier/pretrain_params.py.
 """
 import logging
 import shutil
@@ -14,20 +17,15 @@ from pathlib import Path
 from django.conf import settings
 
 from curation.classifier.arrays import load_arrays
-from curation.classifier.job import _load
+from curation.classifier.pretrain_params import pretrain_images, ssl_config
 from curation.classifier.selection import Item
-from curation.jobs.errors import JobCancelled, JobParamsError
-from curation.media import media_rel, save_torch
-from curation.models import Image
-from curation.selectors import dataset_resolve
-from training.ssl_config import SSLConfig  # a dataclass only: no torch in web processes
+from curation.jobs.errors import JobCancelled
+from curation.media import load_resume, media_rel, save_torch
+from training.placement import pick_device
+from training.ssl import backbone_file, pretrain
 
 log = logging.getLogger(__name__)
 
-# The job's parameters that are SSLConfig fields of the same name; their defaults are SSLConfig's.
-SSL_KEYS = ("arch", "size", "epochs", "batch_size", "lr", "temperature", "seed")
-_SSL_DEFAULTS = SSLConfig()
-DEFAULTS = {key: getattr(_SSL_DEFAULTS, key) for key in SSL_KEYS}
 WEIGHTS_NAME = "backbone.pt"
 RESUME_NAME = "resume.pt"  # {"network": ..., "optimizer": ...}: no state dict at its top level, so --init refuses it
 
@@ -36,52 +34,9 @@ def pretrain_dir(job_id):
     return Path(settings.MEDIA_ROOT) / "ssl" / f"job{job_id}"
 
 
-def pretrain_images(dataset_name):
-    """The images a pretraining reads: every image of the dataset outside its test split, by id."""
-    return Image.objects.filter(dataset__name=dataset_name).exclude(split=Image.Split.TEST).order_by("id")
-
-
-def _config(p):
-    return SSLConfig(**{key: p[key] for key in SSL_KEYS})
-
-
-def validate_pretrain_params(params):
-    """The job's parameters, checked as the command, the API and the form all send them; JobParamsError names a bad
-    one, or a dataset with fewer images (outside its test split) than one batch, before anything is queued."""
-    clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-    unknown = set(clean) - set(DEFAULTS) - {"dataset"}
-    if unknown:
-        raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    clean["dataset"] = dataset_resolve(name=clean.get("dataset")).name
-    for key in ("size", "epochs", "batch_size", "seed"):
-        try:
-            clean[key] = int(clean[key])
-        except (TypeError, ValueError):
-            raise JobParamsError(f"{key} must be an integer, not {clean[key]!r}") from None
-    for key in ("lr", "temperature"):
-        try:
-            clean[key] = float(clean[key])
-        except (TypeError, ValueError):
-            raise JobParamsError(f"{key} must be a number, not {clean[key]!r}") from None
-    try:
-        _config(clean).validate()
-    except ValueError as exc:
-        raise JobParamsError(str(exc)) from None
-    n = pretrain_images(clean["dataset"]).count()
-    if n < clean["batch_size"]:
-        raise JobParamsError(
-            f"dataset {clean['dataset']!r} has {n} images outside its test split, fewer than one batch of "
-            f"{clean['batch_size']}: contrastive pretraining compares each image with the rest of a full batch; "
-            f"give a batch size of at most {n}" + (" (2 or more)" if n >= 2 else "") + " or import more images")
-    return clean
-
-
 def pretrain_ssl_job(ctx):
-    from training.placement import pick_device
-    from training.ssl import backbone_file, pretrain
-
     p = ctx.params
-    cfg = _config(p)
+    cfg = ssl_config(p)
     items = [Item("image", pk, file, digest, label, path) for pk, file, digest, label, path in
              pretrain_images(p["dataset"]).values_list("id", "file", "content_hash", "original_label", "path")]
     folder = pretrain_dir(ctx.job_id)
@@ -99,7 +54,7 @@ def pretrain_ssl_job(ctx):
                      f"SimCLR: epoch {checkpoint['epoch']} loss {checkpoint['history'][-1]['loss']:.3f}", force=True)
 
     try:
-        result = pretrain(cfg, x, device=pick_device(), resume=_load(resume_path), on_epoch=on_epoch,
+        result = pretrain(cfg, x, device=pick_device(), resume=load_resume(resume_path), on_epoch=on_epoch,
                           on_step=on_step)
         ctx.check()  # a cancel that came with the last batch stops here, before the weights exist
         save_torch(backbone_file(result, cfg), weights)  # a temporary file renamed into place: whole or absent

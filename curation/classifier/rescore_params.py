@@ -9,10 +9,11 @@ changes when the scores land.
 A curator turns it on per dataset ("rescore after every N decisions", Dataset.rescore_every: the dataset page or
 `review_settings --rescore-every N`); after every N decisions since the last rescore was queued, the next decision
 queues one, unless one is queued or running already (curation/jobs/rounds.py).
-"""
-from django.db import transaction
 
-from curation.classifier.job import validate_train_params, with_latest_run_settings
+This module holds the job's parameters and the setting (no torch: web processes import it); the worker's side is
+rescore_handler.py.
+"""
+from curation.classifier.params import validate_train_params, with_latest_run_settings
 from curation.jobs.errors import JobParamsError
 from curation.models import Dataset
 from curation.selectors import dataset_resolve
@@ -44,7 +45,8 @@ def dataset_rescore_every_set(*, dataset_id, rescore_every):
     return value
 
 
-def _train_params(dataset, folds):
+def rescore_train_params(dataset, folds):
+    """The train_classifier part's parameters: K folds on the labels as reviewed, the latest run's settings."""
     return with_latest_run_settings({"dataset": dataset, "folds": folds, "reduced": True, "doubtful": "none"})
 
 
@@ -56,23 +58,5 @@ def validate_rescore_params(params):
     folds = params.get("folds", DEFAULT_FOLDS)
     if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= 10:
         raise JobParamsError(f"folds must be a whole number 2-10 (out-of-fold models), not {folds!r}")
-    validate_train_params(_train_params(dataset.name, folds))  # refused now, in the train job's own words
+    validate_train_params(rescore_train_params(dataset.name, folds))  # refused now, in the train job's own words
     return {"dataset": dataset.name, "folds": folds}
-
-
-def rescore_job(ctx):
-    """Refit, then rescore, each as a child job run to the end here (JobContext.children_run)."""
-    p = ctx.params
-    parts = (("train", "train_classifier", lambda: _train_params(p["dataset"], p["folds"]),
-              "out-of-fold models on the reviewed labels", 0.0, 0.7),
-             ("score", "score_ambiguity", lambda: {"dataset": p["dataset"]}, "rescoring the queue", 0.7, 1.0))
-    results = {}
-    for key, kind, params, name, start, end in parts:
-        if key not in ctx.state:
-            with transaction.atomic():  # the child and the state that names it commit together
-                child = ctx.child_enqueue(kind=kind, params=params())
-                ctx.save_state({**ctx.state, key: child.pk})
-        ctx.progress(start, name, force=True)
-        (results[key],) = ctx.children_run([{"id": ctx.state[key], "n": 1, "name": name}], share=end, noun=name)
-    return {"dataset": p["dataset"], "run": (results["train"] or {}).get("run"), "train_job": ctx.state["train"],
-            "score_job": ctx.state["score"]}

@@ -1,6 +1,9 @@
 """The map_dataset job: project the embeddings of the model feeding a dataset's queue onto two dimensions and store
 the map (store.py). A map whose embeddings file is unchanged (same run, size and modification time) is reused, not
-recomputed, unless `force`; after a new run feeds the queue, or its embeddings are rewritten, the job recomputes."""
+recomputed, unless `force`; after a new run feeds the queue, or its embeddings are rewritten, the job recomputes.
+
+The worker's side: only the job runner imports it (the registry names it). The parameters are
+curation/maps/params.py."""
 import time
 
 import numpy as np
@@ -10,39 +13,8 @@ from curation.classifier.features import oof_features_path, read_oof_features
 from curation.importers.predictions import file_sha256
 from curation.jobs.errors import JobParamsError
 from curation.maps import project, store
-from curation.selectors import dataset_queue_run, dataset_resolve
-
-
-def validate_map_params(params):
-    unknown = set(params) - {"dataset", "method", "force", "seed"}
-    if unknown:
-        raise JobParamsError(f"unknown parameter(s) {', '.join(sorted(unknown))}; map_dataset takes dataset, method, "
-                             f"force, seed")
-    dataset = dataset_resolve(name=params.get("dataset"))
-    method = params.get("method") or "auto"
-    try:
-        project.method_for(method)
-    except project.ProjectionError as exc:
-        raise JobParamsError(str(exc)) from None
-    force, seed = params.get("force", False), params.get("seed", 0)
-    if not isinstance(force, bool):
-        raise JobParamsError(f"force must be true or false, not {force!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 31:
-        raise JobParamsError(f"seed must be a whole number from 0 to {2 ** 31 - 1}, not {seed!r}")
-    if embeddings_source(dataset)[1] is None:
-        raise JobParamsError(no_embeddings_words(dataset))
-    return {"dataset": dataset.name, "method": method, "force": force, "seed": seed}
-
-
-def embeddings_source(dataset):
-    """(the queue's run or None, its embeddings' fingerprint or None)."""
-    run = dataset_queue_run(dataset_id=dataset.pk)
-    return run, store.embeddings_fingerprint(run)
-
-
-def no_embeddings_words(dataset):
-    return (f"dataset {dataset.name!r} has no embeddings to map: the model feeding its queue must have them (train "
-            f"a classifier with --folds, or import_predictions with --embeddings)")
+from curation.maps.params import embeddings_source, no_embeddings_words
+from curation.selectors import dataset_resolve
 
 
 def map_dataset_job(ctx):

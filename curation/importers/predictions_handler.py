@@ -5,6 +5,9 @@ oof_features.npy, test_predictions.npz), so that scoring, the review card and CR
 The files are read and judged whole first (curation/importers/predictions.py); then they are written to a folder
 of their own and the Run row, the folder's move under runs/<id>/ and the job's saved state commit together. A
 refused file stores nothing; a re-run after a worker died returns the run already made.
+
+The worker's side: only the job runner imports it (the registry names it). The parameters are
+curation/importers/predictions_params.py.
 """
 import os
 import shutil
@@ -18,63 +21,20 @@ from django.utils import timezone
 from curation.classifier.features import OOF_FEATURES_FILE
 from curation.classifier.predictions import PREDICTIONS_FILE
 from curation.importers.predictions import (
-    EMBEDDING_SUFFIXES,
-    PREDICTION_SUFFIXES,
     PredictionsRefused,
     file_sha256,
     read_embeddings,
     read_predictions,
 )
-from curation.importers.roots import import_path_resolve
-from curation.jobs.errors import JobParamsError
 from curation.media import media_rel
 from curation.models import Dataset, Image, Job, Run
 from curation.selectors import dataset_resolve
 from training.labels import CLASSES
+from training.metrics import classification_report
 
 IN_SAMPLE_WARNING = ("in-sample predictions: the model saw these labels when it trained, so it agrees with the "
                      "wrong ones more than a model that did not; label-issue scores from it are optimistic "
                      "(fewer wrong labels found than there are)")
-
-
-def _flag(params, key, default=None):
-    value = params.get(key, default)
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
-        return value.strip().lower() in ("true", "1", "yes", "on")
-    if value is None or isinstance(value, bool):
-        return value
-    raise JobParamsError(f"{key} must be true or false, not {value!r}")
-
-
-def _file_param(params, key, suffixes, what):
-    raw = str(params.get(key) or "").strip()
-    if not raw:
-        return None
-    path = import_path_resolve(raw)  # below the import roots: the worker reads the server's disk
-    if not path.is_file():
-        raise JobParamsError(f"{key} {raw!r} is a folder; give the {what} file")
-    if path.suffix.lower() not in suffixes:
-        raise JobParamsError(f"{key} {raw!r}: {what} are {' or '.join(suffixes)}, not {path.suffix or 'no suffix'}")
-    return str(path)
-
-
-def validate_import_predictions_params(params):
-    unknown = set(params) - {"dataset", "path", "embeddings", "out_of_sample", "feed_queue", "name"}
-    if unknown:
-        raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    dataset = dataset_resolve(name=params.get("dataset"))
-    out_of_sample = _flag(params, "out_of_sample")
-    if out_of_sample is None:
-        raise JobParamsError("say whether the predictions are out-of-sample (out_of_sample true: the model never "
-                             "trained on these images' labels, e.g. cross-validated) or in-sample (false)")
-    name = str(params.get("name") or "").strip()[:100]
-    path = _file_param(params, "path", PREDICTION_SUFFIXES, "predictions")
-    if path is None:
-        raise JobParamsError("path is required: the predictions file (CSV or Parquet of path and 8 class columns)")
-    return {"dataset": dataset.name, "path": path,
-            "embeddings": _file_param(params, "embeddings", EMBEDDING_SUFFIXES, "embeddings"),
-            "out_of_sample": out_of_sample, "feed_queue": bool(_flag(params, "feed_queue", False)),
-            "name": name or Path(path).name}
 
 
 def import_predictions_job(ctx):
@@ -110,8 +70,6 @@ def import_predictions_job(ctx):
             np.save(staging / OOF_FEATURES_FILE, unit.astype(np.float16))
         metrics = None
         if test.any():
-            from training.metrics import classification_report
-
             np.savez(staging / PREDICTIONS_FILE, ids=predictions.image_ids[test], labels=label[test],
                      probs=predictions.probs[test].astype(np.float32))
             metrics = classification_report(label[test], predictions.probs[test].argmax(1), len(CLASSES))

@@ -1,65 +1,45 @@
 """The classifier training job: select, decode once, optionally K out-of-fold models, then the final model,
 evaluated on the dataset's frozen test split. Resumable: every epoch's checkpoint is saved under the run's folder
-and a re-run continues from the last one; finished folds are not trained again."""
+and a re-run continues from the last one; finished folds are not trained again.
+
+The worker's side: only the job runner imports it (the registry names it). The parameters, their validation and
+the preview are curation/classifier/params.py."""
 import csv
 import io
 import logging
 import math
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from sklearn.model_selection import StratifiedKFold
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.collapse import collapse_warning
 from curation.classifier.features import OOF_FEATURES_FILE
+from curation.classifier.params import TRAIN_DEFAULTS, SIZE_KEYS, glc_trusted, train_config
 from curation.classifier.predictions import PREDICTIONS_FILE, run_predictions_path
-from curation.classifier.preview import command_words, retrain_preview, selection_for
-from curation.classifier.relabels import (
-    RelabelTargetError,
-    check_precision_target,
-    describe_rule,
-)
-from curation.classifier.selection import (
-    DOUBTFUL,
-    Item,
-    Selection,
-)
-from curation.classifier.ssl_init import check_ssl_fits, ssl_job_weights
-from curation.importers.roots import ImportPathRefused, import_path_resolve
-from curation.jobs.errors import JobCancelled, JobLost, JobParamsError
-from curation.media import media_rel, save_torch
+from curation.classifier.preview import selection_for
+from curation.classifier.selection import Item, Selection
+from curation.classifier.ssl_init import ssl_job_weights
+from curation.jobs.errors import JobCancelled, JobLost
+from curation.media import load_resume, media_rel, save_torch
 from curation.models import GeneratedImage, Image, Run
-from curation.review.audit import audit_sample_decided
-from curation.selectors import dataset_get, dataset_queue_run, dataset_resolve
-from training.config import (  # dataclasses only: no torch in web processes
-    ROBUST_METHODS,
-    SMALL_SPLIT_DEFAULTS,
-    SMALL_TRAIN_SPLIT,
-    TrainConfig,
-    noisy_val_schedule,
-    size_defaults,
-)
+from curation.selectors import dataset_get
+from training import plots
+from training.config import SMALL_TRAIN_SPLIT, TrainConfig, noisy_val_schedule, size_defaults
+from training.engine import best_weights_checkpoint, fit, last_linear, predict_proba, predict_proba_and_features
+from training.placement import choose_placement, pick_device
+from training.init import InitError
 from training.labels import CLASSES, CODE
+from training.metrics import classification_report
+from training.robust import estimate_corruption
 
 log = logging.getLogger(__name__)
-
-# The job's parameters that are TrainConfig fields of the same name; their defaults are TrainConfig's, so the two
-# cannot drift apart. "patience" is TrainConfig's early_stopping_patience; the rest choose the data, not the training.
-TRAIN_KEYS = ("arch", "size", "epochs", "batch_size", "seed", "lr", "monitor", "robust")
-_TRAIN_DEFAULTS = TrainConfig()
-# "patience" and "min_epochs" None: chosen by the run from its validation split and train size (choose_validation);
-# the keys of training.config.SMALL_SPLIT_DEFAULTS None: chosen by the run from its train split's size
-# (choose_size_defaults: TrainConfig's default, or the small-split one).
-SIZE_KEYS = tuple(key for key in TRAIN_KEYS if key in SMALL_SPLIT_DEFAULTS)
-DEFAULTS = {**{key: None if key in SIZE_KEYS else getattr(_TRAIN_DEFAULTS, key) for key in TRAIN_KEYS},
-            "patience": None, "min_epochs": None,
-            "folds": 0, "reduced": False, "augmented": False, "doubtful": "ssim", "relabel_precision": None,
-            "init": None, "derived_from": None, "group": ""}
 
 # Validation that review makes trustworthy: with at least this many reviewed (confirmed or relabelled) val images,
 # early stopping and the kept epoch are chosen on them alone, on their reviewed labels.
@@ -67,130 +47,15 @@ REVIEWED_VAL_MIN = 20
 # Otherwise on the whole val split, whose labels are as noisy as the train split's, with a minimum of epochs and a
 # patience that scale with the train split's size (training.config.noisy_val_schedule).
 
-
-# What a retrain (`manage.py retrain`, the web form) takes from the dataset's latest finished run unless given.
-RETRAIN_INHERITS = ("arch", "size", "epochs", "batch_size", "lr", "seed", "monitor", "robust")
 # The share of the progress bar that training takes: evaluating on the test split after it is the rest (0.99 to
 # 1.0), so the bar never shows 100 % before the run is done.
 TRAINING_SHARE = 0.98
-
-
-def with_latest_run_settings(params):
-    """params with the settings of the latest finished run (of params["dataset"]; of any dataset when none is
-    named, whose dataset it then takes too) wherever params leaves them out; the new run derives from it (its
-    collapse warning and report compare with it). Imported predictions are no run of the product's classifier: they
-    have no settings to inherit."""
-    runs = Run.objects.filter(status=Run.Status.SUCCEEDED, source=Run.Source.TRAINED)
-    if params.get("dataset"):
-        runs = runs.filter(dataset__name=params["dataset"])
-    latest = runs.select_related("dataset").first()
-    if latest is not None:
-        # A value the latest run took from its train split's size is chosen again for the new run's train split.
-        by_size = ((latest.selection or {}).get("size_defaults") or {}).get("chosen") or {}
-        for key in RETRAIN_INHERITS:
-            if key in latest.config and key not in by_size:
-                params.setdefault(key, latest.config[key])
-        params.setdefault("dataset", latest.dataset.name)
-        params.setdefault("derived_from", latest.pk)  # the run this one derives from: its report compares with it
-    return params
-
-
-def validate_train_params(params):
-    clean = {**DEFAULTS, **{k: v for k, v in params.items() if v is not None}}
-    unknown = set(clean) - set(DEFAULTS) - {"dataset"}
-    if unknown:
-        raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
-    clean["dataset"] = dataset_resolve(name=clean.get("dataset")).name
-    for key in ("size", "epochs", "batch_size", "folds", "seed", "patience", "min_epochs", "derived_from"):
-        if clean[key] is None and key in ("patience", "min_epochs", "derived_from", *SIZE_KEYS):
-            continue
-        try:
-            clean[key] = int(clean[key])
-        except (TypeError, ValueError):
-            raise JobParamsError(f"{key} must be an integer, not {clean[key]!r}") from None
-    if clean["patience"] is not None and clean["patience"] < 0:
-        raise JobParamsError(f"patience must be 0 (no early stopping) or more epochs, not {clean['patience']}")
-    if clean["min_epochs"] is not None and clean["epochs"] is not None and not 0 <= clean["min_epochs"] <= clean["epochs"]:
-        raise JobParamsError(f"min_epochs must be 0-{clean['epochs']} (the epochs), not {clean['min_epochs']}")
-    clean["group"] = str(clean["group"] or "")
-    if len(clean["group"]) > 32 or not all(c.isalnum() or c in "-_" for c in clean["group"]):
-        raise JobParamsError(f"group must be up to 32 letters, digits, '-' or '_', not {clean['group'][:40]!r}")
-    clean["reduced"], clean["augmented"] = bool(clean["reduced"]), bool(clean["augmented"])
-    if clean["doubtful"] not in DOUBTFUL:
-        raise JobParamsError(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {clean['doubtful']!r}")
-    clean["init"] = resolve_init(clean["init"])
-    if clean["init"] and clean["init"].startswith("ssl:"):
-        check_ssl_fits(ssl_job_weights(int(clean["init"][4:]))[0], clean["arch"], clean["size"])
-    try:
-        clean["relabel_precision"] = check_precision_target(clean["relabel_precision"])
-    except RelabelTargetError as exc:
-        raise JobParamsError(str(exc)) from None
-    if clean["derived_from"] is not None and not Run.objects.filter(
-            pk=clean["derived_from"], dataset__name=clean["dataset"], status=Run.Status.SUCCEEDED).exists():
-        raise JobParamsError(f"derived_from {clean['derived_from']!r} is not a finished run of dataset "
-                             f"'{clean['dataset']}'")
-    if clean["robust"] not in ROBUST_METHODS:
-        raise JobParamsError(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {clean['robust']!r}")
-    if clean["robust"] == "glc":
-        glc_trusted(dataset_get(name=clean["dataset"]))  # refuses a dataset with nothing to estimate from
-    if clean["folds"] == 1 or not 0 <= clean["folds"] <= 10:
-        raise JobParamsError(f"folds must be 0 (none) or 2-10, not {clean['folds']}")
-    try:
-        _config(clean).validate()
-    except ValueError as exc:
-        raise JobParamsError(str(exc)) from None
-    if clean["augmented"] and not GeneratedImage.objects.filter(gan__dataset__name=clean["dataset"]).exists():
-        raise JobParamsError(f"--augmented: dataset {clean['dataset']!r} has no generated images yet; "
-                             f"run generate_images first (a generator that failed its quality check generates nothing "
-                             f"unless --include-failing)")
-    check_dataset_can_train(clean)
-    return clean
-
-
-# GLC (training/robust.py) estimates how labels go wrong from the random audit's reviewed train images alone when
-# there are at least this many of them (a simple random sample: an unbiased estimate), else from every reviewed train
-# image (the queue reviews the most suspicious first, so that estimate overstates the noise).
-GLC_AUDIT_MIN = 40
-
-
-def glc_trusted(dataset):
-    """(the run whose out-of-fold probabilities GLC reads, {image id: reviewed label}, "audit" or "reviewed"): the
-    reviewed train images GLC estimates its corruption matrix from, those of the random audit's sample when it has
-    GLC_AUDIT_MIN of them, else all, each with out-of-fold probabilities in the dataset's queue run
-    (curation.selectors.dataset_queue_run: the model trained on the noisy labels that feeds the queue).
-    JobParamsError, naming the problem, when there is nothing to estimate from. numpy only (the web process
-    validates with it)."""
-    reviewed = dict(Image.objects.filter(dataset=dataset, split=Image.Split.TRAIN,
-                                         status__in=(Image.Status.CONFIRMED, Image.Status.RELABELLED))
-                    .values_list("id", "label"))
-    if not reviewed:
-        raise JobParamsError(f"robust glc estimates how labels go wrong from reviewed labels, and dataset "
-                             f"{dataset.name!r} has no train image a reviewer confirmed or relabelled: review some "
-                             f"first (the random audit's sample gives the best estimate)")
-    source = dataset_queue_run(dataset_id=dataset.pk)
-    if source is None:
-        raise JobParamsError(f"robust glc reads the out-of-fold probabilities of a run trained on the noisy labels, "
-                             f"and dataset {dataset.name!r} has none: run train_classifier --folds 5 first")
-    with np.load(Path(settings.MEDIA_ROOT) / source.oof_file) as oof:
-        covered = set(oof["ids"].tolist())
-    reviewed = {pk: label for pk, label in reviewed.items() if pk in covered}
-    if not reviewed:
-        raise JobParamsError(f"robust glc: none of dataset {dataset.name!r}'s reviewed train images has out-of-fold "
-                             f"probabilities in run {source.pk}: train_classifier --folds 5 on the current images "
-                             f"first")
-    sample = audit_sample_decided(dataset=dataset, split=Image.Split.TRAIN)
-    audited = {pk: label for pk, label in reviewed.items() if pk in sample}
-    if len(audited) >= GLC_AUDIT_MIN:
-        return source, audited, "audit"
-    return source, reviewed, "reviewed"
 
 
 def glc_estimate(dataset):
     """What a glc run records in its selection["glc"]: the corruption matrix C[true, given] (training.robust.
     estimate_corruption over glc_trusted's images: their out-of-fold probabilities, averaged per reviewed label) and
     where it came from. Read once when the run starts; a resumed attempt reuses it."""
-    from training.robust import estimate_corruption
-
     source, labels, origin = glc_trusted(dataset)
     with np.load(Path(settings.MEDIA_ROOT) / source.oof_file) as oof:
         row = {pk: i for i, pk in enumerate(oof["ids"].tolist())}
@@ -198,34 +63,6 @@ def glc_estimate(dataset):
         probs = oof["probs"][[row[pk] for pk in ids]]
     matrix, report = estimate_corruption(probs, np.array([labels[pk] for pk in ids]), len(CLASSES))
     return {"from": origin, "run": source.pk, **report, "matrix": matrix.round(6).tolist()}
-
-
-def resolve_init(value):
-    """A pretrained start as the job keeps it: None, "run:ID" (an earlier run's saved model), "ssl:ID" (the backbone
-    a pretrain_ssl job that succeeded saved: curation/classifier/ssl_init.py) or the real path of a weights file below the import roots (FER_IMPORT_ROOTS: the worker reads the server's disk, so the same rule as
-    imports). JobParamsError names a bad one. The file is read by the job, never by a web process (no torch)."""
-    if value in (None, ""):
-        return None
-    raw = str(value).strip()
-    if raw.startswith("run:"):
-        pk = raw[4:]
-        run = Run.objects.filter(pk=int(pk), status=Run.Status.SUCCEEDED).exclude(checkpoint="").first() \
-            if pk.isdigit() else None
-        if run is None:
-            raise JobParamsError(f"init {raw!r}: no finished run {pk} with a saved model (run:ID names one)")
-        return f"run:{run.pk}"
-    if raw.startswith("ssl:"):
-        if not raw[4:].isdigit():
-            raise JobParamsError(f"init {raw!r}: ssl:ID names a pretrain_ssl job by its number")
-        return f"ssl:{ssl_job_weights(int(raw[4:]))[0].pk}"
-    try:
-        path = import_path_resolve(raw)
-    except ImportPathRefused:
-        raise JobParamsError(f"init {raw!r} is not an existing weights file below the import roots "
-                             f"(FER_IMPORT_ROOTS), nor run:ID; place the file there") from None
-    if not path.is_file():
-        raise JobParamsError(f"init {raw!r} is a folder; give the weights file (a torch.save'd state dict)")
-    return str(path)
 
 
 def _init_weights_file(value):
@@ -238,10 +75,6 @@ def _init_weights_file(value):
 
 def _load_init(value):
     """What torch.load gives for the run's pretrained start, or None; InitError naming an unreadable file."""
-    import torch
-
-    from training.init import InitError
-
     if not value:
         return None
     path = _init_weights_file(value)
@@ -252,77 +85,10 @@ def _load_init(value):
                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
 
 
-def check_dataset_can_train(p):
-    """Refuse, before anything is queued, a run the dataset cannot support: no train images (left, after
-    --reduced), no test images to score the run on, or folds that the train split cannot fill (stratified folds
-    need as many images as folds, in at least one class: of the training targets the folds are split on).
-
-    The answer is the run's own selection (`selection_for`, which the job selects with): no second count of the
-    rule, so the calibrated relabels --reduced keeps, and the generated images --augmented adds, count here too."""
-    name = p["dataset"]
-    sel, _ = selection_for(dataset_get(name=name), p)
-    if not sel.test:
-        raise JobParamsError(f"dataset {name!r} has no test-split images: a run is scored on the test split, so "
-                             f"import some images with split 'test' first")
-    if not sel.train:
-        excluded, unconfirmed = sel.counts["dropped_excluded"], sel.counts["dropped_flagged_unconfirmed"]
-        if p["reduced"] and excluded + unconfirmed:
-            raise JobParamsError(f"dataset {name!r} has no train images left after --reduced drops its {excluded} "
-                                 f"excluded and {unconfirmed} unconfirmed doubtful images")
-        raise JobParamsError(f"dataset {name!r} has no train-split images")
-    folds = p["folds"]
-    if folds and len(sel.train) < folds:
-        raise JobParamsError(f"dataset {name!r} has {len(sel.train)} train images, fewer than the {folds} folds")
-    if folds:
-        per_class = Counter(item.target for item in sel.train)
-        biggest = max(per_class, key=lambda c: (per_class[c], -c))
-        if per_class[biggest] < folds:
-            raise JobParamsError(
-                f"no class of dataset {name!r}'s train split has {folds} images (the most is {per_class[biggest]}, "
-                f"in {CLASSES[biggest]}), and {folds} folds need one: use fewer folds")
-
-
 def _selection(dataset, p):
     """(the run's selection, its calibrated-relabel rule or None) for validated params p, as the data are now: the
     preview's own function (curation/classifier/preview.py), so what a preview counts is what the run selects."""
     return selection_for(dataset, p)
-
-
-def training_preview(p):
-    """Lines saying what each rule of a run (validated params p) does to its train split, counted now, before
-    anything is queued: the command prints them, and the run records the same counts in its selection
-    (curation/classifier/preview.py counts them; the retrain form shows the same preview in the page's words)."""
-    preview = retrain_preview(dataset_get(name=p["dataset"]), p)
-    c, rule = preview["counts"], preview["relabel_rule"]
-    lines = [f"{preview['dataset']}: trains on {c['train']:,} images (val {c['val']:,}, test {c['test']:,})",
-             f"  trusted: {c['trusted']:,} images a reviewer confirmed or relabelled (a robust method never "
-             f"down-weights them)"]
-    if p["reduced"]:
-        lines.append(f"  reduced: drops {c['dropped_excluded']:,} excluded and {c['dropped_flagged_unconfirmed']:,} "
-                     f"unreviewed images flagged by {preview['doubtful']}; {c['relabelled']:,} reviewers' "
-                     f"relabels")
-    if rule:
-        lines.append(f"  {describe_rule(rule)}")
-    if p["augmented"]:
-        lines.append(f"  augmented: adds {c['generated']:,} generated images")
-    if p["robust"] == "glc":
-        source, labels, origin = glc_trusted(dataset_get(name=p["dataset"]))
-        which = "the random audit" if origin == "audit" else "every reviewed image: the audit has too few"
-        lines.append(f"  glc: corrects the loss by how labels go wrong, estimated from {len(labels):,} reviewed train "
-                     f"images ({which}) and run {source.pk}'s out-of-fold probabilities")
-    lines.extend(command_words(problem) for problem in preview["problems"])
-    return lines
-
-
-def _config(p):
-    """The run's TrainConfig from validated params p; a field p leaves unset (SIZE_KEYS) keeps TrainConfig's default
-    until choose_size_defaults sees the train split."""
-    patience = _TRAIN_DEFAULTS.early_stopping_patience if p.get("patience") is None else p["patience"]
-    given = {key: p[key] for key in TRAIN_KEYS if p.get(key) is not None}
-    if "lr" in given:
-        given["lr"] = float(given["lr"])
-    return TrainConfig(**given, early_stopping_patience=patience, min_epochs=p.get("min_epochs") or 0,
-                       num_classes=len(CLASSES))
 
 
 def choose_size_defaults(sel, cfg, p):
@@ -351,14 +117,14 @@ def choose_validation(sel, cfg, p):
     if reviewed >= REVIEWED_VAL_MIN:
         info = {"on": "reviewed", "images": reviewed,
                 "why": f"{reviewed} val images a reviewer confirmed or relabelled, on their reviewed labels"}
-        min_epochs, patience = 0, _TRAIN_DEFAULTS.early_stopping_patience
+        min_epochs, patience = 0, TRAIN_DEFAULTS.early_stopping_patience
     else:
         info = {"on": "noisy", "images": len(sel.val),
                 "why": f"{reviewed} reviewed val images, fewer than {REVIEWED_VAL_MIN}: the whole val split on its "
                        f"unreviewed labels, with a minimum of epochs and a patience set by the train split's "
                        f"{len(sel.train):,} images ({steps} steps an epoch)"}
         min_epochs, patience = noisy_val_schedule(len(sel.train), cfg.batch_size, cfg.epochs,
-                                                  _TRAIN_DEFAULTS.early_stopping_patience)
+                                                  TRAIN_DEFAULTS.early_stopping_patience)
     if p.get("min_epochs") is not None:
         min_epochs = p["min_epochs"]
     if p.get("patience") is not None:
@@ -379,16 +145,6 @@ def validation_arrays(sel, run, size):
 
 def _run_dir(run):
     return run_predictions_path(run).parent
-
-
-def _load(path):
-    import torch
-
-    if not path.exists():
-        return None
-    checkpoint = torch.load(path, weights_only=True, map_location="cpu")
-    log.info("resuming %s from epoch %s", path.name, checkpoint["epoch"])
-    return checkpoint
 
 
 def selection_from_snapshot(text):
@@ -437,7 +193,7 @@ def _start_run(ctx, dataset, p, cfg):
 def train_classifier_job(ctx):
     p = ctx.params
     dataset = dataset_get(name=p["dataset"])
-    cfg = _config(p)
+    cfg = train_config(p)
     run = Run.objects.get(pk=ctx.state["run_id"]) if ctx.state.get("run_id") else _start_run(ctx, dataset, p, cfg)
     cfg = TrainConfig.from_dict(run.config)
     try:
@@ -454,9 +210,6 @@ def train_classifier_job(ctx):
 
 
 def _train(ctx, run, cfg):
-    from training.engine import best_weights_checkpoint, fit, last_linear, predict_proba, predict_proba_and_features
-    from training.placement import choose_placement, pick_device
-
     sel = selection_from_snapshot((Path(settings.MEDIA_ROOT) / run.snapshot_file).read_text())
     device = pick_device()
     ctx.progress(0.0, f"decoding {len(sel.train) + len(sel.val) + len(sel.test)} images at {cfg.size} px", force=True)
@@ -494,8 +247,6 @@ def _train(ctx, run, cfg):
         return on_step, on_epoch
 
     if run.folds:
-        from sklearn.model_selection import StratifiedKFold
-
         folds = StratifiedKFold(run.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(y_train)), y_train)
         for k, (fit_idx, held_idx) in enumerate(folds):
             out = run_dir / f"oof_fold{k}.npz"
@@ -504,7 +255,7 @@ def _train(ctx, run, cfg):
             ckpt = run_dir / f"fold{k}_last.pt"
             on_step, on_epoch = hooks(k, f"fold {k + 1}/{run.folds}", ckpt)
             result = fit(cfg, x_train, y_train, x_val, y_val, device=device, train_index=fit_idx, trusted=trusted, init=init,
-                         corruption=corruption, mode=placement.mode, resume=_load(ckpt), on_epoch=on_epoch,
+                         corruption=corruption, mode=placement.mode, resume=load_resume(ckpt), on_epoch=on_epoch,
                          on_step=on_step)
             # The held-out images' probabilities and penultimate-layer embeddings, from the model that did not
             # see them (curation/classifier/features.py).
@@ -539,7 +290,7 @@ def _train(ctx, run, cfg):
 
     last = run_dir / "final_last.pt"
     on_step, on_epoch = hooks(run.folds, "final model", last, history_to_run=True)
-    result = fit(cfg, x_train, y_train, x_val, y_val, device=device, resume=_load(last), mode=placement.mode,
+    result = fit(cfg, x_train, y_train, x_val, y_val, device=device, resume=load_resume(last), mode=placement.mode,
                  trusted=trusted, init=init, corruption=corruption, on_epoch=on_epoch, on_step=on_step)
     if result.init is not None:
         run.selection = {**run.selection, "init": {"from": ctx.params["init"], "loaded": result.init["loaded"],
@@ -567,9 +318,6 @@ def _train(ctx, run, cfg):
 
 
 def _evaluate_and_plot(run, run_dir, result, probs, x_test, y_test, cfg):
-    from training import plots
-    from training.metrics import classification_report
-
     metrics = classification_report(y_test, probs.argmax(1) if len(probs) else np.array([], int), cfg.num_classes)
     names = list(CLASSES)
     pick = np.sort(np.random.default_rng(0).permutation(len(y_test))[:24])  # a fixed spread of test faces

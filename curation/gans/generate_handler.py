@@ -7,69 +7,36 @@ generator failed its quality check there (the dataset's classifier does not call
 clearly more often than their sources: curation.scoring.fusion.generator_works) generates nothing unless asked
 with include_failing: its outputs still look like the source class, so labelling them with the target would add
 wrong labels to the augmented run. A direction that was never checked (no classifier when the CycleGAN trained)
-generates, and the result says it was unchecked."""
+generates, and the result says it was unchecked.
+
+The worker's side: only the job runner imports it (the registry names it). The parameters are
+curation/gans/generate_params.py."""
 import hashlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from django.conf import settings
 from django.db import transaction
 
 from curation.gans.data import domain_arrays
-from curation.gans.job import parse_pair
+from curation.gans.generators import load_generator
 from curation.gans.snapshots import (
     DIRECTIONS,
     direction_labels,
     direction_name,
-    load_generator,
-    pair_generator,
     snapshot_quality,
 )
-from curation.jobs.errors import JobParamsError
 from curation.media import save_png
 from curation.models import GanModel, GeneratedImage
 from curation.scoring.fusion import generator_works
-from curation.selectors import dataset_resolve
-from training.labels import CLASSES
+from gan.cyclegan import translate
+from training.placement import pick_device
 
 BATCH = 64
 
 
-def find_gan(dataset, a, b):
-    """The CycleGAN the pair uses (the one a curator chose, else the newest finished one), in either orientation;
-    returns (gan, direction for a -> b)."""
-    gan = pair_generator(dataset, a, b)
-    if gan is None:
-        return None, None
-    return gan, "AB" if gan.source_label == a else "BA"
-
-
-def validate_generate_params(params):
-    dataset = dataset_resolve(name=params.get("dataset"))
-    a, b = parse_pair(params.get("pair"))
-    gan, _ = find_gan(dataset, a, b)
-    if gan is None:
-        raise JobParamsError(f"no trained CycleGAN for {CLASSES[a]} and {CLASSES[b]} in {dataset.name}; "
-                             f"run train_cyclegan --pair {CLASSES[a]} {CLASSES[b]} first")
-    try:
-        n = int(params.get("n", 0))
-    except (TypeError, ValueError):
-        raise JobParamsError(f"n must be an integer, not {params.get('n')!r}") from None
-    if n < 1:
-        raise JobParamsError("n must be at least 1 (images per direction)")
-    include_failing = params.get("include_failing", False)
-    if not isinstance(include_failing, bool):
-        raise JobParamsError(f"include_failing must be true or false, not {include_failing!r}")
-    return {"dataset": dataset.name, "pair": [CLASSES[a], CLASSES[b]], "n": n, "gan": gan.pk,
-            "seed": int(params.get("seed", 0)), "include_failing": include_failing}
-
-
 def generate_images_job(ctx):
-    import torch
-
-    from gan.cyclegan import translate
-    from training.placement import pick_device
-
     p = ctx.params
     gan = GanModel.objects.select_related("dataset").get(pk=p["gan"])
     epoch, quality = snapshot_quality(gan)

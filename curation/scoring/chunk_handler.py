@@ -12,47 +12,26 @@ process of concurrency 1, the embedded demo, nobody else would take the chunks),
 until none is queued, then waits for those running elsewhere; its progress is the sum of its chunks'. A chunk that
 failed is queued again while it has attempts left; one that failed after its last attempt fails the parent, naming
 it. Cancelling the parent cancels its chunks (job_cancel).
+
+This is the chunk's worker side (only the job runner imports it); its parameters are chunk_params.py, and the
+parent's side (chunks_plan, chunks_run) is in handler.py, the score_ambiguity job's.
 """
 from django.db import transaction
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.selection import Item
-from curation.gans.data import domain_items
+from curation.gans.generators import load_generator
 from curation.gans.snapshots import (
-    DIRECTIONS,
     REVERSE,
     direction_labels,
     direction_name,
-    generator_snapshot,
-    load_generator,
 )
-from curation.jobs.errors import JobParamsError
 from curation.models import GanModel, Image, TransformScore
+from gan.scoring import transform_ssim
+from training.placement import pick_device
 
 BATCH = 256  # images per generator forward pass
 COMMIT_EVERY = BATCH * 4  # images per transaction (rows + the chunk's checkpoint)
-
-
-# --- the chunk job ---------------------------------------------------------------------------------------------
-
-def validate_chunk_params(params):
-    def whole(name):
-        value = params.get(name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise JobParamsError(f"{name} must be a non-negative integer, not {value!r}")
-        return value
-
-    gan = GanModel.objects.filter(pk=whole("gan"), status=GanModel.Status.SUCCEEDED).first()
-    if gan is None:
-        raise JobParamsError(f"gan {params['gan']} is not a finished CycleGAN")
-    if params.get("direction") not in DIRECTIONS:
-        raise JobParamsError(f"direction must be AB or BA, not {params.get('direction')!r}")
-    epoch = whole("epoch")
-    ids = params.get("ids")
-    if not (isinstance(ids, list) and len(ids) == 2 and all(isinstance(i, int) and not isinstance(i, bool) for i in ids)
-            and ids[0] <= ids[1]):
-        raise JobParamsError(f"ids must be [first image id, last image id], not {ids!r}")
-    return {"gan": gan.pk, "direction": params["direction"], "epoch": epoch, "ids": ids}
 
 
 def chunk_items(gan, direction, ids):
@@ -68,10 +47,6 @@ def chunk_items(gan, direction, ids):
 def score_chunk_job(ctx):
     """SSIM(image, G(image)) for the chunk's images that have no score at this snapshot yet, upserted with the
     chunk's checkpoint in one transaction per COMMIT_EVERY images."""
-    # Imported here, not at the top: they import torch, and web processes import this module (the job registry).
-    from gan.scoring import transform_ssim
-    from training.placement import pick_device
-
     p = ctx.params
     gan = GanModel.objects.get(pk=p["gan"])
     direction, epoch = p["direction"], p["epoch"]
@@ -105,41 +80,3 @@ def score_chunk_job(ctx):
                 ctx.save_state({"computed": computed})
             ctx.progress((start + len(part)) / len(todo), f"SSIM {name}: {start + len(part)} of {len(todo)}")
     return {"gan": gan.pk, "direction": direction, "images": len(items), "computed": computed}
-
-
-# --- the parent's side -----------------------------------------------------------------------------------------
-
-def chunks_plan(ctx, dataset, gans, *, chunk_images):
-    """The parent's chunks: [{"id": job id, "n": images, "name": "happy->sad"}], planned once per job.
-
-    Every train image labelled A without a score at the current snapshot of a generator leaving A, in id order,
-    cut into chunks of at most chunk_images per direction. The chunk jobs and the parent's state that lists them
-    commit together, so a parent re-run after a crash finds them and plans nothing twice."""
-    if "chunks" in ctx.state:
-        return ctx.state["chunks"]
-    planned = []
-    for gan in gans:
-        _, epoch = generator_snapshot(gan)
-        for direction in DIRECTIONS:
-            source, _ = direction_labels(gan, direction)
-            done = set(TransformScore.objects.filter(gan=gan, direction=direction, epoch=epoch, ssim_into__isnull=False)
-                       .values_list("image_id", flat=True))
-            todo = [item.id for item in domain_items(dataset, source) if item.id not in done]
-            for start in range(0, len(todo), chunk_images):
-                part = todo[start : start + chunk_images]
-                params = {"gan": gan.pk, "direction": direction, "epoch": epoch, "ids": [part[0], part[-1]]}
-                planned.append((direction_name(gan, direction), len(part), params))
-    with transaction.atomic():
-        chunks = []
-        for name, n, params in planned:
-            job = ctx.child_enqueue(kind="score_chunk", params=params)
-            chunks.append({"id": job.pk, "n": n, "name": name})
-        ctx.save_state({**ctx.state, "chunks": chunks})
-    return chunks
-
-
-def chunks_run(ctx, chunks, *, share=0.8):
-    """Run the parent's chunks to the end (JobContext.children_run). Progress goes from 0 to `share` by images done.
-    Returns the number of SSIMs the chunks computed."""
-    results = ctx.children_run(chunks, share=share, noun="chunk", unit="images")
-    return sum((result or {}).get("computed", 0) for result in results)
