@@ -2,8 +2,8 @@
 (curation/management/jobcommand.py) and the cleaning benchmark (curation/cleaning_bench/stages.py) wait for a job,
 run it in this process (--inline) and word how it ended. The Job row is the truth, so following a job is re-reading
 its row; each caller draws progress and decides when to stop watching in its `on_poll`. The demo does not wait on
-one job: it drives a pipeline of stages (`advance` in curation/management/commands/demo.py) while it watches its web and worker processes
-and Ctrl-C, so it polls every stage's row in its own loop."""
+one job: it drives a pipeline of stages (`advance` in curation/management/commands/demo.py) while it watches its web
+and worker processes and Ctrl-C, so it polls every stage's row in its own loop."""
 import time
 
 from curation.jobs.runner import job_run, worker_label
