@@ -111,7 +111,7 @@ def test_the_demo_settings_are_ones_the_jobs_accept():
     assert cfg.size == demo.DEMO_FACES["size"] and cfg.size % 4 == 0
 
 
-def test_the_demo_registers_its_truth_once_imported(db, settings, tmp_path):
+def test_the_demo_registers_its_truth_once_imported(db, inline_jobs, settings, tmp_path):
     settings.DATA_DIR = tmp_path / "data"
     faces = tmp_path / "faces"
     make_synthetic_faces(faces, n=48, size=32, noise=0.25, seed=3)
@@ -133,7 +133,7 @@ def test_the_demo_registers_its_truth_once_imported(db, settings, tmp_path):
     assert demo.queue_summary(dataset) == ""  # not scored: no queue figure to print
 
 
-def test_the_demo_says_why_its_truth_is_not_registered(db, settings, tmp_path):
+def test_the_demo_says_why_its_truth_is_not_registered(db, inline_jobs, settings, tmp_path):
     settings.DATA_DIR = tmp_path / "data"
     faces = tmp_path / "faces"
     make_synthetic_faces(faces, n=24, size=32, seed=3)
@@ -147,7 +147,7 @@ def test_the_demo_says_why_its_truth_is_not_registered(db, settings, tmp_path):
 
 
 @pytest.mark.parametrize("scored, expected", [(True, "known truth: "), (False, "")])
-def test_queue_summary_reads_the_known_truth(db, settings, tmp_path, scored, expected):
+def test_queue_summary_reads_the_known_truth(db, inline_jobs, settings, tmp_path, scored, expected):
     settings.DATA_DIR = tmp_path / "data"
     faces = tmp_path / "faces"
     make_synthetic_faces(faces, n=40, size=32, noise=0.3, seed=2)

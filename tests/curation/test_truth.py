@@ -78,7 +78,7 @@ def test_register_truth_copies_the_file_and_says_how_many_labels_are_wrong(datas
     assert truth_read(dataset) == {p: true for p, _, true, _ in IMAGES}
 
 
-def test_make_synthetic_faces_truth_csv_registers(db, data_dir, tmp_path, settings):
+def test_make_synthetic_faces_truth_csv_registers(db, inline_jobs, data_dir, tmp_path, settings):
     """The file the demo registers: make_synthetic_faces' truth.csv (more columns than needed)."""
     from training.synthetic_faces import make_synthetic_faces
 
