@@ -112,6 +112,8 @@ def main(argv=None):
               f"scikit-learn's KD-tree before, once per process: +{library.growth / MB:.1f} MiB); tensor "
               f"cache {cache / MB:.0f} MiB; growth / cache {share:.3f} (goal <= 0.25: "
               f"{'met' if share <= 0.25 else 'MISSED'})")
+        print(f"  stages (s): {job.result.get('seconds')}; links {job.result['pairs'] + job.result['pairs_dropped_when_aligned']:,}, "
+              f"{job.result['pairs_dropped_when_aligned']:,} dropped once aligned")
         print(f"  pairs: recall {scores['recall']:.3f}, precision {scores['precision']:.3f} "
               f"({scores['right_pairs']}/{scores['found_pairs']}/{scores['true_pairs']} right/found/true)")
         print("  per kind (recall; precision): " + ", ".join(

@@ -25,6 +25,10 @@ A signal is a function of (features, i, j) giving the distance of each pair (i[k
 every signal is within its limit (SIGNALS), and a pair whose hashes differ in more than TIGHT_ABOVE_BITS bits only
 when its colour is within TIGHT_COLOUR too: a loose hash must be made up for by a tight colour match.
 
+The job then looks closer at each link (align.py): its two pictures aligned at 32 px and compared pixel by pixel,
+which tells different people framed alike (the pairs that pass both thumbnails by chance, more of them the larger
+the set) from copies; near_pairs gives it what it needs (which image's variant matched, and the colour distance).
+
 Groups are not the connected components of the links: at 30,000 faces, links that pass both signals by chance
 chain different people into large groups (pairs precision 0.065). They are grown by average linkage (groups_of):
 links are taken closest first, and two groups join only where at least LINKED_SHARE of the pairs between them are
@@ -49,6 +53,9 @@ MAX_COLOUR_DISTANCE = 0.03  # 1 - cosine of the mean-removed 8 x 8 RGB thumbnail
 # links of faces framed alike pass the hash loosely; true copies that differ in many bits still match in colour).
 TIGHT_ABOVE_BITS = 20
 TIGHT_COLOUR = 0.004
+# A linked pair is kept only if, aligned, its residual is within this (align.py; the find_duplicates parameter
+# max_residual; measured on 30,000 faces).
+MAX_RESIDUAL = 0.04
 LINKED_SHARE = 0.5  # groups_of: two groups join where at least this share of the pairs between them are linked
 # Measured on 600 faces with 100 mirrored, cropped and mirrored-and-cropped copies: a 90 % crop alone finds 96 of
 # them; two crop scales (0.93 and 0.87) also 96, at twice the cost.
@@ -244,12 +251,12 @@ class CandidateIndex:
 
 
 def near_pairs(features, limits=None, *, progress=None):
-    """[(i, j, hash distance, how)] with i < j for every pair that each signal puts within its limit (and a pair
-    beyond TIGHT_ABOVE_BITS within TIGHT_COLOUR), `how` naming
-    the variant of one image that matched the other as it is ("" for the images themselves). Each pair is listed
-    once, with the first way found: the images themselves, then VARIANTS in order. Candidates come from a
-    CandidateIndex, never all pairs. `limits` overrides SIGNALS' defaults by name; `progress(fraction)` is called
-    between batches (it may raise to stop)."""
+    """[(i, j, hash distance, how, source, colour distance)] with i < j for every pair that each signal puts within
+    its limit (and a pair beyond TIGHT_ABOVE_BITS within TIGHT_COLOUR): `how` names the variant of image `source` (i
+    or j) that matched the other image as it is ("" for the images themselves), and the distances are those of that
+    match. Each pair is listed once, with the first way found: the images themselves, then VARIANTS in order.
+    Candidates come from a CandidateIndex, never all pairs. `limits` overrides SIGNALS' defaults by name;
+    `progress(fraction)` is called between batches (it may raise to stop)."""
     limits = {name: default for name, (_, default) in SIGNALS.items()} | (limits or {})
     hashes = features.hashes
     n = len(hashes)
@@ -271,12 +278,14 @@ def near_pairs(features, limits=None, *, progress=None):
             keep = a < b if v is None else a != b
             a, b = _within(left, features, a[keep], b[keep], limits)
             bits = np.bitwise_count(left.hashes[a] ^ hashes[b]).tolist()
-            for i, j, d in zip(a.tolist(), b.tolist(), bits):
-                found.setdefault((min(i, j), max(i, j)), (float(d), "" if v is None else VARIANTS[v]))
+            colour = (1.0 - np.einsum("ij,ij->i", left.thumbs[a].astype(np.float32),
+                                      features.thumbs[b].astype(np.float32))).tolist()
+            for i, j, d, c in zip(a.tolist(), b.tolist(), bits, colour):
+                found.setdefault((min(i, j), max(i, j)), (float(d), "" if v is None else VARIANTS[v], i, c))
             step += 1
             if progress:
                 progress(min(1.0, step / steps))
-    return [(i, j, d, how) for (i, j), (d, how) in sorted(found.items())]
+    return [(i, j, *found[i, j]) for i, j in sorted(found)]
 
 
 def groups_of(n, pairs, *, share=LINKED_SHARE):
@@ -316,7 +325,7 @@ def nearest_in_groups(groups, pairs):
     linkage an item's closest link may lead to a group it did not join (every member has one inside its own)."""
     group_of = {x: k for k, group in enumerate(groups) for x in group}
     nearest = {}
-    for i, j, distance, how in pairs:
+    for i, j, distance, how, *_ in pairs:
         if i in group_of and group_of[i] == group_of.get(j):
             for x in (i, j):
                 if x not in nearest or distance < nearest[x][0]:

@@ -1,8 +1,10 @@
 """The find_duplicates job: describe every image of a dataset in batches (its memory is the features, about 1.2 KB an
-image, never the images), link the near-duplicate pairs from the candidate index (detect.py), and store the
+image, never the images), link the near-duplicate pairs from the candidate index (detect.py), read the linked images
+again to align each pair and keep those that match (align.py), and store the
 groups as DuplicateMember rows, replacing the dataset's previous ones in one transaction with the stored leak report
 the pages read (leaks_refresh; a cancel before it leaves the previous groups as they were). Its result counts the
 groups within and across splits and the train/test and val/test leaks (leaks.py)."""
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,7 @@ from django.db import transaction
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from curation.duplicates import detect
+from curation.duplicates import align, detect
 from curation.duplicates.leaks import leaks_refresh
 from curation.models import DuplicateMember, Image
 from curation.selectors import dataset_resolve
@@ -44,11 +46,30 @@ class _Store:
         return self.ids[:k], detect.Features(f.hashes[:k], f.thumbs[:k], f.variant_hashes[:k], f.variant_thumbs[:k])
 
 
+def _pictures(ids, pairs, media):
+    """{index: align.grey_thumbnail} of the images in pairs, read again from their files (only the linked images,
+    a fraction of the set, are held); an image that can no longer be read is left out (its pairs are dropped)."""
+    needed = sorted({x for pair in pairs for x in pair[:2]})
+    pictures = {}
+    for start in range(0, len(needed), 2000):
+        chunk = needed[start : start + 2000]
+        files = dict(Image.objects.filter(id__in=[ids[x] for x in chunk]).values_list("id", "file"))
+        for x in chunk:
+            try:
+                with PILImage.open(media / files[ids[x]]) as image:
+                    pictures[x] = align.grey_thumbnail(image)
+            except (KeyError, OSError, UnidentifiedImageError, ValueError, SyntaxError,
+                    PILImage.DecompressionBombError):
+                continue
+    return pictures
+
+
 def find_duplicates_job(ctx):
     p = ctx.params
     dataset = dataset_resolve(name=p["dataset"])
     images = Image.objects.filter(dataset=dataset).order_by("id")
     total = images.count()
+    started = time.monotonic()
     store, unreadable, unreadable_count, batch_ids, batch_parts = _Store(total), [], 0, [], []
     media = Path(settings.MEDIA_ROOT)
     # Streamed: the rows from a server-side cursor, the files BATCH at a time; images added meanwhile wait for the
@@ -69,13 +90,20 @@ def find_duplicates_job(ctx):
     if batch_parts:
         store.add(batch_ids, batch_parts)
     ids, features = store.done()
+    seconds = {"describe": time.monotonic() - started}
     limits = {"phash": p["max_hash_distance"], "colour": p["max_colour_distance"]}
     pairs = detect.near_pairs(features, limits,
-                              progress=lambda f: ctx.progress(0.7 + 0.25 * f, "comparing candidate pairs"))
+                              progress=lambda f: ctx.progress(0.7 + 0.2 * f, "comparing candidate pairs"))
     ids = ids.tolist()
+    del store, features
+    seconds["candidates"] = time.monotonic() - started - sum(seconds.values())
+    ctx.progress(0.9, f"aligning {len(pairs):,} linked pairs", force=True)
+    pairs, dropped = align.confirmed(pairs, _pictures(ids, pairs, media), detect.CROP_SCALE, p["max_residual"],
+                                     progress=lambda f: ctx.progress(0.9 + 0.05 * f, "aligning linked pairs"))
+    seconds["aligned"] = time.monotonic() - started - sum(seconds.values())
     groups = detect.groups_of(len(ids), pairs)
     nearest = detect.nearest_in_groups(groups, pairs)
-    signals = "+".join(detect.SIGNALS)
+    signals = "+".join([*detect.SIGNALS, "aligned"])
     members = []
     for group in groups:
         name = ids[group[0]]
@@ -90,12 +118,14 @@ def find_duplicates_job(ctx):
         report = leaks_refresh(dataset)  # the pages' stored report, with the groups it describes
     result = {
         "dataset": dataset.name, "images": total, "unreadable": unreadable, "unreadable_count": unreadable_count,
-        "pairs": len(pairs), "groups": report["groups"], "grouped_images": report["images"],
+        "pairs": len(pairs), "pairs_dropped_when_aligned": dropped, "groups": report["groups"], "grouped_images": report["images"],
         "within": {row["split"]: row["groups"] for row in report["within"]},
         "across": {row["splits"]: row["groups"] for row in report["across"]},
         "leaks": {row["splits"]: {"groups": row["groups"], "test_images": row["test_images"],
                                   "excluded": row["excluded"]} for row in report["leaks"]},
-        "leaked_test_images": report["leaked_test_images"], "limits": limits,
+        "leaked_test_images": report["leaked_test_images"],
+        "limits": limits | {"aligned_residual": p["max_residual"]},
+        "seconds": {stage: round(t, 1) for stage, t in seconds.items()},
     }
     if unreadable:
         result["warning"] = (f"{unreadable_count} image file(s) could not be read and were left out, e.g. image "

@@ -27,4 +27,6 @@ def validate_duplicates_params(params):
         "dataset": dataset.name,
         "max_hash_distance": _number(params, "max_hash_distance", detect.MAX_HASH_DISTANCE, 0, detect.HASH_BITS, int),
         "max_colour_distance": _number(params, "max_colour_distance", detect.MAX_COLOUR_DISTANCE, 0.0, 2.0, float),
+        # The residual a linked pair may keep once aligned (align.py); a large value keeps every link.
+        "max_residual": _number(params, "max_residual", detect.MAX_RESIDUAL, 0.0, 100.0, float),
     }

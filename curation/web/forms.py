@@ -277,6 +277,8 @@ class DuplicatesForm(StartForm):
     max_hash_distance = forms.IntegerField(required=False, label="pHash bits", help_text="of 64 (default 22)")
     max_colour_distance = forms.FloatField(required=False, label="colour distance",
                                            help_text="1 - cosine of the colour thumbnails (default 0.03)")
+    max_residual = forms.FloatField(required=False, label="aligned residual",
+                                    help_text="what a linked pair may differ by once aligned (default 0.04)")
 
 
 IN_SAMPLE_WARNING = ("In-sample predictions (from a model that trained on these images' labels) make label-issue "

@@ -14,9 +14,10 @@ from django.db import connection
 from django.template.loader import render_to_string
 from django.test.utils import CaptureQueriesContext
 from PIL import Image as PILImage
+from PIL import ImageFilter
 
 from curation.classifier.selection import select_training_data
-from curation.duplicates import detect
+from curation.duplicates import align, detect
 from curation.duplicates.detect import pair_scores
 from curation.duplicates.leaks import current_test_split_hash, dataset_leaks, leaks_refresh, runs_test_split_notes
 from curation.models import Dataset, DuplicateMember, Image, Job, LabelChange
@@ -285,8 +286,8 @@ def test_mirrored_and_recropped_copies_are_linked_to_their_originals_and_other_p
     assert sorted(sorted(g) for g in groups.values()) == [
         ["images/c1.png", "images/f01.png"], ["images/c2.png", "images/f02.png"], ["images/f00.png", "images/m0.png"]]
     linked = {path: how for g in groups.values() for path, how in g.items()}
-    assert linked["images/m0.png"] == "phash+colour of mirror", linked
-    assert linked["images/c1.png"] == linked["images/c2.png"] == "phash+colour of 90% crop", linked
+    assert linked["images/m0.png"] == "phash+colour+aligned of mirror", linked
+    assert linked["images/c1.png"] == linked["images/c2.png"] == "phash+colour+aligned of 90% crop", linked
 
 
 def test_the_benchmark_prints_recall_precision_and_outlier_auroc(capsys):
@@ -309,7 +310,8 @@ def test_a_curator_starts_the_job_from_the_jobs_page(leaky, as_curator):
     response = as_curator.post("/jobs/start/duplicates/", {"duplicates-dataset": "leaky"})
     assert response.status_code == 302
     job = Job.objects.get(kind="find_duplicates")
-    assert job.params == {"dataset": "leaky", "max_hash_distance": 22, "max_colour_distance": 0.03}
+    assert job.params == {"dataset": "leaky", "max_hash_distance": 22, "max_colour_distance": 0.03,
+                          "max_residual": 0.04}
 
 
 def test_a_chain_of_links_does_not_join_its_ends_while_a_tight_group_stays_whole():
@@ -368,3 +370,58 @@ def test_each_member_s_distance_is_its_closest_link_inside_its_own_group():
     assert groups == [[0, 1, 2], [3, 4]]
     nearest = detect.nearest_in_groups(groups, pairs)
     assert nearest[3] == (5.0, "") and nearest[4] == (5.0, "") and nearest[2] == (1.0, "")
+
+
+def test_aligned_pictures_tell_copies_from_other_people_framed_alike():
+    """Once aligned, each copy of a face (mirrored, cropped unevenly, JPEG at quality 30, blurred, captured again)
+    stays within the residual limit of its original, while none of 20 different people framed alike (the same
+    knobs, pose and background) comes within it of another."""
+    k, seed = knobs(0.6), 7
+    labels = [CLASSES[i % 8] for i in range(20)]
+    people = [face(seed, i, labels[i], SIZE, k)[0] for i in range(20)]
+    original = PILImage.fromarray(people[0])
+    jpeg = io.BytesIO()
+    original.save(jpeg, "JPEG", quality=30)
+    copies = {
+        "mirror": (people[0][:, ::-1], "mirror"),
+        "crop": (np.asarray(original.crop((1.5, 3, SIZE - 4, SIZE - 2.5)).resize((SIZE, SIZE), PILImage.BICUBIC)),
+                 "90% crop"),
+        "jpeg": (np.asarray(PILImage.open(jpeg).convert("RGB")), ""),
+        "blur": (np.asarray(original.filter(ImageFilter.GaussianBlur(0.9))), ""),
+        "recapture": (near_duplicate(seed, 0, 100, labels[0], SIZE, k)[0], ""),
+    }
+    pictures = {i: align.grey_thumbnail(PILImage.fromarray(p)) for i, p in enumerate(people)}
+    pictures |= {100 + n: align.grey_thumbnail(PILImage.fromarray(p)) for n, (p, _) in enumerate(copies.values())}
+    # (i, j, bits, how, source, colour): colour 0 so that the limit is the plain MAX_RESIDUAL.
+    copy_pairs = [(0, 100 + n, 0.0, how, 0, 0.0) for n, (_, how) in enumerate(copies.values())]
+    other_pairs = [(i, j, 0.0, "", i, 0.0) for i in range(20) for j in range(i + 1, 20)]
+    found = dict(zip(copies, align.pair_residuals(copy_pairs, pictures, detect.CROP_SCALE)))
+    assert all(r <= detect.MAX_RESIDUAL for r in found.values()), found
+    others = align.pair_residuals(other_pairs, pictures, detect.CROP_SCALE)
+    assert others.min() > detect.MAX_RESIDUAL, sorted(others)[:3]
+    kept, dropped = align.confirmed(copy_pairs + other_pairs, pictures, detect.CROP_SCALE)
+    assert [pair[:2] for pair in kept] == [pair[:2] for pair in copy_pairs] and dropped == len(other_pairs)
+
+
+def test_the_alignment_drops_links_the_hash_and_colour_made_between_different_people(tmp_path):
+    """400 faces with little identity spread (difficulty 0.1, so that different people look alike): keeping every
+    link (a residual limit no pair exceeds) groups different people together; the default limit does not, and loses
+    none of the true pairs the links held."""
+    out = tmp_path / "alike"
+    make_synthetic_faces(out, n=400, size=SIZE, seed=3, duplicates=0.1, nonfaces=0.0, difficulty=0.1)
+    with open(out / "truth.csv", newline="") as fh:
+        truth = list(csv.DictReader(fh))
+    _import(out / "labels.csv", "alike")
+    true_groups, scores = {}, {}
+    for row in truth:
+        if row["duplicate_group"]:
+            true_groups.setdefault(row["duplicate_group"], []).append(row["path"])
+    for limit in ("100", str(detect.MAX_RESIDUAL)):
+        _find("alike", "--max-residual", limit)
+        found = {}
+        for group, path in DuplicateMember.objects.filter(dataset__name="alike").values_list("group", "image__path"):
+            found.setdefault(group, []).append(path)
+        scores[limit] = pair_scores(found.values(), true_groups.values())
+    every, default = scores["100"], scores[str(detect.MAX_RESIDUAL)]
+    assert every["found_pairs"] - every["right_pairs"] >= 3, scores  # different people grouped
+    assert default["precision"] == 1.0 and default["right_pairs"] == every["right_pairs"], scores

@@ -2,7 +2,7 @@
 val/test leaks, and optionally exclude the leaked test images."""
 from django.core.management.base import CommandError
 
-from curation.duplicates.detect import MAX_COLOUR_DISTANCE, MAX_HASH_DISTANCE
+from curation.duplicates.detect import MAX_COLOUR_DISTANCE, MAX_HASH_DISTANCE, MAX_RESIDUAL
 from curation.duplicates.leaks import exclude_leaked_test_images, exclude_leaking_copies
 from curation.management.jobcommand import JobCommand
 from curation.models import Job
@@ -10,8 +10,8 @@ from curation.selectors import dataset_get
 
 
 class Command(JobCommand):
-    help = ("Find near-duplicate images of a dataset (perceptual hash confirmed by a colour thumbnail), stored as "
-            "groups; report them within and across splits and the train/test and val/test leaks with the test "
+    help = ("Find near-duplicate images of a dataset (perceptual hash and colour thumbnail, then each linked pair "
+            "aligned and compared), stored as groups; report them within and across splits and the train/test and val/test leaks with the test "
             "images affected. --exclude-leaked-test then excludes those test images (the test split gets a new hash).")
     job_kind = "find_duplicates"
 
@@ -21,6 +21,9 @@ class Command(JobCommand):
                             help=f"pHash bits (of 64) two copies may differ by (default {MAX_HASH_DISTANCE})")
         parser.add_argument("--max-colour-distance", type=float, default=MAX_COLOUR_DISTANCE, metavar="D",
                             help=f"1 - cosine of the 8 x 8 colour thumbnails (default {MAX_COLOUR_DISTANCE})")
+        parser.add_argument("--max-residual", type=float, default=MAX_RESIDUAL, metavar="R",
+                            help="what a linked pair may differ by once aligned, in units of the picture's contrast "
+                                 f"(default {MAX_RESIDUAL}; a large value keeps every link)")
         parser.add_argument("--exclude-leaked-test", action="store_true",
                             help="after finding them, exclude the test images that have a train or val copy")
         parser.add_argument("--exclude-leaking-copies", action="store_true",
@@ -34,7 +37,7 @@ class Command(JobCommand):
             if options[flag] and options["no_wait"]:
                 raise CommandError(f"--{flag.replace('_', '-')} needs the job's groups: leave out --no-wait")
         return {"dataset": options["dataset"], "max_hash_distance": options["max_hash_distance"],
-                "max_colour_distance": options["max_colour_distance"]}
+                "max_colour_distance": options["max_colour_distance"], "max_residual": options["max_residual"]}
 
     def handle(self, *args, **options):
         self._exclude = options["exclude_leaked_test"]
