@@ -35,6 +35,9 @@ links are taken closest first, and two groups join only where at least LINKED_SH
 linked, so one chance link between two groups (or a chain A~B~C~D) joins nothing, while a tight group of copies,
 each linked to the others, joins whole.
 """
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -250,13 +253,14 @@ class CandidateIndex:
                                                            np.zeros(0, np.int64))
 
 
-def near_pairs(features, limits=None, *, progress=None):
+def near_pairs(features, limits=None, *, progress=None, workers=None):
     """[(i, j, hash distance, how, source, colour distance)] with i < j for every pair that each signal puts within
     its limit (and a pair beyond TIGHT_ABOVE_BITS within TIGHT_COLOUR): `how` names the variant of image `source` (i
     or j) that matched the other image as it is ("" for the images themselves), and the distances are those of that
     match. Each pair is listed once, with the first way found: the images themselves, then VARIANTS in order.
-    Candidates come from a CandidateIndex, never all pairs. `limits` overrides SIGNALS' defaults by name;
-    `progress(fraction)` is called between batches (it may raise to stop)."""
+    Candidates come from a CandidateIndex, never all pairs, searched on `workers` threads (default: one a CPU this
+    process may use). `limits` overrides SIGNALS' defaults by name; `progress(fraction)` is called between batches
+    (it may raise to stop)."""
     limits = {name: default for name, (_, default) in SIGNALS.items()} | (limits or {})
     hashes = features.hashes
     n = len(hashes)
@@ -266,25 +270,40 @@ def near_pairs(features, limits=None, *, progress=None):
     index = CandidateIndex(features.thumbs)
     # 1 - cos <= c  <=>  |a - b|^2 <= 2c for unit vectors (a zero thumbnail is never within c < 1 of anything)
     radius = float(np.sqrt(2 * max(limits["colour"], 0.0))) * (1 + 1e-3) + 1e-6
-    found = {}
-    steps, step = len(ways) * ((n + QUERY_BATCH - 1) // QUERY_BATCH), 0
-    for v in ways:
+
+    def batch(v, start):
         left = _as_seen(features, v)
-        for start in range(0, n, QUERY_BATCH):
-            a, b = index.near(left.thumbs[start : start + QUERY_BATCH], radius)
-            a = a + start
-            # The image itself: only the pairs (i, j > i). A variant: every ordered pair, since i's crop may match j
-            # where j's crop does not match i.
-            keep = a < b if v is None else a != b
-            a, b = _within(left, features, a[keep], b[keep], limits)
-            bits = np.bitwise_count(left.hashes[a] ^ hashes[b]).tolist()
-            colour = (1.0 - np.einsum("ij,ij->i", left.thumbs[a].astype(np.float32),
-                                      features.thumbs[b].astype(np.float32))).tolist()
-            for i, j, d, c in zip(a.tolist(), b.tolist(), bits, colour):
-                found.setdefault((min(i, j), max(i, j)), (float(d), "" if v is None else VARIANTS[v], i, c))
-            step += 1
+        a, b = index.near(left.thumbs[start : start + QUERY_BATCH], radius)
+        a = a + start
+        # The image itself: only the pairs (i, j > i). A variant: every ordered pair, since i's crop may match j where
+        # j's crop does not match i.
+        keep = a < b if v is None else a != b
+        a, b = _within(left, features, a[keep], b[keep], limits)
+        bits = np.bitwise_count(left.hashes[a] ^ hashes[b])
+        colour = 1.0 - np.einsum("ij,ij->i", left.thumbs[a].astype(np.float32), features.thumbs[b].astype(np.float32))
+        return v, a, b, bits, colour
+
+    found = {}
+    tasks = [(v, start) for v in ways for start in range(0, n, QUERY_BATCH)]
+    # The KD-tree's search runs without the GIL: batches are searched on `workers` threads, and their pairs taken in
+    # the batches' order (so the first way found is the same), at most 2 x workers batches ahead.
+    workers = max(1, workers or len(os.sched_getaffinity(0)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque()
+        for step in range(len(tasks)):
+            while len(pending) < 2 * workers and step + len(pending) < len(tasks):
+                pending.append(pool.submit(batch, *tasks[step + len(pending)]))
+            v, a, b, bits, colour = pending.popleft().result()
+            how = "" if v is None else VARIANTS[v]
+            for i, j, d, c in zip(a.tolist(), b.tolist(), bits.tolist(), colour.tolist()):
+                found.setdefault((min(i, j), max(i, j)), (float(d), how, i, c))
             if progress:
-                progress(min(1.0, step / steps))
+                try:
+                    progress(min(1.0, (step + 1) / len(tasks)))
+                except BaseException:
+                    for future in pending:
+                        future.cancel()
+                    raise
     return [(i, j, *found[i, j]) for i, j in sorted(found)]
 
 
