@@ -22,6 +22,7 @@ Measured on 30,000 synthetic faces (docs/results.md): the check drops 96 % of th
 right ones.
 """
 import numpy as np
+from PIL import Image
 from scipy.ndimage import gaussian_filter, maximum_filter, minimum_filter
 
 from curation.duplicates.detect import MAX_RESIDUAL
@@ -42,8 +43,6 @@ BATCH = 1024  # pairs aligned at once
 
 def grey_thumbnail(image):
     """The ALIGN_SIDE x ALIGN_SIDE grey picture (uint8) of a PIL image, each pixel the mean of its area."""
-    from PIL import Image
-
     return np.asarray(image.convert("L").resize((ALIGN_SIDE, ALIGN_SIDE), Image.BOX), dtype=np.uint8)
 
 
@@ -158,10 +157,8 @@ def pair_residuals(pairs, pictures, crop_scale, progress=None):
             if a is None or b is None:
                 continue
             rows.append(start + k)
-            if how == "mirror":
-                a, b = a[:, ::-1], b[:, ::-1]
-            src += [a, b]
-            tgt += [pictures[other], pictures[source]]
+            src += [a[:, ::-1], b[:, ::-1]] if how == "mirror" else [a, b]
+            tgt += [b, a]
             init += [start_map(how, crop_scale, a.shape[0]), start_map("", crop_scale, a.shape[0])]
         if rows:
             both = residuals(np.stack(src), np.stack(tgt), np.stack(init)).reshape(-1, 2)

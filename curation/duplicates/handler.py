@@ -21,6 +21,8 @@ from curation.selectors import dataset_resolve
 
 
 BATCH = 512  # images read and described at once
+# What opening a file that is not a readable image raises: the image is skipped and counted, never fatal.
+UNREADABLE = (OSError, UnidentifiedImageError, ValueError, SyntaxError, PILImage.DecompressionBombError)
 
 
 class _Store:
@@ -58,8 +60,7 @@ def _pictures(ids, pairs, media):
             try:
                 with PILImage.open(media / files[ids[x]]) as image:
                     pictures[x] = align.grey_thumbnail(image)
-            except (KeyError, OSError, UnidentifiedImageError, ValueError, SyntaxError,
-                    PILImage.DecompressionBombError):
+            except (KeyError, *UNREADABLE):
                 continue
     return pictures
 
@@ -79,7 +80,7 @@ def find_duplicates_job(ctx):
             with PILImage.open(media / file) as image:
                 batch_parts.append(detect.thumbnails(image))
             batch_ids.append(pk)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError, PILImage.DecompressionBombError):
+        except UNREADABLE:
             unreadable_count += 1
             if len(unreadable) < 50:
                 unreadable.append(pk)
