@@ -307,6 +307,11 @@ def test_a_curator_starts_the_job_from_the_jobs_page(leaky, as_curator):
                                                            "duplicates-max_hash_distance": "99"})
     assert response.status_code == 400 and "max_hash_distance must be a whole number in [0, 64], not 99" in \
         response.content.decode()
+    response = as_curator.post("/jobs/start/duplicates/", {"duplicates-dataset": "leaky",
+                                                           "duplicates-max_residual": "-1"})
+    assert response.status_code == 400 and "max_residual must be a number in [0.0, 100.0], not -1.0" in \
+        response.content.decode()
+    assert not Job.objects.filter(kind="find_duplicates").exists()
     response = as_curator.post("/jobs/start/duplicates/", {"duplicates-dataset": "leaky"})
     assert response.status_code == 302
     job = Job.objects.get(kind="find_duplicates")
