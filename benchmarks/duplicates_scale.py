@@ -86,8 +86,8 @@ def main(argv=None):
                     image.load()
         del files
         # Imported once per worker process, before its first find_duplicates job: measured apart from the job.
-        with Measure("import scikit-learn's KD-tree") as library:
-            import sklearn.neighbors  # noqa: F401
+        with Measure("import faiss") as library:
+            import faiss  # noqa: F401
         job, found_stage = _job("find_duplicates", {"dataset": name}, "find_duplicates job")
 
         true_groups, found = {}, {}
@@ -109,7 +109,7 @@ def main(argv=None):
               + (f"; goal <= {goal_minutes:.0f} min: {'met' if found_stage.seconds <= goal_minutes * 60 else 'MISSED'}"
                  if goal_minutes else ""))
         print(f"  RssAnon growth +{found_stage.growth / MB:.1f} MiB (floor's +{floor.growth / MB:.1f} MiB; importing "
-              f"scikit-learn's KD-tree before, once per process: +{library.growth / MB:.1f} MiB); tensor "
+              f"faiss before, once per process: +{library.growth / MB:.1f} MiB); tensor "
               f"cache {cache / MB:.0f} MiB; growth / cache {share:.3f} (goal <= 0.25: "
               f"{'met' if share <= 0.25 else 'MISSED'})")
         print(f"  stages (s): {job.result.get('seconds')}; links {job.result['pairs'] + job.result['pairs_dropped_when_aligned']:,}, "

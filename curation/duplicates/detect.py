@@ -9,17 +9,21 @@ Two signals must both agree that a pair is a near-duplicate:
   people framed alike); blank frames share a hash of noise (the thumbnail alone links any two of a colour).
 
 Copies made differently (a mirrored face, a face cropped again with other margins) move both signals far, so
-each image is also described as its VARIANTS: its mirror, and a centre crop of CROP_SCALE of its side. A pair
-(i, j) is linked when, for the image itself or one of its variants on i's side, both signals put it within their
-limits of image j as it is. A crop of 2-8 % of the side on each side (scale 0.84-0.96) lands close to the 90 %
-centre crop; a crop of i is found from i's crop variant, an original from its crop's side only when the original
-is the cropped one, so every ordered pair is compared.
+each image is also described as its VARIANTS: its mirror, and crops of CROP_SCALE of its side (CROPS: at the
+centre and moved diagonally by CROP_SHIFT). A pair (i, j) is linked when, for the image itself or one of its
+variants on i's side, both signals put it within their limits of image j as it is. A crop of 2-8 % of the side on
+each side (scale 0.84-0.96) lands close to one of the 90 % crops; a crop of i is found from i's crop variants, an
+original from its crop's side only when the original is the cropped one, so every ordered pair is compared.
 
-No pair is compared unless an index proposes it (near_pairs): the colour limit is a radius (for unit vectors,
-1 - cosine <= c is a Euclidean distance <= sqrt(2c)), and an orthogonal projection never lengthens a distance, so
-a radius search over the thumbnails projected onto their first PROJECTED principal axes (scikit-learn's KD-tree)
-returns every pair within the colour limit and some more; both signals then confirm each candidate exactly. The
-images are described in batches (describe), so a caller streams them.
+No pair is compared unless an index proposes it (near_pairs): the colour limit is a range on the thumbnails' inner
+product, searched in an inverted file (CandidateIndex, faiss): k-means cuts the thumbnails into cells of about
+LIST_SIZE, and each query scans its PROBES nearest cells, so the work per image stays about constant as the set grows.
+It is approximate: a pair whose thumbnails fall in cells far apart is missed (measured on 300,000 faces: none of the
+copies' pairs, 1 in 10,000 of all pairs within the limit); under LIST_SIZE x PROBES images it scans every cell and is
+exact. Both signals then confirm each candidate exactly. (The exact search this replaced, a KD-tree over the
+thumbnails projected on 12 principal axes, took 25 minutes at 300,000 faces: a query's radius spans most of the
+lower axes' spread, so the tree prunes little.) The images are described in batches (describe), so a caller streams
+them.
 
 A signal is a function of (features, i, j) giving the distance of each pair (i[k], j[k]); a pair is linked when
 every signal is within its limit (SIGNALS), and a pair whose hashes differ in more than TIGHT_ABOVE_BITS bits only
@@ -63,19 +67,35 @@ LINKED_SHARE = 0.5  # groups_of: two groups join where at least this share of th
 # Measured on 600 faces with 100 mirrored, cropped and mirrored-and-cropped copies: a 90 % crop alone finds 96 of
 # them; two crop scales (0.93 and 0.87) also 96, at twice the cost.
 CROP_SCALE = 0.9
+# A copy cropped off centre (2 % on one side, 8 % on the other) misses the centre crop: four more crops, moved
+# diagonally by CROP_SHIFT of the side, catch them (on the 30,000 faces' crops, 0.888 -> 0.957 of the pairs linked).
+CROP_SHIFT = 0.015
+# name (short: DuplicateMember.linked_by holds "phash+colour+aligned of <name>" in 40 characters): (dx, dy), the
+# crop's offset from the centre as a share of the side.
+CROPS = {f"{CROP_SCALE:.0%} crop": (0.0, 0.0),
+         "crop up-left": (-CROP_SHIFT, -CROP_SHIFT),
+         "crop up-right": (CROP_SHIFT, -CROP_SHIFT),
+         "crop down-left": (-CROP_SHIFT, CROP_SHIFT),
+         "crop down-right": (CROP_SHIFT, CROP_SHIFT)}
 # What each variant is, in the order Features.variant_hashes holds them; "" is the image itself.
 # The mirror of the crop is left out: on 1,000 faces it linked 5 pairs of different people and 1 true pair.
-VARIANTS = ("mirror", f"{CROP_SCALE:.0%} crop")
-PROJECTED = 12  # principal axes of the thumbnails the candidate index searches in
-FIT_SAMPLE = 20_000  # thumbnails the axes are fitted on
-QUERY_BATCH = 4096  # images whose candidates are looked up at once
+VARIANTS = ("mirror", *CROPS)
+# The candidate index (CandidateIndex): about LIST_SIZE thumbnails a cell, the PROBES cells nearest a query scanned,
+# k-means trained on TRAIN_PER_CELL thumbnails a cell for KMEANS_ITERATIONS. Chosen on 300,000 faces
+# (docs/benchmarks.md, near-duplicates at scale).
+LIST_SIZE = 128
+PROBES = 16
+TRAIN_PER_CELL = 40  # (faiss asks for at least 39)
+KMEANS_ITERATIONS = 10
+QUERY_BATCH = 1024  # images whose candidates are looked up at once (a thread holds their candidates' thumbnails)
 
 
 @dataclass
 class Features:
     hashes: np.ndarray  # (n,) uint64 pHash
     thumbs: np.ndarray  # (n, DIM) float32 or float16, mean removed, unit length (zeros for a flat image)
-    # The same for each of VARIANTS: (n, len(VARIANTS)) and (n, len(VARIANTS), DIM); None when only the images
+    # The hashes of each of VARIANTS (n, len(VARIANTS)), and the thumbnails of each of CROPS (n, len(CROPS), DIM):
+    # the mirror's thumbnail is the image's own with its columns reversed (_as_seen). None when only the images
     # themselves are compared.
     variant_hashes: np.ndarray | None = None
     variant_thumbs: np.ndarray | None = None
@@ -107,21 +127,29 @@ def _unit(thumbs):
     return np.where(norms > 1e-6, thumbs / np.maximum(norms, 1e-6), 0.0).astype(np.float32)
 
 
-def _crop_box(w, h):
-    dx, dy = w * (1 - CROP_SCALE) / 2, h * (1 - CROP_SCALE) / 2
-    return (dx, dy, w - dx, h - dy)
+def _crop_box(w, h, dx=0.0, dy=0.0):
+    mx, my = w * (1 - CROP_SCALE) / 2, h * (1 - CROP_SCALE) / 2
+    return (mx + dx * w, my + dy * h, w - mx + dx * w, h - my + dy * h)
+
+
+def _pixels(image, mode_bands):
+    """A small PIL image's pixels as a uint8 array (tobytes is several times cheaper than np.asarray here)."""
+    w, h = image.size
+    return np.frombuffer(image.tobytes(), np.uint8).reshape((h, w, mode_bands) if mode_bands > 1 else (h, w))
 
 
 def thumbnails(image):
-    """What describe_thumbnails needs of one PIL image (it decodes the image): (grey 32 x 32 of the image, of its
-    crop variant; RGB 8 x 8 of the image, of its crop variant) as arrays."""
+    """What describe_thumbnails needs of one PIL image (it decodes the image): (grey GREY x GREY of the image, RGB
+    THUMB x THUMB of the image, grey GREY x GREY of each of CROPS, RGB THUMB x THUMB of each) as arrays. The crops'
+    grey thumbnails are area averages (Pillow's BOX, 2.5 times cheaper than the image's own LANCZOS, which
+    imagehash's pHash uses)."""
     rgb = image.convert("RGB")
     grey = rgb.convert("L")
-    box = _crop_box(*rgb.size)
-    return (np.asarray(grey.resize((GREY, GREY), Image.LANCZOS)),
-            np.asarray(grey.resize((GREY, GREY), Image.LANCZOS, box=box)),
-            np.asarray(rgb.resize((THUMB, THUMB), Image.BOX)),
-            np.asarray(rgb.resize((THUMB, THUMB), Image.BOX, box=box)))
+    boxes = [_crop_box(*rgb.size, dx, dy) for dx, dy in CROPS.values()]
+    return (_pixels(grey.resize((GREY, GREY), Image.LANCZOS), 1),
+            _pixels(rgb.resize((THUMB, THUMB), Image.BOX), 3),
+            np.stack([_pixels(grey.resize((GREY, GREY), Image.BOX, box=box), 1) for box in boxes]),
+            np.stack([_pixels(rgb.resize((THUMB, THUMB), Image.BOX, box=box), 3) for box in boxes]))
 
 
 def describe(images, *, variants=True):
@@ -130,26 +158,25 @@ def describe(images, *, variants=True):
 
 
 def describe_thumbnails(parts, *, variants=True):
-    """Features of a batch of images' thumbnails(): their DCTs in one matrix product, the mirror's hash and
-    thumbnail from the image's own (a flip negates the odd horizontal frequencies and reverses the thumbnail's
-    columns)."""
-    m = len(parts)
+    """Features of a batch of images' thumbnails(): their DCTs in one matrix product, the mirror's hash from the
+    image's own DCT (a flip negates the odd horizontal frequencies)."""
+    m, k = len(parts), len(CROPS)
     if not m:
-        empty = np.zeros((0, DIM), np.float32)
-        return Features(np.zeros(0, np.uint64), empty, np.zeros((0, len(VARIANTS)), np.uint64) if variants else None,
-                        np.zeros((0, len(VARIANTS), DIM), np.float32) if variants else None)
-    grey = np.stack([p[0] for p in parts] + [p[1] for p in parts]).astype(np.float64)
-    low = _DCT @ grey @ _DCT.T  # (2m, 8, 8): batched matrix products (an einsum is 20 times slower)
-    own_low, crop_low = low[:m], low[m:]
-    small = np.stack([p[2] for p in parts]).astype(np.float32)  # (m, 8, 8, 3)
+        return Features(np.zeros(0, np.uint64), np.zeros((0, DIM), np.float32),
+                        np.zeros((0, len(VARIANTS)), np.uint64) if variants else None,
+                        np.zeros((0, k, DIM), np.float32) if variants else None)
+    own = np.stack([p[0] for p in parts])
+    grey = (np.concatenate([own, np.concatenate([p[2] for p in parts])]) if variants else own).astype(np.float64)
+    low = _DCT @ grey @ _DCT.T  # (m (1 + k), 8, 8): batched matrix products (an einsum is 20 times slower)
+    own_low = low[:m]
     hashes = _phash(own_low)
-    thumbs = _unit(small.reshape(m, DIM))
+    thumbs = _unit(np.stack([p[1] for p in parts]).astype(np.float32).reshape(m, DIM))
     if not variants:
         return Features(hashes, thumbs)
-    mirror_thumbs = _unit(small[:, :, ::-1].reshape(m, DIM))
-    crop_thumbs = _unit(np.stack([p[3] for p in parts]).astype(np.float32).reshape(m, DIM))
-    variant_hashes = np.stack([_phash(own_low * _MIRROR_SIGNS), _phash(crop_low)], axis=1)
-    return Features(hashes, thumbs, variant_hashes, np.stack([mirror_thumbs, crop_thumbs], axis=1))
+    crop_hashes = _phash(low[m:]).reshape(m, k)
+    crop_thumbs = _unit(np.concatenate([p[3] for p in parts]).astype(np.float32).reshape(m * k, DIM)).reshape(m, k, DIM)
+    variant_hashes = np.concatenate([_phash(own_low * _MIRROR_SIGNS)[:, None], crop_hashes], axis=1)
+    return Features(hashes, thumbs, variant_hashes, crop_thumbs)
 
 
 def image_features(image):
@@ -192,11 +219,57 @@ def colour_distance(features, i, j):
 SIGNALS = {"phash": (hash_distance, MAX_HASH_DISTANCE), "colour": (colour_distance, MAX_COLOUR_DISTANCE)}
 
 
+class _Mirrored:
+    """The mirrors of thumbnails (m, DIM), row by row as they are indexed: each row's columns reversed."""
+
+    def __init__(self, thumbs):
+        self.thumbs = thumbs
+
+    def __getitem__(self, rows):
+        picked = self.thumbs[rows]
+        return picked.reshape(-1, THUMB, THUMB, 3)[:, :, ::-1].reshape(picked.shape)
+
+
+class Int8Thumbs:
+    """Unit-length thumbnails (n, k, DIM) held as int8, each row scaled by its largest component (half float16's
+    memory: 1 - cosine moves by under 1e-4), for Features.variant_thumbs. `store(rows, thumbs)` fills rows; [:, c]
+    gives crop c's thumbnails, which give float32 unit rows as they are indexed."""
+
+    def __init__(self, n, k):
+        self.values = np.zeros((n, k, DIM), np.int8)
+
+    def store(self, rows, thumbs):
+        scales = np.abs(thumbs).max(axis=-1, keepdims=True)
+        self.values[rows] = np.round(thumbs / np.maximum(scales, 1e-12) * 127).astype(np.int8)
+
+    def head(self, n):
+        out = Int8Thumbs(0, self.values.shape[1])
+        out.values = self.values[:n]
+        return out
+
+    def __getitem__(self, key):
+        return _Int8Rows(self.values[key])
+
+
+class _Int8Rows:
+    def __init__(self, values):
+        self.values = values
+
+    def __getitem__(self, rows):
+        """float32 rows, back at unit length (zero rows stay zero)."""
+        rows = self.values[rows].astype(np.float32)
+        norms = np.linalg.norm(rows, axis=-1, keepdims=True)
+        return np.where(norms > 0, rows / np.maximum(norms, 1e-12), 0.0).astype(np.float32)
+
+
 def _as_seen(features, v):
-    """Features whose image i is image i's variant v (None: the image itself), for the left side of a comparison."""
+    """Features whose image i is image i's variant v (None: the image itself), for the left side of a comparison;
+    its thumbnails are only indexed (thumbs[rows])."""
     if v is None:
         return features
-    return Features(features.variant_hashes[:, v], features.variant_thumbs[:, v])
+    if VARIANTS[v] == "mirror":
+        return Features(features.variant_hashes[:, v], _Mirrored(features.thumbs))
+    return Features(features.variant_hashes[:, v], features.variant_thumbs[:, list(CROPS).index(VARIANTS[v])])
 
 
 def _within(left, right, a, b, limits):
@@ -220,37 +293,38 @@ def _within(left, right, a, b, limits):
 
 
 class CandidateIndex:
-    """The thumbnails projected onto their first PROJECTED principal axes, in a KD-tree: `near(queries, radius)`
-    gives, for each query thumbnail, the images whose thumbnails may lie within `radius` (Euclidean) of it, a
-    superset of those that do (a projection never lengthens a distance)."""
+    """The thumbnails in an inverted-file index (faiss's IndexIVFScalarQuantizer, float16 like the job's store, inner
+    product): k-means cuts the thumbnails into about n / LIST_SIZE cells, and `near(queries, colour)` scans the
+    PROBES cells nearest each query for the thumbnails within that colour distance (1 - cosine). A pair whose two
+    thumbnails fall in cells far apart is missed: measured on 300,000 faces, 1.0 of the copies' pairs within the
+    limit and 0.9999 of all such pairs were found (docs/benchmarks.md). With PROBES or fewer cells (under
+    LIST_SIZE x PROBES images) every cell is scanned and the search is exact."""
 
-    def __init__(self, thumbs, seed=0):
-        from sklearn.neighbors import KDTree
+    def __init__(self, thumbs, seed=0, workers=None):
+        import faiss
 
         n, dim = thumbs.shape
-        rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, FIT_SAMPLE), replace=False))
-        # The axes from the sample's covariance, summed QUERY_BATCH rows at a time (a dim x dim matrix, never the
-        # sample whole): eigh's eigenvectors are orthonormal, so the projection is a contraction whatever the sample.
-        total, products = np.zeros(dim), np.zeros((dim, dim))
-        for start in range(0, len(rows), QUERY_BATCH):
-            x = np.asarray(thumbs[rows[start : start + QUERY_BATCH]], dtype=np.float64)
-            total += x.sum(axis=0)
-            products += x.T @ x
-        self.mean = total / max(len(rows), 1)
-        covariance = products / max(len(rows), 1) - np.outer(self.mean, self.mean)
-        dims = min(PROJECTED, dim)
-        self.axes = np.linalg.eigh(covariance)[1][:, ::-1][:, :dims].T.copy()
-        self.tree = KDTree(np.concatenate([self.project(thumbs[s : s + QUERY_BATCH])
-                                           for s in range(0, n, QUERY_BATCH)] or [np.zeros((0, dims))]))
+        self.cells = max(1, n // LIST_SIZE)
+        quantizer = faiss.IndexFlatIP(dim)
+        self.index = faiss.IndexIVFScalarQuantizer(quantizer, dim, self.cells, faiss.ScalarQuantizer.QT_fp16,
+                                                   faiss.METRIC_INNER_PRODUCT)
+        self.index.cp.seed = seed
+        self.index.cp.niter = KMEANS_ITERATIONS
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, TRAIN_PER_CELL * self.cells),
+                                                          replace=False))
+        self.index.train(np.ascontiguousarray(thumbs[rows], dtype=np.float32))
+        for start in range(0, n, QUERY_BATCH):
+            self.index.add(np.ascontiguousarray(thumbs[start : start + QUERY_BATCH], dtype=np.float32))
+        self.index.nprobe = min(PROBES, self.cells)
 
-    def project(self, thumbs):
-        return (np.asarray(thumbs, dtype=np.float64) - self.mean) @ self.axes.T
-
-    def near(self, thumbs, radius):
-        found = self.tree.query_radius(self.project(thumbs), r=radius)
-        counts = np.fromiter((len(f) for f in found), dtype=np.int64, count=len(found))
-        return np.repeat(np.arange(len(found)), counts), (np.concatenate(found) if len(found) else
-                                                           np.zeros(0, np.int64))
+    def near(self, thumbs, colour):
+        """(query rows, image rows) of the candidate pairs: each query's thumbnails within `colour` (1 - cosine), a
+        hair looser so that float16 rounding drops none (they are confirmed exactly after), sorted."""
+        limits, _, found = self.index.range_search(np.ascontiguousarray(thumbs, dtype=np.float32),
+                                                   float(1.0 - colour - 1e-3))
+        a = np.repeat(np.arange(len(thumbs)), np.diff(limits.astype(np.int64)))
+        order = np.lexsort((found, a))
+        return a[order], found[order].astype(np.int64)
 
 
 def near_pairs(features, limits=None, *, progress=None, workers=None):
@@ -262,18 +336,30 @@ def near_pairs(features, limits=None, *, progress=None, workers=None):
     process may use). `limits` overrides SIGNALS' defaults by name; `progress(fraction)` is called between batches
     (it may raise to stop)."""
     limits = {name: default for name, (_, default) in SIGNALS.items()} | (limits or {})
-    hashes = features.hashes
-    n = len(hashes)
-    if n < 2:
+    if len(features.hashes) < 2:
         return []
     ways = [None] + (list(range(len(VARIANTS))) if features.variant_hashes is not None else [])
-    index = CandidateIndex(features.thumbs)
-    # 1 - cos <= c  <=>  |a - b|^2 <= 2c for unit vectors (a zero thumbnail is never within c < 1 of anything)
-    radius = float(np.sqrt(2 * max(limits["colour"], 0.0))) * (1 + 1e-3) + 1e-6
+    workers = max(1, workers or len(os.sched_getaffinity(0)))
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(workers)  # k-means on every core; then one thread a batch, `workers` batches at once
+        index = CandidateIndex(features.thumbs)
+        faiss.omp_set_num_threads(1)
+        return _search(features, index, ways, limits, progress, workers)
+    finally:
+        faiss.omp_set_num_threads(threads)
+
+
+def _search(features, index, ways, limits, progress, workers):
+    """near_pairs' search: each way's batches looked up in the index and confirmed by every signal."""
+    hashes = features.hashes
+    n = len(hashes)
 
     def batch(v, start):
         left = _as_seen(features, v)
-        a, b = index.near(left.thumbs[start : start + QUERY_BATCH], radius)
+        a, b = index.near(left.thumbs[start : start + QUERY_BATCH], limits["colour"])
         a = a + start
         # The image itself: only the pairs (i, j > i). A variant: every ordered pair, since i's crop may match j where
         # j's crop does not match i.
@@ -285,26 +371,35 @@ def near_pairs(features, limits=None, *, progress=None, workers=None):
 
     found = {}
     tasks = [(v, start) for v in ways for start in range(0, n, QUERY_BATCH)]
-    # The KD-tree's search runs without the GIL: batches are searched on `workers` threads, and their pairs taken in
-    # the batches' order (so the first way found is the same), at most 2 x workers batches ahead.
-    workers = max(1, workers or len(os.sched_getaffinity(0)))
+    # faiss's search runs without the GIL: batches are searched on `workers` threads, and their pairs taken in the
+    # batches' order (so the first way found is the same).
+    for step, (v, a, b, bits, colour) in enumerate(ordered_map(lambda task: batch(*task), tasks, workers), 1):
+        how = "" if v is None else VARIANTS[v]
+        for i, j, d, c in zip(a.tolist(), b.tolist(), bits.tolist(), colour.tolist()):
+            found.setdefault((min(i, j), max(i, j)), (float(d), how, i, c))
+        if progress:
+            progress(min(1.0, step / len(tasks)))
+    return [(i, j, *found[i, j]) for i, j in sorted(found)]
+
+
+def ordered_map(fn, items, workers):
+    """fn(item) for each item of an iterable, computed on `workers` threads (useful where fn runs without the GIL)
+    and yielded in the items' order; the items are drawn in the caller's thread (a database cursor stays there), at
+    most 2 x workers ahead of it. When the caller stops (a cancelled job's progress raising), the items not started
+    are dropped."""
+    items, end = iter(items), object()
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending = deque()
-        for step in range(len(tasks)):
-            while len(pending) < 2 * workers and step + len(pending) < len(tasks):
-                pending.append(pool.submit(batch, *tasks[step + len(pending)]))
-            v, a, b, bits, colour = pending.popleft().result()
-            how = "" if v is None else VARIANTS[v]
-            for i, j, d, c in zip(a.tolist(), b.tolist(), bits.tolist(), colour.tolist()):
-                found.setdefault((min(i, j), max(i, j)), (float(d), how, i, c))
-            if progress:
-                try:
-                    progress(min(1.0, (step + 1) / len(tasks)))
-                except BaseException:
-                    for future in pending:
-                        future.cancel()
-                    raise
-    return [(i, j, *found[i, j]) for i, j in sorted(found)]
+        try:
+            while True:
+                while len(pending) < 2 * workers and (item := next(items, end)) is not end:
+                    pending.append(pool.submit(fn, item))
+                if not pending:
+                    return
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
 
 
 def groups_of(n, pairs, *, share=LINKED_SHARE):

@@ -1,9 +1,12 @@
-"""The find_duplicates job: describe every image of a dataset in batches (its memory is the features, about 1.2 KB an
+"""The find_duplicates job: describe every image of a dataset in batches (its memory is the features, about 1.4 KB an
 image, never the images), link the near-duplicate pairs from the candidate index (detect.py), read the linked images
 again to align each pair and keep those that match (align.py), and store the
 groups as DuplicateMember rows, replacing the dataset's previous ones in one transaction with the stored leak report
 the pages read (leaks_refresh; a cancel before it leaves the previous groups as they were). Its result counts the
 groups within and across splits and the train/test and val/test leaks (leaks.py)."""
+import ctypes
+import gc
+import os
 import time
 from pathlib import Path
 
@@ -21,47 +24,88 @@ from curation.selectors import dataset_resolve
 
 
 BATCH = 512  # images read and described at once
+# Threads reading the files: one. Pillow holds the GIL for much of opening a PNG, and two threads read 30,000 faces
+# slower than one (20.3 s against 16.2 s, docs/benchmarks.md).
+READERS = 1
 # What opening a file that is not a readable image raises: the image is skipped and counted, never fatal.
 UNREADABLE = (OSError, UnidentifiedImageError, ValueError, SyntaxError, PILImage.DecompressionBombError)
 
 
 class _Store:
-    """The features of n images, filled batch by batch: the thumbnails as float16 (half the memory of float32; the
-    colour distance is computed in float32), so the job holds about 1.2 KB an image, never the images."""
+    """The features of n images, filled batch by batch: the images' thumbnails as float16 (half the memory of
+    float32; the colour distance is computed in float32) and their crops' as int8 (detect.Int8Thumbs), so the job
+    holds about 1.4 KB an image, never the images."""
 
     def __init__(self, n):
         self.ids = np.zeros(n, np.int64)
         self.features = detect.Features(np.zeros(n, np.uint64), np.zeros((n, detect.DIM), np.float16),
                                         np.zeros((n, len(detect.VARIANTS)), np.uint64),
-                                        np.zeros((n, len(detect.VARIANTS), detect.DIM), np.float16))
+                                        detect.Int8Thumbs(n, len(detect.CROPS)))
         self.filled = 0
 
     def add(self, ids, parts):
         f, k, end = detect.describe_thumbnails(parts), self.filled, self.filled + len(parts)
         self.ids[k:end] = ids
         self.features.hashes[k:end], self.features.thumbs[k:end] = f.hashes, f.thumbs
-        self.features.variant_hashes[k:end], self.features.variant_thumbs[k:end] = f.variant_hashes, f.variant_thumbs
+        self.features.variant_hashes[k:end] = f.variant_hashes
+        self.features.variant_thumbs.store(slice(k, end), f.variant_thumbs)
         self.filled = end
 
     def done(self):
         k, f = self.filled, self.features
-        return self.ids[:k], detect.Features(f.hashes[:k], f.thumbs[:k], f.variant_hashes[:k], f.variant_thumbs[:k])
+        return self.ids[:k], detect.Features(f.hashes[:k], f.thumbs[:k], f.variant_hashes[:k],
+                                             f.variant_thumbs.head(k))
+
+
+def _release():
+    """Give the heap the last stage freed back to the system (glibc keeps freed small blocks, here the batches'
+    thumbnails, mapped), so that the next stage's peak does not sit on top of it: at 30,000 faces the job's peak
+    fell from 0.27 to 0.24 of the tensor cache. Elsewhere than glibc, nothing."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _read(media, rows, read):
+    """[(pk, read(image))] of the (pk, file) rows whose files open as images, and the pks of those that do not."""
+    out, bad = [], []
+    for pk, file in rows:
+        try:
+            with PILImage.open(media / file) as image:
+                out.append((pk, read(image)))
+        except UNREADABLE:
+            bad.append(pk)
+    return out, bad
+
+
+def _chunks(rows, size):
+    chunk = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _pictures(ids, pairs, media):
-    """{index: align.grey_thumbnail} of the images in pairs, read again from their files (only the linked images,
-    a fraction of the set, are held); an image that can no longer be read is left out (its pairs are dropped)."""
+    """{index: align.grey_thumbnail} of the images in pairs, read again from their files (only the linked images, a
+    fraction of the set, are held); an image that can no longer be read is left out (its pairs are dropped)."""
     needed = sorted({x for pair in pairs for x in pair[:2]})
+    index_of = {ids[x]: x for x in needed}
+
+    def rows():  # in the caller's thread: the database is read there
+        for start in range(0, len(needed), 2000):
+            chunk = [ids[x] for x in needed[start : start + 2000]]
+            yield from Image.objects.filter(id__in=chunk).values_list("id", "file")
+
     pictures = {}
-    for start in range(0, len(needed), 2000):
-        chunk = needed[start : start + 2000]
-        files = dict(Image.objects.filter(id__in=[ids[x] for x in chunk]).values_list("id", "file"))
-        for x in chunk:
-            try:
-                with PILImage.open(media / files[ids[x]]) as image:
-                    pictures[x] = align.grey_thumbnail(image)
-            except (KeyError, *UNREADABLE):
-                continue
+    for read, _ in detect.ordered_map(lambda chunk: _read(media, chunk, align.grey_thumbnail),
+                                      _chunks(rows(), BATCH), READERS):
+        pictures |= {index_of[pk]: picture for pk, picture in read}
     return pictures
 
 
@@ -71,35 +115,33 @@ def find_duplicates_job(ctx):
     images = Image.objects.filter(dataset=dataset).order_by("id")
     total = images.count()
     started = time.monotonic()
-    store, unreadable, unreadable_count, batch_ids, batch_parts = _Store(total), [], 0, [], []
+    workers = len(os.sched_getaffinity(0))
+    store, unreadable, unreadable_count, seen = _Store(total), [], 0, 0
     media = Path(settings.MEDIA_ROOT)
-    # Streamed: the rows from a server-side cursor, the files BATCH at a time; images added meanwhile wait for the
-    # next run.
-    for seen, (pk, file) in enumerate(images[:total].values_list("id", "file").iterator(chunk_size=2000), 1):
-        try:
-            with PILImage.open(media / file) as image:
-                batch_parts.append(detect.thumbnails(image))
-            batch_ids.append(pk)
-        except UNREADABLE:
-            unreadable_count += 1
-            if len(unreadable) < 50:
-                unreadable.append(pk)
-        if len(batch_parts) == BATCH or seen == total:
-            store.add(batch_ids, batch_parts)
-            batch_ids, batch_parts = [], []
-            ctx.progress(0.7 * seen / total, f"hashed {seen:,} of {total:,} images")
-    if batch_parts:
-        store.add(batch_ids, batch_parts)
+    # Streamed: the rows from a server-side cursor, the files read BATCH at a time on a thread of their own while
+    # this one describes the batch before; images added meanwhile wait for the next run.
+    rows = images[:total].values_list("id", "file").iterator(chunk_size=2000)
+    for read, bad in detect.ordered_map(lambda chunk: _read(media, chunk, detect.thumbnails), _chunks(rows, BATCH),
+                                        READERS):
+        if read:
+            store.add([pk for pk, _ in read], [parts for _, parts in read])
+        unreadable_count += len(bad)
+        unreadable += bad[: 50 - len(unreadable)]
+        seen += len(read) + len(bad)
+        ctx.progress(0.7 * seen / max(total, 1), f"hashed {seen:,} of {total:,} images")
     ids, features = store.done()
+    _release()
     seconds = {"describe": time.monotonic() - started}
     limits = {"phash": p["max_hash_distance"], "colour": p["max_colour_distance"]}
-    pairs = detect.near_pairs(features, limits,
+    pairs = detect.near_pairs(features, limits, workers=workers,
                               progress=lambda f: ctx.progress(0.7 + 0.2 * f, "comparing candidate pairs"))
     ids = ids.tolist()
     del store, features
+    _release()
     seconds["candidates"] = time.monotonic() - started - sum(seconds.values())
     ctx.progress(0.9, f"aligning {len(pairs):,} linked pairs", force=True)
-    pairs, dropped = align.confirmed(pairs, _pictures(ids, pairs, media), detect.CROP_SCALE, p["max_residual"],
+    pairs, dropped = align.confirmed(pairs, _pictures(ids, pairs, media), detect.CROP_SCALE,
+                                     p["max_residual"], workers=workers,
                                      progress=lambda f: ctx.progress(0.9 + 0.05 * f, "aligning linked pairs"))
     seconds["aligned"] = time.monotonic() - started - sum(seconds.values())
     groups = detect.groups_of(len(ids), pairs)

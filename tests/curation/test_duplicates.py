@@ -75,21 +75,49 @@ def test_groups_match_the_generated_duplicates(generated):
     assert DuplicateMember.objects.filter(dataset=ds).count() == sum(map(len, found.values()))
 
 
-def test_the_candidate_index_finds_every_pair_that_comparing_all_pairs_finds(generated):
-    """The job never compares all pairs; on 240 faces with copies, its pairs are exactly those all pairs give."""
-    out, _, truth = generated
-    features = detect.features_of(PILImage.open(out / row["path"]) for row in truth)
-    n, limits = len(truth), {"phash": detect.MAX_HASH_DISTANCE, "colour": detect.MAX_COLOUR_DISTANCE}
-    everything = set()
-    for v in [None, 0, 1]:
-        left = features if v is None else detect.Features(features.variant_hashes[:, v], features.variant_thumbs[:, v])
+def _all_pairs_within(features, limits):
+    """Every pair within the limits, by comparing all pairs (what the job never does)."""
+    n, everything = len(features.hashes), set()
+    for v in [None, *range(len(detect.VARIANTS))]:
+        left = detect._as_seen(features, v)
         bits = np.bitwise_count(left.hashes[:, None] ^ features.hashes[None, :])
-        colour = 1 - left.thumbs @ features.thumbs.T
+        colour = 1 - left.thumbs[:] @ features.thumbs.T
         close = (bits <= limits["phash"]) & (colour <= limits["colour"]) & ~np.eye(n, dtype=bool)
         close &= (bits <= detect.TIGHT_ABOVE_BITS) | (colour <= detect.TIGHT_COLOUR)  # a loose hash, a tight colour
         everything |= {(min(i, j), max(i, j)) for i, j in zip(*np.nonzero(close))}
+    return everything
+
+
+def test_the_candidate_index_finds_every_pair_that_comparing_all_pairs_finds(generated):
+    """The job never compares all pairs; on 240 faces with copies (fewer than LIST_SIZE x PROBES, so every cell of
+    the index is scanned), its pairs are exactly those all pairs give."""
+    out, _, truth = generated
+    features = detect.features_of(PILImage.open(out / row["path"]) for row in truth)
+    limits = {"phash": detect.MAX_HASH_DISTANCE, "colour": detect.MAX_COLOUR_DISTANCE}
+    everything = _all_pairs_within(features, limits)
     found = {(i, j) for i, j, *_ in detect.near_pairs(features, limits)}
     assert len(everything) >= 30 and found == everything
+
+
+def test_scanning_only_the_nearest_cells_still_links_every_copy_and_nothing_beyond_the_limits(generated, monkeypatch):
+    """At scale a query scans only the PROBES cells nearest it. The same 240 faces cut into 60 cells of 4, a query
+    scanning only the one nearest it: every pair found is within the limits, and every copy's pair that all pairs
+    find is found (a copy's thumbnail lies so near its original's that they share a cell)."""
+    out, _, truth = generated
+    features = detect.features_of(PILImage.open(out / row["path"]) for row in truth)
+    limits = {"phash": detect.MAX_HASH_DISTANCE, "colour": detect.MAX_COLOUR_DISTANCE}
+    everything = _all_pairs_within(features, limits)
+    groups = {}
+    for k, row in enumerate(truth):
+        if row["duplicate_group"]:
+            groups.setdefault(row["duplicate_group"], []).append(k)
+    copies = {(i, j) for group in groups.values() for i in group for j in group if i < j} & everything
+    monkeypatch.setattr(detect, "LIST_SIZE", 4)
+    monkeypatch.setattr(detect, "PROBES", 1)
+    index = detect.CandidateIndex(features.thumbs)
+    assert (index.cells, index.index.nprobe) == (60, 1)
+    found = {(i, j) for i, j, *_ in detect.near_pairs(features, limits)}
+    assert len(copies) >= 20 and copies <= found <= everything
 
 
 def _write(out, rows):
