@@ -274,22 +274,23 @@ def _as_seen(features, v):
 
 def _within(left, right, a, b, limits):
     """The pairs (a[k], b[k]) that every signal puts within its limit, left's a against right's b, less those whose
-    hashes differ in more than TIGHT_ABOVE_BITS bits and whose colour is not within TIGHT_COLOUR."""
+    hashes differ in more than TIGHT_ABOVE_BITS bits and whose colour is not within TIGHT_COLOUR: (a, b, hash
+    distance, colour distance) of the pairs kept."""
     if not len(a):
-        return a, b
+        return a, b, np.zeros(0, np.float32), np.zeros(0, np.float32)
     # Distances between left's a and right's b: stacked, so that a signal's (features, i, j) addresses both.
     stacked = Features(np.concatenate([left.hashes[a], right.hashes[b]]),
                        np.concatenate([left.thumbs[a], right.thumbs[b]]))
     k = np.arange(len(a))
     keep = np.ones(len(a), bool)
+    distances = {}
     for name, (distance, _) in SIGNALS.items():
-        keep[keep] = distance(stacked, k[keep], k[keep] + len(a)) <= limits[name]
-    if keep.any():
-        bits = hash_distance(stacked, k[keep], k[keep] + len(a))
-        loose = np.flatnonzero(keep)[bits > TIGHT_ABOVE_BITS]
-        if len(loose):
-            keep[loose] = colour_distance(stacked, loose, loose + len(a)) <= TIGHT_COLOUR
-    return a[keep], b[keep]
+        distances[name] = np.full(len(a), np.inf, np.float32)
+        distances[name][keep] = distance(stacked, k[keep], k[keep] + len(a))
+        keep &= distances[name] <= limits[name]
+    loose = keep & (distances["phash"] > TIGHT_ABOVE_BITS)
+    keep[loose] = distances["colour"][loose] <= TIGHT_COLOUR
+    return a[keep], b[keep], distances["phash"][keep], distances["colour"][keep]
 
 
 class CandidateIndex:
@@ -300,7 +301,7 @@ class CandidateIndex:
     limit and 0.9999 of all such pairs were found (docs/benchmarks.md). With PROBES or fewer cells (under
     LIST_SIZE x PROBES images) every cell is scanned and the search is exact."""
 
-    def __init__(self, thumbs, seed=0, workers=None):
+    def __init__(self, thumbs, seed=0):
         import faiss
 
         n, dim = thumbs.shape
@@ -354,8 +355,7 @@ def near_pairs(features, limits=None, *, progress=None, workers=None):
 
 def _search(features, index, ways, limits, progress, workers):
     """near_pairs' search: each way's batches looked up in the index and confirmed by every signal."""
-    hashes = features.hashes
-    n = len(hashes)
+    n = len(features.hashes)
 
     def batch(v, start):
         left = _as_seen(features, v)
@@ -364,10 +364,7 @@ def _search(features, index, ways, limits, progress, workers):
         # The image itself: only the pairs (i, j > i). A variant: every ordered pair, since i's crop may match j where
         # j's crop does not match i.
         keep = a < b if v is None else a != b
-        a, b = _within(left, features, a[keep], b[keep], limits)
-        bits = np.bitwise_count(left.hashes[a] ^ hashes[b])
-        colour = 1.0 - np.einsum("ij,ij->i", left.thumbs[a].astype(np.float32), features.thumbs[b].astype(np.float32))
-        return v, a, b, bits, colour
+        return (v, *_within(left, features, a[keep], b[keep], limits))
 
     found = {}
     tasks = [(v, start) for v in ways for start in range(0, n, QUERY_BATCH)]

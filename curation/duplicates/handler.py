@@ -6,7 +6,6 @@ the pages read (leaks_refresh; a cancel before it leaves the previous groups as 
 groups within and across splits and the train/test and val/test leaks (leaks.py)."""
 import ctypes
 import gc
-import os
 import time
 from pathlib import Path
 
@@ -115,7 +114,6 @@ def find_duplicates_job(ctx):
     images = Image.objects.filter(dataset=dataset).order_by("id")
     total = images.count()
     started = time.monotonic()
-    workers = len(os.sched_getaffinity(0))
     store, unreadable, unreadable_count, seen = _Store(total), [], 0, 0
     media = Path(settings.MEDIA_ROOT)
     # Streamed: the rows from a server-side cursor, the files read BATCH at a time on a thread of their own while
@@ -133,7 +131,7 @@ def find_duplicates_job(ctx):
     _release()
     seconds = {"describe": time.monotonic() - started}
     limits = {"phash": p["max_hash_distance"], "colour": p["max_colour_distance"]}
-    pairs = detect.near_pairs(features, limits, workers=workers,
+    pairs = detect.near_pairs(features, limits,
                               progress=lambda f: ctx.progress(0.7 + 0.2 * f, "comparing candidate pairs"))
     ids = ids.tolist()
     del store, features
@@ -141,7 +139,7 @@ def find_duplicates_job(ctx):
     seconds["candidates"] = time.monotonic() - started - sum(seconds.values())
     ctx.progress(0.9, f"aligning {len(pairs):,} linked pairs", force=True)
     pairs, dropped = align.confirmed(pairs, _pictures(ids, pairs, media), detect.CROP_SCALE,
-                                     p["max_residual"], workers=workers,
+                                     p["max_residual"],
                                      progress=lambda f: ctx.progress(0.9 + 0.05 * f, "aligning linked pairs"))
     seconds["aligned"] = time.monotonic() - started - sum(seconds.values())
     groups = detect.groups_of(len(ids), pairs)
