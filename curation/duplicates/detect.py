@@ -138,18 +138,63 @@ def _pixels(image, mode_bands):
     return np.frombuffer(image.tobytes(), np.uint8).reshape((h, w, mode_bands) if mode_bands > 1 else (h, w))
 
 
+# Sides of the grey and the RGB pictures each image's crops are taken from (describe_thumbnails, _crop_operators):
+# the grey one gives the crops' pHashes (their 8 x 8 lowest frequencies at GREY px), the RGB one their THUMB x THUMB
+# colour thumbnails.
+MASTER = 64
+RGB_MASTER = 32
+
+
 def thumbnails(image):
     """What describe_thumbnails needs of one PIL image (it decodes the image): (grey GREY x GREY of the image, RGB
-    THUMB x THUMB of the image, grey GREY x GREY of each of CROPS, RGB THUMB x THUMB of each) as arrays. The crops'
-    grey thumbnails are area averages (Pillow's BOX, 2.5 times cheaper than the image's own LANCZOS, which
-    imagehash's pHash uses)."""
+    THUMB x THUMB of the image, grey MASTER x MASTER, RGB RGB_MASTER x RGB_MASTER) as arrays. The image's own grey
+    thumbnail is imagehash's (LANCZOS); the crops' thumbnails are area averages over the two masters."""
     rgb = image.convert("RGB")
     grey = rgb.convert("L")
-    boxes = [_crop_box(*rgb.size, dx, dy) for dx, dy in CROPS.values()]
     return (_pixels(grey.resize((GREY, GREY), Image.LANCZOS), 1),
             _pixels(rgb.resize((THUMB, THUMB), Image.BOX), 3),
-            np.stack([_pixels(grey.resize((GREY, GREY), Image.BOX, box=box), 1) for box in boxes]),
-            np.stack([_pixels(rgb.resize((THUMB, THUMB), Image.BOX, box=box), 3) for box in boxes]))
+            _pixels(grey if grey.size == (MASTER, MASTER) else grey.resize((MASTER, MASTER), Image.BOX), 1),
+            _pixels(rgb.resize((RGB_MASTER, RGB_MASTER), Image.BOX), 3))
+
+
+def _box_matrix(n_out, n_in, lo, hi):
+    """(n_out, n_in): the area averages of n_out equal cells over [lo, hi] of n_in pixels (pixel p covers [p, p+1])."""
+    edges = lo + (hi - lo) * np.arange(n_out + 1) / n_out
+    start, end = edges[:-1, None], edges[1:, None]
+    pixel = np.arange(n_in)[None, :]
+    overlap = np.clip(np.minimum(end, pixel + 1) - np.maximum(start, pixel), 0, None)
+    return overlap / (end - start)
+
+
+def _crop_operators():
+    """Per crop of CROPS: the matrices (rows, columns) that give its GREY thumbnail's 8 x 8 low-frequency DCT block
+    from a MASTER x MASTER grey picture (DCT x area averages: low = Y @ grey @ X.T), and its THUMB x THUMB RGB
+    thumbnail from an RGB_MASTER x RGB_MASTER one (area averages: thumb = Y @ channel @ X.T). Cropping and resizing
+    in one linear map: a few matrix products a batch instead of two resizes a crop an image."""
+    low_y, low_x, thumb_y, thumb_x = [], [], [], []
+    for dx, dy in CROPS.values():
+        x0, y0, x1, y1 = _crop_box(1.0, 1.0, dx, dy)
+        low_y.append(_DCT @ _box_matrix(GREY, MASTER, y0 * MASTER, y1 * MASTER))
+        low_x.append(_DCT @ _box_matrix(GREY, MASTER, x0 * MASTER, x1 * MASTER))
+        thumb_y.append(_box_matrix(THUMB, RGB_MASTER, y0 * RGB_MASTER, y1 * RGB_MASTER))
+        thumb_x.append(_box_matrix(THUMB, RGB_MASTER, x0 * RGB_MASTER, x1 * RGB_MASTER))
+    return tuple(np.stack(m).astype(np.float32) for m in (low_y, low_x, thumb_y, thumb_x))
+
+
+_CROP_OPERATORS = _crop_operators()
+
+
+def _crop_features(greys, colours):
+    """(m, k, 8, 8) low-frequency DCT blocks and (m, k, DIM) RGB thumbnails of the CROPS of (m, MASTER, MASTER)
+    grey and (m, RGB_MASTER, RGB_MASTER, 3) RGB uint8 pictures."""
+    low_y, low_x, thumb_y, thumb_x = _CROP_OPERATORS
+    m, k = len(greys), len(CROPS)
+    # The rows of every crop at once, (k 8, MASTER) @ (m, MASTER, MASTER), then each crop's columns.
+    rows = (low_y.reshape(k * 8, MASTER) @ greys.astype(np.float32)).reshape(m, k, 8, MASTER)
+    lows = rows @ low_x.transpose(0, 2, 1)  # (m, k, 8, 8)
+    channels = np.ascontiguousarray(colours.transpose(0, 3, 1, 2), np.float32)[:, None]  # (m, 1, 3, side, side)
+    thumbs = thumb_y[:, None] @ channels @ thumb_x[:, None].transpose(0, 1, 3, 2)  # (m, k, 3, THUMB, THUMB)
+    return lows, thumbs.transpose(0, 1, 3, 4, 2).reshape(m, k, DIM)
 
 
 def describe(images, *, variants=True):
@@ -159,22 +204,20 @@ def describe(images, *, variants=True):
 
 def describe_thumbnails(parts, *, variants=True):
     """Features of a batch of images' thumbnails(): their DCTs in one matrix product, the mirror's hash from the
-    image's own DCT (a flip negates the odd horizontal frequencies)."""
+    image's own DCT (a flip negates the odd horizontal frequencies), the crops' from the masters (_crop_features)."""
     m, k = len(parts), len(CROPS)
     if not m:
         return Features(np.zeros(0, np.uint64), np.zeros((0, DIM), np.float32),
                         np.zeros((0, len(VARIANTS)), np.uint64) if variants else None,
                         np.zeros((0, k, DIM), np.float32) if variants else None)
-    own = np.stack([p[0] for p in parts])
-    grey = (np.concatenate([own, np.concatenate([p[2] for p in parts])]) if variants else own).astype(np.float64)
-    low = _DCT @ grey @ _DCT.T  # (m (1 + k), 8, 8): batched matrix products (an einsum is 20 times slower)
-    own_low = low[:m]
+    own_low = _DCT @ np.stack([p[0] for p in parts]).astype(np.float64) @ _DCT.T  # (m, 8, 8): batched products
     hashes = _phash(own_low)
     thumbs = _unit(np.stack([p[1] for p in parts]).astype(np.float32).reshape(m, DIM))
     if not variants:
         return Features(hashes, thumbs)
-    crop_hashes = _phash(low[m:]).reshape(m, k)
-    crop_thumbs = _unit(np.concatenate([p[3] for p in parts]).astype(np.float32).reshape(m * k, DIM)).reshape(m, k, DIM)
+    crop_low, crop_thumbs = _crop_features(np.stack([p[2] for p in parts]), np.stack([p[3] for p in parts]))
+    crop_hashes = _phash(crop_low.reshape(m * k, 8, 8)).reshape(m, k)
+    crop_thumbs = _unit(crop_thumbs.reshape(m * k, DIM)).reshape(m, k, DIM)
     variant_hashes = np.concatenate([_phash(own_low * _MIRROR_SIGNS)[:, None], crop_hashes], axis=1)
     return Features(hashes, thumbs, variant_hashes, crop_thumbs)
 

@@ -5,6 +5,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
+from curation.duplicates import detect
 from curation.duplicates.detect import describe, image_features
 
 
@@ -34,3 +35,30 @@ def test_the_mirror_variant_is_the_phash_of_the_mirrored_picture():
         mirrored = int(str(imagehash.phash(ImageOps.mirror(picture))), 16)
         # variant 0 is the mirror (detect.VARIANTS), computed from the image's own DCT with odd frequencies negated
         assert int(features.variant_hashes[k, 0]) == mirrored
+
+
+def test_each_crop_variant_is_the_picture_cropped_and_resized():
+    """The crops' features come from matrix products over small masters (detect._crop_features): they are those of
+    the picture cropped at each of CROPS' boxes and shrunk by area averages, computed here by Pillow on the picture
+    enlarged 10 times (so each crop box falls within a tenth of a pixel), and a crop moved the other way is not."""
+    rng = np.random.default_rng(3)
+    blocks = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)  # sharp edges: a shift of a pixel shows
+    picture = Image.fromarray(blocks).resize((64, 64), Image.NEAREST)
+    big = picture.resize((640, 640), Image.NEAREST)
+    own, _, grey_master, rgb_master = detect.thumbnails(picture)
+    lows, thumbs = detect._crop_features(grey_master[None], rgb_master[None])
+
+    def reference(dx, dy):
+        box = detect._crop_box(640, 640, dx, dy)
+        grey = np.asarray(big.convert("L").resize((detect.GREY, detect.GREY), Image.BOX, box=box), float)
+        rgb = np.asarray(big.resize((detect.THUMB, detect.THUMB), Image.BOX, box=box), np.float32)
+        return detect._DCT @ grey @ detect._DCT.T, rgb.reshape(-1)
+
+    for c, (dx, dy) in enumerate(detect.CROPS.values()):
+        low, rgb = reference(dx, dy)
+        assert np.linalg.norm(lows[0, c] - low) < 0.01 * np.linalg.norm(low)
+        assert np.linalg.norm(thumbs[0, c] - rgb) < 0.01 * np.linalg.norm(rgb)
+        if dx:
+            wrong, wrong_rgb = reference(-dx, dy)
+            assert np.linalg.norm(lows[0, c] - wrong) > 0.05 * np.linalg.norm(wrong)
+            assert np.linalg.norm(thumbs[0, c] - wrong_rgb) > 0.05 * np.linalg.norm(wrong_rgb)
