@@ -15,9 +15,10 @@ variants on i's side, both signals put it within their limits of image j as it i
 each side (scale 0.84-0.96) lands close to one of the 90 % crops; a crop of i is found from i's crop variants, an
 original from its crop's side only when the original is the cropped one, so every ordered pair is compared.
 
-No pair is compared unless an index proposes it (near_pairs): the colour limit is a range on the thumbnails' inner
-product, searched in an inverted file (CandidateIndex, faiss): k-means cuts the thumbnails into cells of about
-LIST_SIZE, and each query scans its PROBES nearest cells, so the work per image stays about constant as the set grows.
+No pair is compared unless an index proposes it (near_pairs): the colour limit is a distance between the unit
+thumbnails, searched on their PROJECTED principal axes (a superset: a projection only shortens distances) in an
+inverted file (CandidateIndex, faiss): k-means cuts the thumbnails into cells of about LIST_SIZE, and each query
+scans its PROBES nearest cells, so the work per image stays about constant as the set grows.
 It is approximate: a pair whose thumbnails fall in cells far apart is missed (measured on 300,000 faces: none of the
 copies' pairs, 1 in 10,000 of all pairs within the limit); under LIST_SIZE x PROBES images it scans every cell and is
 exact. Both signals then confirm each candidate exactly. (The exact search this replaced, a KD-tree over the
