@@ -19,8 +19,6 @@ Runs in a data directory of its own: FER_DATA_DIR if set, else a temporary one r
     python -m benchmarks.scale            # 300,000 faces, as AffectNet's train split
 """
 import argparse
-import ctypes
-import gc
 import os
 import shutil
 import sys
@@ -55,18 +53,11 @@ from curation.models import Dataset, Image, Job  # noqa: E402
 from training.cache import CHUNK, decode_one, decode_workers  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.engine import fit, predict_proba  # noqa: E402
+from training.malloc import release_heap  # noqa: E402
 from training.synthetic_faces import make_synthetic_faces  # noqa: E402
 
 MB = 2**20
 SMALL_HELD = 1024  # rows per fold the model-only measure scores
-
-
-def _trim():
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)  # give freed heap back, so each stage starts from what is live
-    except (OSError, AttributeError):
-        pass
 
 
 class Measure:
@@ -76,7 +67,7 @@ class Measure:
         self.name = name
 
     def __enter__(self):
-        _trim()
+        release_heap()  # each stage starts from what is live
         self.start_rss = self.peak = rss_anon()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -193,7 +184,7 @@ def main(argv=None):
         rows.append((cache_stage, floor))
         cache_bytes = images.nbytes
         del images
-        _trim()
+        release_heap()  # each stage starts from what is live
         # Read back as a job would: a fresh memory map (the build's pages are not this process's any more).
         images, labels = load_arrays(items, args.size)
 
