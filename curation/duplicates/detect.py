@@ -232,14 +232,20 @@ def image_features(image):
 
 def features_of(images, *, variants=True, batch=1024):
     """Features of an iterable of PIL images (with their VARIANTS unless variants=False), described in batches."""
-    out, chunk = [], []
-    for image in images:
-        chunk.append(image)
-        if len(chunk) == batch:
-            out.append(describe(chunk, variants=variants))
+    return concat([describe(chunk, variants=variants) for chunk in chunks(images, batch)] or
+                  [describe([], variants=variants)])
+
+
+def chunks(items, size):
+    """Lists of `size` consecutive items of an iterable (the last one shorter), drawn as they are needed."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
             chunk = []
-    out.append(describe(chunk, variants=variants))
-    return concat(out)
+    if chunk:
+        yield chunk
 
 
 def concat(parts):

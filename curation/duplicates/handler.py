@@ -67,17 +67,6 @@ def _read(media, rows, read):
     return out, bad
 
 
-def _chunks(rows, size):
-    chunk = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _pictures(ids, pairs, media):
     """{index: align.grey_thumbnail} of the images in pairs, read again from their files (only the linked images, a
     fraction of the set, are held); an image that can no longer be read is left out (its pairs are dropped)."""
@@ -91,7 +80,7 @@ def _pictures(ids, pairs, media):
 
     pictures = {}
     for read, _ in detect.ordered_map(lambda chunk: _read(media, chunk, align.grey_thumbnail),
-                                      _chunks(rows(), BATCH), READERS):
+                                      detect.chunks(rows(), BATCH), READERS):
         pictures |= {index_of[pk]: picture for pk, picture in read}
     return pictures
 
@@ -107,8 +96,8 @@ def find_duplicates_job(ctx):
     # Streamed: the rows from a server-side cursor, the files read BATCH at a time on a thread of their own while
     # this one describes the batch before; images added meanwhile wait for the next run.
     rows = images[:total].values_list("id", "file").iterator(chunk_size=2000)
-    for read, bad in detect.ordered_map(lambda chunk: _read(media, chunk, detect.thumbnails), _chunks(rows, BATCH),
-                                        READERS):
+    for read, bad in detect.ordered_map(lambda chunk: _read(media, chunk, detect.thumbnails),
+                                        detect.chunks(rows, BATCH), READERS):
         if read:
             store.add([pk for pk, _ in read], [parts for _, parts in read])
         unreadable_count += len(bad)
