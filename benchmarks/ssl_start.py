@@ -1,13 +1,16 @@
 """What self-supervised pretraining on the dataset's own images buys (`pretrain_ssl`, then `train_classifier --init
-ssl:ID`): synthetic faces with uniform label noise; SimCLR (training/ssl.py) on every train and val image, labels
-unread, the test split never seen; then, for each robust method, the classifier trained twice with the same seed,
-epochs and learning rate, from scratch and from the pretrained backbone, both scored on the noise-free test split
-with McNemar's exact paired test (training/significance.py). Prints a row as each pair finishes (a run cut short
-still reports what it measured) and JSON with --json; asserts nothing.
+ssl:ID`): synthetic faces with label noise (uniform, or --noise-model annotators); SimCLR (training/ssl.py) on every
+train and val image, labels unread, the test split never seen; then, for each robust method, the classifier trained
+twice with the same seed, epochs and learning rate, from scratch and from the pretrained backbone, both scored on
+the noise-free test split with McNemar's exact paired test (training/significance.py). Prints a row as each pair
+finishes (a run cut short still reports what it measured) and JSON with --json; asserts nothing.
 
 Trains with training.engine.fit and training.ssl.pretrain as the jobs do, one torch process, no Django:
 
     python -m benchmarks.ssl_start --n 3000 --ssl-epochs 12 --epochs 10 --robust none gce bootstrap eac
+    python -m benchmarks.ssl_start --n 3000 --noise-model annotators --robust none elr dividemix@warmup=3
+
+A method may carry its settings as benchmarks.robust_regime's runs do: dividemix@warmup=3,lambda_u=5.
 """
 import argparse
 import json
@@ -18,20 +21,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.robust_regime import load_faces
+from benchmarks.robust_regime import load_faces, parse_run
 from training.config import EAC_ARCHS, TrainConfig
 from training.engine import fit, predict_proba
 from training.placement import pick_device
 from training.significance import paired_test, wilson_interval
 from training.ssl import SSLResult, backbone_file, pretrain
 from training.ssl_config import SSLConfig
-from training.synthetic_faces import make_synthetic_faces
+from training.synthetic_faces import NOISE_MODELS, make_synthetic_faces
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=3000, help="faces, all splits")
-    parser.add_argument("--noise", type=float, default=0.25, help="wrong train and val labels (uniform)")
+    parser.add_argument("--noise", type=float, default=0.25, help="wrong train and val labels")
+    parser.add_argument("--noise-model", choices=NOISE_MODELS, default="uniform",
+                        help="how the wrong labels are chosen (training/synthetic_faces.py)")
     parser.add_argument("--difficulty", type=float, default=0.3)
     parser.add_argument("--faces-seed", type=int, default=0)
     parser.add_argument("--arch", default="small_cnn")
@@ -45,7 +50,8 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one pretraining and one pair per seed")
-    parser.add_argument("--robust", nargs="+", default=["none", "gce", "bootstrap", "eac"])
+    parser.add_argument("--robust", nargs="+", default=["none", "gce", "bootstrap", "eac"],
+                        help="METHOD[@VALUE|@KNOB=VALUE,...] each (none: plain cross-entropy)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--faces", type=Path, help="an existing make_synthetic_faces folder (else one is made)")
     parser.add_argument("--backbone", type=Path, help="a pretrained backbone file (with --seeds, one seed): read it "
@@ -53,7 +59,11 @@ def main(argv=None):
                                                       "methods can be measured later from the same start")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    if args.arch not in EAC_ARCHS and "eac" in args.robust:
+    try:
+        methods = [(spec, *parse_run(f"{spec}:{args.epochs}")[::2]) for spec in args.robust]
+    except (KeyError, ValueError) as exc:
+        parser.error(f"--robust: {exc}")
+    if args.arch not in EAC_ARCHS and any(m == "eac" for _, m, _ in methods):
         parser.error(f"--robust eac needs {' or '.join(EAC_ARCHS)}")
     if args.backbone and len(args.seeds) > 1:
         parser.error("--backbone holds one seed's pretraining: give one --seeds")
@@ -63,7 +73,7 @@ def main(argv=None):
         folder = args.faces or Path(tmp) / "faces"
         if not (folder / "labels.csv").exists():
             make_synthetic_faces(folder, n=args.n, size=args.size, noise=args.noise, seed=args.faces_seed,
-                                 difficulty=args.difficulty)
+                                 difficulty=args.difficulty, noise_model=args.noise_model)
         faces = load_faces(folder, args.size)
     x_tr, given_tr, true_tr = faces["train"]
     x_val, given_val, _ = faces["val"]
@@ -71,7 +81,8 @@ def main(argv=None):
     unlabelled = np.concatenate([x_tr, x_val])  # every image but the test split's
     test_ids = np.arange(len(true_te))
     device = pick_device()
-    print(f"{len(x_tr)} train ({(given_tr != true_tr).mean():.1%} wrong labels), {len(x_val)} val (noisy), "
+    print(f"{len(x_tr)} train ({(given_tr != true_tr).mean():.1%} wrong labels, {args.noise_model}), "
+          f"{len(x_val)} val (noisy), "
           f"{len(x_te)} noise-free test faces, {args.size} px, {args.arch}; SimCLR on {len(unlabelled)} images "
           f"(train + val), {args.ssl_epochs} epochs, batch {args.ssl_batch_size}; classifier {args.epochs} epochs, "
           f"batch {args.batch_size}, lr {args.lr}; device {device}", flush=True)
@@ -100,11 +111,11 @@ def main(argv=None):
                                        "loss": [round(h["loss"], 4) for h in ssl.history]}
         print(f"seed {seed}: SimCLR {where}, loss {ssl.history[0]['loss']:.3f} -> {ssl.history[-1]['loss']:.3f}",
               flush=True)
-        for method in args.robust:
+        for spec, method, knobs in methods:
             cfg = TrainConfig(arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                               lr=args.lr, seed=seed, robust=method, num_threads=args.threads,
-                              early_stopping_patience=0)
-            row = {"seed": seed, "robust": method}
+                              early_stopping_patience=0, **knobs)
+            row = {"seed": seed, "robust": spec}
             preds = {}
             for start, init in (("scratch", None), ("ssl", ssl.backbone)):
                 t0 = time.monotonic()
@@ -119,7 +130,7 @@ def main(argv=None):
             test = paired_test((test_ids, true_te, preds["scratch"]), (test_ids, true_te, preds["ssl"]))
             row.update(gain=row["ssl"]["accuracy"] - row["scratch"]["accuracy"], b=test.b, c=test.c, p=test.p)
             report["pairs"].append(row)
-            print(f"| {seed} | {method} | {row['scratch']['accuracy']:.1%} | {row['ssl']['accuracy']:.1%} | "
+            print(f"| {seed} | {spec} | {row['scratch']['accuracy']:.1%} | {row['ssl']['accuracy']:.1%} | "
                   f"{row['gain'] * 100:+.1f} | {test.b} | {test.c} | {test.p:.2g} | "
                   f"{row['scratch']['seconds']:.0f} / {row['ssl']['seconds']:.0f} |", flush=True)
             if args.json:

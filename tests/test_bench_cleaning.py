@@ -10,7 +10,8 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from curation.cleaning_bench.measure import RUN_NAMES
+from curation.cleaning_bench.measure import AUTOMATIC, SSL_ALONE, robust_arms, run_names
+from curation.cleaning_bench.plan import BenchPlan
 from curation.cleaning_bench.report import SECTIONS
 from curation.cleaning_bench.reviewers import read_truth
 from curation.models import Dataset, Image, Job, LabelChange, ReviewSkip, Run
@@ -29,6 +30,7 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     out = tmp_path / "bench"
     stdout = io.StringIO()
     call_command("bench_cleaning", *TINY, "--seeds", "2", "--rounds", "2", "--relabel-precision", "0.5",
+                 "--robust", "eac,elr", "--ssl-epochs", "1", "--ssl-batch-size", "32",
                  "--out", str(out), "--name", "tiny", "--inline",
                  stdout=stdout, stderr=io.StringIO())
     report = json.loads((out / "report.json").read_text())
@@ -46,18 +48,21 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert set(signals["overall"]) >= {"target gain", "source drop", "embedding shift", "cleanlab margin"}
     assert "## GAN signals beyond SSIM" in (out / "report.md").read_text()
 
-    # Every job of the pipeline ran once and succeeded: import, 10 classifier runs of 2 seeds each (the SSIM-reduced
-    # run is the baseline: nothing flagged), 4 CycleGANs, scores, the second review round's refit and rescore,
+    # Every job of the pipeline ran once and succeeded: import, one self-supervised pretraining, 19 classifier runs of
+    # 2 seeds each (the SSIM-reduced run is the baseline: nothing flagged; each of the two robust methods' three arms
+    # from scratch and from the pretraining), 4 CycleGANs, scores, the second review round's refit and rescore,
     # generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
-    assert kinds == ["import_dataset", *["train_classifier"] * 2, *["train_cyclegan"] * 4, "score_ambiguity",
-                     *["train_classifier"] * 6, "train_classifier", "score_ambiguity", *["train_classifier"] * 6,
-                     *["generate_images"] * 4, *["train_classifier"] * 6]
+    assert kinds == ["import_dataset", "pretrain_ssl", *["train_classifier"] * 2, *["train_cyclegan"] * 4,
+                     "score_ambiguity", *["train_classifier"] * 14, "train_classifier", "score_ambiguity",
+                     *["train_classifier"] * 12, *["generate_images"] * 4, *["train_classifier"] * 12]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
     # Every run is reported, and all of them were scored on the one untouched test split.
     runs = report["runs"]["runs"]
-    assert list(runs) == list(RUN_NAMES)
+    plan = BenchPlan(**report["plan"])
+    names = run_names(plan)
+    assert list(runs) == names and len(names) == 21
     stored = {r.pk: r for r in Run.objects.filter(dataset=dataset)}
     rounds = report["review_rounds"]
     assert [r["round"] for r in rounds] == [1, 2] and rounds[0]["refit_run"] is None
@@ -83,16 +88,28 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
         assert row["delta_accuracy"] == pytest.approx(row["accuracy"] - runs["baseline"]["accuracy"])
     assert [stored[seed["run"]].folds for seed in runs["baseline"]["seeds"]] == [2, 0]
     assert runs["reviewed + augmented"]["selection"]["generated"] > 0
-    # The robust arms train with the plan's method (EAC by default), everything else with plain cross-entropy; the
-    # reviewed + robust run trains on exactly the reviewed run's images and labels.
-    robust_runs = {"robust (no review)", "reviewed + robust", "reviewed + robust + calibrated relabels",
-                   "oracle + robust"}
+    # Each robust arm trains with its method, everything else with plain cross-entropy; the SSL arms (and only
+    # they) start from the one pretraining's weights; each reviewed + robust run trains on exactly the reviewed
+    # run's images and labels.
+    arms = robust_arms(plan)
+    assert {m for _, m, _ in arms.values()} == {"eac", "elr"} and len(arms) == 13
+    pretrained = Job.objects.get(kind="pretrain_ssl")
     for name, row in runs.items():
-        assert {stored[seed["run"]].config["robust"] for seed in row["seeds"]} == {
-            "eac" if name in robust_runs else "none"}, name
-    assert stored[runs["reviewed + robust"]["run"]].snapshot_hash == stored[runs["reviewed"]["run"]].snapshot_hash
-    assert not stored[runs["robust (no review)"]["run"]].reduced
-    assert stored[runs["reviewed + robust + calibrated relabels"]["run"]].selection["relabel_rule"]["target"] == 0.5
+        review, method, ssl = arms.get(name, (None, "none", name == SSL_ALONE))
+        assert {stored[seed["run"]].config["robust"] for seed in row["seeds"]} == {method}, name
+        starts = {(stored[seed["run"]].selection.get("init") or {}).get("from") for seed in row["seeds"]}
+        assert starts == {f"ssl:{pretrained.pk}" if ssl else None}, name
+        if ssl:  # the backbone's tensors were loaded, not only named
+            assert all(stored[seed["run"]].selection["init"]["loaded"] > 0 for seed in row["seeds"])
+        if review in ("reviewed", "relabels"):
+            assert stored[row["run"]].reduced
+        if review == "reviewed":
+            assert stored[row["run"]].snapshot_hash == stored[runs["reviewed"]["run"]].snapshot_hash, name
+        if review == "alone":
+            assert not stored[row["run"]].reduced, name
+    assert stored[runs["reviewed + robust eac + calibrated relabels"]["run"]].selection["relabel_rule"][
+        "target"] == 0.5
+    assert report["timings"]["retrain: robust elr (no review), SSL start"] > 0  # each arm is timed
     # The oracle trained on the true label of every train image.
     oracle = stored[runs["oracle (true labels)"]["run"]]
     snapshot = (tmp_path / "media" / oracle.snapshot_file).read_text().splitlines()[1:]
@@ -145,17 +162,30 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert sorted(d.split("->")[0] for d in directions) == sorted(CLASSES)
     assert all(q["target_rate_outputs"] is not None for q in report["gan_quality"])
     assert set(report["goals"]) == {"fused_auroc_at_least_cleanlab", "reviewed_recovers_half_the_gap",
-                                    "reviewed_robust_recovers_80pct", "same_test_split"}
+                                    "reviewed_robust_recovers_80pct", "best_automatic_recovers_half",
+                                    "same_test_split"}
+    # The robust goal judges the best reviewed + robust arm against its own method alone, from the same start.
     robust_goal = report["goals"]["reviewed_robust_recovers_80pct"]
-    assert robust_goal["margin_over_robust_alone"] == pytest.approx(
-        runs["reviewed + robust"]["accuracy"] - runs["robust (no review)"]["accuracy"])
-    assert robust_goal["seed_spread"] == max(runs["reviewed + robust"]["accuracy_std"],
-                                             runs["robust (no review)"]["accuracy_std"])
+    reviewed_arms = [n for n, (review, _, _) in arms.items() if review in ("reviewed", "relabels")]
+    best = max(reviewed_arms, key=lambda n: runs[n]["accuracy"])
+    _, method, ssl = arms[best]
+    alone = next(n for n, arm in arms.items() if arm == ("alone", method, ssl))
+    assert robust_goal["run"] == best and robust_goal["robust_alone"] == alone
+    assert robust_goal["margin_over_robust_alone"] == pytest.approx(runs[best]["accuracy"] - runs[alone]["accuracy"])
+    assert robust_goal["seed_spread"] == max(runs[best]["accuracy_std"], runs[alone]["accuracy_std"])
+    # The headline's automatic run is the best of those that read no review and no truth.
+    automatic = [n for n in runs if n in AUTOMATIC or arms.get(n, ("",))[0] == "alone"]
+    assert len(automatic) == 8
+    best_automatic = report["goals"]["best_automatic_recovers_half"]
+    assert best_automatic["run"] == max(automatic, key=lambda n: runs[n]["accuracy"])
+    assert set(best_automatic["candidates"]) == set(automatic)
     md = (out / "report.md").read_text()
-    assert all(name in md for name in RUN_NAMES)
+    assert all(name in md for name in names) and f"best automatic run** (no review, no truth): " \
+        f"{best_automatic['run']}" in md
     for rel in report["plots"].values():
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert sum("gap recovered" in line for line in stdout.getvalue().splitlines()) == len(RUN_NAMES)
+    assert sum(line.startswith("run ") and "gap recovered" in line
+               for line in stdout.getvalue().splitlines()) == len(names)
 
 
 @pytest.mark.django_db
@@ -167,7 +197,13 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     (["--folds", "1"], "folds must be at least 2"),
     (["--rounds", "0"], "rounds must be 1-10"),
     (["--relabel-precision", "1.2"], "relabel-precision must be in (0, 1]"),
-    (["--robust", "mixup"], "robust must be one of none, eac, gce, bootstrap, elr, dividemix, glc, not 'mixup'"),
+    (["--robust", "mixup"], "robust must be one of none, eac, gce, bootstrap, elr, dividemix, glc (or several, "
+                            "comma-separated), not 'mixup'"),
+    (["--robust", "elr,mixup"], "not 'mixup'"),
+    (["--robust", "elr,elr"], "robust names a method twice"),
+    (["--robust", "none,elr"], "robust none trains no robust arm"),
+    (["--ssl-epochs", "-1"], "ssl-epochs must be >= 0"),
+    (["--n", "400", "--ssl-epochs", "1", "--ssl-batch-size", "400"], "ssl-batch-size 400 is more than the about"),
     (["--arch", "seed_cnn", "--robust", "eac"], "robust eac needs class activation maps"),
     (["--robust", "glc"], "robust glc needs reviewed labels to estimate how labels go wrong"),
     (["--noise-model", "crowd"], "noise-model must be one of uniform, annotators or both, not 'crowd'"),

@@ -18,7 +18,7 @@ from django.test import override_settings
 from curation.cleaning_bench import measure, reviewers
 from curation.cleaning_bench.faces import read_faces
 from curation.cleaning_bench.gan_signals import measure_gan_signals
-from curation.cleaning_bench.measure import CEILING, ORACLE_ROBUST, RELABELS, REVIEWED_ROBUST, ROBUST
+from curation.cleaning_bench.measure import CEILING, ORACLE, SSL_ALONE, arm_name, robust_arms, run_names
 from curation.cleaning_bench.report import write_report
 from curation.cleaning_bench.stages import run_stage
 from curation.models import Dataset, GeneratedImage, Image
@@ -66,6 +66,15 @@ def bench_cleaning(plan, *, out_dir, inline, say):
             job("train_classifier", plan.classifier_params(seed=plan.seed + k, **switches)).result["run"]
             for k in range(first, plan.seeds)])
 
+    def train_robust(review, **switches):
+        """Each robust method's arm of this review (from scratch, and from the self-supervised start when there
+        is one) into runs; each arm its own stage, so that the report times every arm."""
+        for method in plan.robust_methods:
+            for init in starts:
+                name = arm_name(review, method, ssl=bool(init))
+                runs[name] = train(f"retrain: {name}", robust=method, **({"init": init} if init else {}),
+                                   **switches)
+
     if plan.faces:  # someone else's folder: read, never written
         faces = Path(plan.faces).resolve()
         summary = {"noise_model": None, "source": str(faces)}
@@ -87,6 +96,10 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     audit_draws_seed(plan.seed)  # which cards are audit cards: the same for the same seed
     splits = {s: Image.objects.filter(dataset=dataset, split=s).count() for s in ("train", "val", "test")}
     runs = {}
+    starts = [None]  # the robust arms' starts: from scratch, and the pretraining's weights (init ssl:ID)
+    if plan.ssl_epochs:  # reads no label, so it can come first and serve every arm
+        pretrained = stage("self-supervised pretraining", lambda: job("pretrain_ssl", plan.pretrain_params()))
+        starts.append(f"ssl:{pretrained.pk}")
     # The first seed's baseline also trains the out-of-fold models cleanlab reads; the other seeds need none.
     base = stage("baseline classifier (out-of-fold)", lambda: job(
         "train_classifier", plan.classifier_params(folds=plan.folds)))
@@ -108,9 +121,9 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         same_as["reduced (SSIM flags, no review)"] = "baseline"
         say("reduced (SSIM flags): no image reached the threshold, so it is the baseline; not trained again")
     runs["reduced (cleanlab flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="classifier")
-    robust = plan.robust != "none"
-    if robust:  # the published methods' setting: every noisy label, nobody reviews
-        runs[ROBUST] = train(f"retrain: robust ({plan.robust})", robust=plan.robust)
+    if plan.ssl_epochs:
+        runs[SSL_ALONE] = train(f"retrain: {SSL_ALONE}", init=starts[1])
+    train_robust("alone")  # the published methods' setting: every noisy label, nobody reviews
 
     # The review ceiling: the same reviewers, budget and error draws on a perfect queue (wrong labels first), its
     # retrain, then its decisions taken back, so that the product's queue is reviewed from the same labels.
@@ -144,13 +157,13 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     audit_vs_truth = measure.audit_against_truth(dataset, truth) if plan.audit_share else None
     review = measure.review_summary(decisions, detection["noisy"])
     runs["reviewed"] = train("retrain: reviewed", reduced=True, doubtful=plan.doubtful)
-    if robust:  # the same images and labels as the reviewed run, trained with the robust method
-        runs[REVIEWED_ROBUST] = train(f"retrain: reviewed + robust ({plan.robust})", reduced=True,
-                                      doubtful=plan.doubtful, robust=plan.robust)
+    # The same images and labels as the reviewed run, trained with each robust method.
+    train_robust("reviewed", reduced=True, doubtful=plan.doubtful)
     if plan.relabel_precision is not None:
-        runs[RELABELS] = train(f"retrain: reviewed + {plan.robust} + relabels at {plan.relabel_precision}",
-                               reduced=True, doubtful=plan.doubtful, robust=plan.robust,
-                               relabel_precision=plan.relabel_precision)
+        method = (plan.robust_methods or ["none"])[0]
+        name = arm_name("relabels", method)
+        runs[name] = train(f"retrain: {name} at {plan.relabel_precision}", reduced=True, doubtful=plan.doubtful,
+                           robust=method, relabel_precision=plan.relabel_precision)
 
     per_direction = max(1, round(plan.generate_share * splits["train"] / (2 * len(plan.pairs))))
     skipped = {}
@@ -168,11 +181,10 @@ def bench_cleaning(plan, *, out_dir, inline, say):
 
     oracle_user = get_user_model().objects.get_or_create(username=f"{plan.name}-oracle")[0]
     oracle = stage("oracle relabel", lambda: reviewers.oracle_relabel(dataset=dataset, truth=truth, user=oracle_user))
-    runs["oracle (true labels)"] = train("retrain: oracle", reduced=True)
-    if robust:
-        runs[ORACLE_ROBUST] = train(f"retrain: oracle + robust ({plan.robust})", reduced=True, robust=plan.robust)
+    runs[ORACLE] = train("retrain: oracle", reduced=True)
+    train_robust("oracle", reduced=True)
 
-    table = measure.runs_table(runs, same_as)
+    table = measure.runs_table(runs, same_as, order=run_names(plan))
     if not table["same_test_split"]:
         raise BenchError(f"the runs were not scored on the same test split: "
                          f"{ {n: r['test_split_hash'][:12] for n, r in table['runs'].items()} }")
@@ -198,7 +210,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "runs_skipped": skipped,
         "gan_quality": measure.gan_quality(dataset),
         "gan_signals": gan_signals,
-        "goals": measure.goals(detection, table),
+        "goals": measure.goals(detection, table, robust_arms(plan)),
         "inline": inline,
         # The figures depend on the machine and on what else ran on it: the 1-minute load average says how busy.
         "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),

@@ -66,9 +66,16 @@ class BenchPlan:
     # torch threads of an --inline run (0: torch's default, one a core). Give 1 on a shared machine, where OpenMP
     # threads spin against other people's work; workers keep their own setting.
     threads: int = 0
-    # The noise-robust training method (training/robust.py) of the robust arms: robust alone (no review), reviewed
-    # + robust and the oracle + robust. "none" trains none of them.
+    # The noise-robust training methods (training/robust.py) of the robust arms, comma-separated ("eac" or
+    # "elr,dividemix"): for each, robust alone (no review), reviewed + robust and the oracle + robust. "none" trains
+    # none of them. Each costs three runs a seed (DivideMix's divided epochs about 14 plain ones each), so the default
+    # profile trains one.
     robust: str = "eac"
+    # The self-supervised start (issue 31): SimCLR epochs of one pretrain_ssl job on the dataset's train and val
+    # images, right after the import (labels unread, so every arm can share it), and the arms trained again from it:
+    # the plain classifier on the noisy labels, and each robust method's three arms. 0 (the default): none.
+    ssl_epochs: int = 0
+    ssl_batch_size: int = 128  # the pretraining's images a step (each seen as two views)
     # Review rounds: the budget spent in this many parts; before each part after the first, the out-of-fold models
     # are refitted on the labels as reviewed so far and the queue rescored, so the next part starts from a better
     # ranking.
@@ -130,14 +137,32 @@ class BenchPlan:
             problems.append(f"generate-share must be in (0, 2], not {self.generate_share}")
         if self.doubtful not in DOUBTFUL:
             problems.append(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {self.doubtful!r}")
-        if self.robust not in ROBUST_METHODS:
-            problems.append(f"robust must be one of {', '.join(ROBUST_METHODS)}, not {self.robust!r}")
-        elif self.robust == "glc":
-            problems.append("robust glc needs reviewed labels to estimate how labels go wrong, and the robust-alone "
-                            "arm has none: the benchmark does not run it (benchmarks/robust_regime.py measures it)")
-        elif self.robust == "eac" and self.arch not in EAC_ARCHS:
-            problems.append(f"robust eac needs class activation maps: arch must be one of {', '.join(EAC_ARCHS)}, "
-                            f"not {self.arch!r} (or give --robust gce, bootstrap, elr, dividemix or none)")
+        methods = [m.strip() for m in str(self.robust).split(",")]
+        for method in methods:
+            if method not in ROBUST_METHODS:
+                problems.append(f"robust must be one of {', '.join(ROBUST_METHODS)} (or several, comma-separated), "
+                                f"not {method!r}")
+            elif method == "glc":
+                problems.append("robust glc needs reviewed labels to estimate how labels go wrong, and the "
+                                "robust-alone arm has none: the benchmark does not run it "
+                                "(benchmarks/robust_regime.py measures it)")
+            elif method == "eac" and self.arch not in EAC_ARCHS:
+                problems.append(f"robust eac needs class activation maps: arch must be one of {', '.join(EAC_ARCHS)}, "
+                                f"not {self.arch!r} (or give --robust gce, bootstrap, elr, dividemix or none)")
+        if len(methods) > 1 and "none" in methods:
+            problems.append(f"robust none trains no robust arm, so it cannot be listed with others: {self.robust!r}")
+        if len(set(methods)) < len(methods):
+            problems.append(f"robust names a method twice: {self.robust!r}")
+        self.robust = ",".join(methods)
+        if self.ssl_epochs < 0:
+            problems.append(f"ssl-epochs must be >= 0 (0: no self-supervised start), not {self.ssl_epochs}")
+        elif self.ssl_epochs and self.ssl_batch_size < 2:
+            problems.append(f"ssl-batch-size must be >= 2 (a contrastive batch needs other images), not "
+                            f"{self.ssl_batch_size}")
+        elif self.ssl_epochs and self.n - round(self.n * self.test_fraction) < self.ssl_batch_size:
+            problems.append(f"ssl-batch-size {self.ssl_batch_size} is more than the about "
+                            f"{self.n - round(self.n * self.test_fraction)} images outside the test split: "
+                            f"contrastive pretraining needs a full batch; give a smaller --ssl-batch-size")
         if self.relabel_precision is not None and not 0 < self.relabel_precision <= 1:
             problems.append(f"relabel-precision must be in (0, 1], not {self.relabel_precision}")
         if not 1 <= self.rounds <= 10:
@@ -153,6 +178,15 @@ class BenchPlan:
         if problems:
             raise PlanError("; ".join(problems))
         return self
+
+    @property
+    def robust_methods(self):
+        """The robust methods of the robust arms, in the order given; none for "none"."""
+        return [m for m in self.robust.split(",") if m != "none"]
+
+    def pretrain_params(self):
+        return {"dataset": self.name, "arch": self.arch, "size": self.size, "epochs": self.ssl_epochs,
+                "batch_size": self.ssl_batch_size, "seed": self.seed}
 
     def classifier_params(self, **switches):
         return {"dataset": self.name, "arch": self.arch, "size": self.size, "epochs": self.epochs,

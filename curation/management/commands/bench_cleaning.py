@@ -69,9 +69,15 @@ class Command(DatabaseCommand):
         parser.add_argument("--threads", type=int,
                             help="torch threads of an --inline run (0, the default: one a core; 1 on a shared machine)")
         parser.add_argument("--robust",
-                            help="noise-robust method of the robust arms (robust alone, reviewed + robust, oracle + "
-                                 "robust): eac (the default), gce, bootstrap, elr, dividemix, or none to train no robust "
-                                 "arm (not glc: the robust-alone arm has no reviewed labels to estimate it from)")
+                            help="noise-robust methods of the robust arms (robust alone, reviewed + robust, oracle + "
+                                 "robust for each), comma-separated: eac (the default), gce, bootstrap, elr, "
+                                 "dividemix, e.g. elr,dividemix; or none to train no robust arm (not glc: the "
+                                 "robust-alone arm has no reviewed labels to estimate it from)")
+        parser.add_argument("--ssl-epochs", type=int,
+                            help="also pretrain the classifier's backbone without labels (pretrain_ssl, SimCLR) for "
+                                 "this many epochs, once, and train the plain classifier and every robust arm again "
+                                 "from it (0, the default: no self-supervised start)")
+        parser.add_argument("--ssl-batch-size", type=int, help="images a pretraining step (128)")
         parser.add_argument("--relabel-precision", type=float,
                             help="also train reviewed + robust + calibrated relabels at this precision target (0-1]")
         parser.add_argument("--audit-share", type=float, metavar="S",
@@ -145,6 +151,10 @@ class Command(DatabaseCommand):
             out(f"run        {name:<32} acc {row['accuracy']:.4f}{spread} ({row['delta_accuracy']:+.4f})  "
                 f"macro F1 {row['macro_f1']:.4f} ({row['delta_macro_f1']:+.4f})"
                 + "  gap recovered " + ("n/a (oracle = baseline)" if gap is None else f"{gap:.0%}"))
+        best = r["goals"].get("best_automatic_recovers_half") or {}
+        if best.get("run"):
+            gap = best["gap_recovered_accuracy"]
+            out(f"best automatic run: {best['run']}, gap recovered " + ("n/a" if gap is None else f"{gap:.0%}"))
         for q in r["gan_quality"]:
             out(f"gan        {q['direction']:<18} target class: sources {q['target_rate_sources'] or 0:.3f}, "
                 f"generated {q['target_rate_outputs'] or 0:.3f}")
