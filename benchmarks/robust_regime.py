@@ -22,6 +22,11 @@ trains with training.engine.fit, as the train_classifier job does, one torch pro
     python -m benchmarks.robust_regime --faces OUT/faces --runs ce:24 elr:24 dividemix:24 \
         dividemix@warmup=12,lambda_u=5:24 oracle:24
     python -m benchmarks.robust_regime --faces OUT/faces --trusted-share 0.05 --runs ce:10 glc:10 oracle:10
+    python -m benchmarks.robust_regime --faces FACES --init BACKBONE.pt --runs ce:10 dividemix@warmup=5:10
+
+--init FILE: every run starts from this backbone (a `pretrain_ssl` job's weights, or `benchmarks.ssl_start
+--backbone`'s file, pretrained on the same faces) instead of a random draw, as `train_classifier --init` does: does
+the self-supervised start carry DivideMix's division out of early learning?
 
 --trusted-share S: a random S of the train images (drawn with the seed, as the product's random audit draws) carry
 their true label and are trusted in every run but the oracle's, as audited images are in the product. GLC estimates
@@ -153,7 +158,15 @@ def glc_corruption(cfg, x_tr, y_tr, x_val, y_val, trusted, true_tr, device):
     return estimate_corruption(probs, true_tr[trusted], cfg.num_classes)
 
 
-def measure(faces, method, epochs, extra, seed, threads, trusted_share=0.0):
+def read_backbone(path):
+    """The weights of a backbone file: a state dict, or a dict holding one under "model" (the SSL files)."""
+    import torch
+
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return saved["model"] if isinstance(saved, dict) and "model" in saved else saved
+
+
+def measure(faces, method, epochs, extra, seed, threads, trusted_share=0.0, init=None):
     x_tr, given_tr, true_tr = faces["train"]
     x_val, given_val, true_val = faces["val"]
     x_te, _, true_te = faces["test"]
@@ -198,7 +211,8 @@ def measure(faces, method, epochs, extra, seed, threads, trusted_share=0.0):
                 corruption, glc = glc_corruption(cfg, x_tr, y_tr, x_val, y_val, trusted, true_tr, device)
             glc["mae_vs_truth"] = float(np.abs(corruption - truth).mean())
             glc["matrix"] = corruption.round(4).tolist()
-        result = fit(cfg, x_tr, y_tr, x_val, y_val, device=device, trusted=trusted, corruption=corruption)
+        result = fit(cfg, x_tr, y_tr, x_val, y_val, device=device, trusted=trusted, corruption=corruption,
+                     init=init)
     seconds = time.monotonic() - t0
     pred_tr = predict_proba(result.model, x_tr, batch_size=256, device=device, mode="stream").argmax(1)
     pred_te = predict_proba(result.model, x_te, batch_size=256, device=device, mode="stream").argmax(1)
@@ -214,6 +228,7 @@ def measure(faces, method, epochs, extra, seed, threads, trusted_share=0.0):
             "wrong_labels_predicted_true": float((pred_tr[wrong] == true_tr[wrong]).mean()),
             "last_epoch_train_acc": last.get("train_acc"), "val_acc_given": kept["val_acc"],
             "test_accuracy": float((pred_te == true_te).mean()),
+            "init": None if result.init is None else {"loaded": result.init["loaded"], "of": result.init["of"]},
             "peak_rss_anon_mib": memory.peak / 2**20, "rss_anon_growth_mib": (memory.peak - memory.start) / 2**20,
             "divisions": divisions}
 
@@ -230,14 +245,17 @@ def main(argv=None):
     parser.add_argument("--trusted-share", type=float, default=0.0,
                         help="a random share of train images that carry their true label and are trusted in every "
                              "run but the oracle (an audit's slice; glc needs it)")
+    parser.add_argument("--init", help="a backbone file every run starts from (a pretraining on these faces)")
     parser.add_argument("--out", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
     if not 0 <= args.trusted_share < 1:
         parser.error(f"--trusted-share must be in [0, 1), not {args.trusted_share}")
     faces = load_faces(args.faces, CPU_PROFILE["size"])
+    init = read_backbone(args.init) if args.init else None
     wrong = faces["train"][1] != faces["train"][2]
     print(f"{len(wrong)} train images, {int(wrong.sum())} wrong labels ({wrong.mean():.1%}); "
-          f"{len(faces['test'][0])} test images; trusted share {args.trusted_share:g}")
+          f"{len(faces['test'][0])} test images; trusted share {args.trusted_share:g}; start: "
+          f"{args.init or 'random'}")
     rows = []
     print("| run | best epoch | train acc (given) | right labels fitted | wrong labels fitted (memorised) | wrong "
           "labels predicted true | val acc (given, kept epoch) | test accuracy | s | peak RssAnon MiB (growth) |")
@@ -245,7 +263,7 @@ def main(argv=None):
     plain = None
     for spec in args.runs:
         method, epochs, extra = parse_run(spec)
-        row = measure(faces, method, epochs, extra, args.seed, args.threads, args.trusted_share)
+        row = measure(faces, method, epochs, extra, args.seed, args.threads, args.trusted_share, init)
         rows.append(row)
         if method == "ce" and plain is None:
             plain = row

@@ -95,12 +95,14 @@ def test_robust_regime(tmp_path):
 
 def test_ssl_start(tmp_path):
     done = bench("ssl_start", "--n", 240, "--size", 32, "--ssl-epochs", 1, "--ssl-batch-size", 32, "--epochs", 1,
-                 "--robust", "none", "gce", "--threads", 1, "--json", tmp_path / "ssl.json", tmp_path=tmp_path)
-    assert_figures(done, rf"^seed 0: SimCLR {NUMBER} s, loss {NUMBER} -> {NUMBER}",
+                 "--robust", "none", "gce", "dividemix@warmup=0", "--noise-model", "annotators", "--threads", 1,
+                 "--json", tmp_path / "ssl.json", tmp_path=tmp_path)
+    assert_figures(done, rf"^\d+ train \({NUMBER}% wrong labels, annotators\)",
+                   rf"^seed 0: SimCLR {NUMBER} s, loss {NUMBER} -> {NUMBER}",
                    rf"^\| 0 \| none \| {NUMBER}% \| {NUMBER}% \| [-+]{NUMBER} \| \d+ \| \d+ \| {NUMBER}",
-                   rf"^\| 0 \| gce \| {NUMBER}% \| {NUMBER}%")
+                   rf"^\| 0 \| gce \| {NUMBER}% \| {NUMBER}%", rf"^\| 0 \| dividemix@warmup=0 \| {NUMBER}%")
     report = json.loads((tmp_path / "ssl.json").read_text())
-    assert [row["robust"] for row in report["pairs"]] == ["none", "gce"]
+    assert [row["robust"] for row in report["pairs"]] == ["none", "gce", "dividemix@warmup=0"]
     for row in report["pairs"]:
         assert row["gain"] == pytest.approx(row["ssl"]["accuracy"] - row["scratch"]["accuracy"])
         # The SSL start took every classifier tensor but the class layer's; scratch took none.
@@ -119,6 +121,12 @@ def test_ssl_start(tmp_path):
     for start in ("scratch", "ssl"):
         assert (first[start]["accuracy"], first[start]["best_epoch"]) == \
             (second[start]["accuracy"], second[start]["best_epoch"])
+    # robust_regime starts every run from the same backbone file, and DivideMix's divisions are measured from it.
+    regime = bench("robust_regime", "--faces", tmp_path / "f", "--init", tmp_path / "b.pt", "--runs", "ce:1",
+                   "dividemix@warmup=0:1", "--threads", 1, "--out", tmp_path / "regime.json", tmp_path=tmp_path)
+    assert_figures(regime, rf"start: {tmp_path / 'b.pt'}$", r"^    dividemix@dividemix_warmup=0:1 epoch 1: division AUROC A")
+    for row in json.loads((tmp_path / "regime.json").read_text()):
+        assert row["init"]["loaded"] == row["init"]["of"] - 2 > 0
 
 
 def test_small_set(tmp_path):
