@@ -187,7 +187,7 @@ def main(argv=None):
         worst = {k: min((r["by_kind"][k]["recall"] for r in rows if r["by_kind"].get(k, {}).get("recall")
                          is not None), default=None) for k in kinds}
         met = all(v is not None and v >= KIND_GOAL for v in worst.values())
-        print(f"per-kind recall, worst seed: " + ", ".join(f"{k} {_f(v)}" for k, v in worst.items())
+        print("per-kind recall, worst seed: " + ", ".join(f"{k} {_f(v)}" for k, v in worst.items())
               + f" (goal >= {KIND_GOAL} each: {'met' if met else 'NOT met'})", file=out)
     recall = [r["scores"]["recall"] for r in rows if r["scores"]["recall"] is not None]
     precision = [r["scores"]["precision"] for r in rows if r["scores"]["precision"] is not None]

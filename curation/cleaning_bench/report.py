@@ -40,7 +40,7 @@ def _audit_lines(a, rv):
              f"precision {_f(rv.get('queue_precision'))}); the audit's sample holds {a['sample']} decided images.",
              "", f"- share of wrong labels: {est(a['share_wrong'])}",
              f"- share still wrong after the review: {est(a['share_left'])}",
-             f"- fusion: " + (f"{a['fusion']['used']} (chosen from {a['fusion']['source']})" if a["fusion"]["used"]
+             "- fusion: " + (f"{a['fusion']['used']} (chosen from {a['fusion']['source']})" if a["fusion"]["used"]
                               else "the default order (too few decisions to choose)") + "; best signal "
              f"on the audit: {a['best_by_audit'] or 'none measured yet'}; under the truth: {a['best_under_truth']}"]
     measured = [s for s in a["signals"] if s["audit_auroc"] is not None]
