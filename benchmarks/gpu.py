@@ -12,10 +12,14 @@ Sections (figure | same-run baseline | goal):
   scoring      generator + SSIM at 128 px on the device | generator, then skimage SSIM per image | >= 3,000/s, >= 3x
   cache        an epoch streaming batches from the memory-mapped cache | the same epoch with the cache on the device
   cleaning     bench_cleaning (full profile, --inline) sized to the time left, with its stage timings
+  robust       (only with --only robust) the default bench_cleaning with issue 31's arms, --robust elr,dividemix
+               --ssl-epochs 12, both noise models side by side | baseline, review, oracle in the same runs |
+               reviewed + robust >= 80 % of the gap, the best automatic run >= 50 %
 """
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -40,7 +44,7 @@ from training.placement import pick_device, place_images
 from training.labels import CLASSES
 from training.metrics import classification_report
 from training.models import build_model
-from training.synthetic_faces import make_synthetic_faces
+from training.synthetic_faces import NOISE_MODELS, make_synthetic_faces
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +57,7 @@ SIZES = {
         scoring=dict(size=128, blocks=9, n=4096, batch_size=256),
         cache=dict(n=60000, size=64, arch="resnet18", batch_size=512),
         cleaning=dict(min_seconds=90, run=True),
+        robust=dict(min_seconds=150, run=True, threads=6),
     ),
     "smoke": dict(
         budget=240,
@@ -63,6 +68,10 @@ SIZES = {
         cache=dict(n=48, size=32, arch="small_cnn", batch_size=8),
         # The sizing runs; bench_cleaning itself does not (tests/test_bench_cleaning.py runs it, tiny).
         cleaning=dict(min_seconds=90, run=False),
+        # Run for real, tiny (2 epochs, so that DivideMix divides once): the lease must not find the plumbing broken.
+        robust=dict(min_seconds=150, run=True, threads=1,
+                    extra=["--n", "240", "--size", "24", "--epochs", "2", "--folds", "2", "--gan-epochs", "1",
+                           "--gan-epochs-decay", "0", "--seeds", "1", "--ssl-epochs", "1", "--ssl-batch-size", "32"]),
     ),
 }
 
@@ -221,14 +230,96 @@ def section_cleaning(p, device, work, left):
     return result
 
 
+def robust_args(left):
+    """bench_cleaning options for issue 31's figures in `left` seconds: the default (cpu) profile, 8,000 faces and
+    small_cnn, with ELR and DivideMix, each alone, after review and on the true labels, from scratch and from a
+    12-epoch SimCLR start. Two seeds from 7 minutes on, else one (a guess until a GPU run times the arms: on the
+    CPU a DivideMix arm costs 6-7 plain retrains)."""
+    return ["--profile", "cpu", "--inline", "--seeds", "2" if left >= 420 else "1", "--robust", "elr,dividemix",
+            "--ssl-epochs", "12"]
+
+
+def _robust_summary(report):
+    """What issue 31 asks of one noise model's report: each run's accuracy (mean and spread over the seeds) and
+    share of the gap, the two goals, how well each signal finds the wrong labels, and the seconds of each stage."""
+    runs = {name: {"accuracy": row["accuracy"], "accuracy_std": row.get("accuracy_std"),
+                   "gap_recovered": row.get("gap_recovered_accuracy")}
+            for name, row in report["runs"]["runs"].items()}
+    goals = report["goals"]
+    return {"runs": runs, "reviewed_robust_recovers_80pct": goals.get("reviewed_robust_recovers_80pct"),
+            "best_automatic_recovers_half": goals.get("best_automatic_recovers_half"),
+            "detection_auroc": {name: (per.get("all") or {}).get("auroc")
+                                for name, per in report["detection"]["signals"].items()},
+            "stage_seconds": report.get("timings")}
+
+
+def section_robust(p, device, work, left):
+    """Issue 31's arms on the default benchmark, one bench_cleaning process a noise model, side by side (the
+    small network leaves the GPU room for both), each with its own SQLite database, stopped at the time left."""
+    if left < p["min_seconds"]:
+        return {"skipped": f"{left:.0f} s left; the robust arms need at least {p['min_seconds']} s", "met": None}
+    args = robust_args(left) + p.get("extra", [])  # the smoke's tiny sizes override the default profile's
+    commands = {m: [*args, "--noise-model", m, "--threads", str(p["threads"])] for m in NOISE_MODELS}
+    if not p["run"]:
+        return {"skipped": f"smoke: with {left:.0f} s left the book would run, side by side, "
+                           + "; ".join(f"bench_cleaning {' '.join(c)}" for c in commands.values()),
+                "args": commands, "met": None}
+    t0 = time.perf_counter()
+    envs = {m: {**os.environ, "FER_DATA_DIR": str(work / m / "data")} for m in commands}
+    for m, env in envs.items():  # both databases before either run starts: a failure here leaves nothing running
+        env.pop("DATABASE_URL", None)  # a database of its own: two processes, one SQLite file each
+        subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True,
+                       timeout=left, capture_output=True)
+    procs, logs = {}, {}
+    for m, command in commands.items():
+        logs[m] = open(work / f"{m}.log", "w")
+        procs[m] = subprocess.Popen([sys.executable, "manage.py", "bench_cleaning", *command,
+                                     "--out", str(work / m / "out")], cwd=ROOT, env=envs[m], stdout=logs[m],
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+    result = {"figure": "bench_cleaning " + " ".join(args) + " --noise-model uniform|annotators", "models": {},
+              "met": None}
+    for m, proc in procs.items():
+        try:
+            proc.wait(timeout=max(1, left - (time.perf_counter() - t0) - 5))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its session: the job's own worker processes too
+            proc.wait()
+        logs[m].close()
+        report = work / m / "out" / "report.json"
+        if report.exists():
+            result["models"][m] = _robust_summary(json.loads(report.read_text()))
+        else:
+            tail = (work / f"{m}.log").read_text()[-2000:]
+            result["models"][m] = {"stopped" if proc.returncode in (-9, None) else "error":
+                                   f"returncode {proc.returncode} after {time.perf_counter() - t0:.0f} s: {tail}"}
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
 SECTIONS = [("throughput", section_throughput), ("accuracy", section_accuracy), ("cyclegan", section_cyclegan),
             ("scoring", section_scoring), ("cache", section_cache), ("cleaning", section_cleaning)]
+# Run only when named (--only robust): it needs a lease of its own, the book's other sections filling one.
+OPTIONAL = [("robust", section_robust)]
 
 
 def _fmt(v):
     if isinstance(v, float):
         return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.0f}"
     return "-" if v is None else str(v)
+
+
+def _pct(v):
+    return "-" if v is None else f"{v:.0%}"
+
+
+def _robust_line(r):
+    if "runs" not in r:
+        return next(iter(r.values()))[:200]
+    auto, both = r["best_automatic_recovers_half"] or {}, r["reviewed_robust_recovers_80pct"] or {}
+    margin, spread = both.get("margin_over_robust_alone"), both.get("seed_spread")
+    return (f"best automatic {auto.get('run')} {_pct(auto.get('gap_recovered_accuracy'))} of the gap; best reviewed "
+            f"+ robust {both.get('run')} {_pct(both.get('gap_recovered_accuracy'))}, "
+            f"{_fmt(margin)} over {both.get('robust_alone')} (seed spread {_fmt(spread)})")
 
 
 def markdown(book):
@@ -243,6 +334,8 @@ def markdown(book):
             lines.append(f"| {name} | skipped | {s['skipped']} | | | | |")
             continue
         value = s.get("value")
+        if "models" in s:
+            value = "; ".join(f"{m}: {_robust_line(r)}" for m, r in s["models"].items())
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v:.3f}" for k, v in value.items())
         elif value is not None:
@@ -259,7 +352,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder for gpu.json and gpu.md")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: proves the book runs")
-    parser.add_argument("--only", nargs="+", choices=[n for n, _ in SECTIONS], help="run these sections only")
+    parser.add_argument("--only", nargs="+", choices=[n for n, _ in SECTIONS + OPTIONAL],
+                        help="run these sections only (robust runs only when named)")
     parser.add_argument("--budget", type=float, help="seconds for the whole book (full 480, smoke 240)")
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "full"
@@ -279,8 +373,8 @@ def main(argv=None):
             "budget": budget, "torch": torch.__version__, "sections": {}, "seconds": 0.0}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_book_") as tmp:
-        for section, run in SECTIONS:
-            if args.only and section not in args.only:
+        for section, run in SECTIONS + OPTIONAL:
+            if (args.only or section in dict(OPTIONAL)) and section not in (args.only or ()):
                 continue
             left = budget - (time.perf_counter() - started)
             t0 = time.perf_counter()

@@ -2,6 +2,8 @@
 CPU, and writes its JSON and markdown with every section measured beside its baseline (figures not asserted)."""
 import json
 
+import pytest
+
 from benchmarks import gpu
 
 MEASURED = ("throughput", "cyclegan", "scoring", "cache")
@@ -33,3 +35,30 @@ def test_the_cleaning_run_shrinks_with_the_time_left():
 
     assert n_of(gpu.cleaning_args(900)) == 16000
     assert 800 <= n_of(gpu.cleaning_args(120)) < n_of(gpu.cleaning_args(300)) < 16000
+
+
+@pytest.mark.slow
+def test_the_robust_section_runs_both_noise_models_side_by_side_and_reads_their_reports(tmp_path):
+    # Only when named; the smoke runs the same two bench_cleaning processes as the GPU run, tiny, each on a SQLite
+    # database of its own, and reads back what issue 31 asks for from each report.
+    gpu.main(["--out", str(tmp_path), "--smoke", "--only", "robust", "--budget", "1500"])
+    section = json.loads((tmp_path / "gpu.json").read_text())["sections"]["robust"]
+    assert "--robust elr,dividemix" in section["figure"], section
+    models = section["models"]
+    assert set(models) == {"uniform", "annotators"}, models
+    for model, r in models.items():
+        assert "runs" in r, (model, r)  # a report was written, not an error or a timeout
+        assert {"baseline", "oracle (true labels)", "robust dividemix (no review)", "reviewed + robust elr, SSL start",
+                "oracle + robust dividemix, SSL start"} <= set(r["runs"]), (model, sorted(r["runs"]))
+        assert all(0 <= row["accuracy"] <= 1 for row in r["runs"].values())
+        best = r["best_automatic_recovers_half"]
+        assert best["run"] in r["runs"] and not best["run"].startswith(("reviewed", "oracle")), best
+        assert r["reviewed_robust_recovers_80pct"]["run"].startswith("reviewed + robust"), r
+        assert r["stage_seconds"]["total"] > 0
+    table = (tmp_path / "gpu.md").read_text()
+    assert "| robust | " in table and "uniform: best automatic" in table and "annotators: best automatic" in table
+
+
+def test_the_robust_section_runs_only_when_named(tmp_path):
+    gpu.main(["--out", str(tmp_path), "--smoke", "--only", "cleaning"])
+    assert list(json.loads((tmp_path / "gpu.json").read_text())["sections"]) == ["cleaning"]
