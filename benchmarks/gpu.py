@@ -279,18 +279,20 @@ def section_robust(p, device, work, left):
     result = {"figure": "bench_cleaning " + " ".join(args) + " --noise-model uniform|annotators", "models": {},
               "met": None}
     for m, proc in procs.items():
+        stopped = False
         try:
             proc.wait(timeout=max(1, left - (time.perf_counter() - t0) - 5))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # its session: the job's own worker processes too
             proc.wait()
+            stopped = True
         logs[m].close()
         report = work / m / "out" / "report.json"
         if report.exists():
             result["models"][m] = _robust_summary(json.loads(report.read_text()))
         else:
             tail = (work / f"{m}.log").read_text()[-2000:]
-            result["models"][m] = {"stopped" if proc.returncode in (-9, None) else "error":
+            result["models"][m] = {"stopped" if stopped else "error":
                                    f"returncode {proc.returncode} after {time.perf_counter() - t0:.0f} s: {tail}"}
     result["seconds"] = time.perf_counter() - t0
     return result
@@ -373,8 +375,9 @@ def main(argv=None):
             "budget": budget, "torch": torch.__version__, "sections": {}, "seconds": 0.0}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="gpu_book_") as tmp:
+        wanted = args.only or [name for name, _ in SECTIONS]
         for section, run in SECTIONS + OPTIONAL:
-            if (args.only or section in dict(OPTIONAL)) and section not in (args.only or ()):
+            if section not in wanted:
                 continue
             left = budget - (time.perf_counter() - started)
             t0 = time.perf_counter()
