@@ -48,21 +48,21 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert set(signals["overall"]) >= {"target gain", "source drop", "embedding shift", "cleanlab margin"}
     assert "## GAN signals beyond SSIM" in (out / "report.md").read_text()
 
-    # Every job of the pipeline ran once and succeeded: import, one self-supervised pretraining, 19 classifier runs of
-    # 2 seeds each (the SSIM-reduced run is the baseline: nothing flagged; each of the two robust methods' three arms
-    # from scratch and from the pretraining), 4 CycleGANs, scores, the second review round's refit and rescore,
-    # generation.
+    # Every job of the pipeline ran once and succeeded: import, one self-supervised pretraining, 21 classifier runs of
+    # 2 seeds each (the SSIM-reduced run is the baseline: nothing flagged; plain training from the pretraining on the
+    # noisy, reviewed and true labels; each of the two robust methods' three arms from scratch and from the
+    # pretraining), 4 CycleGANs, scores, the second review round's refit and rescore, generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
     assert kinds == ["import_dataset", "pretrain_ssl", *["train_classifier"] * 2, *["train_cyclegan"] * 4,
                      "score_ambiguity", *["train_classifier"] * 14, "train_classifier", "score_ambiguity",
-                     *["train_classifier"] * 12, *["generate_images"] * 4, *["train_classifier"] * 12]
+                     *["train_classifier"] * 14, *["generate_images"] * 4, *["train_classifier"] * 14]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
     # Every run is reported, and all of them were scored on the one untouched test split.
     runs = report["runs"]["runs"]
     plan = BenchPlan(**report["plan"])
     names = run_names(plan)
-    assert list(runs) == names and len(names) == 21
+    assert list(runs) == names and len(names) == 23
     stored = {r.pk: r for r in Run.objects.filter(dataset=dataset)}
     rounds = report["review_rounds"]
     assert [r["round"] for r in rounds] == [1, 2] and rounds[0]["refit_run"] is None
@@ -89,13 +89,15 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert [stored[seed["run"]].folds for seed in runs["baseline"]["seeds"]] == [2, 0]
     assert runs["reviewed + augmented"]["selection"]["generated"] > 0
     # Each robust arm trains with its method, everything else with plain cross-entropy; the SSL arms (and only
-    # they) start from the one pretraining's weights; each reviewed + robust run trains on exactly the reviewed
-    # run's images and labels.
+    # they) start from the one pretraining's weights; each reviewed + robust run (the SSL start's plain one among
+    # them) trains on exactly the reviewed run's images and labels, each oracle arm on the oracle's.
     arms = robust_arms(plan)
-    assert {m for _, m, _ in arms.values()} == {"eac", "elr"} and len(arms) == 13
+    assert {m for _, m, _ in arms.values()} == {"eac", "elr", "none"} and len(arms) == 16
+    assert {n for n, (_, m, ssl) in arms.items() if m == "none"} == {
+        SSL_ALONE, "reviewed, SSL start", "oracle (true labels), SSL start"}
     pretrained = Job.objects.get(kind="pretrain_ssl")
     for name, row in runs.items():
-        review, method, ssl = arms.get(name, (None, "none", name == SSL_ALONE))
+        review, method, ssl = arms.get(name, (None, "none", False))
         assert {stored[seed["run"]].config["robust"] for seed in row["seeds"]} == {method}, name
         starts = {(stored[seed["run"]].selection.get("init") or {}).get("from") for seed in row["seeds"]}
         assert starts == {f"ssl:{pretrained.pk}" if ssl else None}, name
@@ -105,6 +107,8 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
             assert stored[row["run"]].reduced
         if review == "reviewed":
             assert stored[row["run"]].snapshot_hash == stored[runs["reviewed"]["run"]].snapshot_hash, name
+        if review == "oracle":
+            assert stored[row["run"]].snapshot_hash == stored[runs["oracle (true labels)"]["run"]].snapshot_hash, name
         if review == "alone":
             assert not stored[row["run"]].reduced, name
     assert stored[runs["reviewed + robust eac + calibrated relabels"]["run"]].selection["relabel_rule"][

@@ -14,9 +14,13 @@ from training.labels import CLASSES
 # The review ceiling is the reviewed run's own ceiling: the same budget and reviewer error on a perfect queue.
 CEILING = "review ceiling (perfect queue)"
 ORACLE = "oracle (true labels)"
-# With --ssl-epochs: the plain classifier on the noisy labels, started from the benchmark's one self-supervised
-# pretraining instead of a random draw.
+# With --ssl-epochs: the plain classifier started from the benchmark's one self-supervised pretraining instead of a
+# random draw, on the noisy labels, on the reviewed ones and on the true ones. The start is the automatic half's
+# method that needs no robust loss, so its three runs are arms like a robust method's (method "none").
 SSL_ALONE = "SSL start (no review)"
+SSL_REVIEWED = "reviewed, SSL start"
+SSL_ORACLE = "oracle (true labels), SSL start"
+PLAIN = {"alone": SSL_ALONE, "reviewed": SSL_REVIEWED, "oracle": SSL_ORACLE}
 # The robust arms train with each of the plan's noise-robust methods (training/robust.py): on the noisy labels with
 # no review at all (what the published methods do), on the reviewed labels (review as the multiplier on it), and on
 # the true labels (its own ceiling); with --ssl-epochs each once more from the self-supervised start. Every gap
@@ -31,7 +35,9 @@ AUTOMATIC = ("baseline", "reduced (SSIM flags, no review)", "reduced (cleanlab f
 
 def arm_name(review, method, ssl=False):
     """The report's name of a robust arm: review "alone", "reviewed", "oracle" or "relabels"; ssl: from the
-    self-supervised start."""
+    self-supervised start. Method "none" from the self-supervised start is plain training from it."""
+    if method == "none" and ssl and review in PLAIN:
+        return PLAIN[review]
     return ARM_REVIEW[review].format(m=method) + (", SSL start" if ssl else "")
 
 
@@ -42,19 +48,22 @@ def run_names(plan):
     names = ["baseline", "reduced (SSIM flags, no review)", "reduced (cleanlab flags, no review)"]
     names += [SSL_ALONE] if plan.ssl_epochs else []
     names += [arm_name("alone", m, ssl) for m in methods for ssl in starts]
-    names += ["reviewed"] + [arm_name("reviewed", m, ssl) for m in methods for ssl in starts]
+    names += ["reviewed"] + ([SSL_REVIEWED] if plan.ssl_epochs else [])
+    names += [arm_name("reviewed", m, ssl) for m in methods for ssl in starts]
     if plan.relabel_precision is not None:
         names.append(arm_name("relabels", (methods or ["none"])[0]))
-    names += ["reviewed + augmented", CEILING, ORACLE]
+    names += ["reviewed + augmented", CEILING, ORACLE] + ([SSL_ORACLE] if plan.ssl_epochs else [])
     names += [arm_name("oracle", m, ssl) for m in methods for ssl in starts]
     return names
 
 
 def robust_arms(plan):
-    """{name: (review, method, ssl)} of the plan's robust arms."""
+    """{name: (review, method, ssl)} of the plan's robust arms, the self-supervised start's plain runs among them
+    (method "none")."""
     starts = [False, True] if plan.ssl_epochs else [False]
-    arms = {arm_name(r, m, ssl): (r, m, ssl) for m in plan.robust_methods for ssl in starts
-            for r in ("alone", "reviewed", "oracle")}
+    arms = {name: (r, "none", True) for r, name in PLAIN.items()} if plan.ssl_epochs else {}
+    arms.update({arm_name(r, m, ssl): (r, m, ssl) for m in plan.robust_methods for ssl in starts
+                 for r in ("alone", "reviewed", "oracle")})
     if plan.relabel_precision is not None:
         method = (plan.robust_methods or ["none"])[0]
         arms[arm_name("relabels", method)] = ("relabels", method, False)
@@ -201,7 +210,8 @@ def goals(detection_report, runs, arms=None):
 
 
 def _reviewed_robust_goal(rows, arms):
-    """The best reviewed + robust arm (over the methods, the starts, and with and without calibrated relabels)
+    """The best reviewed + robust arm (over the methods, the starts, with and without calibrated relabels, and the
+    self-supervised start's plain reviewed run, whose "alone" is SSL_ALONE)
     against the 80 % share of the gap, and against the same method alone from the same start: it must beat it by
     more than the spread over seeds (the larger of the two runs' standard deviations; with one seed there is no
     spread, so that half is not judged)."""
@@ -226,8 +236,8 @@ def _reviewed_robust_goal(rows, arms):
 def _best_automatic_goal(rows, arms):
     """The best run that read no reviewer's decision and no truth (the baseline, the reduced runs, the SSL start,
     each robust method alone) against half the gap: what the product does for a user who reviews nothing."""
-    candidates = [n for n in AUTOMATIC if n in rows] + [n for n, (review, _, _) in arms.items()
-                                                         if review == "alone" and n in rows]
+    candidates = list(dict.fromkeys([n for n in AUTOMATIC if n in rows] + [
+        n for n, (review, _, _) in arms.items() if review == "alone" and n in rows]))
     if not candidates:
         return {"met": None}
     best = max(candidates, key=lambda name: rows[name]["accuracy"])

@@ -18,7 +18,8 @@ from django.test import override_settings
 from curation.cleaning_bench import measure, reviewers
 from curation.cleaning_bench.faces import read_faces
 from curation.cleaning_bench.gan_signals import measure_gan_signals
-from curation.cleaning_bench.measure import CEILING, ORACLE, SSL_ALONE, arm_name, robust_arms, run_names
+from curation.cleaning_bench.measure import (CEILING, ORACLE, SSL_ALONE, SSL_ORACLE, SSL_REVIEWED, arm_name, robust_arms,
+                                             run_names)
 from curation.cleaning_bench.report import write_report
 from curation.cleaning_bench.stages import run_stage
 from curation.models import Dataset, GeneratedImage, Image
@@ -157,6 +158,8 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     audit_vs_truth = measure.audit_against_truth(dataset, truth) if plan.audit_share else None
     review = measure.review_summary(decisions, detection["noisy"])
     runs["reviewed"] = train("retrain: reviewed", reduced=True, doubtful=plan.doubtful)
+    if plan.ssl_epochs:  # review on top of the self-supervised start: the reviewed images and labels, from it
+        runs[SSL_REVIEWED] = train(f"retrain: {SSL_REVIEWED}", init=starts[1], reduced=True, doubtful=plan.doubtful)
     # The same images and labels as the reviewed run, trained with each robust method.
     train_robust("reviewed", reduced=True, doubtful=plan.doubtful)
     if plan.relabel_precision is not None:
@@ -182,6 +185,8 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     oracle_user = get_user_model().objects.get_or_create(username=f"{plan.name}-oracle")[0]
     oracle = stage("oracle relabel", lambda: reviewers.oracle_relabel(dataset=dataset, truth=truth, user=oracle_user))
     runs[ORACLE] = train("retrain: oracle", reduced=True)
+    if plan.ssl_epochs:
+        runs[SSL_ORACLE] = train(f"retrain: {SSL_ORACLE}", init=starts[1], reduced=True)
     train_robust("oracle", reduced=True)
 
     table = measure.runs_table(runs, same_as, order=run_names(plan))
