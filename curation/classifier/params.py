@@ -14,10 +14,11 @@ from curation.classifier.relabels import (
     describe_rule,
 )
 from curation.classifier.selection import DOUBTFUL
+from curation.classifier.ssl_init import KIND as PRETRAIN_KIND
 from curation.classifier.ssl_init import check_ssl_fits, ssl_job_weights
 from curation.importers.roots import ImportPathRefused, import_path_resolve
 from curation.jobs.errors import JobParamsError
-from curation.models import GeneratedImage, Image, Run
+from curation.models import GeneratedImage, Image, Job, Run
 from curation.review.audit import audit_sample_decided
 from curation.selectors import dataset_get, dataset_queue_run, dataset_resolve
 from training.config import (  # dataclasses only: no torch in web processes
@@ -62,7 +63,36 @@ def with_latest_run_settings(params):
                 params.setdefault(key, latest.config[key])
         params.setdefault("dataset", latest.dataset.name)
         params.setdefault("derived_from", latest.pk)  # the run this one derives from: its report compares with it
+    if params.get("init") in (None, "") and params.get("dataset"):
+        params["init"] = default_start(params["dataset"], latest, params.get("arch") or TRAIN_DEFAULTS.arch,
+                                       params.get("size") or TRAIN_DEFAULTS.size) or SCRATCH
     return params
+
+
+# A retrain's start when none is given: the latest run's, else the dataset's newest self-supervised pretraining
+# that fits the classifier, else a random one. Issue 31 measured the self-supervised start ahead of a random one
+# on the noisy labels and the reviewed ones (docs/results.md#self-supervised-pretraining). SCRATCH names a random
+# start (train_classifier's default) where a retrain would otherwise pick one.
+SCRATCH = "scratch"
+
+
+def default_start(dataset_name, latest, arch, size):
+    """The start a retrain of dataset_name (arch at size px) takes when none is given: the start of `latest` (the
+    run it inherits from), else the newest pretrain_ssl job of the dataset that succeeded, kept its weights and
+    pretrained this classifier ("ssl:ID"); None for a random start. A start that no longer resolves (its weights
+    gone) is passed over: the run records the start it took, and the command's preview prints it."""
+    inherited = ((latest.selection or {}).get("init") or {}).get("from") if latest is not None else None
+    pretrainings = (Job.objects.filter(kind=PRETRAIN_KIND, status=Job.Status.SUCCEEDED, params__dataset=dataset_name)
+                    .order_by("-id").values_list("pk", flat=True))
+    for candidate in ([inherited] if inherited else []) + [f"ssl:{pk}" for pk in pretrainings]:
+        try:
+            start = resolve_init(candidate)
+            if start.startswith("ssl:"):
+                check_ssl_fits(ssl_job_weights(int(start[4:]))[0], arch, size)
+        except JobParamsError:
+            continue
+        return start
+    return None
 
 
 def validate_train_params(params):
@@ -156,12 +186,16 @@ def glc_trusted(dataset):
 
 
 def resolve_init(value):
-    """A pretrained start as the job keeps it: None, "run:ID" (an earlier run's saved model), "ssl:ID" (the backbone
-    a pretrain_ssl job that succeeded saved: curation/classifier/ssl_init.py) or the real path of a weights file below the import roots (FER_IMPORT_ROOTS: the worker reads the server's disk, so the same rule as
-    imports). JobParamsError names a bad one. The file is read by the job, never by a web process (no torch)."""
+    """A pretrained start as the job keeps it: None (also for "scratch" or "none": a random start), "run:ID" (an
+    earlier run's saved model), "ssl:ID" (the backbone a pretrain_ssl job that succeeded saved:
+    curation/classifier/ssl_init.py) or the real path of a weights file below the import roots (FER_IMPORT_ROOTS:
+    the worker reads the server's disk, so the same rule as imports). JobParamsError names a bad one. The file is
+    read by the job, never by a web process (no torch)."""
     if value in (None, ""):
         return None
     raw = str(value).strip()
+    if raw.lower() in (SCRATCH, "none"):
+        return None
     if raw.startswith("run:"):
         pk = raw[4:]
         run = Run.objects.filter(pk=int(pk), status=Run.Status.SUCCEEDED).exclude(checkpoint="").first() \
@@ -221,7 +255,8 @@ def training_preview(p):
     c, rule = preview["counts"], preview["relabel_rule"]
     lines = [f"{preview['dataset']}: trains on {c['train']:,} images (val {c['val']:,}, test {c['test']:,})",
              f"  trusted: {c['trusted']:,} images a reviewer confirmed or relabelled (a robust method never "
-             f"down-weights them)"]
+             f"down-weights them)",
+             f"  starts from: {start_words(p['init'], p['dataset'])}"]
     if p["reduced"]:
         lines.append(f"  reduced: drops {c['dropped_excluded']:,} excluded and {c['dropped_flagged_unconfirmed']:,} "
                      f"unreviewed images flagged by {preview['doubtful']}; {c['relabelled']:,} reviewers' "
@@ -237,6 +272,19 @@ def training_preview(p):
                      f"images ({which}) and run {source.pk}'s out-of-fold probabilities")
     lines.extend(command_words(problem) for problem in preview["problems"])
     return lines
+
+
+def start_words(init, dataset):
+    """A run's start (validated init) in a reader's words."""
+    if not init:
+        return (f"a random start (python manage.py pretrain_ssl --dataset {dataset} trains a start on the "
+                f"dataset's own images, which retrains then take; --init run:ID or a file also starts from weights)")
+    if init.startswith("ssl:"):
+        return (f"{init}, the backbone pretrain_ssl job {init[4:]} trained on this dataset's images (--init scratch: "
+                f"a random start)")
+    if init.startswith("run:"):
+        return f"{init}, run {init[4:]}'s model"
+    return f"the weights file {init}"
 
 
 def train_config(p):

@@ -131,7 +131,9 @@ class RetrainForm(StartForm):
 
     init = forms.CharField(required=False, max_length=1000, label="start from",
                            help_text="pretrained weights: a file below the import roots, run:ID, or ssl:ID for a "
-                                     "self-supervised pretraining's backbone; empty: a random start")
+                                     "self-supervised pretraining's backbone; empty: the latest run's start, else "
+                                     "the dataset's newest self-supervised pretraining, else a random one; scratch: "
+                                     "a random start")
 
     seeds = forms.IntegerField(
         required=False, min_value=1, max_value=20, label="Seeds",

@@ -54,6 +54,39 @@ def test_pretraining_reads_every_image_but_the_test_splits_and_a_run_starts_from
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("inline_jobs", "one_torch_thread")
+def test_a_retrain_starts_from_the_newest_pretraining_that_fits_unless_told_scratch(tmp_path, curator_api, as_curator):
+    name = square_dataset(tmp_path)
+    call_command("train_classifier", "--dataset", name, *TINY_ARGS, "--epochs", "1", "--inline", **_quiet())
+
+    def retrain(*args):
+        err = io.StringIO()
+        call_command("retrain", "--dataset", name, "--reduced", *args, "--inline", stdout=io.StringIO(), stderr=err)
+        return Run.objects.order_by("-id").first(), err.getvalue()
+
+    run, said = retrain()  # nothing pretrained yet: a random start, and the command says how to get a better one
+    assert "init" not in run.selection and "starts from: a random start" in said and "pretrain_ssl" in said
+    call_command("pretrain_ssl", "--dataset", name, *TINY_ARGS, "--epochs", "1", "--inline", **_quiet())
+    job = Job.objects.get(kind="pretrain_ssl")
+    # Newer ones it cannot take are passed over: another classifier's, and a failed one.
+    JobFactory(kind="pretrain_ssl", status=Job.Status.SUCCEEDED, result=job.result,
+               params={**job.params, "arch": "resnet18"})
+    JobFactory(kind="pretrain_ssl", status=Job.Status.FAILED, params=job.params)
+    run, said = retrain()
+    assert run.selection["init"]["from"] == f"ssl:{job.pk}" and run.selection["init"]["loaded"] > 0
+    assert f"starts from: ssl:{job.pk}" in said
+    run, said = retrain("--init", "scratch")
+    assert "init" not in run.selection and "starts from: a random start" in said
+    # The API's retrain and the retrain form take the same default.
+    queued = Job.objects.count()
+    response = curator_api.post("/api/jobs/", {"kind": "retrain", "params": {"dataset": name}}, format="json")
+    assert response.status_code == 201 and Job.objects.get(pk=response.json()["id"]).params["init"] == f"ssl:{job.pk}"
+    page = as_curator.post("/jobs/start/retrain/", {"retrain-dataset": name, "retrain-reduced": "on"})
+    assert page.status_code == 302 and Job.objects.count() == queued + 2
+    assert Job.objects.order_by("-id").first().params["init"] == f"ssl:{job.pk}"
+
+
+@pytest.mark.django_db
 def test_a_dataset_with_fewer_images_than_one_batch_is_refused_and_nothing_is_queued(faces, curator_api, as_curator):
     problem = "dataset 'faces' has 4 images outside its test split, fewer than one batch of 128"
     with pytest.raises(CommandError, match=problem):

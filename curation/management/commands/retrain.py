@@ -4,7 +4,9 @@ from curation.management.commands.train_classifier import Command as TrainComman
 
 class Command(TrainCommand):
     help = ("Retrain the classifier on cleaned labels (--reduced) and/or with generated images (--augmented), "
-            "with the settings of the dataset's latest run unless given; scored on the same test split.")
+            "with the settings of the dataset's latest run unless given; scored on the same test split. It starts "
+            "from the latest run's start, else from the dataset's newest self-supervised pretraining (pretrain_ssl), "
+            "unless --init says otherwise (--init scratch: a random start).")
 
     def job_params(self, options):
         params = with_latest_run_settings(super().job_params(options))
