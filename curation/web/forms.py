@@ -7,12 +7,13 @@ import json
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 
-from curation.classifier.params import with_latest_run_settings
+from curation.classifier.params import resolve_init, with_latest_run_settings
 from curation.classifier.preview import default_doubtful, doubtful_counts, retrain_preview
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
 from curation.classifier.rescore_params import rescore_every_check
 from curation.classifier.seeds import SMALL_TRAIN
 from curation.importers.roots import importable_entries
+from curation.jobs.errors import JobParamsError
 from curation.models import AUDIT_SHARE_MAX, MAX_REVIEWS_REQUIRED, Dataset
 from curation.review.audit import audit_share_check
 from curation.review.crowdlab import consensus_threshold_check
@@ -193,6 +194,7 @@ class RetrainForm(StartForm):
             problem["text"] = problem_web_words(problem, dataset.name)
         preview["chain"] = any(p["code"] == "no_generated" and p["generates"] for p in preview["problems"])
         preview["chain_n"] = GENERATE_PER_DIRECTION
+        preview["start_text"] = retrain_start_words(dataset.name, data.get("init"))
         preview["blocked"] = any(p["code"] == "no_generated" for p in preview["problems"])
         return preview
 
@@ -209,6 +211,22 @@ class RetrainForm(StartForm):
         """The generate_retrain job's parameters: generate with the dataset's generators, then this retrain."""
         return {"dataset": self.cleaned_data["dataset"], "n": GENERATE_PER_DIRECTION,
                 "train": {**self.params(), "augmented": True}}
+
+
+def retrain_start_words(dataset, init):
+    """Where a retrain of dataset starts, given the form's "start from" (empty: the retrain's default start,
+    curation.classifier.params.default_start), in the page's words."""
+    try:
+        start = resolve_init(with_latest_run_settings({"dataset": dataset, "init": init or None})["init"])
+    except JobParamsError:
+        return None  # the form names the problem
+    if start is None:
+        return ("a random start. Pretraining without labels on this dataset's own images (the jobs page's "
+                "\"Pretrain without labels\" form) gives a better one, which retrains then take.")
+    if start.startswith("ssl:"):
+        return (f"the backbone self-supervised pretraining job {start[4:]} trained on this dataset's images "
+                f"(\"scratch\" in \"start from\": a random start).")
+    return f"{start}."
 
 
 # Images per generator direction that "Generate, then retrain" asks for.

@@ -77,7 +77,9 @@ def test_a_retrain_starts_from_the_newest_pretraining_that_fits_unless_told_scra
     assert f"starts from: ssl:{job.pk}" in said
     run, said = retrain("--init", "scratch")
     assert "init" not in run.selection and "starts from: a random start" in said
-    # The API's retrain and the retrain form take the same default.
+    # The API's retrain and the retrain form take the same default, and the form's preview names it.
+    fragment = as_curator.get("/jobs/retrain-preview/", {"retrain-dataset": name, "retrain-reduced": "on"})
+    assert f"self-supervised pretraining job {job.pk} " in fragment.content.decode()
     queued = Job.objects.count()
     response = curator_api.post("/api/jobs/", {"kind": "retrain", "params": {"dataset": name}}, format="json")
     assert response.status_code == 201 and Job.objects.get(pk=response.json()["id"]).params["init"] == f"ssl:{job.pk}"
