@@ -98,7 +98,10 @@ def main(argv=None):
                             lr=args.ssl_lr, temperature=args.temperature, seed=seed, num_threads=args.threads)
         if args.backbone and args.backbone.exists():
             saved = torch.load(args.backbone, weights_only=True)
-            if saved["config"] != ssl_cfg.to_dict() or saved["images"] != len(unlabelled):
+            # The settings that make the weights what they are: the thread count only sets the speed.
+            same = {k: v for k, v in saved["config"].items() if k != "num_threads"} == {
+                k: v for k, v in ssl_cfg.to_dict().items() if k != "num_threads"}
+            if not same or saved["images"] != len(unlabelled):
                 raise SystemExit(f"{args.backbone} was pretrained with other settings or images: {saved['config']}")
             ssl = SSLResult(backbone=saved["model"], history=saved["history"], images=saved["images"])
             where = f"read from {args.backbone}"

@@ -118,6 +118,11 @@ def test_ssl_start(tmp_path):
     assert_figures(reread, rf"^seed 0: SimCLR read from {tmp_path / 'b.pt'}")
     first, second = (json.loads((tmp_path / f).read_text())["pairs"][0] for f in ("a.json", "b.json"))
     assert_figures(again, r"^seed 0: SimCLR \d+ s")
+    # The thread count sets only the speed, so another one reads the same weights.
+    threads = bench("ssl_start", "--n", 240, "--size", 32, "--ssl-epochs", 1, "--ssl-batch-size", 32, "--epochs", 1,
+                    "--robust", "none", "--threads", 2, "--backbone", tmp_path / "b.pt", "--faces", tmp_path / "f",
+                    tmp_path=tmp_path)
+    assert_figures(threads, rf"^seed 0: SimCLR read from {tmp_path / 'b.pt'}")
     for start in ("scratch", "ssl"):
         assert (first[start]["accuracy"], first[start]["best_epoch"]) == \
             (second[start]["accuracy"], second[start]["best_epoch"])
