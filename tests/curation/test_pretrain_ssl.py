@@ -60,9 +60,9 @@ def test_a_retrain_starts_from_the_newest_pretraining_that_fits_unless_told_scra
     call_command("train_classifier", "--dataset", name, *TINY_ARGS, "--epochs", "1", "--inline", **_quiet())
 
     def retrain(*args):
-        err = io.StringIO()
-        call_command("retrain", "--dataset", name, "--reduced", *args, "--inline", stdout=io.StringIO(), stderr=err)
-        return Run.objects.order_by("-id").first(), err.getvalue()
+        out, err = io.StringIO(), io.StringIO()
+        call_command("retrain", "--dataset", name, "--reduced", *args, "--inline", stdout=out, stderr=err)
+        return Run.objects.order_by("-id").first(), err.getvalue() + out.getvalue()
 
     run, said = retrain()  # nothing pretrained yet: a random start, and the command says how to get a better one
     assert "init" not in run.selection and "starts from: a random start" in said and "pretrain_ssl" in said
@@ -75,6 +75,8 @@ def test_a_retrain_starts_from_the_newest_pretraining_that_fits_unless_told_scra
     run, said = retrain()
     assert run.selection["init"]["from"] == f"ssl:{job.pk}" and run.selection["init"]["loaded"] > 0
     assert f"starts from: ssl:{job.pk}" in said
+    assert f"the two start differently: run {run.derived_from_id} from a random start, this run from ssl:{job.pk}" \
+        in said
     run, said = retrain("--init", "scratch")
     assert "init" not in run.selection and "starts from: a random start" in said
     # The API's retrain and the retrain form take the same default, and the form's preview names it.

@@ -136,6 +136,10 @@ def print_run(out, run):
         out(f"  vs run {previous.pk} ({how}): accuracy {m['accuracy'] - previous.test_metrics['accuracy']:+.4f}, "
             f"macro F1 {m['macro_f1'] - previous.test_metrics['macro_f1']:+.4f} ({same})")
         out(f"    {paired_words(previous, run)}")
+        starts = [((r.selection or {}).get("init") or {}).get("from") for r in (previous, run)]
+        if starts[0] != starts[1]:  # a retrain takes the dataset's pretraining by itself: the delta holds both
+            out(f"    the two start differently: run {previous.pk} from {starts[0] or 'a random start'}, this run "
+                f"from {starts[1] or 'a random start'}")
         cause = loss_cause(previous, run) if _significant_loss(previous, run) else None
         if cause:
             out(f"    most likely cause of the loss: {cause['text']}")
