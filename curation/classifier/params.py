@@ -70,9 +70,9 @@ def with_latest_run_settings(params):
 
 
 # A retrain's start when none is given: the latest run's, else the dataset's newest self-supervised pretraining
-# that fits the classifier, else a random one. Issue 31 measured the self-supervised start ahead of a random one
-# on the noisy labels and the reviewed ones (docs/results.md#self-supervised-pretraining). SCRATCH names a random
-# start (train_classifier's default) where a retrain would otherwise pick one.
+# that fits the classifier, else a random one. Issue 31 measured the self-supervised start ahead of a random one on
+# average on noisy, reviewed and true labels, never behind by more than the noise (docs/results.md, "Two seeds at
+# 3,000 faces"). SCRATCH names a random start (train_classifier's default) where a retrain would otherwise pick one.
 SCRATCH = "scratch"
 
 
