@@ -86,13 +86,19 @@ def default_start(dataset_name, latest, arch, size):
                     .order_by("-id").values_list("pk", flat=True))
     for candidate in ([inherited] if inherited else []) + [f"ssl:{pk}" for pk in pretrainings]:
         try:
-            start = resolve_init(candidate)
-            if start.startswith("ssl:"):
-                check_ssl_fits(ssl_job_weights(int(start[4:]))[0], arch, size)
+            return resolve_start(candidate, arch, size)
         except JobParamsError:
             continue
-        return start
     return None
+
+
+def resolve_start(value, arch, size):
+    """resolve_init(value), and for "ssl:ID" the check that the pretraining trained this classifier (arch at size
+    px); JobParamsError names a start the run cannot take."""
+    start = resolve_init(value)
+    if start and start.startswith("ssl:"):
+        check_ssl_fits(ssl_job_weights(int(start[4:]))[0], arch, size)
+    return start
 
 
 def validate_train_params(params):
@@ -118,9 +124,7 @@ def validate_train_params(params):
     clean["reduced"], clean["augmented"] = bool(clean["reduced"]), bool(clean["augmented"])
     if clean["doubtful"] not in DOUBTFUL:
         raise JobParamsError(f"doubtful must be one of {', '.join(DOUBTFUL)}, not {clean['doubtful']!r}")
-    clean["init"] = resolve_init(clean["init"])
-    if clean["init"] and clean["init"].startswith("ssl:"):
-        check_ssl_fits(ssl_job_weights(int(clean["init"][4:]))[0], clean["arch"], clean["size"])
+    clean["init"] = resolve_start(clean["init"], clean["arch"], clean["size"])
     try:
         clean["relabel_precision"] = check_precision_target(clean["relabel_precision"])
     except RelabelTargetError as exc:
