@@ -192,6 +192,40 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
                for line in stdout.getvalue().splitlines()) == len(names)
 
 
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_the_queue_can_come_from_out_of_fold_models_started_from_the_pretraining(tmp_path, inline_jobs,
+                                                                                   one_torch_thread):
+    out = tmp_path / "bench"
+    call_command("bench_cleaning", *TINY, "--seeds", "2", "--rounds", "2", "--robust", "none", "--ssl-epochs", "1",
+                 "--ssl-batch-size", "32", "--queue-start", "ssl", "--out", str(out), "--name", "q", "--inline",
+                 stdout=io.StringIO(), stderr=io.StringIO())
+    report = json.loads((out / "report.json").read_text())
+    runs, stored = report["runs"]["runs"], {r.pk: r for r in Run.objects.all()}
+    ssl = f"ssl:{Job.objects.get(kind='pretrain_ssl').pk}"
+
+    def start(run):
+        return (run.selection.get("init") or {}).get("from")
+
+    # The queue's out-of-fold models started from the pretraining, and their run is the SSL start's first seed; the
+    # baseline's two seeds start at random and train no folds; no run more than with the queue from scratch.
+    queue_run = [r for r in stored.values() if r.folds]
+    first_queue = min(queue_run, key=lambda r: r.pk)
+    assert start(first_queue) == ssl and first_queue.selection["init"]["loaded"] > 0
+    assert [seed["run"] for seed in runs[SSL_ALONE]["seeds"]][0] == first_queue.pk
+    assert [stored[seed["run"]].config["seed"] for seed in runs[SSL_ALONE]["seeds"]] == [0, 1]
+    assert {start(stored[seed["run"]]) for seed in runs[SSL_ALONE]["seeds"]} == {ssl}
+    baseline = [stored[seed["run"]] for seed in runs["baseline"]["seeds"]]
+    assert [(r.folds, start(r), r.config["seed"]) for r in baseline] == [(0, None, 0), (0, None, 1)]
+    # The second round's refit starts there too, and it fed the queue the reviewers took in that round.
+    refit = stored[report["review_rounds"][1]["refit_run"]]
+    assert refit.folds == 2 and start(refit) == ssl
+    assert sorted(r.pk for r in queue_run) == [first_queue.pk, refit.pk]
+    scored = Job.objects.filter(kind="score_ambiguity").order_by("id")
+    assert [j.result["classifier_run"] for j in scored] == [first_queue.pk, refit.pk]
+    assert "out-of-fold models from the self-supervised start" in (out / "report.md").read_text()
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize("args, problem", [
     (["--noise", "0.7"], "noise must be in (0, 0.5)"),
@@ -212,6 +246,8 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     (["--robust", "glc"], "robust glc needs reviewed labels to estimate how labels go wrong"),
     (["--noise-model", "crowd"], "noise-model must be one of uniform, annotators or both, not 'crowd'"),
     (["--audit-share", "0.7"], "audit-share must be 0-0.5"),
+    (["--queue-start", "ssl"], "queue-start ssl starts the out-of-fold models from the self-supervised pretraining: "
+                               "give --ssl-epochs too"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, problem):
     with pytest.raises(CommandError, match=problem.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):

@@ -101,12 +101,18 @@ def bench_cleaning(plan, *, out_dir, inline, say):
     if plan.ssl_epochs:  # reads no label, so it can come first and serve every arm
         pretrained = stage("self-supervised pretraining", lambda: job("pretrain_ssl", plan.pretrain_params()))
         starts.append(f"ssl:{pretrained.pk}")
-    # The first seed's baseline also trains the out-of-fold models cleanlab reads; the other seeds need none.
-    base = stage("baseline classifier (out-of-fold)", lambda: job(
-        "train_classifier", plan.classifier_params(folds=plan.folds)))
-    runs["baseline"] = [base.result["run"]]
-    if plan.seeds > 1:
-        runs["baseline"] += train("baseline classifier: other seeds", first=1)
+    # The out-of-fold models cleanlab reads, with the first seed's run of their start: the baseline's (a random
+    # start), or with --queue-start ssl the SSL start's, the baseline then training every seed without folds.
+    queue_init = {"init": starts[1]} if plan.queue_start == "ssl" else {}
+    base = stage("out-of-fold models (the queue's)" if queue_init else "baseline classifier (out-of-fold)",
+                 lambda: job("train_classifier", plan.classifier_params(folds=plan.folds, **queue_init)))
+    if queue_init:
+        runs[SSL_ALONE] = [base.result["run"]]
+        runs["baseline"] = train("baseline classifier")
+    else:
+        runs["baseline"] = [base.result["run"]]
+        if plan.seeds > 1:
+            runs["baseline"] += train("baseline classifier: other seeds", first=1)
     for a, b in plan.pairs:
         stage("CycleGANs", lambda: job("train_cyclegan", plan.cyclegan_params((a, b))))
     stage("scoring", lambda: job("score_ambiguity", {"dataset": plan.name, "threshold": plan.threshold}))
@@ -123,7 +129,9 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         say("reduced (SSIM flags): no image reached the threshold, so it is the baseline; not trained again")
     runs["reduced (cleanlab flags, no review)"] = train("retrain: reduced", reduced=True, doubtful="classifier")
     if plan.ssl_epochs:
-        runs[SSL_ALONE] = train(f"retrain: {SSL_ALONE}", init=starts[1])
+        done = runs.get(SSL_ALONE, [])  # the out-of-fold job's run, when the queue's models started there
+        if len(done) < plan.seeds:
+            runs[SSL_ALONE] = done + train(f"retrain: {SSL_ALONE}", first=len(done), init=starts[1])
     train_robust("alone")  # the published methods' setting: every noisy label, nobody reviews
 
     # The review ceiling: the same reviewers, budget and error draws on a perfect queue (wrong labels first), its
@@ -145,7 +153,8 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         refit = None
         if r:  # the out-of-fold models again, on the labels as reviewed so far, then the queue rescored
             refit = stage("review rounds: refit out-of-fold models", lambda: job(
-                "train_classifier", plan.classifier_params(folds=plan.folds, reduced=True, doubtful="none")))
+                "train_classifier", plan.classifier_params(folds=plan.folds, reduced=True, doubtful="none",
+                                                           **queue_init)))
             refit = refit.result["run"]
             stage("review rounds: rescore", lambda: job("score_ambiguity", {"dataset": plan.name,
                                                                             "threshold": plan.threshold}))

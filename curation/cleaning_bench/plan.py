@@ -27,6 +27,9 @@ PROFILES = {
 }
 
 
+QUEUE_STARTS = ("scratch", "ssl")
+
+
 class PlanError(ValueError):
     """A benchmark option is out of range; the message names it."""
 
@@ -76,6 +79,11 @@ class BenchPlan:
     # the plain classifier on the noisy labels, and each robust method's three arms. 0 (the default): none.
     ssl_epochs: int = 0
     ssl_batch_size: int = 128  # the pretraining's images a step (each seen as two views)
+    # Where the out-of-fold models that feed the queue start: "scratch" (the default, as the product's
+    # train_classifier), or "ssl", the self-supervised start (needs ssl_epochs). With "ssl" the out-of-fold job's own
+    # run is the first seed of the SSL start's arm and the baseline trains every seed from scratch without folds, so
+    # no run is added; the review rounds' refits start there too.
+    queue_start: str = "scratch"
     # Review rounds: the budget spent in this many parts; before each part after the first, the out-of-fold models
     # are refitted on the labels as reviewed so far and the queue rescored, so the next part starts from a better
     # ranking.
@@ -163,6 +171,11 @@ class BenchPlan:
             problems.append(f"ssl-batch-size {self.ssl_batch_size} is more than the about "
                             f"{self.n - round(self.n * self.test_fraction)} images outside the test split: "
                             f"contrastive pretraining needs a full batch; give a smaller --ssl-batch-size")
+        if self.queue_start not in QUEUE_STARTS:
+            problems.append(f"queue-start must be one of {', '.join(QUEUE_STARTS)}, not {self.queue_start!r}")
+        elif self.queue_start == "ssl" and not self.ssl_epochs:
+            problems.append("queue-start ssl starts the out-of-fold models from the self-supervised pretraining: "
+                            "give --ssl-epochs too")
         if self.relabel_precision is not None and not 0 < self.relabel_precision <= 1:
             problems.append(f"relabel-precision must be in (0, 1], not {self.relabel_precision}")
         if not 1 <= self.rounds <= 10:

@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 from curation.cleaning_bench.compare import write_comparison
 from curation.cleaning_bench.faces import read_faces
 from curation.cleaning_bench.pipeline import BenchError, bench_cleaning
-from curation.cleaning_bench.plan import PROFILES, BenchPlan, PlanError
+from curation.cleaning_bench.plan import PROFILES, QUEUE_STARTS, BenchPlan, PlanError
 from curation.models import Dataset
 from training.synthetic_faces import NOISE_MODELS
 from curation.cleaning_bench.stages import NoWorker, StageFailed, check_workers
@@ -78,6 +78,10 @@ class Command(DatabaseCommand):
                                  "this many epochs, once, and train the plain classifier and every robust arm again "
                                  "from it (0, the default: no self-supervised start)")
         parser.add_argument("--ssl-batch-size", type=int, help="images a pretraining step (128)")
+        parser.add_argument("--queue-start", choices=QUEUE_STARTS,
+                            help="where the out-of-fold models that feed the review queue start: scratch (the "
+                                 "default) or ssl, the self-supervised pretraining (needs --ssl-epochs); the "
+                                 "baseline stays a random start either way")
         parser.add_argument("--relabel-precision", type=float,
                             help="also train reviewed + robust + calibrated relabels at this precision target (0-1]")
         parser.add_argument("--audit-share", type=float, metavar="S",
