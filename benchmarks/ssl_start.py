@@ -5,6 +5,11 @@ twice with the same seed, epochs and learning rate, from scratch and from the pr
 the noise-free test split with McNemar's exact paired test (training/significance.py). Prints a row as each pair
 finishes (a run cut short still reports what it measured) and JSON with --json; asserts nothing.
 
+Before the pairs, what the backbone's embedding says by itself, against the same network at random weights
+(`neighbour_readout`): the k-NN accuracy of the test faces among the train faces (the usual check of a
+self-supervised embedding; read with the true labels and with the given ones), and how well an image's neighbours
+disagreeing with its label finds the wrong train labels (AUROC), the signal a queue could take from it.
+
 Trains with training.engine.fit and training.ssl.pretrain as the jobs do, one torch process, no Django:
 
     python -m benchmarks.ssl_start --n 3000 --ssl-epochs 12 --epochs 10 --robust none gce bootstrap eac
@@ -26,9 +31,35 @@ from training.config import EAC_ARCHS, TrainConfig
 from training.engine import fit, predict_proba
 from training.placement import pick_device
 from training.significance import paired_test, wilson_interval
-from training.ssl import SSLResult, backbone_file, pretrain
+from training.ssl import SSLResult, backbone_file, build_backbone, embed, pretrain
 from training.ssl_config import SSLConfig
 from training.synthetic_faces import NOISE_MODELS, make_synthetic_faces
+
+
+def neighbour_readout(train, test, given, true, true_test, *, k=10):
+    """Embeddings (N, D) of the train and test faces read through their k nearest neighbours (cosine), train
+    against itself (an image not its own neighbour) and test against train: {"knn_true", "knn_given"}, the test
+    faces' k-NN vote accuracy with the train faces' true or given labels; "wrong_auroc", the share of a train image's
+    neighbours whose given label differs from its own as a score for its label being wrong (AUROC)."""
+    from sklearn.metrics import roc_auc_score
+
+    def unit(e):
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+
+    train, test = unit(np.asarray(train, np.float64)), unit(np.asarray(test, np.float64))
+    within = train @ train.T
+    np.fill_diagonal(within, -np.inf)
+    near_train = np.argsort(-within, axis=1, kind="stable")[:, :k]
+    near_test = np.argsort(-(test @ train.T), axis=1, kind="stable")[:, :k]
+
+    def vote(labels):
+        return np.array([np.bincount(labels[row]).argmax() for row in near_test])
+
+    wrong = given != true
+    disagree = (given[near_train] != given[:, None]).mean(1)
+    return {"k": k, "knn_true": float(np.mean(vote(true) == true_test)),
+            "knn_given": float(np.mean(vote(given) == true_test)),
+            "wrong_auroc": float(roc_auc_score(wrong, disagree)) if 0 < wrong.sum() < len(wrong) else None}
 
 
 def main(argv=None):
@@ -114,6 +145,20 @@ def main(argv=None):
                                        "loss": [round(h["loss"], 4) for h in ssl.history]}
         print(f"seed {seed}: SimCLR {where}, loss {ssl.history[0]['loss']:.3f} -> {ssl.history[-1]['loss']:.3f}",
               flush=True)
+        # The same network at random weights (seeded) is the readout's baseline: random convolutions already
+        # group faces by colour and layout.
+        torch.manual_seed(seed)
+        random_state = build_backbone(args.arch, args.size)[0].state_dict()
+        readout = {start: neighbour_readout(embed(state, args.arch, args.size, x_tr, device=device),
+                                            embed(state, args.arch, args.size, x_te, device=device),
+                                            given_tr, true_tr, true_te)
+                   for start, state in (("random", random_state), ("ssl", ssl.backbone))}
+        report["pretraining"][seed]["neighbours"] = readout
+        print(f"seed {seed}: embedding, {readout['ssl']['k']}-NN (random weights -> SimCLR): test accuracy with the "
+              f"true train labels {readout['random']['knn_true']:.1%} -> {readout['ssl']['knn_true']:.1%}, with the "
+              f"given ones {readout['random']['knn_given']:.1%} -> {readout['ssl']['knn_given']:.1%} (chance "
+              f"{1 / len(np.unique(true_te)):.1%}); neighbours' disagreement finds the wrong train labels at AUROC "
+              f"{_f(readout['random']['wrong_auroc'])} -> {_f(readout['ssl']['wrong_auroc'])}", flush=True)
         for spec, method, knobs in methods:
             cfg = TrainConfig(arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                               lr=args.lr, seed=seed, robust=method, num_threads=args.threads,
@@ -143,6 +188,10 @@ def main(argv=None):
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return report
+
+
+def _f(value):
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 if __name__ == "__main__":

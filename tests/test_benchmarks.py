@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -99,6 +100,9 @@ def test_ssl_start(tmp_path):
                  "--json", tmp_path / "ssl.json", tmp_path=tmp_path)
     assert_figures(done, rf"^\d+ train \({NUMBER}% wrong labels, annotators\)",
                    rf"^seed 0: SimCLR {NUMBER} s, loss {NUMBER} -> {NUMBER}",
+                   rf"^seed 0: embedding, 10-NN \(random weights -> SimCLR\): test accuracy with the true train labels "
+                   rf"{NUMBER}% -> {NUMBER}%, with the given ones {NUMBER}% -> {NUMBER}% \(chance 12.5%\); neighbours' "
+                   rf"disagreement finds the wrong train labels at AUROC {NUMBER} -> {NUMBER}$",
                    rf"^\| 0 \| none \| {NUMBER}% \| {NUMBER}% \| [-+]{NUMBER} \| \d+ \| \d+ \| {NUMBER}",
                    rf"^\| 0 \| gce \| {NUMBER}% \| {NUMBER}%", rf"^\| 0 \| dividemix@warmup=0 \| {NUMBER}%")
     report = json.loads((tmp_path / "ssl.json").read_text())
@@ -108,6 +112,8 @@ def test_ssl_start(tmp_path):
         # The SSL start took every classifier tensor but the class layer's; scratch took none.
         assert row["ssl"]["init"]["loaded"] == row["ssl"]["init"]["of"] - 2 and "init" not in row["scratch"]
     assert report["data"]["unlabelled"] == report["data"]["train"] + report["data"]["val"]
+    readout = report["pretraining"]["0"]["neighbours"]  # the embedding's, at random weights and after SimCLR
+    assert set(readout) == {"random", "ssl"} and all(0 <= r["knn_true"] <= 1 for r in readout.values())
     # A saved backbone is read back instead of pretraining again, and gives the same start.
     again = bench("ssl_start", "--n", 240, "--size", 32, "--ssl-epochs", 1, "--ssl-batch-size", 32, "--epochs", 1,
                   "--robust", "none", "--threads", 1, "--backbone", tmp_path / "b.pt", "--faces", tmp_path / "f",
@@ -132,6 +138,24 @@ def test_ssl_start(tmp_path):
     assert_figures(regime, rf"start: {tmp_path / 'b.pt'}$", r"^    dividemix@dividemix_warmup=0:1 epoch 1: division AUROC A")
     for row in json.loads((tmp_path / "regime.json").read_text()):
         assert row["init"]["loaded"] == row["init"]["of"] - 2 > 0
+
+
+def test_ssl_start_reads_an_embedding_through_its_neighbours():
+    from benchmarks.ssl_start import neighbour_readout
+
+    # Two tight groups of faces, one a class; two train faces carry the other group's label, and one test face is
+    # labelled by its group's true class, the other by the wrong one.
+    rng = np.random.default_rng(0)
+    centres = np.array([[1.0, 0, 0], [0, 1.0, 0]])
+    true = np.repeat([0, 1], 6)
+    train = centres[true] + rng.normal(0, 0.01, (12, 3))
+    given = true.copy()
+    given[[0, 6]] = [1, 0]
+    test = centres[[0, 1]] + rng.normal(0, 0.01, (2, 3))
+    readout = neighbour_readout(train, test, given, true, np.array([0, 1]), k=3)
+    assert readout["knn_true"] == readout["knn_given"] == 1.0  # two wrong labels of six are outvoted
+    assert readout["wrong_auroc"] == 1.0  # each wrong label's neighbours all disagree with it, a right one's at most 1
+    assert neighbour_readout(train, test, given, true, np.array([1, 0]), k=3)["knn_true"] == 0.0
 
 
 def test_small_set(tmp_path):
