@@ -196,6 +196,12 @@ def cleaning_args(left):
             "--gan-epochs", str(gan_epochs), "--gan-epochs-decay", str(gan_epochs)]
 
 
+def _migrate(env, *, timeout):
+    """The data folder `env` names gets its database tables (bench_cleaning refuses an unmigrated one)."""
+    subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True,
+                   timeout=timeout, capture_output=True)
+
+
 def section_cleaning(p, device, work, left):
     """bench_cleaning --profile full in a process of its own, sized to the time left (a guess until a GPU run
     says how long each stage takes), stopped at the time left."""
@@ -210,8 +216,7 @@ def section_cleaning(p, device, work, left):
     env = {**os.environ, "FER_DATA_DIR": str(work / "cleaning_data")}
     t0 = time.perf_counter()
     try:
-        subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True,
-                       timeout=left, capture_output=True)
+        _migrate(env, timeout=left)
         run = subprocess.run([sys.executable, "manage.py", "bench_cleaning", *args, "--out", str(out)], cwd=ROOT,
                              env=env, timeout=max(1, left - (time.perf_counter() - t0) - 5), capture_output=True,
                              text=True)
@@ -268,8 +273,7 @@ def section_robust(p, device, work, left):
     envs = {m: {**os.environ, "FER_DATA_DIR": str(work / m / "data")} for m in commands}
     for m, env in envs.items():  # both databases before either run starts: a failure here leaves nothing running
         env.pop("DATABASE_URL", None)  # a database of its own: two processes, one SQLite file each
-        subprocess.run([sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, env=env, check=True,
-                       timeout=left, capture_output=True)
+        _migrate(env, timeout=left)
     procs, logs = {}, {}
     for m, command in commands.items():
         logs[m] = open(work / f"{m}.log", "w")
