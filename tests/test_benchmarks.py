@@ -138,6 +138,17 @@ def test_ssl_start(tmp_path):
     assert_figures(regime, rf"start: {tmp_path / 'b.pt'}$", r"^    dividemix@dividemix_warmup=0:1 epoch 1: division AUROC A")
     for row in json.loads((tmp_path / "regime.json").read_text()):
         assert row["init"]["loaded"] == row["init"]["of"] - 2 > 0
+    # queue_start ranks the train split from out-of-fold models of both starts, every fold of the SSL one from it.
+    queue = bench("queue_start", "--faces", tmp_path / "f", "--backbone", tmp_path / "b.pt", "--epochs", 1,
+                  "--folds", 2, "--threads", 1, "--json", tmp_path / "queue.json", tmp_path=tmp_path)
+    assert_figures(queue, rf"^\| 0 \| scratch \| {NUMBER} \| {NUMBER} \| \d+ \| {NUMBER}% \| \d+ \|$",
+                   rf"^\| 0 \| ssl \| {NUMBER}", rf"^SSL start - scratch, auroc: [-+]{NUMBER} \(mean")
+    report = json.loads((tmp_path / "queue.json").read_text())
+    train = json.loads((tmp_path / "a.json").read_text())["data"]["train"]
+    assert report["budget"] == round(0.1 * train)
+    (row,) = report["rows"]
+    assert row["scratch"]["loaded"] == [0, 0] and min(row["ssl"]["loaded"]) > 0
+    assert all(0 <= row[s]["wrong_in_top"] <= report["budget"] for s in ("scratch", "ssl"))
 
 
 def test_ssl_start_reads_an_embedding_through_its_neighbours():
