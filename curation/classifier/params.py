@@ -20,7 +20,7 @@ from curation.importers.roots import ImportPathRefused, import_path_resolve
 from curation.jobs.errors import JobParamsError
 from curation.models import GeneratedImage, Image, Job, Run
 from curation.review.audit import audit_sample_decided
-from curation.selectors import dataset_get, dataset_queue_run, dataset_resolve
+from curation.selectors import DatasetUnresolved, dataset_get, dataset_queue_run, dataset_resolve
 from training.config import (  # dataclasses only: no torch in web processes
     ROBUST_METHODS,
     SMALL_SPLIT_DEFAULTS,
@@ -63,21 +63,35 @@ def with_latest_run_settings(params):
                 params.setdefault(key, latest.config[key])
         params.setdefault("dataset", latest.dataset.name)
         params.setdefault("derived_from", latest.pk)  # the run this one derives from: its report compares with it
-    if params.get("init") in (None, "") and params.get("dataset"):
-        params["init"] = default_start(params["dataset"], latest, params.get("arch") or TRAIN_DEFAULTS.arch,
-                                       params.get("size") or TRAIN_DEFAULTS.size) or SCRATCH
+    return with_default_start(params, latest)
+
+
+def with_default_start(params, latest=None):
+    """params with a start where it names none (init empty): default_start's, or SCRATCH for a random one; params
+    whose dataset does not resolve are left as they are (validation names the problem). The command,
+    form and API of train_classifier and of a retrain (with the run it inherits from, `latest`) take it."""
+    if params.get("init") not in (None, ""):
+        return params
+    try:  # the dataset named, or the only one (as validation resolves it)
+        dataset = dataset_resolve(name=params.get("dataset")).name
+    except DatasetUnresolved:
+        return params
+    params["init"] = default_start(dataset, latest, params.get("arch") or TRAIN_DEFAULTS.arch,
+                                   params.get("size") or TRAIN_DEFAULTS.size) or SCRATCH
     return params
 
 
-# A retrain's start when none is given: the latest run's, else the dataset's newest self-supervised pretraining
-# that fits the classifier, else a random one. Issue 31 measured the self-supervised start ahead of a random one on
-# average on noisy, reviewed and true labels, never behind by more than the noise (docs/results.md, "Two seeds at
-# 3,000 faces"). SCRATCH names a random start (train_classifier's default) where a retrain would otherwise pick one.
+# A run's start when none is given: for a retrain the latest run's, else (for any training) the dataset's newest
+# self-supervised pretraining that fits the classifier, else a random one. Issue 31 measured the self-supervised
+# start ahead of a random one on average on noisy, reviewed and true labels, never behind by more than the noise,
+# and the queue's out-of-fold models from it ahead in all four paired measurements (docs/results.md, "Two seeds at
+# 3,000 faces" and "The queue from the self-supervised start"). SCRATCH names a random start where one would
+# otherwise be picked; a job's own params (a benchmark's, a chain's) without init start at random.
 SCRATCH = "scratch"
 
 
 def default_start(dataset_name, latest, arch, size):
-    """The start a retrain of dataset_name (arch at size px) takes when none is given: the start of `latest` (the
+    """The start a run of dataset_name (arch at size px) takes when none is given: the start of `latest` (the
     run it inherits from), else the newest pretrain_ssl job of the dataset that succeeded, kept its weights and
     pretrained this classifier ("ssl:ID"); None for a random start. A start that no longer resolves (its weights
     gone) is passed over: the run records the start it took, and the command's preview prints it."""
@@ -282,7 +296,7 @@ def start_words(init, dataset):
     """A run's start (validated init) in a reader's words."""
     if not init:
         return (f"a random start (python manage.py pretrain_ssl --dataset {dataset} trains a start on the "
-                f"dataset's own images, which retrains then take; --init run:ID or a file also starts from weights)")
+                f"dataset's own images, which later runs take; --init run:ID or a file also starts from weights)")
     if init.startswith("ssl:"):
         return (f"{init}, the backbone pretrain_ssl job {init[4:]} trained on this dataset's images (--init scratch: "
                 f"a random start)")

@@ -7,7 +7,7 @@ import json
 from django import forms
 from django.core.exceptions import NON_FIELD_ERRORS
 
-from curation.classifier.params import resolve_init, with_latest_run_settings
+from curation.classifier.params import resolve_init, with_default_start, with_latest_run_settings
 from curation.classifier.preview import default_doubtful, doubtful_counts, retrain_preview
 from curation.classifier.relabels import RelabelTargetError, check_precision_target
 from curation.classifier.rescore_params import rescore_every_check
@@ -100,9 +100,12 @@ class TrainForm(StartForm):
     robust = forms.ChoiceField(choices=ROBUST_CHOICES, required=False, initial="none", help_text=ROBUST_HELP)
     init = forms.CharField(required=False, max_length=1000, label="start from",
                            help_text="pretrained weights: a file below the import roots, run:ID for an earlier "
-                                     "run's model, or ssl:ID for a self-supervised pretraining's backbone; empty: a "
-                                     "random start")
+                                     "run's model, or ssl:ID for a self-supervised pretraining's backbone; empty: "
+                                     "the dataset's newest pretraining without labels that fits, else a random "
+                                     "start; scratch: a random start")
 
+    def params(self):
+        return with_default_start(super().params())
 
 
 class RetrainForm(StartForm):

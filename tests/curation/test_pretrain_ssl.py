@@ -91,6 +91,37 @@ def test_a_retrain_starts_from_the_newest_pretraining_that_fits_unless_told_scra
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("inline_jobs")
+def test_train_classifier_and_so_the_queue_start_from_the_newest_pretraining_unless_told_scratch(
+        tmp_path, curator_api, as_curator):
+    name = square_dataset(tmp_path)
+    call_command("pretrain_ssl", "--dataset", name, *TINY_ARGS, "--epochs", "1", "--inline", **_quiet())
+    job = Job.objects.get(kind="pretrain_ssl")
+
+    def train(*args):
+        err = io.StringIO()
+        call_command("train_classifier", *TINY_ARGS, "--epochs", "1", *args, "--inline", stdout=io.StringIO(),
+                     stderr=err)
+        return Run.objects.order_by("-id").first(), err.getvalue()
+
+    # The out-of-fold models that feed the queue start from the pretraining (the only dataset, named or not), and
+    # the preview says so; --init scratch asks for a random start.
+    run, said = train("--folds", "2")
+    assert run.folds == 2 and run.selection["init"]["from"] == f"ssl:{job.pk}" and run.selection["init"]["loaded"] > 0
+    assert f"starts from: ssl:{job.pk}" in said
+    run, said = train("--dataset", name, "--init", "scratch")
+    assert "init" not in run.selection and "starts from: a random start" in said
+    # The train form and the API's train_classifier take the same default; a start they name is kept.
+    page = as_curator.post("/jobs/start/train/", {"train-dataset": name, "train-arch": "small_cnn"})
+    assert page.status_code == 302 and Job.objects.order_by("-id").first().params["init"] == f"ssl:{job.pk}"
+    for params, start in (({"dataset": name}, f"ssl:{job.pk}"), ({"dataset": name, "init": "scratch"}, None)):
+        response = curator_api.post("/api/jobs/", {"kind": "train_classifier", "params": {**params, **TINY}},
+                                    format="json")
+        assert response.status_code == 201, response.json()
+        assert Job.objects.get(pk=response.json()["id"]).params.get("init") == start
+
+
+@pytest.mark.django_db
 def test_a_dataset_with_fewer_images_than_one_batch_is_refused_and_nothing_is_queued(faces, curator_api, as_curator):
     problem = "dataset 'faces' has 4 images outside its test split, fewer than one batch of 128"
     with pytest.raises(CommandError, match=problem):

@@ -7,7 +7,7 @@ from rest_framework.views import APIView
 from curation.api.pagination import NewestFirstCursor
 from curation.api.permissions import IsCurator
 from curation.api.serializers import JobOutput
-from curation.classifier.params import with_latest_run_settings
+from curation.classifier.params import with_default_start, with_latest_run_settings
 from curation.classifier.preview import api_preview, with_default_doubtful
 from curation.jobs.registry import JOB_KINDS
 from curation.jobs.selectors import job_get, jobs_list
@@ -95,6 +95,8 @@ class JobsApi(APIView):
         if retrain:  # the command's and the jobs page's retrain: a train_classifier job, derived from a run, with
             # the form's doubtful rule where params name none
             kind, params = "train_classifier", with_default_doubtful(with_latest_run_settings({"folds": 0, **params}))
+        elif kind == "train_classifier" and isinstance(params, dict):  # the start a run names: as the command's
+            params = with_default_start(dict(params))
         try:
             if data.validated_data["dry_run"]:
                 clean = job_validate(kind=kind, params=params)

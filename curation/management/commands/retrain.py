@@ -8,7 +8,7 @@ class Command(TrainCommand):
             "from the latest run's start, else from the dataset's newest self-supervised pretraining (pretrain_ssl), "
             "unless --init says otherwise (--init scratch: a random start).")
 
-    def job_params(self, options):
-        params = with_latest_run_settings(super().job_params(options))
+    def with_defaults(self, params):
+        params = with_latest_run_settings(params)
         params["folds"] = 0
         return params

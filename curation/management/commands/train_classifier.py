@@ -4,7 +4,7 @@ from django.core.management.base import CommandError
 
 from curation.classifier.collapse import collapse_warning
 from curation.classifier.loss_cause import loss_cause
-from curation.classifier.params import training_preview, validate_train_params
+from curation.classifier.params import training_preview, validate_train_params, with_default_start
 from curation.classifier.predictions import read_probabilities, run_predictions_path
 from curation.classifier.seeds import check_seeds, group_summary, group_words
 from curation.classifier.selection import DOUBTFUL
@@ -19,7 +19,9 @@ from training.significance import paired_test
 
 
 class Command(JobCommand):
-    help = "Train the emotion classifier on a dataset; evaluated on the dataset's frozen test split."
+    help = ("Train the emotion classifier on a dataset; evaluated on the dataset's frozen test split. It starts from "
+            "the dataset's newest self-supervised pretraining (pretrain_ssl) that fits the classifier, unless --init "
+            "says otherwise (--init scratch: a random start).")
     job_kind = "train_classifier"
 
     def add_job_arguments(self, parser):
@@ -60,7 +62,9 @@ class Command(JobCommand):
                             help="start from pretrained weights: a torch.save'd state dict below the import roots "
                                  "(e.g. torchvision's resnet18 weights), run:ID for an earlier run's model, or "
                                  "ssl:ID for the backbone a pretrain_ssl job saved; every tensor whose name and "
-                                 "shape fit is taken, nothing is downloaded")
+                                 "shape fit is taken, nothing is downloaded. Default: the dataset's newest "
+                                 "pretrain_ssl that fits the classifier, else a random start; scratch: a random "
+                                 "start")
         parser.add_argument("--relabel-precision", type=float, metavar="P",
                             help="train unreviewed images on the classifier's suggested label in the lowest "
                                  "suspicion band where reviewers chose that suggestion at least this often (0-1]; "
@@ -71,7 +75,11 @@ class Command(JobCommand):
                 "robust", "relabel_precision", "init", "patience", "min_epochs")
         params = {k: options[k] for k in keys if options.get(k) is not None}
         params.update(reduced=options["reduced"], augmented=options["augmented"])
-        return params
+        return self.with_defaults(params)
+
+    def with_defaults(self, params):
+        """A run names its start: the dataset's newest self-supervised pretraining that fits, else a random one."""
+        return with_default_start(params)
 
     def preview(self, params):
         """What the run will train on, rule by rule, before it is queued."""
