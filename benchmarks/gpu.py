@@ -13,7 +13,8 @@ Sections (figure | same-run baseline | goal):
   cache        an epoch streaming batches from the memory-mapped cache | the same epoch with the cache on the device
   cleaning     bench_cleaning (full profile, --inline) sized to the time left, with its stage timings
   robust       (only with --only robust) the default bench_cleaning with issue 31's arms, --robust elr,dividemix
-               --ssl-epochs 12, both noise models side by side | baseline, review, oracle in the same runs |
+               --ssl-epochs 12 --queue-start ssl, both noise models side by side | baseline, review, oracle in the
+               same runs |
                reviewed + robust >= 80 % of the gap, the best automatic run >= 50 %
 """
 import argparse
@@ -238,10 +239,11 @@ def section_cleaning(p, device, work, left):
 def robust_args(left):
     """bench_cleaning options for issue 31's figures in `left` seconds: the default (cpu) profile, 8,000 faces and
     small_cnn, with ELR and DivideMix, each alone, after review and on the true labels, from scratch and from a
-    12-epoch SimCLR start. Two seeds from 7 minutes on, else one (a guess until a GPU run times the arms: on the
-    CPU a DivideMix arm costs 6-7 plain retrains)."""
+    12-epoch SimCLR start, the queue's out-of-fold models from that start as the product trains them. Two seeds from
+    7 minutes on, else one (a guess until a GPU run times the arms: on the CPU a DivideMix arm costs 6-7 plain
+    retrains)."""
     return ["--profile", "cpu", "--inline", "--seeds", "2" if left >= 420 else "1", "--robust", "elr,dividemix",
-            "--ssl-epochs", "12"]
+            "--ssl-epochs", "12", "--queue-start", "ssl"]
 
 
 def _robust_summary(report):

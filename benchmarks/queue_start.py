@@ -21,10 +21,15 @@ from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from benchmarks.robust_regime import load_faces
-from training.config import TrainConfig, noisy_val_schedule
-from training.engine import fit, predict_proba
-from training.placement import pick_device
+from benchmarks._django import setup
+
+setup()  # the scoring's ranking (LABEL_QUALITY) lives beside the product's models
+
+from benchmarks.robust_regime import load_faces  # noqa: E402
+from curation.scoring.fusion import LABEL_QUALITY  # noqa: E402
+from training.config import TrainConfig, noisy_val_schedule  # noqa: E402
+from training.engine import fit, predict_proba  # noqa: E402
+from training.placement import pick_device  # noqa: E402
 
 
 def out_of_fold(cfg, x, y, x_val, y_val, *, folds, init, device):
@@ -41,11 +46,6 @@ def out_of_fold(cfg, x, y, x_val, y_val, *, folds, init, device):
 
 def queue_figures(probs, given, true, budget):
     """How the scoring job's cleanlab ranking of `probs` under the `given` labels finds the wrong ones."""
-    from benchmarks._django import setup
-
-    setup()  # the scoring's settings live beside its models
-    from curation.scoring.fusion import LABEL_QUALITY
-
     wrong = given != true
     suspicion = 1 - get_label_quality_scores(given, probs / probs.sum(1, keepdims=True), method=LABEL_QUALITY)
     top = np.argsort(-suspicion, kind="stable")[:budget]
