@@ -92,12 +92,13 @@ class JobsApi(APIView):
         data.is_valid(raise_exception=True)
         kind, params = data.validated_data["kind"], data.validated_data["params"]
         retrain = kind == RETRAIN
-        if retrain:  # the command's and the jobs page's retrain: a train_classifier job, derived from a run, with
-            # the form's doubtful rule where params name none
-            kind, params = "train_classifier", with_default_doubtful(with_latest_run_settings({"folds": 0, **params}))
-        elif kind == "train_classifier" and isinstance(params, dict):  # the start a run names: as the command's
-            params = with_default_start(dict(params))
         try:
+            if retrain:  # the command's and the jobs page's retrain: a train_classifier job, derived from a run,
+                # with the form's doubtful rule where params name none
+                kind, params = "train_classifier", with_default_doubtful(
+                    with_latest_run_settings({"folds": 0, **params}))
+            elif kind == "train_classifier":  # the start a run names where params name none: as the command's
+                params = with_default_start(dict(params))
             if data.validated_data["dry_run"]:
                 clean = job_validate(kind=kind, params=params)
                 preview = api_preview(dataset_get(name=clean["dataset"]), clean) if retrain else None
