@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from cleanlab.rank import get_label_quality_scores
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
 
 from benchmarks._django import setup
 
@@ -28,16 +27,15 @@ setup()  # the scoring's ranking (LABEL_QUALITY) lives beside the product's mode
 from benchmarks.robust_regime import load_faces  # noqa: E402
 from curation.scoring.fusion import LABEL_QUALITY  # noqa: E402
 from training.config import TrainConfig, noisy_val_schedule  # noqa: E402
-from training.engine import fit, predict_proba  # noqa: E402
+from training.engine import fit, out_of_fold_splits, predict_proba  # noqa: E402
 from training.placement import pick_device  # noqa: E402
 
 
 def out_of_fold(cfg, x, y, x_val, y_val, *, folds, init, device):
     """Each train image's class probabilities from the fold model that did not see it (the train_classifier job's
-    folds: StratifiedKFold shuffled with the run's seed), and the tensors each fold took from `init` (0 for none)."""
+    folds, out_of_fold_splits), and the tensors each fold took from `init` (0 for none)."""
     probs, loaded = np.zeros((len(y), cfg.num_classes), np.float32), []
-    split = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(y)), y)
-    for fit_idx, held_idx in split:
+    for fit_idx, held_idx in out_of_fold_splits(y, folds, cfg.seed):
         result = fit(cfg, x, y, x_val, y_val, device=device, train_index=fit_idx, init=init)
         probs[held_idx] = predict_proba(result.model, x[held_idx], batch_size=256, device=device, mode="stream")
         loaded.append(result.init["loaded"] if result.init else 0)
@@ -65,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    saved = torch.load(args.backbone, map_location="cpu", weights_only=False)
+    saved = torch.load(args.backbone, map_location="cpu", weights_only=True)
     arch, size = saved["config"]["arch"], saved["config"]["size"]
     faces = load_faces(args.faces, size)
     (x, given, true), (x_val, given_val, _) = faces["train"], faces["val"]
@@ -77,10 +75,10 @@ def main(argv=None):
     print("| seed | start | AUROC | AP | wrong in top budget | out-of-fold accuracy (true labels) | s |", flush=True)
     print("|---|---|---|---|---|---|---|", flush=True)
     started, rows = time.monotonic(), []
+    # Early stopping on the noisy val split as the job schedules it for this many train images.
+    min_epochs, patience = noisy_val_schedule(len(given), args.batch_size, args.epochs,
+                                              TrainConfig.early_stopping_patience)
     for seed in args.seeds:
-        # Early stopping on the noisy val split as the job schedules it for this many train images.
-        min_epochs, patience = noisy_val_schedule(len(given), args.batch_size, args.epochs,
-                                                  TrainConfig.early_stopping_patience)
         cfg = TrainConfig(arch=arch, size=size, epochs=args.epochs, batch_size=args.batch_size, seed=seed,
                           num_threads=args.threads, min_epochs=min_epochs, early_stopping_patience=patience)
         row = {"seed": seed}

@@ -271,6 +271,14 @@ def fit(cfg: TrainConfig, x_train, y_train, x_val, y_val, *, device=None, resume
                      placement=placement, init=init_report)
 
 
+def out_of_fold_splits(labels, folds, seed):
+    """[(fit rows, held-out rows)] of an out-of-fold run: `folds` stratified folds of `labels`, shuffled with the
+    run's seed, so that the same run (or a benchmark of it) holds out the same images."""
+    from sklearn.model_selection import StratifiedKFold
+
+    return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(labels)), labels))
+
+
 def best_weights_checkpoint(cfg, result):
     """The checkpoint kept with a run: the best weights, config and history (tensors and primitives only)."""
     return {"model": copy.deepcopy({k: v.cpu() for k, v in result.model.state_dict().items()}),

@@ -16,7 +16,6 @@ import torch
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from sklearn.model_selection import StratifiedKFold
 
 from curation.classifier.arrays import load_arrays
 from curation.classifier.collapse import collapse_warning
@@ -32,7 +31,8 @@ from curation.models import GeneratedImage, Image, Run
 from curation.selectors import dataset_get
 from training import plots
 from training.config import SMALL_TRAIN_SPLIT, TrainConfig, noisy_val_schedule, size_defaults
-from training.engine import best_weights_checkpoint, fit, last_linear, predict_proba, predict_proba_and_features
+from training.engine import (best_weights_checkpoint, fit, last_linear, out_of_fold_splits, predict_proba,
+                             predict_proba_and_features)
 from training.placement import choose_placement, pick_device
 from training.init import InitError
 from training.labels import CLASSES, CODE
@@ -247,8 +247,7 @@ def _train(ctx, run, cfg):
         return on_step, on_epoch
 
     if run.folds:
-        folds = StratifiedKFold(run.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(y_train)), y_train)
-        for k, (fit_idx, held_idx) in enumerate(folds):
+        for k, (fit_idx, held_idx) in enumerate(out_of_fold_splits(y_train, run.folds, cfg.seed)):
             out = run_dir / f"oof_fold{k}.npz"
             if k in ctx.state.get("folds_done", []) and out.exists():
                 continue

@@ -79,10 +79,11 @@ class BenchPlan:
     # the plain classifier on the noisy labels, and each robust method's three arms. 0 (the default): none.
     ssl_epochs: int = 0
     ssl_batch_size: int = 128  # the pretraining's images a step (each seen as two views)
-    # Where the out-of-fold models that feed the queue start: "scratch" (the default, as the product's
-    # train_classifier), or "ssl", the self-supervised start (needs ssl_epochs). With "ssl" the out-of-fold job's own
-    # run is the first seed of the SSL start's arm and the baseline trains every seed from scratch without folds, so
-    # no run is added; the review rounds' refits start there too.
+    # Where the out-of-fold models that feed the queue start: "scratch" (the default, so that earlier figures stay
+    # comparable), or "ssl", the self-supervised start (needs ssl_epochs), as the product's train_classifier starts
+    # once a pretraining exists. With "ssl" the out-of-fold job's own run is the first seed of the SSL start's arm and
+    # the baseline trains every seed from scratch without folds, so no run is added; the review rounds' refits start
+    # there too.
     queue_start: str = "scratch"
     # Review rounds: the budget spent in this many parts; before each part after the first, the out-of-fold models
     # are refitted on the labels as reviewed so far and the queue rescored, so the next part starts from a better

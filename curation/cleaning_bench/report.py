@@ -241,8 +241,8 @@ def markdown(r):
         f"# Cleaning benchmark: {p['name']}",
         "",
         _data_sentence(r) + f" Classifier {p['arch']} ({p['epochs']} epochs, "
-        f"{p['folds']} out-of-fold models"
-        f"{' from the self-supervised start' if p.get('queue_start') == 'ssl' else ''}; {p.get('seeds', 1)} seed(s) a run, mean +- standard deviation), "
+        f"{p['folds']} out-of-fold models{' from the self-supervised start' if p.get('queue_start') == 'ssl' else ''}; "
+        f"{p.get('seeds', 1)} seed(s) a run, mean +- standard deviation), "
         f"CycleGANs ({p['gan_profile']} profile, "
         f"{p['gan_epochs']}+{p['gan_epochs_decay']} epochs) for {', '.join('-'.join(x) for x in p['pairs'])}. "
         f"Review budget {rv['decisions']} decisions ({p['budget']:.0%} of train), reviewer error "
