@@ -10,7 +10,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from curation.cleaning_bench.measure import AUTOMATIC, SSL_ALONE, robust_arms, run_names
+from curation.cleaning_bench.measure import AUTOMATIC, CEILING, SSL_ALONE, SSL_CEILING, robust_arms, run_names
 from curation.cleaning_bench.plan import BenchPlan
 from curation.cleaning_bench.report import SECTIONS
 from curation.cleaning_bench.reviewers import read_truth
@@ -48,13 +48,14 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert set(signals["overall"]) >= {"target gain", "source drop", "embedding shift", "cleanlab margin"}
     assert "## GAN signals beyond SSIM" in (out / "report.md").read_text()
 
-    # Every job of the pipeline ran once and succeeded: import, one self-supervised pretraining, 21 classifier runs of
+    # Every job of the pipeline ran once and succeeded: import, one self-supervised pretraining, 22 classifier runs of
     # 2 seeds each (the SSIM-reduced run is the baseline: nothing flagged; plain training from the pretraining on the
-    # noisy, reviewed and true labels; each of the two robust methods' three arms from scratch and from the
-    # pretraining), 4 CycleGANs, scores, the second review round's refit and rescore, generation.
+    # noisy, reviewed and true labels and on the review ceiling's; each of the two robust methods' three arms from
+    # scratch and from the pretraining), 4 CycleGANs, scores, the second review round's refit and rescore,
+    # generation.
     kinds = [k for k in Job.objects.order_by("id").values_list("kind", flat=True) if not k.endswith("_chunk")]
     assert kinds == ["import_dataset", "pretrain_ssl", *["train_classifier"] * 2, *["train_cyclegan"] * 4,
-                     "score_ambiguity", *["train_classifier"] * 14, "train_classifier", "score_ambiguity",
+                     "score_ambiguity", *["train_classifier"] * 16, "train_classifier", "score_ambiguity",
                      *["train_classifier"] * 14, *["generate_images"] * 4, *["train_classifier"] * 14]
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
 
@@ -62,7 +63,7 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     runs = report["runs"]["runs"]
     plan = BenchPlan(**report["plan"])
     names = run_names(plan)
-    assert list(runs) == names and len(names) == 23
+    assert list(runs) == names and len(names) == 24
     stored = {r.pk: r for r in Run.objects.filter(dataset=dataset)}
     rounds = report["review_rounds"]
     assert [r["round"] for r in rounds] == [1, 2] and rounds[0]["refit_run"] is None
@@ -88,8 +89,8 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
         assert row["delta_accuracy"] == pytest.approx(row["accuracy"] - runs["baseline"]["accuracy"])
     assert [stored[seed["run"]].folds for seed in runs["baseline"]["seeds"]] == [2, 0]
     assert runs["reviewed + augmented"]["selection"]["generated"] > 0
-    # Each robust arm trains with its method, everything else with plain cross-entropy; the SSL arms (and only
-    # they) start from the one pretraining's weights; each reviewed + robust run (the SSL start's plain one among
+    # Each robust arm trains with its method, everything else with plain cross-entropy; the SSL arms and the review
+    # ceiling's SSL run (and only they) start from the one pretraining's weights, that run on the ceiling's labels; each reviewed + robust run (the SSL start's plain one among
     # them) trains on exactly the reviewed run's images and labels, each oracle arm on the oracle's.
     arms = robust_arms(plan)
     assert {m for _, m, _ in arms.values()} == {"eac", "elr", "none"} and len(arms) == 16
@@ -97,7 +98,7 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
         SSL_ALONE, "reviewed, SSL start", "oracle (true labels), SSL start"}
     pretrained = Job.objects.get(kind="pretrain_ssl")
     for name, row in runs.items():
-        review, method, ssl = arms.get(name, (None, "none", False))
+        review, method, ssl = arms.get(name, (None, "none", name == SSL_CEILING))
         assert {stored[seed["run"]].config["robust"] for seed in row["seeds"]} == {method}, name
         starts = {(stored[seed["run"]].selection.get("init") or {}).get("from") for seed in row["seeds"]}
         assert starts == {f"ssl:{pretrained.pk}" if ssl else None}, name
@@ -111,6 +112,7 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
             assert stored[row["run"]].snapshot_hash == stored[runs["oracle (true labels)"]["run"]].snapshot_hash, name
         if review == "alone":
             assert not stored[row["run"]].reduced, name
+    assert stored[runs[SSL_CEILING]["run"]].snapshot_hash == stored[runs[CEILING]["run"]].snapshot_hash
     assert stored[runs["reviewed + robust eac + calibrated relabels"]["run"]].selection["relabel_rule"][
         "target"] == 0.5
     assert report["timings"]["retrain: robust elr (no review), SSL start"] > 0  # each arm is timed
@@ -177,6 +179,12 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     assert robust_goal["run"] == best and robust_goal["robust_alone"] == alone
     assert robust_goal["margin_over_robust_alone"] == pytest.approx(runs[best]["accuracy"] - runs[alone]["accuracy"])
     assert robust_goal["seed_spread"] == max(runs[best]["accuracy_std"], runs[alone]["accuracy_std"])
+    # ...and against its bound: the review ceiling trained from the same start.
+    bound = SSL_CEILING if ssl else CEILING
+    shares = runs[best]["gap_recovered_accuracy"], runs[bound]["gap_recovered_accuracy"]
+    assert robust_goal["ceiling"] == bound and robust_goal["ceiling_gap_recovered_accuracy"] == shares[1]
+    assert robust_goal["share_of_ceiling"] == (None if None in shares or not shares[1] else pytest.approx(
+        shares[0] / shares[1]))
     # The headline's automatic run is the best of those that read no review and no truth.
     automatic = [n for n in runs if n in AUTOMATIC or arms.get(n, ("",))[0] == "alone"]
     assert len(automatic) == 8
@@ -186,6 +194,8 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
     md = (out / "report.md").read_text()
     assert all(name in md for name in names) and f"best automatic run** (no review, no truth): " \
         f"{best_automatic['run']}" in md
+    bound_line = f"- {bound} (its bound: the same budget and reviewer error on a perfect queue, from the same start)"
+    assert (bound_line in md) == (robust_goal["gap_recovered_accuracy"] is not None)  # no gap, no goal lines
     for rel in report["plots"].values():
         assert (out / rel).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sum(line.startswith("run ") and "gap recovered" in line

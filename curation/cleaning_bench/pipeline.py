@@ -18,8 +18,8 @@ from django.test import override_settings
 from curation.cleaning_bench import measure, reviewers
 from curation.cleaning_bench.faces import read_faces
 from curation.cleaning_bench.gan_signals import measure_gan_signals
-from curation.cleaning_bench.measure import (CEILING, ORACLE, SSL_ALONE, SSL_ORACLE, SSL_REVIEWED, arm_name, robust_arms,
-                                             run_names)
+from curation.cleaning_bench.measure import (CEILING, ORACLE, SSL_ALONE, SSL_CEILING, SSL_ORACLE, SSL_REVIEWED,
+                                             arm_name, robust_arms, run_names)
 from curation.cleaning_bench.report import write_report
 from curation.cleaning_bench.stages import run_stage
 from curation.models import Dataset, GeneratedImage, Image
@@ -142,6 +142,8 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         dataset=dataset, truth=truth, budget=budget, error_rate=plan.reviewer_error, seed=plan.seed,
         users=ceiling_users, queue=reviewers.perfect_queue(dataset, truth), skipped=passed_over["review ceiling"]))
     runs[CEILING] = train("retrain: review ceiling", reduced=True, doubtful=plan.doubtful)
+    if plan.ssl_epochs:  # the bound of review on top of the start: the same labels, from it
+        runs[SSL_CEILING] = train(f"retrain: {SSL_CEILING}", init=starts[1], reduced=True, doubtful=plan.doubtful)
     ceiling_undo = stage("review ceiling: undo", lambda: reviewers.undo_decisions(ceiling))
     if not ceiling_undo["ok"]:
         raise BenchError(f"the review ceiling's decisions were not all taken back: {ceiling_undo}")

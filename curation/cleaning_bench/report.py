@@ -185,6 +185,9 @@ def _robust_goal_lines(g):
         f"- {rr['run']} (the best reviewed arm with a robust method or the SSL start) recovers {_f(rr['gap_recovered_accuracy'], '.0%')} (goal: "
         f"80 %): {'met' if rr['met'] else 'NOT met'}; it beats {rr['robust_alone']} by "
         f"{_f(rr['margin_over_robust_alone'], '+.3f')} {beats}{spread}",
+        *([f"- {rr['ceiling']} (its bound: the same budget and reviewer error on a perfect queue, from the same "
+           f"start) recovers {_f(rr['ceiling_gap_recovered_accuracy'], '.0%')}, so the queue reaches "
+           f"{_f(rr['share_of_ceiling'], '.0%')} of what review can buy there"] if rr.get("ceiling") else []),
     ]
 
 
