@@ -326,7 +326,8 @@ def _robust_line(r):
     auto, both = r["best_automatic_recovers_half"] or {}, r["reviewed_robust_recovers_80pct"] or {}
     margin, spread = both.get("margin_over_robust_alone"), both.get("seed_spread")
     return (f"best automatic {auto.get('run')} {_pct(auto.get('gap_recovered_accuracy'))} of the gap; best reviewed "
-            f"+ robust {both.get('run')} {_pct(both.get('gap_recovered_accuracy'))}, "
+            f"+ robust {both.get('run')} {_pct(both.get('gap_recovered_accuracy'))} (its review ceiling "
+            f"{_pct(both.get('ceiling_gap_recovered_accuracy'))}), "
             f"{_fmt(margin)} over {both.get('robust_alone')} (seed spread {_fmt(spread)})")
 
 

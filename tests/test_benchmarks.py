@@ -233,7 +233,7 @@ def test_import_dataset(tmp_path, transactional_db):
 def test_export(tmp_path, transactional_db):
     done = bench("export", "--rows", 50, "--batch", 20, tmp_path=tmp_path, database=True)
     assert_figures(done, r"seeded 50 images in", rf"^export via WSGI \(first\) +50 +{NUMBER}",
-                   rf"^baseline: values_list\(\)\.iterator\(\) +50 +{NUMBER}", rf"^export via WSGI \(again\) +50 ")
+                   rf"^baseline: values_list\(\)\.iterator\(\) +50 +{NUMBER}", r"^export via WSGI \(again\) +50 ")
     assert not Dataset.objects.exists() and not Image.objects.exists() and not get_user_model().objects.exists()
 
 

@@ -1,11 +1,9 @@
 """The run comparison's deltas in a real browser (Playwright driving the system Chromium against pytest-django's live
 server): a delta is green or red only when McNemar's exact test on the runs' per-image test predictions says so,
 grey otherwise, and grey when a run kept no predictions. Colours are read as the browser computed them."""
-from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
 from django.core.cache import cache
 
 from curation.classifier.predictions import run_predictions_path

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from rest_framework.test import APIClient
 
 from curation.jobs.errors import JobParamsError
 from curation.jobs.services import job_enqueue

@@ -196,7 +196,7 @@ def test_with_two_cyclegans_of_a_pair_a_curator_chooses_the_run_scoring_the_card
     CuratorFactory(username="carla")
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     context.route("**/media/**", lambda route: route.fulfill(body=_png(), content_type="image/png"))
-    page = log_in(context.new_page(), live_server, "carla", f"/datasets/demo/generators/")
+    page = log_in(context.new_page(), live_server, "carla", "/datasets/demo/generators/")
 
     row = _text(page, "#pair-generators tbody tr")
     assert f"CycleGAN {second.pk} epoch 4 (the last) the newest finished of the pair's 2 CycleGANs" in row, row
