@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -35,6 +36,10 @@ def test_tiny_benchmark_reports_every_run_on_one_test_split(tmp_path, inline_job
                  stdout=stdout, stderr=io.StringIO())
     report = json.loads((out / "report.json").read_text())
     assert set(SECTIONS) <= set(report)
+    # The machine is named down to the CPU model and the kernels torch chose: figures repeat on one machine only.
+    model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    assert report["machine"]["cpu_model"] == model and model in (out / "report.md").read_text()
+    assert report["machine"]["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     dataset = Dataset.objects.get(name="tiny")
     truth = read_truth(out / "faces" / "truth.csv")
 

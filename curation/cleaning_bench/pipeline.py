@@ -38,6 +38,19 @@ class BenchError(RuntimeError):
     """The benchmark cannot start or a stage failed; the message says which."""
 
 
+def cpu():
+    """The CPU's model name as Linux reports it (/proc/cpuinfo; None where there is none) and the kernels torch
+    picked for it. The same command repeats to the last digit on one machine but not across CPU models (other
+    kernels sum in other orders, and training from scratch carries the difference on), so the report names both."""
+    import torch
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), None)
+    except OSError:
+        model = None
+    return {"cpu_model": model, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def bench_cleaning(plan, *, out_dir, inline, say):
     """Run the whole benchmark described by `plan`; returns the report dict (also written under out_dir)."""
     if Dataset.objects.filter(name=plan.name).exists():
@@ -229,7 +242,7 @@ def bench_cleaning(plan, *, out_dir, inline, say):
         "goals": measure.goals(detection, table, robust_arms(plan)),
         "inline": inline,
         # The figures depend on the machine and on what else ran on it: the 1-minute load average says how busy.
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(), **cpu(),
                     "load_average_before": load_before, "load_average_after": os.getloadavg(),
                     "torch_threads": plan.threads if inline else "worker's own"},
     }

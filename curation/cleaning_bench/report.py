@@ -251,7 +251,9 @@ def markdown(r):
         f"Review budget {rv['decisions']} decisions ({p['budget']:.0%} of train), reviewer error "
         f"{p['reviewer_error']:.0%}. "
         f"Total {r['timings']['total']:.0f} s on {r['machine']['cpus']} CPUs "
-        f"(1-minute load average {r['machine']['load_average_before'][0]:.1f} before, "
+        f"({r['machine'].get('cpu_model') or 'model unknown'}, torch kernels "
+        f"{r['machine'].get('torch_cpu_capability')}; 1-minute load average "
+        f"{r['machine']['load_average_before'][0]:.1f} before, "
         f"{r['machine']['load_average_after'][0]:.1f} after; torch threads: {r['machine']['torch_threads']}).",
         "",
         "## Goals",
