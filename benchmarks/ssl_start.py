@@ -1,9 +1,10 @@
 """What self-supervised pretraining on the dataset's own images buys (`pretrain_ssl`, then `train_classifier --init
-ssl:ID`): synthetic faces with label noise (uniform, or --noise-model annotators); SimCLR (training/ssl.py) on every
-train and val image, labels unread, the test split never seen; then, for each robust method, the classifier trained
-twice with the same seed, epochs and learning rate, from scratch and from the pretrained backbone, both scored on
-the noise-free test split with McNemar's exact paired test (training/significance.py). Prints a row as each pair
-finishes (a run cut short still reports what it measured) and JSON with --json; asserts nothing.
+ssl:ID`): synthetic faces with label noise (uniform, or --noise-model annotators); SimCLR or VICReg (--ssl-method;
+training/ssl.py) on every train and val image, labels unread, the test split never seen; then, for each robust
+method, the classifier trained twice with the same seed, epochs and learning rate, from scratch and from the
+pretrained backbone, both scored on the noise-free test split with McNemar's exact paired test
+(training/significance.py). Prints a row as each pair finishes (a run cut short still reports what it measured)
+and JSON with --json; asserts nothing.
 
 Before the pairs, what the backbone's embedding says by itself, against the same network at random weights
 (`neighbour_readout`): the k-NN accuracy of the test faces among the train faces (the usual check of a
@@ -32,7 +33,7 @@ from training.engine import fit, predict_proba
 from training.placement import pick_device
 from training.significance import paired_test, wilson_interval
 from training.ssl import SSLResult, backbone_file, build_backbone, embed, pretrain
-from training.ssl_config import SSLConfig
+from training.ssl_config import SSL_METHODS, SSLConfig
 from training.synthetic_faces import NOISE_MODELS, make_synthetic_faces
 
 
@@ -72,6 +73,7 @@ def main(argv=None):
     parser.add_argument("--faces-seed", type=int, default=0)
     parser.add_argument("--arch", default="small_cnn")
     parser.add_argument("--size", type=int, default=48)
+    parser.add_argument("--ssl-method", choices=SSL_METHODS, default=SSLConfig.method)
     parser.add_argument("--ssl-epochs", type=int, default=12)
     parser.add_argument("--ssl-batch-size", type=int, default=128)
     parser.add_argument("--ssl-lr", type=float, default=SSLConfig.lr)
@@ -114,7 +116,8 @@ def main(argv=None):
     device = pick_device()
     print(f"{len(x_tr)} train ({(given_tr != true_tr).mean():.1%} wrong labels, {args.noise_model}), "
           f"{len(x_val)} val (noisy), "
-          f"{len(x_te)} noise-free test faces, {args.size} px, {args.arch}; SimCLR on {len(unlabelled)} images "
+          f"{len(x_te)} noise-free test faces, {args.size} px, {args.arch}; {args.ssl_method} on "
+          f"{len(unlabelled)} images "
           f"(train + val), {args.ssl_epochs} epochs, batch {args.ssl_batch_size}; classifier {args.epochs} epochs, "
           f"batch {args.batch_size}, lr {args.lr}; device {device}", flush=True)
     print("| seed | robust | scratch | SSL start | gain | b (only scratch right) | c (only SSL right) | McNemar p "
@@ -125,7 +128,8 @@ def main(argv=None):
               "pretraining": {}, "pairs": []}
     for seed in args.seeds:
         t0 = time.monotonic()
-        ssl_cfg = SSLConfig(arch=args.arch, size=args.size, epochs=args.ssl_epochs, batch_size=args.ssl_batch_size,
+        ssl_cfg = SSLConfig(method=args.ssl_method, arch=args.arch, size=args.size, epochs=args.ssl_epochs,
+                            batch_size=args.ssl_batch_size,
                             lr=args.ssl_lr, temperature=args.temperature, seed=seed, num_threads=args.threads)
         if args.backbone and args.backbone.exists():
             saved = torch.load(args.backbone, weights_only=True)
@@ -143,7 +147,8 @@ def main(argv=None):
             where = f"{time.monotonic() - t0:.0f} s"
         report["pretraining"][seed] = {"seconds": time.monotonic() - t0,
                                        "loss": [round(h["loss"], 4) for h in ssl.history]}
-        print(f"seed {seed}: SimCLR {where}, loss {ssl.history[0]['loss']:.3f} -> {ssl.history[-1]['loss']:.3f}",
+        print(f"seed {seed}: {args.ssl_method} {where}, loss {ssl.history[0]['loss']:.3f} -> "
+              f"{ssl.history[-1]['loss']:.3f}",
               flush=True)
         # The same network at random weights (seeded) is the readout's baseline: random convolutions already
         # group faces by colour and layout.
@@ -154,7 +159,8 @@ def main(argv=None):
                                             given_tr, true_tr, true_te)
                    for start, state in (("random", random_state), ("ssl", ssl.backbone))}
         report["pretraining"][seed]["neighbours"] = readout
-        print(f"seed {seed}: embedding, {readout['ssl']['k']}-NN (random weights -> SimCLR): test accuracy with the "
+        print(f"seed {seed}: embedding, {readout['ssl']['k']}-NN (random weights -> {args.ssl_method}): test accuracy "
+              f"with the "
               f"true train labels {readout['random']['knn_true']:.1%} -> {readout['ssl']['knn_true']:.1%}, with the "
               f"given ones {readout['random']['knn_given']:.1%} -> {readout['ssl']['knn_given']:.1%} (chance "
               f"{1 / len(np.unique(true_te)):.1%}); neighbours' disagreement finds the wrong train labels at AUROC "

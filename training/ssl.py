@@ -1,9 +1,13 @@
-"""Self-supervised pretraining of the classifier's backbone on unlabelled images (SimCLR; Chen et al., 2020).
+"""Self-supervised pretraining of the classifier's backbone on unlabelled images: SimCLR (Chen et al., 2020) or
+VICReg (Bardes, Ponce and LeCun, ICLR 2022), `cfg.method`.
 
 Every image is augmented twice (the product's own training augmentation, training/augment.py, made stronger, and
-a random greyscale); the backbone (the classifier of `cfg.arch` without its last linear layer) and a small
-projection head map both views to unit vectors, and the NT-Xent loss pulls each image's two views together and
-pushes them from the other 2B - 2 views of the batch. Labels are never read. Afterwards the projection head is
+a random greyscale); the backbone (the classifier of `cfg.arch` without its last linear layer) and a head map both
+views to vectors. SimCLR: a small projection head to unit vectors, and the NT-Xent loss pulls each image's two views
+together and pushes them from the other 2B - 2 views of the batch. VICReg: a wider three-layer expander, and a loss
+with no negatives: the two views' mean squared distance, plus a hinge keeping every dimension's standard deviation
+over the batch at 1 or more, plus the squared off-diagonal covariances (decorrelated dimensions). Labels are never
+read. Afterwards the projection head is
 dropped and the backbone's state dict, under the classifier's own parameter names, is what `train_classifier
 --init` takes: every tensor but the class layer's weight and bias fits.
 
@@ -64,6 +68,26 @@ class SimCLR(nn.Module):
         return self.projector(self.backbone(x))
 
 
+class VICReg(nn.Module):
+    """The backbone and VICReg's expander: three linear layers of 4x the embedding's width, batch norm and ReLU
+    between them (the paper's is 4x ResNet-50's 2,048, three layers)."""
+
+    def __init__(self, arch, size):
+        super().__init__()
+        self.backbone, width = build_backbone(arch, size)
+        wide = 4 * width
+        self.projector = nn.Sequential(nn.Linear(width, wide, bias=False), nn.BatchNorm1d(wide), nn.ReLU(inplace=True),
+                                       nn.Linear(wide, wide, bias=False), nn.BatchNorm1d(wide), nn.ReLU(inplace=True),
+                                       nn.Linear(wide, wide))
+
+    def forward(self, x):
+        return self.projector(self.backbone(x))
+
+
+def ssl_model(cfg: SSLConfig):
+    return VICReg(cfg.arch, cfg.size) if cfg.method == "vicreg" else SimCLR(cfg.arch, cfg.size, cfg.projection_dim)
+
+
 def ssl_augment(x, generator, *, grey=0.2):
     """Two views differ by a flip, a larger affine transform (rotation 15 deg, scale 25 %, shift 10 %) and stronger
     colour jitter (40 %) than supervised training's, and a greyscale with probability `grey`."""
@@ -84,6 +108,26 @@ def nt_xent(z1, z2, temperature=0.2):
     return F.cross_entropy(sim, partner)
 
 
+def vicreg_loss(z1, z2, *, invariance=25.0, variance=25.0, covariance=1.0):
+    """VICReg's loss with the paper's weights: z1[i] and z2[i] are two views of image i (B, D each). The views' mean
+    squared difference; the mean over dimensions of max(0, 1 - std) for each view's batch; the sum of the squared
+    off-diagonal entries of each view's covariance over the batch, divided by D."""
+    z1, z2 = z1.float(), z2.float()
+    b, d = z1.shape
+    loss = invariance * F.mse_loss(z1, z2)
+    for z in (z1, z2):
+        z = z - z.mean(0)
+        std = torch.sqrt(z.var(0) + 1e-4)
+        cov = (z.T @ z) / (b - 1)
+        off = cov.pow(2).sum() - cov.diagonal().pow(2).sum()
+        loss = loss + variance * F.relu(1 - std).mean() / 2 + covariance * off / d
+    return loss
+
+
+def ssl_loss(cfg: SSLConfig, z1, z2):
+    return vicreg_loss(z1, z2) if cfg.method == "vicreg" else nt_xent(z1, z2, cfg.temperature)
+
+
 @dataclass
 class SSLResult:
     backbone: dict  # the backbone's state dict on the CPU, the classifier's names less the class layer
@@ -97,20 +141,20 @@ def batch_bounds(n, batch_size):
 
 
 def pretrain(cfg: SSLConfig, images, *, device=None, resume=None, on_epoch=None, on_step=None):
-    """SimCLR on `images` (N, S, S, 3) uint8 (memory-mapped or not; streamed to the device batch by batch).
-    ValueError when there are fewer images than one batch. `resume`: a checkpoint from an earlier on_epoch call.
-    `on_epoch(checkpoint)` after every epoch (save it to resume; it may raise to stop), `on_step(epoch, step,
-    steps)` after every batch (progress, cancellation)."""
+    """`cfg.method` (SimCLR or VICReg) on `images` (N, S, S, 3) uint8 (memory-mapped or not; streamed to the device
+    batch by batch). ValueError when there are fewer images than one batch. `resume`: a checkpoint from an earlier
+    on_epoch call. `on_epoch(checkpoint)` after every epoch (save it to resume; it may raise to stop),
+    `on_step(epoch, step, steps)` after every batch (progress, cancellation)."""
     cfg.validate()
     n = len(images)
     if n < cfg.batch_size:
-        raise ValueError(f"{n} images are fewer than one batch of {cfg.batch_size}: contrastive pretraining needs at "
-                         f"least a full batch (lower the batch size)")
+        raise ValueError(f"{n} images are fewer than one batch of {cfg.batch_size}: self-supervised pretraining needs "
+                         f"at least a full batch (lower the batch size)")
     device = pick_device() if device is None else torch.device(device)
     if cfg.num_threads and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
-    model = SimCLR(cfg.arch, cfg.size, cfg.projection_dim).to(device)
+    model = ssl_model(cfg).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     bounds = batch_bounds(n, cfg.batch_size)
@@ -134,7 +178,7 @@ def pretrain(cfg: SSLConfig, images, *, device=None, resume=None, on_epoch=None,
             x = as_input(batch, cfg.channels_last)
             views = torch.cat([ssl_augment(x, generator), ssl_augment(x, generator)])
             z = model(views)
-            loss = nt_xent(z[: b - a], z[b - a:], cfg.temperature)
+            loss = ssl_loss(cfg, z[: b - a], z[b - a:])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -5,18 +5,20 @@ from dataclasses import dataclass
 from training.config import DictConfig, TrainConfig, arch_size_problems
 
 _TRAIN = TrainConfig()
+SSL_METHODS = ("simclr", "vicreg")
 
 
 @dataclass
 class SSLConfig(DictConfig):
+    method: str = "simclr"  # SSL_METHODS: training/ssl.py
     arch: str = _TRAIN.arch  # the classifier whose backbone is pretrained (training.models); --init needs the same
     size: int = _TRAIN.size
     epochs: int = 20
     batch_size: int = _TRAIN.batch_size  # images a step; each gives two views, so 2 x batch_size pass the network
     lr: float = 2e-3  # AdamW, cosine decay to 0 over the run
     weight_decay: float = 1e-4
-    temperature: float = 0.2  # NT-Xent's temperature
-    projection_dim: int = 64  # the projection head's output, dropped after pretraining
+    temperature: float = 0.2  # NT-Xent's temperature (SimCLR)
+    projection_dim: int = 64  # SimCLR's projection head's output, dropped after pretraining
     seed: int = 0
     channels_last: bool = True
     num_threads: int = 0  # CPU threads for torch; 0 keeps torch's default
@@ -25,6 +27,8 @@ class SSLConfig(DictConfig):
 
     def validate(self):
         problems = []
+        if self.method not in SSL_METHODS:
+            problems.append(f"method must be one of {', '.join(SSL_METHODS)}, not {self.method!r}")
         problems += arch_size_problems(self.arch, self.size)
         if self.epochs < 1:
             problems.append(f"epochs must be >= 1, not {self.epochs}")

@@ -1,6 +1,6 @@
-"""The `pretrain_ssl` job: self-supervised pretraining (SimCLR, training/ssl.py) of the classifier's backbone on
-every image of a dataset but its test split's, labels unread. The result is a weights file that `train_classifier
---init ssl:JOB_ID` (or `--init PATH`) takes.
+"""The `pretrain_ssl` job: self-supervised pretraining (SimCLR or VICReg, training/ssl.py) of the classifier's
+backbone on every image of a dataset but its test split's, labels unread. The result is a weights file that
+`train_classifier --init ssl:JOB_ID` (or `--init PATH`) takes.
 
 The weights are written to a temporary file and renamed into place as the job's last step, and `ssl:ID` names
 only a pretraining whose job succeeded: a cancelled, failed or unfinished pretraining gives `--init` nothing. A
@@ -44,14 +44,16 @@ def pretrain_ssl_job(ctx):
     ctx.progress(0.0, f"decoding {len(items):,} images at {cfg.size} px (the test split left out)", force=True)
     x, _ = load_arrays(items, cfg.size)
 
+    name = {"simclr": "SimCLR", "vicreg": "VICReg"}[cfg.method]
+
     def on_step(epoch, step, steps):
         ctx.progress(0.99 * ((epoch - 1) + step / steps) / cfg.epochs,
-                     f"SimCLR: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
+                     f"{name}: epoch {epoch}/{cfg.epochs}, batch {step}/{steps}")
 
     def on_epoch(checkpoint):
         save_torch(checkpoint, resume_path)
         ctx.progress(0.99 * checkpoint["epoch"] / cfg.epochs,
-                     f"SimCLR: epoch {checkpoint['epoch']} loss {checkpoint['history'][-1]['loss']:.3f}", force=True)
+                     f"{name}: epoch {checkpoint['epoch']} loss {checkpoint['history'][-1]['loss']:.3f}", force=True)
 
     try:
         result = pretrain(cfg, x, device=pick_device(), resume=load_resume(resume_path), on_epoch=on_epoch,
@@ -63,6 +65,6 @@ def pretrain_ssl_job(ctx):
         raise
     resume_path.unlink(missing_ok=True)
     history = result.history
-    return {"dataset": p["dataset"], "weights": media_rel(weights), "arch": cfg.arch, "size": cfg.size,
-            "images": result.images, "epochs": len(history), "loss_first": history[0]["loss"],
+    return {"dataset": p["dataset"], "weights": media_rel(weights), "method": cfg.method, "arch": cfg.arch,
+            "size": cfg.size, "images": result.images, "epochs": len(history), "loss_first": history[0]["loss"],
             "loss_last": history[-1]["loss"], "history": history, "init": f"ssl:{ctx.job_id}"}

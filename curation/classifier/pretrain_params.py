@@ -3,10 +3,10 @@ job_enqueue alike (no torch: web processes import it). The worker's side is cura
 from curation.jobs.errors import JobParamsError
 from curation.models import Image
 from curation.selectors import dataset_resolve
-from training.ssl_config import SSLConfig  # a dataclass only: no torch in web processes
+from training.ssl_config import SSL_METHODS, SSLConfig  # a dataclass only: no torch in web processes
 
 # The job's parameters that are SSLConfig fields of the same name; their defaults are SSLConfig's.
-SSL_KEYS = ("arch", "size", "epochs", "batch_size", "lr", "temperature", "seed")
+SSL_KEYS = ("method", "arch", "size", "epochs", "batch_size", "lr", "temperature", "seed")
 _SSL_DEFAULTS = SSLConfig()
 DEFAULTS = {key: getattr(_SSL_DEFAULTS, key) for key in SSL_KEYS}
 
@@ -28,6 +28,8 @@ def validate_pretrain_params(params):
     if unknown:
         raise JobParamsError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
     clean["dataset"] = dataset_resolve(name=clean.get("dataset")).name
+    if clean["method"] not in SSL_METHODS:
+        raise JobParamsError(f"method must be one of {', '.join(SSL_METHODS)}, not {clean['method']!r}")
     for key in ("size", "epochs", "batch_size", "seed"):
         try:
             clean[key] = int(clean[key])
@@ -46,6 +48,6 @@ def validate_pretrain_params(params):
     if n < clean["batch_size"]:
         raise JobParamsError(
             f"dataset {clean['dataset']!r} has {n} images outside its test split, fewer than one batch of "
-            f"{clean['batch_size']}: contrastive pretraining compares each image with the rest of a full batch; "
+            f"{clean['batch_size']}: self-supervised pretraining compares each image with the rest of a full batch; "
             f"give a batch size of at most {n}" + (" (2 or more)" if n >= 2 else "") + " or import more images")
     return clean

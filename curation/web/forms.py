@@ -351,11 +351,15 @@ class MapForm(StartForm):
 
 
 class PretrainForm(StartForm):
-    """pretrain_ssl: SimCLR on the dataset's images (the test split left out), no labels read; a train or retrain
-    started with "start from" ssl:ID takes the backbone."""
+    """pretrain_ssl: SimCLR or VICReg on the dataset's images (the test split left out), no labels read; a train or
+    retrain started with "start from" ssl:ID takes the backbone."""
 
     key, kind, title = "pretrain", "pretrain_ssl", "Pretrain without labels (self-supervised)"
     dataset = DatasetField()
+    method = forms.ChoiceField(
+        required=False, initial="simclr",
+        choices=[("simclr", "SimCLR: tells each image's two views from the batch's others"),
+                 ("vicreg", "VICReg: pulls two views together, keeps the features spread and decorrelated")])
     arch = forms.ChoiceField(choices=[(a, a) for a in ARCHS],
                              help_text="the classifier whose backbone is pretrained; the run that starts from it "
                                        "trains the same one")

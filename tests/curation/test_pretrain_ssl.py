@@ -32,15 +32,17 @@ def _quiet():
 def test_pretraining_reads_every_image_but_the_test_splits_and_a_run_starts_from_it(tmp_path, settings):
     name = square_dataset(tmp_path)
     out = io.StringIO()
-    call_command("pretrain_ssl", "--dataset", name, *TINY_ARGS, "--epochs", "2", "--inline", stdout=out,
-                 stderr=io.StringIO())
+    call_command("pretrain_ssl", "--dataset", name, "--method", "vicreg", *TINY_ARGS, "--epochs", "2", "--inline",
+                 stdout=out, stderr=io.StringIO())
     job = Job.objects.get(kind="pretrain_ssl")
+    assert job.result["method"] == "vicreg" and "small_cnn (vicreg) at 32 px" in out.getvalue()
     outside_test = Image.objects.filter(dataset__name=name).exclude(split="test").count()
     assert job.status == Job.Status.SUCCEEDED and job.progress == 1.0
     assert job.result["images"] == outside_test == 204  # 240 images, 36 of them test
     assert [h["epoch"] for h in job.result["history"]] == [1, 2]
     assert f"--init ssl:{job.pk}" in out.getvalue()
     weights = torch.load(settings.MEDIA_ROOT / job.result["weights"], weights_only=True)
+    assert weights["config"]["method"] == "vicreg"
     assert not (pretrain_dir(job.pk) / "resume.pt").exists()  # only the weights stay
 
     call_command("train_classifier", "--dataset", name, *TINY_ARGS, "--epochs", "1", "--init", f"ssl:{job.pk}",
@@ -140,15 +142,19 @@ def test_the_jobs_page_form_and_the_api_start_a_pretraining(tmp_path, as_curator
     name = square_dataset(tmp_path)
     assert "Pretrain without labels (self-supervised)" in as_curator.get("/jobs/").content.decode()
     response = as_curator.post("/jobs/start/pretrain/", {
-        "pretrain-dataset": name, "pretrain-arch": "small_cnn", "pretrain-size": "32", "pretrain-epochs": "3",
-        "pretrain-batch_size": "32"})
+        "pretrain-dataset": name, "pretrain-method": "vicreg", "pretrain-arch": "small_cnn", "pretrain-size": "32",
+        "pretrain-epochs": "3", "pretrain-batch_size": "32"})
     job = Job.objects.get(kind="pretrain_ssl")
     assert response.status_code == 302 and job.kind == "pretrain_ssl" and job.queue == "gpu"
-    assert (job.params["arch"], job.params["size"], job.params["epochs"], job.params["batch_size"]) == \
-        ("small_cnn", 32, 3, 32)
+    assert (job.params["method"], job.params["arch"], job.params["size"], job.params["epochs"],
+            job.params["batch_size"]) == ("vicreg", "small_cnn", 32, 3, 32)
     response = curator_api.post("/api/jobs/", {"kind": "pretrain_ssl", "params": {"dataset": name, **TINY}},
                                 format="json")
     assert response.status_code == 201 and response.json()["kind"] == "pretrain_ssl"
+    assert Job.objects.get(pk=response.json()["id"]).params["method"] == "simclr"  # the default
+    response = curator_api.post("/api/jobs/", {"kind": "pretrain_ssl",
+                                               "params": {"dataset": name, "method": "byol", **TINY}}, format="json")
+    assert response.status_code == 400 and "method must be one of simclr, vicreg, not 'byol'" in str(response.json())
     assert Job.objects.filter(kind="pretrain_ssl").count() == 2
 
 
