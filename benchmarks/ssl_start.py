@@ -33,7 +33,7 @@ from training.engine import fit, predict_proba
 from training.placement import pick_device
 from training.significance import paired_test, wilson_interval
 from training.ssl import SSLResult, backbone_file, build_backbone, embed, pretrain
-from training.ssl_config import SSL_METHODS, SSLConfig
+from training.ssl_config import SSL_METHOD_NAMES, SSL_METHODS, SSLConfig
 from training.synthetic_faces import NOISE_MODELS, make_synthetic_faces
 
 
@@ -102,6 +102,7 @@ def main(argv=None):
         parser.error("--backbone holds one seed's pretraining: give one --seeds")
 
     started = time.monotonic()
+    method_name = SSL_METHOD_NAMES[args.ssl_method]
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.faces or Path(tmp) / "faces"
         if not (folder / "labels.csv").exists():
@@ -116,7 +117,7 @@ def main(argv=None):
     device = pick_device()
     print(f"{len(x_tr)} train ({(given_tr != true_tr).mean():.1%} wrong labels, {args.noise_model}), "
           f"{len(x_val)} val (noisy), "
-          f"{len(x_te)} noise-free test faces, {args.size} px, {args.arch}; {args.ssl_method} on "
+          f"{len(x_te)} noise-free test faces, {args.size} px, {args.arch}; {method_name} on "
           f"{len(unlabelled)} images "
           f"(train + val), {args.ssl_epochs} epochs, batch {args.ssl_batch_size}; classifier {args.epochs} epochs, "
           f"batch {args.batch_size}, lr {args.lr}; device {device}", flush=True)
@@ -147,7 +148,7 @@ def main(argv=None):
             where = f"{time.monotonic() - t0:.0f} s"
         report["pretraining"][seed] = {"seconds": time.monotonic() - t0,
                                        "loss": [round(h["loss"], 4) for h in ssl.history]}
-        print(f"seed {seed}: {args.ssl_method} {where}, loss {ssl.history[0]['loss']:.3f} -> "
+        print(f"seed {seed}: {method_name} {where}, loss {ssl.history[0]['loss']:.3f} -> "
               f"{ssl.history[-1]['loss']:.3f}",
               flush=True)
         # The same network at random weights (seeded) is the readout's baseline: random convolutions already
@@ -159,7 +160,7 @@ def main(argv=None):
                                             given_tr, true_tr, true_te)
                    for start, state in (("random", random_state), ("ssl", ssl.backbone))}
         report["pretraining"][seed]["neighbours"] = readout
-        print(f"seed {seed}: embedding, {readout['ssl']['k']}-NN (random weights -> {args.ssl_method}): test accuracy "
+        print(f"seed {seed}: embedding, {readout['ssl']['k']}-NN (random weights -> {method_name}): test accuracy "
               f"with the "
               f"true train labels {readout['random']['knn_true']:.1%} -> {readout['ssl']['knn_true']:.1%}, with the "
               f"given ones {readout['random']['knn_given']:.1%} -> {readout['ssl']['knn_given']:.1%} (chance "

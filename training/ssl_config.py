@@ -6,6 +6,7 @@ from training.config import DictConfig, TrainConfig, arch_size_problems
 
 _TRAIN = TrainConfig()
 SSL_METHODS = ("simclr", "vicreg")
+SSL_METHOD_NAMES = {"simclr": "SimCLR", "vicreg": "VICReg"}  # as printed
 
 
 @dataclass

@@ -23,6 +23,7 @@ from curation.jobs.errors import JobCancelled
 from curation.media import load_resume, media_rel, save_torch
 from training.placement import pick_device
 from training.ssl import backbone_file, pretrain
+from training.ssl_config import SSL_METHOD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def pretrain_ssl_job(ctx):
     ctx.progress(0.0, f"decoding {len(items):,} images at {cfg.size} px (the test split left out)", force=True)
     x, _ = load_arrays(items, cfg.size)
 
-    name = {"simclr": "SimCLR", "vicreg": "VICReg"}[cfg.method]
+    name = SSL_METHOD_NAMES[cfg.method]
 
     def on_step(epoch, step, steps):
         ctx.progress(0.99 * ((epoch - 1) + step / steps) / cfg.epochs,
