@@ -116,11 +116,9 @@ def main(argv=None):
     test_ids = np.arange(len(true_te))
     device = pick_device()
     print(f"{len(x_tr)} train ({(given_tr != true_tr).mean():.1%} wrong labels, {args.noise_model}), "
-          f"{len(x_val)} val (noisy), "
-          f"{len(x_te)} noise-free test faces, {args.size} px, {args.arch}; {method_name} on "
-          f"{len(unlabelled)} images "
-          f"(train + val), {args.ssl_epochs} epochs, batch {args.ssl_batch_size}; classifier {args.epochs} epochs, "
-          f"batch {args.batch_size}, lr {args.lr}; device {device}", flush=True)
+          f"{len(x_val)} val (noisy), {len(x_te)} noise-free test faces, {args.size} px, {args.arch}; {method_name} "
+          f"on {len(unlabelled)} images (train + val), {args.ssl_epochs} epochs, batch {args.ssl_batch_size}; "
+          f"classifier {args.epochs} epochs, batch {args.batch_size}, lr {args.lr}; device {device}", flush=True)
     print("| seed | robust | scratch | SSL start | gain | b (only scratch right) | c (only SSL right) | McNemar p "
           "| s scratch / SSL |", flush=True)
     print("|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -130,8 +128,8 @@ def main(argv=None):
     for seed in args.seeds:
         t0 = time.monotonic()
         ssl_cfg = SSLConfig(method=args.ssl_method, arch=args.arch, size=args.size, epochs=args.ssl_epochs,
-                            batch_size=args.ssl_batch_size,
-                            lr=args.ssl_lr, temperature=args.temperature, seed=seed, num_threads=args.threads)
+                            batch_size=args.ssl_batch_size, lr=args.ssl_lr, temperature=args.temperature, seed=seed,
+                            num_threads=args.threads)
         if args.backbone and args.backbone.exists():
             saved = torch.load(args.backbone, weights_only=True)
             # The settings that make the weights what they are: the thread count only sets the speed.
@@ -149,8 +147,7 @@ def main(argv=None):
         report["pretraining"][seed] = {"seconds": time.monotonic() - t0,
                                        "loss": [round(h["loss"], 4) for h in ssl.history]}
         print(f"seed {seed}: {method_name} {where}, loss {ssl.history[0]['loss']:.3f} -> "
-              f"{ssl.history[-1]['loss']:.3f}",
-              flush=True)
+              f"{ssl.history[-1]['loss']:.3f}", flush=True)
         # The same network at random weights (seeded) is the readout's baseline: random convolutions already
         # group faces by colour and layout.
         torch.manual_seed(seed)
@@ -161,11 +158,10 @@ def main(argv=None):
                    for start, state in (("random", random_state), ("ssl", ssl.backbone))}
         report["pretraining"][seed]["neighbours"] = readout
         print(f"seed {seed}: embedding, {readout['ssl']['k']}-NN (random weights -> {method_name}): test accuracy "
-              f"with the "
-              f"true train labels {readout['random']['knn_true']:.1%} -> {readout['ssl']['knn_true']:.1%}, with the "
-              f"given ones {readout['random']['knn_given']:.1%} -> {readout['ssl']['knn_given']:.1%} (chance "
-              f"{1 / len(np.unique(true_te)):.1%}); neighbours' disagreement finds the wrong train labels at AUROC "
-              f"{_f(readout['random']['wrong_auroc'])} -> {_f(readout['ssl']['wrong_auroc'])}", flush=True)
+              f"with the true train labels {readout['random']['knn_true']:.1%} -> {readout['ssl']['knn_true']:.1%}, "
+              f"with the given ones {readout['random']['knn_given']:.1%} -> {readout['ssl']['knn_given']:.1%} "
+              f"(chance {1 / len(np.unique(true_te)):.1%}); neighbours' disagreement finds the wrong train labels at "
+              f"AUROC {_f(readout['random']['wrong_auroc'])} -> {_f(readout['ssl']['wrong_auroc'])}", flush=True)
         for spec, method, knobs in methods:
             cfg = TrainConfig(arch=args.arch, size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                               lr=args.lr, seed=seed, robust=method, num_threads=args.threads,

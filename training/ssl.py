@@ -7,9 +7,8 @@ views to vectors. SimCLR: a small projection head to unit vectors, and the NT-Xe
 together and pushes them from the other 2B - 2 views of the batch. VICReg: a wider three-layer expander, and a loss
 with no negatives: the two views' mean squared distance, plus a hinge keeping every dimension's standard deviation
 over the batch at 1 or more, plus the squared off-diagonal covariances (decorrelated dimensions). Labels are never
-read. Afterwards the projection head is
-dropped and the backbone's state dict, under the classifier's own parameter names, is what `train_classifier
---init` takes: every tensor but the class layer's weight and bias fits.
+read. Afterwards the head is dropped and the backbone's state dict, under the classifier's own parameter names, is
+what `train_classifier --init` takes: every tensor but the class layer's weight and bias fits.
 
 Pure PyTorch + numpy, CPU-friendly, deterministic per seed on one device (the order, the augmentations and the
 initial draw all come from the seed). Resumable from the checkpoint `on_epoch` hands out.
