@@ -14,6 +14,7 @@ Pure PyTorch + numpy, CPU-friendly, deterministic per seed on one device (the or
 initial draw all come from the seed). Resumable from the checkpoint `on_epoch` hands out.
 """
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -83,10 +84,6 @@ class VICReg(nn.Module):
         return self.projector(self.backbone(x))
 
 
-def ssl_model(cfg: SSLConfig):
-    return VICReg(cfg.arch, cfg.size) if cfg.method == "vicreg" else SimCLR(cfg.arch, cfg.size, cfg.projection_dim)
-
-
 def ssl_augment(x, generator, *, grey=0.2):
     """Two views differ by a flip, a larger affine transform (rotation 15 deg, scale 25 %, shift 10 %) and stronger
     colour jitter (40 %) than supervised training's, and a greyscale with probability `grey`."""
@@ -123,8 +120,11 @@ def vicreg_loss(z1, z2, *, invariance=25.0, variance=25.0, covariance=1.0):
     return loss
 
 
-def ssl_loss(cfg: SSLConfig, z1, z2):
-    return vicreg_loss(z1, z2) if cfg.method == "vicreg" else nt_xent(z1, z2, cfg.temperature)
+def ssl_model(cfg: SSLConfig):
+    """`cfg.method`'s network (the backbone and its head) and its loss on two views' outputs (z1, z2)."""
+    if cfg.method == "vicreg":
+        return VICReg(cfg.arch, cfg.size), vicreg_loss
+    return SimCLR(cfg.arch, cfg.size, cfg.projection_dim), partial(nt_xent, temperature=cfg.temperature)
 
 
 @dataclass
@@ -153,7 +153,8 @@ def pretrain(cfg: SSLConfig, images, *, device=None, resume=None, on_epoch=None,
     if cfg.num_threads and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
     seed_everything(cfg.seed)
-    model = ssl_model(cfg).to(device)
+    model, loss_of = ssl_model(cfg)
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     bounds = batch_bounds(n, cfg.batch_size)
@@ -177,7 +178,7 @@ def pretrain(cfg: SSLConfig, images, *, device=None, resume=None, on_epoch=None,
             x = as_input(batch, cfg.channels_last)
             views = torch.cat([ssl_augment(x, generator), ssl_augment(x, generator)])
             z = model(views)
-            loss = ssl_loss(cfg, z[: b - a], z[b - a:])
+            loss = loss_of(z[: b - a], z[b - a:])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

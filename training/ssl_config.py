@@ -5,8 +5,8 @@ from dataclasses import dataclass
 from training.config import DictConfig, TrainConfig, arch_size_problems
 
 _TRAIN = TrainConfig()
-SSL_METHODS = ("simclr", "vicreg")
-SSL_METHOD_NAMES = {"simclr": "SimCLR", "vicreg": "VICReg"}  # as printed
+SSL_METHOD_NAMES = {"simclr": "SimCLR", "vicreg": "VICReg"}  # method -> its name as printed
+SSL_METHODS = tuple(SSL_METHOD_NAMES)
 
 
 @dataclass
